@@ -1,0 +1,66 @@
+"""not-flower's ClientApp: local torch training and evaluation on the node's partition.
+
+It answers ``train`` (SGD on its partition's training split), ``evaluate`` (its validation
+split) and ``query.identity`` (its node config, so that the server can name targets by
+``partition-id``). Its replies also carry the identity (``identity_mod``).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import torch
+from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from strategies.identity import answer_identity, identity_mod
+
+from .config import RunConfig, parse_run_config
+from .models import build_model
+from .task import client_data, dataset_for, device, evaluate, train
+
+app = ClientApp(mods=[identity_mod])
+app.query("identity")(answer_identity)
+
+
+@lru_cache(maxsize=4)
+def _model(name: str, input_shape: tuple, num_classes: int) -> torch.nn.Module:
+    """One model object per process, reloaded with the global weights per message."""
+    return build_model(name, input_shape, num_classes)
+
+
+def _setup(msg: Message, context: Context):
+    cfg = parse_run_config(context.run_config)
+    pid = int(context.node_config["partition-id"])
+    num = int(context.node_config["num-partitions"])
+    data = dataset_for(cfg)
+    model = _model(cfg.model, data.input_shape, data.num_classes)
+    model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
+    return cfg, client_data(cfg, pid, num), model
+
+
+@app.train()
+def train_fn(msg: Message, context: Context) -> Message:
+    """Train the received model on the local training split."""
+    cfg, data, model = _setup(msg, context)
+    server_round = int(msg.content["config"].get("server-round", 0))
+    stats = train(
+        model, data.x_train, data.y_train,
+        epochs=cfg.local_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+        momentum=cfg.momentum, seed=cfg.seed * 100_003 + server_round * 1009 + data.partition_id,
+    )
+    metrics = MetricRecord({**stats, "num-examples": len(data.x_train)})
+    content = RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": metrics})
+    return Message(content=content, reply_to=msg)
+
+
+@app.evaluate()
+def evaluate_fn(msg: Message, context: Context) -> Message:
+    """Evaluate the received model on the local validation split."""
+    _, data, model = _setup(msg, context)
+    acc, loss = evaluate(model, data.x_val, data.y_val, dev=device())
+    metrics = MetricRecord({"val-acc": acc, "val-loss": loss, "num-examples": len(data.x_val)})
+    return Message(content=RecordDict({"metrics": metrics}), reply_to=msg)
+
+
+__all__ = ["app", "RunConfig"]

@@ -1,0 +1,193 @@
+"""Run configuration: every key the app reads, its default, and its validation.
+
+The defaults here are the ones in ``pyproject.toml`` (``[tool.flwr.app.config]``); a test
+checks that the two agree. :func:`parse_run_config` turns Flower's ``context.run_config``
+into a :class:`RunConfig` or raises :class:`ConfigError` naming the bad key, the bad value
+and what is allowed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "cifar100")
+MODELS = ("cnn", "mlp", "resnet18", "vit")
+PARTITIONERS = ("iid", "dirichlet")
+BATCHNORM_POLICIES = ("keep", "negate-running-mean")
+
+
+class ConfigError(ValueError):
+    """A run-config value that is not allowed."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Typed run configuration (keys use dashes in Flower's run config)."""
+
+    num_train_rounds: int = 20
+    unlearn_clients: tuple[str, ...] = ("0",)
+    recovery_rounds: int = 15
+    negate_layers: str = "first"
+    negate_bias: bool = True
+    batchnorm_policy: str = "keep"
+    identify_by: str = "partition-id"
+    dataset: str = "digits"
+    data_dir: str = ""
+    model: str = "cnn"
+    partitioner: str = "iid"
+    dirichlet_alpha: float = 0.5
+    val_fraction: float = 0.1
+    local_epochs: int = 1
+    batch_size: int = 32
+    lr: float = 0.05
+    momentum: float = 0.9
+    seed: int = 0
+    fraction_train: float = 1.0
+    fraction_evaluate: float = 1.0
+    backdoor_clients: tuple[str, ...] = ()
+    backdoor_fraction: float = 0.4
+    backdoor_target: int = 0
+    out_dir: str = ""
+
+    @property
+    def total_rounds(self) -> int:
+        """Training rounds plus recovery rounds (recovery only with a request)."""
+        return self.num_train_rounds + (self.recovery_rounds if self.unlearn_clients else 0)
+
+
+def _key(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _as_list(key: str, value) -> tuple[str, ...]:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ConfigError(f"{key} must be a comma-separated list such as '0,3', got {value!r}")
+    items = [v.strip() for v in str(value).split(",")]
+    return tuple(dict.fromkeys(v for v in items if v))
+
+
+def _as_int(key: str, value, minimum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ConfigError(f"{key} must be an integer, got {value!r}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{key} must be an integer, got {value!r}") from None
+    if not number.is_integer():
+        raise ConfigError(f"{key} must be an integer, got {value!r}")
+    number = int(number)
+    if minimum is not None and number < minimum:
+        raise ConfigError(f"{key} must be >= {minimum}, got {number}")
+    return number
+
+
+def _as_float(key: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ConfigError(f"{key} must be a number, got {value!r}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{key} must be a number, got {value!r}") from None
+    if number != number or number in (float("inf"), float("-inf")):
+        raise ConfigError(f"{key} must be a finite number, got {value!r}")
+    return number
+
+
+def _as_bool(key: str, value) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
+        return value.strip().lower() in ("true", "1")
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise ConfigError(f"{key} must be true or false, got {value!r}")
+
+
+def _choice(key: str, value, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ConfigError(f"unknown {key} {value!r}; choose one of: {', '.join(allowed)}")
+    return value
+
+
+def _in_unit(key: str, value: float, *, low_open: bool, high_open: bool = False) -> float:
+    low_ok = value > 0 if low_open else value >= 0
+    high_ok = value < 1 if high_open else value <= 1
+    if not (low_ok and high_ok):
+        interval = ("(" if low_open else "[") + "0, 1" + (")" if high_open else "]")
+        raise ConfigError(f"{key} must be in {interval}, got {value}")
+    return value
+
+
+def parse_run_config(run_config: Mapping) -> RunConfig:
+    """Validate Flower's run config and return a :class:`RunConfig`.
+
+    Parameters
+    ----------
+    run_config : Mapping
+        ``context.run_config`` (keys with dashes). Missing keys take the defaults.
+
+    Returns
+    -------
+    RunConfig
+
+    Raises
+    ------
+    ConfigError
+        For an unknown key or a value out of range; the message names both.
+    """
+    known = {_key(f.name): f for f in fields(RunConfig)}
+    unknown = sorted(set(run_config) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"unknown run-config key(s) {unknown}; allowed: {', '.join(sorted(known))}"
+        )
+    raw = {k: run_config[k] for k in run_config}
+    d = RunConfig()
+    get = lambda k, default: raw.get(k, default)  # noqa: E731
+    cfg = RunConfig(
+        num_train_rounds=_as_int("num-train-rounds", get("num-train-rounds", d.num_train_rounds), 1),
+        unlearn_clients=_as_list("unlearn-clients", get("unlearn-clients", ",".join(d.unlearn_clients))),
+        recovery_rounds=_as_int("recovery-rounds", get("recovery-rounds", d.recovery_rounds), 0),
+        negate_layers=str(get("negate-layers", d.negate_layers)).strip(),
+        negate_bias=_as_bool("negate-bias", get("negate-bias", d.negate_bias)),
+        batchnorm_policy=_choice("batchnorm-policy", get("batchnorm-policy", d.batchnorm_policy), BATCHNORM_POLICIES),
+        identify_by=str(get("identify-by", d.identify_by)).strip(),
+        dataset=_choice("dataset", get("dataset", d.dataset), DATASETS),
+        data_dir=str(get("data-dir", d.data_dir)),
+        model=_choice("model", get("model", d.model), MODELS),
+        partitioner=_choice("partitioner", get("partitioner", d.partitioner), PARTITIONERS),
+        dirichlet_alpha=_as_float("dirichlet-alpha", get("dirichlet-alpha", d.dirichlet_alpha)),
+        val_fraction=_in_unit("val-fraction", _as_float("val-fraction", get("val-fraction", d.val_fraction)), low_open=False, high_open=True),
+        local_epochs=_as_int("local-epochs", get("local-epochs", d.local_epochs), 1),
+        batch_size=_as_int("batch-size", get("batch-size", d.batch_size), 1),
+        lr=_as_float("lr", get("lr", d.lr)),
+        momentum=_in_unit("momentum", _as_float("momentum", get("momentum", d.momentum)), low_open=False, high_open=True),
+        seed=_as_int("seed", get("seed", d.seed), 0),
+        fraction_train=_in_unit("fraction-train", _as_float("fraction-train", get("fraction-train", d.fraction_train)), low_open=True),
+        fraction_evaluate=_in_unit("fraction-evaluate", _as_float("fraction-evaluate", get("fraction-evaluate", d.fraction_evaluate)), low_open=False),
+        backdoor_clients=_as_list("backdoor-clients", get("backdoor-clients", "")) if get("backdoor-clients", "") != "" else (),
+        backdoor_fraction=_in_unit("backdoor-fraction", _as_float("backdoor-fraction", get("backdoor-fraction", d.backdoor_fraction)), low_open=False),
+        backdoor_target=_as_int("backdoor-target", get("backdoor-target", d.backdoor_target), 0),
+        out_dir=str(get("out-dir", d.out_dir)),
+    )
+    if cfg.dirichlet_alpha <= 0:
+        raise ConfigError(f"dirichlet-alpha must be > 0, got {cfg.dirichlet_alpha}")
+    if cfg.lr <= 0:
+        raise ConfigError(f"lr must be > 0, got {cfg.lr}")
+    if not cfg.negate_layers:
+        raise ConfigError("negate-layers must not be empty; use 'first', a module name, a glob or an index")
+    if not cfg.identify_by:
+        raise ConfigError("identify-by must be 'partition-id' (or another node-config key), 'supernode-name' or 'node-id'")
+    if cfg.unlearn_clients and cfg.recovery_rounds < 1:
+        raise ConfigError(f"recovery-rounds must be >= 1 when unlearn-clients is set, got {cfg.recovery_rounds}")
+    return cfg
+
+
+def to_run_config(cfg: RunConfig) -> dict:
+    """Inverse of :func:`parse_run_config`: a dict with Flower's dashed keys."""
+    out = {}
+    for f in fields(RunConfig):
+        value = getattr(cfg, f.name)
+        out[_key(f.name)] = ",".join(value) if isinstance(value, tuple) else value
+    return out

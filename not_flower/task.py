@@ -1,0 +1,191 @@
+"""Torch training and evaluation, and the federation's data, shared by both apps.
+
+Every node and the ServerApp rebuild the same partitions from the run config (data set,
+partitioner, seed): a client's data is ``client_data(cfg, partition_id, num_partitions)``.
+The ServerApp uses the same function to measure forget (targets' training data) and retain
+(other clients' training data) accuracy: an evaluation harness, which in a real federation
+would need the clients' cooperation.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+from torch import nn
+
+from .backdoor import poison
+from .config import RunConfig
+from .data import Dataset, load_dataset
+from .partition import partition, train_val_split
+
+
+def device() -> torch.device:
+    """CUDA when present, else CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@dataclass(frozen=True)
+class ClientData:
+    """One client's data, exactly as it trains on it (poisoned samples included)."""
+
+    partition_id: int
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    poisoned: np.ndarray  # indices into x_train that carry the trigger
+
+
+def dataset_for(cfg: RunConfig) -> Dataset:
+    """Load (cached per process) the run's data set."""
+    return load_dataset(cfg.dataset, cfg.data_dir or None)
+
+
+@lru_cache(maxsize=8)
+def _partitions(cfg: RunConfig, num_partitions: int) -> tuple[np.ndarray, ...]:
+    data = dataset_for(cfg)
+    return tuple(
+        partition(
+            data.y_train, num_partitions, cfg.partitioner, alpha=cfg.dirichlet_alpha, seed=cfg.seed
+        )
+    )
+
+
+@lru_cache(maxsize=64)
+def client_data(cfg: RunConfig, partition_id: int, num_partitions: int) -> ClientData:
+    """Return the data of one partition (deterministic per run config).
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run configuration (data set, partitioner, seed, backdoor settings).
+    partition_id : int
+        Which partition, ``0 <= partition_id < num_partitions``.
+    num_partitions : int
+        Number of partitions in the federation.
+
+    Returns
+    -------
+    ClientData
+    """
+    if not 0 <= partition_id < num_partitions:
+        raise ValueError(
+            f"partition-id must be in [0, {num_partitions}), got {partition_id}"
+        )
+    data = dataset_for(cfg)
+    indices = _partitions(cfg, num_partitions)[partition_id]
+    train_idx, val_idx = train_val_split(indices, cfg.val_fraction, cfg.seed + partition_id)
+    x_train, y_train = data.x_train[train_idx], data.y_train[train_idx]
+    poisoned = np.zeros(0, dtype=np.int64)
+    if str(partition_id) in cfg.backdoor_clients:
+        x_train, y_train, poisoned = poison(
+            x_train, y_train, cfg.backdoor_fraction, cfg.backdoor_target,
+            seed=cfg.seed + 1000 + partition_id,
+        )
+    return ClientData(
+        partition_id=partition_id,
+        x_train=x_train,
+        y_train=y_train,
+        x_val=data.x_train[val_idx],
+        y_val=data.y_train[val_idx],
+        poisoned=poisoned,
+    )
+
+
+def train(
+    model: nn.Module,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    momentum: float,
+    seed: int,
+    dev: torch.device | None = None,
+) -> dict[str, float]:
+    """Train ``model`` in place with SGD and return ``train-loss`` and ``train-seconds``.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The model, already holding the global weights.
+    x, y : np.ndarray
+        Training samples and labels.
+    epochs, batch_size : int
+        Local epochs and mini-batch size.
+    lr, momentum : float
+        SGD settings (a fresh optimizer every round, as in FedAvg).
+    seed : int
+        Seeds the shuffling, so a round is reproducible.
+    dev : torch.device, optional
+        Where to train; default :func:`device`.
+
+    Returns
+    -------
+    dict[str, float]
+        Mean training loss over the last epoch and wall seconds spent.
+    """
+    dev = dev or device()
+    t0 = time.perf_counter()
+    model.to(dev).train()
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    xt = torch.from_numpy(np.ascontiguousarray(x)).to(dev)
+    yt = torch.from_numpy(np.ascontiguousarray(y)).to(dev)
+    gen = torch.Generator().manual_seed(seed)
+    loss_fn = nn.CrossEntropyLoss()
+    total, count = 0.0, 0
+    for _ in range(epochs):
+        total, count = 0.0, 0
+        order = torch.randperm(len(xt), generator=gen).to(dev)
+        for start in range(0, len(xt), batch_size):
+            idx = order[start : start + batch_size]
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model(xt[idx]), yt[idx])
+            loss.backward()
+            opt.step()
+            total += float(loss) * len(idx)
+            count += len(idx)
+    return {"train-loss": total / max(count, 1), "train-seconds": time.perf_counter() - t0}
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, x: np.ndarray, y: np.ndarray, *, batch_size: int = 512,
+    dev: torch.device | None = None,
+) -> tuple[float, float]:
+    """Return ``(accuracy, mean cross-entropy loss)`` of ``model`` on ``(x, y)``.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The model to evaluate (put in eval mode; its flag is restored).
+    x, y : np.ndarray
+        Samples and labels; empty arrays give ``(nan, nan)``.
+    batch_size : int
+        Evaluation batch size.
+    dev : torch.device, optional
+        Where to evaluate.
+
+    Returns
+    -------
+    tuple[float, float]
+    """
+    if len(x) == 0:
+        return float("nan"), float("nan")
+    dev = dev or device()
+    was_training = model.training
+    model.to(dev).eval()
+    correct, loss_sum = 0, 0.0
+    for start in range(0, len(x), batch_size):
+        xb = torch.from_numpy(np.ascontiguousarray(x[start : start + batch_size])).to(dev)
+        yb = torch.from_numpy(np.ascontiguousarray(y[start : start + batch_size])).to(dev)
+        logits = model(xb)
+        loss_sum += float(nn.functional.cross_entropy(logits, yb, reduction="sum"))
+        correct += int((logits.argmax(1) == yb).sum())
+    model.train(was_training)
+    return correct / len(x), loss_sum / len(x)

@@ -1,0 +1,501 @@
+"""NoT: federated unlearning by weight negation, as a Flower Message-API strategy.
+
+:class:`NoT` is :class:`flwr.serverapp.strategy.FedAvg` plus unlearning requests. Until a
+request is applied it *is* FedAvg: same sampling (it calls FedAvg's own
+``configure_train``/``configure_evaluate``), same aggregate. A request takes effect at the
+next round boundary (the next ``configure_train``):
+
+1. its targets are resolved to connected nodes (by node-config value, SuperNode name or
+   node id, see :mod:`strategies.identity`); a target that matches no connected node, or a
+   request that would leave no node to recover with, raises :class:`UnlearningError`;
+2. the selected layers of the global model are negated (x -1,
+   :mod:`strategies.negation`); the negated model is the one sent out for training;
+3. from then on (recovery) the targets are never sampled for train or evaluate, and a
+   reply that still arrives from one is dropped and logged. Nodes that connect later are
+   checked against the request too, so a restarted target stays excluded.
+
+Nothing else is stored: no history, no target data, no work from the departing client.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from logging import INFO, WARNING
+
+from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import FedAvg
+from flwr.supercore import log
+
+from .identity import (
+    BY_NAME,
+    BY_NODE_ID,
+    IDENTITY_QUERY,
+    TargetRule,
+    make_rule,
+    read_identity,
+)
+from .negation import NegationPlan
+
+
+class UnlearningError(RuntimeError):
+    """An unlearning request that cannot be applied as asked."""
+
+
+@dataclass
+class UnlearningRequest:
+    """A request to forget one or more clients.
+
+    Parameters
+    ----------
+    rule : TargetRule
+        Which nodes are targets.
+    at_round : int or None
+        Apply at the boundary before this round; ``None`` = the next boundary.
+    requested_by : str
+        Who asked (``"operator"``, ``"client"`` ...); kept in the record.
+    requested_at : str
+        ISO time of the request.
+    """
+
+    rule: TargetRule
+    at_round: int | None = None
+    requested_by: str = "operator"
+    requested_at: str = field(
+        default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds")
+    )
+
+
+@dataclass
+class UnlearningEvent:
+    """What happened when a request was applied (JSON-ready through :meth:`to_dict`)."""
+
+    request: UnlearningRequest
+    round: int
+    targets: list[dict]
+    layers: list[str]
+    keys: list[str]
+    negation_seconds: float
+
+    def to_dict(self) -> dict:
+        """Return a JSON-serialisable dict."""
+        out = asdict(self)
+        out["request"]["rule"] = {"by": self.request.rule.by, "values": list(self.request.rule.values)}
+        return out
+
+
+# ---------------------------------------------------------------- pure helpers
+def sample_size(num_eligible: int, fraction: float, min_nodes: int) -> int:
+    """Number of nodes to sample, FedAvg's rule: ``max(int(n * fraction), min_nodes)``.
+
+    Parameters
+    ----------
+    num_eligible : int
+        Nodes that may be sampled.
+    fraction : float
+        Fraction to sample.
+    min_nodes : int
+        Lower bound.
+
+    Returns
+    -------
+    int
+    """
+    return max(int(num_eligible * fraction), min_nodes)
+
+
+def eligible_nodes(all_node_ids: Iterable[int], excluded: set[int]) -> list[int]:
+    """Return the connected nodes that are not excluded, in the grid's order.
+
+    Parameters
+    ----------
+    all_node_ids : Iterable[int]
+        Connected node ids.
+    excluded : set[int]
+        Ids never to sample.
+
+    Returns
+    -------
+    list[int]
+    """
+    return [n for n in all_node_ids if n not in excluded]
+
+
+# ---------------------------------------------------------------- the strategy
+# pylint: disable=too-many-instance-attributes
+class NoT(FedAvg):
+    """FedAvg that unlearns clients by negating layers and recovering without them.
+
+    Parameters
+    ----------
+    negation : NegationPlan or Sequence[str]
+        What to negate: a plan from :func:`strategies.negation.plan_negation` (layers
+        found by running the model; the usual choice) or the state_dict keys themselves.
+    identity_timeout : float (default: 60.0)
+        Seconds to wait for ``query.identity`` replies when targets are named by a
+        node-config value.
+    node_wait_timeout : float (default: 600.0)
+        In recovery, seconds to wait for enough non-target nodes to be connected before
+        failing with :class:`UnlearningError`.
+    on_unlearning : Callable or None
+        ``f(event, arrays_before, arrays_after)`` called right after a negation (the
+        ServerApp uses it to save the pre-unlearning checkpoint and measure the negated
+        model). Nothing is copied for it: ``arrays_after`` shares every untouched Array.
+    **fedavg_kwargs
+        Passed to :class:`flwr.serverapp.strategy.FedAvg` (``fraction_train``,
+        ``min_train_nodes``, ...).
+
+    Notes
+    -----
+    Requests are handed to the strategy with :meth:`request_unlearning`, before
+    ``start()`` (with ``at_round``) or from another thread while it runs.
+    """
+
+    def __init__(
+        self,
+        negation: NegationPlan | Sequence[str],
+        *,
+        identity_timeout: float = 60.0,
+        node_wait_timeout: float = 600.0,
+        on_unlearning: Callable[[UnlearningEvent, ArrayRecord, ArrayRecord], None]
+        | None = None,
+        **fedavg_kwargs,
+    ) -> None:
+        super().__init__(**fedavg_kwargs)
+        if not isinstance(negation, NegationPlan):
+            keys = [negation] if isinstance(negation, str) else list(negation)
+            if not keys or not all(isinstance(k, str) for k in keys):
+                raise ValueError(
+                    "NoT(negation=...) needs a NegationPlan or a non-empty list of "
+                    f"state_dict keys, got {negation!r}"
+                )
+            negation = NegationPlan(layers=(), keys=tuple(keys))
+        self.negation = negation
+        self.identity_timeout = identity_timeout
+        self.node_wait_timeout = node_wait_timeout
+        self.on_unlearning = on_unlearning
+
+        self._lock = threading.Lock()
+        self._pending: list[UnlearningRequest] = []
+        self._rules: list[TargetRule] = []
+        self._identities: dict[int, dict | None] = {}  # node id -> node config (None: unknown)
+        self._excluded: set[int] = set()
+        self._fallback_arrays: ArrayRecord | None = None
+        self.events: list[UnlearningEvent] = []
+        self.rounds: dict[int, dict] = {}
+
+    # ------------------------------------------------------------ public API
+    def request_unlearning(
+        self,
+        targets: Iterable | str | int,
+        *,
+        by: str = "partition-id",
+        at_round: int | None = None,
+        requested_by: str = "operator",
+    ) -> UnlearningRequest:
+        """Queue a request to forget clients (client-wise forgetting).
+
+        Parameters
+        ----------
+        targets : iterable, str or int
+            Target values: partition ids, SuperNode names or node ids, depending on
+            ``by``. A string may be a comma-separated list (``"0,3"``).
+        by : str (default: "partition-id")
+            ``"node-id"``, ``"supernode-name"`` or the node-config key the values refer to.
+        at_round : int or None (default: None)
+            Apply at the boundary before this round; ``None`` = the next boundary.
+        requested_by : str (default: "operator")
+            Who asked; kept in the event and the results.
+
+        Returns
+        -------
+        UnlearningRequest
+            The queued request.
+        """
+        if at_round is not None and (not isinstance(at_round, int) or at_round < 1):
+            raise ValueError(f"at_round must be an integer >= 1 or None, got {at_round!r}")
+        request = UnlearningRequest(
+            rule=make_rule(targets, by), at_round=at_round, requested_by=requested_by
+        )
+        with self._lock:
+            self._pending.append(request)
+        log(INFO, "NoT: unlearning request queued: %s=%s (at round %s)", request.rule.by,
+            ",".join(request.rule.values), at_round if at_round else "next")
+        return request
+
+    def identify(self, grid: Grid, node_ids: Iterable[int] | None = None) -> dict[int, dict | None]:
+        """Ask nodes whose identity is not known yet for it (``query.identity``).
+
+        Parameters
+        ----------
+        grid : Grid
+            The grid to send the query through.
+        node_ids : Iterable[int], optional
+            Nodes to identify; default all connected nodes.
+
+        Returns
+        -------
+        dict[int, dict | None]
+            Node id -> node config (``None`` when the node did not answer).
+        """
+        ids = list(grid.get_node_ids()) if node_ids is None else list(node_ids)
+        self._query_identities(grid, ids)
+        return {n: self._identities.get(n) for n in ids}
+
+    @property
+    def identities(self) -> dict[int, dict | None]:
+        """Node configs learnt so far (from ``query.identity`` or ``identity_mod``)."""
+        return dict(self._identities)
+
+    @property
+    def excluded_node_ids(self) -> frozenset[int]:
+        """Node ids that are never sampled again."""
+        return frozenset(self._excluded)
+
+    @property
+    def in_recovery(self) -> bool:
+        """Whether at least one request has been applied."""
+        return bool(self.events)
+
+    def summary(self) -> None:
+        """Log summary configuration of the strategy."""
+        log(INFO, "\t├──> NoT negation: layers %s, %d tensors", list(self.negation.layers),
+            len(self.negation.keys))
+        super().summary()
+
+    # ------------------------------------------------------------ round boundary
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        """Apply due requests (negate, exclude), then sample among non-targets."""
+        with self._lock:
+            due = [r for r in self._pending if r.at_round is None or r.at_round <= server_round]
+            self._pending = [r for r in self._pending if r not in due]
+        if due:
+            arrays = self._apply(due, server_round, arrays, grid)
+        self._fallback_arrays = arrays if due else None
+
+        if not self._rules:
+            messages = list(super().configure_train(server_round, arrays, config, grid))
+        else:
+            node_ids = self._sample(grid, self.fraction_train, self.min_train_nodes, "train")
+            config["server-round"] = server_round
+            record = RecordDict({self.arrayrecord_key: arrays, self.configrecord_key: config})
+            messages = list(self._construct_messages(record, node_ids, MessageType.TRAIN))
+        self._round(server_round)["train_sampled"] = [m.metadata.dst_node_id for m in messages]
+        return messages
+
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        """Sample evaluation nodes among non-targets."""
+        if not self._rules:
+            messages = list(super().configure_evaluate(server_round, arrays, config, grid))
+        elif self.fraction_evaluate == 0.0:
+            messages = []
+        else:
+            node_ids = self._sample(
+                grid, self.fraction_evaluate, self.min_evaluate_nodes, "evaluate"
+            )
+            config["server-round"] = server_round
+            record = RecordDict({self.arrayrecord_key: arrays, self.configrecord_key: config})
+            messages = list(self._construct_messages(record, node_ids, MessageType.EVALUATE))
+        self._round(server_round)["evaluate_sampled"] = [m.metadata.dst_node_id for m in messages]
+        return messages
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """Drop replies from excluded nodes, then aggregate as FedAvg."""
+        kept = self._filter(server_round, replies, "train")
+        arrays, metrics = super().aggregate_train(server_round, kept)
+        if arrays is None and self._fallback_arrays is not None:
+            # No usable reply in the first recovery round: the negated model stays the
+            # global model (the pre-negation one must not come back).
+            log(WARNING, "NoT: no train reply aggregated in round %d; keeping the negated "
+                "model as the global model", server_round)
+            arrays = self._fallback_arrays
+        self._fallback_arrays = None
+        return arrays, metrics
+
+    def aggregate_evaluate(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> MetricRecord | None:
+        """Drop replies from excluded nodes, then aggregate as FedAvg."""
+        return super().aggregate_evaluate(
+            server_round, self._filter(server_round, replies, "evaluate")
+        )
+
+    # ------------------------------------------------------------ internals
+    def _round(self, server_round: int) -> dict:
+        return self.rounds.setdefault(
+            server_round, {"phase": "recovery" if self._rules else "train"}
+        )
+
+    def _filter(self, server_round: int, replies: Iterable[Message], what: str) -> list[Message]:
+        kept = []
+        for msg in replies:
+            node_id = msg.metadata.src_node_id
+            if not msg.has_error():
+                identity = read_identity(msg.content)
+                if identity is not None:
+                    self._identities[node_id] = identity
+                if self._rules and node_id not in self._excluded and self._is_target(
+                    node_id, None, self._identities.get(node_id)
+                ):
+                    self._excluded.add(node_id)
+            if node_id in self._excluded:
+                log(WARNING, "NoT: dropped a %s reply from excluded node %d (round %d)",
+                    what, node_id, server_round)
+                continue
+            kept.append(msg)
+        self._round(server_round)[f"{what}_replied"] = [
+            m.metadata.src_node_id for m in kept if not m.has_error()
+        ]
+        return kept
+
+    def _is_target(self, node_id: int, name: str | None, identity: dict | None) -> bool:
+        return any(rule.match(node_id, name, identity) for rule in self._rules)
+
+    def _query_identities(self, grid: Grid, node_ids: list[int]) -> None:
+        """Ask nodes whose identity is unknown for their node config."""
+        unknown = [n for n in node_ids if self._identities.get(n) is None]
+        if not unknown:
+            return
+        messages = [
+            Message(RecordDict(), dst_node_id=n, message_type=IDENTITY_QUERY) for n in unknown
+        ]
+        replies = grid.send_and_receive(messages, timeout=self.identity_timeout)
+        for msg in replies:
+            if msg.has_error():
+                log(WARNING, "NoT: node %d did not answer query.identity (%s)",
+                    msg.metadata.src_node_id, msg.error.reason)
+                self._identities.setdefault(msg.metadata.src_node_id, None)
+                continue
+            self._identities[msg.metadata.src_node_id] = read_identity(msg.content)
+
+    def _names(self, grid: Grid) -> dict[int, str]:
+        return {info.node_id: getattr(info, "name", "") for info in grid.get_nodes()}
+
+    def _update_exclusions(self, grid: Grid, node_ids: list[int]) -> None:
+        """Exclude connected nodes that match any applied request (new nodes too)."""
+        if any(rule.needs_identity for rule in self._rules):
+            self._query_identities(grid, [n for n in node_ids if n not in self._excluded])
+        names = self._names(grid) if any(r.by == BY_NAME for r in self._rules) else {}
+        for n in node_ids:
+            if n not in self._excluded and self._is_target(
+                n, names.get(n), self._identities.get(n)
+            ):
+                log(INFO, "NoT: node %d matches an unlearning request; excluded", n)
+                self._excluded.add(n)
+
+    def _apply(
+        self, requests: list[UnlearningRequest], server_round: int, arrays: ArrayRecord, grid: Grid
+    ) -> ArrayRecord:
+        node_ids = list(grid.get_node_ids())
+        names = self._names(grid)
+        if any(r.rule.needs_identity for r in requests):
+            self._query_identities(grid, node_ids)
+        matched: dict[int, dict] = {}
+        for request in requests:
+            rule = request.rule
+            hits = {}
+            for n in node_ids:
+                value = rule.match(n, names.get(n), self._identities.get(n))
+                if value is not None:
+                    hits[n] = value
+            missing = [v for v in rule.values if v not in hits.values()]
+            if missing:
+                raise UnlearningError(self._no_match_message(rule, missing, node_ids, names))
+            for n, value in hits.items():
+                matched[n] = {
+                    "node_id": n,
+                    "name": names.get(n, ""),
+                    "by": rule.by,
+                    "value": value,
+                    "identity": self._identities.get(n),
+                }
+        remaining = [n for n in node_ids if n not in matched and n not in self._excluded]
+        if not remaining:
+            raise UnlearningError(
+                f"unlearning request would exclude every connected node "
+                f"({len(node_ids)} connected, targets {sorted(matched)}): at least one "
+                "non-target node is needed to recover"
+            )
+        t0 = time.perf_counter()
+        negated = self.negation.apply(arrays)
+        seconds = time.perf_counter() - t0
+        self._excluded.update(matched)
+        self._rules.extend(r.rule for r in requests)
+        for request in requests:
+            event = UnlearningEvent(
+                request=request,
+                round=server_round,
+                targets=[t for t in matched.values() if request.rule.match(
+                    t["node_id"], t["name"], t["identity"]) is not None],
+                layers=list(self.negation.layers),
+                keys=list(self.negation.keys),
+                negation_seconds=seconds,
+            )
+            self.events.append(event)
+            log(INFO, "NoT: round %d: unlearning %s=%s -> nodes %s; negated %s",
+                server_round, request.rule.by, ",".join(request.rule.values),
+                [t["node_id"] for t in event.targets], list(self.negation.layers) or
+                list(self.negation.keys))
+            if self.on_unlearning is not None:
+                self.on_unlearning(event, arrays, negated)
+        return negated
+
+    def _no_match_message(
+        self, rule: TargetRule, missing: list[str], node_ids: list[int], names: dict[int, str]
+    ) -> str:
+        if rule.by == BY_NODE_ID:
+            known = [str(n) for n in node_ids]
+        elif rule.by == BY_NAME:
+            known = [names[n] for n in node_ids if names.get(n)]
+        else:
+            known = [
+                str(ident[rule.by])
+                for ident in (self._identities.get(n) for n in node_ids)
+                if ident and rule.by in ident
+            ]
+        msg = (
+            f"unlearning target {rule.by}={','.join(missing)} matches no connected node; "
+            f"connected nodes have {rule.by} in {sorted(set(known)) or '(none)'}"
+        )
+        if rule.needs_identity and any(self._identities.get(n) is None for n in node_ids):
+            msg += (
+                f". {sum(self._identities.get(n) is None for n in node_ids)} node(s) did not "
+                "report an identity: register not-flower's identity handler in the ClientApp "
+                "(app.query('identity')(answer_identity)) or use ClientApp(mods=[identity_mod]),"
+                " or name targets by 'node-id' or 'supernode-name'"
+            )
+        return msg
+
+    def _sample(self, grid: Grid, fraction: float, min_nodes: int, what: str) -> list[int]:
+        """Sample among non-excluded nodes; wait for enough of them, then fail clearly."""
+        deadline = time.monotonic() + self.node_wait_timeout
+        while True:
+            all_ids = list(grid.get_node_ids())
+            self._update_exclusions(grid, all_ids)
+            eligible = eligible_nodes(all_ids, self._excluded)
+            size = sample_size(len(eligible), fraction, min_nodes)
+            if len(eligible) >= max(size, 1):
+                break
+            if time.monotonic() > deadline:
+                raise UnlearningError(
+                    f"recovery needs {max(size, 1)} non-target node(s) for {what} but only "
+                    f"{len(eligible)} are connected after waiting {self.node_wait_timeout:.0f}s"
+                )
+            log(INFO, "NoT: waiting for nodes: %d eligible, %d needed for %s",
+                len(eligible), max(size, 1), what)
+            time.sleep(1.0)
+        chosen = random.sample(eligible, size)
+        log(INFO, "configure_%s: Sampled %s nodes (out of %s eligible, %s excluded)",
+            what, len(chosen), len(eligible), len(self._excluded))
+        return chosen
