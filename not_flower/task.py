@@ -148,7 +148,7 @@ def train(
             loss = loss_fn(model(xt[idx]), yt[idx])
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += loss.item() * len(idx)
             count += len(idx)
     return {"train-loss": total / max(count, 1), "train-seconds": time.perf_counter() - t0}
 
