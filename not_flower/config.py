@@ -15,6 +15,7 @@ DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "cifar100")
 MODELS = ("cnn", "mlp", "resnet18", "vit")
 PARTITIONERS = ("iid", "dirichlet")
 BATCHNORM_POLICIES = ("keep", "negate-running-mean")
+METHODS = ("not", "ft", "retrain")
 
 
 class ConfigError(ValueError):
@@ -25,6 +26,7 @@ class ConfigError(ValueError):
 class RunConfig:
     """Typed run configuration (keys use dashes in Flower's run config)."""
 
+    method: str = "not"
     num_train_rounds: int = 20
     unlearn_clients: tuple[str, ...] = ("0",)
     recovery_rounds: int = 15
@@ -48,11 +50,19 @@ class RunConfig:
     backdoor_clients: tuple[str, ...] = ()
     backdoor_fraction: float = 0.4
     backdoor_target: int = 0
+    stop_tolerance: float = 0.02
+    eval_recovery_rounds: tuple[str, ...] = ()
     out_dir: str = ""
 
     @property
     def total_rounds(self) -> int:
-        """Training rounds plus recovery rounds (recovery only with a request)."""
+        """Rounds of the whole run.
+
+        ``not``/``ft``: training plus recovery (recovery only with a request);
+        ``retrain``: as many rounds as the original training, without the targets.
+        """
+        if self.method == "retrain":
+            return self.num_train_rounds
         return self.num_train_rounds + (self.recovery_rounds if self.unlearn_clients else 0)
 
 
@@ -146,6 +156,7 @@ def parse_run_config(run_config: Mapping) -> RunConfig:
     d = RunConfig()
     get = lambda k, default: raw.get(k, default)  # noqa: E731
     cfg = RunConfig(
+        method=_choice("method", get("method", d.method), METHODS),
         num_train_rounds=_as_int("num-train-rounds", get("num-train-rounds", d.num_train_rounds), 1),
         unlearn_clients=_as_list("unlearn-clients", get("unlearn-clients", ",".join(d.unlearn_clients))),
         recovery_rounds=_as_int("recovery-rounds", get("recovery-rounds", d.recovery_rounds), 0),
@@ -169,8 +180,18 @@ def parse_run_config(run_config: Mapping) -> RunConfig:
         backdoor_clients=_as_list("backdoor-clients", get("backdoor-clients", "")) if get("backdoor-clients", "") != "" else (),
         backdoor_fraction=_in_unit("backdoor-fraction", _as_float("backdoor-fraction", get("backdoor-fraction", d.backdoor_fraction)), low_open=False),
         backdoor_target=_as_int("backdoor-target", get("backdoor-target", d.backdoor_target), 0),
+        stop_tolerance=_in_unit("stop-tolerance", _as_float("stop-tolerance", get("stop-tolerance", d.stop_tolerance)), low_open=False),
+        eval_recovery_rounds=_as_list("eval-recovery-rounds", get("eval-recovery-rounds", "")) if get("eval-recovery-rounds", "") != "" else (),
         out_dir=str(get("out-dir", d.out_dir)),
     )
+    for k in cfg.eval_recovery_rounds:
+        if not k.isdigit() or not 1 <= int(k) <= cfg.recovery_rounds:
+            raise ConfigError(
+                f"eval-recovery-rounds entries must be integers in [1, recovery-rounds="
+                f"{cfg.recovery_rounds}], got {k!r}"
+            )
+    if cfg.method == "retrain" and not cfg.unlearn_clients:
+        raise ConfigError("method 'retrain' needs unlearn-clients (the clients to leave out)")
     if cfg.dirichlet_alpha <= 0:
         raise ConfigError(f"dirichlet-alpha must be > 0, got {cfg.dirichlet_alpha}")
     if cfg.lr <= 0:

@@ -22,18 +22,18 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 from flwr.supercore import log
 
+from strategies.baselines import FT, Retrain
 from strategies.negation import plan_negation
 from strategies.not_strategy import NoT, UnlearningEvent
 
+from .backdoor import triggered_test_set
 from .config import RunConfig, parse_run_config, to_run_config
+from .metrics import attack_success_rate, evaluate_model, predict_logits
 from .models import build_model, example_input
 from .store import save_checkpoint, write_json
-from .task import client_data, dataset_for, evaluate
+from .task import client_data, dataset_for, device, evaluate
 
 app = ServerApp()
-
-SUMMARY_MODELS = ("original", "negated", "recovered")
-
 
 def resolve_out_dir(cfg: RunConfig, run_id: int | None = None) -> Path:
     """Absolute output folder: ``out-dir`` or ``~/not-flower-runs/<time>-<run id>``.
@@ -60,16 +60,15 @@ def wait_for_nodes(grid: Grid, minimum: int, timeout: float = 300.0) -> list[int
     return ids
 
 
-def evaluate_sets(
-    model: torch.nn.Module, arrays: ArrayRecord, sets: dict[str, tuple[np.ndarray, np.ndarray]]
-) -> dict[str, float]:
-    """Load ``arrays`` into ``model`` and return ``<set>_acc``/``<set>_loss`` per set."""
-    model.load_state_dict(arrays.to_torch_state_dict())
-    out: dict[str, float] = {}
-    for name, (x, y) in sets.items():
-        acc, loss = evaluate(model, x, y)
-        out[f"{name}_acc"], out[f"{name}_loss"] = acc, loss
-    return out
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    """Run train -> unlearn -> recover (or FT / Retrain) as set by the run config."""
+    cfg = parse_run_config(context.run_config)
+    try:
+        run_id = grid.run.run_id
+    except Exception:  # noqa: BLE001 - no run attached (tests)
+        run_id = None
+    run_experiment(grid, cfg, resolve_out_dir(cfg, run_id))
 
 
 def split_forget_retain(
@@ -91,32 +90,133 @@ def split_forget_retain(
     }
 
 
+class Evaluator:
+    """Centralized measurements of a global model (server-side harness).
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run configuration (data set, backdoor settings, seed).
+    model : torch.nn.Module
+        A model of the run's architecture, reloaded for every measurement.
+    """
+
+    def __init__(self, cfg: RunConfig, model: torch.nn.Module) -> None:
+        self.cfg = cfg
+        self.model = model.to(device())
+        data = dataset_for(cfg)
+        self.test = (data.x_test, data.y_test)
+        self.sets: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
+        self.triggered = None
+        if cfg.backdoor_clients:
+            self.triggered = triggered_test_set(data.x_test, data.y_test, cfg.backdoor_target)
+
+    def set_forget(self, num_partitions: int, forget_ids: set[int]) -> None:
+        """Fix the forget set (targets' training data) and the retain set."""
+        self.sets = split_forget_retain(self.cfg, num_partitions, forget_ids)
+
+    def _load(self, arrays: ArrayRecord) -> None:
+        self.model.load_state_dict(arrays.to_torch_state_dict())
+
+    def quick(self, arrays: ArrayRecord) -> dict[str, float]:
+        """Per-round numbers: test acc/loss, forget acc and ASR when known."""
+        self._load(arrays)
+        out = dict(zip(("test_acc", "test_loss"), evaluate(self.model, *self.test)))
+        if self.sets is not None and len(self.sets["forget"][0]):
+            out["forget_acc"] = evaluate(self.model, *self.sets["forget"])[0]
+        if self.triggered is not None:
+            logits = predict_logits(self.model, self.triggered[0], device=device())
+            out["asr"] = attack_success_rate(logits, self.triggered[1], self.cfg.backdoor_target)
+        return out
+
+    def full(self, arrays: ArrayRecord) -> dict[str, float]:
+        """Retain/forget/test accuracy and loss, MIA-efficacy, loss-attack AUC, ASR."""
+        self._load(arrays)
+        sets = self.sets or {}
+        forget = sets.get("forget")
+        out = evaluate_model(
+            self.model,
+            forget=forget if forget is not None and len(forget[0]) else None,
+            retain=sets.get("retain", self.test),
+            test=self.test,
+            backdoor_target=self.cfg.backdoor_target if self.triggered is not None else None,
+            triggered_test_x=self.triggered[0] if self.triggered is not None else None,
+            triggered_test_y=self.triggered[1] if self.triggered is not None else None,
+            seed=self.cfg.seed,
+            device=device(),
+        )
+        if self.sets is None:  # no request: "retain" above was the test set
+            out.pop("retain_acc", None)
+            out.pop("retain_loss", None)
+        return out
+
+
+def retained_val_acc(metrics_by_node: dict[int, dict], keep: set[int] | None = None) -> float | None:
+    """Weighted validation accuracy over the given nodes' evaluate replies.
+
+    Parameters
+    ----------
+    metrics_by_node : dict[int, dict]
+        Node id -> the metrics of its evaluate reply (``val-acc``, ``num-examples``).
+    keep : set[int] or None
+        Only these nodes (``None``: all).
+
+    Returns
+    -------
+    float or None
+        ``None`` when no node qualifies.
+    """
+    pairs = [
+        (float(m["val-acc"]), float(m["num-examples"]))
+        for n, m in metrics_by_node.items()
+        if (keep is None or n in keep) and "val-acc" in m and m.get("num-examples", 0) > 0
+    ]
+    total = sum(w for _, w in pairs)
+    return None if total == 0 else sum(a * w for a, w in pairs) / total
+
+
+def sum_costs(rounds: list[dict], phases: tuple[str, ...], up_to: int | None = None) -> dict:
+    """Add up the counted costs of the rounds in ``phases`` (up to round ``up_to``)."""
+    rows = [r for r in rounds if r["phase"] in phases and (up_to is None or r["round"] <= up_to)]
+    return {
+        "rounds": len(rows),
+        "bytes_down": int(sum(r.get("bytes_down", 0) for r in rows)),
+        "bytes_up": int(sum(r.get("bytes_up", 0) for r in rows)),
+        "client_seconds": float(sum(r.get("client_seconds", 0.0) for r in rows)),
+        "server_seconds": float(sum(r.get("server_seconds", 0.0) for r in rows)),
+    }
+
+
 def format_summary(models: dict[str, dict[str, float]]) -> list[str]:
     """Lines of the summary table: one row per model, accuracies in %."""
-    lines = [f"{'model':<10} {'forget acc':>10} {'retain acc':>10} {'test acc':>9} {'test loss':>9}"]
-    for name in SUMMARY_MODELS:
-        if name not in models:
-            continue
-        m = models[name]
-
-        def pct(key):
-            v = m.get(key)
-            return "    -" if v is None or v != v else f"{100 * v:9.2f}"
-
-        loss = m.get("test_loss")
-        lines.append(
-            f"{name:<10} {pct('forget_acc'):>10} {pct('retain_acc'):>10} {pct('test_acc'):>9} "
-            f"{loss:9.4f}"
+    cols = (("forget_acc", "forget"), ("retain_acc", "retain"), ("test_acc", "test"),
+            ("mia_efficacy", "MIA"), ("asr", "ASR"))
+    shown = [(k, h) for k, h in cols if any(k in m for m in models.values())]
+    lines = [f"{'model':<14}" + "".join(f"{h:>9}" for _, h in shown) + f"{'test loss':>11}"]
+    for name, m in models.items():
+        cells = "".join(
+            f"{100 * m[k]:9.2f}" if m.get(k) is not None and m[k] == m[k] else f"{'-':>9}"
+            for k, _ in shown
         )
+        lines.append(f"{name:<14}{cells}{m.get('test_loss', float('nan')):11.4f}")
     return lines
 
 
-@app.main()
-def main(grid: Grid, context: Context) -> None:
-    """Run train -> unlearn -> recover as set by the run config."""
-    cfg = parse_run_config(context.run_config)
-    out_dir = resolve_out_dir(cfg, getattr(grid, "run", None) and grid.run.run_id)
-    run_experiment(grid, cfg, out_dir)
+def make_strategy(cfg: RunConfig, plan, on_unlearning) -> NoT:
+    """The strategy of the run's method (NoT, FT or Retrain), FedAvg-configured."""
+    kwargs = dict(
+        fraction_train=cfg.fraction_train,
+        fraction_evaluate=cfg.fraction_evaluate if cfg.val_fraction > 0 else 0.0,
+        min_train_nodes=1,
+        min_evaluate_nodes=1,
+        min_available_nodes=1,
+        on_unlearning=on_unlearning,
+    )
+    if cfg.method == "retrain":
+        return Retrain(cfg.unlearn_clients, by=cfg.identify_by, **kwargs)
+    if cfg.method == "ft":
+        return FT(**kwargs)
+    return NoT(plan, **kwargs)
 
 
 # pylint: disable=too-many-locals,too-many-statements
@@ -148,66 +248,69 @@ def run_experiment(grid: Grid, cfg: RunConfig, out_dir: Path) -> dict:
         model, example_input(data.input_shape), cfg.negate_layers,
         include_bias=cfg.negate_bias, batchnorm=cfg.batchnorm_policy,
     )
-    test_set = (data.x_test, data.y_test)
+    evaluator = Evaluator(cfg, model)
     meta = {"model": cfg.model, "dataset": cfg.dataset, "input_shape": list(data.input_shape),
-            "num_classes": data.num_classes, "seed": cfg.seed}
+            "num_classes": data.num_classes, "seed": cfg.seed, "method": cfg.method}
     results: dict = {
+        "method": cfg.method,
         "config": to_run_config(cfg),
         "out_dir": str(out_dir),
-        "negation": plan.to_dict(),
+        "negation": plan.to_dict() if cfg.method == "not" else None,
         "rounds": [],
         "requests": [],
         "models": {},
         "checkpoints": {},
     }
-    state: dict = {"num_partitions": None}
+    state: dict = {"num_partitions": None, "reference_val_acc": None, "stop_round": None}
 
     def on_unlearning(event: UnlearningEvent, before: ArrayRecord, after: ArrayRecord) -> None:
-        path = save_checkpoint(out_dir / "checkpoint-original.pt", before,
-                               {**meta, "round": event.round - 1, "phase": "train"})
-        results["checkpoints"]["original"] = str(path)
         forget_ids = {
             int(t["identity"]["partition-id"]) for t in event.targets
             if t.get("identity") and "partition-id" in t["identity"]
         }
-        state["forget_ids"] = forget_ids
-        sets = {"test": test_set, **split_forget_retain(cfg, state["num_partitions"], forget_ids)}
-        state["sets"] = sets
-        results["models"]["original"] = evaluate_sets(model, before, sets)
-        results["models"]["negated"] = evaluate_sets(model, after, sets)
+        evaluator.set_forget(state["num_partitions"], forget_ids)
         request = event.to_dict()
         request["partition_ids"] = sorted(forget_ids)
         results["requests"].append(request)
-        log(INFO, "NoT: negated model: test acc %.2f %% (original %.2f %%)",
-            100 * results["models"]["negated"]["test_acc"],
-            100 * results["models"]["original"]["test_acc"])
+        if cfg.method == "retrain":
+            return
+        path = save_checkpoint(out_dir / "checkpoint-original.pt", before,
+                               {**meta, "round": event.round - 1, "phase": "train"})
+        results["checkpoints"]["original"] = str(path)
+        results["models"]["original"] = evaluator.full(before)
+        if cfg.method == "not":
+            results["models"]["negated"] = evaluator.full(after)
+            log(INFO, "NoT: negated model: test acc %.2f %% (original %.2f %%)",
+                100 * results["models"]["negated"]["test_acc"],
+                100 * results["models"]["original"]["test_acc"])
+        # stopping reference: retained clients' own validation accuracy before the request
+        previous = strategy.rounds.get(event.round - 1, {}).get("evaluate_metrics", {})
+        state["reference_val_acc"] = retained_val_acc(
+            previous, {n for n in previous if n not in strategy.excluded_node_ids}
+        )
 
-    strategy = NoT(
-        plan,
-        fraction_train=cfg.fraction_train,
-        fraction_evaluate=cfg.fraction_evaluate if cfg.val_fraction > 0 else 0.0,
-        min_train_nodes=1,
-        min_evaluate_nodes=1,
-        min_available_nodes=1,
-        on_unlearning=on_unlearning,
-    )
+    strategy = make_strategy(cfg, plan, on_unlearning)
     node_ids = wait_for_nodes(grid, 1)
     identities = strategy.identify(grid, node_ids)
     declared = [int(i["num-partitions"]) for i in identities.values() if i and "num-partitions" in i]
     state["num_partitions"] = max(declared) if declared else len(node_ids)
-    if cfg.unlearn_clients:
+    if cfg.identify_by == "partition-id" and cfg.unlearn_clients:
+        evaluator.set_forget(state["num_partitions"], {int(c) for c in cfg.unlearn_clients})
+    if cfg.unlearn_clients and cfg.method != "retrain":
         strategy.request_unlearning(
             cfg.unlearn_clients, by=cfg.identify_by, at_round=cfg.num_train_rounds + 1
         )
-
+    snapshots = {cfg.num_train_rounds + int(k): f"recovered@{k}" for k in cfg.eval_recovery_rounds}
     partition_of = lambda n: (strategy.identities.get(n) or {}).get("partition-id")  # noqa: E731
 
     def central_eval(server_round: int, arrays: ArrayRecord) -> MetricRecord:
-        acc, loss = evaluate_sets(model, arrays, {"test": test_set}).values()
         info = strategy.rounds.get(server_round, {})
-        results["rounds"].append({
+        phase = info.get("phase", "init")
+        if cfg.method == "retrain" and phase != "init":
+            phase = "retrain"
+        row = {
             "round": server_round,
-            "phase": info.get("phase", "init"),
+            "phase": phase,
             "participants": sorted(
                 int(p) for p in map(partition_of, info.get("train_replied", [])) if p is not None
             ),
@@ -215,10 +318,24 @@ def run_experiment(grid: Grid, cfg: RunConfig, out_dir: Path) -> dict:
             "evaluated": sorted(
                 int(p) for p in map(partition_of, info.get("evaluate_replied", [])) if p is not None
             ),
-            "test_acc": acc,
-            "test_loss": loss,
-        })
-        return MetricRecord({"test-acc": acc, "test-loss": loss})
+            **evaluator.quick(arrays),
+            "val_acc": retained_val_acc(info.get("evaluate_metrics", {})),
+            **{k: info.get(k, 0) for k in ("bytes_down", "bytes_up", "client_seconds",
+                                           "server_seconds")},
+        }
+        results["rounds"].append(row)
+        ref = state["reference_val_acc"]
+        if (phase == "recovery" and state["stop_round"] is None and ref is not None
+                and row["val_acc"] is not None and row["val_acc"] >= ref - cfg.stop_tolerance):
+            state["stop_round"] = server_round
+            results["models"]["stopped"] = evaluator.full(arrays)
+            log(INFO, "stopping rule: retained val acc %.2f %% is within %.1f points of %.2f %% "
+                "at round %d", 100 * row["val_acc"], 100 * cfg.stop_tolerance, 100 * ref,
+                server_round)
+        if server_round in snapshots:
+            results["models"][snapshots[server_round]] = evaluator.full(arrays)
+        return MetricRecord({k: v for k, v in row.items()
+                             if k in ("test_acc", "test_loss", "forget_acc", "asr")})
 
     result = strategy.start(
         grid,
@@ -228,29 +345,47 @@ def run_experiment(grid: Grid, cfg: RunConfig, out_dir: Path) -> dict:
         evaluate_config=ConfigRecord(),
         evaluate_fn=central_eval,
     )
-    for metrics_by_round, key in ((result.train_metrics_clientapp, "train_loss"),
-                                  (result.evaluate_metrics_clientapp, "val_acc")):
-        source = "train-loss" if key == "train_loss" else "val-acc"
-        for row in results["rounds"]:
-            rec = metrics_by_round.get(row["round"])
-            if rec is not None and source in rec:
-                row[key] = float(rec[source])
+    train_loss = result.train_metrics_clientapp
+    for row in results["rounds"]:
+        rec = train_loss.get(row["round"])
+        if rec is not None and "train-loss" in rec:
+            row["train_loss"] = float(rec["train-loss"])
 
     final = result.arrays if result.arrays is not None else initial
+    final_name = {"retrain": "retrained"}.get(cfg.method, "recovered" if strategy.in_recovery
+                                              else "original")
     path = save_checkpoint(out_dir / "checkpoint-final.pt", final,
-                           {**meta, "round": cfg.total_rounds,
-                            "phase": "recovery" if strategy.in_recovery else "train"})
+                           {**meta, "round": cfg.total_rounds, "phase": final_name})
     results["checkpoints"]["final"] = str(path)
-    sets = state.get("sets") or {"test": test_set}
-    results["models"]["recovered" if strategy.in_recovery else "original"] = evaluate_sets(
-        model, final, sets
-    )
+    results["models"][final_name] = evaluator.full(final)
+    results["final"] = final_name
+    stop = state["stop_round"]
+    unlearning_phases = ("retrain",) if cfg.method == "retrain" else ("recovery",)
+    results["costs"] = {
+        "train": sum_costs(results["rounds"], ("train",)),
+        "unlearning": sum_costs(results["rounds"], unlearning_phases,
+                                up_to=stop if cfg.method != "retrain" else None),
+        "unlearning_fixed_length": sum_costs(results["rounds"], unlearning_phases),
+        "storage_bytes": 0,  # NoT, FT and Retrain keep nothing beyond the global model
+    }
+    results["stopping"] = {
+        "rule": "first recovery round whose retained clients' validation accuracy is within "
+                "stop-tolerance of its value in the last round before the request",
+        "tolerance": cfg.stop_tolerance,
+        "reference_val_acc": state["reference_val_acc"],
+        "chosen_round": stop,
+        "chosen_recovery_rounds": None if stop is None else stop - cfg.num_train_rounds,
+        "cap": cfg.recovery_rounds if cfg.method != "retrain" else None,
+    }
     results["num_partitions"] = state["num_partitions"]
     results["excluded_node_ids"] = sorted(strategy.excluded_node_ids)
     results["wall_seconds"] = time.perf_counter() - t_start
     write_json(out_dir / "results.json", results)
     log(INFO, "")
-    log(INFO, "not-flower summary (results in %s):", out_dir / "results.json")
+    log(INFO, "not-flower summary, method %s (results in %s):", cfg.method, out_dir / "results.json")
     for line in format_summary(results["models"]):
         log(INFO, "  %s", line)
+    if stop is not None:
+        log(INFO, "  stopping rule chose round %d (%d recovery rounds of %d)", stop,
+            stop - cfg.num_train_rounds, cfg.recovery_rounds)
     return results

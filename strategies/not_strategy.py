@@ -126,6 +126,29 @@ def eligible_nodes(all_node_ids: Iterable[int], excluded: set[int]) -> list[int]
     return [n for n in all_node_ids if n not in excluded]
 
 
+def arrayrecord_nbytes(arrays: ArrayRecord) -> int:
+    """Bytes of the tensors an ArrayRecord carries (what goes over the wire, less framing).
+
+    Parameters
+    ----------
+    arrays : ArrayRecord
+        The record.
+
+    Returns
+    -------
+    int
+    """
+    return sum(len(array.data) for array in arrays.values())
+
+
+def reply_metrics(content: RecordDict) -> dict:
+    """All MetricRecord entries of a reply, merged into one dict."""
+    out: dict = {}
+    for record in content.metric_records.values():
+        out.update(record)
+    return out
+
+
 # ---------------------------------------------------------------- the strategy
 # pylint: disable=too-many-instance-attributes
 class NoT(FedAvg):
@@ -133,9 +156,11 @@ class NoT(FedAvg):
 
     Parameters
     ----------
-    negation : NegationPlan or Sequence[str]
+    negation : NegationPlan, Sequence[str] or None
         What to negate: a plan from :func:`strategies.negation.plan_negation` (layers
         found by running the model; the usual choice) or the state_dict keys themselves.
+        ``None`` negates nothing: recovery is then plain fine-tuning without the targets
+        (the FT reference, see :class:`strategies.baselines.FT`).
     identity_timeout : float (default: 60.0)
         Seconds to wait for ``query.identity`` replies when targets are named by a
         node-config value.
@@ -158,7 +183,7 @@ class NoT(FedAvg):
 
     def __init__(
         self,
-        negation: NegationPlan | Sequence[str],
+        negation: NegationPlan | Sequence[str] | None,
         *,
         identity_timeout: float = 60.0,
         node_wait_timeout: float = 600.0,
@@ -167,7 +192,7 @@ class NoT(FedAvg):
         **fedavg_kwargs,
     ) -> None:
         super().__init__(**fedavg_kwargs)
-        if not isinstance(negation, NegationPlan):
+        if negation is not None and not isinstance(negation, NegationPlan):
             keys = [negation] if isinstance(negation, str) else list(negation)
             if not keys or not all(isinstance(k, str) for k in keys):
                 raise ValueError(
@@ -264,8 +289,11 @@ class NoT(FedAvg):
 
     def summary(self) -> None:
         """Log summary configuration of the strategy."""
-        log(INFO, "\t├──> NoT negation: layers %s, %d tensors", list(self.negation.layers),
-            len(self.negation.keys))
+        if self.negation is None:
+            log(INFO, "\t├──> %s: no negation (recovery is fine-tuning)", type(self).__name__)
+        else:
+            log(INFO, "\t├──> NoT negation: layers %s, %d tensors",
+                list(self.negation.layers), len(self.negation.keys))
         super().summary()
 
     # ------------------------------------------------------------ round boundary
@@ -287,7 +315,9 @@ class NoT(FedAvg):
             config["server-round"] = server_round
             record = RecordDict({self.arrayrecord_key: arrays, self.configrecord_key: config})
             messages = list(self._construct_messages(record, node_ids, MessageType.TRAIN))
-        self._round(server_round)["train_sampled"] = [m.metadata.dst_node_id for m in messages]
+        info = self._round(server_round)
+        info["train_sampled"] = [m.metadata.dst_node_id for m in messages]
+        info["bytes_down"] = info.get("bytes_down", 0) + arrayrecord_nbytes(arrays) * len(messages)
         return messages
 
     def configure_evaluate(
@@ -305,7 +335,9 @@ class NoT(FedAvg):
             config["server-round"] = server_round
             record = RecordDict({self.arrayrecord_key: arrays, self.configrecord_key: config})
             messages = list(self._construct_messages(record, node_ids, MessageType.EVALUATE))
-        self._round(server_round)["evaluate_sampled"] = [m.metadata.dst_node_id for m in messages]
+        info = self._round(server_round)
+        info["evaluate_sampled"] = [m.metadata.dst_node_id for m in messages]
+        info["bytes_down"] = info.get("bytes_down", 0) + arrayrecord_nbytes(arrays) * len(messages)
         return messages
 
     def aggregate_train(
@@ -313,7 +345,10 @@ class NoT(FedAvg):
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         """Drop replies from excluded nodes, then aggregate as FedAvg."""
         kept = self._filter(server_round, replies, "train")
+        t0 = time.perf_counter()
         arrays, metrics = super().aggregate_train(server_round, kept)
+        info = self._round(server_round)
+        info["server_seconds"] = info.get("server_seconds", 0.0) + time.perf_counter() - t0
         if arrays is None and self._fallback_arrays is not None:
             # No usable reply in the first recovery round: the negated model stays the
             # global model (the pre-negation one must not come back).
@@ -354,9 +389,17 @@ class NoT(FedAvg):
                     what, node_id, server_round)
                 continue
             kept.append(msg)
-        self._round(server_round)[f"{what}_replied"] = [
-            m.metadata.src_node_id for m in kept if not m.has_error()
-        ]
+        info = self._round(server_round)
+        ok = [m for m in kept if not m.has_error()]
+        info[f"{what}_replied"] = [m.metadata.src_node_id for m in ok]
+        info[f"{what}_metrics"] = {m.metadata.src_node_id: reply_metrics(m.content) for m in ok}
+        info["bytes_up"] = info.get("bytes_up", 0) + sum(
+            arrayrecord_nbytes(rec) for m in ok for rec in m.content.array_records.values()
+        )
+        info["client_seconds"] = info.get("client_seconds", 0.0) + sum(
+            float(v) for m in ok for k, v in info[f"{what}_metrics"][m.metadata.src_node_id].items()
+            if k.endswith("-seconds") and isinstance(v, (int, float))
+        )
         return kept
 
     def _is_target(self, node_id: int, name: str | None, identity: dict | None) -> bool:
@@ -428,25 +471,25 @@ class NoT(FedAvg):
                 "non-target node is needed to recover"
             )
         t0 = time.perf_counter()
-        negated = self.negation.apply(arrays)
+        negated = self.negation.apply(arrays) if self.negation is not None else arrays
         seconds = time.perf_counter() - t0
         self._excluded.update(matched)
         self._rules.extend(r.rule for r in requests)
+        self._round(server_round).update(phase="recovery", server_seconds=seconds)
         for request in requests:
             event = UnlearningEvent(
                 request=request,
                 round=server_round,
                 targets=[t for t in matched.values() if request.rule.match(
                     t["node_id"], t["name"], t["identity"]) is not None],
-                layers=list(self.negation.layers),
-                keys=list(self.negation.keys),
+                layers=list(self.negation.layers) if self.negation is not None else [],
+                keys=list(self.negation.keys) if self.negation is not None else [],
                 negation_seconds=seconds,
             )
             self.events.append(event)
             log(INFO, "NoT: round %d: unlearning %s=%s -> nodes %s; negated %s",
                 server_round, request.rule.by, ",".join(request.rule.values),
-                [t["node_id"] for t in event.targets], list(self.negation.layers) or
-                list(self.negation.keys))
+                [t["node_id"] for t in event.targets], event.layers or event.keys or "nothing")
             if self.on_unlearning is not None:
                 self.on_unlearning(event, arrays, negated)
         return negated

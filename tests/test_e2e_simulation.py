@@ -86,8 +86,44 @@ def test_results_json_is_written_and_complete(run):
     assert on_disk == results
     assert on_disk["config"]["unlearn-clients"] == str(TARGET)
     assert on_disk["num_partitions"] == N
-    assert set(on_disk["models"]) == {"original", "negated", "recovered"}
+    assert set(on_disk["models"]) >= {"original", "negated", "recovered"}
+    assert on_disk["method"] == "not" and on_disk["final"] == "recovered"
     for m in on_disk["models"].values():
-        assert set(m) >= {"test_acc", "test_loss", "forget_acc", "retain_acc"}
+        assert set(m) >= {"test_acc", "test_loss", "forget_acc", "retain_acc", "mia_efficacy"}
+    # costs are counted from the real messages: 4 recovery rounds, 3 clients each, the
+    # model goes down for train and evaluate and comes back up from train
+    model_bytes = sum(p.numel() * 4 for p in build_model("cnn", (1, 8, 8), 10).state_dict().values())
+    costs = on_disk["costs"]
+    assert costs["unlearning_fixed_length"]["rounds"] == 4
+    assert costs["unlearning_fixed_length"]["bytes_down"] == 4 * 2 * 3 * model_bytes
+    assert costs["unlearning_fixed_length"]["bytes_up"] == 4 * 3 * model_bytes
+    assert costs["train"]["bytes_down"] == 6 * 2 * 4 * model_bytes
+    assert costs["unlearning_fixed_length"]["client_seconds"] > 0
+    stop = on_disk["stopping"]
+    assert stop["cap"] == 4 and 0 < stop["reference_val_acc"] <= 1
+    if stop["chosen_round"] is not None:
+        assert costs["unlearning"]["rounds"] == stop["chosen_recovery_rounds"]
+        assert "stopped" in on_disk["models"]
     sizes = [len(client_data(parse_run_config(run[1]), p, N).x_train) for p in range(N)]
     assert sum(sizes) > 1000 and np.all(np.array(sizes) > 200)
+
+
+@pytest.mark.parametrize("method", ["ft", "retrain"])
+def test_reference_methods_run_through_the_same_app(method, tmp_path):
+    config = {"out-dir": str(tmp_path), "method": method, "num-train-rounds": 3,
+              "recovery-rounds": 2, "unlearn-clients": "0", "lr": 0.02}
+    results = simulate(config, num_supernodes=3)
+    rows = results["rounds"]
+    if method == "retrain":
+        assert results["final"] == "retrained" and "original" not in results["models"]
+        assert [r["phase"] for r in rows] == ["init", "retrain", "retrain", "retrain"]
+        assert all(r["participants"] == [1, 2] for r in rows[1:])  # never the target
+        assert results["costs"]["unlearning"]["rounds"] == 3
+        assert results["costs"]["train"]["rounds"] == 0
+    else:
+        assert results["final"] == "recovered" and "negated" not in results["models"]
+        assert [r["phase"] for r in rows] == ["init"] + ["train"] * 3 + ["recovery"] * 2
+        assert all(r["participants"] == [1, 2] for r in rows[4:])
+        assert results["requests"][0]["layers"] == []  # FT negates nothing
+        assert results["costs"]["unlearning_fixed_length"]["rounds"] == 2
+    assert results["costs"]["storage_bytes"] == 0
