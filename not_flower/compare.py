@@ -49,7 +49,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from .config import ConfigError, RunConfig, parse_run_config
+from .config import ConfigError, RunConfig, parse_run_config, to_run_config
 from .report import METHOD_NAMES, METHODS, write_report
 
 __all__ = [
@@ -64,6 +64,7 @@ __all__ = [
     "run_config_for",
     "plan_runs",
     "summary_line",
+    "config_mismatch",
     "main",
 ]
 
@@ -390,10 +391,12 @@ def summary_line(spec: RunSpec, results: Mapping, seconds: float | None = None,
     if "asr" in m:
         parts.append(f"ASR {_pct(m.get('asr'))}")
     text = f"[{status}] {spec.name}: " + " ".join(parts) + " %"
-    cost = (results.get("costs") or {}).get("unlearning")
+    costs = results.get("costs") or {}
+    cost = costs.get("unlearning_fixed_length") or costs.get("unlearning")
     if cost:
         mb = (cost.get("bytes_down", 0) + cost.get("bytes_up", 0)) / 1e6
-        text += (f" | unlearning {cost.get('rounds')} rounds {mb:.2f} MB "
+        phase = "retraining" if spec.method == "retrain" else "recovery"
+        text += (f" | {phase} {cost.get('rounds')} rounds {mb:.2f} MB "
                  f"{cost.get('client_seconds', 0):.1f} client-s")
     stop = (results.get("stopping") or {}).get("chosen_recovery_rounds")
     if spec.method != "retrain" and results.get("stopping"):
@@ -401,6 +404,41 @@ def summary_line(spec: RunSpec, results: Mapping, seconds: float | None = None,
     if seconds is not None:
         text += f" ({seconds:.0f} s)"
     return text
+
+
+def config_mismatch(run_config: Mapping, results: Mapping,
+                    num_clients: int | None = None) -> str | None:
+    """Why a stored ``results.json`` does not belong to ``run_config`` (``None``: it does).
+
+    Parameters
+    ----------
+    run_config : Mapping
+        The planned run config.
+    results : Mapping
+        A stored ``results.json`` dict (its ``"config"`` is the full run config it ran with).
+    num_clients : int, optional
+        Planned number of clients, checked against the stored ``num_partitions``.
+
+    Returns
+    -------
+    str or None
+        A message naming the first differing key, or ``None`` when every key agrees.
+    """
+    stored = results.get("config")
+    if not isinstance(stored, Mapping):
+        return "the stored results.json has no run config"
+    planned = to_run_config(parse_run_config(run_config))
+    for key, value in planned.items():
+        if key == "out-dir":
+            continue
+        if key not in stored:
+            return f"the stored run has no {key!r} (planned {value!r})"
+        if stored[key] != value:
+            return f"{key} differs (stored {stored[key]!r}, planned {value!r})"
+    stored_n = results.get("num_partitions")
+    if num_clients is not None and stored_n is not None and int(stored_n) != int(num_clients):
+        return f"the stored run had {stored_n} clients (planned {num_clients})"
+    return None
 
 
 def _run_one(spec: RunSpec, args: argparse.Namespace) -> dict:
@@ -443,6 +481,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = _command_line(argv)
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
 
+    from . import simulation  # noqa: F401  # pylint: disable=import-outside-toplevel,unused-import
+    # (imports Flower, whose logger module sets the "flwr" logger's level on import)
     flwr_logger = logging.getLogger("flwr")
     old_level = flwr_logger.level
     if not args.verbose:
@@ -458,13 +498,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                       "results": None}
             if args.resume and path.is_file():
                 try:
-                    record["results"] = json.loads(path.read_text())
+                    previous = json.loads(path.read_text())
+                    why = config_mismatch(spec.run_config, previous, args.num_clients)
+                except (OSError, json.JSONDecodeError) as err:
+                    why = f"cannot read {path} ({err})"
+                if why is None:
+                    record["results"] = previous
                     record["status"] = "resumed"
-                    tqdm.write(summary_line(spec, record["results"], status="resumed"))
+                    tqdm.write(summary_line(spec, previous, status="resumed"))
                     records.append(record)
                     continue
-                except (OSError, json.JSONDecodeError) as err:
-                    tqdm.write(f"[rerun] {spec.name}: cannot read {path} ({err}); running it again")
+                tqdm.write(f"[rerun] {spec.name}: {why}; running it again")
             start = time.perf_counter()
             try:
                 record["results"] = _run_one(spec, args)

@@ -663,7 +663,8 @@ def plot_scenario(runs: Sequence[Mapping], scenario: str, out_dir: str | Path) -
     ``<scenario>-test-acc.png`` and ``<scenario>-forget-acc.png`` always (when any run has
     the numbers), ``<scenario>-asr.png`` when the runs report ASR (backdoor scenario). One
     curve per method (Retrain, FT, NoT; FT and NoT share the original training), mean over
-    seeds with a shaded band of +- one std; a dotted line marks the unlearning request.
+    seeds with a shaded band of +- one std; a dotted line marks the unlearning request and
+    a cross NoT's negated model (before any recovery round) there.
 
     Parameters
     ----------
@@ -696,6 +697,7 @@ def plot_scenario(runs: Sequence[Mapping], scenario: str, out_dir: str | Path) -
                 break
     written = []
     colors = {"retrain": "tab:green", "ft": "tab:orange", "not": "tab:blue"}
+    styles = {"retrain": "-", "ft": "--", "not": "-"}
     for key, (suffix, ylabel) in PLOTS.items():
         series = {m: round_series(by, key) for m, by in by_method.items() if by}
         series = {m: s for m, s in series.items() if s[0].size}
@@ -705,8 +707,16 @@ def plot_scenario(runs: Sequence[Mapping], scenario: str, out_dir: str | Path) -
         for m, (x, mean, std) in series.items():
             n = len(by_method[m])
             ax.plot(x, mean, label=f"{METHOD_NAMES[m]} (n={n})", color=colors[m],
-                    marker="." if x.size < 40 else None)
+                    linestyle=styles[m], marker="." if x.size < 40 else None)
             ax.fill_between(x, mean - std, mean + std, color=colors[m], alpha=0.2, linewidth=0)
+        negated = [100.0 * v for res in by_method["not"].values()
+                   if (v := _finite((res.get("models", {}).get("negated") or {}).get(key)))
+                   is not None]
+        if boundary is not None and negated:
+            ax.errorbar([boundary], [float(np.mean(negated))],
+                        yerr=[float(np.std(negated, ddof=1)) if len(negated) > 1 else 0.0],
+                        fmt="x", color=colors["not"], markersize=8, capsize=3,
+                        label="NoT negated (before recovery)")
         if boundary is not None:
             ax.axvline(boundary, color="grey", linestyle=":", linewidth=1)
             ax.text(boundary, 1.0, " unlearning request", transform=ax.get_xaxis_transform(),
@@ -784,6 +794,9 @@ def _atomic_write(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -134,8 +134,8 @@ def train(
     t0 = time.perf_counter()
     model.to(dev).train()
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
-    xt = torch.from_numpy(np.ascontiguousarray(x)).to(dev)
-    yt = torch.from_numpy(np.ascontiguousarray(y)).to(dev)
+    xt = torch.from_numpy(np.array(x, dtype=np.float32)).to(dev)
+    yt = torch.from_numpy(np.array(y, dtype=np.int64)).to(dev)
     gen = torch.Generator().manual_seed(seed)
     loss_fn = nn.CrossEntropyLoss()
     total, count = 0.0, 0
@@ -182,8 +182,8 @@ def evaluate(
     model.to(dev).eval()
     correct, loss_sum = 0, 0.0
     for start in range(0, len(x), batch_size):
-        xb = torch.from_numpy(np.ascontiguousarray(x[start : start + batch_size])).to(dev)
-        yb = torch.from_numpy(np.ascontiguousarray(y[start : start + batch_size])).to(dev)
+        xb = torch.from_numpy(np.array(x[start : start + batch_size], dtype=np.float32)).to(dev)
+        yb = torch.from_numpy(np.array(y[start : start + batch_size], dtype=np.int64)).to(dev)
         logits = model(xb)
         loss_sum += float(nn.functional.cross_entropy(logits, yb, reduction="sum"))
         correct += int((logits.argmax(1) == yb).sum())
