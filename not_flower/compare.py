@@ -131,6 +131,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return value
+
+
 def parse_value(text: str):
     """Type a ``--set`` value: bool (``true``/``false``), int, float, else the string.
 
@@ -232,12 +242,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="extra run-config override (repeatable), e.g. --set lr=0.02")
     p.add_argument("--resume", action="store_true",
-                   help="skip runs whose results.json already exists")
+                   help="reuse runs whose results.json already exists and was made with "
+                        "the same run config")
     p.add_argument("--num-cpus", type=_int_at_least(1), default=2,
                    help="CPUs the simulation engine (Ray) may use")
     p.add_argument("--cpus-per-client", type=_positive_float, default=1.0,
                    help="CPUs per ClientApp actor")
-    p.add_argument("--gpus-per-client", type=float, default=0.0,
+    p.add_argument("--gpus-per-client", type=_non_negative_float, default=0.0,
                    help="GPUs per ClientApp actor")
     p.add_argument("--verbose", action="store_true", help="show Flower's and Ray's logs")
     return p

@@ -599,10 +599,12 @@ def render_markdown(report: Mapping, plots: Mapping[str, Sequence[str]] | None =
                 f"seed {s}: {'none' if v.get('chosen_recovery_rounds') is None else v['chosen_recovery_rounds']}"
                 for s, v in per_seed.items())
             out.append("")
+            tol = _finite(first.get("tolerance"))
+            tol_text = "?" if tol is None else f"{100 * tol:g} points"
             out.append(
-                f"Stopping rule for {name} ({first.get('rule', '?')}, tolerance "
-                f"{first.get('tolerance', '?')}, cap {first.get('cap', '?')} rounds): chosen "
-                f"recovery round {chosen}."
+                f"Stopping rule for {name} ({first.get('rule', '?')}; tolerance {tol_text}, "
+                f"cap {first.get('cap', '?')} rounds): recovery rounds chosen: {chosen} "
+                "(none = never within tolerance, the cap applies)."
             )
         missing = [r for r in report.get("runs", [])
                    if r["scenario"] == scenario and r.get("status") == "failed"]
