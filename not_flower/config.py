@@ -50,6 +50,8 @@ class RunConfig:
     backdoor_clients: tuple[str, ...] = ()
     backdoor_fraction: float = 0.4
     backdoor_target: int = 0
+    init_checkpoint: str = ""
+    request_dir: str = ""
     stop_tolerance: float = 0.02
     eval_recovery_rounds: tuple[str, ...] = ()
     out_dir: str = ""
@@ -58,12 +60,13 @@ class RunConfig:
     def total_rounds(self) -> int:
         """Rounds of the whole run.
 
-        ``not``/``ft``: training plus recovery (recovery only with a request);
+        ``not``/``ft``: ``num-train-rounds + recovery-rounds`` (a request made during the
+        run, from ``request-dir`` or a ``forget-me`` node, gets the rounds left after it);
         ``retrain``: as many rounds as the original training, without the targets.
         """
         if self.method == "retrain":
             return self.num_train_rounds
-        return self.num_train_rounds + (self.recovery_rounds if self.unlearn_clients else 0)
+        return self.num_train_rounds + self.recovery_rounds
 
 
 def _key(name: str) -> str:
@@ -157,7 +160,8 @@ def parse_run_config(run_config: Mapping) -> RunConfig:
     get = lambda k, default: raw.get(k, default)  # noqa: E731
     cfg = RunConfig(
         method=_choice("method", get("method", d.method), METHODS),
-        num_train_rounds=_as_int("num-train-rounds", get("num-train-rounds", d.num_train_rounds), 1),
+        num_train_rounds=_as_int("num-train-rounds", get("num-train-rounds", d.num_train_rounds),
+                                 0 if str(get("init-checkpoint", "")).strip() else 1),
         unlearn_clients=_as_list("unlearn-clients", get("unlearn-clients", ",".join(d.unlearn_clients))),
         recovery_rounds=_as_int("recovery-rounds", get("recovery-rounds", d.recovery_rounds), 0),
         negate_layers=str(get("negate-layers", d.negate_layers)).strip(),
@@ -180,6 +184,8 @@ def parse_run_config(run_config: Mapping) -> RunConfig:
         backdoor_clients=_as_list("backdoor-clients", get("backdoor-clients", "")) if get("backdoor-clients", "") != "" else (),
         backdoor_fraction=_in_unit("backdoor-fraction", _as_float("backdoor-fraction", get("backdoor-fraction", d.backdoor_fraction)), low_open=False),
         backdoor_target=_as_int("backdoor-target", get("backdoor-target", d.backdoor_target), 0),
+        init_checkpoint=str(get("init-checkpoint", d.init_checkpoint)).strip(),
+        request_dir=str(get("request-dir", d.request_dir)).strip(),
         stop_tolerance=_in_unit("stop-tolerance", _as_float("stop-tolerance", get("stop-tolerance", d.stop_tolerance)), low_open=False),
         eval_recovery_rounds=_as_list("eval-recovery-rounds", get("eval-recovery-rounds", "")) if get("eval-recovery-rounds", "") != "" else (),
         out_dir=str(get("out-dir", d.out_dir)),
@@ -190,6 +196,8 @@ def parse_run_config(run_config: Mapping) -> RunConfig:
                 f"eval-recovery-rounds entries must be integers in [1, recovery-rounds="
                 f"{cfg.recovery_rounds}], got {k!r}"
             )
+    if cfg.total_rounds < 1:
+        raise ConfigError("the run has no round: num-train-rounds + recovery-rounds must be >= 1")
     if cfg.method == "retrain" and not cfg.unlearn_clients:
         raise ConfigError("method 'retrain' needs unlearn-clients (the clients to leave out)")
     if cfg.dirichlet_alpha <= 0:

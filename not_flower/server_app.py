@@ -30,7 +30,8 @@ from .backdoor import triggered_test_set
 from .config import RunConfig, parse_run_config, to_run_config
 from .metrics import attack_success_rate, evaluate_model, predict_logits
 from .models import build_model, example_input
-from .store import save_checkpoint, write_json
+from .requests import RequestFolder
+from .store import load_checkpoint, save_checkpoint, write_json
 from .task import client_data, dataset_for, device, evaluate
 
 app = ServerApp()
@@ -69,6 +70,32 @@ def main(grid: Grid, context: Context) -> None:
     except Exception:  # noqa: BLE001 - no run attached (tests)
         run_id = None
     run_experiment(grid, cfg, resolve_out_dir(cfg, run_id))
+
+
+def load_initial_checkpoint(path: str, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Load ``init-checkpoint`` and check that it fits ``model`` (keys, shapes, dtypes).
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        Naming the file and what does not fit.
+    """
+    state, _ = load_checkpoint(Path(path).expanduser())
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise ValueError(
+            f"init-checkpoint {path!r} does not fit the model: missing keys {missing[:5]}, "
+            f"unexpected keys {unexpected[:5]} (is it from another model or data set?)"
+        )
+    for key, tensor in expected.items():
+        if tuple(state[key].shape) != tuple(tensor.shape) or state[key].dtype != tensor.dtype:
+            raise ValueError(
+                f"init-checkpoint {path!r}: tensor {key!r} has shape {tuple(state[key].shape)} "
+                f"({state[key].dtype}), the model needs {tuple(tensor.shape)} ({tensor.dtype})"
+            )
+    return {k: state[k] for k in expected}
 
 
 def split_forget_retain(
@@ -203,8 +230,14 @@ def format_summary(models: dict[str, dict[str, float]]) -> list[str]:
 
 
 def make_strategy(cfg: RunConfig, plan, on_unlearning) -> NoT:
-    """The strategy of the run's method (NoT, FT or Retrain), FedAvg-configured."""
+    """The strategy of the run's method (NoT, FT or Retrain), FedAvg-configured.
+
+    Nodes may ask to be forgotten with the node-config flag ``forget-me=true``; with
+    ``request-dir`` set, request files dropped there are applied at round boundaries.
+    """
     kwargs = dict(
+        forget_me_key="forget-me",
+        request_source=RequestFolder(cfg.request_dir) if cfg.request_dir else None,
         fraction_train=cfg.fraction_train,
         fraction_evaluate=cfg.fraction_evaluate if cfg.val_fraction > 0 else 0.0,
         min_train_nodes=1,
@@ -244,6 +277,8 @@ def run_experiment(grid: Grid, cfg: RunConfig, out_dir: Path) -> dict:
     data = dataset_for(cfg)
     model = build_model(cfg.model, data.input_shape, data.num_classes)
     initial = ArrayRecord(model.state_dict())
+    if cfg.init_checkpoint and cfg.method != "retrain":
+        initial = ArrayRecord(load_initial_checkpoint(cfg.init_checkpoint, model))
     plan = plan_negation(
         model, example_input(data.input_shape), cfg.negate_layers,
         include_bias=cfg.negate_bias, batchnorm=cfg.batchnorm_policy,
@@ -264,25 +299,32 @@ def run_experiment(grid: Grid, cfg: RunConfig, out_dir: Path) -> dict:
     state: dict = {"num_partitions": None, "reference_val_acc": None, "stop_round": None}
 
     def on_unlearning(event: UnlearningEvent, before: ArrayRecord, after: ArrayRecord) -> None:
-        forget_ids = {
+        new_ids = {
             int(t["identity"]["partition-id"]) for t in event.targets
             if t.get("identity") and "partition-id" in t["identity"]
         }
-        evaluator.set_forget(state["num_partitions"], forget_ids)
+        state["forget_ids"] = state.get("forget_ids", set()) | new_ids
+        evaluator.set_forget(state["num_partitions"], state["forget_ids"])
         request = event.to_dict()
-        request["partition_ids"] = sorted(forget_ids)
+        request["partition_ids"] = sorted(new_ids)
         results["requests"].append(request)
         if cfg.method == "retrain":
             return
-        path = save_checkpoint(out_dir / "checkpoint-original.pt", before,
-                               {**meta, "round": event.round - 1, "phase": "train"})
-        results["checkpoints"]["original"] = str(path)
-        results["models"]["original"] = evaluator.full(before)
+        first = "original" not in results["models"]
+        if first:  # the pre-unlearning model of the first request is "original"
+            path = save_checkpoint(out_dir / "checkpoint-original.pt", before,
+                                   {**meta, "round": event.round - 1, "phase": "train"})
+            results["checkpoints"]["original"] = str(path)
+        request["models"] = {"before": evaluator.full(before)}
         if cfg.method == "not":
-            results["models"]["negated"] = evaluator.full(after)
-            log(INFO, "NoT: negated model: test acc %.2f %% (original %.2f %%)",
-                100 * results["models"]["negated"]["test_acc"],
-                100 * results["models"]["original"]["test_acc"])
+            request["models"]["negated"] = evaluator.full(after)
+        if first:
+            results["models"]["original"] = request["models"]["before"]
+            if cfg.method == "not":
+                results["models"]["negated"] = request["models"]["negated"]
+                log(INFO, "NoT: negated model: test acc %.2f %% (original %.2f %%)",
+                    100 * results["models"]["negated"]["test_acc"],
+                    100 * results["models"]["original"]["test_acc"])
         # stopping reference: retained clients' own validation accuracy before the request
         previous = strategy.rounds.get(event.round - 1, {}).get("evaluate_metrics", {})
         state["reference_val_acc"] = retained_val_acc(

@@ -61,6 +61,13 @@ class UnlearningRequest:
         Who asked (``"operator"``, ``"client"`` ...); kept in the record.
     requested_at : str
         ISO time of the request.
+    strict : bool
+        ``True``: a request that cannot be applied (unknown target, no node left) stops
+        the run with :class:`UnlearningError` (requests made in code). ``False``: it is
+        rejected with a log line and training goes on (requests from outside: files,
+        clients).
+    on_settled : Callable or None
+        ``f(request, accepted, reason)`` called once the request is applied or rejected.
     """
 
     rule: TargetRule
@@ -69,6 +76,8 @@ class UnlearningRequest:
     requested_at: str = field(
         default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds")
     )
+    strict: bool = True
+    on_settled: Callable | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -85,6 +94,7 @@ class UnlearningEvent:
     def to_dict(self) -> dict:
         """Return a JSON-serialisable dict."""
         out = asdict(self)
+        out["request"].pop("on_settled", None)
         out["request"]["rule"] = {"by": self.request.rule.by, "values": list(self.request.rule.values)}
         return out
 
@@ -149,6 +159,13 @@ def reply_metrics(content: RecordDict) -> dict:
     return out
 
 
+def _truthy(value) -> bool:
+    """Node-config flags: ``true``/``1``/``yes`` (any case) or a true bool/number."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes")
+    return bool(value) if isinstance(value, (bool, int, float)) else False
+
+
 # ---------------------------------------------------------------- the strategy
 # pylint: disable=too-many-instance-attributes
 class NoT(FedAvg):
@@ -167,6 +184,18 @@ class NoT(FedAvg):
     node_wait_timeout : float (default: 600.0)
         In recovery, seconds to wait for enough non-target nodes to be connected before
         failing with :class:`UnlearningError`.
+    forget_me_key : str or None (default: None)
+        Node-config key by which a node asks to be forgotten itself (not-flower's app
+        uses ``"forget-me"``): at every round boundary, nodes not seen before are asked
+        for their identity and a node whose value is true is unlearnt (by node id,
+        ``requested_by="client:<node id>"``). A node can only ask for itself. Needs the
+        identity handler in the ClientApp.
+    request_source : object or None
+        Requests from outside the ServerApp code (for example
+        :class:`not_flower.requests.RequestFolder`): an object with ``poll() ->
+        list[dict]`` (each ``{"targets", "by", "requested_by", "on_settled"}``), polled
+        at every round boundary. Such requests are not strict: one that cannot be
+        applied is rejected with a log line and training goes on.
     on_unlearning : Callable or None
         ``f(event, arrays_before, arrays_after)`` called right after a negation (the
         ServerApp uses it to save the pre-unlearning checkpoint and measure the negated
@@ -187,6 +216,8 @@ class NoT(FedAvg):
         *,
         identity_timeout: float = 60.0,
         node_wait_timeout: float = 600.0,
+        forget_me_key: str | None = None,
+        request_source=None,
         on_unlearning: Callable[[UnlearningEvent, ArrayRecord, ArrayRecord], None]
         | None = None,
         **fedavg_kwargs,
@@ -204,6 +235,9 @@ class NoT(FedAvg):
         self.identity_timeout = identity_timeout
         self.node_wait_timeout = node_wait_timeout
         self.on_unlearning = on_unlearning
+        self.forget_me_key = forget_me_key
+        self.request_source = request_source
+        self._asked: set[int] = set()  # nodes already sent a query.identity
 
         self._lock = threading.Lock()
         self._pending: list[UnlearningRequest] = []
@@ -222,6 +256,8 @@ class NoT(FedAvg):
         by: str = "partition-id",
         at_round: int | None = None,
         requested_by: str = "operator",
+        strict: bool = True,
+        on_settled: Callable | None = None,
     ) -> UnlearningRequest:
         """Queue a request to forget clients (client-wise forgetting).
 
@@ -236,6 +272,10 @@ class NoT(FedAvg):
             Apply at the boundary before this round; ``None`` = the next boundary.
         requested_by : str (default: "operator")
             Who asked; kept in the event and the results.
+        strict : bool (default: True)
+            See :class:`UnlearningRequest`.
+        on_settled : Callable or None
+            Called with ``(request, accepted, reason)`` once applied or rejected.
 
         Returns
         -------
@@ -245,7 +285,8 @@ class NoT(FedAvg):
         if at_round is not None and (not isinstance(at_round, int) or at_round < 1):
             raise ValueError(f"at_round must be an integer >= 1 or None, got {at_round!r}")
         request = UnlearningRequest(
-            rule=make_rule(targets, by), at_round=at_round, requested_by=requested_by
+            rule=make_rule(targets, by), at_round=at_round, requested_by=requested_by,
+            strict=strict, on_settled=on_settled,
         )
         with self._lock:
             self._pending.append(request)
@@ -301,6 +342,7 @@ class NoT(FedAvg):
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         """Apply due requests (negate, exclude), then sample among non-targets."""
+        self._collect_requests(grid)
         with self._lock:
             due = [r for r in self._pending if r.at_round is None or r.at_round <= server_round]
             self._pending = [r for r in self._pending if r not in due]
@@ -410,6 +452,7 @@ class NoT(FedAvg):
         unknown = [n for n in node_ids if self._identities.get(n) is None]
         if not unknown:
             return
+        self._asked.update(unknown)
         messages = [
             Message(RecordDict(), dst_node_id=n, message_type=IDENTITY_QUERY) for n in unknown
         ]
@@ -428,7 +471,9 @@ class NoT(FedAvg):
     def _update_exclusions(self, grid: Grid, node_ids: list[int]) -> None:
         """Exclude connected nodes that match any applied request (new nodes too)."""
         if any(rule.needs_identity for rule in self._rules):
-            self._query_identities(grid, [n for n in node_ids if n not in self._excluded])
+            self._query_identities(
+                grid, [n for n in node_ids if n not in self._excluded and n not in self._asked]
+            )
         names = self._names(grid) if any(r.by == BY_NAME for r in self._rules) else {}
         for n in node_ids:
             if n not in self._excluded and self._is_target(
@@ -436,6 +481,48 @@ class NoT(FedAvg):
             ):
                 log(INFO, "NoT: node %d matches an unlearning request; excluded", n)
                 self._excluded.add(n)
+
+    def _collect_requests(self, grid: Grid) -> None:
+        """Queue requests from the request source and from nodes that ask for themselves."""
+        if self.request_source is not None:
+            for spec in self.request_source.poll():
+                settle = spec.get("on_settled")
+                try:
+                    self.request_unlearning(
+                        spec["targets"], by=spec.get("by", "partition-id"),
+                        requested_by=str(spec.get("requested_by", "operator")),
+                        strict=False, on_settled=settle,
+                    )
+                except (KeyError, TypeError, ValueError) as err:
+                    log(WARNING, "NoT: rejected unlearning request %s: %s", spec, err)
+                    if settle is not None:
+                        settle(None, False, str(err))
+        if self.forget_me_key is None:
+            return
+        node_ids = list(grid.get_node_ids())
+        self._query_identities(grid, [n for n in node_ids if n not in self._asked])
+        with self._lock:
+            pending = {v for r in self._pending if r.rule.by == BY_NODE_ID for v in r.rule.values}
+        for n in node_ids:
+            identity = self._identities.get(n) or {}
+            if (n not in self._excluded and str(n) not in pending
+                    and _truthy(identity.get(self.forget_me_key))):
+                log(INFO, "NoT: node %d asks to be forgotten (%s=true)", n, self.forget_me_key)
+                self.request_unlearning([n], by=BY_NODE_ID, requested_by=f"client:{n}",
+                                        strict=False)
+
+    def _resolve(self, rule: TargetRule, node_ids: list[int], names: dict[int, str]) -> dict[int, dict]:
+        """Connected nodes a rule names; :class:`UnlearningError` if a value matches none."""
+        hits = {}
+        for n in node_ids:
+            value = rule.match(n, names.get(n), self._identities.get(n))
+            if value is not None:
+                hits[n] = {"node_id": n, "name": names.get(n, ""), "by": rule.by,
+                           "value": value, "identity": self._identities.get(n)}
+        missing = [v for v in rule.values if v not in {h["value"] for h in hits.values()}]
+        if missing:
+            raise UnlearningError(self._no_match_message(rule, missing, node_ids, names))
+        return hits
 
     def _apply(
         self, requests: list[UnlearningRequest], server_round: int, arrays: ArrayRecord, grid: Grid
@@ -445,51 +532,52 @@ class NoT(FedAvg):
         if any(r.rule.needs_identity for r in requests):
             self._query_identities(grid, node_ids)
         matched: dict[int, dict] = {}
+        accepted: list[tuple[UnlearningRequest, dict[int, dict]]] = []
         for request in requests:
-            rule = request.rule
-            hits = {}
-            for n in node_ids:
-                value = rule.match(n, names.get(n), self._identities.get(n))
-                if value is not None:
-                    hits[n] = value
-            missing = [v for v in rule.values if v not in hits.values()]
-            if missing:
-                raise UnlearningError(self._no_match_message(rule, missing, node_ids, names))
-            for n, value in hits.items():
-                matched[n] = {
-                    "node_id": n,
-                    "name": names.get(n, ""),
-                    "by": rule.by,
-                    "value": value,
-                    "identity": self._identities.get(n),
-                }
-        remaining = [n for n in node_ids if n not in matched and n not in self._excluded]
-        if not remaining:
-            raise UnlearningError(
-                f"unlearning request would exclude every connected node "
-                f"({len(node_ids)} connected, targets {sorted(matched)}): at least one "
-                "non-target node is needed to recover"
-            )
+            try:
+                hits = self._resolve(request.rule, node_ids, names)
+                remaining = [n for n in node_ids
+                             if n not in matched and n not in hits and n not in self._excluded]
+                if not remaining:
+                    raise UnlearningError(
+                        f"unlearning request would exclude every connected node "
+                        f"({len(node_ids)} connected, targets {sorted({**matched, **hits})}): "
+                        "at least one non-target node is needed to recover"
+                    )
+            except UnlearningError as err:
+                if request.strict:
+                    raise
+                log(WARNING, "NoT: rejected unlearning request from %s (%s=%s): %s",
+                    request.requested_by, request.rule.by, ",".join(request.rule.values), err)
+                if request.on_settled is not None:
+                    request.on_settled(request, False, str(err))
+                continue
+            matched.update(hits)
+            accepted.append((request, hits))
+        if not accepted:
+            return arrays
         t0 = time.perf_counter()
         negated = self.negation.apply(arrays) if self.negation is not None else arrays
         seconds = time.perf_counter() - t0
         self._excluded.update(matched)
-        self._rules.extend(r.rule for r in requests)
+        self._rules.extend(r.rule for r, _ in accepted)
         self._round(server_round).update(phase="recovery", server_seconds=seconds)
-        for request in requests:
+        for request, hits in accepted:
             event = UnlearningEvent(
                 request=request,
                 round=server_round,
-                targets=[t for t in matched.values() if request.rule.match(
-                    t["node_id"], t["name"], t["identity"]) is not None],
+                targets=list(hits.values()),
                 layers=list(self.negation.layers) if self.negation is not None else [],
                 keys=list(self.negation.keys) if self.negation is not None else [],
                 negation_seconds=seconds,
             )
             self.events.append(event)
-            log(INFO, "NoT: round %d: unlearning %s=%s -> nodes %s; negated %s",
+            log(INFO, "NoT: round %d: unlearning %s=%s (asked by %s) -> nodes %s; negated %s",
                 server_round, request.rule.by, ",".join(request.rule.values),
-                [t["node_id"] for t in event.targets], event.layers or event.keys or "nothing")
+                request.requested_by, [t["node_id"] for t in event.targets],
+                event.layers or event.keys or "nothing")
+            if request.on_settled is not None:
+                request.on_settled(request, True, "")
             if self.on_unlearning is not None:
                 self.on_unlearning(event, arrays, negated)
         return negated

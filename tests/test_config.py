@@ -23,8 +23,13 @@ def test_values_are_parsed():
                             "num-train-rounds": 7.0, "backdoor-clients": "0"})
     assert cfg.unlearn_clients == ("3", "1") and cfg.negate_bias is False
     assert cfg.num_train_rounds == 7 and cfg.backdoor_clients == ("0",)
-    assert parse_run_config({"unlearn-clients": ""}).total_rounds == 20
-    assert parse_run_config({}).total_rounds == 35
+    assert parse_run_config({"unlearn-clients": ""}).total_rounds == 35
+    assert parse_run_config({"unlearn-clients": "", "recovery-rounds": 0}).total_rounds == 20
+    assert parse_run_config({"method": "retrain"}).total_rounds == 20
+    # training may be skipped only when starting from a checkpoint
+    assert parse_run_config({"init-checkpoint": "/x.pt", "num-train-rounds": 0}).total_rounds == 15
+    with pytest.raises(ConfigError, match="num-train-rounds must be >= 1, got 0"):
+        parse_run_config({"num-train-rounds": 0})
 
 
 @pytest.mark.parametrize("key,value,message", [

@@ -131,3 +131,38 @@ def test_reference_methods_run_through_the_same_app(method, tmp_path):
         assert results["requests"][0]["layers"] == []  # FT negates nothing
         assert results["costs"]["unlearning_fixed_length"]["rounds"] == 2
     assert results["costs"]["storage_bytes"] == 0
+
+
+def test_unlearning_from_a_checkpoint_after_training_finished(tmp_path):
+    """The production path: training is over; a later run loads its checkpoint and unlearns."""
+    first = simulate({"out-dir": str(tmp_path / "train"), "num-train-rounds": 3,
+                      "recovery-rounds": 0, "unlearn-clients": "", "lr": 0.02}, num_supernodes=3)
+    assert first["requests"] == [] and first["final"] == "original"
+    ckpt = first["checkpoints"]["final"]
+    second = simulate({"out-dir": str(tmp_path / "unlearn"), "init-checkpoint": ckpt,
+                       "num-train-rounds": 0, "recovery-rounds": 2, "unlearn-clients": "1",
+                       "lr": 0.02}, num_supernodes=3)
+    assert second["requests"][0]["round"] == 1
+    assert [r["participants"] for r in second["rounds"][1:]] == [[0, 2], [0, 2]]
+    # "original" of the unlearning run is exactly the trained model it loaded
+    assert second["models"]["original"]["test_acc"] == first["models"]["original"]["test_acc"]
+    assert second["rounds"][0]["test_acc"] == first["rounds"][-1]["test_acc"]
+
+
+def test_bad_init_checkpoint_fails_before_training(tmp_path):
+    from not_flower.server_app import load_initial_checkpoint
+    from not_flower.store import save_checkpoint
+    model = build_model("cnn", (1, 8, 8), 10)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_initial_checkpoint(str(tmp_path / "nope.pt"), model)
+    other = build_model("mlp", (1, 8, 8), 10)
+    save_checkpoint(tmp_path / "mlp.pt", ArrayRecord(other.state_dict()), {})
+    with pytest.raises(ValueError, match="does not fit the model: missing keys"):
+        load_initial_checkpoint(str(tmp_path / "mlp.pt"), model)
+    wide = build_model("cnn", (3, 32, 32), 10)
+    save_checkpoint(tmp_path / "wide.pt", ArrayRecord(wide.state_dict()), {})
+    with pytest.raises(ValueError, match=r"tensor 'conv1.weight' has shape \(32, 3, 3, 3\)"):
+        load_initial_checkpoint(str(tmp_path / "wide.pt"), model)
+    (tmp_path / "trunc.pt").write_bytes((tmp_path / "wide.pt").read_bytes()[:100])
+    with pytest.raises(ValueError, match="cannot be read"):
+        load_initial_checkpoint(str(tmp_path / "trunc.pt"), model)

@@ -1,0 +1,143 @@
+"""Unlearning requests from outside a running job: a watched request folder.
+
+An operator drops a JSON file into ``request-dir``::
+
+    {"targets": ["2"], "by": "partition-id", "requested_by": "alice"}
+
+At every round boundary the strategy polls the folder (:class:`RequestFolder` is its
+``request_source``). A file that is not a valid request is moved to ``rejected/`` at once,
+with ``<name>.reason.txt`` beside it and a WARNING log line; training goes on. A valid one
+is queued; once the strategy applied it, it is moved to ``accepted/``, or to ``rejected/``
+if it named no connected node (or would leave no node to recover with).
+
+Write request files atomically (write ``x.json.tmp``, then rename to ``x.json``): only
+``*.json`` files are read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from logging import WARNING
+from pathlib import Path
+
+from flwr.supercore import log
+
+ALLOWED_KEYS = {"targets", "by", "requested_by", "reason"}
+MAX_BYTES = 64 * 1024
+
+
+class RequestFileError(ValueError):
+    """A request file that is not a valid unlearning request."""
+
+
+def parse_request(text: str, name: str = "<request>") -> dict:
+    """Validate the JSON text of a request file and return the request.
+
+    Parameters
+    ----------
+    text : str
+        File content.
+    name : str
+        File name, for messages.
+
+    Returns
+    -------
+    dict
+        ``{"targets": [str, ...], "by": str, "requested_by": str}``.
+
+    Raises
+    ------
+    RequestFileError
+        Naming the file, the bad value and what is allowed.
+    """
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise RequestFileError(f"{name}: not valid JSON ({err.msg} at line {err.lineno})") from None
+    if not isinstance(obj, dict):
+        raise RequestFileError(f"{name}: expected a JSON object with 'targets', got "
+                               f"{type(obj).__name__}")
+    unknown = sorted(set(obj) - ALLOWED_KEYS)
+    if unknown:
+        raise RequestFileError(f"{name}: unknown key(s) {unknown}; allowed: "
+                               f"{sorted(ALLOWED_KEYS)}")
+    if "targets" not in obj:
+        raise RequestFileError(f"{name}: missing 'targets' (a list of client ids)")
+    targets = obj["targets"]
+    if isinstance(targets, (str, int)) and not isinstance(targets, bool):
+        targets = [targets]
+    if (not isinstance(targets, list) or not targets
+            or not all(isinstance(t, (str, int)) and not isinstance(t, bool) for t in targets)
+            or any(str(t).strip() == "" for t in targets)):
+        raise RequestFileError(f"{name}: 'targets' must be a non-empty list of strings or "
+                               f"integers, got {obj['targets']!r}")
+    by = obj.get("by", "partition-id")
+    if not isinstance(by, str) or not by.strip():
+        raise RequestFileError(f"{name}: 'by' must be 'partition-id' (or another node-config "
+                               f"key), 'supernode-name' or 'node-id', got {by!r}")
+    if by == "node-id" and not all(str(t).strip().isdigit() for t in targets):
+        raise RequestFileError(f"{name}: node ids are non-negative integers, got {targets!r}")
+    requested_by = obj.get("requested_by", "operator")
+    if not isinstance(requested_by, str):
+        raise RequestFileError(f"{name}: 'requested_by' must be a string, got {requested_by!r}")
+    return {"targets": [str(t).strip() for t in targets], "by": by.strip(),
+            "requested_by": requested_by}
+
+
+class RequestFolder:
+    """A folder of request files, polled by the strategy at each round boundary.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The watched folder (created if missing); ``accepted/`` and ``rejected/`` are made
+        inside it.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.accepted = self.path / "accepted"
+        self.rejected = self.path / "rejected"
+        for folder in (self.path, self.accepted, self.rejected):
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def _move(self, file: Path, accepted: bool, reason: str = "") -> None:
+        dest_dir = self.accepted if accepted else self.rejected
+        dest = dest_dir / file.name
+        os.replace(file, dest)
+        if not accepted:
+            (dest_dir / f"{file.name}.reason.txt").write_text(reason + "\n")
+
+    def poll(self) -> list[dict]:
+        """Read new request files; reject invalid ones; return the valid requests.
+
+        Returns
+        -------
+        list[dict]
+            Requests with ``targets``, ``by``, ``requested_by`` and ``on_settled`` (which
+            moves the file once the strategy decided).
+        """
+        out = []
+        for file in sorted(self.path.glob("*.json")):
+            if not file.is_file():
+                continue
+            try:
+                if file.stat().st_size > MAX_BYTES:
+                    raise RequestFileError(f"{file.name}: larger than {MAX_BYTES} bytes")
+                request = parse_request(file.read_text(errors="replace"), file.name)
+            except (RequestFileError, OSError) as err:
+                log(WARNING, "rejected request file %s: %s", file, err)
+                self._move(file, False, str(err))
+                continue
+            request["requested_by"] = f"{request['requested_by']} (file {file.name})"
+
+            def settle(_request, accepted: bool, reason: str, _file=file) -> None:
+                if not accepted:
+                    log(WARNING, "rejected request file %s: %s", _file, reason)
+                if _file.exists():
+                    self._move(_file, accepted, reason)
+
+            request["on_settled"] = settle
+            out.append(request)
+        return out
