@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from logging import INFO, WARNING
 
+import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
@@ -159,6 +160,56 @@ def reply_metrics(content: RecordDict) -> dict:
     return out
 
 
+def array_layout(arrays: ArrayRecord) -> dict[str, tuple[tuple[int, ...], str]]:
+    """Key -> (shape, dtype) of an ArrayRecord: what a valid reply must match."""
+    return {key: (tuple(array.shape), str(array.dtype)) for key, array in arrays.items()}
+
+
+def check_train_reply(
+    content: RecordDict, layout: dict[str, tuple[tuple[int, ...], str]], weighted_by_key: str
+) -> str | None:
+    """Why a train reply must not be aggregated, or ``None`` if it is fine.
+
+    A valid reply holds exactly one ArrayRecord with the global model's keys, shapes and
+    dtypes and only finite values, and a positive, finite ``weighted_by_key`` metric.
+
+    Parameters
+    ----------
+    content : RecordDict
+        The reply's content.
+    layout : dict
+        :func:`array_layout` of the model that was sent.
+    weighted_by_key : str
+        The weighting metric (``num-examples``).
+
+    Returns
+    -------
+    str or None
+        The reason for rejection.
+    """
+    records = list(content.array_records.values())
+    if len(records) != 1:
+        return f"expected exactly one ArrayRecord, got {len(records)}"
+    record = records[0]
+    missing = sorted(set(layout) - set(record.keys()))
+    extra = sorted(set(record.keys()) - set(layout))
+    if missing or extra:
+        return f"keys differ from the global model: missing {missing[:3]}, unexpected {extra[:3]}"
+    for key, array in record.items():
+        shape, dtype = layout[key]
+        if tuple(array.shape) != shape or str(array.dtype) != dtype:
+            return (f"tensor {key!r} is {tuple(array.shape)} {array.dtype}, the global model's "
+                    f"is {shape} {dtype}")
+        values = array.numpy()
+        if values.dtype.kind in "fc" and not np.isfinite(values).all():
+            return f"tensor {key!r} holds NaN or inf"
+    weight = reply_metrics(content).get(weighted_by_key)
+    if (isinstance(weight, bool) or not isinstance(weight, (int, float))
+            or not np.isfinite(weight) or weight <= 0):
+        return f"metric {weighted_by_key!r} must be a positive number, got {weight!r}"
+    return None
+
+
 def _truthy(value) -> bool:
     """Node-config flags: ``true``/``1``/``yes`` (any case) or a true bool/number."""
     if isinstance(value, str):
@@ -238,6 +289,7 @@ class NoT(FedAvg):
         self.forget_me_key = forget_me_key
         self.request_source = request_source
         self._asked: set[int] = set()  # nodes already sent a query.identity
+        self._layout: dict | None = None  # shapes/dtypes of the model sent for training
 
         self._lock = threading.Lock()
         self._pending: list[UnlearningRequest] = []
@@ -357,6 +409,7 @@ class NoT(FedAvg):
             config["server-round"] = server_round
             record = RecordDict({self.arrayrecord_key: arrays, self.configrecord_key: config})
             messages = list(self._construct_messages(record, node_ids, MessageType.TRAIN))
+        self._layout = array_layout(arrays)
         info = self._round(server_round)
         info["train_sampled"] = [m.metadata.dst_node_id for m in messages]
         info["bytes_down"] = info.get("bytes_down", 0) + arrayrecord_nbytes(arrays) * len(messages)
@@ -430,7 +483,15 @@ class NoT(FedAvg):
                 log(WARNING, "NoT: dropped a %s reply from excluded node %d (round %d)",
                     what, node_id, server_round)
                 continue
+            if not msg.has_error() and what == "train" and self._layout is not None:
+                reason = check_train_reply(msg.content, self._layout, self.weighted_by_key)
+                if reason is not None:
+                    log(WARNING, "NoT: rejected the train reply of node %d (round %d): %s",
+                        node_id, server_round, reason)
+                    self._round(server_round).setdefault("rejected_train", {})[node_id] = reason
+                    continue
             kept.append(msg)
+        kept = self._drop_inconsistent_metrics(server_round, kept, what)
         info = self._round(server_round)
         ok = [m for m in kept if not m.has_error()]
         info[f"{what}_replied"] = [m.metadata.src_node_id for m in ok]
@@ -443,6 +504,37 @@ class NoT(FedAvg):
             if k.endswith("-seconds") and isinstance(v, (int, float))
         )
         return kept
+
+    def _drop_inconsistent_metrics(
+        self, server_round: int, replies: list[Message], what: str
+    ) -> list[Message]:
+        """Drop replies whose metric keys differ from the most common set.
+
+        FedAvg refuses to aggregate a round whose replies report different metric keys;
+        one odd client must not stop the round for everyone.
+        """
+        keysets = {
+            m.metadata.src_node_id: frozenset(reply_metrics(m.content))
+            for m in replies if not m.has_error()
+        }
+        if len(set(keysets.values())) <= 1:
+            return replies
+        counts: dict[frozenset, int] = {}
+        for keys in keysets.values():
+            counts[keys] = counts.get(keys, 0) + 1
+        majority = max(counts, key=lambda k: (counts[k], self.weighted_by_key in k))
+        out = []
+        for m in replies:
+            node_id = m.metadata.src_node_id
+            if not m.has_error() and keysets[node_id] != majority:
+                reason = (f"metric keys {sorted(keysets[node_id])} differ from the other "
+                          f"replies' {sorted(majority)}")
+                log(WARNING, "NoT: rejected the %s reply of node %d (round %d): %s",
+                    what, node_id, server_round, reason)
+                self._round(server_round).setdefault(f"rejected_{what}", {})[node_id] = reason
+                continue
+            out.append(m)
+        return out
 
     def _is_target(self, node_id: int, name: str | None, identity: dict | None) -> bool:
         return any(rule.match(node_id, name, identity) for rule in self._rules)

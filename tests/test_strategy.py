@@ -230,3 +230,59 @@ def test_keys_instead_of_plan_and_bad_input():
         strategy.request_unlearning("1", at_round=0)
     with pytest.raises(ValueError, match="node ids are non-negative integers"):
         strategy.request_unlearning("abc", by="node-id")
+
+
+def _bad_app(kind: str) -> ClientApp:
+    app = ClientApp()
+
+    @app.train()
+    def train(msg: Message, context):
+        arrays = {k: v.numpy().copy() for k, v in msg.content["arrays"].items()}
+        n = 10
+        if kind == "nan":
+            arrays["fc.weight"][0, 0] = np.nan
+        elif kind == "inf":
+            arrays["conv.bias"][1, 1] = -np.inf
+        elif kind == "keys":
+            arrays["extra.weight"] = arrays.pop("fc.weight")
+        elif kind == "shape":
+            arrays["conv.weight"] = np.zeros((4, 2), np.float32)
+        elif kind == "weight":
+            n = 0
+        content = RecordDict({"arrays": ArrayRecord({k: Array(v) for k, v in arrays.items()}),
+                              "metrics": MetricRecord({"train-loss": 0.0, "num-examples": n})})
+        return Message(content, reply_to=msg)
+
+    @app.evaluate()
+    def evaluate(msg: Message, context):
+        return Message(RecordDict({"metrics": MetricRecord({"num-examples": 5})}), reply_to=msg)
+
+    return app
+
+
+@pytest.mark.parametrize("kind,reason", [
+    ("nan", "tensor 'fc.weight' holds NaN or inf"),
+    ("inf", "tensor 'conv.bias' holds NaN or inf"),
+    ("keys", r"keys differ from the global model: missing \['fc.weight'\], unexpected \['extra.weight'\]"),
+    ("shape", r"tensor 'conv.weight' is \(4, 2\) float32, the global model's is \(3, 2\) float32"),
+    ("weight", "metric 'num-examples' must be a positive number, got 0"),
+])
+def test_untrusted_replies_are_rejected_and_the_rest_aggregated(kind, reason, caplog):
+    grid = make_grid(n=3, with_query=True)
+    grid.nodes[666] = FakeNode(_bad_app(kind), {"partition-id": 9, "num-partitions": 4})
+    seen = {}
+    strategy = NoT(PLAN, min_train_nodes=1, min_evaluate_nodes=1)
+    with caplog.at_level(logging.WARNING, logger="flwr"):
+        run(strategy, grid, rounds=2,
+            evaluate_fn=lambda r, a: seen.__setitem__(r, {k: a[k].numpy().copy() for k in KEYS}))
+    assert "rejected the train reply of node 666" in caplog.text
+    import re
+    assert re.search(reason, strategy.rounds[1]["rejected_train"][666])
+    assert "metric keys ['num-examples'] differ" in strategy.rounds[1]["rejected_evaluate"][666]
+    assert 666 not in strategy.rounds[1]["train_replied"]
+    # the aggregate is the weighted mean of the three good clients only
+    w = np.array([10.0, 11.0, 12.0])
+    shift = float(np.dot(w / w.sum(), [0.1, 0.2, 0.3]))
+    for key in KEYS:
+        np.testing.assert_allclose(seen[1][key], seen[0][key] + shift, rtol=1e-5)
+        assert np.isfinite(seen[2][key]).all()
