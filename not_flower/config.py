@@ -52,6 +52,7 @@ class RunConfig:
     backdoor_target: int = 0
     init_checkpoint: str = ""
     request_dir: str = ""
+    resume: bool = False
     stop_tolerance: float = 0.02
     eval_recovery_rounds: tuple[str, ...] = ()
     out_dir: str = ""
@@ -186,6 +187,7 @@ def parse_run_config(run_config: Mapping) -> RunConfig:
         backdoor_target=_as_int("backdoor-target", get("backdoor-target", d.backdoor_target), 0),
         init_checkpoint=str(get("init-checkpoint", d.init_checkpoint)).strip(),
         request_dir=str(get("request-dir", d.request_dir)).strip(),
+        resume=_as_bool("resume", get("resume", d.resume)),
         stop_tolerance=_in_unit("stop-tolerance", _as_float("stop-tolerance", get("stop-tolerance", d.stop_tolerance)), low_open=False),
         eval_recovery_rounds=_as_list("eval-recovery-rounds", get("eval-recovery-rounds", "")) if get("eval-recovery-rounds", "") != "" else (),
         out_dir=str(get("out-dir", d.out_dir)),

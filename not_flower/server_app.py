@@ -10,6 +10,7 @@ written (atomically) to ``out-dir`` and a summary table is printed.
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from datetime import datetime
@@ -96,6 +97,58 @@ def load_initial_checkpoint(path: str, model: torch.nn.Module) -> dict[str, torc
                 f"({state[key].dtype}), the model needs {tuple(tensor.shape)} ({tensor.dtype})"
             )
     return {k: state[k] for k in expected}
+
+
+def save_run_state(out_dir: Path, cfg: RunConfig, server_round: int, arrays: ArrayRecord,
+                   results: dict, state: dict, strategy: NoT, offset: int, meta: dict) -> None:
+    """Write ``checkpoint-latest.pt`` then ``state.json`` (both atomically) after a round.
+
+    ``state.json`` names the round the checkpoint holds, the requests applied so far (their
+    target rules stay in force on resume) and those still pending, and the results so far.
+    A run killed at any point leaves a consistent pair: the state is written after the
+    checkpoint it describes.
+    """
+    save_checkpoint(out_dir / "checkpoint-latest.pt", arrays,
+                    {**meta, "round": server_round})
+    write_json(out_dir / "state.json", {
+        "version": 1,
+        "round": server_round,
+        "config": {k: v for k, v in to_run_config(cfg).items() if k != "resume"},
+        "applied": [{"by": r.by, "values": list(r.values)} for r in strategy.applied_rules],
+        "pending": [
+            {"by": r.rule.by, "values": list(r.rule.values), "requested_by": r.requested_by,
+             "at_round": None if r.at_round is None else offset + r.at_round}
+            for r in strategy.pending_requests
+        ],
+        "state": {**state, "forget_ids": sorted(state["forget_ids"])},
+        "results": results,
+    })
+
+
+def load_run_state(out_dir: Path, cfg: RunConfig) -> dict | None:
+    """The state an interrupted run left in ``out_dir`` (``None`` if there is none).
+
+    Raises
+    ------
+    ValueError
+        If the state was written by a run with a different configuration.
+    """
+    path = out_dir / "state.json"
+    if not path.is_file():
+        log(INFO, "resume: no state.json in %s; starting from the beginning", out_dir)
+        return None
+    saved = json.loads(path.read_text())
+    mine = {k: v for k, v in to_run_config(cfg).items() if k != "resume"}
+    differing = sorted(k for k in mine if saved["config"].get(k) != mine[k])
+    if differing:
+        raise ValueError(
+            f"resume: {path} was written by a run with a different configuration "
+            f"(differs in {differing}); resume with the same run config or another out-dir"
+        )
+    if saved["round"] >= cfg.total_rounds:
+        log(INFO, "resume: the run in %s had already finished all %d rounds", out_dir,
+            cfg.total_rounds)
+    return saved
 
 
 def split_forget_retain(
@@ -296,16 +349,27 @@ def run_experiment(grid: Grid, cfg: RunConfig, out_dir: Path) -> dict:
         "models": {},
         "checkpoints": {},
     }
-    state: dict = {"num_partitions": None, "reference_val_acc": None, "stop_round": None}
+    state: dict = {"num_partitions": None, "reference_val_acc": None, "stop_round": None,
+                   "forget_ids": set()}
+    saved = load_run_state(out_dir, cfg) if cfg.resume else None
+    offset = 0  # rounds already done by the interrupted run this one resumes
+    if saved is not None:
+        offset = saved["round"]
+        results = saved["results"]
+        state.update(saved["state"], forget_ids=set(saved["state"]["forget_ids"]))
+        initial = ArrayRecord(load_initial_checkpoint(str(out_dir / "checkpoint-latest.pt"), model))
+        results.setdefault("resumed_from_round", []).append(offset)
+        log(INFO, "resuming from round %d of %d (%s)", offset, cfg.total_rounds, out_dir)
 
     def on_unlearning(event: UnlearningEvent, before: ArrayRecord, after: ArrayRecord) -> None:
         new_ids = {
             int(t["identity"]["partition-id"]) for t in event.targets
             if t.get("identity") and "partition-id" in t["identity"]
         }
-        state["forget_ids"] = state.get("forget_ids", set()) | new_ids
+        state["forget_ids"] = state["forget_ids"] | new_ids
         evaluator.set_forget(state["num_partitions"], state["forget_ids"])
         request = event.to_dict()
+        request["round"] = offset + event.round
         request["partition_ids"] = sorted(new_ids)
         results["requests"].append(request)
         if cfg.method == "retrain":
@@ -313,7 +377,7 @@ def run_experiment(grid: Grid, cfg: RunConfig, out_dir: Path) -> dict:
         first = "original" not in results["models"]
         if first:  # the pre-unlearning model of the first request is "original"
             path = save_checkpoint(out_dir / "checkpoint-original.pt", before,
-                                   {**meta, "round": event.round - 1, "phase": "train"})
+                                   {**meta, "round": offset + event.round - 1, "phase": "train"})
             results["checkpoints"]["original"] = str(path)
         request["models"] = {"before": evaluator.full(before)}
         if cfg.method == "not":
@@ -336,17 +400,33 @@ def run_experiment(grid: Grid, cfg: RunConfig, out_dir: Path) -> dict:
     identities = strategy.identify(grid, node_ids)
     declared = [int(i["num-partitions"]) for i in identities.values() if i and "num-partitions" in i]
     state["num_partitions"] = max(declared) if declared else len(node_ids)
-    if cfg.identify_by == "partition-id" and cfg.unlearn_clients:
-        evaluator.set_forget(state["num_partitions"], {int(c) for c in cfg.unlearn_clients})
-    if cfg.unlearn_clients and cfg.method != "retrain":
-        strategy.request_unlearning(
-            cfg.unlearn_clients, by=cfg.identify_by, at_round=cfg.num_train_rounds + 1
-        )
+    if saved is not None:
+        # requests applied before the interruption stay in force (no second negation);
+        # requests still pending are queued again for their round
+        for rule in saved["applied"]:
+            strategy.exclude(rule["values"], by=rule["by"])
+        for req in saved["pending"]:
+            strategy.request_unlearning(
+                req["values"], by=req["by"], requested_by=req["requested_by"],
+                at_round=None if req["at_round"] is None else max(1, req["at_round"] - offset),
+            )
+        if state["forget_ids"]:
+            evaluator.set_forget(state["num_partitions"], state["forget_ids"])
+    else:
+        if cfg.identify_by == "partition-id" and cfg.unlearn_clients:
+            evaluator.set_forget(state["num_partitions"], {int(c) for c in cfg.unlearn_clients})
+        if cfg.unlearn_clients and cfg.method != "retrain":
+            strategy.request_unlearning(
+                cfg.unlearn_clients, by=cfg.identify_by, at_round=cfg.num_train_rounds + 1
+            )
     snapshots = {cfg.num_train_rounds + int(k): f"recovered@{k}" for k in cfg.eval_recovery_rounds}
     partition_of = lambda n: (strategy.identities.get(n) or {}).get("partition-id")  # noqa: E731
 
-    def central_eval(server_round: int, arrays: ArrayRecord) -> MetricRecord:
-        info = strategy.rounds.get(server_round, {})
+    def central_eval(local_round: int, arrays: ArrayRecord) -> MetricRecord | None:
+        if offset and local_round == 0:
+            return None  # the resumed model was measured as the last round before the stop
+        server_round = offset + local_round
+        info = strategy.rounds.get(local_round, {})
         phase = info.get("phase", "init")
         if cfg.method == "retrain" and phase != "init":
             phase = "retrain"
@@ -376,26 +456,29 @@ def run_experiment(grid: Grid, cfg: RunConfig, out_dir: Path) -> dict:
                 server_round)
         if server_round in snapshots:
             results["models"][snapshots[server_round]] = evaluator.full(arrays)
+        if server_round >= 1:
+            save_run_state(out_dir, cfg, server_round, arrays, results, state, strategy, offset,
+                           meta)
         return MetricRecord({k: v for k, v in row.items()
                              if k in ("test_acc", "test_loss", "forget_acc", "asr")})
 
     result = strategy.start(
         grid,
         initial,
-        num_rounds=cfg.total_rounds,
+        num_rounds=cfg.total_rounds - offset,
         train_config=ConfigRecord({"lr": cfg.lr}),
         evaluate_config=ConfigRecord(),
         evaluate_fn=central_eval,
     )
     train_loss = result.train_metrics_clientapp
     for row in results["rounds"]:
-        rec = train_loss.get(row["round"])
+        rec = train_loss.get(row["round"] - offset) if row["round"] > offset else None
         if rec is not None and "train-loss" in rec:
             row["train_loss"] = float(rec["train-loss"])
 
     final = result.arrays if result.arrays is not None else initial
-    final_name = {"retrain": "retrained"}.get(cfg.method, "recovered" if strategy.in_recovery
-                                              else "original")
+    final_name = {"retrain": "retrained"}.get(
+        cfg.method, "recovered" if strategy.in_recovery or strategy.applied_rules else "original")
     path = save_checkpoint(out_dir / "checkpoint-final.pt", final,
                            {**meta, "round": cfg.total_rounds, "phase": final_name})
     results["checkpoints"]["final"] = str(path)

@@ -370,6 +370,37 @@ class NoT(FedAvg):
         """Node configs learnt so far (from ``query.identity`` or ``identity_mod``)."""
         return dict(self._identities)
 
+    def exclude(self, targets: Iterable | str | int, *, by: str = "partition-id") -> TargetRule:
+        """Exclude clients from now on WITHOUT negating: for an unlearning that was applied
+        before a restart (the global model the run resumes from is already negated and
+        partly recovered).
+
+        Parameters
+        ----------
+        targets : iterable, str or int
+            As in :meth:`request_unlearning`.
+        by : str (default: "partition-id")
+            As in :meth:`request_unlearning`.
+
+        Returns
+        -------
+        TargetRule
+        """
+        rule = make_rule(targets, by)
+        self._rules.append(rule)
+        return rule
+
+    @property
+    def applied_rules(self) -> list[TargetRule]:
+        """Target rules of the requests applied so far (and of :meth:`exclude`)."""
+        return list(self._rules)
+
+    @property
+    def pending_requests(self) -> list[UnlearningRequest]:
+        """Requests queued and not applied yet."""
+        with self._lock:
+            return list(self._pending)
+
     @property
     def excluded_node_ids(self) -> frozenset[int]:
         """Node ids that are never sampled again."""

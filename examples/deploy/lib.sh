@@ -25,6 +25,8 @@ nf_init() {
   command -v flower-superlink > /dev/null || nf_die "flower-superlink not on PATH (run scripts/setup.sh)"
   export FLWR_HOME="${FLWR_HOME:-$NF_WORK/flwr-home}"
   export FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION=1
+  # N SuperNodes share this machine's cores: one torch thread per ClientApp process.
+  export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
   NF_PY="$(command -v python)"
   [ -x "$NF_ROOT/.venv/bin/python" ] && NF_PY="$NF_ROOT/.venv/bin/python"
   NF_CLEANUP_HOOKS=()
