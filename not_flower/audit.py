@@ -28,7 +28,10 @@ Log format
     for the first line); ``hash = sha256(canonical_json({"index": i, "prev_hash": P,
     "record": R})).hexdigest()``. Editing an entry changes its hash; removing, inserting
     or reordering entries breaks an ``index`` or ``prev_hash`` link; a half-written last
-    line is not valid JSON. :func:`verify_log` reports each of these with its line number.
+    line is not valid JSON; every line must also be byte-for-byte the canonical JSON of
+    its entry, so any changed byte is caught (even one that leaves the values equal, such
+    as ``1E-05`` for ``1e-05``). :func:`verify_log` reports each of these with its line
+    number.
 
 What the chain cannot show on its own
     Whoever can write the log can also *truncate its tail* (drop the last entries) or
@@ -464,7 +467,7 @@ def _check_lines(data: bytes, expect_head: str | None = None
         where = f"line {number}"
         try:
             entry = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as err:
+        except (UnicodeDecodeError, ValueError, RecursionError) as err:
             problems.append(f"{where}: not a valid JSON entry ({err}); the entry was "
                             "truncated or edited")
             prev_hash = None  # unknown: the next link cannot be checked
@@ -494,12 +497,15 @@ def _check_lines(data: bytes, expect_head: str | None = None
                             "(an entry was removed, inserted or moved)")
         try:
             computed = entry_hash(index, stored_prev, entry["record"])
-        except (TypeError, ValueError) as err:
+            canonical = canonical_json(entry) == raw
+        except (TypeError, ValueError, RecursionError) as err:
             problems.append(f"{where}: the entry cannot be hashed ({err})")
-            computed = None
+            computed, canonical = None, True
         if computed is not None and stored != computed:
             problems.append(f"{where}: hash mismatch, entry {index!r} was edited (stored "
                             f"{str(stored)[:12]}..., content hashes to {computed[:12]}...)")
+        elif not canonical:  # same values, other bytes (1E-05 for 1e-05, spaces, ...)
+            problems.append(f"{where}: not in canonical JSON form; the line's bytes were edited")
         prev_hash = stored if _is_sha256(stored) else None
         expected_index = index + 1 if isinstance(index, int) and not isinstance(index, bool) else None
         head = stored if isinstance(stored, str) else head

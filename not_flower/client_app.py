@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import numpy as np
 import torch
 from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
@@ -39,27 +40,59 @@ def _setup(msg: Message, context: Context):
     return cfg, client_data(cfg, pid, num), model
 
 
+def kept_mask(labels: np.ndarray, config) -> np.ndarray:
+    """Samples the client may still use: not of ``forget-classes``, not in ``forget-samples``.
+
+    Parameters
+    ----------
+    labels : np.ndarray
+        Labels of the local data (sample id = position in this array).
+    config : Mapping
+        The message's config (``forget-classes`` / ``forget-samples`` lists, if any).
+
+    Returns
+    -------
+    np.ndarray
+        Boolean mask.
+    """
+    mask = np.ones(len(labels), dtype=bool)
+    classes = list(config.get("forget-classes", []) or [])
+    if classes:
+        mask &= ~np.isin(labels, np.asarray(classes, dtype=labels.dtype))
+    samples = [int(i) for i in (config.get("forget-samples", []) or []) if 0 <= int(i) < len(labels)]
+    if samples:
+        mask[samples] = False
+    return mask
+
+
 @app.train()
 def train_fn(msg: Message, context: Context) -> Message:
-    """Train the received model on the local training split."""
+    """Train the received model on the local training split (minus forgotten data)."""
     cfg, data, model = _setup(msg, context)
-    server_round = int(msg.content["config"].get("server-round", 0))
+    config = msg.content["config"]
+    server_round = int(config.get("server-round", 0))
+    keep = kept_mask(data.y_train, config)
     stats = train(
-        model, data.x_train, data.y_train,
+        model, data.x_train[keep], data.y_train[keep],
         epochs=cfg.local_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
         momentum=cfg.momentum, seed=cfg.seed * 100_003 + server_round * 1009 + data.partition_id,
     )
-    metrics = MetricRecord({**stats, "num-examples": len(data.x_train)})
+    metrics = MetricRecord({**stats, "num-examples": int(keep.sum()),
+                            "num-forgotten": int((~keep).sum())})
     content = RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": metrics})
     return Message(content=content, reply_to=msg)
 
 
 @app.evaluate()
 def evaluate_fn(msg: Message, context: Context) -> Message:
-    """Evaluate the received model on the local validation split."""
+    """Evaluate the received model on the local validation split (minus forgotten classes)."""
     _, data, model = _setup(msg, context)
-    acc, loss = evaluate(model, data.x_val, data.y_val, dev=device())
-    metrics = MetricRecord({"val-acc": acc, "val-loss": loss, "num-examples": len(data.x_val)})
+    config = msg.content["config"]
+    keep = kept_mask(data.y_val, {"forget-classes": config.get("forget-classes", [])})
+    acc, loss = evaluate(model, data.x_val[keep], data.y_val[keep], dev=device())
+    if not keep.any():
+        acc, loss = 0.0, 0.0
+    metrics = MetricRecord({"val-acc": acc, "val-loss": loss, "num-examples": int(keep.sum())})
     return Message(content=RecordDict({"metrics": metrics}), reply_to=msg)
 
 

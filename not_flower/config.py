@@ -16,6 +16,7 @@ MODELS = ("cnn", "mlp", "resnet18", "vit")
 PARTITIONERS = ("iid", "dirichlet")
 BATCHNORM_POLICIES = ("keep", "negate-running-mean")
 METHODS = ("not", "ft", "retrain")
+UNLEARN_MODES = ("client", "class", "instance")
 
 
 class ConfigError(ValueError):
@@ -28,7 +29,10 @@ class RunConfig:
 
     method: str = "not"
     num_train_rounds: int = 20
-    unlearn_clients: tuple[str, ...] = ("0",)
+    unlearn_groups: tuple[tuple[str, ...], ...] = (("0",),)
+    unlearn_mode: str = "client"
+    unlearn_classes: tuple[str, ...] = ()
+    unlearn_samples: tuple[str, ...] = ()
     recovery_rounds: int = 15
     negate_layers: str = "first"
     negate_bias: bool = True
@@ -58,6 +62,22 @@ class RunConfig:
     out_dir: str = ""
 
     @property
+    def unlearn_clients(self) -> tuple[str, ...]:
+        """Every client named in ``unlearn-clients`` (all requests of a sequence)."""
+        return tuple(dict.fromkeys(c for group in self.unlearn_groups for c in group))
+
+    @property
+    def num_requests(self) -> int:
+        """Requests the run config schedules (``unlearn-clients="0;3"`` is two)."""
+        return len(self.unlearn_groups)
+
+    def request_round(self, index: int) -> int:
+        """Round before which the ``index``-th scheduled request applies (1-based rounds)."""
+        if self.method == "retrain":
+            return 1
+        return self.num_train_rounds + index * self.recovery_rounds + 1
+
+    @property
     def total_rounds(self) -> int:
         """Rounds of the whole run.
 
@@ -67,11 +87,26 @@ class RunConfig:
         """
         if self.method == "retrain":
             return self.num_train_rounds
-        return self.num_train_rounds + self.recovery_rounds
+        return self.num_train_rounds + self.recovery_rounds * max(1, self.num_requests)
 
 
 def _key(name: str) -> str:
-    return name.replace("_", "-")
+    return {"unlearn_groups": "unlearn-clients"}.get(name, name.replace("_", "-"))
+
+
+def _as_groups(key: str, value) -> tuple[tuple[str, ...], ...]:
+    """``"0,3;5"`` -> ``(("0", "3"), ("5",))``: requests in sequence, separated by ``;``."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ConfigError(f"{key} must be a comma-separated list such as '0,3' (';' separates "
+                          f"requests in sequence), got {value!r}")
+    groups = []
+    for part in str(value).split(";"):
+        group = _as_list(key, part)
+        if group:
+            groups.append(group)
+        elif part.strip() == "" and ";" in str(value):
+            raise ConfigError(f"{key}: empty request in sequence {value!r}")
+    return tuple(groups)
 
 
 def _as_list(key: str, value) -> tuple[str, ...]:
@@ -163,7 +198,10 @@ def parse_run_config(run_config: Mapping) -> RunConfig:
         method=_choice("method", get("method", d.method), METHODS),
         num_train_rounds=_as_int("num-train-rounds", get("num-train-rounds", d.num_train_rounds),
                                  0 if str(get("init-checkpoint", "")).strip() else 1),
-        unlearn_clients=_as_list("unlearn-clients", get("unlearn-clients", ",".join(d.unlearn_clients))),
+        unlearn_groups=_as_groups("unlearn-clients", get("unlearn-clients", "0")),
+        unlearn_mode=_choice("unlearn-mode", get("unlearn-mode", d.unlearn_mode), UNLEARN_MODES),
+        unlearn_classes=_as_list("unlearn-classes", get("unlearn-classes", "")) if get("unlearn-classes", "") != "" else (),
+        unlearn_samples=_as_list("unlearn-samples", get("unlearn-samples", "")) if get("unlearn-samples", "") != "" else (),
         recovery_rounds=_as_int("recovery-rounds", get("recovery-rounds", d.recovery_rounds), 0),
         negate_layers=str(get("negate-layers", d.negate_layers)).strip(),
         negate_bias=_as_bool("negate-bias", get("negate-bias", d.negate_bias)),
@@ -200,6 +238,7 @@ def parse_run_config(run_config: Mapping) -> RunConfig:
             )
     if cfg.total_rounds < 1:
         raise ConfigError("the run has no round: num-train-rounds + recovery-rounds must be >= 1")
+    _check_unlearn_mode(cfg)
     if cfg.method == "retrain" and not cfg.unlearn_clients:
         raise ConfigError("method 'retrain' needs unlearn-clients (the clients to leave out)")
     if cfg.dirichlet_alpha <= 0:
@@ -215,10 +254,51 @@ def parse_run_config(run_config: Mapping) -> RunConfig:
     return cfg
 
 
+def _check_unlearn_mode(cfg: RunConfig) -> None:
+    """Consistency of ``unlearn-mode`` with ``unlearn-clients/-classes/-samples``."""
+    mode = cfg.unlearn_mode
+    if mode == "client":
+        if cfg.unlearn_classes or cfg.unlearn_samples:
+            raise ConfigError("unlearn-classes / unlearn-samples need unlearn-mode 'class' / "
+                              f"'instance' (unlearn-mode is {mode!r})")
+        if "*" in cfg.unlearn_clients:
+            raise ConfigError("unlearn-clients '*' (every client) is only allowed with "
+                              "unlearn-mode 'class'")
+        return
+    if cfg.num_requests > 1:
+        raise ConfigError(f"requests in sequence (';' in unlearn-clients) are supported for "
+                          f"unlearn-mode 'client' only, not {mode!r}")
+    if mode == "class":
+        if not cfg.unlearn_classes:
+            raise ConfigError("unlearn-mode 'class' needs unlearn-classes (e.g. '3' or '3,5')")
+        bad = [c for c in cfg.unlearn_classes if not c.isdigit()]
+        if bad:
+            raise ConfigError(f"unlearn-classes must be class labels (integers >= 0), got {bad}")
+        if not cfg.unlearn_clients:
+            raise ConfigError("unlearn-mode 'class' needs unlearn-clients: the clients whose "
+                              "examples to forget, or '*' for the whole federation")
+        return
+    if cfg.unlearn_classes:
+        raise ConfigError("unlearn-classes is for unlearn-mode 'class', not 'instance'")
+    if len(cfg.unlearn_clients) != 1 or "*" in cfg.unlearn_clients:
+        raise ConfigError(f"unlearn-mode 'instance' needs exactly one client in unlearn-clients "
+                          f"(the one whose samples to forget), got {list(cfg.unlearn_clients)}")
+    if not cfg.unlearn_samples:
+        raise ConfigError("unlearn-mode 'instance' needs unlearn-samples: sample ids (indices "
+                          "into the client's training split) or 'poisoned'")
+    if cfg.unlearn_samples != ("poisoned",) and not all(s.isdigit() for s in cfg.unlearn_samples):
+        raise ConfigError(f"unlearn-samples must be 'poisoned' or integers >= 0, got "
+                          f"{list(cfg.unlearn_samples)}")
+
+
 def to_run_config(cfg: RunConfig) -> dict:
     """Inverse of :func:`parse_run_config`: a dict with Flower's dashed keys."""
     out = {}
     for f in fields(RunConfig):
         value = getattr(cfg, f.name)
-        out[_key(f.name)] = ",".join(value) if isinstance(value, tuple) else value
+        if f.name == "unlearn_groups":
+            value = ";".join(",".join(group) for group in value)
+        elif isinstance(value, tuple):
+            value = ",".join(value)
+        out[_key(f.name)] = value
     return out

@@ -23,7 +23,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 from flwr.supercore import log
 
-from strategies.baselines import FT, Retrain
+from strategies.baselines import FT
 from strategies.negation import plan_negation
 from strategies.not_strategy import NoT, UnlearningEvent
 
@@ -115,9 +115,11 @@ def save_run_state(out_dir: Path, cfg: RunConfig, server_round: int, arrays: Arr
         "round": server_round,
         "config": {k: v for k, v in to_run_config(cfg).items() if k != "resume"},
         "applied": [{"by": r.by, "values": list(r.values)} for r in strategy.applied_rules],
+        "forget_specs": strategy.forget_specs,
         "pending": [
             {"by": r.rule.by, "values": list(r.rule.values), "requested_by": r.requested_by,
-             "at_round": None if r.at_round is None else offset + r.at_round}
+             "at_round": None if r.at_round is None else offset + r.at_round,
+             "classes": list(r.classes), "samples": list(r.samples)}
             for r in strategy.pending_requests
         ],
         "state": {**state, "forget_ids": sorted(state["forget_ids"])},
@@ -152,22 +154,46 @@ def load_run_state(out_dir: Path, cfg: RunConfig) -> dict | None:
 
 
 def split_forget_retain(
-    cfg: RunConfig, num_partitions: int, forget_ids: set[int]
+    cfg: RunConfig,
+    num_partitions: int,
+    forget_ids: set[int],
+    *,
+    classes: set[int] | None = None,
+    samples: dict[int, set[int]] | None = None,
+    all_clients: bool = False,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Forget set = the targets' training data as they held it; retain = everyone else's."""
-    parts = [client_data(cfg, p, num_partitions) for p in range(num_partitions)]
+    """Forget and retain sets, exactly as the clients hold their training data.
 
-    def cat(selected):
-        if not selected:
-            shape = parts[0].x_train.shape[1:]
-            return np.zeros((0, *shape), np.float32), np.zeros(0, np.int64)
-        return (np.concatenate([p.x_train for p in selected]),
-                np.concatenate([p.y_train for p in selected]))
+    * client-wise: forget = the targets' training data; retain = everyone else's;
+    * class-wise (``classes``): forget = the targets' (every client's with
+      ``all_clients``) training samples of those classes; retain = all the rest;
+    * instance-wise (``samples``: partition id -> sample ids): forget = those samples
+      (poisoned ones keep their poisoned labels); retain = all the rest.
 
-    return {
-        "forget": cat([p for p in parts if p.partition_id in forget_ids]),
-        "retain": cat([p for p in parts if p.partition_id not in forget_ids]),
-    }
+    Returns
+    -------
+    dict
+        ``{"forget": (x, y), "retain": (x, y)}``.
+    """
+    forget_x, forget_y, retain_x, retain_y = [], [], [], []
+    for pid in range(num_partitions):
+        part = client_data(cfg, pid, num_partitions)
+        targeted = all_clients or pid in forget_ids
+        if not targeted:
+            mask = np.zeros(len(part.y_train), dtype=bool)
+        elif classes:
+            mask = np.isin(part.y_train, list(classes))
+        elif samples is not None:
+            mask = np.zeros(len(part.y_train), dtype=bool)
+            mask[[i for i in samples.get(pid, ()) if i < len(mask)]] = True
+        else:
+            mask = np.ones(len(part.y_train), dtype=bool)
+        forget_x.append(part.x_train[mask])
+        forget_y.append(part.y_train[mask])
+        retain_x.append(part.x_train[~mask])
+        retain_y.append(part.y_train[~mask])
+    return {"forget": (np.concatenate(forget_x), np.concatenate(forget_y)),
+            "retain": (np.concatenate(retain_x), np.concatenate(retain_y))}
 
 
 class Evaluator:
@@ -191,9 +217,21 @@ class Evaluator:
         if cfg.backdoor_clients:
             self.triggered = triggered_test_set(data.x_test, data.y_test, cfg.backdoor_target)
 
-    def set_forget(self, num_partitions: int, forget_ids: set[int]) -> None:
-        """Fix the forget set (targets' training data) and the retain set."""
-        self.sets = split_forget_retain(self.cfg, num_partitions, forget_ids)
+        self.classes: list[int] = []
+
+    def set_forget(self, num_partitions: int, forget_ids: set[int], **kind) -> None:
+        """Fix the forget and retain sets (see :func:`split_forget_retain`)."""
+        self.sets = split_forget_retain(self.cfg, num_partitions, forget_ids, **kind)
+        self.classes = sorted(kind.get("classes") or [])
+
+    def _class_split(self, out: dict) -> None:
+        """Class-wise forgetting: test accuracy on the forgotten classes and on the others."""
+        if not self.classes:
+            return
+        x, y = self.test
+        forgotten = np.isin(y, self.classes)
+        out["forgotten_classes_test_acc"] = evaluate(self.model, x[forgotten], y[forgotten])[0]
+        out["other_classes_test_acc"] = evaluate(self.model, x[~forgotten], y[~forgotten])[0]
 
     def _load(self, arrays: ArrayRecord) -> None:
         self.model.load_state_dict(arrays.to_torch_state_dict())
@@ -207,6 +245,7 @@ class Evaluator:
         if self.triggered is not None:
             logits = predict_logits(self.model, self.triggered[0], device=device())
             out["asr"] = attack_success_rate(logits, self.triggered[1], self.cfg.backdoor_target)
+        self._class_split(out)
         return out
 
     def full(self, arrays: ArrayRecord) -> dict[str, float]:
@@ -228,6 +267,7 @@ class Evaluator:
         if self.sets is None:  # no request: "retain" above was the test set
             out.pop("retain_acc", None)
             out.pop("retain_loss", None)
+        self._class_split(out)
         return out
 
 
@@ -253,6 +293,17 @@ def retained_val_acc(metrics_by_node: dict[int, dict], keep: set[int] | None = N
     ]
     total = sum(w for _, w in pairs)
     return None if total == 0 else sum(a * w for a, w in pairs) / total
+
+
+def trained_counts(train_metrics: dict[int, dict], partition_of) -> dict:
+    """Samples each participant trained on and left out this round (from its reply)."""
+    trained, forgotten = {}, {}
+    for node_id, metrics in train_metrics.items():
+        pid = partition_of(node_id)
+        key = str(pid if pid is not None else node_id)
+        trained[key] = int(metrics.get("num-examples", 0))
+        forgotten[key] = int(metrics.get("num-forgotten", 0))
+    return {"trained_examples": trained, "forgotten_examples": forgotten}
 
 
 def sum_costs(rounds: list[dict], phases: tuple[str, ...], up_to: int | None = None) -> dict:
@@ -298,11 +349,43 @@ def make_strategy(cfg: RunConfig, plan, on_unlearning) -> NoT:
         min_available_nodes=1,
         on_unlearning=on_unlearning,
     )
-    if cfg.method == "retrain":
-        return Retrain(cfg.unlearn_clients, by=cfg.identify_by, **kwargs)
-    if cfg.method == "ft":
+    if cfg.method in ("ft", "retrain"):  # Retrain: FT from a fresh model, request at round 1
         return FT(**kwargs)
     return NoT(plan, **kwargs)
+
+
+def scheduled_kind(cfg: RunConfig, num_partitions: int) -> dict:
+    """``classes=``/``samples=`` arguments of the run config's scheduled requests."""
+    if cfg.unlearn_mode == "class":
+        return {"classes": [int(c) for c in cfg.unlearn_classes]}
+    if cfg.unlearn_mode == "instance":
+        if cfg.unlearn_samples == ("poisoned",):
+            pid = int(cfg.unlearn_clients[0])
+            poisoned = client_data(cfg, pid, num_partitions).poisoned
+            if len(poisoned) == 0:
+                raise ValueError(f"unlearn-samples 'poisoned': client {pid} poisoned no sample "
+                                 "(set backdoor-clients to include it)")
+            return {"samples": [int(i) for i in poisoned]}
+        return {"samples": [int(i) for i in cfg.unlearn_samples]}
+    return {}
+
+
+def evaluation_kind(request, partition_ids: set[int]) -> dict:
+    """Keyword arguments of :func:`split_forget_retain` for an applied request."""
+    if request.kind == "class":
+        return {"classes": set(request.classes), "all_clients": request.rule.values == ("*",)}
+    if request.kind == "instance":
+        return {"samples": {pid: set(request.samples) for pid in partition_ids}}
+    return {}
+
+
+def evaluation_kind_from_config(cfg: RunConfig, kind: dict, ids: set[int]) -> dict:
+    """Keyword arguments of :func:`split_forget_retain` for the run config's requests."""
+    if "classes" in kind:
+        return {"classes": set(kind["classes"]), "all_clients": "*" in cfg.unlearn_clients}
+    if "samples" in kind:
+        return {"samples": {pid: set(kind["samples"]) for pid in ids}}
+    return {}
 
 
 # pylint: disable=too-many-locals,too-many-statements
@@ -367,7 +450,8 @@ def run_experiment(grid: Grid, cfg: RunConfig, out_dir: Path) -> dict:
             if t.get("identity") and "partition-id" in t["identity"]
         }
         state["forget_ids"] = state["forget_ids"] | new_ids
-        evaluator.set_forget(state["num_partitions"], state["forget_ids"])
+        evaluator.set_forget(state["num_partitions"], state["forget_ids"],
+                             **evaluation_kind(event.request, new_ids))
         request = event.to_dict()
         request["round"] = offset + event.round
         request["partition_ids"] = sorted(new_ids)
@@ -405,19 +489,24 @@ def run_experiment(grid: Grid, cfg: RunConfig, out_dir: Path) -> dict:
         # requests still pending are queued again for their round
         for rule in saved["applied"]:
             strategy.exclude(rule["values"], by=rule["by"])
+        strategy.restore_forget_specs(saved.get("forget_specs", {}))
         for req in saved["pending"]:
             strategy.request_unlearning(
                 req["values"], by=req["by"], requested_by=req["requested_by"],
                 at_round=None if req["at_round"] is None else max(1, req["at_round"] - offset),
+                **({"classes": req["classes"]} if req.get("classes") else {}),
+                **({"samples": req["samples"]} if req.get("samples") else {}),
             )
-        if state["forget_ids"]:
-            evaluator.set_forget(state["num_partitions"], state["forget_ids"])
-    else:
-        if cfg.identify_by == "partition-id" and cfg.unlearn_clients:
-            evaluator.set_forget(state["num_partitions"], {int(c) for c in cfg.unlearn_clients})
-        if cfg.unlearn_clients and cfg.method != "retrain":
+    kind = scheduled_kind(cfg, state["num_partitions"])
+    if cfg.identify_by == "partition-id" and cfg.unlearn_clients:
+        ids = {int(c) for c in cfg.unlearn_clients if c != "*"}
+        evaluator.set_forget(state["num_partitions"], ids, **evaluation_kind_from_config(
+            cfg, kind, ids))
+    if saved is None:
+        for index, group in enumerate(cfg.unlearn_groups):
             strategy.request_unlearning(
-                cfg.unlearn_clients, by=cfg.identify_by, at_round=cfg.num_train_rounds + 1
+                group, by=cfg.identify_by, at_round=cfg.request_round(index),
+                requested_by="operator (run config)", **kind,
             )
     snapshots = {cfg.num_train_rounds + int(k): f"recovered@{k}" for k in cfg.eval_recovery_rounds}
     partition_of = lambda n: (strategy.identities.get(n) or {}).get("partition-id")  # noqa: E731
@@ -441,6 +530,7 @@ def run_experiment(grid: Grid, cfg: RunConfig, out_dir: Path) -> dict:
                 int(p) for p in map(partition_of, info.get("evaluate_replied", [])) if p is not None
             ),
             **evaluator.quick(arrays),
+            **trained_counts(info.get("train_metrics", {}), partition_of),
             "val_acc": retained_val_acc(info.get("evaluate_metrics", {})),
             **{k: info.get(k, 0) for k in ("bytes_down", "bytes_up", "client_seconds",
                                            "server_seconds")},

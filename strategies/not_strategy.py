@@ -69,6 +69,13 @@ class UnlearningRequest:
         clients).
     on_settled : Callable or None
         ``f(request, accepted, reason)`` called once the request is applied or rejected.
+    kind : str
+        ``"client"`` (forget whole clients: they are excluded), ``"class"`` (forget the
+        targets' examples of ``classes``; ``targets="*"`` = every client) or
+        ``"instance"`` (forget the target's samples ``samples``). In the last two the
+        targets stay in the federation and train on the data they keep.
+    classes, samples : tuple[int, ...]
+        Class labels / sample ids (indices into the client's training data) to forget.
     """
 
     rule: TargetRule
@@ -79,6 +86,9 @@ class UnlearningRequest:
     )
     strict: bool = True
     on_settled: Callable | None = field(default=None, repr=False, compare=False)
+    kind: str = "client"
+    classes: tuple[int, ...] = ()
+    samples: tuple[int, ...] = ()
 
 
 @dataclass
@@ -158,6 +168,54 @@ def reply_metrics(content: RecordDict) -> dict:
     for record in content.metric_records.values():
         out.update(record)
     return out
+
+
+def _ints(name: str, values: Iterable) -> tuple[int, ...]:
+    if isinstance(values, (str, int)):
+        values = [values]
+    out = []
+    for v in values:
+        parts = v.split(",") if isinstance(v, str) else [v]
+        for part in parts:
+            text = str(part).strip()
+            if isinstance(part, bool) or not text.isdigit():
+                raise ValueError(f"unlearning request: {name} must be integers >= 0, got {part!r}")
+            out.append(int(text))
+    if not out:
+        raise ValueError(f"unlearning request: {name} must not be empty")
+    return tuple(sorted(set(out)))
+
+
+def request_kind(targets, classes, samples) -> tuple[str, tuple[int, ...], tuple[int, ...]]:
+    """Which kind of forgetting a request asks for, with its validated classes/samples.
+
+    Parameters
+    ----------
+    targets : iterable, str or int
+        The request's targets (``"*"`` = every client, class-wise only).
+    classes, samples : iterable of int or None
+        Class labels or sample ids to forget.
+
+    Returns
+    -------
+    tuple
+        ``(kind, classes, samples)`` with kind ``"client"``, ``"class"`` or ``"instance"``.
+    """
+    names = [t.strip() for t in targets.split(",")] if isinstance(targets, str) else (
+        [str(targets)] if isinstance(targets, int) else [str(t).strip() for t in targets])
+    if classes is not None and samples is not None:
+        raise ValueError("unlearning request: give classes or samples, not both")
+    if classes is not None:
+        return "class", _ints("classes", classes), ()
+    if "*" in names:
+        raise ValueError("unlearning request: targets '*' (every client) is only allowed for "
+                         "class-wise forgetting; forgetting every client leaves nobody")
+    if samples is not None:
+        if len([n for n in names if n]) != 1:
+            raise ValueError(f"unlearning request: instance-wise forgetting names exactly one "
+                             f"client, got {names}")
+        return "instance", (), _ints("samples", samples)
+    return "client", (), ()
 
 
 def array_layout(arrays: ArrayRecord) -> dict[str, tuple[tuple[int, ...], str]]:
@@ -290,6 +348,9 @@ class NoT(FedAvg):
         self.request_source = request_source
         self._asked: set[int] = set()  # nodes already sent a query.identity
         self._layout: dict | None = None  # shapes/dtypes of the model sent for training
+        self._recovering = False
+        # class-/instance-wise forgetting: node id (or "*") -> {"classes", "samples"}
+        self._forget: dict[int | str, dict[str, set[int]]] = {}
 
         self._lock = threading.Lock()
         self._pending: list[UnlearningRequest] = []
@@ -306,6 +367,8 @@ class NoT(FedAvg):
         targets: Iterable | str | int,
         *,
         by: str = "partition-id",
+        classes: Iterable[int] | None = None,
+        samples: Iterable[int] | None = None,
         at_round: int | None = None,
         requested_by: str = "operator",
         strict: bool = True,
@@ -320,6 +383,12 @@ class NoT(FedAvg):
             ``by``. A string may be a comma-separated list (``"0,3"``).
         by : str (default: "partition-id")
             ``"node-id"``, ``"supernode-name"`` or the node-config key the values refer to.
+        classes : Iterable[int] or None
+            Class-wise forgetting: forget the targets' examples of these classes
+            (``targets="*"``: every client's). The targets keep training on the rest.
+        samples : Iterable[int] or None
+            Instance-wise forgetting: forget these samples (indices into the one target's
+            training data). The target keeps training on the rest.
         at_round : int or None (default: None)
             Apply at the boundary before this round; ``None`` = the next boundary.
         requested_by : str (default: "operator")
@@ -336,9 +405,10 @@ class NoT(FedAvg):
         """
         if at_round is not None and (not isinstance(at_round, int) or at_round < 1):
             raise ValueError(f"at_round must be an integer >= 1 or None, got {at_round!r}")
+        kind, classes, samples = request_kind(targets, classes, samples)
         request = UnlearningRequest(
             rule=make_rule(targets, by), at_round=at_round, requested_by=requested_by,
-            strict=strict, on_settled=on_settled,
+            strict=strict, on_settled=on_settled, kind=kind, classes=classes, samples=samples,
         )
         with self._lock:
             self._pending.append(request)
@@ -388,7 +458,33 @@ class NoT(FedAvg):
         """
         rule = make_rule(targets, by)
         self._rules.append(rule)
+        self._recovering = True
         return rule
+
+    @property
+    def forget_specs(self) -> dict[str, dict[str, list[int]]]:
+        """Class-/instance-wise forgetting in force: node id (or ``"*"``) -> classes, samples."""
+        return {str(k): {"classes": sorted(v["classes"]), "samples": sorted(v["samples"])}
+                for k, v in self._forget.items()}
+
+    def restore_forget_specs(self, specs: dict) -> None:
+        """Put back :attr:`forget_specs` saved before a restart (no negation)."""
+        for key, spec in specs.items():
+            node = key if key == "*" else int(key)
+            entry = self._forget.setdefault(node, {"classes": set(), "samples": set()})
+            entry["classes"].update(spec.get("classes", []))
+            entry["samples"].update(spec.get("samples", []))
+        if specs:
+            self._recovering = True
+
+    def forget_spec_for(self, node_id: int) -> dict[str, list[int]]:
+        """Classes and sample ids node ``node_id`` must not train on (may be empty)."""
+        classes, samples = set(), set()
+        for key in ("*", node_id):
+            if key in self._forget:
+                classes |= self._forget[key]["classes"]
+                samples |= self._forget[key]["samples"]
+        return {"classes": sorted(classes), "samples": sorted(samples)}
 
     @property
     def applied_rules(self) -> list[TargetRule]:
@@ -440,6 +536,7 @@ class NoT(FedAvg):
             config["server-round"] = server_round
             record = RecordDict({self.arrayrecord_key: arrays, self.configrecord_key: config})
             messages = list(self._construct_messages(record, node_ids, MessageType.TRAIN))
+        messages = self._with_forget_specs(messages)
         self._layout = array_layout(arrays)
         info = self._round(server_round)
         info["train_sampled"] = [m.metadata.dst_node_id for m in messages]
@@ -461,6 +558,7 @@ class NoT(FedAvg):
             config["server-round"] = server_round
             record = RecordDict({self.arrayrecord_key: arrays, self.configrecord_key: config})
             messages = list(self._construct_messages(record, node_ids, MessageType.EVALUATE))
+        messages = self._with_forget_specs(messages)
         info = self._round(server_round)
         info["evaluate_sampled"] = [m.metadata.dst_node_id for m in messages]
         info["bytes_down"] = info.get("bytes_down", 0) + arrayrecord_nbytes(arrays) * len(messages)
@@ -495,7 +593,7 @@ class NoT(FedAvg):
     # ------------------------------------------------------------ internals
     def _round(self, server_round: int) -> dict:
         return self.rounds.setdefault(
-            server_round, {"phase": "recovery" if self._rules else "train"}
+            server_round, {"phase": "recovery" if self._recovering else "train"}
         )
 
     def _filter(self, server_round: int, replies: Iterable[Message], what: str) -> list[Message]:
@@ -605,6 +703,30 @@ class NoT(FedAvg):
                 log(INFO, "NoT: node %d matches an unlearning request; excluded", n)
                 self._excluded.add(n)
 
+    def _with_forget_specs(self, messages: list[Message]) -> list[Message]:
+        """Give each affected node its own config with ``forget-classes``/``forget-samples``.
+
+        The ArrayRecord is shared, not copied; unaffected nodes get the message as it was.
+        """
+        if not self._forget:
+            return messages
+        out = []
+        for msg in messages:
+            spec = self.forget_spec_for(msg.metadata.dst_node_id)
+            if not spec["classes"] and not spec["samples"]:
+                out.append(msg)
+                continue
+            config = ConfigRecord(dict(msg.content[self.configrecord_key]))
+            if spec["classes"]:
+                config["forget-classes"] = spec["classes"]
+            if spec["samples"]:
+                config["forget-samples"] = spec["samples"]
+            content = RecordDict({self.arrayrecord_key: msg.content[self.arrayrecord_key],
+                                  self.configrecord_key: config})
+            out.append(Message(content, dst_node_id=msg.metadata.dst_node_id,
+                               message_type=msg.metadata.message_type))
+        return out
+
     def _collect_requests(self, grid: Grid) -> None:
         """Queue requests from the request source and from nodes that ask for themselves."""
         if self.request_source is not None:
@@ -658,10 +780,15 @@ class NoT(FedAvg):
         accepted: list[tuple[UnlearningRequest, dict[int, dict]]] = []
         for request in requests:
             try:
-                hits = self._resolve(request.rule, node_ids, names)
+                if request.rule.values == ("*",):
+                    hits = {n: {"node_id": n, "name": names.get(n, ""), "by": "*", "value": "*",
+                                "identity": self._identities.get(n)}
+                            for n in node_ids if n not in self._excluded}
+                else:
+                    hits = self._resolve(request.rule, node_ids, names)
                 remaining = [n for n in node_ids
                              if n not in matched and n not in hits and n not in self._excluded]
-                if not remaining:
+                if request.kind == "client" and not remaining:
                     raise UnlearningError(
                         f"unlearning request would exclude every connected node "
                         f"({len(node_ids)} connected, targets {sorted({**matched, **hits})}): "
@@ -675,7 +802,13 @@ class NoT(FedAvg):
                 if request.on_settled is not None:
                     request.on_settled(request, False, str(err))
                 continue
-            matched.update(hits)
+            if request.kind == "client":
+                matched.update(hits)
+            else:
+                for key in (["*"] if request.rule.values == ("*",) else hits):
+                    entry = self._forget.setdefault(key, {"classes": set(), "samples": set()})
+                    entry["classes"].update(request.classes)
+                    entry["samples"].update(request.samples)
             accepted.append((request, hits))
         if not accepted:
             return arrays
@@ -683,7 +816,8 @@ class NoT(FedAvg):
         negated = self.negation.apply(arrays) if self.negation is not None else arrays
         seconds = time.perf_counter() - t0
         self._excluded.update(matched)
-        self._rules.extend(r.rule for r, _ in accepted)
+        self._rules.extend(r.rule for r, _ in accepted if r.kind == "client")
+        self._recovering = True
         self._round(server_round).update(phase="recovery", server_seconds=seconds)
         for request, hits in accepted:
             event = UnlearningEvent(
@@ -695,8 +829,10 @@ class NoT(FedAvg):
                 negation_seconds=seconds,
             )
             self.events.append(event)
-            log(INFO, "NoT: round %d: unlearning %s=%s (asked by %s) -> nodes %s; negated %s",
-                server_round, request.rule.by, ",".join(request.rule.values),
+            what = {"client": "", "class": f" classes {list(request.classes)} of",
+                    "instance": f" {len(request.samples)} samples of"}[request.kind]
+            log(INFO, "NoT: round %d: unlearning%s %s=%s (asked by %s) -> nodes %s; negated %s",
+                server_round, what, request.rule.by, ",".join(request.rule.values),
                 request.requested_by, [t["node_id"] for t in event.targets],
                 event.layers or event.keys or "nothing")
             if request.on_settled is not None:

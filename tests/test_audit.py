@@ -498,3 +498,31 @@ def test_record_from_a_hostile_request_is_still_writable(tmp_path):
     write_record(tmp_path, record)
     append_to_log(tmp_path / "log.jsonl", record)
     assert verify_log(tmp_path / "log.jsonl") == (True, [])
+
+
+def test_same_values_other_bytes_is_detected(log):
+    lines = lines_of(log)
+    entry = json.loads(lines[1])
+    entry["record"]["final_metrics"]["forget_acc"] = 1e-05
+    entry["hash"] = entry_hash(entry["index"], entry["prev_hash"], entry["record"])
+    lines[1] = canonical_json(entry)
+    rechained = json.loads(lines[2])
+    rechained["prev_hash"] = entry["hash"]
+    rechained["hash"] = entry_hash(2, entry["hash"], rechained["record"])
+    lines[2] = canonical_json(rechained)
+    write_lines(log, lines)
+    assert verify_log(log) == (True, [])
+    lines[1] = lines[1].replace(b"1e-05", b"1E-05")  # one bit, same float
+    write_lines(log, lines)
+    problems = assert_fails(log, 2, "not in canonical JSON form")
+    assert len(problems) == 1
+
+
+def test_hostile_log_lines_do_not_crash_verify(tmp_path):
+    path = tmp_path / "log.jsonl"
+    nan_entry = b'{"hash":"' + b"0" * 64 + b'","index":0,"prev_hash":"' + b"0" * 64 + b'","record":NaN}'
+    write_lines(path, [b"[" * 5000, b"\xff\xfe", b"9" * 5000, nan_entry])
+    ok, problems = verify_log(path)
+    assert not ok
+    assert [p.split(":")[0] for p in problems] == ["line 1", "line 2", "line 3", "line 4"]
+    assert "cannot be hashed" in problems[3]

@@ -28,6 +28,17 @@ from strategies import NoT, UnlearningError
 from strategies.negation import NegationError, plan_negation
 from tests.test_strategy import PLAN, make_grid, node_of, run
 
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny tensors: one intra-op thread is much faster than several on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # ------------------------------------------------------------------------ targets
 
 

@@ -1,7 +1,7 @@
 """Fuzz tests (hypothesis): every input runs or fails with the module's own clear error.
 
-Run config, request files (parsed and dropped into a request folder) and negation
-selectors: no input may escape as another exception type (a traceback in the middle of a
+Run config, request files (parsed and dropped into a request folder), negation selectors
+and the audit log's verifier: no input may escape as another exception type (a traceback in the middle of a
 federation), and a request folder must be left consistent (every invalid file moved to
 ``rejected/`` with its reason, nothing else left behind).
 """
@@ -10,20 +10,25 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import tempfile
 from dataclasses import fields
 from pathlib import Path
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from not_flower.config import ConfigError, RunConfig, parse_run_config
-from not_flower.requests import ALLOWED_KEYS, RequestFileError, RequestFolder, parse_request
+from not_flower.audit import append_to_log, verify_log
+from not_flower.config import ConfigError, RunConfig, parse_run_config, to_run_config
+from not_flower.requests import RequestFileError, RequestFolder, parse_request
 from strategies.negation import NegationError, NegationPlan, plan_negation
 
-FUZZ = settings(max_examples=200, deadline=None, derandomize=True,
+# 200 examples per test, always the same ones (CI stays reproducible and fast); set
+# NF_FUZZ_EXAMPLES=5000 for a deeper, randomised run.
+_DEEP = os.environ.get("NF_FUZZ_EXAMPLES")
+FUZZ = settings(max_examples=int(_DEEP or 200), deadline=None, derandomize=not _DEEP,
                 suppress_health_check=[HealthCheck.too_slow])
 
 # ------------------------------------------------------------------- run config
@@ -44,9 +49,23 @@ scalars = st.one_of(
     st.booleans(),
 )
 values = st.one_of(scalars, st.lists(scalars, max_size=3))
-run_configs = st.dictionaries(
-    st.one_of(st.sampled_from(KNOWN_KEYS), st.sampled_from(UNKNOWN_KEYS)),
-    values, max_size=8)
+DEFAULTS = to_run_config(RunConfig())
+
+
+@st.composite
+def plausible_configs(draw):
+    """Some keys at their defaults, then up to two keys set to anything."""
+    config = draw(st.fixed_dictionaries({}, optional={k: st.just(v) for k, v in DEFAULTS.items()}))
+    for key in draw(st.lists(st.sampled_from(KNOWN_KEYS), max_size=2)):
+        config[key] = draw(values)
+    return config
+
+
+run_configs = st.one_of(
+    st.dictionaries(st.one_of(st.sampled_from(KNOWN_KEYS), st.sampled_from(UNKNOWN_KEYS)),
+                    values, max_size=8),
+    plausible_configs(),
+)
 
 
 def _named(message: str, config: dict) -> bool:
@@ -61,8 +80,10 @@ def test_run_config_parses_or_fails_clearly(config):
     try:
         cfg = parse_run_config(config)
     except ConfigError as err:
+        event("ConfigError")
         assert _named(str(err), config), (config, str(err))
         return
+    event("parsed")
     assert isinstance(cfg, RunConfig)
     assert cfg.total_rounds >= 1
     assert 0 < cfg.fraction_train <= 1 and 0 <= cfg.fraction_evaluate <= 1
@@ -98,9 +119,18 @@ request_objects = st.fixed_dictionaries({}, optional={
     "reason": json_values,
     "extra": json_values,
 })
+plausible_requests = st.fixed_dictionaries({
+    "targets": st.one_of(st.integers(0, 20), st.lists(st.one_of(
+        st.integers(-1, 20), st.sampled_from(["0", " 3 ", "site-1", "", "x"])), max_size=3)),
+}, optional={
+    "by": st.sampled_from(["partition-id", "node-id", "supernode-name", "region"]),
+    "requested_by": st.sampled_from(["alice", "", "ünï"]),
+    "reason": st.text(max_size=10),
+})
 request_texts = st.one_of(
     json_values.map(json.dumps),
     request_objects.map(json.dumps),
+    plausible_requests.map(json.dumps),
     st.binary(max_size=200).map(lambda b: b.decode("utf-8", errors="replace")),
     st.text(max_size=100),
     st.sampled_from(['{"targets": ["1"]}', '{"targets": 3, "by": "node-id"}', "",
@@ -135,8 +165,10 @@ def test_parse_request_returns_a_request_or_names_the_file(text):
     try:
         request = parse_request(text, "f.json")
     except RequestFileError as err:
+        event("RequestFileError")
         assert str(err).startswith("f.json:"), str(err)
         return
+    event("valid request")
     check_request(request)
     assert set(request) == {"targets", "by", "requested_by"}
 
@@ -172,6 +204,7 @@ def test_request_folder_poll_never_raises_and_sorts_every_file(texts, others):
         for name in others:
             (folder / name).write_text("x")
         requests = RequestFolder(folder).poll()
+        event(f"{len(requests)} valid of {len(texts)}")
         valid = set()
         for request in requests:
             check_request(request)
@@ -215,6 +248,15 @@ class Small(torch.nn.Module):
         return self.head(self.pool(y).flatten(1))
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny tensors: one intra-op thread is ~20x faster than several on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 MODEL = Small()
 EXAMPLE = torch.zeros(1, 1, 4, 4)
 NAMES = ["first", "head", "conv1", "conv2", "side", "pool", "idle", "conv*", "*", "c?nv1",
@@ -241,11 +283,57 @@ def test_plan_negation_returns_a_plan_or_refuses(selector, include_bias, batchno
     try:
         plan = plan_negation(MODEL, EXAMPLE, selector, include_bias=include_bias, batchnorm=batchnorm)
     except NegationError as err:
+        event("NegationError")
         assert str(err)
         return
+    event(f"plan {plan.layers}")
     assert isinstance(plan, NegationPlan)
     assert plan.layers and "head" not in plan.layers and "idle" not in plan.layers
     assert not {"conv1", "conv2"} <= set(plan.layers)  # conv1 feeds conv2: never both
     state = MODEL.state_dict()
     assert plan.keys and set(plan.keys) <= set(state)
     assert all(key.rsplit(".", 1)[0] in plan.layers for key in plan.keys)
+
+
+# ---------------------------------------------------------------- the audit log
+
+
+def _valid_log() -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "log.jsonl"
+        for i in range(3):
+            append_to_log(path, {"i": i, "who": "ålice", "metrics": {"acc": 0.5 + i / 10, "t": 1e-05},
+                                 "tags": ["a\tb", None, True]})
+        return path.read_bytes()
+
+
+VALID_LOG = _valid_log()
+
+
+@FUZZ
+@given(st.integers(0, len(VALID_LOG) - 1), st.integers(0, 255))
+def test_any_changed_byte_of_the_log_is_detected(position, value):
+    data = bytearray(VALID_LOG)
+    if data[position] == value:
+        value = (value + 1) % 256
+    data[position] = value
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "log.jsonl"
+        path.write_bytes(bytes(data))
+        ok, problems = verify_log(path)
+    assert not ok and problems and all(p.startswith("line ") for p in problems)
+    event(problems[0].split(": ", 1)[1][:30])
+
+
+@FUZZ
+@given(st.one_of(st.binary(max_size=300),
+                 st.lists(st.sampled_from(VALID_LOG.split(b"\n")[:-1]), max_size=5)
+                 .map(lambda lines: b"".join(line + b"\n" for line in lines))))
+def test_verify_never_raises_on_any_bytes(data):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "log.jsonl"
+        path.write_bytes(data)
+        ok, problems = verify_log(path)
+    assert ok == (not problems)
+    if ok:  # only the prefixes of the true log verify (or an empty file)
+        assert VALID_LOG.startswith(data)
