@@ -57,6 +57,7 @@ class RunConfig:
     init_checkpoint: str = ""
     request_dir: str = ""
     resume: bool = False
+    audit_log: str = ""
     stop_tolerance: float = 0.02
     eval_recovery_rounds: tuple[str, ...] = ()
     out_dir: str = ""
@@ -121,7 +122,7 @@ def _as_int(key: str, value, minimum: int | None = None) -> int:
         raise ConfigError(f"{key} must be an integer, got {value!r}")
     try:
         number = float(value)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise ConfigError(f"{key} must be an integer, got {value!r}") from None
     if not number.is_integer():
         raise ConfigError(f"{key} must be an integer, got {value!r}")
@@ -136,7 +137,7 @@ def _as_float(key: str, value) -> float:
         raise ConfigError(f"{key} must be a number, got {value!r}")
     try:
         number = float(value)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise ConfigError(f"{key} must be a number, got {value!r}") from None
     if number != number or number in (float("inf"), float("-inf")):
         raise ConfigError(f"{key} must be a finite number, got {value!r}")
@@ -226,6 +227,7 @@ def parse_run_config(run_config: Mapping) -> RunConfig:
         init_checkpoint=str(get("init-checkpoint", d.init_checkpoint)).strip(),
         request_dir=str(get("request-dir", d.request_dir)).strip(),
         resume=_as_bool("resume", get("resume", d.resume)),
+        audit_log=str(get("audit-log", d.audit_log)).strip(),
         stop_tolerance=_in_unit("stop-tolerance", _as_float("stop-tolerance", get("stop-tolerance", d.stop_tolerance)), low_open=False),
         eval_recovery_rounds=_as_list("eval-recovery-rounds", get("eval-recovery-rounds", "")) if get("eval-recovery-rounds", "") != "" else (),
         out_dir=str(get("out-dir", d.out_dir)),

@@ -55,6 +55,8 @@ def parse_request(text: str, name: str = "<request>") -> dict:
         obj = json.loads(text)
     except json.JSONDecodeError as err:
         raise RequestFileError(f"{name}: not valid JSON ({err.msg} at line {err.lineno})") from None
+    except (ValueError, RecursionError) as err:  # too deep, or integers over the digit limit
+        raise RequestFileError(f"{name}: not valid JSON ({type(err).__name__})") from None
     if not isinstance(obj, dict):
         raise RequestFileError(f"{name}: expected a JSON object with 'targets', got "
                                f"{type(obj).__name__}")
@@ -126,7 +128,7 @@ class RequestFolder:
                 if file.stat().st_size > MAX_BYTES:
                     raise RequestFileError(f"{file.name}: larger than {MAX_BYTES} bytes")
                 request = parse_request(file.read_text(errors="replace"), file.name)
-            except (RequestFileError, OSError) as err:
+            except Exception as err:  # noqa: BLE001 - no file may stop the ServerApp
                 log(WARNING, "rejected request file %s: %s", file, err)
                 self._move(file, False, str(err))
                 continue

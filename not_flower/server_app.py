@@ -14,7 +14,7 @@ import json
 import random
 import time
 from datetime import datetime
-from logging import INFO
+from logging import INFO, WARNING
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,7 @@ from strategies.baselines import FT
 from strategies.negation import plan_negation
 from strategies.not_strategy import NoT, UnlearningEvent
 
+from .audit import AuditLogError, append_to_log, build_record, sha256_arrays, write_record
 from .backdoor import triggered_test_set
 from .config import RunConfig, parse_run_config, to_run_config
 from .metrics import attack_success_rate, evaluate_model, predict_logits
@@ -70,7 +71,7 @@ def main(grid: Grid, context: Context) -> None:
         run_id = grid.run.run_id
     except Exception:  # noqa: BLE001 - no run attached (tests)
         run_id = None
-    run_experiment(grid, cfg, resolve_out_dir(cfg, run_id))
+    run_experiment(grid, cfg, resolve_out_dir(cfg, run_id), run_id=run_id)
 
 
 def load_initial_checkpoint(path: str, model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -97,6 +98,60 @@ def load_initial_checkpoint(path: str, model: torch.nn.Module) -> dict[str, torc
                 f"({state[key].dtype}), the model needs {tuple(tensor.shape)} ({tensor.dtype})"
             )
     return {k: state[k] for k in expected}
+
+
+def write_records(out_dir: Path, cfg: RunConfig, results: dict, final: ArrayRecord,
+                  grid: Grid, run_id=None) -> list[dict]:
+    """Write the record of every unlearning and append it to the hash-chained log.
+
+    One ``unlearning-record.json`` per request (``unlearning-record-<k>.json`` for the
+    k-th of a sequence, the last one also as ``unlearning-record.json``), each appended to
+    ``audit-log`` (default ``<out-dir>/unlearning-log.jsonl``). Returns, per record, its
+    file, the log and the log's head hash after appending it.
+    """
+    if not results["requests"]:
+        return []
+    try:
+        names = {info.node_id: getattr(info, "name", "") for info in grid.get_nodes()}
+    except Exception:  # noqa: BLE001 - names are informative only
+        names = {}
+    sha_after = sha256_arrays(final)
+    log_path = Path(cfg.audit_log).expanduser() if cfg.audit_log else out_dir / "unlearning-log.jsonl"
+    written = []
+    requests = results["requests"]
+    for k, request in enumerate(requests):
+        start = request["round"]
+        end = requests[k + 1]["round"] if k + 1 < len(requests) else None
+        rounds = [
+            {"round": row["round"], "participants": [
+                {**p, "name": names.get(p["node_id"], "")} for p in row.get("participants_detail", [])
+            ]}
+            for row in results["rounds"] if row["round"] >= start and (end is None or row["round"] < end)
+        ]
+        record = build_record(
+            request=request["request"], round=start, targets=request["targets"],
+            layers=request["layers"], keys=request["keys"],
+            sha_before=request["sha256_before"], sha_negated=request["sha256_negated"],
+            sha_after=sha_after if end is None else None,
+            recovery_rounds=rounds, stopping=results.get("stopping", {}),
+            final_metrics=results["models"].get(results.get("final"), {}),
+            method=cfg.method, run_id=None if run_id is None else str(run_id),
+        )
+        if len(requests) == 1:
+            path = write_record(out_dir, record)
+        else:  # a sequence: one file per request, the latest also as unlearning-record.json
+            path = write_json(out_dir / f"unlearning-record-{k + 1}.json", record)
+            if k + 1 == len(requests):
+                write_record(out_dir, record)
+        try:
+            entry = append_to_log(log_path, record)
+            head = entry["hash"]
+        except AuditLogError as err:  # the record file stays; the broken log is reported
+            log(WARNING, "audit log %s is broken, record not appended: %s", log_path, err)
+            head = None
+        log(INFO, "record of forgetting: %s (log %s, head %s)", path, log_path, head)
+        written.append({"record": str(path), "log": str(log_path), "head": head})
+    return written
 
 
 def save_run_state(out_dir: Path, cfg: RunConfig, server_round: int, arrays: ArrayRecord,
@@ -389,7 +444,7 @@ def evaluation_kind_from_config(cfg: RunConfig, kind: dict, ids: set[int]) -> di
 
 
 # pylint: disable=too-many-locals,too-many-statements
-def run_experiment(grid: Grid, cfg: RunConfig, out_dir: Path) -> dict:
+def run_experiment(grid: Grid, cfg: RunConfig, out_dir: Path, run_id: int | None = None) -> dict:
     """The whole run; returns what it writes to ``results.json``.
 
     Parameters
@@ -400,6 +455,8 @@ def run_experiment(grid: Grid, cfg: RunConfig, out_dir: Path) -> dict:
         Validated run configuration.
     out_dir : Path
         Absolute folder for ``results.json`` and the checkpoints.
+    run_id : int, optional
+        Flower's run id, kept in the records of forgetting.
 
     Returns
     -------
@@ -457,12 +514,15 @@ def run_experiment(grid: Grid, cfg: RunConfig, out_dir: Path) -> dict:
         request["partition_ids"] = sorted(new_ids)
         results["requests"].append(request)
         if cfg.method == "retrain":
+            request["sha256_before"] = request["sha256_negated"] = sha256_arrays(before)
             return
         first = "original" not in results["models"]
         if first:  # the pre-unlearning model of the first request is "original"
             path = save_checkpoint(out_dir / "checkpoint-original.pt", before,
                                    {**meta, "round": offset + event.round - 1, "phase": "train"})
             results["checkpoints"]["original"] = str(path)
+        request["sha256_before"] = sha256_arrays(before)
+        request["sha256_negated"] = sha256_arrays(after)
         request["models"] = {"before": evaluator.full(before)}
         if cfg.method == "not":
             request["models"]["negated"] = evaluator.full(after)
@@ -526,6 +586,9 @@ def run_experiment(grid: Grid, cfg: RunConfig, out_dir: Path) -> dict:
                 int(p) for p in map(partition_of, info.get("train_replied", [])) if p is not None
             ),
             "participant_node_ids": info.get("train_replied", []),
+            "participants_detail": [
+                {"node_id": n, "partition_id": partition_of(n)} for n in info.get("train_replied", [])
+            ],
             "evaluated": sorted(
                 int(p) for p in map(partition_of, info.get("evaluate_replied", [])) if p is not None
             ),
@@ -595,6 +658,7 @@ def run_experiment(grid: Grid, cfg: RunConfig, out_dir: Path) -> dict:
     results["num_partitions"] = state["num_partitions"]
     results["excluded_node_ids"] = sorted(strategy.excluded_node_ids)
     results["wall_seconds"] = time.perf_counter() - t_start
+    results["audit"] = write_records(out_dir, cfg, results, final, grid, run_id=run_id)
     write_json(out_dir / "results.json", results)
     log(INFO, "")
     log(INFO, "not-flower summary, method %s (results in %s):", cfg.method, out_dir / "results.json")

@@ -166,3 +166,26 @@ def test_bad_init_checkpoint_fails_before_training(tmp_path):
     (tmp_path / "trunc.pt").write_bytes((tmp_path / "wide.pt").read_bytes()[:100])
     with pytest.raises(ValueError, match="cannot be read"):
         load_initial_checkpoint(str(tmp_path / "trunc.pt"), model)
+
+
+def test_record_of_forgetting_matches_the_checkpoints(run):
+    from not_flower.audit import sha256_arrays, verify_log
+    out, _, results = run
+    record = json.loads((out / "unlearning-record.json").read_text())
+    original, _ = load_checkpoint(out / "checkpoint-original.pt")
+    final, _ = load_checkpoint(out / "checkpoint-final.pt")
+    hashes = record["model_sha256"]
+    assert hashes["before_negation"] == sha256_arrays(original)
+    assert hashes["after_recovery"] == sha256_arrays(final)
+    from strategies.negation import negate
+    assert hashes["after_negation"] == sha256_arrays(
+        negate(original, ["conv1.weight", "conv1.bias"]))
+    assert record["applied_round"] == 7 and record["layers_negated"] == ["conv1"]
+    assert [r["round"] for r in record["recovery_rounds"]] == [7, 8, 9, 10]
+    for r in record["recovery_rounds"]:
+        assert sorted(p["partition_id"] for p in r["participants"]) == [0, 2, 3]
+    assert record["request"]["requested_by"] == "operator (run config)"
+    ok, problems = verify_log(out / "unlearning-log.jsonl")
+    assert ok and problems == []
+    assert results["audit"][0]["head"] == json.loads(
+        (out / "unlearning-log.jsonl").read_text().splitlines()[-1])["hash"]

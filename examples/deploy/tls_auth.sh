@@ -138,13 +138,26 @@ nf_start_node() {
 for ((i = 0; i < NODES; i++)); do nf_start_node "$i" "supernode-$i"; done
 nf_wait_nodes "$CONN" "$NODES"
 
-# Restart site-K (same key) when round RESTART_AT starts.
+# Restart site-K (same key) once round RESTART_AT has sampled its nodes (so that a
+# request applied at that boundary found the node online), then record whether it was back
+# online (same node id) before round RESTART_AT+1 sampled: WORK/restarted.
 nf_restart_watch() {
-  while ! grep -q "\[ROUND $RESTART_AT/" "$NF_WORK/flwr-run.log" 2>/dev/null; do sleep 0.5; done
-  nf_log "round $RESTART_AT started: restarting site-$RESTART_NODE with the same key"
+  local id
+  id="$(awk -v n="site-$RESTART_NODE" '$1 == n {print $2}' "$NF_WORK/registered.txt")"
+  until awk -v r="[ROUND $RESTART_AT/" 'index($0, r) {f = 1} f && /configure_train/ {ok = 1} END {exit !ok}' \
+      "$NF_WORK/flwr-run.log" 2>/dev/null; do
+    sleep 0.5
+  done
+  nf_log "round $RESTART_AT sampled: restarting site-$RESTART_NODE (node $id) with the same key"
   nf_stop "supernode-$RESTART_NODE"
   nf_start_node "$RESTART_NODE" "supernode-$RESTART_NODE-restarted"
-  echo "restarted site-$RESTART_NODE at round $RESTART_AT" > "$NF_WORK/restarted"
+  until grep -q "SuperNode ID" "$NF_WORK/supernode-$RESTART_NODE-restarted.log"; do sleep 0.5; done
+  if grep -q "\[ROUND $((RESTART_AT + 1))/" "$NF_WORK/flwr-run.log"; then
+    echo "restarted site-$RESTART_NODE at round $RESTART_AT; back online after round $((RESTART_AT + 1)) began" > "$NF_WORK/restarted"
+  else
+    echo "restarted site-$RESTART_NODE at round $RESTART_AT; back online before round $((RESTART_AT + 1))" > "$NF_WORK/restarted"
+  fi
+  nf_log "$(cat "$NF_WORK/restarted")"
 }
 if [ -n "$RESTART_NODE" ]; then
   nf_restart_watch 2> "$NF_WORK/restart-watch.log" &
