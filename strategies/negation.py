@@ -72,6 +72,8 @@ Negating arrays
 
 from __future__ import annotations
 
+import io
+
 import fnmatch
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -629,6 +631,45 @@ def _negate_value(key: str, value: Any) -> Any:
                         "a numpy.ndarray or a flwr Array")
 
 
+def _negate_serialized(array) -> Any:
+    """Negate a numpy-serialized flwr ``Array`` without deserializing it, or ``None``.
+
+    The ``.npy`` payload is read in place (``np.frombuffer``), negated into one new buffer
+    and joined behind the unchanged header: one pass over the tensor's bytes, no
+    ``np.load``/``np.save`` round trip. ``None`` (use the general path) for anything else
+    than a C-ordered floating-point ``.npy`` payload.
+    """
+    from flwr.app import Array
+
+    if array.stype != "numpy.ndarray" or array.data[:6] != b"\x93NUMPY":
+        return None
+    data = array.data
+    # .npy layout: magic (6 bytes), version (2), header length (2 bytes in v1, 4 in v2),
+    # then the header dict; the payload follows. Only the fields we rely on are checked.
+    major = data[6]
+    if major == 1:
+        offset = 10 + int.from_bytes(data[8:10], "little")
+    elif major in (2, 3):
+        offset = 12 + int.from_bytes(data[8:12], "little")
+    else:
+        return None
+    header = data[:offset]
+    try:
+        dtype = np.dtype(array.dtype)
+    except TypeError:
+        return None
+    if (dtype.kind != "f" or b"'fortran_order': False" not in header
+            or f"'descr': '{dtype.str}'".encode() not in header):
+        return None
+    count = int(np.prod(array.shape, dtype=np.int64))
+    if offset + count * dtype.itemsize != len(data):
+        return None
+    source = np.frombuffer(data, dtype=dtype, count=count, offset=offset)
+    result = np.negative(source)
+    payload = b"".join((header, memoryview(result).cast("B")))
+    return Array(dtype=array.dtype, shape=tuple(array.shape), stype=array.stype, data=payload)
+
+
 def negate(arrays: _A, keys: str | Iterable[str]) -> _A:
     """Return a copy of ``arrays`` in which ``keys`` are multiplied by -1.
 
@@ -662,6 +703,10 @@ def negate(arrays: _A, keys: str | Iterable[str]) -> _A:
     if isinstance(arrays, ArrayRecord):
         negated: dict[str, Any] = {}
         for key in wanted:
+            fast = _negate_serialized(arrays[key])
+            if fast is not None:
+                negated[key] = fast
+                continue
             value = arrays[key].numpy()
             if not np.issubdtype(value.dtype, np.floating):
                 raise _not_float(key, value.dtype)

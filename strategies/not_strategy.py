@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from logging import INFO, WARNING
 
 import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 from flwr.supercore import log
@@ -305,6 +305,20 @@ class NoT(FedAvg):
         list[dict]`` (each ``{"targets", "by", "requested_by", "on_settled"}``), polled
         at every round boundary. Such requests are not strict: one that cannot be
         applied is rejected with a log line and training goes on.
+    keep_rounds : int or None (default: None)
+        How many rounds of bookkeeping (:attr:`rounds`: sampled and replying nodes,
+        per-node metrics, bytes, seconds) to keep; ``None`` keeps all. With a number the
+        strategy's memory does not grow with the number of rounds (the ServerApp copies
+        what it reports each round).
+    recovery_momentum : float (default: 0.0)
+        Server momentum during recovery only (FedAvgM's update, Hsu et al. 2019):
+        ``v = m * v + (aggregate - global)``, ``global += recovery_server_lr * v``; ``v``
+        starts at zero at every request. 0 = plain FedAvg recovery (the paper's).
+    recovery_server_lr : float (default: 1.0)
+        Server learning rate of that update during recovery.
+    recovery_config : dict or None
+        Entries added to the train config during recovery only (for example a recovery
+        learning rate ``{"lr": 0.02}`` for ClientApps that read it).
     on_unlearning : Callable or None
         ``f(event, arrays_before, arrays_after)`` called right after a negation (the
         ServerApp uses it to save the pre-unlearning checkpoint and measure the negated
@@ -327,6 +341,10 @@ class NoT(FedAvg):
         node_wait_timeout: float = 600.0,
         forget_me_key: str | None = None,
         request_source=None,
+        keep_rounds: int | None = None,
+        recovery_momentum: float = 0.0,
+        recovery_server_lr: float = 1.0,
+        recovery_config: dict | None = None,
         on_unlearning: Callable[[UnlearningEvent, ArrayRecord, ArrayRecord], None]
         | None = None,
         **fedavg_kwargs,
@@ -346,6 +364,16 @@ class NoT(FedAvg):
         self.on_unlearning = on_unlearning
         self.forget_me_key = forget_me_key
         self.request_source = request_source
+        self.keep_rounds = keep_rounds
+        if not 0.0 <= recovery_momentum < 1.0:
+            raise ValueError(f"recovery_momentum must be in [0, 1), got {recovery_momentum}")
+        if not recovery_server_lr > 0:
+            raise ValueError(f"recovery_server_lr must be > 0, got {recovery_server_lr}")
+        self.recovery_momentum = recovery_momentum
+        self.recovery_server_lr = recovery_server_lr
+        self.recovery_config = dict(recovery_config or {})
+        self._velocity: dict[str, np.ndarray] | None = None
+        self._sent: ArrayRecord | None = None  # the global model sent this round
         self._asked: set[int] = set()  # nodes already sent a query.identity
         self._layout: dict | None = None  # shapes/dtypes of the model sent for training
         self._recovering = False
@@ -528,6 +556,9 @@ class NoT(FedAvg):
         if due:
             arrays = self._apply(due, server_round, arrays, grid)
         self._fallback_arrays = arrays if due else None
+        self._sent = arrays
+        if self._recovering and self.recovery_config:
+            config = ConfigRecord({**dict(config), **self.recovery_config})
 
         if not self._rules:
             messages = list(super().configure_train(server_round, arrays, config, grid))
@@ -580,7 +611,28 @@ class NoT(FedAvg):
                 "model as the global model", server_round)
             arrays = self._fallback_arrays
         self._fallback_arrays = None
+        if (arrays is not None and self._recovering and self._sent is not None
+                and (self.recovery_momentum > 0 or self.recovery_server_lr != 1.0)):
+            arrays = self._server_step(self._sent, arrays)
         return arrays, metrics
+
+    def _server_step(self, sent: ArrayRecord, aggregate: ArrayRecord) -> ArrayRecord:
+        """FedAvgM-style server update (recovery only); integer buffers are taken as is."""
+        if self._velocity is None:
+            self._velocity = {}
+        out = ArrayRecord()
+        for key, agg in aggregate.items():
+            new = agg.numpy()
+            if key in sent and new.dtype.kind == "f":
+                old = sent[key].numpy()
+                v = self._velocity.get(key)
+                delta = new - old
+                v = delta if v is None else self.recovery_momentum * v + delta
+                self._velocity[key] = v
+                out[key] = Array(np.asarray(old + self.recovery_server_lr * v, dtype=new.dtype))
+            else:
+                out[key] = agg
+        return out
 
     def aggregate_evaluate(
         self, server_round: int, replies: Iterable[Message]
@@ -592,6 +644,9 @@ class NoT(FedAvg):
 
     # ------------------------------------------------------------ internals
     def _round(self, server_round: int) -> dict:
+        if server_round not in self.rounds and self.keep_rounds is not None:
+            for old in [r for r in self.rounds if r <= server_round - self.keep_rounds]:
+                del self.rounds[old]
         return self.rounds.setdefault(
             server_round, {"phase": "recovery" if self._recovering else "train"}
         )
@@ -818,6 +873,7 @@ class NoT(FedAvg):
         self._excluded.update(matched)
         self._rules.extend(r.rule for r, _ in accepted if r.kind == "client")
         self._recovering = True
+        self._velocity = None  # server momentum starts afresh at every request
         self._round(server_round).update(phase="recovery", server_seconds=seconds)
         for request, hits in accepted:
             event = UnlearningEvent(

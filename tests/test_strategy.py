@@ -286,3 +286,32 @@ def test_untrusted_replies_are_rejected_and_the_rest_aggregated(kind, reason, ca
     for key in KEYS:
         np.testing.assert_allclose(seen[1][key], seen[0][key] + shift, rtol=1e-5)
         assert np.isfinite(seen[2][key]).all()
+
+
+def test_server_momentum_and_config_apply_in_recovery_only():
+    grid = make_grid(n=3, with_query=True)
+    seen, configs = {}, []
+    original = grid.send_and_receive
+
+    def spy(messages, *, timeout=None):
+        messages = list(messages)
+        configs.extend(dict(m.content["config"]) for m in messages
+                       if m.metadata.message_type == "train")
+        return original(messages, timeout=timeout)
+
+    grid.send_and_receive = spy
+    strategy = NoT(["fc.weight"], min_train_nodes=1, min_evaluate_nodes=1,
+                   recovery_momentum=0.5, recovery_config={"lr": 0.123})
+    strategy.request_unlearning("0", at_round=3)
+    run(strategy, grid, rounds=4,
+        evaluate_fn=lambda r, a: seen.__setitem__(r, a["conv.weight"].numpy().copy()))
+    w2 = np.array([11.0, 12.0])
+    shift = float(np.dot(w2 / w2.sum(), [0.2, 0.3]))  # clients 1, 2 in recovery
+    w3 = np.array([10.0, 11.0, 12.0])
+    shift_all = float(np.dot(w3 / w3.sum(), [0.1, 0.2, 0.3]))
+    np.testing.assert_allclose(seen[2], seen[1] + shift_all, rtol=1e-5)  # plain FedAvg
+    np.testing.assert_allclose(seen[3], seen[2] + shift, rtol=1e-5)  # v = delta
+    np.testing.assert_allclose(seen[4], seen[3] + 1.5 * shift, rtol=1e-5)  # v = 0.5 v + delta
+    assert [c.get("lr") for c in configs] == [None] * 6 + [0.123] * 4
+    with pytest.raises(ValueError, match=r"recovery_momentum must be in \[0, 1\)"):
+        NoT(["fc.weight"], recovery_momentum=1.0)

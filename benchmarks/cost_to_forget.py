@@ -1,0 +1,110 @@
+"""Benchmark: cost to forget, read from a comparison's per-round results.
+
+For every method's unlearning phase (NoT/FT recovery, Retrain's retraining, baselines),
+find the first round at which the global model is
+* within 1 point of Retrain's final test accuracy, and
+* within 2 points of Retrain's final forget accuracy (and of its ASR in the backdoor
+  scenario),
+and report the rounds, MB (bytes down + up of the actual messages) and client-seconds
+spent up to that round, per seed, with NoT's cost as a share of Retrain's. A method that
+never gets there within its rounds is reported as "not reached".
+
+It reads the ``results.json`` files that ``python -m not_flower.compare`` wrote under
+``<compare-out>/runs/<scenario>/seed<s>/<method>/``:
+
+    python benchmarks/cost_to_forget.py outputs/compare [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+TEST_TOL, FORGET_TOL = 1.0, 2.0  # points
+
+
+def first_reach(rows: list[dict], phase: str, target: dict, backdoor: bool) -> dict | None:
+    """First round of ``phase`` meeting the targets, with the costs summed up to it."""
+    spent = {"rounds": 0, "MB": 0.0, "client_s": 0.0}
+    for row in rows:
+        if row["phase"] != phase:
+            continue
+        spent["rounds"] += 1
+        spent["MB"] += (row.get("bytes_down", 0) + row.get("bytes_up", 0)) / 1e6
+        spent["client_s"] += row.get("client_seconds", 0.0)
+        ok = abs(100 * row["test_acc"] - target["test"]) <= TEST_TOL
+        if "forget_acc" in row and target.get("forget") is not None:
+            ok &= abs(100 * row["forget_acc"] - target["forget"]) <= FORGET_TOL
+        if backdoor and "asr" in row:
+            ok &= abs(100 * row["asr"] - target["asr"]) <= FORGET_TOL
+        if ok:
+            return {**spent, "round": row["round"]}
+    return None
+
+
+def analyse(root: Path) -> list[dict]:
+    out = []
+    for scenario_dir in sorted((root / "runs").iterdir()):
+        for seed_dir in sorted(scenario_dir.iterdir()):
+            retrain_file = seed_dir / "retrain" / "results.json"
+            if not retrain_file.exists():
+                continue
+            retrain = json.loads(retrain_file.read_text())
+            final = retrain["models"]["retrained"]
+            backdoor = "asr" in final
+            target = {"test": 100 * final["test_acc"], "forget": 100 * final.get("forget_acc", 0),
+                      "asr": 100 * final.get("asr", 0)}
+            for method_dir in sorted(seed_dir.iterdir()):
+                f = method_dir / "results.json"
+                if not f.exists():
+                    continue
+                res = json.loads(f.read_text())
+                phase = "retrain" if res["method"] == "retrain" else "recovery"
+                hit = first_reach(res["rounds"], phase, target, backdoor)
+                out.append({
+                    "scenario": scenario_dir.name, "seed": seed_dir.name, "method": res["method"],
+                    "reached": hit is not None, **(hit or {}),
+                    "storage_bytes": res.get("costs", {}).get("storage_bytes", 0),
+                })
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("compare_out")
+    parser.add_argument("--json", default="")
+    args = parser.parse_args(argv)
+    rows = analyse(Path(args.compare_out))
+    print(f"targets: test acc within {TEST_TOL} point of Retrain's final, forget acc (and ASR) "
+          f"within {FORGET_TOL} points")
+    print(f"{'scenario':<10} {'method':<10} {'reached':>8} {'rounds':>12} {'MB':>14} "
+          f"{'client-s':>12} {'% of Retrain rounds':>20} {'storage B':>10}")
+    for scenario in sorted({r["scenario"] for r in rows}):
+        per = [r for r in rows if r["scenario"] == scenario]
+        base = [r for r in per if r["method"] == "retrain" and r["reached"]]
+        for method in sorted({r["method"] for r in per}):
+            mine = [r for r in per if r["method"] == method]
+            hit = [r for r in mine if r["reached"]]
+
+            def ms(key):
+                vals = [r[key] for r in hit]
+                if not vals:
+                    return "not reached"
+                sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+                return f"{statistics.mean(vals):.1f} ± {sd:.1f}"
+
+            share = "-"
+            if hit and base:
+                share = f"{100 * statistics.mean(r['rounds'] for r in hit) / statistics.mean(r['rounds'] for r in base):.0f} %"
+            print(f"{scenario:<10} {method:<10} {len(hit):>4}/{len(mine):<3} {ms('rounds'):>12} "
+                  f"{ms('MB'):>14} {ms('client_s'):>12} {share:>20} {mine[0]['storage_bytes']:>10}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

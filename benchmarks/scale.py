@@ -1,0 +1,114 @@
+"""Benchmark: scale. 10, 50 and 100 simulated clients on this machine's 2 cores.
+
+Each configuration runs in its own process (so that peak memory is its own): NoT with a
+request to forget client 0 at round 2, not-flower's ClientApp (digits, CNN), fraction of
+clients sampled per round set so that about 10 train and 10 evaluate per round.
+
+Measured:
+* wall seconds per round (strategy ``start()`` / rounds);
+* peak RSS of the ServerApp's process (``ru_maxrss``; in ``run_simulation`` the ServerApp
+  runs in the driver process, which also hosts Ray's driver);
+* the strategy's own bookkeeping (``pickle`` size of what NoT keeps beyond FedAvg: round
+  log, identity cache, exclusions, events), after the run, with ``keep_rounds=2`` and
+  without a limit, so that growth with clients and with rounds shows.
+
+    python benchmarks/scale.py [--clients 10 50 100] [--rounds 4 8] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+import random
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def child(clients: int, rounds: int, keep_rounds: int | None) -> dict:
+    import torch
+    from flwr.app import ArrayRecord, ConfigRecord, Context
+    from flwr.serverapp import Grid, ServerApp
+    from flwr.simulation import run_simulation
+
+    from not_flower.config import parse_run_config
+    from not_flower.models import build_model, example_input
+    from not_flower.simulation import build_apps
+    from strategies import NoT, plan_negation
+
+    run_config = {"out-dir": "/tmp/not-flower-scale", "unlearn-clients": "", "seed": 0,
+                  "recovery-rounds": 0, "num-train-rounds": rounds, "local-epochs": 1}
+    _, client = build_apps(run_config)
+    cfg = parse_run_config(run_config)
+    fraction = min(1.0, 10 / clients)
+    server = ServerApp()
+    out: dict = {"clients": clients, "rounds": rounds, "keep_rounds": keep_rounds,
+                 "fraction": fraction}
+
+    @server.main()
+    def _main(grid: Grid, context: Context) -> None:
+        random.seed(0)
+        torch.manual_seed(0)
+        model = build_model(cfg.model, (1, 8, 8), 10)
+        strategy = NoT(plan_negation(model, example_input((1, 8, 8))), fraction_train=fraction,
+                       fraction_evaluate=fraction, min_train_nodes=2, min_evaluate_nodes=2,
+                       min_available_nodes=clients, keep_rounds=keep_rounds)
+        strategy.request_unlearning("0", at_round=2)
+        t0 = time.perf_counter()
+        strategy.start(grid, ArrayRecord(model.state_dict()), num_rounds=rounds,
+                       train_config=ConfigRecord({"lr": cfg.lr}))
+        out["wall_s_per_round"] = (time.perf_counter() - t0) / rounds
+        kept = {"rounds": strategy.rounds, "identities": strategy._identities,
+                "excluded": strategy._excluded, "asked": strategy._asked,
+                "events": [e.to_dict() for e in strategy.events]}
+        out["bookkeeping_bytes"] = {k: len(pickle.dumps(v)) for k, v in kept.items()}
+        out["bookkeeping_total_bytes"] = sum(out["bookkeeping_bytes"].values())
+        out["model_bytes"] = sum(a.numel() * 4 for a in model.state_dict().values())
+
+    run_simulation(server_app=server, client_app=client, num_supernodes=clients,
+                   backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+                                   "init_args": {"num_cpus": 2, "logging_level": "ERROR"}})
+    out["peak_rss_MB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, nargs="+", default=[10, 50, 100])
+    parser.add_argument("--rounds", type=int, nargs="+", default=[4, 8])
+    parser.add_argument("--json", default="")
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        clients, rounds, keep = args.child
+        print("RESULT " + json.dumps(child(int(clients), int(rounds),
+                                           None if keep == "none" else int(keep))))
+        return 0
+    rows = []
+    for clients in args.clients:
+        for rounds in args.rounds:
+            for keep in ("2", "none"):
+                proc = subprocess.run(
+                    [sys.executable, __file__, "--child", str(clients), str(rounds), keep],
+                    capture_output=True, text=True, check=False)
+                line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+                if proc.returncode != 0 or not line:
+                    print(proc.stderr[-2000:])
+                    raise SystemExit(f"run with {clients} clients failed")
+                rows.append(json.loads(line[-1][len("RESULT "):]))
+                r = rows[-1]
+                print(f"clients {clients:>4} rounds {rounds:>3} keep_rounds {keep:>4}: "
+                      f"{r['wall_s_per_round']:6.2f} s/round, peak RSS {r['peak_rss_MB']:7.1f} MB, "
+                      f"NoT bookkeeping {r['bookkeeping_total_bytes'] / 1e3:8.1f} kB "
+                      f"{r['bookkeeping_bytes']}", flush=True)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
