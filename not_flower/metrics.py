@@ -147,7 +147,7 @@ def predict_logits(
     try:
         with torch.no_grad():
             for start in range(0, arr.shape[0], batch_size):
-                xb = torch.from_numpy(arr[start : start + batch_size]).to(device)
+                xb = torch.from_numpy(np.array(arr[start : start + batch_size])).to(device)
                 out = model(xb)
                 if out.ndim != 2 or out.shape[0] != xb.shape[0]:
                     raise ValueError(
