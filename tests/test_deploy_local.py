@@ -6,11 +6,12 @@ that every process the script started, and their children, is gone afterwards.
 
 from __future__ import annotations
 
+import signal
 import subprocess
 
 from tests.deploy_utils import (
     DEPLOY, FAST, ROOT, assert_forgotten, base_env, free_port, load_results, pid_alive,
-    processes_mentioning, request_round,
+    processes_mentioning, request_round, wait_for_text,
 )
 
 
@@ -38,11 +39,57 @@ def test_local_sh_trains_unlearns_recovers_and_cleans_up(tmp_path):
     assert len(results["excluded_node_ids"]) == 1
 
     # everything started (SuperLink, 3 SuperNodes, flwr run, their SuperExecs and apps) is gone
-    started = [int(line.split()[1]) for line in (work / "pids").read_text().split("\n") if line]
-    assert len(started) >= 5
-    stopped = [int(p) for p in (work / "stopped-pids").read_text().split()]
-    assert set(started) - {int(l.split()[1]) for l in (work / "pids").read_text().splitlines()
-                           if l.startswith(("flwr-run", "tail"))} <= set(stopped)
-    assert not [p for p in set(started) | set(stopped) if pid_alive(p)]
+    names = [line.split()[0] for line in (work / "pids").read_text().splitlines()]
+    assert names[:4] == ["superlink", "supernode-0", "supernode-1", "supernode-2"]
+    pids = _started_and_stopped(work)
+    assert len(pids) > 6  # with the SuperExecs found as descendants at the stop
+    assert not [p for p in pids if pid_alive(p)]
     assert not processes_mentioning(f":{port}"), processes_mentioning(f":{port}")
     assert not processes_mentioning(str(work))
+
+
+def _started_and_stopped(work) -> set[int]:
+    started = {int(l.split()[1]) for l in (work / "pids").read_text().splitlines() if l}
+    return started | {int(p) for p in (work / "stopped-pids").read_text().split()}
+
+
+def test_local_sh_stops_everything_when_the_run_fails(tmp_path):
+    work, port = tmp_path / "work", free_port()
+    proc = subprocess.run(
+        ["bash", str(DEPLOY / "local.sh"), "--nodes", "2", "--port", str(port),
+         "--out", str(tmp_path / "out"), "--work", str(work),
+         "--run-config", "no-such-key=1"],
+        cwd=ROOT, env=base_env(tmp_path / "flwr-home"), capture_output=True, text=True,
+        timeout=300,
+    )
+    assert proc.returncode != 0
+    assert "no-such-key" in proc.stderr
+    assert not (tmp_path / "out" / "results.json").exists()
+    assert len(_started_and_stopped(work)) >= 3
+    assert not [p for p in _started_and_stopped(work) if pid_alive(p)]
+    assert not processes_mentioning(f":{port}")
+
+
+def test_local_sh_stops_everything_on_sigterm_mid_run(tmp_path):
+    work, port = tmp_path / "work", free_port()
+    proc = subprocess.Popen(
+        ["bash", str(DEPLOY / "local.sh"), "--nodes", "2", "--port", str(port),
+         "--train-rounds", "3", "--out", str(tmp_path / "out"), "--work", str(work),
+         "--run-config", FAST],
+        cwd=ROOT, env=base_env(tmp_path / "flwr-home"), stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert wait_for_text(work / "flwr-run.log", "configure_train", timeout=240, proc=proc)
+        # the ServerApp and ClientApps are running now
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err[-2000:]
+    assert "terminated" in err and "stopping everything started" in err
+    pids = _started_and_stopped(work)
+    assert len(pids) >= 5
+    assert not [p for p in pids if pid_alive(p)]
+    assert not processes_mentioning(f":{port}")

@@ -33,8 +33,11 @@ def test_tls_auth_named_target_restarted_keeps_id_and_stays_excluded(tmp_path):
     # TLS on: the connection names the CA, the nodes do not run --insecure
     config = (tmp_path / "flwr-home" / "config.toml").read_text()
     assert "root-certificates" in config and "insecure" not in config
-    assert "--enable-supernode-auth" in (work / "pids").read_text() or \
-        "--enable-supernode-auth" in log
+    assert "--enable-supernode-auth" in log and "--insecure" not in log
+    # authentication on: a node with an unregistered key was refused and exited
+    intruder = (work / "intruder.log").read_text()
+    assert int((work / "unregistered-exit").read_text()) != 0
+    assert "Exit Code: 305" in intruder and "SuperNode ID" not in intruder
 
     registered = dict(line.split() for line in (work / "registered.txt").read_text().splitlines())
     assert sorted(registered) == ["site-0", "site-1", "site-2"]

@@ -27,7 +27,7 @@ nf_init() {
   export FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION=1
   # N SuperNodes share this machine's cores: one torch thread per ClientApp process.
   export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
-  NF_PY="$(command -v python)"
+  NF_PY="$(command -v python3 || command -v python || true)"
   [ -x "$NF_ROOT/.venv/bin/python" ] && NF_PY="$NF_ROOT/.venv/bin/python"
   NF_CLEANUP_HOOKS=()
   trap 'nf_stop_all' EXIT

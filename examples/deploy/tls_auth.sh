@@ -9,7 +9,8 @@
 #      $FLWR_HOME/config.toml;
 #   3. registers each node's public key by name (`flwr supernode register KEY.pub CONN
 #      --name site-i`): the node id is bound to the key;
-#   4. starts the SuperNodes with their private keys (partition-id=i for site-i);
+#   4. starts the SuperNodes with their private keys (partition-id=i for site-i), and
+#      checks that a SuperNode with an unregistered key is refused;
 #   5. runs train -> unlearn -> recover with identify-by='supernode-name'
 #      unlearn-clients='site-1'.
 # With --restart-node K the SuperNode site-K is stopped when round --restart-at-round
@@ -137,6 +138,25 @@ nf_start_node() {
 }
 for ((i = 0; i < NODES; i++)); do nf_start_node "$i" "supernode-$i"; done
 nf_wait_nodes "$CONN" "$NODES"
+
+# A SuperNode whose key was never registered is refused (and exits).
+nf_node_key "$KEYS/intruder"
+nf_start intruder flower-supernode --root-certificates "$CERTS/ca.crt" \
+  --superlink "127.0.0.1:$PORT" --auth-supernode-private-key "$KEYS/intruder" \
+  --port "$(nf_free_port)" --node-config "partition-id=0 num-partitions=$NODES"
+INTRUDER=$NF_LAST_PID
+for ((t = 0; t < 120 && $(kill -0 "$INTRUDER" 2>/dev/null && echo 1 || echo 0); t++)); do sleep 0.5; done
+kill -0 "$INTRUDER" 2>/dev/null && nf_die "a SuperNode with an unregistered key was not refused"
+rc=0; wait "$INTRUDER" || rc=$?
+echo "$rc" > "$NF_WORK/unregistered-exit"
+# its SuperExec (started before the refusal) follows its parent out; make sure it did
+for ((t = 0; t < 20; t++)); do
+  orphans="$(pgrep -f -- "--parent-pid $INTRUDER\$" || true)"
+  [ -z "$orphans" ] && break
+  sleep 0.5
+done
+for p in $orphans; do echo "$p" >> "$NF_WORK/stopped-pids"; kill -KILL "$p" 2>/dev/null || true; done
+nf_log "a SuperNode with an unregistered key was refused (exit $rc)"
 
 # Restart site-K (same key) once round RESTART_AT has sampled its nodes (so that a
 # request applied at that boundary found the node online), then record whether it was back

@@ -1,0 +1,226 @@
+"""docker/: the compose file is valid (`docker-compose config`), the app image is built
+FROM Flower's SuperExec image at the pinned version with not-flower installed, and the
+compose topology (SuperLink, ServerApp executor, 3 SuperNodes with `--isolation process`
+and one ClientApp executor each) runs for real: every service's command and flags are
+taken from the compose file and started as a plain process (service hostnames replaced
+by 127.0.0.1, ports by free ones), then `flwr run` trains, unlearns and recovers over it.
+
+No container engine runs here, so images are not built; `docker-compose` (Debian package
+`docker-compose`) only validates and normalises the file.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tomllib
+
+import flwr
+import pytest
+import yaml
+
+from tests.deploy_utils import (
+    DEPLOY, FAST, ROOT, Deployment, assert_forgotten, cmdline, descendants, free_port,
+    load_results, pid_alive, processes_mentioning, rounds, wait_port, write_connection,
+)
+
+DOCKER = ROOT / "docker"
+COMPOSE = DOCKER / "compose.yaml"
+DOCKERFILE = DOCKER / "Dockerfile"
+NODES = 3
+
+
+def _compose_config() -> dict:
+    """The compose file as `docker-compose config` normalises it (else as YAML)."""
+    exe = shutil.which("docker-compose")
+    if exe is None:
+        return yaml.safe_load(COMPOSE.read_text())
+    res = subprocess.run([exe, "-f", str(COMPOSE), "config"], capture_output=True, text=True,
+                         cwd=ROOT, timeout=120)
+    assert res.returncode == 0, res.stderr
+    return yaml.safe_load(res.stdout)
+
+
+def _flags(args: list[str]) -> dict[str, str | None]:
+    """--flag value pairs of a command (None for a flag without value)."""
+    out: dict[str, str | None] = {}
+    for i, arg in enumerate(args):
+        if arg.startswith("--"):
+            nxt = args[i + 1] if i + 1 < len(args) else None
+            out[arg] = None if nxt is None or nxt.startswith("--") else nxt
+    return out
+
+
+def _dockerfile_args() -> dict[str, str]:
+    return dict(re.findall(r"^ARG (\w+)=(\S*)", DOCKERFILE.read_text(), re.M))
+
+
+def _entrypoint(service: dict) -> str:
+    """The executable a service runs: the app image's ENTRYPOINT, or Flower's image's."""
+    build = service.get("build")
+    if build and build.get("target") == "app":
+        match = re.search(r'^ENTRYPOINT \["([^"]+)"\]', DOCKERFILE.read_text(), re.M)
+        return match.group(1)
+    image = service["image"]
+    if "superlink" in image:
+        return "flower-superlink"  # flwr/superlink's entrypoint
+    if image.startswith("flwr/supernode:"):
+        return "flower-supernode"  # flwr/supernode's entrypoint
+    raise AssertionError(f"unknown image {image}")
+
+
+# -- the files ---------------------------------------------------------------------------
+def test_compose_config_is_valid():
+    if shutil.which("docker-compose") is None:
+        pytest.skip("docker-compose is not installed (Debian: apt-get install -y docker-compose)")
+    res = subprocess.run(["docker-compose", "-f", str(COMPOSE), "config", "--quiet"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert res.returncode == 0, res.stderr
+    cfg = _compose_config()
+    assert set(cfg["services"]) == {
+        "superlink", "superexec-serverapp", *(f"supernode-{i}" for i in range(NODES)),
+        *(f"superexec-clientapp-{i}" for i in range(NODES))}
+    assert set(cfg["volumes"]) >= {"superlink-state", "runs", "requests"}
+
+
+def test_dockerfile_builds_app_from_flower_superexec_at_pinned_version():
+    text = DOCKERFILE.read_text()
+    args = _dockerfile_args()
+    assert args["FLWR_VERSION"] == flwr.__version__ == "1.42.0"
+    assert args["PYTHON_TAG"] == "py3.11-ubuntu24.04"
+    froms = re.findall(r"^FROM (\S+) AS (\w+)", text, re.M)
+    assert ("flwr/superexec:${FLWR_VERSION}-${PYTHON_TAG}", "app") in froms
+    assert ("flwr/superlink:${FLWR_VERSION}", "superlink") in froms
+    assert froms[-1][1] == "app", "the app image must be the default (last) stage"
+    # not-flower's packages (as pyproject declares them) are copied and installed
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    for pkg in pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]:
+        assert re.search(rf"^COPY .*\b{pkg}\b", text, re.M), pkg
+    assert re.search(r"^COPY .*pyproject\.toml", text, re.M)
+    assert "pip install --no-cache-dir ." in text
+    assert re.search(r'^ENTRYPOINT \["flower-superexec"\]', text, re.M)
+    # the sed in the Dockerfile keeps the Flower pin but drops the simulation extra
+    sed = re.search(r"sed -i '(s/.*?/.*?/)' pyproject.toml", text).group(1)
+    res = subprocess.run(["sed", sed], input=(ROOT / "pyproject.toml").read_text(),
+                         capture_output=True, text=True)
+    deps = tomllib.loads(res.stdout)["project"]["dependencies"]
+    assert "flwr==1.42.0" in deps and not any("simulation" in d for d in deps)
+    # Flower's pin in pyproject is the image's version
+    assert "flwr[simulation]==1.42.0" in pyproject["project"]["dependencies"]
+
+
+def test_compose_services_images_and_flags():
+    cfg = _compose_config()
+    services = cfg["services"]
+    version = _dockerfile_args()["FLWR_VERSION"]
+
+    link = services["superlink"]
+    assert link["build"]["target"] == "superlink"
+    flags = _flags(link["command"])
+    assert flags["--isolation"] == "process"
+    assert flags["--database"] == "state/state.db"
+    assert "--insecure" in flags and "--disable-runtime-dependency-installation" in flags
+    assert flags["--host"] == "0.0.0.0"
+    port = flags["--port"]
+    assert any(v.startswith("superlink-state:/app/state") for v in link["volumes"])
+    assert any(str(p).startswith(f"{port}:{port}") for p in link["ports"]) or \
+        any(isinstance(p, dict) and str(p.get("target")) == port for p in link["ports"])
+
+    server = services["superexec-serverapp"]
+    assert server["build"]["target"] == "app"
+    assert _flags(server["command"]) == {"--insecure": None,
+                                         "--runtime-api-address": f"superlink:{port}"}
+    assert {v.split(":")[1] for v in server["volumes"]} >= {"/app/runs", "/app/requests"}
+
+    for i in range(NODES):
+        node = services[f"supernode-{i}"]
+        assert node["image"] == f"flwr/supernode:{version}"
+        nf = _flags(node["command"])
+        assert nf["--superlink"] == f"superlink:{port}"
+        assert nf["--isolation"] == "process"
+        assert nf["--host"] == "0.0.0.0"
+        assert nf["--node-config"] == f"partition-id={i} num-partitions={NODES}"
+        client = services[f"superexec-clientapp-{i}"]
+        assert client["build"]["target"] == "app"
+        assert _flags(client["command"]) == {
+            "--insecure": None, "--runtime-api-address": f"supernode-{i}:{nf['--port']}"}
+
+
+def _script_flags(script: str, exe: str) -> set[str]:
+    """Flags of the `exe ...` command in a deploy script (with continuation lines)."""
+    text = (DEPLOY / script).read_text().replace("\\\n", " ")
+    line = next(l for l in text.splitlines() if re.search(rf"nf_start .*\b{exe} ", l))
+    return set(re.findall(r"(--[a-z][a-z-]*)", line.split(exe, 1)[1]))
+
+
+def test_compose_flags_are_the_local_scripts_plus_process_isolation():
+    """Same flags as examples/deploy/local.sh, plus what containers need: process
+    isolation and listening on all interfaces of the container."""
+    services = _compose_config()["services"]
+    link = set(_flags(services["superlink"]["command"]))
+    assert link == _script_flags("local.sh", "flower-superlink") | {"--isolation", "--host"}
+    node = set(_flags(services["supernode-0"]["command"]))
+    assert node == _script_flags("local.sh", "flower-supernode") | {"--isolation", "--host"}
+    # what netns.sh (separate hosts) runs is what the containers run, less process isolation
+    assert _script_flags("netns.sh", "flower-superlink") | {"--isolation"} == link
+    assert _script_flags("netns.sh", "flower-supernode") | {"--isolation", "--host"} == node
+
+
+# -- the topology, for real --------------------------------------------------------------
+def _process_commands(cfg: dict, link_port: int, node_ports: dict[str, int]) -> dict[str, list[str]]:
+    """Each compose service's command as a process on this machine."""
+    hosts = {"superlink": link_port, **node_ports}
+    commands = {}
+    for name, service in cfg["services"].items():
+        args = [_entrypoint(service)]
+        flags = service["command"]
+        for i, arg in enumerate(flags):
+            prev = flags[i - 1] if i else ""
+            if prev == "--host":
+                arg = "127.0.0.1"
+            elif prev == "--port":
+                arg = str(hosts[name])
+            elif ":" in arg and arg.split(":")[0] in hosts:
+                arg = f"127.0.0.1:{hosts[arg.split(':')[0]]}"
+            args.append(arg)
+        commands[name] = args
+    return commands
+
+
+def test_compose_topology_runs_as_processes(tmp_path):
+    cfg = _compose_config()
+    dep = Deployment(tmp_path / "work", connection="docker")
+    node_ports = {f"supernode-{i}": free_port() for i in range(NODES)}
+    commands = _process_commands(cfg, dep.port, node_ports)
+    assert commands["superlink"][:3] == ["flower-superlink", "--insecure", "--isolation"]
+    # the container's working directory (/app) with its state volume (/app/state)
+    link_dir = tmp_path / "superlink-app"
+    (link_dir / "state").mkdir(parents=True)
+    out = tmp_path / "runs" / "demo"
+    with dep:
+        dep.start("superlink", commands["superlink"], cwd=link_dir)
+        wait_port("127.0.0.1", dep.port, proc=dep.procs["superlink"],
+                  log=lambda: dep.log("superlink"))
+        write_connection(dep.flwr_home, dep.connection, dep.address)
+        dep.start("superexec-serverapp", commands["superexec-serverapp"], cwd=tmp_path)
+        for i in range(NODES):
+            dep.start(f"supernode-{i}", commands[f"supernode-{i}"])
+            wait_port("127.0.0.1", node_ports[f"supernode-{i}"],
+                      proc=dep.procs[f"supernode-{i}"], log=lambda i=i: dep.log(f"supernode-{i}"))
+            dep.start(f"superexec-clientapp-{i}", commands[f"superexec-clientapp-{i}"])
+        dep.wait_nodes(NODES)
+        dep.run(f"out-dir='{out}' num-train-rounds=2 recovery-rounds=1 unlearn-clients='2' "
+                f"{FAST}")
+        # process isolation: the SuperLink / SuperNodes started no executor of their own
+        for name in ["superlink", *node_ports]:
+            assert "Starting Flower SuperExec" not in dep.log(name)
+            assert not [p for p in descendants(dep.procs[name].pid)
+                        if "flower-superexec" in cmdline(p)]
+    assert (link_dir / "state" / "state.db").is_file()  # --database state/state.db
+    results = load_results(out)
+    assert [r["round"] for r in rounds(results)] == [1, 2, 3]
+    assert_forgotten(results, 2)
+    assert rounds(results)[-1]["participants"] == [0, 1]
+    assert not [p for p in dep.stopped if pid_alive(p)]
+    assert not processes_mentioning(f"127.0.0.1:{dep.port}")
