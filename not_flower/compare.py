@@ -1,4 +1,4 @@
-"""The comparison command: Original, Retrain, FT and NoT over seeds and scenarios.
+"""The comparison command: Original, Retrain, FT, NoT and the baselines over seeds and scenarios.
 
 Runs the not-flower app through Flower's simulation engine once per (scenario, seed,
 method), one after the other, and writes ``report.json``, ``report.md`` and PNG plots
@@ -31,6 +31,13 @@ Methods
     (NoT negates the first layer first); run once with ``recovery-rounds = max(K)`` and
     ``eval-recovery-rounds = K1,K2,...`` so that one run gives a row per K. "Original" (the
     model before unlearning) comes from these runs.
+``pgd``, ``federaser``, ``fukd`` (not run by default; ``--methods retrain ft not pgd ...``)
+    The baselines NoT is judged against (:mod:`strategies.pgd`,
+    :mod:`strategies.federaser`, :mod:`strategies.fukd`): the same training, their own
+    unlearning step at the request (reported as X@0), then the same recovery rows X@K.
+    ``fukd`` needs server-side data: ``--server-data-fraction`` (default 0.1 when fukd is
+    among the methods, else 0) of the training set is kept by the server and given to no
+    client, in *every* method's runs, so that all methods' clients hold the same data.
 
 A run that fails is reported and the comparison goes on; it is marked failed in
 ``report.json`` and the command exits with status 1 at the end.
@@ -50,7 +57,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from .config import ConfigError, RunConfig, parse_run_config, to_run_config
-from .report import METHOD_NAMES, METHODS, write_report
+from .report import METHOD_NAMES, METHODS, RECOVERY_METHODS, write_report
 
 __all__ = [
     "SCENARIOS",
@@ -69,6 +76,10 @@ __all__ = [
 ]
 
 SCENARIOS: tuple[str, ...] = ("iid", "dirichlet", "backdoor")
+#: Methods run when ``--methods`` is not given.
+DEFAULT_METHODS: tuple[str, ...] = ("retrain", "ft", "not")
+#: ``--server-data-fraction`` when fukd runs and the option is not given.
+DEFAULT_SERVER_DATA_FRACTION = 0.1
 #: Run-config keys this command sets itself; ``--set`` may not override them.
 RESERVED_KEYS: dict[str, str] = {
     "out-dir": "--out",
@@ -81,6 +92,7 @@ RESERVED_KEYS: dict[str, str] = {
     "partitioner": "--scenarios",
     "dirichlet-alpha": "--alpha",
     "backdoor-clients": "--scenarios backdoor",
+    "server-data-fraction": "--server-data-fraction",
 }
 
 
@@ -217,8 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     """
     p = argparse.ArgumentParser(
         prog="not-flower-compare",
-        description="Run Original/Retrain/FT/NoT for several seeds and scenarios in Flower's "
-                    "simulation engine and write report.json, report.md and plots.",
+        description="Run Original/Retrain/FT/NoT (and the baselines PGD/FedEraser/FUKD) for "
+                    "several seeds and scenarios in Flower's simulation engine and write "
+                    "report.json, report.md and plots.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--out", required=True, type=Path, help="output folder")
@@ -227,8 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=list(SCENARIOS),
                    help="iid; dirichlet (label skew, --alpha); backdoor (iid, the target "
                         "plants a trigger)")
-    p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
-                   help="methods to run (Original is reported from the ft/not runs)")
+    p.add_argument("--methods", nargs="+", choices=METHODS, default=list(DEFAULT_METHODS),
+                   help="methods to run (Original is reported from the ft/not runs); the "
+                        "baselines pgd, federaser, fukd run only when named")
     p.add_argument("--num-clients", type=_int_at_least(2), default=10,
                    help="number of clients (SuperNodes)")
     p.add_argument("--target", type=_int_at_least(0), default=0,
@@ -239,6 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="recovery lengths K reported for ft and not (one run up to max K)")
     p.add_argument("--alpha", type=_positive_float, default=0.1,
                    help="Dirichlet concentration of the dirichlet scenario")
+    p.add_argument("--server-data-fraction", type=_non_negative_float, default=None,
+                   help="share of the training set the server keeps and no client gets, "
+                        "applied to every method (fukd distils on it); default "
+                        f"{DEFAULT_SERVER_DATA_FRACTION} when fukd is among the methods, else 0")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="extra run-config override (repeatable), e.g. --set lr=0.02")
     p.add_argument("--resume", action="store_true",
@@ -281,6 +299,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.seeds = list(dict.fromkeys(args.seeds))
     args.scenarios = list(dict.fromkeys(args.scenarios))
     args.methods = [m for m in METHODS if m in args.methods]
+    if args.server_data_fraction is None:
+        args.server_data_fraction = DEFAULT_SERVER_DATA_FRACTION if "fukd" in args.methods else 0.0
+    if not args.server_data_fraction < 1:
+        parser.error(f"--server-data-fraction must be in [0, 1), got {args.server_data_fraction}")
+    if "fukd" in args.methods and args.server_data_fraction <= 0:
+        parser.error("--methods fukd needs --server-data-fraction > 0 (the server's "
+                     "unlabelled data)")
     args.recovery_rounds = sorted(set(args.recovery_rounds))
     args.out = args.out.expanduser().resolve()
     return args
@@ -346,7 +371,10 @@ def run_config_for(args: argparse.Namespace, scenario: str, seed: int, method: s
         "num-train-rounds": int(args.train_rounds),
         "unlearn-clients": str(args.target),
     }
-    if method in ("ft", "not"):
+    fraction = getattr(args, "server_data_fraction", 0.0) or 0.0
+    if fraction > 0:  # the same for every method: the clients hold the same data
+        cfg["server-data-fraction"] = float(fraction)
+    if method in RECOVERY_METHODS:
         cfg["recovery-rounds"] = max(args.recovery_rounds)
         cfg["eval-recovery-rounds"] = ",".join(str(k) for k in args.recovery_rounds)
     return cfg
@@ -439,10 +467,13 @@ def config_mismatch(run_config: Mapping, results: Mapping,
     if not isinstance(stored, Mapping):
         return "the stored results.json has no run config"
     planned = to_run_config(parse_run_config(run_config))
+    defaults = to_run_config(RunConfig())
     for key, value in planned.items():
         if key == "out-dir":
             continue
         if key not in stored:
+            if value == defaults.get(key):
+                continue  # a key added to the app after that run, planned at its default
             return f"the stored run has no {key!r} (planned {value!r})"
         if stored[key] != value:
             return f"{key} differs (stored {stored[key]!r}, planned {value!r})"

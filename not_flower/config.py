@@ -15,7 +15,10 @@ DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "cifar100")
 MODELS = ("cnn", "mlp", "resnet18", "vit")
 PARTITIONERS = ("iid", "dirichlet")
 BATCHNORM_POLICIES = ("keep", "negate-running-mean")
-METHODS = ("not", "ft", "retrain")
+METHODS = ("not", "ft", "retrain", "pgd", "federaser", "fukd")
+#: The baselines of issue 4 (:mod:`strategies.pgd`, :mod:`strategies.federaser`,
+#: :mod:`strategies.fukd`): client-wise forgetting only.
+BASELINE_METHODS = ("pgd", "federaser", "fukd")
 UNLEARN_MODES = ("client", "class", "instance")
 
 
@@ -61,6 +64,16 @@ class RunConfig:
     stop_tolerance: float = 0.02
     eval_recovery_rounds: tuple[str, ...] = ()
     out_dir: str = ""
+    # baselines (issue 4): PGD, FedEraser, FUKD; see strategies/pgd.py, federaser.py, fukd.py
+    pgd_epochs: int = 5
+    pgd_lr: float = 0.01
+    pgd_radius_divisor: float = 3.0
+    pgd_stop_accuracy: float = 0.2
+    retain_interval: int = 1
+    calibration_ratio: float = 0.5
+    server_data_fraction: float = 0.0
+    fukd_epochs: int = 5
+    fukd_temperature: float = 2.0
 
     @property
     def unlearn_clients(self) -> tuple[str, ...]:
@@ -231,6 +244,15 @@ def parse_run_config(run_config: Mapping) -> RunConfig:
         stop_tolerance=_in_unit("stop-tolerance", _as_float("stop-tolerance", get("stop-tolerance", d.stop_tolerance)), low_open=False),
         eval_recovery_rounds=_as_list("eval-recovery-rounds", get("eval-recovery-rounds", "")) if get("eval-recovery-rounds", "") != "" else (),
         out_dir=str(get("out-dir", d.out_dir)),
+        pgd_epochs=_as_int("pgd-epochs", get("pgd-epochs", d.pgd_epochs), 1),
+        pgd_lr=_as_float("pgd-lr", get("pgd-lr", d.pgd_lr)),
+        pgd_radius_divisor=_as_float("pgd-radius-divisor", get("pgd-radius-divisor", d.pgd_radius_divisor)),
+        pgd_stop_accuracy=_in_unit("pgd-stop-accuracy", _as_float("pgd-stop-accuracy", get("pgd-stop-accuracy", d.pgd_stop_accuracy)), low_open=False),
+        retain_interval=_as_int("retain-interval", get("retain-interval", d.retain_interval), 1),
+        calibration_ratio=_in_unit("calibration-ratio", _as_float("calibration-ratio", get("calibration-ratio", d.calibration_ratio)), low_open=True),
+        server_data_fraction=_in_unit("server-data-fraction", _as_float("server-data-fraction", get("server-data-fraction", d.server_data_fraction)), low_open=False, high_open=True),
+        fukd_epochs=_as_int("fukd-epochs", get("fukd-epochs", d.fukd_epochs), 1),
+        fukd_temperature=_as_float("fukd-temperature", get("fukd-temperature", d.fukd_temperature)),
     )
     for k in cfg.eval_recovery_rounds:
         if not k.isdigit() or not 1 <= int(k) <= cfg.recovery_rounds:
@@ -241,6 +263,7 @@ def parse_run_config(run_config: Mapping) -> RunConfig:
     if cfg.total_rounds < 1:
         raise ConfigError("the run has no round: num-train-rounds + recovery-rounds must be >= 1")
     _check_unlearn_mode(cfg)
+    _check_baseline(cfg)
     if cfg.method == "retrain" and not cfg.unlearn_clients:
         raise ConfigError("method 'retrain' needs unlearn-clients (the clients to leave out)")
     if cfg.dirichlet_alpha <= 0:
@@ -254,6 +277,31 @@ def parse_run_config(run_config: Mapping) -> RunConfig:
     if cfg.unlearn_clients and cfg.recovery_rounds < 1:
         raise ConfigError(f"recovery-rounds must be >= 1 when unlearn-clients is set, got {cfg.recovery_rounds}")
     return cfg
+
+
+def _check_baseline(cfg: RunConfig) -> None:
+    """Settings of the baselines (``pgd``, ``federaser``, ``fukd``) and what they need."""
+    for key, value in (("pgd-lr", cfg.pgd_lr), ("pgd-radius-divisor", cfg.pgd_radius_divisor),
+                       ("fukd-temperature", cfg.fukd_temperature)):
+        if value <= 0:
+            raise ConfigError(f"{key} must be > 0, got {value}")
+    method = cfg.method
+    if method not in BASELINE_METHODS:
+        return
+    if cfg.unlearn_mode != "client":
+        raise ConfigError(f"method {method!r} forgets whole clients only: unlearn-mode must be "
+                          f"'client', got {cfg.unlearn_mode!r}")
+    if cfg.resume:
+        raise ConfigError(f"resume is supported for methods not, ft and retrain, not {method!r} "
+                          "(its stored history / last-round models are not part of the saved state)")
+    if method in ("federaser", "fukd") and cfg.init_checkpoint:
+        raise ConfigError(f"method {method!r} needs the training history of this run (stored "
+                          f"client updates); it cannot start from init-checkpoint "
+                          f"{cfg.init_checkpoint!r}")
+    if method == "fukd" and cfg.server_data_fraction <= 0:
+        raise ConfigError("method 'fukd' distils on server-side unlabelled data: set "
+                          "server-data-fraction > 0 (the share of the training set kept by the "
+                          f"server and given to no client), got {cfg.server_data_fraction}")
 
 
 def _check_unlearn_mode(cfg: RunConfig) -> None:

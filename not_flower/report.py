@@ -4,7 +4,7 @@ Pure functions over the ``results.json`` dicts the ServerApp writes (no Flower, 
 :mod:`not_flower.compare` runs the simulations and hands this module a list of *run
 records*, one per (scenario, seed, method)::
 
-    {"scenario": "backdoor", "seed": 0, "method": "not",          # "retrain" | "ft" | "not"
+    {"scenario": "backdoor", "seed": 0, "method": "not",          # see METHODS
      "status": "ok" | "resumed" | "failed", "error": str | None,
      "path": "/abs/.../results.json", "seconds": float | None,
      "results": dict | None}                                       # results.json, None if failed
@@ -13,8 +13,12 @@ From them this module builds
 
 * ``report.json`` (:func:`build_report`): per scenario, one row per reported method
   ("Original", "Retrain", "FT@K", "NoT@K", and "FT@stop"/"NoT@stop" when the stopping rule
-  chose a round), each metric as mean and std over seeds plus the per-seed raw numbers;
-* ``report.md`` (:func:`render_markdown`): one table per scenario in the paper's layout;
+  chose a round; for the baselines PGD, FedEraser and FUKD also "X@0", the model right
+  after the method's unlearning step), each metric as mean and std over seeds plus the
+  per-seed raw numbers, and per method what it needs (``requirements``: storage kept,
+  target data, target participation, server-side data);
+* ``report.md`` (:func:`render_markdown`): per scenario, one table in the paper's layout
+  and one table of requirements;
 * PNG plots (:func:`plot_scenario`): test accuracy, forget accuracy and (backdoor) ASR per
   round, mean over seeds with a shaded std band.
 
@@ -46,6 +50,11 @@ from .metrics import GAP_KEYS, avg_gap
 __all__ = [
     "METHODS",
     "METHOD_NAMES",
+    "RECOVERY_METHODS",
+    "STEP_METHODS",
+    "DEFAULT_REQUIREMENTS",
+    "requirements",
+    "render_requirements",
     "ROW_KEYS",
     "UNITS",
     "mean_std",
@@ -63,9 +72,27 @@ __all__ = [
 ]
 
 #: Methods a run can use, in the order the report lists them.
-METHODS: tuple[str, ...] = ("retrain", "ft", "not")
+METHODS: tuple[str, ...] = ("retrain", "ft", "not", "pgd", "federaser", "fukd")
 #: Display names of the methods.
-METHOD_NAMES: dict[str, str] = {"retrain": "Retrain", "ft": "FT", "not": "NoT"}
+METHOD_NAMES: dict[str, str] = {"retrain": "Retrain", "ft": "FT", "not": "NoT", "pgd": "PGD",
+                                "federaser": "FedEraser", "fukd": "FUKD"}
+#: Methods that train, unlearn, then recover (rows "X@K"; "Original" comes from them).
+RECOVERY_METHODS: tuple[str, ...] = ("ft", "not", "pgd", "federaser", "fukd")
+#: Baselines with an unlearning step whose output is reported on its own ("X@0").
+STEP_METHODS: tuple[str, ...] = ("pgd", "federaser", "fukd")
+#: What each method needs, for results.json files that do not say (older runs).
+DEFAULT_REQUIREMENTS: dict[str, dict] = {
+    m: {"storage": "none", "target_data": False, "target_participation": False,
+        "server_data": False} for m in ("retrain", "ft", "not")
+}
+DEFAULT_REQUIREMENTS.update({
+    "pgd": {"storage": "every client's latest local model, in server memory",
+            "target_data": True, "target_participation": True, "server_data": False},
+    "federaser": {"storage": "every client's update of every retained round, on disk",
+                  "target_data": False, "target_participation": False, "server_data": False},
+    "fukd": {"storage": "every client's accumulated weighted update, in server memory",
+             "target_data": False, "target_participation": False, "server_data": True},
+})
 #: Per-seed numbers of a report row, in table order.
 ROW_KEYS: tuple[str, ...] = (
     "retain", "forget", "test", "mia", "asr", "avg_gap",
@@ -80,7 +107,9 @@ UNITS: dict[str, str] = {
     "mia": "% MIA-efficacy (share of forget samples predicted non-member)",
     "asr": "% attack success rate of the backdoor (backdoor scenario only)",
     "avg_gap": "points: mean |x - Retrain| over retain/forget/test/MIA, per seed vs the same seed's Retrain",
-    "rounds": "rounds of the unlearning phase (recovery for FT/NoT, retraining for Retrain)",
+    "rounds": "communication rounds of the unlearning phase (recovery for FT/NoT and the "
+              "baselines, retraining for Retrain, plus the rounds of a baseline's unlearning "
+              "step: PGD's ascent, FedEraser's calibration)",
     "mb": "MB (1e6 bytes) sent down + up during the unlearning phase",
     "client_seconds": "client compute seconds during the unlearning phase",
     "cost_rounds_pct": "% of the same seed's Retrain rounds",
@@ -137,9 +166,10 @@ def row_label(method: str, k: int | str | None = None) -> str:
     Parameters
     ----------
     method : str
-        ``"original"``, ``"retrain"``, ``"ft"`` or ``"not"``.
+        ``"original"`` or one of :data:`METHODS`.
     k : int or str, optional
-        Recovery rounds (or ``"stop"``) for FT and NoT; must be ``None`` otherwise.
+        Recovery rounds (or ``"stop"``) for :data:`RECOVERY_METHODS` (``0``: the model
+        right after a baseline's unlearning step); must be ``None`` otherwise.
 
     Returns
     -------
@@ -156,7 +186,7 @@ def row_label(method: str, k: int | str | None = None) -> str:
         name = METHOD_NAMES[method]
     else:
         raise ValueError(f"unknown method {method!r}; choose one of: original, {', '.join(METHODS)}")
-    if method in ("ft", "not"):
+    if method in RECOVERY_METHODS:
         if k is None:
             raise ValueError(f"method {method!r} needs k (recovery rounds or 'stop')")
         return f"{name}@{k}"
@@ -195,7 +225,8 @@ def _phase_rounds(results: Mapping, phases: Sequence[str]) -> list[dict]:
 
 def _sum_rows(rows: Sequence[Mapping]) -> dict | None:
     """Rounds, bytes and client-seconds summed over round rows (None if any is missing)."""
-    total = {"rounds": len(rows), "bytes_down": 0.0, "bytes_up": 0.0, "client_seconds": 0.0}
+    total = {"rounds": len(rows), "bytes_down": 0.0, "bytes_up": 0.0, "client_seconds": 0.0,
+             "extra_rounds": float(sum(_finite(r.get("extra_rounds")) or 0 for r in rows))}
     for r in rows:
         for key in ("bytes_down", "bytes_up", "client_seconds"):
             v = _finite(r.get(key))
@@ -222,14 +253,25 @@ def unlearning_cost(results: Mapping, k: int | None = None) -> dict | None:
     Returns
     -------
     dict or None
-        ``{"rounds", "bytes_down", "bytes_up", "client_seconds"}``, or ``None`` when the
-        results do not hold the numbers (an older results.json, or fewer than ``k``
-        recovery rounds recorded).
+        ``{"rounds", "bytes_down", "bytes_up", "client_seconds", "extra_rounds"}``
+        (``extra_rounds``: communication rounds of a baseline's unlearning step), or
+        ``None`` when the results do not hold the numbers (an older results.json, or
+        fewer than ``k`` recovery rounds recorded). ``k = 0``: the unlearning step alone
+        (``costs["unlearning_step"]``).
     """
+    if k == 0:
+        step = (results.get("costs") or {}).get("unlearning_step")
+        if step is None:
+            return None
+        out = {"rounds": 0.0, "extra_rounds": _finite(step.get("rounds")) or 0.0,
+               **{key: _finite(step.get(key)) for key in ("bytes_down", "bytes_up",
+                                                          "client_seconds")}}
+        return out if all(v is not None for v in out.values()) else None
     costs = (results.get("costs") or {}).get("unlearning")
     if costs is not None and (k is None or _finite(costs.get("rounds")) == k):
         out = {key: _finite(costs.get(key)) for key in ("rounds", "bytes_down", "bytes_up", "client_seconds")}
         if all(v is not None for v in out.values()):
+            out["extra_rounds"] = _finite(costs.get("extra_rounds")) or 0.0
             return out
     if k is None:
         phase = ("retrain",) if results.get("method") == "retrain" else ("recovery",)
@@ -248,6 +290,8 @@ def _metrics_for(results: Mapping, k: int | str | None) -> Mapping | None:
         return models.get(name)
     if k == "original":
         return models.get("original")
+    if k == 0:  # a baseline's model right after its unlearning step
+        return models.get("unlearned")
     if k == "stop":
         # the model the stopping rule chose; the fixed-length model if it never fired
         if (results.get("stopping") or {}).get("chosen_round") is not None:
@@ -312,7 +356,7 @@ def seed_row(
     else:
         cost = unlearning_cost(results, k if isinstance(k, int) else None)
     if cost is not None:
-        row["rounds"] = cost["rounds"]
+        row["rounds"] = cost["rounds"] + cost.get("extra_rounds", 0.0)
         row["mb"] = (cost["bytes_down"] + cost["bytes_up"]) / 1e6
         row["client_seconds"] = cost["client_seconds"]
     elif isinstance(k, int):
@@ -320,7 +364,8 @@ def seed_row(
     ref_cost = unlearning_cost(retrain, None) if retrain is not None else None
     if ref_cost is not None:
         ref_mb = (ref_cost["bytes_down"] + ref_cost["bytes_up"]) / 1e6
-        for key, mine, theirs in (("cost_rounds_pct", row["rounds"], ref_cost["rounds"]),
+        for key, mine, theirs in (("cost_rounds_pct", row["rounds"],
+                                   ref_cost["rounds"] + ref_cost.get("extra_rounds", 0.0)),
                                   ("cost_mb_pct", row["mb"], ref_mb),
                                   ("cost_client_seconds_pct", row["client_seconds"],
                                    ref_cost["client_seconds"])):
@@ -398,21 +443,27 @@ def summarize_scenario(
     """
     retrains = _by_seed(runs, scenario, "retrain")
     seeds = sorted({int(r["seed"]) for r in runs if r["scenario"] == scenario})
-    unlearners = {m: _by_seed(runs, scenario, m) for m in ("ft", "not")}
+    unlearners = {m: _by_seed(runs, scenario, m) for m in RECOVERY_METHODS}
     if ks is None:
         ks = sorted({k for res in itertools.chain(*(u.values() for u in unlearners.values()))
                      for k in recovery_ks(res)})
     ks = sorted(set(int(k) for k in ks))
 
     rows: list[tuple[str, str, int | str | None, dict[int, Mapping]]] = []
-    # Original: from the NoT run (same pre-unlearning model as FT's for the same seed)
-    originals = {**unlearners["ft"], **unlearners["not"]}
+    # Original: from the NoT run (same pre-unlearning model as FT's and the baselines' for
+    # the same seed: the same FedAvg training)
+    originals = {}
+    for method in reversed(RECOVERY_METHODS):
+        originals.update(unlearners[method])
     rows.append(("Original", "original", "original", originals))
     rows.append(("Retrain", "retrain", None, retrains))
-    for method in ("ft", "not"):
+    for method in RECOVERY_METHODS:
         by_seed = unlearners[method]
         if not by_seed:
             continue
+        if method in STEP_METHODS and any("unlearned" in res.get("models", {})
+                                          for res in by_seed.values()):
+            rows.append((row_label(method, 0), method, 0, by_seed))
         for k in ks:
             rows.append((row_label(method, k), method, k, by_seed))
         if any((res.get("stopping") or {}).get("chosen_recovery_rounds") is not None
@@ -431,12 +482,12 @@ def summarize_scenario(
             continue
         methods[label] = {
             "method": method,
-            "k": k if k not in (None, "original") else None,
+            "k": k if k is not None and k != "original" else None,
             "seeds": sorted(per_seed),
             "stats": _stats(per_seed),
             "per_seed": {str(s): r for s, r in per_seed.items()},
         }
-    for method in ("ft", "not"):
+    for method in RECOVERY_METHODS:
         info = {str(s): res["stopping"] for s, res in sorted(unlearners[method].items())
                 if res.get("stopping")}
         if info:
@@ -446,7 +497,52 @@ def summarize_scenario(
         "methods": methods,
         "noise_floor": noise_floor(retrains),
         "stopping": stopping,
+        "requirements": requirements(runs, scenario),
     }
+
+
+def requirements(runs: Sequence[Mapping], scenario: str) -> dict:
+    """What each method of a scenario needs, with the storage it actually kept.
+
+    Parameters
+    ----------
+    runs : sequence of Mapping
+        Run records; failed runs are skipped.
+    scenario : str
+        Scenario to summarize.
+
+    Returns
+    -------
+    dict
+        Display name -> ``{"method", "storage", "target_data", "target_participation",
+        "server_data", "storage_mb": mean_std, "server_seconds": mean_std}``:
+        ``storage_mb`` is ``costs["storage_bytes"]`` (the peak bytes of history the run
+        kept, measured) in MB, ``server_seconds`` the server compute of the whole
+        unlearning phase (``costs["unlearning_fixed_length"]``, else ``["unlearning"]``).
+    """
+    out: dict = {}
+    for method in METHODS:
+        by_seed = _by_seed(runs, scenario, method)
+        if not by_seed:
+            continue
+        declared = next((res["requirements"] for res in by_seed.values()
+                         if isinstance(res.get("requirements"), Mapping)),
+                        DEFAULT_REQUIREMENTS[method])
+        storage, seconds = [], []
+        for res in by_seed.values():
+            costs = res.get("costs") or {}
+            b = _finite(costs.get("storage_bytes"))
+            storage.append(None if b is None else b / 1e6)
+            phase = costs.get("unlearning_fixed_length") or costs.get("unlearning") or {}
+            seconds.append(_finite(phase.get("server_seconds")))
+        out[METHOD_NAMES[method]] = {
+            "method": method,
+            **{key: declared.get(key) for key in ("storage", "target_data",
+                                                   "target_participation", "server_data")},
+            "storage_mb": mean_std(storage),
+            "server_seconds": mean_std(seconds),
+        }
+    return out
 
 
 def build_report(
@@ -547,6 +643,41 @@ def render_table(summary: Mapping) -> list[str]:
     return lines
 
 
+REQUIREMENTS_HEADER = ("| method | storage kept (MB) | target data | target participation | "
+                       "server-side data | server-s |")
+
+
+def _yes_no(value) -> str:
+    return "–" if value is None else ("yes" if value else "no")
+
+
+def render_requirements(requirements_: Mapping) -> list[str]:
+    """Markdown lines of the requirements table (see :func:`requirements`).
+
+    Parameters
+    ----------
+    requirements_ : Mapping
+        One scenario's ``requirements``.
+
+    Returns
+    -------
+    list[str]
+        Header, separator and one line per method.
+    """
+    lines = [REQUIREMENTS_HEADER, "|" + "---|" * 6]
+    for name, req in requirements_.items():
+        mb = req.get("storage_mb") or {}
+        storage = "–" if mb.get("mean") is None else (_cell(mb, 3) if mb["mean"] else "0")
+        if mb.get("mean") and req.get("storage") not in (None, "none"):
+            storage += f" ({req['storage']})"
+        lines.append("| " + " | ".join([
+            name, storage, _yes_no(req.get("target_data")),
+            _yes_no(req.get("target_participation")), _yes_no(req.get("server_data")),
+            _cell(req.get("server_seconds"), 1),
+        ]) + " |")
+    return lines
+
+
 def render_markdown(report: Mapping, plots: Mapping[str, Sequence[str]] | None = None) -> str:
     """``report.md``: the command, then a table, noise floor and notes per scenario.
 
@@ -572,7 +703,15 @@ def render_markdown(report: Mapping, plots: Mapping[str, Sequence[str]] | None =
         "the same seed's Retrain. Cost vs Retrain = rounds / MB / client-seconds as % of the "
         "same seed's Retrain. Original = the global model before unlearning (no "
         "unlearning cost). X@K = method X after K recovery rounds; X@stop = the round the "
-        "stopping rule chose (retained clients' validation accuracy only).",
+        "stopping rule chose (retained clients' validation accuracy only). For the "
+        "baselines (PGD, FedEraser, FUKD), X@0 = the model right after the method's own "
+        "unlearning step (PGD's ascent, FedEraser's calibrated rebuild, FUKD's subtraction "
+        "and distillation), and rounds include the step's communication rounds. "
+        "Requirements table: storage kept = peak MB of history the method kept beyond the "
+        "global model (measured on the arrays or files it kept; mean over seeds); target "
+        "data / target participation / server-side data = whether the method needs the "
+        "forgotten client's data, its work, or data held by the server; server-s = server "
+        "compute seconds of the whole unlearning phase.",
         "",
     ]
     for scenario, summary in report.get("scenarios", {}).items():
@@ -583,6 +722,8 @@ def render_markdown(report: Mapping, plots: Mapping[str, Sequence[str]] | None =
         else:
             out.append("No successful runs.")
         out.append("")
+        if summary.get("requirements"):
+            out += render_requirements(summary["requirements"]) + [""]
         nf = summary.get("noise_floor", {})
         if nf.get("mean") is not None:
             out.append(
@@ -665,8 +806,9 @@ def plot_scenario(runs: Sequence[Mapping], scenario: str, out_dir: str | Path) -
     ``<scenario>-test-acc.png`` and ``<scenario>-forget-acc.png`` always (when any run has
     the numbers), ``<scenario>-asr.png`` when the runs report ASR (backdoor scenario). One
     curve per method (Retrain, FT, NoT; FT and NoT share the original training), mean over
-    seeds with a shaded band of +- one std; a dotted line marks the unlearning request and
-    a cross NoT's negated model (before any recovery round) there.
+    seeds with a shaded band of +- one std; a dotted line marks the unlearning request, a
+    cross NoT's negated model and a plus each baseline's unlearned model (before any
+    recovery round) there.
 
     Parameters
     ----------
@@ -691,15 +833,17 @@ def plot_scenario(runs: Sequence[Mapping], scenario: str, out_dir: str | Path) -
     out_dir.mkdir(parents=True, exist_ok=True)
     by_method = {m: _by_seed(runs, scenario, m) for m in METHODS}
     boundary = None
-    for m in ("ft", "not"):
+    for m in RECOVERY_METHODS:
         for res in by_method[m].values():
             rec = _phase_rounds(res, ("recovery",))
             if rec:
                 boundary = int(rec[0]["round"]) - 0.5
                 break
     written = []
-    colors = {"retrain": "tab:green", "ft": "tab:orange", "not": "tab:blue"}
-    styles = {"retrain": "-", "ft": "--", "not": "-"}
+    colors = {"retrain": "tab:green", "ft": "tab:orange", "not": "tab:blue", "pgd": "tab:red",
+              "federaser": "tab:purple", "fukd": "tab:brown"}
+    styles = {"retrain": "-", "ft": "--", "not": "-", "pgd": "-.", "federaser": ":",
+              "fukd": "-."}
     for key, (suffix, ylabel) in PLOTS.items():
         series = {m: round_series(by, key) for m, by in by_method.items() if by}
         series = {m: s for m, s in series.items() if s[0].size}
@@ -719,6 +863,15 @@ def plot_scenario(runs: Sequence[Mapping], scenario: str, out_dir: str | Path) -
                         yerr=[float(np.std(negated, ddof=1)) if len(negated) > 1 else 0.0],
                         fmt="x", color=colors["not"], markersize=8, capsize=3,
                         label="NoT negated (before recovery)")
+        for m in STEP_METHODS:  # the baselines' models right after their unlearning step
+            unlearned = [100.0 * v for res in by_method[m].values()
+                         if (v := _finite((res.get("models", {}).get("unlearned") or {}).get(key)))
+                         is not None]
+            if boundary is not None and unlearned:
+                ax.errorbar([boundary], [float(np.mean(unlearned))],
+                            yerr=[float(np.std(unlearned, ddof=1)) if len(unlearned) > 1 else 0.0],
+                            fmt="+", color=colors[m], markersize=9, capsize=3,
+                            label=f"{METHOD_NAMES[m]} unlearned (before recovery)")
         if boundary is not None:
             ax.axvline(boundary, color="grey", linestyle=":", linewidth=1)
             ax.text(boundary, 1.0, " unlearning request", transform=ax.get_xaxis_transform(),

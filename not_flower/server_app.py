@@ -24,17 +24,20 @@ from flwr.serverapp import Grid, ServerApp
 from flwr.supercore import log
 
 from strategies.baselines import FT
+from strategies.federaser import FedEraser
+from strategies.fukd import FUKD
 from strategies.negation import plan_negation
 from strategies.not_strategy import NoT, UnlearningEvent
+from strategies.pgd import PGD, random_state_fn
 
 from .audit import AuditLogError, append_to_log, build_record, sha256_arrays, write_record
 from .backdoor import triggered_test_set
-from .config import RunConfig, parse_run_config, to_run_config
+from .config import BASELINE_METHODS, RunConfig, parse_run_config, to_run_config
 from .metrics import attack_success_rate, evaluate_model, predict_logits
 from .models import build_model, example_input
 from .requests import RequestFolder
 from .store import load_checkpoint, save_checkpoint, write_json
-from .task import client_data, dataset_for, device, evaluate
+from .task import client_data, dataset_for, device, evaluate, server_indices
 
 app = ServerApp()
 
@@ -362,10 +365,15 @@ def trained_counts(train_metrics: dict[int, dict], partition_of) -> dict:
 
 
 def sum_costs(rounds: list[dict], phases: tuple[str, ...], up_to: int | None = None) -> dict:
-    """Add up the counted costs of the rounds in ``phases`` (up to round ``up_to``)."""
+    """Add up the counted costs of the rounds in ``phases`` (up to round ``up_to``).
+
+    ``rounds`` counts FedAvg rounds; ``extra_rounds`` the communication rounds a
+    baseline's unlearning step used inside them (PGD's ascent, FedEraser's calibration).
+    """
     rows = [r for r in rounds if r["phase"] in phases and (up_to is None or r["round"] <= up_to)]
     return {
         "rounds": len(rows),
+        "extra_rounds": int(sum(r.get("extra_rounds", 0) for r in rows)),
         "bytes_down": int(sum(r.get("bytes_down", 0) for r in rows)),
         "bytes_up": int(sum(r.get("bytes_up", 0) for r in rows)),
         "client_seconds": float(sum(r.get("client_seconds", 0.0) for r in rows)),
@@ -388,11 +396,30 @@ def format_summary(models: dict[str, dict[str, float]]) -> list[str]:
     return lines
 
 
-def make_strategy(cfg: RunConfig, plan, on_unlearning) -> NoT:
-    """The strategy of the run's method (NoT, FT or Retrain), FedAvg-configured.
+#: What each method needs (the baselines declare theirs as ``REQUIREMENTS``).
+REQUIREMENTS = {
+    "not": {"storage": "none", "target_data": False, "target_participation": False,
+            "server_data": False},
+    "ft": {"storage": "none", "target_data": False, "target_participation": False,
+           "server_data": False},
+    "retrain": {"storage": "none", "target_data": False, "target_participation": False,
+                "server_data": False},
+    "pgd": PGD.REQUIREMENTS,
+    "federaser": FedEraser.REQUIREMENTS,
+    "fukd": FUKD.REQUIREMENTS,
+}
 
-    Nodes may ask to be forgotten with the node-config flag ``forget-me=true``; with
-    ``request-dir`` set, request files dropped there are applied at round boundaries.
+
+def make_strategy(cfg: RunConfig, plan, on_unlearning, *, out_dir: Path | None = None) -> NoT:
+    """The strategy of the run's method, FedAvg-configured.
+
+    ``not`` (NoT), ``ft`` and ``retrain`` (FT from a fresh model, request at round 1), and
+    the baselines ``pgd`` (:class:`strategies.pgd.PGD`), ``federaser``
+    (:class:`strategies.federaser.FedEraser`, history in ``<out_dir>/federaser-history``)
+    and ``fukd`` (:class:`strategies.fukd.FUKD`, on the ``server-data-fraction`` the
+    clients never get). Nodes may ask to be forgotten with the node-config flag
+    ``forget-me=true``; with ``request-dir`` set, request files dropped there are applied
+    at round boundaries.
     """
     kwargs = dict(
         forget_me_key="forget-me",
@@ -406,6 +433,24 @@ def make_strategy(cfg: RunConfig, plan, on_unlearning) -> NoT:
     )
     if cfg.method in ("ft", "retrain"):  # Retrain: FT from a fresh model, request at round 1
         return FT(**kwargs)
+    if cfg.method in BASELINE_METHODS:
+        data = dataset_for(cfg)
+        build = lambda: build_model(cfg.model, data.input_shape, data.num_classes)  # noqa: E731
+        if cfg.method == "pgd":
+            return PGD(epochs=cfg.pgd_epochs, lr=cfg.pgd_lr, momentum=cfg.momentum,
+                       stop_accuracy=cfg.pgd_stop_accuracy, radius_divisor=cfg.pgd_radius_divisor,
+                       random_model_fn=random_state_fn(build), seed=cfg.seed,
+                       param_keys=[name for name, _ in build().named_parameters()], **kwargs)
+        if cfg.method == "federaser":
+            if out_dir is None:
+                raise ValueError("method 'federaser' needs out_dir (its history is stored there)")
+            return FedEraser(store_dir=out_dir / "federaser-history", local_epochs=cfg.local_epochs,
+                             retain_interval=cfg.retain_interval,
+                             calibration_ratio=cfg.calibration_ratio, **kwargs)
+        return FUKD(model=build(), server_x=data.x_train[server_indices(cfg)],
+                    epochs=cfg.fukd_epochs, temperature=cfg.fukd_temperature, lr=cfg.lr,
+                    momentum=cfg.momentum, batch_size=cfg.batch_size, seed=cfg.seed,
+                    device=device(), **kwargs)
     return NoT(plan, **kwargs)
 
 
@@ -526,6 +571,8 @@ def run_experiment(grid: Grid, cfg: RunConfig, out_dir: Path, run_id: int | None
         request["models"] = {"before": evaluator.full(before)}
         if cfg.method == "not":
             request["models"]["negated"] = evaluator.full(after)
+        if cfg.method in BASELINE_METHODS:  # the model right after the method's step
+            request["models"]["unlearned"] = evaluator.full(after)
         if first:
             results["models"]["original"] = request["models"]["before"]
             if cfg.method == "not":
@@ -533,13 +580,18 @@ def run_experiment(grid: Grid, cfg: RunConfig, out_dir: Path, run_id: int | None
                 log(INFO, "NoT: negated model: test acc %.2f %% (original %.2f %%)",
                     100 * results["models"]["negated"]["test_acc"],
                     100 * results["models"]["original"]["test_acc"])
+            if cfg.method in BASELINE_METHODS:
+                results["models"]["unlearned"] = request["models"]["unlearned"]
+                log(INFO, "%s: unlearned model: test acc %.2f %% (original %.2f %%)",
+                    cfg.method, 100 * results["models"]["unlearned"]["test_acc"],
+                    100 * results["models"]["original"]["test_acc"])
         # stopping reference: retained clients' own validation accuracy before the request
         previous = strategy.rounds.get(event.round - 1, {}).get("evaluate_metrics", {})
         state["reference_val_acc"] = retained_val_acc(
             previous, {n for n in previous if n not in strategy.excluded_node_ids}
         )
 
-    strategy = make_strategy(cfg, plan, on_unlearning)
+    strategy = make_strategy(cfg, plan, on_unlearning, out_dir=out_dir)
     node_ids = wait_for_nodes(grid, 1)
     identities = strategy.identify(grid, node_ids)
     declared = [int(i["num-partitions"]) for i in identities.values() if i and "num-partitions" in i]
@@ -589,6 +641,13 @@ def run_experiment(grid: Grid, cfg: RunConfig, out_dir: Path, run_id: int | None
             "participants_detail": [
                 {"node_id": n, "partition_id": partition_of(n)} for n in info.get("train_replied", [])
             ],
+            # baselines: who worked in the unlearning step at this boundary (PGD's target,
+            # FedEraser's calibrating clients) and how many communication rounds it used
+            "unlearning_participants": sorted(
+                int(p) for p in map(partition_of, info.get("unlearning_replied", []))
+                if p is not None
+            ),
+            "extra_rounds": info.get("extra_rounds", 0),
             "evaluated": sorted(
                 int(p) for p in map(partition_of, info.get("evaluate_replied", [])) if p is not None
             ),
@@ -644,8 +703,25 @@ def run_experiment(grid: Grid, cfg: RunConfig, out_dir: Path, run_id: int | None
         "unlearning": sum_costs(results["rounds"], unlearning_phases,
                                 up_to=stop if cfg.method != "retrain" else None),
         "unlearning_fixed_length": sum_costs(results["rounds"], unlearning_phases),
-        "storage_bytes": 0,  # NoT, FT and Retrain keep nothing beyond the global model
+        # bytes of history the method kept (peak, measured; NoT, FT and Retrain keep nothing
+        # beyond the global model)
+        "storage_bytes": int(getattr(strategy, "storage_peak_bytes", 0)),
+        "storage_bytes_final": int(getattr(strategy, "storage_bytes", 0)),
     }
+    steps = getattr(strategy, "steps", None)
+    if steps is not None:  # the baselines' unlearning step, per request
+        results["unlearning_steps"] = steps
+        results["costs"]["unlearning_step"] = {
+            "rounds": int(sum(s["rounds"] for s in steps)),
+            "bytes_down": int(sum(s["bytes_down"] for s in steps)),
+            "bytes_up": int(sum(s["bytes_up"] for s in steps)),
+            "client_seconds": float(sum(s["client_seconds"] for s in steps)),
+            "server_seconds": float(sum(s["server_seconds"] for s in steps)),
+        }
+    results["requirements"] = dict(REQUIREMENTS[cfg.method])
+    if cfg.server_data_fraction > 0:
+        results["server_data"] = {"fraction": cfg.server_data_fraction,
+                                  "samples": int(len(server_indices(cfg)))}
     results["stopping"] = {
         "rule": "first recovery round whose retained clients' validation accuracy is within "
                 "stop-tolerance of its value in the last round before the request",

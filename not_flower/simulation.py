@@ -57,6 +57,8 @@ def build_apps(run_config: dict) -> tuple[ServerApp, ClientApp]:
     client.train()(ca.train_fn)
     client.evaluate()(ca.evaluate_fn)
     client.query("identity")(ca.answer_identity)
+    for action, handler in ca.TRAIN_HANDLERS:  # the baselines' train.pgd, train.calibrate
+        client.train(action)(handler)
     return server, client
 
 

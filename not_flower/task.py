@@ -46,11 +46,45 @@ def dataset_for(cfg: RunConfig) -> Dataset:
 
 
 @lru_cache(maxsize=8)
+def server_indices(cfg: RunConfig) -> np.ndarray:
+    """Training-set indices the server keeps for itself (``server-data-fraction``).
+
+    A stratified random share (per class, ``round(fraction * class size)`` samples, seeded
+    by ``seed``) of the training set that no client ever holds: FUKD's server-side
+    unlabelled data (the server uses the images only, never the labels). Empty when
+    ``server-data-fraction`` is 0, the default.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run configuration.
+
+    Returns
+    -------
+    np.ndarray
+        Sorted ``int64`` indices into the training set.
+    """
+    if cfg.server_data_fraction <= 0:
+        return np.zeros(0, dtype=np.int64)
+    labels = dataset_for(cfg).y_train
+    rng = np.random.default_rng(cfg.seed + 7919)
+    chosen = []
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        chosen.append(rng.choice(members, int(round(cfg.server_data_fraction * len(members))),
+                                 replace=False))
+    return np.sort(np.concatenate(chosen)).astype(np.int64)
+
+
+@lru_cache(maxsize=8)
 def _partitions(cfg: RunConfig, num_partitions: int) -> tuple[np.ndarray, ...]:
     data = dataset_for(cfg)
+    # the clients share what the server does not keep (everything, by default)
+    pool = np.setdiff1d(np.arange(len(data.y_train)), server_indices(cfg))
     return tuple(
-        partition(
-            data.y_train, num_partitions, cfg.partitioner, alpha=cfg.dirichlet_alpha, seed=cfg.seed
+        pool[part] for part in partition(
+            data.y_train[pool], num_partitions, cfg.partitioner, alpha=cfg.dirichlet_alpha,
+            seed=cfg.seed,
         )
     )
 

@@ -1,0 +1,216 @@
+"""FUKD: subtract the target's accumulated updates, then distil on server data (Wu et al. 2022).
+
+C. Wu, S. Zhu, P. Mitra, "Federated Unlearning with Knowledge Distillation",
+arXiv 2201.09441 (2022).
+
+What the paper does
+-------------------
+* **During training** the server keeps the clients' historical updates.
+* **On a request** it removes the target's contribution by subtracting all of the
+  target's historical updates from the final global model; the result is a "skewed"
+  model (the other clients' later updates were computed on top of the target's, so
+  the subtraction is not exact and accuracy drops).
+* **Recovery without clients**: knowledge distillation on the server. The original
+  global model is the teacher, the skewed model the student, on *unlabelled* data the
+  server holds; the target's knowledge is not restored much because the server data is
+  not the target's. No client takes part.
+
+Choices where the paper leaves one open (ours)
+----------------------------------------------
+* **What is subtracted.** Exactly the target's share of every FedAvg aggregate it took
+  part in: ``sum_t p_i^t (w_i^t - w^t)`` with ``p_i^t = n_i / sum_k n_k`` the FedAvg weight
+  of that round (``num-examples``), for floating-point tensors.
+* **Storage.** Only that sum is needed, so the server keeps one running sum per client
+  (any client may ask), in memory, not the per-round history: ``N`` models instead of
+  ``T x N``. :attr:`FUKD.storage_bytes` measures those arrays; the peak is reported.
+  After unlearning the target's sum is deleted.
+* **Server data.** not-flower sets aside ``server-data-fraction`` of the training set
+  (stratified, seeded; :func:`not_flower.task.server_indices`) that no client ever
+  holds; the server uses the images only, never the labels. The clients partition the
+  rest, for *every* method of a comparison (the comparison command applies the same
+  fraction to all methods so that the clients hold the same data).
+* **Distillation.** ``KL(softmax(teacher / T) || softmax(student / T)) x T^2`` with
+  ``T = 2`` (``fukd-temperature``), SGD with the run's ``lr``, momentum and batch size,
+  ``5`` epochs (``fukd-epochs``) over the server data, student in train mode, teacher
+  (the global model at the request) in eval mode. The distilled model is the unlearned
+  model (FUKD at 0 recovery rounds); the app's ``recovery-rounds`` of FedAvg then follow
+  as for every method.
+* Non-float tensors (BatchNorm's ``num_batches_tracked``) are not subtracted.
+
+Requirements: storage (one accumulated update per client), no target data, no target
+participation, server-side unlabelled data.
+"""
+
+from __future__ import annotations
+
+from logging import INFO
+
+import numpy as np
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, Message
+from flwr.serverapp import Grid
+from flwr.supercore import log
+from torch import nn
+
+from .not_strategy import reply_metrics
+from .unlearning_step import StepUnlearning, float_keys, nbytes, to_numpy, to_record
+
+
+def distill(student: nn.Module, teacher: nn.Module, x: np.ndarray, *, epochs: int = 5,
+            temperature: float = 2.0, lr: float = 0.01, momentum: float = 0.9,
+            batch_size: int = 16, seed: int = 0, device: torch.device | None = None
+            ) -> dict[str, float]:
+    """Train ``student`` in place to match ``teacher``'s softened outputs on ``x``.
+
+    Returns
+    -------
+    dict[str, float]
+        ``distill-loss`` (mean KL x T^2 over the last epoch) and ``distill-steps``.
+    """
+    dev = device or torch.device("cpu")
+    student.to(dev).train()
+    teacher.to(dev).eval()
+    xt = torch.from_numpy(np.array(x, dtype=np.float32)).to(dev)
+    opt = torch.optim.SGD(student.parameters(), lr=lr, momentum=momentum)
+    gen = torch.Generator().manual_seed(seed)
+    t = float(temperature)
+    steps, total, count = 0, 0.0, 0
+    for _ in range(epochs):
+        total, count = 0.0, 0
+        order = torch.randperm(len(xt), generator=gen).to(dev)
+        for s in range(0, len(xt), batch_size):
+            xb = xt[order[s:s + batch_size]]
+            with torch.no_grad():
+                soft = torch.softmax(teacher(xb) / t, dim=1)
+            log_p = torch.log_softmax(student(xb) / t, dim=1)
+            loss = nn.functional.kl_div(log_p, soft, reduction="batchmean") * t * t
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            steps += 1
+            total += float(loss.detach()) * len(xb)
+            count += len(xb)
+    return {"distill-loss": total / max(count, 1), "distill-steps": steps}
+
+
+class FUKD(StepUnlearning):
+    """Subtract the target's accumulated weighted updates, then distil on server data.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A model of the federation's architecture (the student; a copy is the teacher).
+    server_x : np.ndarray
+        The server's unlabelled inputs.
+    epochs : int (default: 5)
+        Distillation epochs.
+    temperature : float (default: 2.0)
+        Distillation temperature.
+    lr, momentum : float
+        SGD settings of the distillation.
+    batch_size : int (default: 16)
+        Distillation mini-batch size.
+    seed : int (default: 0)
+        Seeds the shuffling.
+    device : torch.device or None
+        Where to distil (default CPU).
+    **kwargs
+        As :class:`strategies.NoT`, except ``negation``.
+    """
+
+    REQUIREMENTS = {
+        "storage": "every client's accumulated weighted update, in server memory",
+        "target_data": False,
+        "target_participation": False,
+        "server_data": True,
+    }
+
+    def __init__(self, *, model: nn.Module, server_x: np.ndarray, epochs: int = 5,
+                 temperature: float = 2.0, lr: float = 0.01, momentum: float = 0.9,
+                 batch_size: int = 16, seed: int = 0, device: torch.device | None = None,
+                 **kwargs) -> None:
+        super().__init__(**kwargs)
+        if len(server_x) == 0:
+            raise ValueError("FUKD needs server-side data (server_x is empty)")
+        if epochs < 1 or temperature <= 0 or lr <= 0:
+            raise ValueError("FUKD needs epochs >= 1, temperature > 0 and lr > 0")
+        self.model = model
+        self.server_x = server_x
+        self.epochs, self.temperature, self.lr, self.momentum = epochs, temperature, lr, momentum
+        self.batch_size, self.seed, self.device = batch_size, seed, device
+        self._kd_sent: dict[int, dict[str, np.ndarray]] = {}
+        #: node id -> sum over rounds of p_k^t (w_k^t - w^t)
+        self.accumulated: dict[int, dict[str, np.ndarray]] = {}
+
+    @property
+    def storage_bytes(self) -> int:
+        """Bytes of the accumulated updates kept (one per client)."""
+        return sum(nbytes(a) for a in self.accumulated.values())
+
+    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
+                        grid: Grid):
+        """As NoT; remember the model sent (the updates are measured against it)."""
+        messages = list(super().configure_train(server_round, arrays, config, grid))
+        if messages:
+            self._kd_sent[server_round] = to_numpy(messages[0].content[self.arrayrecord_key])
+        return messages
+
+    def _filter(self, server_round: int, replies, what: str) -> list[Message]:
+        kept = super()._filter(server_round, replies, what)
+        sent = self._kd_sent.pop(server_round, None) if what == "train" else None
+        if sent is None:
+            return kept
+        ok = [m for m in kept if not m.has_error()]
+        weights = {m.metadata.src_node_id: float(reply_metrics(m.content)[self.weighted_by_key])
+                   for m in ok}
+        total = sum(weights.values())
+        keys = float_keys(sent)
+        for msg in ok:
+            node = msg.metadata.src_node_id
+            local = to_numpy(next(iter(msg.content.array_records.values())))
+            acc = self.accumulated.setdefault(
+                node, {k: np.zeros_like(sent[k]) for k in keys})
+            p = weights[node] / total
+            for k in keys:
+                acc[k] += (p * (local[k].astype(np.float64) - sent[k])).astype(acc[k].dtype)
+        self._note_storage()
+        return kept
+
+    def unlearn(self, server_round: int, arrays: ArrayRecord, targets: list[int],
+                grid: Grid) -> ArrayRecord:
+        """Skewed model = global - targets' sums; then distil from the global model."""
+        step = self._round(server_round)["unlearning_step"]
+        glob = to_numpy(arrays)
+        skewed = dict(glob)
+        subtracted = []
+        for t in targets:
+            acc = self.accumulated.pop(t, None)
+            if acc is None:
+                continue
+            subtracted.append(t)
+            for k, v in acc.items():
+                skewed[k] = (skewed[k] - v).astype(glob[k].dtype)
+        teacher = _copy_model(self.model)
+        teacher.load_state_dict(arrays.to_torch_state_dict())
+        student = self.model
+        student.load_state_dict(to_record(skewed).to_torch_state_dict())
+        stats = distill(student, teacher, self.server_x, epochs=self.epochs,
+                        temperature=self.temperature, lr=self.lr, momentum=self.momentum,
+                        batch_size=self.batch_size, seed=self.seed * 100_003 + server_round,
+                        device=self.device)
+        state = {k: v.detach().cpu().numpy() for k, v in student.state_dict().items()}
+        out = {k: state[k].astype(glob[k].dtype) for k in glob}
+        step.update(subtracted=subtracted, server_samples=int(len(self.server_x)), **stats)
+        log(INFO, "FUKD: round %d: subtracted the accumulated updates of %s, distilled %d "
+            "epochs on %d server samples (KL %.4f)", server_round, subtracted, self.epochs,
+            len(self.server_x), stats["distill-loss"])
+        return to_record(out)
+
+
+def _copy_model(model: nn.Module) -> nn.Module:
+    import copy  # pylint: disable=import-outside-toplevel
+
+    return copy.deepcopy(model)
+
+
+__all__ = ["FUKD", "distill"]
