@@ -48,8 +48,8 @@ class RunConfig:
     dirichlet_alpha: float = 0.5
     val_fraction: float = 0.1
     local_epochs: int = 2
-    batch_size: int = 32
-    lr: float = 0.02
+    batch_size: int = 16
+    lr: float = 0.05
     momentum: float = 0.9
     seed: int = 0
     fraction_train: float = 1.0
