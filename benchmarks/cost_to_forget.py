@@ -31,7 +31,7 @@ def first_reach(rows: list[dict], phase: str, target: dict, backdoor: bool) -> d
     for row in rows:
         if row["phase"] != phase:
             continue
-        spent["rounds"] += 1
+        spent["rounds"] += 1 + int(row.get("extra_rounds", 0) or 0)  # + a step's own rounds
         spent["MB"] += (row.get("bytes_down", 0) + row.get("bytes_up", 0)) / 1e6
         spent["client_s"] += row.get("client_seconds", 0.0)
         ok = abs(100 * row["test_acc"] - target["test"]) <= TEST_TOL
