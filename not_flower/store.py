@@ -19,8 +19,10 @@ import torch
 from flwr.app import ArrayRecord
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temp file, fsync, rename).
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, mode: int | None = None) -> Path:
+    """Write ``data`` to ``path`` atomically (temp file, fsync, rename, fsync of the folder).
+
+    A failure at any step leaves the previous file as it was and no temporary file behind.
 
     Parameters
     ----------
@@ -28,6 +30,10 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
         Destination; its folder is created if needed.
     data : bytes
         Content.
+    mode : int, optional
+        Permission bits for the file, less the process umask (as ``open`` does:
+        ``0o666`` gives an ordinary file). ``None`` (default) keeps the temporary
+        file's owner-only ``0o600``.
 
     Returns
     -------
@@ -42,6 +48,10 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        if mode is not None:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, mode & ~umask)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
