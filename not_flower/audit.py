@@ -47,7 +47,8 @@ Command line::
     python -m not_flower.audit show LOG                          # one line per entry
 
 Only the standard library is imported at module level (numpy, torch and flwr are used
-by :func:`sha256_arrays` only when given such objects), so the command runs anywhere.
+by :func:`sha256_arrays` only when given such objects, and by :func:`write_record`, which
+writes through :func:`not_flower.store.atomic_write_bytes`), so the command runs anywhere.
 """
 
 from __future__ import annotations
@@ -59,7 +60,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -403,23 +403,10 @@ def write_record(out_dir: str | os.PathLike, record: dict) -> Path:
     except ValueError as err:
         raise ValueError(f"unlearning record not written: {err} (NaN and infinity have no "
                          "JSON form; replace them with null)") from None
-    data = (text + "\n").encode("utf-8")
-    folder = Path(out_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / RECORD_FILE
-    fd, tmp = tempfile.mkstemp(prefix=f".{RECORD_FILE}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(folder)
-    return path
+    # imported here: the module itself imports only the standard library (see above)
+    from .store import atomic_write_bytes
+
+    return atomic_write_bytes(Path(out_dir) / RECORD_FILE, (text + "\n").encode("utf-8"))
 
 
 # ------------------------------------------------------------------------------- log
