@@ -163,6 +163,12 @@ def predict_logits(
 # --------------------------------------------------------------------------- #
 # basic metrics
 # --------------------------------------------------------------------------- #
+def _shifted_logits(logits: np.ndarray) -> np.ndarray:
+    """Checked float64 logits ``(N, K)`` less each row's maximum (so ``exp`` cannot overflow)."""
+    lg = _check_logits(logits)
+    return lg - lg.max(axis=1, keepdims=True)
+
+
 def log_softmax(logits: np.ndarray) -> np.ndarray:
     """Numerically stable log-softmax over the last axis.
 
@@ -176,26 +182,17 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     np.ndarray
         float64 log-probabilities, shape ``(N, K)``.
     """
-    lg = _check_logits(logits)
-    shifted = lg - lg.max(axis=1, keepdims=True)
+    shifted = _shifted_logits(logits)
     return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Numerically stable softmax over the last axis.
 
-    Parameters
-    ----------
-    logits : np.ndarray
-        Finite logits, shape ``(N, K)``.
-
-    Returns
-    -------
-    np.ndarray
-        float64 probabilities, shape ``(N, K)``; each row sums to 1.
+    Takes the same ``logits`` as :func:`log_softmax` (finite, shape ``(N, K)``) and
+    returns float64 probabilities, shape ``(N, K)``; each row sums to 1.
     """
-    lg = _check_logits(logits)
-    e = np.exp(lg - lg.max(axis=1, keepdims=True))
+    e = np.exp(_shifted_logits(logits))
     return e / e.sum(axis=1, keepdims=True)
 
 
