@@ -12,6 +12,32 @@ NF_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 nf_log() { echo "[deploy $(date +%H:%M:%S)] $*" >&2; }
 nf_die() { nf_log "ERROR: $*"; exit 1; }
 
+# nf_parse_options [OPTION VAR]... -- ARG...: the scripts' command line. Each option takes
+# one value and sets a variable: the shared ones --nodes NODES, --port PORT, --train-rounds
+# TRAIN_ROUNDS, --recovery-rounds RECOVERY_ROUNDS, --unlearn UNLEARN, --run-config EXTRA,
+# --out OUT, --work WORK, --connection CONN, plus the script's own OPTION VAR pairs given
+# before `--`. -h/--help prints the script's header comment (line 2 up to `set -euo`) and
+# exits 0; an unknown option exits 2.
+nf_parse_options() {
+  local -a table=(--nodes NODES --port PORT --train-rounds TRAIN_ROUNDS
+    --recovery-rounds RECOVERY_ROUNDS --unlearn UNLEARN --run-config EXTRA
+    --out OUT --work WORK --connection CONN)
+  local i
+  while [ "$1" != "--" ]; do table+=("$1" "$2"); shift 2; done
+  shift
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    esac
+    for ((i = 0; i < ${#table[@]}; i += 2)); do
+      [ "$1" = "${table[i]}" ] && break
+    done
+    (( i < ${#table[@]} )) || { echo "unknown option: $1 (see --help)" >&2; exit 2; }
+    printf -v "${table[i + 1]}" '%s' "$2"
+    shift 2
+  done
+}
+
 # nf_init WORKDIR: set up PATH/FLWR_HOME/work dir and the cleanup trap.
 nf_init() {
   NF_WORK="$1"

@@ -43,25 +43,8 @@ EXTRA="${NF_RUN_CONFIG:-}"
 OUT="${NF_OUT:-$NF_ROOT/outputs/deploy-netns}"
 WORK="${NF_WORK_DIR:-}"
 CONN="${NF_CONNECTION:-netns-deployment}"
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --nodes) NODES="$2"; shift 2 ;;
-    --subnet) SUBNET="$2"; shift 2 ;;
-    --tag) TAG="$2"; shift 2 ;;
-    --port) PORT="$2"; shift 2 ;;
-    --train-rounds) TRAIN_ROUNDS="$2"; shift 2 ;;
-    --recovery-rounds) RECOVERY_ROUNDS="$2"; shift 2 ;;
-    --unlearn) UNLEARN="$2"; shift 2 ;;
-    --kill-node) KILL_NODE="$2"; shift 2 ;;
-    --kill-at-round) KILL_AT="$2"; shift 2 ;;
-    --run-config) EXTRA="$2"; shift 2 ;;
-    --out) OUT="$2"; shift 2 ;;
-    --work) WORK="$2"; shift 2 ;;
-    --connection) CONN="$2"; shift 2 ;;
-    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
-  esac
-done
+nf_parse_options --subnet SUBNET --tag TAG --kill-node KILL_NODE \
+  --kill-at-round KILL_AT -- "$@"
 [ -n "$TAG" ] || TAG="$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' | head -c 4)"
 [ "${#TAG}" -le 5 ] || { echo "--tag: at most 5 characters" >&2; exit 2; }
 [[ "$SUBNET" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || { echo "--subnet: A.B.C" >&2; exit 2; }

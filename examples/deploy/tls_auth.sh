@@ -44,23 +44,7 @@ EXTRA="${NF_RUN_CONFIG:-}"
 OUT="${NF_OUT:-$NF_ROOT/outputs/deploy-tls}"
 WORK="${NF_WORK_DIR:-}"
 CONN="${NF_CONNECTION:-tls-deployment}"
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --nodes) NODES="$2"; shift 2 ;;
-    --port) PORT="$2"; shift 2 ;;
-    --train-rounds) TRAIN_ROUNDS="$2"; shift 2 ;;
-    --recovery-rounds) RECOVERY_ROUNDS="$2"; shift 2 ;;
-    --unlearn) UNLEARN="$2"; shift 2 ;;
-    --restart-node) RESTART_NODE="$2"; shift 2 ;;
-    --restart-at-round) RESTART_AT="$2"; shift 2 ;;
-    --run-config) EXTRA="$2"; shift 2 ;;
-    --out) OUT="$2"; shift 2 ;;
-    --work) WORK="$2"; shift 2 ;;
-    --connection) CONN="$2"; shift 2 ;;
-    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
-  esac
-done
+nf_parse_options --restart-node RESTART_NODE --restart-at-round RESTART_AT -- "$@"
 [ -n "$RESTART_AT" ] || RESTART_AT=$((TRAIN_ROUNDS + 1))
 [ -n "$WORK" ] || WORK="$(mktemp -d "${TMPDIR:-/tmp}/nf-deploy-tls.XXXXXX")"
 mkdir -p "$OUT"
