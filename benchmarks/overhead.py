@@ -74,7 +74,7 @@ def one_run(kind: str, clients: int, rounds: int, seed: int) -> dict:
         if kind == "fedavg":
             strategy = FedAvg(**kwargs)
         else:
-            strategy = NoT(plan_negation(model, example_input((1, 8, 8))), **kwargs)
+            strategy = NoT(plan_negation(model, example_input((1, 8, 8))), keep_rounds=2, **kwargs)
         spent = instrument(strategy)
         t0 = time.perf_counter()
         strategy.start(grid, ArrayRecord(model.state_dict()), num_rounds=rounds,

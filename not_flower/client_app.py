@@ -76,9 +76,12 @@ def train_fn(msg: Message, context: Context) -> Message:
     config = msg.content["config"]
     server_round = int(config.get("server-round", 0))
     keep = kept_mask(data.y_train, config)
+    # the server may change lr / local epochs for recovery rounds (recovery-lr, ...)
+    lr = float(config.get("lr", cfg.lr))
+    epochs = int(config.get("local-epochs", cfg.local_epochs))
     stats = train(
         model, data.x_train[keep], data.y_train[keep],
-        epochs=cfg.local_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+        epochs=epochs, batch_size=cfg.batch_size, lr=lr,
         momentum=cfg.momentum, seed=cfg.seed * 100_003 + server_round * 1009 + data.partition_id,
     )
     metrics = MetricRecord({**stats, "num-examples": int(keep.sum()),

@@ -20,6 +20,20 @@ Scenarios
 ``backdoor``
     IID; the target client stamps the trigger on ``backdoor-fraction`` (0.4) of its samples
     and relabels them to ``backdoor-target`` (0).
+``class`` (class-wise forgetting)
+    IID; forget the classes ``--forget-classes`` (default 3) of every client
+    (``--class-scope federation``, the default: ``unlearn-clients = "*"``) or of the
+    target only (``--class-scope client``); the clients keep training on their other
+    classes. Retrain = FedAvg from scratch without exactly those samples. The table adds
+    the test accuracy on the forgotten class(es) and on the other classes.
+``instance`` (instance-wise forgetting)
+    The backdoor scenario, but the target asks to forget exactly its poisoned samples
+    (``unlearn-mode = "instance"``, ``unlearn-samples = "poisoned"``) and keeps training
+    on its clean ones. Retrain = FedAvg from scratch without the poisoned samples.
+    ``forget`` is the accuracy on the forgotten samples (with their poisoned labels).
+
+The baselines (pgd, federaser, fukd) forget whole clients only: with ``class`` or
+``instance`` the command stops with an error before any run.
 
 Methods
 -------
@@ -75,7 +89,11 @@ __all__ = [
     "main",
 ]
 
-SCENARIOS: tuple[str, ...] = ("iid", "dirichlet", "backdoor")
+SCENARIOS: tuple[str, ...] = ("iid", "dirichlet", "backdoor", "class", "instance")
+#: Scenarios run when ``--scenarios`` is not given (the client-wise ones).
+DEFAULT_SCENARIOS: tuple[str, ...] = ("iid", "dirichlet", "backdoor")
+#: Class-wise scope: every client's samples of the classes, or the target's only.
+CLASS_SCOPES: tuple[str, ...] = ("federation", "client")
 #: Methods run when ``--methods`` is not given.
 DEFAULT_METHODS: tuple[str, ...] = ("retrain", "ft", "not")
 #: ``--server-data-fraction`` when fukd runs and the option is not given.
@@ -92,6 +110,9 @@ RESERVED_KEYS: dict[str, str] = {
     "partitioner": "--scenarios",
     "dirichlet-alpha": "--alpha",
     "backdoor-clients": "--scenarios backdoor",
+    "unlearn-mode": "--scenarios class / instance",
+    "unlearn-classes": "--forget-classes",
+    "unlearn-samples": "--scenarios instance",
     "server-data-fraction": "--server-data-fraction",
 }
 
@@ -237,9 +258,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--seeds", nargs="+", type=_int_at_least(0), default=[0, 1, 2],
                    help="seeds (one run per seed, scenario and method)")
-    p.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=list(SCENARIOS),
-                   help="iid; dirichlet (label skew, --alpha); backdoor (iid, the target "
-                        "plants a trigger)")
+    p.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=list(DEFAULT_SCENARIOS),
+                   help="client-wise: iid; dirichlet (label skew, --alpha); backdoor (iid, "
+                        "the target plants a trigger). Partial: class (forget "
+                        "--forget-classes); instance (the target forgets its poisoned "
+                        "samples)")
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(DEFAULT_METHODS),
                    help="methods to run (Original is reported from the ft/not runs); the "
                         "baselines pgd, federaser, fukd run only when named")
@@ -251,6 +274,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="FedAvg rounds before unlearning (and Retrain's rounds)")
     p.add_argument("--recovery-rounds", nargs="+", type=_int_at_least(1), default=[10, 20],
                    help="recovery lengths K reported for ft and not (one run up to max K)")
+    p.add_argument("--forget-classes", nargs="+", type=_int_at_least(0), default=[3],
+                   help="classes to forget in the class scenario")
+    p.add_argument("--class-scope", choices=CLASS_SCOPES, default="federation",
+                   help="class scenario: forget the classes in every client's data "
+                        "(federation) or in the target's only (client)")
     p.add_argument("--alpha", type=_positive_float, default=0.1,
                    help="Dirichlet concentration of the dirichlet scenario")
     p.add_argument("--server-data-fraction", type=_non_negative_float, default=None,
@@ -306,6 +334,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if "fukd" in args.methods and args.server_data_fraction <= 0:
         parser.error("--methods fukd needs --server-data-fraction > 0 (the server's "
                      "unlabelled data)")
+    partial = [s for s in args.scenarios if s in ("class", "instance")]
+    baselines = [m for m in args.methods if m in ("pgd", "federaser", "fukd")]
+    if partial and baselines:
+        parser.error(f"--methods {' '.join(baselines)} forget whole clients only; they "
+                     f"cannot run the scenario(s) {' '.join(partial)} (use retrain ft not)")
+    args.forget_classes = sorted(set(args.forget_classes))
     args.recovery_rounds = sorted(set(args.recovery_rounds))
     args.out = args.out.expanduser().resolve()
     return args
@@ -314,7 +348,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 # --------------------------------------------------------------------------- #
 # planning
 # --------------------------------------------------------------------------- #
-def scenario_config(scenario: str, *, alpha: float = 0.1, target: int = 0) -> dict:
+def scenario_config(scenario: str, *, alpha: float = 0.1, target: int = 0,
+                    classes: Sequence[int] = (3,), class_scope: str = "federation") -> dict:
     """Run-config keys that define a scenario.
 
     Parameters
@@ -324,24 +359,44 @@ def scenario_config(scenario: str, *, alpha: float = 0.1, target: int = 0) -> di
     alpha : float (default: 0.1)
         Dirichlet concentration (``dirichlet`` only).
     target : int (default: 0)
-        The client to forget (the poisoner in ``backdoor``).
+        The client to forget (the poisoner in ``backdoor`` and ``instance``).
+    classes : sequence of int (default: (3,))
+        Classes to forget (``class`` only).
+    class_scope : str (default: "federation")
+        ``class`` only: ``"federation"`` forgets every client's samples of ``classes``
+        (``unlearn-clients = "*"``), ``"client"`` the target's only.
 
     Returns
     -------
     dict
+        Including ``unlearn-clients``.
 
     Raises
     ------
     ValueError
         For an unknown scenario.
     """
-    if scenario == "iid":
-        return {"partitioner": "iid"}
-    if scenario == "dirichlet":
-        return {"partitioner": "dirichlet", "dirichlet-alpha": float(alpha)}
-    if scenario == "backdoor":
-        return {"partitioner": "iid", "backdoor-clients": str(target),
+    backdoor = {"partitioner": "iid", "backdoor-clients": str(target),
                 "backdoor-fraction": 0.4, "backdoor-target": 0}
+    if scenario == "iid":
+        return {"partitioner": "iid", "unlearn-clients": str(target)}
+    if scenario == "dirichlet":
+        return {"partitioner": "dirichlet", "dirichlet-alpha": float(alpha),
+                "unlearn-clients": str(target)}
+    if scenario == "backdoor":
+        return {**backdoor, "unlearn-clients": str(target)}
+    if scenario == "class":
+        if class_scope not in CLASS_SCOPES:
+            raise ValueError(f"unknown class scope {class_scope!r}; choose one of: "
+                             f"{', '.join(CLASS_SCOPES)}")
+        if not classes:
+            raise ValueError("the class scenario needs at least one class to forget")
+        return {"partitioner": "iid", "unlearn-mode": "class",
+                "unlearn-classes": ",".join(str(int(c)) for c in classes),
+                "unlearn-clients": "*" if class_scope == "federation" else str(target)}
+    if scenario == "instance":
+        return {**backdoor, "unlearn-mode": "instance", "unlearn-samples": "poisoned",
+                "unlearn-clients": str(target)}
     raise ValueError(f"unknown scenario {scenario!r}; choose one of: {', '.join(SCENARIOS)}")
 
 
@@ -362,14 +417,18 @@ def run_config_for(args: argparse.Namespace, scenario: str, seed: int, method: s
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
     folder = Path(args.out) / "runs" / scenario / f"seed{seed}" / method
+    scenario_keys = scenario_config(
+        scenario, alpha=args.alpha, target=args.target,
+        classes=getattr(args, "forget_classes", (3,)),
+        class_scope=getattr(args, "class_scope", "federation"))
     cfg = {
-        **scenario_config(scenario, alpha=args.alpha, target=args.target),
+        **scenario_keys,
         **args.overrides,
         "out-dir": str(folder),
         "seed": int(seed),
         "method": method,
         "num-train-rounds": int(args.train_rounds),
-        "unlearn-clients": str(args.target),
+        "unlearn-clients": scenario_keys["unlearn-clients"],
     }
     fraction = getattr(args, "server_data_fraction", 0.0) or 0.0
     if fraction > 0:  # the same for every method: the clients hold the same data

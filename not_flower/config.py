@@ -40,6 +40,11 @@ class RunConfig:
     negate_layers: str = "first"
     negate_bias: bool = True
     batchnorm_policy: str = "keep"
+    # recovery-only settings (beyond the paper; see BENCHMARKS.md "Faster recovery")
+    recovery_server_momentum: float = 0.0
+    recovery_server_lr: float = 1.0
+    recovery_lr: float = 0.0
+    recovery_local_epochs: int = 0
     identify_by: str = "partition-id"
     dataset: str = "digits"
     data_dir: str = ""
@@ -220,6 +225,10 @@ def parse_run_config(run_config: Mapping) -> RunConfig:
         negate_layers=str(get("negate-layers", d.negate_layers)).strip(),
         negate_bias=_as_bool("negate-bias", get("negate-bias", d.negate_bias)),
         batchnorm_policy=_choice("batchnorm-policy", get("batchnorm-policy", d.batchnorm_policy), BATCHNORM_POLICIES),
+        recovery_server_momentum=_in_unit("recovery-server-momentum", _as_float("recovery-server-momentum", get("recovery-server-momentum", d.recovery_server_momentum)), low_open=False, high_open=True),
+        recovery_server_lr=_as_float("recovery-server-lr", get("recovery-server-lr", d.recovery_server_lr)),
+        recovery_lr=_as_float("recovery-lr", get("recovery-lr", d.recovery_lr)),
+        recovery_local_epochs=_as_int("recovery-local-epochs", get("recovery-local-epochs", d.recovery_local_epochs), 0),
         identify_by=str(get("identify-by", d.identify_by)).strip(),
         dataset=_choice("dataset", get("dataset", d.dataset), DATASETS),
         data_dir=str(get("data-dir", d.data_dir)),
@@ -270,6 +279,10 @@ def parse_run_config(run_config: Mapping) -> RunConfig:
         raise ConfigError(f"dirichlet-alpha must be > 0, got {cfg.dirichlet_alpha}")
     if cfg.lr <= 0:
         raise ConfigError(f"lr must be > 0, got {cfg.lr}")
+    if cfg.recovery_server_lr <= 0:
+        raise ConfigError(f"recovery-server-lr must be > 0, got {cfg.recovery_server_lr}")
+    if cfg.recovery_lr < 0:
+        raise ConfigError(f"recovery-lr must be >= 0 (0: the same as lr), got {cfg.recovery_lr}")
     if not cfg.negate_layers:
         raise ConfigError("negate-layers must not be empty; use 'first', a module name, a glob or an index")
     if not cfg.identify_by:

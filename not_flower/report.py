@@ -98,7 +98,7 @@ ROW_KEYS: tuple[str, ...] = (
     "retain", "forget", "test", "mia", "asr", "avg_gap",
     "rounds", "mb", "client_seconds",
     "cost_rounds_pct", "cost_mb_pct", "cost_client_seconds_pct",
-    "mia_loss_auc", "stopping_round",
+    "mia_loss_auc", "stopping_round", "forgotten_classes", "other_classes",
 )
 UNITS: dict[str, str] = {
     "retain": "% retain-set accuracy",
@@ -117,10 +117,13 @@ UNITS: dict[str, str] = {
     "cost_client_seconds_pct": "% of the same seed's Retrain client-seconds",
     "mia_loss_auc": "% ROC AUC of the loss-threshold membership attack on the forget set",
     "stopping_round": "recovery round the stopping rule chose (None: never within tolerance)",
+    "forgotten_classes": "% test accuracy on the forgotten class(es) (class scenario only)",
+    "other_classes": "% test accuracy on the other classes (class scenario only)",
 }
 _SCALE_TO_POINTS = {
     "retain": "retain_acc", "forget": "forget_acc", "test": "test_acc",
     "mia": "mia_efficacy", "asr": "asr", "mia_loss_auc": "mia_loss_auc",
+    "forgotten_classes": "forgotten_classes_test_acc", "other_classes": "other_classes_test_acc",
 }
 
 
@@ -589,6 +592,16 @@ def build_report(
 # --------------------------------------------------------------------------- #
 TABLE_HEADER = ("| method | retain | forget | test | MIA | ASR | Avg Gap | rounds | MB | "
                 "client-s | cost vs Retrain |")
+#: Columns added to a scenario's table when any of its rows has the number (class-wise).
+EXTRA_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("forgotten classes (test)", "forgotten_classes"),
+    ("other classes (test)", "other_classes"),
+)
+
+
+def _md_row(cells: Sequence[str]) -> str:
+    """One Markdown table line."""
+    return "| " + " | ".join(cells) + " |"
 
 
 def _cell(stat: Mapping | None, digits: int = 2, suffix: str = "") -> str:
@@ -630,16 +643,21 @@ def render_table(summary: Mapping) -> list[str]:
     list[str]
         Header, separator and one line per row.
     """
-    lines = [TABLE_HEADER, "|" + "---|" * 11]
-    for label, row in summary["methods"].items():
+    rows = summary["methods"]
+    extra = [(title, key) for title, key in EXTRA_COLUMNS
+             if any((row["stats"].get(key) or {}).get("mean") is not None
+                    for row in rows.values())]
+    header = TABLE_HEADER + "".join(f" {title} |" for title, _ in extra)
+    lines = [header, "|" + "---|" * (11 + len(extra))]
+    for label, row in rows.items():
         st = row["stats"]
-        lines.append("| " + " | ".join([
+        lines.append(_md_row([
             label,
             _cell(st["retain"]), _cell(st["forget"]), _cell(st["test"]), _cell(st["mia"]),
             _cell(st["asr"]), _cell(st["avg_gap"]),
             _rounds_cell(st["rounds"]), _cell(st["mb"]), _cell(st["client_seconds"], 1),
-            _cost_cell(st),
-        ]) + " |")
+            _cost_cell(st), *(_cell(st.get(key)) for _, key in extra),
+        ]))
     return lines
 
 
@@ -670,12 +688,32 @@ def render_requirements(requirements_: Mapping) -> list[str]:
         storage = "–" if mb.get("mean") is None else (_cell(mb, 3) if mb["mean"] else "0")
         if mb.get("mean") and req.get("storage") not in (None, "none"):
             storage += f" ({req['storage']})"
-        lines.append("| " + " | ".join([
+        lines.append(_md_row([
             name, storage, _yes_no(req.get("target_data")),
             _yes_no(req.get("target_participation")), _yes_no(req.get("server_data")),
             _cell(req.get("server_seconds"), 1),
-        ]) + " |")
+        ]))
     return lines
+
+
+#: What each comparison scenario is (printed under its heading in report.md).
+SCENARIO_TEXT: dict[str, str] = {
+    "iid": "Client-wise: IID partition; the target client is forgotten.",
+    "dirichlet": "Client-wise: Dirichlet label-skewed partition; the target client is "
+                 "forgotten.",
+    "backdoor": "Client-wise: IID; the target client planted a backdoor trigger on part of "
+                "its samples; the target client is forgotten. ASR = share of triggered "
+                "test images (true label not the backdoor's) classified as the backdoor "
+                "label.",
+    "class": "Class-wise: the forgotten class(es) are removed from the clients' data "
+             "after the request (every client keeps training on its other classes); "
+             "forget = accuracy on the forgotten classes' training samples; Retrain = "
+             "FedAvg from scratch without them.",
+    "instance": "Instance-wise: the backdoor client asks to forget exactly its poisoned "
+                "samples and keeps training on its clean ones; forget = accuracy on the "
+                "forgotten samples with their poisoned labels; Retrain = FedAvg from "
+                "scratch without them.",
+}
 
 
 def render_markdown(report: Mapping, plots: Mapping[str, Sequence[str]] | None = None) -> str:
@@ -716,7 +754,10 @@ def render_markdown(report: Mapping, plots: Mapping[str, Sequence[str]] | None =
     ]
     for scenario, summary in report.get("scenarios", {}).items():
         seeds = summary.get("seeds", [])
-        out += [f"## {scenario}", "", f"Seeds: {', '.join(map(str, seeds)) or 'none'}", ""]
+        out += [f"## {scenario}", ""]
+        if scenario in SCENARIO_TEXT:
+            out += [SCENARIO_TEXT[scenario], ""]
+        out += [f"Seeds: {', '.join(map(str, seeds)) or 'none'}", ""]
         if summary["methods"]:
             out += render_table(summary)
         else:
@@ -797,6 +838,8 @@ PLOTS: dict[str, tuple[str, str]] = {
     "test_acc": ("test-acc", "test accuracy (%)"),
     "forget_acc": ("forget-acc", "forget accuracy (%)"),
     "asr": ("asr", "attack success rate (%)"),
+    "forgotten_classes_test_acc": ("forgotten-classes-acc",
+                                   "test accuracy on the forgotten class(es) (%)"),
 }
 
 

@@ -430,7 +430,13 @@ def make_strategy(cfg: RunConfig, plan, on_unlearning, *, out_dir: Path | None =
         min_evaluate_nodes=1,
         min_available_nodes=1,
         on_unlearning=on_unlearning,
+        # the app copies each round's bookkeeping into results.json as the round ends and
+        # reads the previous round's at a request: the strategy keeps two rounds, so its
+        # memory does not grow with the number of rounds
+        keep_rounds=2,
     )
+    if cfg.method != "retrain":  # Retrain, the reference, trains as the original training did
+        kwargs.update(recovery_options(cfg))
     if cfg.method in ("ft", "retrain"):  # Retrain: FT from a fresh model, request at round 1
         return FT(**kwargs)
     if cfg.method in BASELINE_METHODS:
@@ -452,6 +458,34 @@ def make_strategy(cfg: RunConfig, plan, on_unlearning, *, out_dir: Path | None =
                     momentum=cfg.momentum, batch_size=cfg.batch_size, seed=cfg.seed,
                     device=device(), **kwargs)
     return NoT(plan, **kwargs)
+
+
+def recovery_options(cfg: RunConfig) -> dict:
+    """NoT's recovery-only keyword arguments from the run config.
+
+    ``recovery-server-momentum`` / ``recovery-server-lr`` become FedAvgM's server update
+    (``recovery_momentum`` / ``recovery_server_lr``); ``recovery-lr`` and
+    ``recovery-local-epochs`` (0: as in training) go to the clients in the train config
+    of recovery rounds (``recovery_config``), where :func:`not_flower.client_app.train_fn`
+    reads them.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run configuration.
+
+    Returns
+    -------
+    dict
+        ``recovery_momentum``, ``recovery_server_lr`` and ``recovery_config``.
+    """
+    config: dict = {}
+    if cfg.recovery_lr > 0:
+        config["lr"] = float(cfg.recovery_lr)
+    if cfg.recovery_local_epochs > 0:
+        config["local-epochs"] = int(cfg.recovery_local_epochs)
+    return {"recovery_momentum": cfg.recovery_server_momentum,
+            "recovery_server_lr": cfg.recovery_server_lr, "recovery_config": config}
 
 
 def scheduled_kind(cfg: RunConfig, num_partitions: int) -> dict:

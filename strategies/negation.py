@@ -631,16 +631,25 @@ def _negate_value(key: str, value: Any) -> Any:
                         "a numpy.ndarray or a flwr Array")
 
 
-def _negate_serialized(array) -> Any:
-    """Negate a numpy-serialized flwr ``Array`` without deserializing it, or ``None``.
+def npy_payload(array) -> tuple[bytes, np.ndarray] | None:
+    """Header and zero-copy view of a numpy-serialized flwr ``Array``'s values, or ``None``.
 
-    The ``.npy`` payload is read in place (``np.frombuffer``), negated into one new buffer
-    and joined behind the unchanged header: one pass over the tensor's bytes, no
-    ``np.load``/``np.save`` round trip. ``None`` (use the general path) for anything else
-    than a C-ordered floating-point ``.npy`` payload.
+    The ``.npy`` payload is read in place (``np.frombuffer``, no ``np.load``, whose header
+    parsing through ``ast.literal_eval`` costs more than reading a small tensor). Only
+    C-ordered payloads whose header agrees with the Array's dtype and whose length matches
+    its shape are accepted; ``None`` means "use the general path".
+
+    Parameters
+    ----------
+    array : flwr.app.Array
+        The serialized tensor.
+
+    Returns
+    -------
+    tuple of (bytes, np.ndarray) or None
+        The ``.npy`` header (magic to end of header dict) and a read-only 1-D view of the
+        values.
     """
-    from flwr.app import Array
-
     if array.stype != "numpy.ndarray" or array.data[:6] != b"\x93NUMPY":
         return None
     data = array.data
@@ -658,13 +667,29 @@ def _negate_serialized(array) -> Any:
         dtype = np.dtype(array.dtype)
     except TypeError:
         return None
-    if (dtype.kind != "f" or b"'fortran_order': False" not in header
+    if (dtype.hasobject or b"'fortran_order': False" not in header
             or f"'descr': '{dtype.str}'".encode() not in header):
         return None
     count = int(np.prod(array.shape, dtype=np.int64))
     if offset + count * dtype.itemsize != len(data):
         return None
-    source = np.frombuffer(data, dtype=dtype, count=count, offset=offset)
+    return header, np.frombuffer(data, dtype=dtype, count=count, offset=offset)
+
+
+def _negate_serialized(array) -> Any:
+    """Negate a numpy-serialized flwr ``Array`` without deserializing it, or ``None``.
+
+    The payload is read in place (:func:`npy_payload`), negated into one new buffer and
+    joined behind the unchanged header: one pass over the tensor's bytes, no
+    ``np.load``/``np.save`` round trip. ``None`` (use the general path) for anything else
+    than a C-ordered floating-point ``.npy`` payload.
+    """
+    from flwr.app import Array
+
+    parsed = npy_payload(array)
+    if parsed is None or parsed[1].dtype.kind != "f":
+        return None
+    header, source = parsed
     result = np.negative(source)
     payload = b"".join((header, memoryview(result).cast("B")))
     return Array(dtype=array.dtype, shape=tuple(array.shape), stype=array.stype, data=payload)

@@ -41,7 +41,7 @@ from .identity import (
     make_rule,
     read_identity,
 )
-from .negation import NegationPlan
+from .negation import NegationPlan, npy_payload
 
 
 class UnlearningError(RuntimeError):
@@ -223,8 +223,20 @@ def array_layout(arrays: ArrayRecord) -> dict[str, tuple[tuple[int, ...], str]]:
     return {key: (tuple(array.shape), str(array.dtype)) for key, array in arrays.items()}
 
 
+def all_finite(array) -> bool:
+    """Whether a flwr ``Array`` holds no NaN or inf (integer arrays always do).
+
+    Reads a ``.npy`` payload in place (:func:`strategies.negation.npy_payload`); anything
+    else goes through ``Array.numpy()``.
+    """
+    parsed = npy_payload(array)
+    values = parsed[1] if parsed is not None else array.numpy()
+    return values.dtype.kind not in "fc" or bool(np.isfinite(values).all())
+
+
 def check_train_reply(
-    content: RecordDict, layout: dict[str, tuple[tuple[int, ...], str]], weighted_by_key: str
+    content: RecordDict, layout: dict[str, tuple[tuple[int, ...], str]], weighted_by_key: str,
+    metrics: dict | None = None,
 ) -> str | None:
     """Why a train reply must not be aggregated, or ``None`` if it is fine.
 
@@ -239,6 +251,8 @@ def check_train_reply(
         :func:`array_layout` of the model that was sent.
     weighted_by_key : str
         The weighting metric (``num-examples``).
+    metrics : dict or None
+        :func:`reply_metrics` of ``content`` if already computed.
 
     Returns
     -------
@@ -258,10 +272,9 @@ def check_train_reply(
         if tuple(array.shape) != shape or str(array.dtype) != dtype:
             return (f"tensor {key!r} is {tuple(array.shape)} {array.dtype}, the global model's "
                     f"is {shape} {dtype}")
-        values = array.numpy()
-        if values.dtype.kind in "fc" and not np.isfinite(values).all():
+        if not all_finite(array):
             return f"tensor {key!r} holds NaN or inf"
-    weight = reply_metrics(content).get(weighted_by_key)
+    weight = (reply_metrics(content) if metrics is None else metrics).get(weighted_by_key)
     if (isinstance(weight, bool) or not isinstance(weight, (int, float))
             or not np.isfinite(weight) or weight <= 0):
         return f"metric {weighted_by_key!r} must be a positive number, got {weight!r}"
@@ -653,6 +666,7 @@ class NoT(FedAvg):
 
     def _filter(self, server_round: int, replies: Iterable[Message], what: str) -> list[Message]:
         kept = []
+        metrics: dict[int, dict] = {}  # id(msg) -> reply_metrics (built once per reply)
         for msg in replies:
             node_id = msg.metadata.src_node_id
             if not msg.has_error():
@@ -667,19 +681,22 @@ class NoT(FedAvg):
                 log(WARNING, "NoT: dropped a %s reply from excluded node %d (round %d)",
                     what, node_id, server_round)
                 continue
+            if not msg.has_error():
+                metrics[id(msg)] = reply_metrics(msg.content)
             if not msg.has_error() and what == "train" and self._layout is not None:
-                reason = check_train_reply(msg.content, self._layout, self.weighted_by_key)
+                reason = check_train_reply(msg.content, self._layout, self.weighted_by_key,
+                                           metrics[id(msg)])
                 if reason is not None:
                     log(WARNING, "NoT: rejected the train reply of node %d (round %d): %s",
                         node_id, server_round, reason)
                     self._round(server_round).setdefault("rejected_train", {})[node_id] = reason
                     continue
             kept.append(msg)
-        kept = self._drop_inconsistent_metrics(server_round, kept, what)
+        kept = self._drop_inconsistent_metrics(server_round, kept, what, metrics)
         info = self._round(server_round)
         ok = [m for m in kept if not m.has_error()]
         info[f"{what}_replied"] = [m.metadata.src_node_id for m in ok]
-        info[f"{what}_metrics"] = {m.metadata.src_node_id: reply_metrics(m.content) for m in ok}
+        info[f"{what}_metrics"] = {m.metadata.src_node_id: metrics[id(m)] for m in ok}
         info["bytes_up"] = info.get("bytes_up", 0) + sum(
             arrayrecord_nbytes(rec) for m in ok for rec in m.content.array_records.values()
         )
@@ -690,7 +707,7 @@ class NoT(FedAvg):
         return kept
 
     def _drop_inconsistent_metrics(
-        self, server_round: int, replies: list[Message], what: str
+        self, server_round: int, replies: list[Message], what: str, metrics: dict[int, dict]
     ) -> list[Message]:
         """Drop replies whose metric keys differ from the most common set.
 
@@ -698,7 +715,7 @@ class NoT(FedAvg):
         one odd client must not stop the round for everyone.
         """
         keysets = {
-            m.metadata.src_node_id: frozenset(reply_metrics(m.content))
+            m.metadata.src_node_id: frozenset(metrics[id(m)])
             for m in replies if not m.has_error()
         }
         if len(set(keysets.values())) <= 1:

@@ -537,3 +537,75 @@ def test_end_to_end_backdoor_reduced(tmp_path, capsys):
     assert stat("Original", "asr") > stat("Retrain", "asr")
     md = (out / "report.md").read_text()
     assert "| NoT@2 |" in md and "| Retrain |" in md
+
+
+# --------------------------------------------------------------------------- #
+# partial forgetting scenarios (class, instance)
+# --------------------------------------------------------------------------- #
+def test_partial_scenarios_plan_their_own_requests_and_retrain(tmp_path):
+    args = compare.parse_args(["--out", str(tmp_path), "--seeds", "1", "--target", "2",
+                               "--scenarios", "class", "instance", "--forget-classes", "7", "3"])
+    by = {(s.scenario, s.method): s.run_config for s in compare.plan_runs(args)}
+    assert len(by) == 6
+    for method in ("retrain", "ft", "not"):
+        cls = by[("class", method)]
+        assert (cls["unlearn-mode"], cls["unlearn-classes"], cls["unlearn-clients"]) == (
+            "class", "3,7", "*")  # federation-wide by default
+        assert "backdoor-clients" not in cls
+        inst = by[("instance", method)]
+        assert (inst["unlearn-mode"], inst["unlearn-samples"], inst["unlearn-clients"]) == (
+            "instance", "poisoned", "2")
+        assert inst["backdoor-clients"] == "2" and inst["backdoor-fraction"] == 0.4
+        for cfg in (cls, inst):  # Retrain leaves out exactly the same data (from round 1)
+            parsed = parse_run_config(cfg)
+            assert parsed.method == method
+            assert parsed.request_round(0) == (1 if method == "retrain" else 21)
+    one = compare.parse_args(["--out", str(tmp_path), "--scenarios", "class",
+                              "--class-scope", "client", "--target", "4"])
+    assert compare.plan_runs(one)[0].run_config["unlearn-clients"] == "4"
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--scenarios", "class", "--methods", "not", "pgd"], "forget whole clients only"),
+    (["--scenarios", "instance", "--methods", "fukd"], "instance"),
+    (["--scenarios", "class", "--class-scope", "half"], "half"),
+    (["--forget-classes", "-2"], "must be >= 0"),
+    (["--set", "unlearn-mode=class"], "--scenarios class / instance"),
+    (["--set", "unlearn-classes=3"], "--forget-classes"),
+])
+def test_bad_partial_arguments(tmp_path, capsys, argv, needle):
+    with pytest.raises(SystemExit) as exc:
+        compare.parse_args(["--out", str(tmp_path), *argv])
+    assert exc.value.code == 2
+    assert needle in capsys.readouterr().err
+
+
+def _with_classes(m, forgotten, other):
+    return {**m, "forgotten_classes_test_acc": forgotten, "other_classes_test_acc": other}
+
+
+def test_class_scenario_table_adds_forgotten_and_other_class_columns():
+    runs = []
+    for seed in (0, 1):
+        runs.append(record("class", seed, "retrain", retrain_results(
+            _with_classes(RETRAIN[seed], 0.0, 0.97))))
+        at = {10: _with_classes(NOT10[seed], 0.02 * seed, 0.96),
+              20: _with_classes(NOT20[seed], 0.0, 0.98)}
+        runs.append(record("class", seed, "not", unlearner_results(
+            "not", _with_classes(ORIG[seed], 0.97, 0.97), at)))
+    rep = report.build_report(runs)
+    summary = rep["scenarios"]["class"]
+    st = summary["methods"]["NoT@10"]["stats"]
+    assert st["forgotten_classes"]["mean"] == pytest.approx(1.0)  # (0 + 2) / 2 points
+    assert st["other_classes"]["mean"] == pytest.approx(96.0)
+    assert summary["methods"]["Retrain"]["stats"]["forgotten_classes"]["mean"] == 0.0
+    lines = report.render_table(summary)
+    assert lines[0].endswith("| cost vs Retrain | forgotten classes (test) | other classes (test) |")
+    row = next(line for line in lines if line.startswith("| NoT@10 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert len(cells) == 13 and cells[-2] == "1.00 ± 1.41" and cells[-1] == "96.00 ± 0.00"
+    md = report.render_markdown(rep)
+    assert "Class-wise: the forgotten class(es) are removed" in md
+    # a client-wise scenario keeps its 11 columns
+    assert len(report.render_table(report.summarize_scenario(
+        [record("iid", 0, "retrain", retrain_results(RETRAIN[0]))], "iid"))[0].split("|")) == 13

@@ -1,0 +1,165 @@
+"""Benchmark: faster recovery after NoT's negation (beyond the paper).
+
+Backdoor scenario on digits (10 clients IID, client 0 stamps a 2x2 trigger on 40 % of its
+samples, label 0), client 0 forgotten. Per seed:
+
+1. the original model: 20 FedAvg rounds with everyone (trained once, then reused);
+2. Retrain: 20 rounds from scratch without client 0 (the reference);
+3. every setting below: NoT (or FT) from the original checkpoint
+   (``init-checkpoint``, ``num-train-rounds = 0``), ``--recovery-rounds`` recovery rounds.
+
+For each run: the first recovery round at which the global model is within 1 point of
+Retrain's final test accuracy and within 2 points of Retrain's final forget accuracy and
+ASR (the rule of ``benchmarks/cost_to_forget.py``), and the client-seconds spent up to
+it. Retrain's own rounds to its level are found by the same rule.
+
+    python benchmarks/faster_recovery.py --out outputs/faster-recovery [--seeds 0 1 2]
+        [--recovery-rounds 15] [--settings paper momentum-0.9 ...] [--json out.json]
+
+Runs whose ``results.json`` exists with the same run config are reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cost_to_forget import first_reach  # noqa: E402  # pylint: disable=wrong-import-position
+
+from not_flower.compare import config_mismatch  # noqa: E402
+from not_flower.simulation import simulate  # noqa: E402
+
+BACKDOOR = {"partitioner": "iid", "backdoor-clients": "0", "backdoor-fraction": 0.4,
+            "backdoor-target": 0}
+#: name -> run-config keys of the recovery run (on top of method=not from the checkpoint)
+SETTINGS: dict[str, dict] = {
+    "paper": {},
+    "ft": {"method": "ft"},
+    "server-momentum-0.5": {"recovery-server-momentum": 0.5},
+    "server-momentum-0.9": {"recovery-server-momentum": 0.9},
+    "server-lr-2": {"recovery-server-lr": 2.0},
+    "client-lr-0.1": {"recovery-lr": 0.1},
+    "local-epochs-4": {"recovery-local-epochs": 4},
+    "weights-only": {"negate-bias": False},
+    "layer-conv2": {"negate-layers": "conv2"},
+}
+DESCRIPTIONS: dict[str, str] = {
+    "paper": "NoT, first layer, FedAvg recovery (the paper's)",
+    "ft": "FT (no negation), FedAvg recovery",
+    "server-momentum-0.5": "NoT + server momentum 0.5 in recovery (FedAvgM)",
+    "server-momentum-0.9": "NoT + server momentum 0.9 in recovery (FedAvgM)",
+    "server-lr-2": "NoT + server learning rate 2 in recovery",
+    "client-lr-0.1": "NoT + client lr 0.1 in recovery (training: 0.05)",
+    "local-epochs-4": "NoT + 4 local epochs in recovery (training: 2)",
+    "weights-only": "NoT, first layer, weights only (negate-bias=false)",
+    "layer-conv2": "NoT, second conv layer instead of the first",
+}
+
+
+def _run(config: dict, folder: Path) -> dict:
+    """One simulation, or its stored results when they were made with the same config."""
+    config = {**config, "out-dir": str(folder)}
+    stored = folder / "results.json"
+    if stored.is_file():
+        previous = json.loads(stored.read_text())
+        if config_mismatch(config, previous, 10) is None:
+            return previous
+    folder.mkdir(parents=True, exist_ok=True)
+    return simulate(config, num_supernodes=10)
+
+
+def _model_at(results: dict, rnd: int | None) -> dict:
+    rows = [r for r in results["rounds"] if r["phase"] == "recovery"]
+    if rnd is not None:
+        rows = [r for r in rows if r["round"] == rnd]
+    return rows[-1] if rows else {}
+
+
+def run_seed(out: Path, seed: int, settings: list[str], recovery_rounds: int) -> list[dict]:
+    """Original, Retrain and every setting for one seed; one row per setting (and Retrain)."""
+    base = {**BACKDOOR, "seed": seed}
+    original = _run({**base, "unlearn-clients": "", "recovery-rounds": 0},
+                    out / f"seed{seed}" / "original")
+    checkpoint = out / f"seed{seed}" / "original" / "checkpoint-final.pt"
+    retrain = _run({**base, "method": "retrain", "unlearn-clients": "0"},
+                   out / f"seed{seed}" / "retrain")
+    final = retrain["models"]["retrained"]
+    target = {"test": 100 * final["test_acc"], "forget": 100 * final["forget_acc"],
+              "asr": 100 * final["asr"]}
+    hit = first_reach(retrain["rounds"], "retrain", target, True)
+    rows = [{"setting": "retrain", "seed": seed, "reached": hit is not None, **(hit or {}),
+             "test": target["test"], "forget": target["forget"], "asr": target["asr"],
+             "original_test": 100 * original["models"][original["final"]]["test_acc"],
+             "original_asr": 100 * original["models"][original["final"]]["asr"]}]
+    print(f"seed {seed} retrain: reached at {hit and hit['rounds']} rounds; final test "
+          f"{target['test']:.2f} forget {target['forget']:.2f} ASR {target['asr']:.2f}",
+          flush=True)
+    for name in settings:
+        keys = {**base, "method": "not", "init-checkpoint": str(checkpoint),
+                "num-train-rounds": 0, "recovery-rounds": recovery_rounds,
+                "unlearn-clients": "0", **SETTINGS[name]}
+        res = _run(keys, out / f"seed{seed}" / name)
+        hit = first_reach(res["rounds"], "recovery", target, True)
+        last = _model_at(res, None)
+        rows.append({"setting": name, "seed": seed, "reached": hit is not None, **(hit or {}),
+                     "test": 100 * last["test_acc"], "forget": 100 * last["forget_acc"],
+                     "asr": 100 * last["asr"]})
+        print(f"seed {seed} {name}: reached at {hit and hit['rounds']} rounds; after "
+              f"{recovery_rounds}: test {rows[-1]['test']:.2f} forget {rows[-1]['forget']:.2f} "
+              f"ASR {rows[-1]['asr']:.2f}", flush=True)
+    return rows
+
+
+def _ms(values: list[float], digits: int = 1) -> str:
+    if not values:
+        return "not reached"
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.{digits}f} ± {sd:.{digits}f}"
+
+
+def table(rows: list[dict], recovery_rounds: int) -> list[str]:
+    """Markdown table: one line per setting, Retrain first."""
+    lines = [f"| setting | reached | rounds to Retrain's level | % of Retrain's rounds | "
+             f"client-s to it | test after {recovery_rounds} | forget after {recovery_rounds} "
+             f"| ASR after {recovery_rounds} |", "|" + "---|" * 8]
+    base = [r["rounds"] for r in rows if r["setting"] == "retrain" and r["reached"]]
+    for name in dict.fromkeys(r["setting"] for r in rows):
+        mine = [r for r in rows if r["setting"] == name]
+        hit = [r for r in mine if r["reached"]]
+        share = (f"{100 * statistics.mean(r['rounds'] for r in hit) / statistics.mean(base):.0f} %"
+                 if hit and base else "–")
+        label = "Retrain (from scratch, 20 rounds; final numbers)" if name == "retrain" \
+            else DESCRIPTIONS.get(name, name)
+        lines.append("| " + " | ".join([
+            label, f"{len(hit)}/{len(mine)}", _ms([r["rounds"] for r in hit]), share,
+            _ms([r["client_s"] for r in hit]), _ms([r["test"] for r in mine], 2),
+            _ms([r["forget"] for r in mine], 2), _ms([r["asr"] for r in mine], 2)]) + " |")
+    return lines
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--recovery-rounds", type=int, default=15)
+    parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
+    parser.add_argument("--json", default="")
+    args = parser.parse_args(argv)
+    out = args.out.expanduser().resolve()
+    rows = []
+    for seed in args.seeds:
+        rows += run_seed(out, seed, args.settings, args.recovery_rounds)
+    print()
+    print("\n".join(table(rows, args.recovery_rounds)))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
