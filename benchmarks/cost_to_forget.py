@@ -22,6 +22,8 @@ import json
 import statistics
 from pathlib import Path
 
+from common import write_json  # benchmarks/common.py
+
 TEST_TOL, FORGET_TOL = 1.0, 2.0  # points
 
 
@@ -101,8 +103,7 @@ def main(argv=None) -> int:
             print(f"{scenario:<10} {method:<10} {len(hit):>4}/{len(mine):<3} {ms('rounds'):>12} "
                   f"{ms('MB'):>14} {ms('client_s'):>12} {share:>20} {mine[0]['storage_bytes']:>10}")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+        write_json(args.json, rows)
     return 0
 
 

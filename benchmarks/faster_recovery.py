@@ -10,8 +10,10 @@ samples, label 0), client 0 forgotten. Per seed:
 
 For each run: the first recovery round at which the global model is within 1 point of
 Retrain's final test accuracy and within 2 points of Retrain's final forget accuracy and
-ASR (the rule of ``benchmarks/cost_to_forget.py``), and the client-seconds spent up to
-it. Retrain's own rounds to its level are found by the same rule.
+ASR (the rule of ``benchmarks/cost_to_forget.py``), the client compute spent up to it
+(local epochs x rounds, as a share of Retrain's: more local epochs per round cost more
+per round) and the client-seconds (wall seconds, noisy on shared cores). Retrain's own
+rounds to its level are found by the same rule.
 
     python benchmarks/faster_recovery.py --out outputs/faster-recovery [--seeds 0 1 2]
         [--recovery-rounds 15] [--settings paper momentum-0.9 ...] [--json out.json]
@@ -24,14 +26,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cost_to_forget import first_reach  # noqa: E402  # pylint: disable=wrong-import-position
-
-from not_flower.compare import config_mismatch  # noqa: E402
-from not_flower.simulation import simulate  # noqa: E402
+from common import write_json  # benchmarks/common.py
+from cost_to_forget import first_reach
+from not_flower.compare import config_mismatch
+from not_flower.simulation import simulate
 
 BACKDOOR = {"partitioner": "iid", "backdoor-clients": "0", "backdoor-fraction": 0.4,
             "backdoor-target": 0}
@@ -43,6 +43,8 @@ SETTINGS: dict[str, dict] = {
     "server-momentum-0.9": {"recovery-server-momentum": 0.9},
     "server-lr-2": {"recovery-server-lr": 2.0},
     "client-lr-0.1": {"recovery-lr": 0.1},
+    "client-lr-0.02": {"recovery-lr": 0.02},
+    "local-epochs-3": {"recovery-local-epochs": 3},
     "local-epochs-4": {"recovery-local-epochs": 4},
     "weights-only": {"negate-bias": False},
     "layer-conv2": {"negate-layers": "conv2"},
@@ -54,6 +56,8 @@ DESCRIPTIONS: dict[str, str] = {
     "server-momentum-0.9": "NoT + server momentum 0.9 in recovery (FedAvgM)",
     "server-lr-2": "NoT + server learning rate 2 in recovery",
     "client-lr-0.1": "NoT + client lr 0.1 in recovery (training: 0.05)",
+    "client-lr-0.02": "NoT + client lr 0.02 in recovery (training: 0.05)",
+    "local-epochs-3": "NoT + 3 local epochs in recovery (training: 2)",
     "local-epochs-4": "NoT + 4 local epochs in recovery (training: 2)",
     "weights-only": "NoT, first layer, weights only (negate-bias=false)",
     "layer-conv2": "NoT, second conv layer instead of the first",
@@ -91,6 +95,9 @@ def run_seed(out: Path, seed: int, settings: list[str], recovery_rounds: int) ->
     target = {"test": 100 * final["test_acc"], "forget": 100 * final["forget_acc"],
               "asr": 100 * final["asr"]}
     hit = first_reach(retrain["rounds"], "retrain", target, True)
+    epochs = retrain["config"]["local-epochs"]
+    if hit:
+        hit["epoch_rounds"] = hit["rounds"] * epochs
     rows = [{"setting": "retrain", "seed": seed, "reached": hit is not None, **(hit or {}),
              "test": target["test"], "forget": target["forget"], "asr": target["asr"],
              "original_test": 100 * original["models"][original["final"]]["test_acc"],
@@ -104,6 +111,9 @@ def run_seed(out: Path, seed: int, settings: list[str], recovery_rounds: int) ->
                 "unlearn-clients": "0", **SETTINGS[name]}
         res = _run(keys, out / f"seed{seed}" / name)
         hit = first_reach(res["rounds"], "recovery", target, True)
+        if hit:  # client compute: local epochs over the retained data, summed over rounds
+            hit["epoch_rounds"] = hit["rounds"] * (res["config"]["recovery-local-epochs"]
+                                                   or res["config"]["local-epochs"])
         last = _model_at(res, None)
         rows.append({"setting": name, "seed": seed, "reached": hit is not None, **(hit or {}),
                      "test": 100 * last["test_acc"], "forget": 100 * last["forget_acc"],
@@ -124,18 +134,22 @@ def _ms(values: list[float], digits: int = 1) -> str:
 def table(rows: list[dict], recovery_rounds: int) -> list[str]:
     """Markdown table: one line per setting, Retrain first."""
     lines = [f"| setting | reached | rounds to Retrain's level | % of Retrain's rounds | "
-             f"client-s to it | test after {recovery_rounds} | forget after {recovery_rounds} "
-             f"| ASR after {recovery_rounds} |", "|" + "---|" * 8]
+             f"client compute to it (% of Retrain's) | client-s to it | test after "
+             f"{recovery_rounds} | forget after {recovery_rounds} | ASR after {recovery_rounds} |",
+             "|" + "---|" * 9]
+    base_epochs = [r["epoch_rounds"] for r in rows if r["setting"] == "retrain" and r["reached"]]
     base = [r["rounds"] for r in rows if r["setting"] == "retrain" and r["reached"]]
     for name in dict.fromkeys(r["setting"] for r in rows):
         mine = [r for r in rows if r["setting"] == name]
         hit = [r for r in mine if r["reached"]]
         share = (f"{100 * statistics.mean(r['rounds'] for r in hit) / statistics.mean(base):.0f} %"
                  if hit and base else "–")
+        compute = (f"{100 * statistics.mean(r['epoch_rounds'] for r in hit) / statistics.mean(base_epochs):.0f} %"
+                   if hit and base_epochs else "–")
         label = "Retrain (from scratch, 20 rounds; final numbers)" if name == "retrain" \
             else DESCRIPTIONS.get(name, name)
         lines.append("| " + " | ".join([
-            label, f"{len(hit)}/{len(mine)}", _ms([r["rounds"] for r in hit]), share,
+            label, f"{len(hit)}/{len(mine)}", _ms([r["rounds"] for r in hit]), share, compute,
             _ms([r["client_s"] for r in hit]), _ms([r["test"] for r in mine], 2),
             _ms([r["forget"] for r in mine], 2), _ms([r["asr"] for r in mine], 2)]) + " |")
     return lines
@@ -156,8 +170,7 @@ def main(argv=None) -> int:
     print()
     print("\n".join(table(rows, args.recovery_rounds)))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+        write_json(args.json, rows)
     return 0
 
 

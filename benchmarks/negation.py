@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import statistics
 import time
 import tracemalloc
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -30,6 +28,8 @@ from flwr.app import ArrayRecord
 
 from not_flower.models import build_model, example_input
 from strategies.negation import forward_layers, negate, plan_negation
+
+from common import write_json  # benchmarks/common.py
 
 SHAPE = (3, 32, 32)
 
@@ -102,8 +102,7 @@ def main(argv=None) -> int:
               f"{r['time_ratio']:>7.2f} {r['negate_peak_MB']:>8.3f} {r['copy_peak_MB']:>8.3f} "
               f"{r['memory_ratio']:>7.2f}")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+        write_json(args.json, rows)
     return 0
 
 

@@ -19,11 +19,9 @@ validation (finite values, shapes), identity bookkeeping, per-round cost account
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import statistics
 import time
-from pathlib import Path
 
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context
@@ -36,26 +34,7 @@ from not_flower.models import build_model, example_input
 from not_flower.simulation import build_apps
 from strategies import NoT, plan_negation
 
-TIMED = ("configure_train", "aggregate_train", "configure_evaluate", "aggregate_evaluate")
-
-
-def instrument(strategy) -> dict:
-    """Wrap the strategy's four round methods to add up the seconds spent in them."""
-    spent = {"seconds": 0.0}
-    for name in TIMED:
-        method = getattr(strategy, name)
-
-        def wrapped(*args, _method=method, _name=name, **kwargs):
-            t0 = time.perf_counter()
-            out = _method(*args, **kwargs)
-            if _name.startswith("configure"):
-                out = list(out)
-            spent["seconds"] += time.perf_counter() - t0
-            return out
-
-        setattr(strategy, name, wrapped)
-    return spent
-
+from common import instrument, write_json  # benchmarks/common.py
 
 def one_run(kind: str, clients: int, rounds: int, seed: int) -> dict:
     run_config = {"out-dir": "/tmp/not-flower-overhead", "unlearn-clients": "", "seed": seed,
@@ -116,10 +95,9 @@ def main(argv=None) -> int:
               f"{summary[kind]['wall_s']:>8.2f}")
     print(f"{'NoT/FedAvg':<8} {ratio_strategy:>18.3f} {ratio_wall:>8.3f}")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"runs": runs, "summary": summary,
+        write_json(args.json, {"runs": runs, "summary": summary,
                                                "ratio_wall": ratio_wall,
-                                               "ratio_strategy": ratio_strategy}, indent=2) + "\n")
+                                               "ratio_strategy": ratio_strategy})
     return 0
 
 

@@ -25,7 +25,8 @@ import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
+
+from common import write_json  # benchmarks/common.py
 
 
 def child(clients: int, rounds: int, keep_rounds: int | None) -> dict:
@@ -105,8 +106,7 @@ def main(argv=None) -> int:
                       f"NoT bookkeeping {r['bookkeeping_total_bytes'] / 1e3:8.1f} kB "
                       f"{r['bookkeeping_bytes']}", flush=True)
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+        write_json(args.json, rows)
     return 0
 
 

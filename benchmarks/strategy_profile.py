@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import json
 import logging
 import pstats
 import random
 import statistics
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,7 +36,8 @@ from strategies import NoT, plan_negation  # noqa: E402
 from strategies.identity import identity_mod  # noqa: E402
 from tests.fakegrid import FakeGrid, FakeNode  # noqa: E402
 
-TIMED = ("configure_train", "aggregate_train", "configure_evaluate", "aggregate_evaluate")
+from common import instrument, write_json  # noqa: E402  # benchmarks/common.py
+
 SHAPES = {"cnn": (1, 8, 8), "resnet18": (3, 32, 32), "vit": (3, 32, 32)}
 
 
@@ -69,22 +68,10 @@ def one_run(kind: str, model, shape, grid: FakeGrid, clients: int, rounds: int) 
     else:
         strategy = NoT(plan_negation(model, example_input(shape)), min_available_nodes=clients,
                        keep_rounds=2)
-    spent = {"s": 0.0}
-    for name in TIMED:
-        method = getattr(strategy, name)
-
-        def wrapped(*args, _method=method, _name=name, **kwargs):
-            t0 = time.perf_counter()
-            out = _method(*args, **kwargs)
-            if _name.startswith("configure"):
-                out = list(out)
-            spent["s"] += time.perf_counter() - t0
-            return out
-
-        setattr(strategy, name, wrapped)
+    spent = instrument(strategy)
     strategy.start(grid, ArrayRecord(model.state_dict()), num_rounds=rounds,
                    train_config=ConfigRecord({"lr": 0.1}))
-    return 1e3 * spent["s"] / rounds
+    return 1e3 * spent["seconds"] / rounds
 
 
 def main(argv=None) -> int:
@@ -121,9 +108,8 @@ def main(argv=None) -> int:
                      num_rounds=args.rounds, train_config=ConfigRecord({"lr": 0.1}))
         pstats.Stats(prof).sort_stats("cumulative").print_stats(r"strategies|fedavg|strategy_utils", 25)
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"args": vars(args), "ms_per_round": times,
-                                               "median": med}, indent=2) + "\n")
+        write_json(args.json, {"args": vars(args), "ms_per_round": times,
+                                               "median": med})
     return 0
 
 
