@@ -599,3 +599,42 @@ def test_negate_is_an_involution_on_given_keys(arrays, data, container):
             assert (b.view(uint) == (a.view(uint) ^ sign)).all()
         else:
             assert once[name] is arrays[name] and twice[name] is arrays[name]
+
+
+# --------------------------------------------------------------------------- #
+# reading .npy payloads in place (negation fast path, reply validation)
+# --------------------------------------------------------------------------- #
+def test_npy_payload_is_a_zero_copy_view_of_c_ordered_arrays():
+    from flwr.app import Array
+
+    from strategies.negation import npy_payload
+
+    values = np.arange(12, dtype=np.float32).reshape(3, 4)
+    array = Array(values)
+    header, view = npy_payload(array)
+    assert view.tolist() == values.ravel().tolist() and view.dtype == np.float32
+    assert not view.flags.writeable  # a view of the immutable bytes, not a copy
+    assert array.data.startswith(header) and len(header) + view.nbytes == len(array.data)
+    ints = npy_payload(Array(np.arange(5, dtype=np.int64)))
+    assert ints is not None and ints[1].tolist() == [0, 1, 2, 3, 4]
+    # anything unusual goes to the general path
+    assert npy_payload(Array(np.asfortranarray(values))) is None
+    bad = Array(dtype=array.dtype, shape=(3, 5), stype=array.stype, data=array.data)
+    assert npy_payload(bad) is None  # payload length does not match the shape
+    other = Array(dtype="float64", shape=(3, 4), stype=array.stype, data=array.data)
+    assert npy_payload(other) is None  # header dtype disagrees with the Array's
+
+
+@pytest.mark.parametrize("values, finite", [
+    (np.ones((4, 4), dtype=np.float32), True),
+    (np.array([1.0, np.nan], dtype=np.float32), False),
+    (np.array([[1.0], [-np.inf]], dtype=np.float64), False),
+    (np.asfortranarray(np.array([[1.0, 2.0], [np.inf, 0.0]], dtype=np.float32)), False),
+    (np.array([1, 2, 3], dtype=np.int64), True),
+])
+def test_all_finite(values, finite):
+    from flwr.app import Array
+
+    from strategies.not_strategy import all_finite
+
+    assert all_finite(Array(values)) is finite
