@@ -9,8 +9,9 @@ samples, label 0), client 0 forgotten. Per seed:
    (``init-checkpoint``, ``num-train-rounds = 0``), ``--recovery-rounds`` recovery rounds.
 
 For each run: the first recovery round at which the global model is within 1 point of
-Retrain's final test accuracy and within 2 points of Retrain's final forget accuracy and
-ASR (the rule of ``benchmarks/cost_to_forget.py``), the client compute spent up to it
+Retrain's final test accuracy and within 2 points of its ASR (the goal of the
+experiment), the same with Retrain's forget accuracy also within 2 points (the rule of
+``benchmarks/cost_to_forget.py``), the client compute spent up to the first
 (local epochs x rounds, as a share of Retrain's: more local epochs per round cost more
 per round) and the client-seconds (wall seconds, noisy on shared cores). Retrain's own
 rounds to its level are found by the same rule.
@@ -48,6 +49,8 @@ SETTINGS: dict[str, dict] = {
     "local-epochs-4": {"recovery-local-epochs": 4},
     "weights-only": {"negate-bias": False},
     "layer-conv2": {"negate-layers": "conv2"},
+    "weights-only+local-epochs-3": {"negate-bias": False, "recovery-local-epochs": 3},
+    "weights-only+local-epochs-4": {"negate-bias": False, "recovery-local-epochs": 4},
 }
 DESCRIPTIONS: dict[str, str] = {
     "paper": "NoT, first layer, FedAvg recovery (the paper's)",
@@ -61,6 +64,8 @@ DESCRIPTIONS: dict[str, str] = {
     "local-epochs-4": "NoT + 4 local epochs in recovery (training: 2)",
     "weights-only": "NoT, first layer, weights only (negate-bias=false)",
     "layer-conv2": "NoT, second conv layer instead of the first",
+    "weights-only+local-epochs-3": "NoT, weights only, + 3 local epochs in recovery",
+    "weights-only+local-epochs-4": "NoT, weights only, + 4 local epochs in recovery",
 }
 
 
@@ -83,6 +88,25 @@ def _model_at(results: dict, rnd: int | None) -> dict:
     return rows[-1] if rows else {}
 
 
+def _reach(results: dict, phase: str, target: dict) -> dict:
+    """Rounds (and costs) to Retrain's test accuracy and ASR, and with its forget acc too.
+
+    ``rounds``/``client_s``/``epoch_rounds``: the goal of the experiment (test within 1
+    point, ASR within 2 points); ``strict_rounds``: also forget accuracy within 2 points
+    (the rule of the cost-to-forget table; one forget sample is 0.77 points here).
+    """
+    goal = first_reach(results["rounds"], phase, {**target, "forget": None}, True)
+    strict = first_reach(results["rounds"], phase, target, True)
+    cfg = results["config"]
+    epochs = (cfg["local-epochs"] if phase == "retrain"
+              else cfg.get("recovery-local-epochs") or cfg["local-epochs"])
+    out = {"reached": goal is not None, "strict_reached": strict is not None,
+           "strict_rounds": strict and strict["rounds"]}
+    if goal:  # client compute: local epochs over the retained data, summed over rounds
+        out.update(goal, epoch_rounds=goal["rounds"] * epochs)
+    return out
+
+
 def run_seed(out: Path, seed: int, settings: list[str], recovery_rounds: int) -> list[dict]:
     """Original, Retrain and every setting for one seed; one row per setting (and Retrain)."""
     base = {**BACKDOOR, "seed": seed}
@@ -94,15 +118,12 @@ def run_seed(out: Path, seed: int, settings: list[str], recovery_rounds: int) ->
     final = retrain["models"]["retrained"]
     target = {"test": 100 * final["test_acc"], "forget": 100 * final["forget_acc"],
               "asr": 100 * final["asr"]}
-    hit = first_reach(retrain["rounds"], "retrain", target, True)
-    epochs = retrain["config"]["local-epochs"]
-    if hit:
-        hit["epoch_rounds"] = hit["rounds"] * epochs
-    rows = [{"setting": "retrain", "seed": seed, "reached": hit is not None, **(hit or {}),
+    rows = [{"setting": "retrain", "seed": seed, **_reach(retrain, "retrain", target),
              "test": target["test"], "forget": target["forget"], "asr": target["asr"],
              "original_test": 100 * original["models"][original["final"]]["test_acc"],
              "original_asr": 100 * original["models"][original["final"]]["asr"]}]
-    print(f"seed {seed} retrain: reached at {hit and hit['rounds']} rounds; final test "
+    print(f"seed {seed} retrain: reached at {rows[0].get('rounds')} rounds "
+          f"({rows[0].get('strict_rounds')} with forget acc); final test "
           f"{target['test']:.2f} forget {target['forget']:.2f} ASR {target['asr']:.2f}",
           flush=True)
     for name in settings:
@@ -110,15 +131,12 @@ def run_seed(out: Path, seed: int, settings: list[str], recovery_rounds: int) ->
                 "num-train-rounds": 0, "recovery-rounds": recovery_rounds,
                 "unlearn-clients": "0", **SETTINGS[name]}
         res = _run(keys, out / f"seed{seed}" / name)
-        hit = first_reach(res["rounds"], "recovery", target, True)
-        if hit:  # client compute: local epochs over the retained data, summed over rounds
-            hit["epoch_rounds"] = hit["rounds"] * (res["config"]["recovery-local-epochs"]
-                                                   or res["config"]["local-epochs"])
         last = _model_at(res, None)
-        rows.append({"setting": name, "seed": seed, "reached": hit is not None, **(hit or {}),
+        rows.append({"setting": name, "seed": seed, **_reach(res, "recovery", target),
                      "test": 100 * last["test_acc"], "forget": 100 * last["forget_acc"],
                      "asr": 100 * last["asr"]})
-        print(f"seed {seed} {name}: reached at {hit and hit['rounds']} rounds; after "
+        print(f"seed {seed} {name}: reached at {rows[-1].get('rounds')} rounds "
+              f"({rows[-1].get('strict_rounds')} with forget acc); after "
               f"{recovery_rounds}: test {rows[-1]['test']:.2f} forget {rows[-1]['forget']:.2f} "
               f"ASR {rows[-1]['asr']:.2f}", flush=True)
     return rows
@@ -133,10 +151,10 @@ def _ms(values: list[float], digits: int = 1) -> str:
 
 def table(rows: list[dict], recovery_rounds: int) -> list[str]:
     """Markdown table: one line per setting, Retrain first."""
-    lines = [f"| setting | reached | rounds to Retrain's level | % of Retrain's rounds | "
-             f"client compute to it (% of Retrain's) | client-s to it | test after "
-             f"{recovery_rounds} | forget after {recovery_rounds} | ASR after {recovery_rounds} |",
-             "|" + "---|" * 9]
+    lines = [f"| setting | reached | rounds to Retrain's test acc and ASR | % of Retrain's "
+             f"rounds | client compute to it (% of Retrain's) | client-s to it | + forget acc: "
+             f"reached, rounds | test after {recovery_rounds} | forget after {recovery_rounds} "
+             f"| ASR after {recovery_rounds} |", "|" + "---|" * 10]
     base_epochs = [r["epoch_rounds"] for r in rows if r["setting"] == "retrain" and r["reached"]]
     base = [r["rounds"] for r in rows if r["setting"] == "retrain" and r["reached"]]
     for name in dict.fromkeys(r["setting"] for r in rows):
@@ -150,7 +168,10 @@ def table(rows: list[dict], recovery_rounds: int) -> list[str]:
             else DESCRIPTIONS.get(name, name)
         lines.append("| " + " | ".join([
             label, f"{len(hit)}/{len(mine)}", _ms([r["rounds"] for r in hit]), share, compute,
-            _ms([r["client_s"] for r in hit]), _ms([r["test"] for r in mine], 2),
+            _ms([r["client_s"] for r in hit]),
+            f"{sum(r['strict_reached'] for r in mine)}/{len(mine)}, "
+            + _ms([r["strict_rounds"] for r in mine if r["strict_reached"]]),
+            _ms([r["test"] for r in mine], 2),
             _ms([r["forget"] for r in mine], 2), _ms([r["asr"] for r in mine], 2)]) + " |")
     return lines
 

@@ -920,7 +920,7 @@ def plot_scenario(runs: Sequence[Mapping], scenario: str, out_dir: str | Path) -
         ax.set_xlabel("round (FT/NoT: training then recovery; Retrain: from scratch)")
         ax.set_ylabel(ylabel)
         ax.set_ylim(-2, 102)
-        ax.set_title(f"{scenario}: {ylabel} per round (mean ± std over seeds)")
+        ax.set_title(f"{scenario}: {ylabel} per round (mean ± std over seeds)", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(loc="best", fontsize=8)
         fig.tight_layout()
