@@ -20,6 +20,7 @@ METHODS = ("not", "ft", "retrain", "pgd", "federaser", "fukd")
 #: :mod:`strategies.fukd`): client-wise forgetting only.
 BASELINE_METHODS = ("pgd", "federaser", "fukd")
 UNLEARN_MODES = ("client", "class", "instance")
+RECOVERY_OPTIMIZERS = ("sgd", "adam")
 
 
 class ConfigError(ValueError):
@@ -41,6 +42,7 @@ class RunConfig:
     negate_bias: bool = True
     batchnorm_policy: str = "keep"
     # recovery-only settings (beyond the paper; see BENCHMARKS.md "Faster recovery")
+    recovery_server_optimizer: str = "sgd"
     recovery_server_momentum: float = 0.0
     recovery_server_lr: float = 1.0
     recovery_lr: float = 0.0
@@ -225,6 +227,7 @@ def parse_run_config(run_config: Mapping) -> RunConfig:
         negate_layers=str(get("negate-layers", d.negate_layers)).strip(),
         negate_bias=_as_bool("negate-bias", get("negate-bias", d.negate_bias)),
         batchnorm_policy=_choice("batchnorm-policy", get("batchnorm-policy", d.batchnorm_policy), BATCHNORM_POLICIES),
+        recovery_server_optimizer=_choice("recovery-server-optimizer", get("recovery-server-optimizer", d.recovery_server_optimizer), RECOVERY_OPTIMIZERS),
         recovery_server_momentum=_in_unit("recovery-server-momentum", _as_float("recovery-server-momentum", get("recovery-server-momentum", d.recovery_server_momentum)), low_open=False, high_open=True),
         recovery_server_lr=_as_float("recovery-server-lr", get("recovery-server-lr", d.recovery_server_lr)),
         recovery_lr=_as_float("recovery-lr", get("recovery-lr", d.recovery_lr)),
@@ -279,6 +282,10 @@ def parse_run_config(run_config: Mapping) -> RunConfig:
         raise ConfigError(f"dirichlet-alpha must be > 0, got {cfg.dirichlet_alpha}")
     if cfg.lr <= 0:
         raise ConfigError(f"lr must be > 0, got {cfg.lr}")
+    if cfg.recovery_server_optimizer == "adam" and cfg.recovery_server_momentum > 0:
+        raise ConfigError("recovery-server-momentum applies to recovery-server-optimizer "
+                          f"'sgd' only; got {cfg.recovery_server_momentum} with 'adam' "
+                          "(FedAdam's own beta_1 is 0.9)")
     if cfg.recovery_server_lr <= 0:
         raise ConfigError(f"recovery-server-lr must be > 0, got {cfg.recovery_server_lr}")
     if cfg.recovery_lr < 0:

@@ -463,8 +463,9 @@ def make_strategy(cfg: RunConfig, plan, on_unlearning, *, out_dir: Path | None =
 def recovery_options(cfg: RunConfig) -> dict:
     """NoT's recovery-only keyword arguments from the run config.
 
-    ``recovery-server-momentum`` / ``recovery-server-lr`` become FedAvgM's server update
-    (``recovery_momentum`` / ``recovery_server_lr``); ``recovery-lr`` and
+    ``recovery-server-optimizer`` / ``-momentum`` / ``-lr`` become the server update
+    (``recovery_optimizer``: FedAvgM's or FedAdam's; ``recovery_momentum``,
+    ``recovery_server_lr``); ``recovery-lr`` and
     ``recovery-local-epochs`` (0: as in training) go to the clients in the train config
     of recovery rounds (``recovery_config``), where :func:`not_flower.client_app.train_fn`
     reads them.
@@ -477,14 +478,16 @@ def recovery_options(cfg: RunConfig) -> dict:
     Returns
     -------
     dict
-        ``recovery_momentum``, ``recovery_server_lr`` and ``recovery_config``.
+        ``recovery_optimizer``, ``recovery_momentum``, ``recovery_server_lr`` and
+        ``recovery_config``.
     """
     config: dict = {}
     if cfg.recovery_lr > 0:
         config["lr"] = float(cfg.recovery_lr)
     if cfg.recovery_local_epochs > 0:
         config["local-epochs"] = int(cfg.recovery_local_epochs)
-    return {"recovery_momentum": cfg.recovery_server_momentum,
+    return {"recovery_optimizer": cfg.recovery_server_optimizer,
+            "recovery_momentum": cfg.recovery_server_momentum,
             "recovery_server_lr": cfg.recovery_server_lr, "recovery_config": config}
 
 

@@ -234,6 +234,40 @@ def all_finite(array) -> bool:
     return values.dtype.kind not in "fc" or bool(np.isfinite(values).all())
 
 
+#: Server updates during recovery (see ``NoT(recovery_optimizer=...)``).
+RECOVERY_OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
+
+
+def adam_step(
+    delta: np.ndarray, m: np.ndarray | None, v: np.ndarray | None, t: int, eta: float,
+    beta_1: float = 0.9, beta_2: float = 0.99, tau: float = 1e-3,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One FedAdam server step (Reddi et al. 2021; the math of Flower's ``FedAdam``).
+
+    Parameters
+    ----------
+    delta : np.ndarray
+        Pseudo-gradient ``aggregate - global`` of one tensor.
+    m, v : np.ndarray or None
+        First and second moments so far (``None``: zeros).
+    t : int
+        Step number, from 1.
+    eta : float
+        Server learning rate.
+    beta_1, beta_2, tau : float
+        Moment decay rates and the adaptivity constant.
+
+    Returns
+    -------
+    tuple of np.ndarray
+        ``(m, v, update)``; the new global tensor is ``global + update``.
+    """
+    m = (1 - beta_1) * delta if m is None else beta_1 * m + (1 - beta_1) * delta
+    v = (1 - beta_2) * delta**2 if v is None else beta_2 * v + (1 - beta_2) * delta**2
+    eta_t = eta * np.sqrt(1 - beta_2**t) / (1 - beta_1**t)
+    return m, v, eta_t * m / (np.sqrt(v) + tau)
+
+
 def check_train_reply(
     content: RecordDict, layout: dict[str, tuple[tuple[int, ...], str]], weighted_by_key: str,
     metrics: dict | None = None,
@@ -328,7 +362,17 @@ class NoT(FedAvg):
         ``v = m * v + (aggregate - global)``, ``global += recovery_server_lr * v``; ``v``
         starts at zero at every request. 0 = plain FedAvg recovery (the paper's).
     recovery_server_lr : float (default: 1.0)
-        Server learning rate of that update during recovery.
+        Server learning rate of that update during recovery (FedAdam's ``eta`` with
+        ``recovery_optimizer="adam"``).
+    recovery_optimizer : str (default: "sgd")
+        Server update during recovery: ``"sgd"`` (the FedAvgM update above; with
+        momentum 0 and learning rate 1 it is plain FedAvg) or ``"adam"`` (FedAdam's
+        update, Reddi et al. 2021, as Flower's ``FedAdam``: ``m = b1 m + (1 - b1) d``,
+        ``v = b2 v + (1 - b2) d^2``, ``global += eta_t m / (sqrt(v) + tau)`` with
+        ``d = aggregate - global``, ``b1 = 0.9``, ``b2 = 0.99``, ``tau = 1e-3`` and the
+        bias-corrected ``eta_t = eta sqrt(1 - b2^t) / (1 - b1^t)``, ``t`` counting
+        recovery rounds; ``recovery_momentum`` must be 0). Its state starts at zero at
+        every request.
     recovery_config : dict or None
         Entries added to the train config during recovery only (for example a recovery
         learning rate ``{"lr": 0.02}`` for ClientApps that read it).
@@ -357,6 +401,7 @@ class NoT(FedAvg):
         keep_rounds: int | None = None,
         recovery_momentum: float = 0.0,
         recovery_server_lr: float = 1.0,
+        recovery_optimizer: str = "sgd",
         recovery_config: dict | None = None,
         on_unlearning: Callable[[UnlearningEvent, ArrayRecord, ArrayRecord], None]
         | None = None,
@@ -382,10 +427,19 @@ class NoT(FedAvg):
             raise ValueError(f"recovery_momentum must be in [0, 1), got {recovery_momentum}")
         if not recovery_server_lr > 0:
             raise ValueError(f"recovery_server_lr must be > 0, got {recovery_server_lr}")
+        if recovery_optimizer not in RECOVERY_OPTIMIZERS:
+            raise ValueError(f"recovery_optimizer must be one of {RECOVERY_OPTIMIZERS}, got "
+                             f"{recovery_optimizer!r}")
+        if recovery_optimizer == "adam" and recovery_momentum > 0:
+            raise ValueError("recovery_momentum applies to recovery_optimizer='sgd' only; "
+                             f"got recovery_momentum={recovery_momentum} with 'adam'")
+        self.recovery_optimizer = recovery_optimizer
         self.recovery_momentum = recovery_momentum
         self.recovery_server_lr = recovery_server_lr
         self.recovery_config = dict(recovery_config or {})
-        self._velocity: dict[str, np.ndarray] | None = None
+        self._velocity: dict[str, np.ndarray] | None = None  # first moment (sgd: velocity)
+        self._second: dict[str, np.ndarray] = {}  # adam: second moment
+        self._steps = 0  # server updates since the request
         self._sent: ArrayRecord | None = None  # the global model sent this round
         self._asked: set[int] = set()  # nodes already sent a query.identity
         self._layout: dict | None = None  # shapes/dtypes of the model sent for training
@@ -625,24 +679,33 @@ class NoT(FedAvg):
             arrays = self._fallback_arrays
         self._fallback_arrays = None
         if (arrays is not None and self._recovering and self._sent is not None
-                and (self.recovery_momentum > 0 or self.recovery_server_lr != 1.0)):
+                and (self.recovery_momentum > 0 or self.recovery_server_lr != 1.0
+                     or self.recovery_optimizer == "adam")):
             arrays = self._server_step(self._sent, arrays)
         return arrays, metrics
 
     def _server_step(self, sent: ArrayRecord, aggregate: ArrayRecord) -> ArrayRecord:
-        """FedAvgM-style server update (recovery only); integer buffers are taken as is."""
+        """FedAvgM- or FedAdam-style server update (recovery only); integer buffers are
+        taken as aggregated."""
         if self._velocity is None:
-            self._velocity = {}
+            self._velocity, self._second, self._steps = {}, {}, 0
+        self._steps += 1
         out = ArrayRecord()
         for key, agg in aggregate.items():
             new = agg.numpy()
             if key in sent and new.dtype.kind == "f":
                 old = sent[key].numpy()
-                v = self._velocity.get(key)
                 delta = new - old
-                v = delta if v is None else self.recovery_momentum * v + delta
-                self._velocity[key] = v
-                out[key] = Array(np.asarray(old + self.recovery_server_lr * v, dtype=new.dtype))
+                if self.recovery_optimizer == "adam":
+                    step = adam_step(delta, self._velocity.get(key), self._second.get(key),
+                                     self._steps, self.recovery_server_lr)
+                    self._velocity[key], self._second[key], update = step
+                else:
+                    v = self._velocity.get(key)
+                    v = delta if v is None else self.recovery_momentum * v + delta
+                    self._velocity[key] = v
+                    update = self.recovery_server_lr * v
+                out[key] = Array(np.asarray(old + update, dtype=new.dtype))
             else:
                 out[key] = agg
         return out

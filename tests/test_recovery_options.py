@@ -56,6 +56,7 @@ def test_client_takes_lr_and_epochs_from_the_message_config():
     ("recovery-lr", -0.01, r"recovery-lr must be >= 0 \(0: the same as lr\), got -0.01"),
     ("recovery-local-epochs", -1, r"recovery-local-epochs"),
     ("recovery-lr", "fast", r"recovery-lr must be a number, got 'fast'"),
+    ("recovery-server-optimizer", "yogi", r"recovery-server-optimizer.*'yogi'.*sgd.*adam"),
 ])
 def test_bad_recovery_settings_are_named(key, value, message):
     with pytest.raises(ConfigError, match=message):
@@ -65,11 +66,15 @@ def test_bad_recovery_settings_are_named(key, value, message):
 def test_recovery_options_from_run_config():
     cfg = parse_run_config({"recovery-server-momentum": 0.7, "recovery-server-lr": 1.5,
                             "recovery-lr": 0.1, "recovery-local-epochs": 3})
-    assert recovery_options(cfg) == {"recovery_momentum": 0.7, "recovery_server_lr": 1.5,
+    assert recovery_options(cfg) == {"recovery_optimizer": "sgd", "recovery_momentum": 0.7,
+                                     "recovery_server_lr": 1.5,
                                      "recovery_config": {"lr": 0.1, "local-epochs": 3}}
     # defaults: plain FedAvg recovery with the training settings (the paper's)
     assert recovery_options(parse_run_config({})) == {
-        "recovery_momentum": 0.0, "recovery_server_lr": 1.0, "recovery_config": {}}
+        "recovery_optimizer": "sgd", "recovery_momentum": 0.0, "recovery_server_lr": 1.0,
+        "recovery_config": {}}
+    adam = parse_run_config({"recovery-server-optimizer": "adam", "recovery-server-lr": 0.01})
+    assert recovery_options(adam)["recovery_optimizer"] == "adam"
 
 
 @pytest.mark.parametrize("method,applies", [("not", True), ("ft", True), ("retrain", False)])
@@ -83,3 +88,52 @@ def test_recovery_options_reach_not_and_ft_but_not_retrain(method, applies):
     assert isinstance(strategy, NoT if method == "not" else FT)
     assert strategy.recovery_momentum == (0.5 if applies else 0.0)
     assert strategy.recovery_config == ({"lr": 0.1} if applies else {})
+
+
+def test_adam_with_server_momentum_is_refused():
+    with pytest.raises(ConfigError, match=r"recovery-server-momentum applies to "
+                                          r"recovery-server-optimizer 'sgd' only"):
+        parse_run_config({"recovery-server-optimizer": "adam", "recovery-server-momentum": 0.5})
+    with pytest.raises(ValueError, match="recovery_momentum applies to"):
+        NoT(["fc.weight"], recovery_optimizer="adam", recovery_momentum=0.5)
+    with pytest.raises(ValueError, match=r"recovery_optimizer must be one of .*'rmsprop'"):
+        NoT(["fc.weight"], recovery_optimizer="rmsprop")
+
+
+def test_adam_step_matches_flowers_fedadam_math():
+    from strategies.not_strategy import adam_step
+
+    d1, d2 = np.array([0.5, -2.0]), np.array([0.1, 1.0])
+    m, v, up1 = adam_step(d1, None, None, 1, eta=0.1)
+    # first step: m = 0.1 d, v = 0.01 d^2, eta_1 = 0.1 sqrt(0.01) / 0.1 = 0.1
+    assert np.allclose(m, 0.1 * d1) and np.allclose(v, 0.01 * d1**2)
+    assert np.allclose(up1, 0.1 * (0.1 * d1) / (np.sqrt(0.01 * d1**2) + 1e-3))
+    m2, v2, up2 = adam_step(d2, m, v, 2, eta=0.1)
+    assert np.allclose(m2, 0.9 * m + 0.1 * d2) and np.allclose(v2, 0.99 * v + 0.01 * d2**2)
+    eta_2 = 0.1 * np.sqrt(1 - 0.99**2) / (1 - 0.9**2)
+    assert np.allclose(up2, eta_2 * m2 / (np.sqrt(v2) + 1e-3))
+    # per-coordinate normalisation: the step is about eta whatever the delta's scale
+    assert np.allclose(np.abs(up1), 0.1, rtol=0.05)
+
+
+def test_adam_applies_in_recovery_only():
+    from strategies.not_strategy import adam_step
+    from tests.test_strategy import make_grid, run
+
+    grid = make_grid(n=3, with_query=True)
+    seen = {}
+    strategy = NoT(["fc.weight"], min_train_nodes=1, min_evaluate_nodes=1,
+                   recovery_optimizer="adam", recovery_server_lr=0.05)
+    strategy.request_unlearning("0", at_round=3)
+    run(strategy, grid, rounds=4,
+        evaluate_fn=lambda r, a: seen.__setitem__(r, a["conv.weight"].numpy().copy()))
+    w3 = np.array([10.0, 11.0, 12.0])
+    np.testing.assert_allclose(seen[2], seen[1] + float(np.dot(w3 / w3.sum(), [0.1, 0.2, 0.3])),
+                               rtol=1e-5)  # before the request: plain FedAvg
+    w2 = np.array([11.0, 12.0])
+    shift = np.full_like(seen[2], float(np.dot(w2 / w2.sum(), [0.2, 0.3])))  # clients 1, 2
+    m, v, up = adam_step(shift, None, None, 1, 0.05)
+    np.testing.assert_allclose(seen[3], seen[2] + up, rtol=1e-5)
+    _, _, up = adam_step(shift, m, v, 2, 0.05)
+    np.testing.assert_allclose(seen[4], seen[3] + up, rtol=1e-5)
+    assert not np.allclose(seen[4] - seen[3], shift, rtol=1e-2)  # not FedAvg's step
