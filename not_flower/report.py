@@ -451,8 +451,10 @@ def summarize_scenario(
     ks = sorted(set(int(k) for k in ks))
 
     rows: list[tuple[str, str, int | str | None, dict[int, Mapping]]] = []
-    # Original: from the NoT run (same pre-unlearning model as FT's and the baselines' for
-    # the same seed: the same FedAvg training)
+    # Original: the pre-unlearning model of the first recovery method that ran for the
+    # seed, in RECOVERY_METHODS order (FT's, else NoT's, ...). Their training is the same
+    # FedAvg training; in Ray's simulation two runs of it can differ slightly (replies
+    # arrive in another order), so the row is one run's, not an average of several.
     originals = {}
     for method in reversed(RECOVERY_METHODS):
         originals.update(unlearners[method])
