@@ -453,8 +453,8 @@ def summarize_scenario(
     rows: list[tuple[str, str, int | str | None, dict[int, Mapping]]] = []
     # Original: the pre-unlearning model of the first recovery method that ran for the
     # seed, in RECOVERY_METHODS order (FT's, else NoT's, ...). Their training is the same
-    # FedAvg training; in Ray's simulation two runs of it can differ slightly (replies
-    # arrive in another order), so the row is one run's, not an average of several.
+    # FedAvg training, but two runs of it in Ray's simulation can differ slightly (measured;
+    # the cause is not pinned down), so the row is one run's, not an average of several.
     originals = {}
     for method in reversed(RECOVERY_METHODS):
         originals.update(unlearners[method])
