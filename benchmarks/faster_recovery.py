@@ -85,10 +85,8 @@ def _run(config: dict, folder: Path) -> dict:
     return simulate(config, num_supernodes=10)
 
 
-def _model_at(results: dict, rnd: int | None) -> dict:
+def _last_recovery_round(results: dict) -> dict:
     rows = [r for r in results["rounds"] if r["phase"] == "recovery"]
-    if rnd is not None:
-        rows = [r for r in rows if r["round"] == rnd]
     return rows[-1] if rows else {}
 
 
@@ -135,7 +133,7 @@ def run_seed(out: Path, seed: int, settings: list[str], recovery_rounds: int) ->
                 "num-train-rounds": 0, "recovery-rounds": recovery_rounds,
                 "unlearn-clients": "0", **SETTINGS[name]}
         res = _run(keys, out / f"seed{seed}" / name)
-        last = _model_at(res, None)
+        last = _last_recovery_round(res)
         rows.append({"setting": name, "seed": seed, **_reach(res, "recovery", target),
                      "test": 100 * last["test_acc"], "forget": 100 * last["forget_acc"],
                      "asr": 100 * last["asr"]})

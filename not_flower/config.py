@@ -14,6 +14,9 @@ from dataclasses import dataclass, fields
 DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "cifar100")
 MODELS = ("cnn", "mlp", "resnet18", "vit")
 PARTITIONERS = ("iid", "dirichlet")
+# Choices the strategies define too (strategies.negation.BATCHNORM_POLICIES,
+# strategies.not_strategy.RECOVERY_OPTIMIZERS): repeated here so that parsing a run config
+# imports neither torch nor Flower; tests/test_config.py checks that the two agree.
 BATCHNORM_POLICIES = ("keep", "negate-running-mean")
 METHODS = ("not", "ft", "retrain", "pgd", "federaser", "fukd")
 #: The baselines of issue 4 (:mod:`strategies.pgd`, :mod:`strategies.federaser`,

@@ -52,3 +52,11 @@ def test_values_are_parsed():
 def test_bad_values_are_named(key, value, message):
     with pytest.raises(ConfigError, match=message):
         parse_run_config({key: value})
+
+
+def test_choice_lists_agree_with_the_strategies():
+    from not_flower import config
+    from strategies import negation, not_strategy
+
+    assert config.BATCHNORM_POLICIES == negation.BATCHNORM_POLICIES
+    assert config.RECOVERY_OPTIMIZERS == not_strategy.RECOVERY_OPTIMIZERS
