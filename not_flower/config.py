@@ -72,6 +72,7 @@ class RunConfig:
     resume: bool = False
     audit_log: str = ""
     stop_tolerance: float = 0.02
+    max_empty_rounds: int = 3
     eval_recovery_rounds: tuple[str, ...] = ()
     out_dir: str = ""
     # baselines (issue 4): PGD, FedEraser, FUKD; see strategies/pgd.py, federaser.py, fukd.py
@@ -257,6 +258,7 @@ def parse_run_config(run_config: Mapping) -> RunConfig:
         resume=_as_bool("resume", get("resume", d.resume)),
         audit_log=str(get("audit-log", d.audit_log)).strip(),
         stop_tolerance=_in_unit("stop-tolerance", _as_float("stop-tolerance", get("stop-tolerance", d.stop_tolerance)), low_open=False),
+        max_empty_rounds=_as_int("max-empty-rounds", get("max-empty-rounds", d.max_empty_rounds), 0),
         eval_recovery_rounds=_as_list("eval-recovery-rounds", get("eval-recovery-rounds", "")) if get("eval-recovery-rounds", "") != "" else (),
         out_dir=str(get("out-dir", d.out_dir)),
         pgd_epochs=_as_int("pgd-epochs", get("pgd-epochs", d.pgd_epochs), 1),

@@ -434,6 +434,7 @@ def make_strategy(cfg: RunConfig, plan, on_unlearning, *, out_dir: Path | None =
         # reads the previous round's at a request: the strategy keeps two rounds, so its
         # memory does not grow with the number of rounds
         keep_rounds=2,
+        max_empty_rounds=cfg.max_empty_rounds,
     )
     if cfg.method != "retrain":  # Retrain, the reference, trains as the original training did
         kwargs.update(recovery_options(cfg))

@@ -130,6 +130,42 @@ def client_data(cfg: RunConfig, partition_id: int, num_partitions: int) -> Clien
     )
 
 
+def has_batchnorm(model: nn.Module) -> bool:
+    """Whether ``model`` has a BatchNorm layer (which cannot train on a one-sample batch)."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def batch_bounds(n: int, batch_size: int, min_batch: int = 1) -> list[tuple[int, int]]:
+    """``(start, end)`` of the mini-batches over ``n`` samples, none smaller than ``min_batch``.
+
+    Batches of ``batch_size`` in order; a last batch smaller than ``min_batch`` is merged
+    into the one before it (so one batch may hold up to ``batch_size + min_batch - 1``
+    samples). With fewer than ``min_batch`` samples in all there is no batch.
+
+    Parameters
+    ----------
+    n : int
+        Number of samples.
+    batch_size : int
+        Mini-batch size (>= 1).
+    min_batch : int (default: 1)
+        Smallest batch allowed: 2 for models with BatchNorm, which fails on (or, in
+        training mode, cannot normalise) a one-sample batch.
+
+    Returns
+    -------
+    list[tuple[int, int]]
+    """
+    if batch_size < 1 or min_batch < 1:
+        raise ValueError(f"batch_size and min_batch must be >= 1, got {batch_size}, {min_batch}")
+    bounds = [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+    if bounds and bounds[-1][1] - bounds[-1][0] < min_batch:
+        last = bounds.pop()
+        if bounds:
+            bounds[-1] = (bounds[-1][0], last[1])
+    return bounds
+
+
 def train(
     model: nn.Module,
     x: np.ndarray,
@@ -151,7 +187,8 @@ def train(
     x, y : np.ndarray
         Training samples and labels.
     epochs, batch_size : int
-        Local epochs and mini-batch size.
+        Local epochs and mini-batch size. For a model with BatchNorm a last batch of one
+        sample is merged into the one before it (:func:`batch_bounds`).
     lr, momentum : float
         SGD settings (a fresh optimizer every round, as in FedAvg).
     seed : int
@@ -173,11 +210,13 @@ def train(
     gen = torch.Generator().manual_seed(seed)
     loss_fn = nn.CrossEntropyLoss()
     total, count = 0.0, 0
+    # BatchNorm cannot train on a one-sample batch: such a last batch joins the one before
+    bounds = batch_bounds(len(xt), batch_size, min_batch=2 if has_batchnorm(model) else 1)
     for _ in range(epochs):
         total, count = 0.0, 0
         order = torch.randperm(len(xt), generator=gen).to(dev)
-        for start in range(0, len(xt), batch_size):
-            idx = order[start : start + batch_size]
+        for start, end in bounds:
+            idx = order[start:end]
             opt.zero_grad(set_to_none=True)
             loss = loss_fn(model(xt[idx]), yt[idx])
             loss.backward()

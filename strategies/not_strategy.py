@@ -33,6 +33,7 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 from flwr.supercore import log
 
+from .aggregate_utils import EmptyRoundGuard, failure_reasons, restore_dtypes
 from .identity import (
     BY_NAME,
     BY_NODE_ID,
@@ -376,6 +377,10 @@ class NoT(FedAvg):
     recovery_config : dict or None
         Entries added to the train config during recovery only (for example a recovery
         learning rate ``{"lr": 0.02}`` for ClientApps that read it).
+    max_empty_rounds : int or None (default: 3)
+        A round that aggregates no train reply (every reply failed or was rejected) is
+        logged as an error; this many such rounds in a row stop the run with
+        :class:`strategies.aggregate_utils.EmptyRoundsError`. ``None`` or 0: never stop.
     on_unlearning : Callable or None
         ``f(event, arrays_before, arrays_after)`` called right after a negation (the
         ServerApp uses it to save the pre-unlearning checkpoint and measure the negated
@@ -403,6 +408,7 @@ class NoT(FedAvg):
         recovery_server_lr: float = 1.0,
         recovery_optimizer: str = "sgd",
         recovery_config: dict | None = None,
+        max_empty_rounds: int | None = 3,
         on_unlearning: Callable[[UnlearningEvent, ArrayRecord, ArrayRecord], None]
         | None = None,
         **fedavg_kwargs,
@@ -437,6 +443,7 @@ class NoT(FedAvg):
         self.recovery_momentum = recovery_momentum
         self.recovery_server_lr = recovery_server_lr
         self.recovery_config = dict(recovery_config or {})
+        self._empty_rounds = EmptyRoundGuard(max_empty_rounds)
         self._velocity: dict[str, np.ndarray] | None = None  # first moment (sgd: velocity)
         self._second: dict[str, np.ndarray] = {}  # adam: second moment
         self._steps = 0  # server updates since the request
@@ -665,11 +672,21 @@ class NoT(FedAvg):
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        """Drop replies from excluded nodes, then aggregate as FedAvg."""
+        """Drop excluded and invalid replies, aggregate as FedAvg, keep every dtype.
+
+        Integer tensors get the weighted mean rounded to the nearest integer
+        (:func:`strategies.aggregate_utils.restore_dtypes`); a round with no reply to
+        aggregate is logged as an error and counted against ``max_empty_rounds``.
+        """
         kept = self._filter(server_round, replies, "train")
         t0 = time.perf_counter()
         arrays, metrics = super().aggregate_train(server_round, kept)
         info = self._round(server_round)
+        if arrays is not None and self._layout is not None:  # integer buffers stay integer
+            arrays = restore_dtypes(arrays, self._layout)
+        aggregated = 0 if arrays is None else sum(not m.has_error() for m in kept)
+        self._empty_rounds.update(server_round, aggregated,
+                                  failure_reasons(kept, info.get("rejected_train", {})))
         info["server_seconds"] = info.get("server_seconds", 0.0) + time.perf_counter() - t0
         if arrays is None and self._fallback_arrays is not None:
             # No usable reply in the first recovery round: the negated model stays the
