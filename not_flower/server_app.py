@@ -29,6 +29,7 @@ from strategies.fukd import FUKD
 from strategies.negation import plan_negation
 from strategies.not_strategy import NoT, UnlearningEvent
 from strategies.pgd import PGD, random_state_fn
+from strategies.target_check import check_targets, node_names
 
 from .audit import AuditLogError, append_to_log, build_record, sha256_arrays, write_record
 from .backdoor import triggered_test_set
@@ -658,6 +659,10 @@ def run_experiment(grid: Grid, cfg: RunConfig, out_dir: Path, run_id: int | None
                 group, by=cfg.identify_by, at_round=cfg.request_round(index),
                 requested_by="operator (run config)", **kind,
             )
+    # a scheduled target that names no connected node fails now, not after training
+    for warning in check_targets(strategy.pending_requests, node_ids, node_names(grid),
+                                 strategy.identities, expected_nodes=state["num_partitions"]):
+        log(WARNING, "%s", warning)
     snapshots = {cfg.num_train_rounds + int(k): f"recovered@{k}" for k in cfg.eval_recovery_rounds}
     partition_of = lambda n: (strategy.identities.get(n) or {}).get("partition-id")  # noqa: E731
 
