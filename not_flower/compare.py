@@ -71,6 +71,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from .config import ConfigError, RunConfig, parse_run_config, to_run_config
+from .outdir import CONTROL_KEYS
 from .report import METHOD_NAMES, METHODS, RECOVERY_METHODS, write_report
 
 __all__ = [
@@ -528,7 +529,7 @@ def config_mismatch(run_config: Mapping, results: Mapping,
     planned = to_run_config(parse_run_config(run_config))
     defaults = to_run_config(RunConfig())
     for key, value in planned.items():
-        if key == "out-dir":
+        if key in ("out-dir", *CONTROL_KEYS):
             continue
         if key not in stored:
             if value == defaults.get(key):
@@ -546,7 +547,9 @@ def _run_one(spec: RunSpec, args: argparse.Namespace) -> dict:
     from .simulation import simulate  # pylint: disable=import-outside-toplevel
 
     spec.folder.mkdir(parents=True, exist_ok=True)
-    return simulate(spec.run_config, num_supernodes=args.num_clients, num_cpus=args.num_cpus,
+    # a run repeated into its folder (failed, or its config changed): the old files are
+    # moved to previous-<time>/ there
+    return simulate({**spec.run_config, "overwrite": True}, num_supernodes=args.num_clients, num_cpus=args.num_cpus,
                     cpus_per_client=args.cpus_per_client, gpus_per_client=args.gpus_per_client,
                     verbose=args.verbose)
 

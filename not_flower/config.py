@@ -70,6 +70,7 @@ class RunConfig:
     init_checkpoint: str = ""
     request_dir: str = ""
     resume: bool = False
+    overwrite: bool = False
     audit_log: str = ""
     stop_tolerance: float = 0.02
     max_empty_rounds: int = 3
@@ -256,6 +257,7 @@ def parse_run_config(run_config: Mapping) -> RunConfig:
         init_checkpoint=str(get("init-checkpoint", d.init_checkpoint)).strip(),
         request_dir=str(get("request-dir", d.request_dir)).strip(),
         resume=_as_bool("resume", get("resume", d.resume)),
+        overwrite=_as_bool("overwrite", get("overwrite", d.overwrite)),
         audit_log=str(get("audit-log", d.audit_log)).strip(),
         stop_tolerance=_in_unit("stop-tolerance", _as_float("stop-tolerance", get("stop-tolerance", d.stop_tolerance)), low_open=False),
         max_empty_rounds=_as_int("max-empty-rounds", get("max-empty-rounds", d.max_empty_rounds), 0),
@@ -283,6 +285,9 @@ def parse_run_config(run_config: Mapping) -> RunConfig:
     _check_baseline(cfg)
     if cfg.method == "retrain" and not cfg.unlearn_clients:
         raise ConfigError("method 'retrain' needs unlearn-clients (the clients to leave out)")
+    if cfg.resume and cfg.overwrite:
+        raise ConfigError("resume = true continues the run in out-dir, overwrite = true moves "
+                          "it aside and starts afresh: set one of them, not both")
     if cfg.dirichlet_alpha <= 0:
         raise ConfigError(f"dirichlet-alpha must be > 0, got {cfg.dirichlet_alpha}")
     if cfg.lr <= 0:

@@ -36,6 +36,7 @@ from .backdoor import triggered_test_set
 from .config import BASELINE_METHODS, RunConfig, parse_run_config, to_run_config
 from .metrics import attack_success_rate, evaluate_model, predict_logits
 from .models import build_model, example_input
+from .outdir import CONTROL_KEYS, prepare_out_dir
 from .requests import RequestFolder
 from .store import load_checkpoint, save_checkpoint, write_json
 from .task import client_data, dataset_for, device, evaluate, server_indices
@@ -172,7 +173,7 @@ def save_run_state(out_dir: Path, cfg: RunConfig, server_round: int, arrays: Arr
     write_json(out_dir / "state.json", {
         "version": 1,
         "round": server_round,
-        "config": {k: v for k, v in to_run_config(cfg).items() if k != "resume"},
+        "config": {k: v for k, v in to_run_config(cfg).items() if k not in CONTROL_KEYS},
         "applied": [{"by": r.by, "values": list(r.values)} for r in strategy.applied_rules],
         "forget_specs": strategy.forget_specs,
         "pending": [
@@ -199,7 +200,7 @@ def load_run_state(out_dir: Path, cfg: RunConfig) -> dict | None:
         log(INFO, "resume: no state.json in %s; starting from the beginning", out_dir)
         return None
     saved = json.loads(path.read_text())
-    mine = {k: v for k, v in to_run_config(cfg).items() if k != "resume"}
+    mine = {k: v for k, v in to_run_config(cfg).items() if k not in CONTROL_KEYS}
     differing = sorted(k for k in mine if saved["config"].get(k) != mine[k])
     if differing:
         raise ValueError(
@@ -548,6 +549,11 @@ def run_experiment(grid: Grid, cfg: RunConfig, out_dir: Path, run_id: int | None
         The results.
     """
     t_start = time.perf_counter()
+    # another run's files in out-dir: refused, or moved aside (overwrite), before any work
+    moved = prepare_out_dir(out_dir, resume=cfg.resume, overwrite=cfg.overwrite,
+                            init_checkpoint=cfg.init_checkpoint)
+    if moved:
+        log(WARNING, "%s", moved)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)

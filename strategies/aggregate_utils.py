@@ -149,9 +149,10 @@ class EmptyRoundGuard:
         log(ERROR, "round %d aggregated no train reply (%d empty round(s) in a row); the "
             "global model did not change: %s", server_round, len(self.empty), shown)
         if self.max_in_a_row is not None and len(self.empty) >= self.max_in_a_row:
+            which = (f"{len(self.empty)} rounds in a row (rounds {self.empty[0]}-"
+                     f"{self.empty[-1]})" if len(self.empty) > 1 else f"round {server_round}")
             raise EmptyRoundsError(
-                f"{len(self.empty)} rounds in a row (rounds {self.empty[0]}-{self.empty[-1]}) "
-                f"aggregated no train reply (limit {self.max_in_a_row}: run-config key "
+                f"{which} aggregated no train reply (limit {self.max_in_a_row}: run-config key "
                 f"max-empty-rounds, NoT(max_empty_rounds=...)); the run stops. Round "
                 f"{server_round}: {shown}"
             )
