@@ -9,10 +9,14 @@ from __future__ import annotations
 import signal
 import subprocess
 
+import pytest
+
 from tests.deploy_utils import (
     DEPLOY, FAST, ROOT, assert_forgotten, base_env, free_port, load_results, pid_alive,
     processes_mentioning, request_round, wait_for_text,
 )
+
+pytestmark = pytest.mark.e2e  # starts Flower / Ray / processes: see tests/conftest.py
 
 
 def test_local_sh_trains_unlearns_recovers_and_cleans_up(tmp_path):

@@ -26,6 +26,8 @@ from tests.deploy_utils import (
     load_results, pid_alive, processes_mentioning, rounds, wait_port, write_connection,
 )
 
+pytestmark = pytest.mark.e2e  # docker-compose, sed and a Flower deployment as processes
+
 DOCKER = ROOT / "docker"
 COMPOSE = DOCKER / "compose.yaml"
 DOCKERFILE = DOCKER / "Dockerfile"

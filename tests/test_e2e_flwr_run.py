@@ -4,35 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from not_flower import local_superlink
+
+pytestmark = pytest.mark.e2e  # starts Flower / Ray / processes: see tests/conftest.py
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-
-
-def _stop_local_superlink(flwr_home: Path) -> None:
-    """Stop, by pid, the background SuperLink that `flwr run` started for flwr_home."""
-    marker = f"--log-file {flwr_home}/local-superlink/superlink.log"
-    out = subprocess.run(["pgrep", "-f", "--", marker], capture_output=True, text=True)
-    for pid in map(int, out.stdout.split()):
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        if not subprocess.run(["pgrep", "-f", "--", marker], capture_output=True).stdout:
-            return
-        time.sleep(0.5)
-    for pid in map(int, subprocess.run(["pgrep", "-f", "--", marker], capture_output=True,
-                                       text=True).stdout.split()):
-        os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture()
@@ -41,8 +24,11 @@ def flwr_env(tmp_path):
     env = dict(os.environ)
     env.update(FLWR_HOME=str(home), FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION="1",
                PATH=f"{BIN}:{env.get('PATH', '')}")
+    # this FLWR_HOME's own local-SuperLink ports, as scripts/flwr-env.sh sets them: a test
+    # run in another checkout at the same time has its own SuperLink
+    env.update({k: str(v) for k, v in local_superlink.ports_for_home(home).items()})
     yield env, home
-    _stop_local_superlink(home)
+    local_superlink.stop(home, grace=10.0)  # by pid: this FLWR_HOME's and port's only
 
 
 def test_flwr_run_trains_unlearns_recovers(flwr_env, tmp_path):

@@ -74,6 +74,7 @@ def test_bad_partial_configs(config, message):
         parse_run_config(config)
 
 
+@pytest.mark.e2e
 def test_federation_wide_class_forgetting(tmp_path):
     results = simulate({**BASE, "out-dir": str(tmp_path), "unlearn-mode": "class",
                         "unlearn-classes": "3", "unlearn-clients": "*"}, num_supernodes=N)
@@ -91,6 +92,7 @@ def test_federation_wide_class_forgetting(tmp_path):
     assert results["requests"][0]["request"]["kind"] == "class"
 
 
+@pytest.mark.e2e
 def test_class_forgetting_for_one_client_leaves_others_unchanged(tmp_path):
     results = simulate({**BASE, "out-dir": str(tmp_path), "unlearn-mode": "class",
                         "unlearn-classes": "3", "unlearn-clients": "2"}, num_supernodes=N)
@@ -104,6 +106,7 @@ def test_class_forgetting_for_one_client_leaves_others_unchanged(tmp_path):
         assert row["trained_examples"]["2"] == int((y2 != 3).sum())
 
 
+@pytest.mark.e2e
 def test_instance_wise_forgetting_of_poisoned_samples(tmp_path):
     config = {**BASE, "out-dir": str(tmp_path), "backdoor-clients": "0", "unlearn-mode": "instance",
               "unlearn-samples": "poisoned", "unlearn-clients": "0"}
@@ -121,6 +124,7 @@ def test_instance_wise_forgetting_of_poisoned_samples(tmp_path):
     assert "asr" in results["models"]["recovered"]
 
 
+@pytest.mark.e2e
 def test_requests_in_sequence_each_with_its_own_negation(tmp_path):
     results = simulate({**BASE, "out-dir": str(tmp_path), "unlearn-clients": "0;2",
                         "recovery-rounds": 2}, num_supernodes=4)
