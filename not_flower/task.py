@@ -41,8 +41,58 @@ class ClientData:
 
 
 def dataset_for(cfg: RunConfig) -> Dataset:
-    """Load (cached per process) the run's data set."""
-    return load_dataset(cfg.dataset, cfg.data_dir or None)
+    """Load (cached per process) the run's data set, cut to ``train-subset`` if set."""
+    data = load_dataset(cfg.dataset, cfg.data_dir or None)
+    if cfg.train_subset <= 0:
+        return data
+    return _training_subset(data, cfg.train_subset)
+
+
+@lru_cache(maxsize=4)
+def _training_subset(data: Dataset, size: int) -> Dataset:
+    """A fixed (seed-independent) stratified subset of ``size`` training images.
+
+    Each class keeps its share of the training set (largest-remainder rounding, so the
+    sizes add up to ``size``); the images are drawn with a generator seeded 0, so every
+    seed of a comparison trains on the same images. The test set is kept whole.
+
+    Parameters
+    ----------
+    data : Dataset
+        The full data set.
+    size : int
+        Training images to keep, ``1 <= size <= len(data.y_train)``.
+
+    Returns
+    -------
+    Dataset
+        ``data`` itself when ``size`` is the whole training set, else a new read-only one.
+
+    Raises
+    ------
+    ValueError
+        If ``size`` exceeds the training set.
+    """
+    total = len(data.y_train)
+    if size > total:
+        raise ValueError(f"train-subset={size} exceeds the {total} training images of "
+                         f"{data.name!r}; use at most {total} (0 = all)")
+    if size == total:
+        return data
+    classes, counts = np.unique(data.y_train, return_counts=True)
+    exact = counts * size / total
+    take = np.floor(exact).astype(np.int64)
+    order = np.argsort(-(exact - take), kind="stable")
+    take[order[: size - int(take.sum())]] += 1
+    rng = np.random.default_rng(0)
+    chosen = np.sort(np.concatenate([
+        rng.choice(np.flatnonzero(data.y_train == label), int(k), replace=False)
+        for label, k in zip(classes, take)
+    ]))
+    x, y = data.x_train[chosen], data.y_train[chosen]
+    x.setflags(write=False)
+    y.setflags(write=False)
+    return Dataset(data.name, x, y, data.x_test, data.y_test, num_classes=data.num_classes)
 
 
 @lru_cache(maxsize=8)
