@@ -237,8 +237,9 @@ def train(
     x, y : np.ndarray
         Training samples and labels.
     epochs, batch_size : int
-        Local epochs and mini-batch size. For a model with BatchNorm a last batch of one
-        sample is merged into the one before it (:func:`batch_bounds`).
+        Local epochs and mini-batch size. For a model with BatchNorm a last batch smaller
+        than half a batch (and never one of a single sample) is merged into the one before
+        it (:func:`batch_bounds`).
     lr, momentum : float
         SGD settings (a fresh optimizer every round, as in FedAvg).
     seed : int
@@ -260,8 +261,11 @@ def train(
     gen = torch.Generator().manual_seed(seed)
     loss_fn = nn.CrossEntropyLoss()
     total, count = 0.0, 0
-    # BatchNorm cannot train on a one-sample batch: such a last batch joins the one before
-    bounds = batch_bounds(len(xt), batch_size, min_batch=2 if has_batchnorm(model) else 1)
+    # BatchNorm cannot train on a one-sample batch, and a last batch of a few samples gives
+    # it noisy batch statistics (which also go into its running statistics): with BatchNorm
+    # a last batch smaller than half a batch joins the one before it
+    min_batch = max(2, batch_size // 2) if has_batchnorm(model) else 1
+    bounds = batch_bounds(len(xt), batch_size, min_batch=min_batch)
     for _ in range(epochs):
         total, count = 0.0, 0
         order = torch.randperm(len(xt), generator=gen).to(dev)

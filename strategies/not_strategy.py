@@ -39,6 +39,7 @@ from .identity import (
     BY_NODE_ID,
     IDENTITY_QUERY,
     TargetRule,
+    identity_hint,
     make_rule,
     read_identity,
 )
@@ -449,6 +450,7 @@ class NoT(FedAvg):
         self._steps = 0  # server updates since the request
         self._sent: ArrayRecord | None = None  # the global model sent this round
         self._asked: set[int] = set()  # nodes already sent a query.identity
+        self._replied: set[int] = set()  # nodes that sent a train/evaluate reply
         self._layout: dict | None = None  # shapes/dtypes of the model sent for training
         self._recovering = False
         # class-/instance-wise forgetting: node id (or "*") -> {"classes", "samples"}
@@ -750,6 +752,7 @@ class NoT(FedAvg):
         for msg in replies:
             node_id = msg.metadata.src_node_id
             if not msg.has_error():
+                self._replied.add(node_id)
                 identity = read_identity(msg.content)
                 if identity is not None:
                     self._identities[node_id] = identity
@@ -1011,13 +1014,10 @@ class NoT(FedAvg):
             f"unlearning target {rule.by}={','.join(missing)} matches no connected node; "
             f"connected nodes have {rule.by} in {sorted(set(known)) or '(none)'}"
         )
-        if rule.needs_identity and any(self._identities.get(n) is None for n in node_ids):
-            msg += (
-                f". {sum(self._identities.get(n) is None for n in node_ids)} node(s) did not "
-                "report an identity: register not-flower's identity handler in the ClientApp "
-                "(app.query('identity')(answer_identity)) or use ClientApp(mods=[identity_mod]),"
-                " or name targets by 'node-id' or 'supernode-name'"
-            )
+        unknown = [n for n in node_ids if self._identities.get(n) is None]
+        if rule.needs_identity and unknown:
+            replied = sum(n in self._replied for n in unknown)
+            msg += ". " + identity_hint(replied=replied, silent=len(unknown) - replied)
         return msg
 
     def _sample(self, grid: Grid, fraction: float, min_nodes: int, what: str) -> list[int]:

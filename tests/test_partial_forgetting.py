@@ -139,5 +139,12 @@ def test_requests_in_sequence_each_with_its_own_negation(tmp_path):
     # short recovery, negating conv1 again partly undoes the first negation, so the second
     # negated model need not be worse than the model before it: measured, not assumed)
     first, second = results["requests"]
+    # the stopping rule judges each request on its own rounds (4-5 and 6-7)
+    per_request = results["stopping"]["per_request"]
+    assert [(s["request_round"], s["observed_rounds"], s["cap"]) for s in per_request] == [
+        (4, 2, 2), (6, 2, 2)]
+    for s, start in zip(per_request, (4, 6)):
+        assert s["chosen_round"] is None or start <= s["chosen_round"] < start + 2
+    first, second = results["requests"]
     assert first["models"]["negated"]["test_acc"] < first["models"]["before"]["test_acc"]
     assert second["models"]["negated"]["test_acc"] != second["models"]["before"]["test_acc"]
