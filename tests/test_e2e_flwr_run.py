@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -52,3 +53,33 @@ def test_flwr_run_trains_unlearns_recovers(flwr_env, tmp_path):
     assert all(r["participants"] == [0, 1, 3] for r in rows[6:])
     assert results["models"]["negated"]["test_acc"] < results["models"]["original"]["test_acc"]
     assert (out / "checkpoint-original.pt").is_file() and (out / "checkpoint-final.pt").is_file()
+
+
+def _quickstart(env: dict, tmp_path: Path, overrides: str) -> tuple[int, list[str]]:
+    """`bash examples/quickstart.sh OVERRIDES` (stdout and stderr in order), its lines."""
+    proc = subprocess.run(["bash", str(ROOT / "examples" / "quickstart.sh"), overrides],
+                          cwd=ROOT, env={**env, "OUT": str(tmp_path / "demo")},
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=400)
+    return proc.returncode, [line for line in proc.stdout.splitlines() if line.strip()]
+
+
+def test_quickstart_exits_1_with_the_error_last_when_the_serverapp_fails(flwr_env, tmp_path):
+    env, _ = flwr_env
+    code, lines = _quickstart(env, tmp_path, "model='transformer'")
+    assert code == 1, "\n".join(lines[-30:])
+    assert re.fullmatch(
+        r"error: run \d+ finished:failed: Simulation failed with exception: unknown model "
+        r"'transformer'; choose one of: cnn, mlp, resnet18, vit", lines[-1]), lines[-5:]
+    assert not any(line.startswith("results:") for line in lines)
+    assert not (tmp_path / "demo" / "results.json").exists()
+
+
+def test_quickstart_names_an_unknown_key_before_running(flwr_env, tmp_path):
+    env, home = flwr_env
+    code, lines = _quickstart(env, tmp_path, "num-rounds=3")
+    assert code == 2, "\n".join(lines[-30:])
+    assert lines[-1] == ("error: unknown run-config key 'num-rounds'; nearest: num-train-rounds "
+                         "(the keys are pyproject.toml's [tool.flwr.app.config])")
+    assert not any("Starting local SuperLink" in line for line in lines)
+    assert not (home / "local-superlink").exists()  # flwr was never started
