@@ -87,6 +87,10 @@ class RunConfig:
     server_data_fraction: float = 0.0
     fukd_epochs: int = 5
     fukd_temperature: float = 2.0
+    # per-example membership inference (LiRA): 0 reference models = off
+    mia_reference_models: int = 0
+    mia_reference_epochs: int = 0
+    mia_cache_dir: str = ""
 
     @property
     def unlearn_clients(self) -> tuple[str, ...]:
@@ -274,6 +278,9 @@ def parse_run_config(run_config: Mapping) -> RunConfig:
         server_data_fraction=_in_unit("server-data-fraction", _as_float("server-data-fraction", get("server-data-fraction", d.server_data_fraction)), low_open=False, high_open=True),
         fukd_epochs=_as_int("fukd-epochs", get("fukd-epochs", d.fukd_epochs), 1),
         fukd_temperature=_as_float("fukd-temperature", get("fukd-temperature", d.fukd_temperature)),
+        mia_reference_models=_as_int("mia-reference-models", get("mia-reference-models", d.mia_reference_models), 0),
+        mia_reference_epochs=_as_int("mia-reference-epochs", get("mia-reference-epochs", d.mia_reference_epochs), 0),
+        mia_cache_dir=str(get("mia-cache-dir", d.mia_cache_dir)).strip(),
     )
     for k in cfg.eval_recovery_rounds:
         if not k.isdigit() or not 1 <= int(k) <= cfg.recovery_rounds:
@@ -290,6 +297,9 @@ def parse_run_config(run_config: Mapping) -> RunConfig:
     if cfg.resume and cfg.overwrite:
         raise ConfigError("resume = true continues the run in out-dir, overwrite = true moves "
                           "it aside and starts afresh: set one of them, not both")
+    if cfg.mia_reference_models == 1 or cfg.mia_reference_models % 2:
+        raise ConfigError(f"mia-reference-models must be 0 (attack off) or an even number >= 2 "
+                          f"(each sample in half of them), got {cfg.mia_reference_models}")
     if cfg.dirichlet_alpha <= 0:
         raise ConfigError(f"dirichlet-alpha must be > 0, got {cfg.dirichlet_alpha}")
     if cfg.lr <= 0:

@@ -34,6 +34,7 @@ from sklearn.svm import SVC
 
 __all__ = [
     "GAP_KEYS",
+    "GAP_KEYS_LIRA",
     "predict_logits",
     "accuracy",
     "cross_entropy",
@@ -50,6 +51,12 @@ __all__ = [
 
 #: Metrics averaged by :func:`avg_gap` by default (the paper's four).
 GAP_KEYS: tuple[str, ...] = ("retain_acc", "forget_acc", "test_acc", "mia_efficacy")
+
+#: The second gap, "Avg Gap (LiRA)": the paper's four with MIA-efficacy replaced by the
+#: per-example attack's AUC on the forget set against held-out samples
+#: (:mod:`not_flower.membership`), which does not saturate or flip with the population
+#: attack's decision boundary.
+GAP_KEYS_LIRA: tuple[str, ...] = ("retain_acc", "forget_acc", "test_acc", "lira_auc")
 
 
 # --------------------------------------------------------------------------- #

@@ -35,6 +35,7 @@ from .audit import AuditLogError, append_to_log, build_record, sha256_arrays, wr
 from .backdoor import triggered_test_set
 from .config import BASELINE_METHODS, RunConfig, parse_run_config, to_run_config
 from .metrics import attack_success_rate, evaluate_model, predict_logits
+from .reference_models import MembershipHarness
 from .models import build_model, example_input
 from .outdir import CONTROL_KEYS, prepare_out_dir
 from .requests import RequestFolder
@@ -288,11 +289,15 @@ class Evaluator:
             self.triggered = triggered_test_set(data.x_test, data.y_test, cfg.backdoor_target)
 
         self.classes: list[int] = []
+        # per-example membership inference (LiRA) when mia-reference-models > 0
+        self.membership = MembershipHarness(cfg) if cfg.mia_reference_models else None
 
     def set_forget(self, num_partitions: int, forget_ids: set[int], **kind) -> None:
         """Fix the forget and retain sets (see :func:`split_forget_retain`)."""
         self.sets = split_forget_retain(self.cfg, num_partitions, forget_ids, **kind)
         self.classes = sorted(kind.get("classes") or [])
+        if self.membership is not None:
+            self.membership.set_forget(num_partitions, forget_ids, **kind)
 
     def _class_split(self, out: dict) -> None:
         """Class-wise forgetting: test accuracy on the forgotten classes and on the others."""
@@ -337,6 +342,8 @@ class Evaluator:
         if self.sets is None:  # no request: "retain" above was the test set
             out.pop("retain_acc", None)
             out.pop("retain_loss", None)
+        if self.membership is not None:
+            out.update(self.membership.metrics(self.model))
         self._class_split(out)
         return out
 
@@ -797,6 +804,8 @@ def run_experiment(grid: Grid, cfg: RunConfig, out_dir: Path, run_id: int | None
         "per_request": per_request,
     }
     results["num_partitions"] = state["num_partitions"]
+    if evaluator.membership is not None:
+        results["membership"] = evaluator.membership.info()
     results["excluded_node_ids"] = sorted(strategy.excluded_node_ids)
     results["wall_seconds"] = time.perf_counter() - t_start
     results["audit"] = write_records(out_dir, cfg, results, final, grid, run_id=run_id)
