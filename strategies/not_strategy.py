@@ -516,8 +516,9 @@ class NoT(FedAvg):
         )
         with self._lock:
             self._pending.append(request)
-        log(INFO, "NoT: unlearning request queued: %s=%s (at round %s)", request.rule.by,
-            ",".join(request.rule.values), at_round if at_round else "next")
+        log(INFO, "NoT: unlearning request queued: %s=%s (%s)", request.rule.by,
+            ",".join(request.rule.values),
+            f"at round {at_round}" if at_round else "at the next round boundary")
         return request
 
     def identify(self, grid: Grid, node_ids: Iterable[int] | None = None) -> dict[int, dict | None]:
