@@ -19,8 +19,8 @@ PARTITIONERS = ("iid", "dirichlet")
 # imports neither torch nor Flower; tests/test_config.py checks that the two agree.
 BATCHNORM_POLICIES = ("keep", "negate-running-mean")
 METHODS = ("not", "ft", "retrain", "pgd", "federaser", "fukd")
-#: The baselines of issue 4 (:mod:`strategies.pgd`, :mod:`strategies.federaser`,
-#: :mod:`strategies.fukd`): client-wise forgetting only.
+#: The baseline unlearning methods besides FT and Retrain (:mod:`strategies.pgd`,
+#: :mod:`strategies.federaser`, :mod:`strategies.fukd`): client-wise forgetting only.
 BASELINE_METHODS = ("pgd", "federaser", "fukd")
 UNLEARN_MODES = ("client", "class", "instance")
 RECOVERY_OPTIMIZERS = ("sgd", "adam")
@@ -77,7 +77,7 @@ class RunConfig:
     max_empty_rounds: int = 3
     eval_recovery_rounds: tuple[str, ...] = ()
     out_dir: str = ""
-    # baselines (issue 4): PGD, FedEraser, FUKD; see strategies/pgd.py, federaser.py, fukd.py
+    # baselines PGD, FedEraser, FUKD: see strategies/pgd.py, federaser.py, fukd.py
     pgd_epochs: int = 5
     pgd_lr: float = 0.01
     pgd_radius_divisor: float = 3.0

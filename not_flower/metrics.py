@@ -6,7 +6,8 @@ Everything here is a pure function over numpy arrays except
 ``[0, 1]``; only :func:`avg_gap` reports points (fractions times 100), as the
 unlearning literature does.
 
-Definitions follow ``notes/not-paper.md``:
+Definitions (as in the NoT paper, Khalil et al. CVPR 2025, and the unlearning
+literature it follows):
 
 * **MIA-efficacy** (SalUn / Jia et al. 2023): an RBF SVC is trained on
   per-sample ``[confidence of the true label, prediction entropy]`` features

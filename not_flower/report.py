@@ -28,7 +28,7 @@ unlearning phase; ``client_seconds`` is client compute time of the unlearning ph
 ``cost_*_pct`` are percentages of the same seed's Retrain. ``std`` is the sample standard
 deviation (``ddof=1``) over seeds; it is ``None`` with fewer than two seeds.
 
-Definitions (``notes/not-paper.md``): Avg Gap is computed per seed against the SAME seed's
+Definitions (as in :mod:`not_flower.metrics`): Avg Gap is computed per seed against the SAME seed's
 Retrain with :func:`not_flower.metrics.avg_gap`, then averaged over seeds. The noise floor
 is the Avg Gap between Retrain runs of different seeds, averaged over all pairs.
 """

@@ -1,4 +1,4 @@
-"""Class-wise and instance-wise forgetting, and requests in sequence (issue: partial forgetting)."""
+"""Class-wise and instance-wise forgetting, and requests in sequence."""
 
 from __future__ import annotations
 
