@@ -23,8 +23,15 @@ per-example score; RMIA's advantage is with few or only "out" reference models (
 U-LiRA (Hayes et al. 2024), the per-example test for unlearning, is built on LiRA too.
 With few reference models (e.g. 8, four "in" and four "out" per sample) the per-example
 variances are noisy; as Carlini et al. recommend below 64 models, :func:`lira_scores`
-uses one variance per side shared by all samples (``fixed_variance=True``, the default)
-and per-example means.
+uses per-example means and a fixed variance (``fixed_variance=True``, the default): one
+variance, pooled over all samples' deviations from their own means and shared by the "in"
+and "out" sides. Sharing it makes the ratio monotone in the confidence for every sample
+(``mu_in > mu_out``): with two different variances a sample far below both means (a
+poisoned sample under a model without the backdoor) would score as a member merely
+because the wider Gaussian's tail is heavier. For the same reason an "in" mean below the
+"out" mean, which training does not produce (it is noise, e.g. on poisoned samples whose
+backdoor every reference model learns from the others), is raised to the "out" mean: such
+a sample scores 0, whatever the attacked model's confidence.
 
 Reporting (:func:`membership_metrics`): the attacked set (the forget set) is the positive
 class, a held-out set the model never trained on the negative class; AUC, and TPR at 1 %
@@ -149,9 +156,10 @@ def lira_scores(
         ``(M, N)`` bool: reference model ``m`` trained on sample ``n``. Every sample needs
         at least one "in" and one "out" model (two each with ``fixed_variance=False``).
     fixed_variance : bool, default True
-        One standard deviation per side, pooled over all samples (deviations from each
-        sample's own mean), instead of one per sample; the choice Carlini et al. make
-        when there are fewer than 64 reference models.
+        One standard deviation for both sides and all samples (deviations of each
+        confidence from its sample's own "in" or "out" mean, pooled), instead of one per
+        sample and side; Carlini et al. fix the variance below 64 reference models, and
+        one shared value keeps the ratio monotone in the confidence.
     min_std : float, default 1e-3
         Floor of every standard deviation (a sample whose "in" confidences are all equal
         would otherwise give an infinite ratio).
@@ -195,15 +203,20 @@ def lira_scores(
     def gaussian(mask: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         mean = np.where(mask, ref, 0.0).sum(axis=0) / count
         sq = np.where(mask, (ref - mean) ** 2, 0.0)
-        if fixed_variance:
-            dof = max(int(mask.sum()) - mask.shape[1], 1)  # one mean fitted per sample
-            std = np.full(c.shape, np.sqrt(sq.sum() / dof))
-        else:
-            std = np.sqrt(sq.sum(axis=0) / (count - 1))
-        return mean, np.maximum(std, min_std)
+        return mean, sq
 
-    mu_in, sd_in = gaussian(ins, n_in)
-    mu_out, sd_out = gaussian(~ins, n_out)
+    mu_in, sq_in = gaussian(ins, n_in)
+    mu_out, sq_out = gaussian(~ins, n_out)
+    # training on a sample does not lower its own label's confidence: an "in" mean below
+    # the "out" mean is estimation noise (e.g. a backdoor that every reference model
+    # learns from the other poisoned samples), and would flip the test for that sample
+    mu_in = np.maximum(mu_in, mu_out)
+    if fixed_variance:
+        dof = max(ref.size - 2 * ref.shape[1], 1)  # two means fitted per sample
+        sd_in = sd_out = np.full(c.shape, max(np.sqrt((sq_in.sum() + sq_out.sum()) / dof), min_std))
+    else:
+        sd_in = np.maximum(np.sqrt(sq_in.sum(axis=0) / (n_in - 1)), min_std)
+        sd_out = np.maximum(np.sqrt(sq_out.sum(axis=0) / (n_out - 1)), min_std)
     log_in = -np.log(sd_in) - 0.5 * ((c - mu_in) / sd_in) ** 2
     log_out = -np.log(sd_out) - 0.5 * ((c - mu_out) / sd_out) ** 2
     return log_in - log_out

@@ -308,7 +308,7 @@ class MembershipHarness:
         """What ``results.json`` keeps about the attack: models, epochs, time, cache."""
         ref = self.reference
         return {
-            "attack": "LiRA (online, fixed variance), logit-scaled confidence of the true label",
+            "attack": "LiRA (online, one fixed variance), logit-scaled confidence of the true label",
             "reference_models": self.cfg.mia_reference_models,
             "reference_epochs": reference_epochs(self.cfg),
             "universe": None if self.universe is None else {

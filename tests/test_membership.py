@@ -82,8 +82,7 @@ def _two_point_reference(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def test_lira_score_known_answer_fixed_variance():
     ref, ins = _two_point_reference(5)
-    # means +1 / -1; pooled variance 0.02 on each side (4 deviations of 0.1 each... per
-    # sample two of 0.1, N samples, N means fitted: 2N - N degrees of freedom)
+    # means +1 / -1; one pooled variance: 4N deviations of 0.1, 2N means fitted -> 0.02
     target = np.array([1.0, -1.0, 0.0, 3.0, -3.0])
     got = lira_scores(target, ref, ins)
     var = 0.02
@@ -91,6 +90,32 @@ def test_lira_score_known_answer_fixed_variance():
                 (16 - 4) / (2 * var), -(16 - 4) / (2 * var)]
     np.testing.assert_allclose(got, expected, rtol=1e-9)
     assert got[0] == pytest.approx(100.0)
+
+
+def test_fixed_variance_is_shared_so_the_score_is_monotone():
+    """In-side wide, out-side narrow: with separate variances a confidence far below both
+    means would score as a member; with the shared one it is the least member-like."""
+    ref = np.array([[4.0, 4.0], [8.0, 8.0], [1.9, 1.9], [2.1, 2.1]])
+    ins = np.array([[True, True], [True, True], [False, False], [False, False]])
+    c = np.array([-20.0, 6.0])
+    shared = lira_scores(c, ref, ins)
+    assert shared[0] < 0 < shared[1]
+    separate = lira_scores(c, ref, ins, fixed_variance=False)
+    assert separate[0] > 0  # the artefact the shared variance avoids
+    grid = np.linspace(-30, 30, 61)
+    ref1, ins1 = ref[:, :1], ins[:, :1]
+    scores = [lira_scores(np.array([g]), ref1, ins1)[0] for g in grid]
+    assert np.all(np.diff(scores) > 0)
+
+
+def test_in_mean_below_out_mean_carries_no_evidence():
+    """Sample 1's 'in' models are (by noise) less confident than its 'out' models: its score
+    is 0 for any confidence, instead of calling a model that is wrong on it a member."""
+    ref = np.array([[3.0, 1.0], [3.2, 1.2], [1.0, 3.0], [1.2, 3.2]])
+    ins = np.array([[True, True], [True, True], [False, False], [False, False]])
+    got = lira_scores(np.array([-50.0, -50.0]), ref, ins)
+    assert got[0] < -100 and got[1] == 0.0
+    assert lira_scores(np.array([50.0, 50.0]), ref, ins)[1] == 0.0
 
 
 def test_lira_score_per_example_variance():

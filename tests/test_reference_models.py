@@ -65,7 +65,7 @@ def test_overfit_models_training_samples_are_detected(overfit):
     print(f"LiRA TPR@1%FPR: members {tpr_members:.3f}, unseen {tpr_unseen:.3f}; "
           f"8 reference MLPs in {seconds:.1f} s")
     assert tpr_members > 0.15  # far above the 1 % of chance (measured 0.276)
-    assert tpr_unseen < 0.035  # about 1 % (250 samples: 2.5 expected; measured 0.004)
+    assert tpr_unseen < 0.035  # about 1 % (250 samples, threshold from 250 others; measured 0.020)
     # the reference models are what makes it work: raw confidence does much worse
     assert tpr_at_fpr(target_conf[members], target_conf[calib], 0.01) < 0.5 * tpr_members
 
