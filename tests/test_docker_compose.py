@@ -215,6 +215,9 @@ def test_compose_demo_train_request_file_unlearn_recover(federation, tmp_path):
 
     assert ls("/app/requests/accepted") == ["req.json"]
     assert ls("/app/requests") == ["accepted", "rejected"]
+    # the SuperLink's database is in its named volume (writable by the image's user)
+    state = fed.compose("exec", "-T", "superlink", "ls", "/app/state").stdout.split()
+    assert "state.db" in state, state
 
     # results, record of forgetting and its log, read out of the `runs` volume
     out = tmp_path / "out"
