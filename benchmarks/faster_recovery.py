@@ -82,7 +82,7 @@ def _run(config: dict, folder: Path) -> dict:
         if config_mismatch(config, previous, 10) is None:
             return previous
     folder.mkdir(parents=True, exist_ok=True)
-    return simulate(config, num_supernodes=10)
+    return simulate({**config, "overwrite": True}, num_supernodes=10)  # old files: previous-*/
 
 
 def _last_recovery_round(results: dict) -> dict:

@@ -71,6 +71,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from .config import ConfigError, RunConfig, parse_run_config, to_run_config
+from .outdir import CONTROL_KEYS
 from .report import METHOD_NAMES, METHODS, RECOVERY_METHODS, write_report
 
 __all__ = [
@@ -287,6 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
                         f"{DEFAULT_SERVER_DATA_FRACTION} when fukd is among the methods, else 0")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="extra run-config override (repeatable), e.g. --set lr=0.02")
+    p.add_argument("--mia-reference-models", type=_int_at_least(0), default=8,
+                   help="reference models of the per-example membership attack (LiRA; an "
+                        "even number, trained once per seed and shared by every method, "
+                        "cached in <out>/mia-reference); 0 turns the attack off")
     p.add_argument("--resume", action="store_true",
                    help="reuse runs whose results.json already exists and was made with "
                         "the same run config")
@@ -339,6 +344,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if partial and baselines:
         parser.error(f"--methods {' '.join(baselines)} forget whole clients only; they "
                      f"cannot run the scenario(s) {' '.join(partial)} (use retrain ft not)")
+    if args.mia_reference_models % 2:
+        parser.error(f"--mia-reference-models must be 0 (off) or even (each sample is in half "
+                     f"of them), got {args.mia_reference_models}")
     args.forget_classes = sorted(set(args.forget_classes))
     args.recovery_rounds = sorted(set(args.recovery_rounds))
     args.out = args.out.expanduser().resolve()
@@ -421,8 +429,12 @@ def run_config_for(args: argparse.Namespace, scenario: str, seed: int, method: s
         scenario, alpha=args.alpha, target=args.target,
         classes=getattr(args, "forget_classes", (3,)),
         class_scope=getattr(args, "class_scope", "federation"))
+    lira = getattr(args, "mia_reference_models", 0)
     cfg = {
         **scenario_keys,
+        # the per-example attack: one cache per comparison, shared by all its methods
+        **({"mia-reference-models": int(lira),
+            "mia-cache-dir": str(Path(args.out) / "mia-reference")} if lira else {}),
         **args.overrides,
         "out-dir": str(folder),
         "seed": int(seed),
@@ -486,6 +498,8 @@ def summary_line(spec: RunSpec, results: Mapping, seconds: float | None = None,
     m = models.get(final, {})
     parts = [f"test {_pct(m.get('test_acc'))}", f"retain {_pct(m.get('retain_acc'))}",
              f"forget {_pct(m.get('forget_acc'))}", f"MIA {_pct(m.get('mia_efficacy'))}"]
+    if "lira_auc" in m:
+        parts.append(f"LiRA AUC {_pct(m.get('lira_auc'))} TPR@1%FPR {_pct(m.get('lira_tpr_fpr1'))}")
     if "asr" in m:
         parts.append(f"ASR {_pct(m.get('asr'))}")
     text = f"[{status}] {spec.name}: " + " ".join(parts) + " %"
@@ -528,7 +542,7 @@ def config_mismatch(run_config: Mapping, results: Mapping,
     planned = to_run_config(parse_run_config(run_config))
     defaults = to_run_config(RunConfig())
     for key, value in planned.items():
-        if key == "out-dir":
+        if key in ("out-dir", *CONTROL_KEYS):
             continue
         if key not in stored:
             if value == defaults.get(key):
@@ -546,7 +560,9 @@ def _run_one(spec: RunSpec, args: argparse.Namespace) -> dict:
     from .simulation import simulate  # pylint: disable=import-outside-toplevel
 
     spec.folder.mkdir(parents=True, exist_ok=True)
-    return simulate(spec.run_config, num_supernodes=args.num_clients, num_cpus=args.num_cpus,
+    # a run repeated into its folder (failed, or its config changed): the old files are
+    # moved to previous-<time>/ there
+    return simulate({**spec.run_config, "overwrite": True}, num_supernodes=args.num_clients, num_cpus=args.num_cpus,
                     cpus_per_client=args.cpus_per_client, gpus_per_client=args.gpus_per_client,
                     verbose=args.verbose)
 

@@ -19,8 +19,8 @@ PARTITIONERS = ("iid", "dirichlet")
 # imports neither torch nor Flower; tests/test_config.py checks that the two agree.
 BATCHNORM_POLICIES = ("keep", "negate-running-mean")
 METHODS = ("not", "ft", "retrain", "pgd", "federaser", "fukd")
-#: The baselines of issue 4 (:mod:`strategies.pgd`, :mod:`strategies.federaser`,
-#: :mod:`strategies.fukd`): client-wise forgetting only.
+#: The baseline unlearning methods besides FT and Retrain (:mod:`strategies.pgd`,
+#: :mod:`strategies.federaser`, :mod:`strategies.fukd`): client-wise forgetting only.
 BASELINE_METHODS = ("pgd", "federaser", "fukd")
 UNLEARN_MODES = ("client", "class", "instance")
 RECOVERY_OPTIMIZERS = ("sgd", "adam")
@@ -53,6 +53,7 @@ class RunConfig:
     identify_by: str = "partition-id"
     dataset: str = "digits"
     data_dir: str = ""
+    train_subset: int = 0
     model: str = "cnn"
     partitioner: str = "iid"
     dirichlet_alpha: float = 0.5
@@ -70,11 +71,13 @@ class RunConfig:
     init_checkpoint: str = ""
     request_dir: str = ""
     resume: bool = False
+    overwrite: bool = False
     audit_log: str = ""
     stop_tolerance: float = 0.02
+    max_empty_rounds: int = 3
     eval_recovery_rounds: tuple[str, ...] = ()
     out_dir: str = ""
-    # baselines (issue 4): PGD, FedEraser, FUKD; see strategies/pgd.py, federaser.py, fukd.py
+    # baselines PGD, FedEraser, FUKD: see strategies/pgd.py, federaser.py, fukd.py
     pgd_epochs: int = 5
     pgd_lr: float = 0.01
     pgd_radius_divisor: float = 3.0
@@ -84,6 +87,10 @@ class RunConfig:
     server_data_fraction: float = 0.0
     fukd_epochs: int = 5
     fukd_temperature: float = 2.0
+    # per-example membership inference (LiRA): 0 reference models = off
+    mia_reference_models: int = 0
+    mia_reference_epochs: int = 0
+    mia_cache_dir: str = ""
 
     @property
     def unlearn_clients(self) -> tuple[str, ...]:
@@ -238,6 +245,7 @@ def parse_run_config(run_config: Mapping) -> RunConfig:
         identify_by=str(get("identify-by", d.identify_by)).strip(),
         dataset=_choice("dataset", get("dataset", d.dataset), DATASETS),
         data_dir=str(get("data-dir", d.data_dir)),
+        train_subset=_as_int("train-subset", get("train-subset", d.train_subset), 0),
         model=_choice("model", get("model", d.model), MODELS),
         partitioner=_choice("partitioner", get("partitioner", d.partitioner), PARTITIONERS),
         dirichlet_alpha=_as_float("dirichlet-alpha", get("dirichlet-alpha", d.dirichlet_alpha)),
@@ -255,8 +263,10 @@ def parse_run_config(run_config: Mapping) -> RunConfig:
         init_checkpoint=str(get("init-checkpoint", d.init_checkpoint)).strip(),
         request_dir=str(get("request-dir", d.request_dir)).strip(),
         resume=_as_bool("resume", get("resume", d.resume)),
+        overwrite=_as_bool("overwrite", get("overwrite", d.overwrite)),
         audit_log=str(get("audit-log", d.audit_log)).strip(),
         stop_tolerance=_in_unit("stop-tolerance", _as_float("stop-tolerance", get("stop-tolerance", d.stop_tolerance)), low_open=False),
+        max_empty_rounds=_as_int("max-empty-rounds", get("max-empty-rounds", d.max_empty_rounds), 0),
         eval_recovery_rounds=_as_list("eval-recovery-rounds", get("eval-recovery-rounds", "")) if get("eval-recovery-rounds", "") != "" else (),
         out_dir=str(get("out-dir", d.out_dir)),
         pgd_epochs=_as_int("pgd-epochs", get("pgd-epochs", d.pgd_epochs), 1),
@@ -268,6 +278,9 @@ def parse_run_config(run_config: Mapping) -> RunConfig:
         server_data_fraction=_in_unit("server-data-fraction", _as_float("server-data-fraction", get("server-data-fraction", d.server_data_fraction)), low_open=False, high_open=True),
         fukd_epochs=_as_int("fukd-epochs", get("fukd-epochs", d.fukd_epochs), 1),
         fukd_temperature=_as_float("fukd-temperature", get("fukd-temperature", d.fukd_temperature)),
+        mia_reference_models=_as_int("mia-reference-models", get("mia-reference-models", d.mia_reference_models), 0),
+        mia_reference_epochs=_as_int("mia-reference-epochs", get("mia-reference-epochs", d.mia_reference_epochs), 0),
+        mia_cache_dir=str(get("mia-cache-dir", d.mia_cache_dir)).strip(),
     )
     for k in cfg.eval_recovery_rounds:
         if not k.isdigit() or not 1 <= int(k) <= cfg.recovery_rounds:
@@ -281,6 +294,12 @@ def parse_run_config(run_config: Mapping) -> RunConfig:
     _check_baseline(cfg)
     if cfg.method == "retrain" and not cfg.unlearn_clients:
         raise ConfigError("method 'retrain' needs unlearn-clients (the clients to leave out)")
+    if cfg.resume and cfg.overwrite:
+        raise ConfigError("resume = true continues the run in out-dir, overwrite = true moves "
+                          "it aside and starts afresh: set one of them, not both")
+    if cfg.mia_reference_models == 1 or cfg.mia_reference_models % 2:
+        raise ConfigError(f"mia-reference-models must be 0 (attack off) or an even number >= 2 "
+                          f"(each sample in half of them), got {cfg.mia_reference_models}")
     if cfg.dirichlet_alpha <= 0:
         raise ConfigError(f"dirichlet-alpha must be > 0, got {cfg.dirichlet_alpha}")
     if cfg.lr <= 0:

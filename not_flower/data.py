@@ -12,7 +12,12 @@ Supported data sets (see :data:`DATASETS`):
 ``mnist``, ``fashion-mnist``
     Read with :class:`torchvision.datasets.MNIST` / ``FashionMNIST`` from
     ``<data_dir>/MNIST/raw`` / ``<data_dir>/FashionMNIST/raw`` (idx files, plain
-    or ``.gz``-compressed).
+    or ``.gz``-compressed).  The four idx files directly in ``data_dir`` (a flat
+    folder) are read too, without decompressing them to disk.  For
+    ``fashion-mnist`` with no ``data_dir``, the default folder is tried first and
+    then Debian's package ``dataset-fashion-mnist``
+    (:data:`DEBIAN_FASHION_MNIST_DIR`, the original ``.gz`` files), before any
+    download.
 ``cifar10``, ``cifar100``
     Read from the python-pickle batches in ``<data_dir>/cifar-10-batches-py`` /
     ``<data_dir>/cifar-100-python`` (the layout torchvision downloads and
@@ -35,6 +40,7 @@ import numpy as np
 
 __all__ = [
     "DATASETS",
+    "DEBIAN_FASHION_MNIST_DIR",
     "DEFAULT_DATA_DIR",
     "Dataset",
     "default_data_dir",
@@ -45,6 +51,10 @@ DATASETS: tuple[str, ...] = ("digits", "mnist", "fashion-mnist", "cifar10", "cif
 
 #: Where file-based data sets are looked for when no ``data_dir`` is given.
 DEFAULT_DATA_DIR = Path("~/.cache/not-flower/data")
+
+#: Where ``apt-get install dataset-fashion-mnist`` (Debian, Ubuntu) puts the four original
+#: idx ``.gz`` files; used for ``fashion-mnist`` when no ``data_dir`` is given.
+DEBIAN_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 _NUM_CLASSES = {"digits": 10, "mnist": 10, "fashion-mnist": 10, "cifar10": 10, "cifar100": 100}
 
@@ -189,8 +199,17 @@ def load_dataset(
     try:
         return _load_cached(name, str(root))
     except FileNotFoundError as missing:
+        no_dir = data_dir is None or str(data_dir).strip() == ""
+        if name == "fashion-mnist" and no_dir:
+            debian = DEBIAN_FASHION_MNIST_DIR
+            if all(_idx_file(debian, f) is not None for f in _MNIST_FILES):
+                return _load_cached(name, str(debian))
+            missing = FileNotFoundError(
+                f"{missing}\n(Debian's package dataset-fashion-mnist is not installed either: "
+                f"{debian} does not hold the four idx files.)"
+            )
         if not download:
-            raise
+            raise missing from None
         try:
             _download(name, root)
         except Exception as exc:  # noqa: BLE001 - any download failure (offline, ...) is reported
@@ -252,7 +271,75 @@ def _mnist_missing_message(name: str, root: Path, raw: Path, missing: list[str])
         f"  python -c 'import torchvision; torchvision.datasets.{cls}(\"DIR\", download=True)'\n"
         f"copy DIR here and pass data-dir=DIR (run config) / data_dir=DIR, "
         f"or place the files in {raw}."
+        + (
+            f"\nOr, on Debian or Ubuntu, `apt-get install dataset-fashion-mnist` (31 MB, offline "
+            f"from the distribution's mirror) and leave data-dir empty: the files it installs in "
+            f"{DEBIAN_FASHION_MNIST_DIR} are then read directly."
+            if name == "fashion-mnist" else ""
+        )
     )
+
+
+def _idx_file(folder: Path, fname: str) -> Path | None:
+    """``folder/fname`` or ``folder/fname.gz``, whichever exists (plain first), else None."""
+    for path in (folder / fname, folder / (fname + ".gz")):
+        if path.is_file():
+            return path
+    return None
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read one idx file (plain or ``.gz``) of unsigned bytes into a numpy array.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        An idx file as LeCun's MNIST and Zalando's Fashion-MNIST ship them: a big-endian
+        header (magic ``0x0000 08 D``: type ``0x08`` = uint8, ``D`` dimensions), ``D``
+        big-endian uint32 sizes, then the data.  ``.gz`` files are decompressed in memory.
+
+    Returns
+    -------
+    np.ndarray
+        ``uint8`` array of the shape the header gives (e.g. ``(60000, 28, 28)``).
+
+    Raises
+    ------
+    ValueError
+        If the header is not that of a uint8 idx file or the data size does not match it.
+    """
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        payload = f.read()
+    if len(payload) < 4 or payload[0] != 0 or payload[1] != 0 or payload[2] != 0x08:
+        raise ValueError(f"{path} is not a uint8 idx file (header {payload[:4].hex() or 'empty'}; "
+                         f"expected 000008 followed by the number of dimensions)")
+    ndim = payload[3]
+    header = 4 + 4 * ndim
+    shape = tuple(int(v) for v in np.frombuffer(payload[4:header], dtype=">u4"))
+    data = np.frombuffer(payload, dtype=np.uint8, offset=header)
+    if len(shape) != ndim or data.size != int(np.prod(shape)):
+        raise ValueError(f"{path}: header says shape {shape} ({int(np.prod(shape))} bytes) "
+                         f"but {data.size} data bytes follow")
+    return data.reshape(shape)
+
+
+def _load_flat_idx(name: str, root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The four idx files directly in ``root`` (Debian's layout), read without torchvision."""
+    splits = []
+    for images_file, labels_file in (_MNIST_FILES[:2], _MNIST_FILES[2:]):
+        images = read_idx(_idx_file(root, images_file))
+        labels = read_idx(_idx_file(root, labels_file))
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            raise ValueError(
+                f"dataset {name!r}: {images_file} ({images.shape}) and {labels_file} "
+                f"({labels.shape}) in {root} must be N images and N labels"
+            )
+        x = images.astype(np.float32)
+        x /= 255.0
+        splits += [x[:, None, :, :], labels.astype(np.int64)]
+    return splits[0], splits[1], splits[2], splits[3]
 
 
 def _load_mnist(name: str, root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -260,6 +347,8 @@ def _load_mnist(name: str, root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
     cls_name = _MNIST_CLASS[name]
     raw = root / cls_name / "raw"
+    if not raw.is_dir() and all(_idx_file(root, f) is not None for f in _MNIST_FILES):
+        return _load_flat_idx(name, root)
     missing = []
     for fname in _MNIST_FILES:
         plain, gz = raw / fname, raw / (fname + ".gz")

@@ -6,7 +6,8 @@ Everything here is a pure function over numpy arrays except
 ``[0, 1]``; only :func:`avg_gap` reports points (fractions times 100), as the
 unlearning literature does.
 
-Definitions follow ``notes/not-paper.md``:
+Definitions (as in the NoT paper, Khalil et al. CVPR 2025, and the unlearning
+literature it follows):
 
 * **MIA-efficacy** (SalUn / Jia et al. 2023): an RBF SVC is trained on
   per-sample ``[confidence of the true label, prediction entropy]`` features
@@ -34,6 +35,7 @@ from sklearn.svm import SVC
 
 __all__ = [
     "GAP_KEYS",
+    "GAP_KEYS_LIRA",
     "predict_logits",
     "accuracy",
     "cross_entropy",
@@ -50,6 +52,12 @@ __all__ = [
 
 #: Metrics averaged by :func:`avg_gap` by default (the paper's four).
 GAP_KEYS: tuple[str, ...] = ("retain_acc", "forget_acc", "test_acc", "mia_efficacy")
+
+#: The second gap, "Avg Gap (LiRA)": the paper's four with MIA-efficacy replaced by the
+#: per-example attack's AUC on the forget set against held-out samples
+#: (:mod:`not_flower.membership`), which does not saturate or flip with the population
+#: attack's decision boundary.
+GAP_KEYS_LIRA: tuple[str, ...] = ("retain_acc", "forget_acc", "test_acc", "lira_auc")
 
 
 # --------------------------------------------------------------------------- #

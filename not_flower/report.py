@@ -18,7 +18,9 @@ From them this module builds
   per-seed raw numbers, and per method what it needs (``requirements``: storage kept,
   target data, target participation, server-side data);
 * ``report.md`` (:func:`render_markdown`): per scenario, one table in the paper's layout
-  and one table of requirements;
+  and one table of requirements, and, when the runs measured it (``mia-reference-models``),
+  a table of the per-example membership attack (LiRA) with its seed-noise floor and
+  whether it separates Original from Retrain (:func:`render_lira_table`);
 * PNG plots (:func:`plot_scenario`): test accuracy, forget accuracy and (backdoor) ASR per
   round, mean over seeds with a shaded std band.
 
@@ -28,7 +30,7 @@ unlearning phase; ``client_seconds`` is client compute time of the unlearning ph
 ``cost_*_pct`` are percentages of the same seed's Retrain. ``std`` is the sample standard
 deviation (``ddof=1``) over seeds; it is ``None`` with fewer than two seeds.
 
-Definitions (``notes/not-paper.md``): Avg Gap is computed per seed against the SAME seed's
+Definitions (as in :mod:`not_flower.metrics`): Avg Gap is computed per seed against the SAME seed's
 Retrain with :func:`not_flower.metrics.avg_gap`, then averaged over seeds. The noise floor
 is the Avg Gap between Retrain runs of different seeds, averaged over all pairs.
 """
@@ -43,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .metrics import GAP_KEYS, avg_gap
+from .metrics import GAP_KEYS, GAP_KEYS_LIRA, avg_gap
 
 __all__ = [
     "METHODS",
@@ -97,6 +99,7 @@ ROW_KEYS: tuple[str, ...] = (
     "rounds", "mb", "client_seconds",
     "cost_rounds_pct", "cost_mb_pct", "cost_client_seconds_pct",
     "mia_loss_auc", "stopping_round", "forgotten_classes", "other_classes",
+    "lira_auc", "lira_tpr1", "lira_tpr01", "lira_retain_tpr1", "avg_gap_lira",
 )
 UNITS: dict[str, str] = {
     "retain": "% retain-set accuracy",
@@ -117,11 +120,22 @@ UNITS: dict[str, str] = {
     "stopping_round": "recovery round the stopping rule chose (None: never within tolerance)",
     "forgotten_classes": "% test accuracy on the forgotten class(es) (class scenario only)",
     "other_classes": "% test accuracy on the other classes (class scenario only)",
+    "lira_auc": "% ROC AUC of the per-example attack (LiRA) on the forget set against the "
+                "held-out test samples",
+    "lira_tpr1": "% of forget samples LiRA calls members at the threshold that calls 1 % of "
+                 "the held-out samples members (TPR at 1 % FPR)",
+    "lira_tpr01": "% TPR at 0.1 % FPR (resolved to 1/N held-out samples)",
+    "lira_retain_tpr1": "% of retain samples (trained on by every model but Original's "
+                        "target) LiRA calls members at the 1 % FPR threshold",
+    "avg_gap_lira": "points: mean |x - Retrain| over retain/forget/test accuracy and LiRA "
+                    "AUC, per seed vs the same seed's Retrain",
 }
 _SCALE_TO_POINTS = {
     "retain": "retain_acc", "forget": "forget_acc", "test": "test_acc",
     "mia": "mia_efficacy", "asr": "asr", "mia_loss_auc": "mia_loss_auc",
     "forgotten_classes": "forgotten_classes_test_acc", "other_classes": "other_classes_test_acc",
+    "lira_auc": "lira_auc", "lira_tpr1": "lira_tpr_fpr1", "lira_tpr01": "lira_tpr_fpr01",
+    "lira_retain_tpr1": "lira_retain_tpr_fpr1",
 }
 
 
@@ -348,6 +362,8 @@ def seed_row(
             row["avg_gap"] = avg_gap(m, ref, GAP_KEYS)
         except ValueError:
             row["avg_gap"] = None
+        if "lira_auc" in m and "lira_auc" in ref:
+            row["avg_gap_lira"] = avg_gap(m, ref, GAP_KEYS_LIRA)
     if k == "original":
         return row  # no unlearning: no unlearning cost
     if k == "stop":
@@ -408,10 +424,20 @@ def noise_floor(retrains: Mapping[int, Mapping]) -> dict:
         if ma is None or mb is None:
             continue
         try:
-            pairs.append({"seeds": [a, b], "avg_gap": avg_gap(ma, mb, GAP_KEYS)})
+            pair = {"seeds": [a, b], "avg_gap": avg_gap(ma, mb, GAP_KEYS)}
         except ValueError:
             continue
-    return {**mean_std(p["avg_gap"] for p in pairs), "pairs": pairs}
+        if "lira_auc" in ma and "lira_auc" in mb:
+            pair["avg_gap_lira"] = avg_gap(ma, mb, GAP_KEYS_LIRA)
+            for key, src in (("lira_auc", "lira_auc"), ("lira_tpr1", "lira_tpr_fpr1")):
+                pair[f"{key}_diff"] = 100.0 * abs(float(ma[src]) - float(mb[src]))
+        pairs.append(pair)
+    out = {**mean_std(p["avg_gap"] for p in pairs), "pairs": pairs}
+    lira = [p for p in pairs if "avg_gap_lira" in p]
+    if lira:  # the per-example attack's own seed noise, and the second gap's
+        out["lira"] = {key: mean_std(p[key] for p in lira)
+                       for key in ("avg_gap_lira", "lira_auc_diff", "lira_tpr1_diff")}
+    return out
 
 
 def _stats(per_seed: Mapping[int, Mapping]) -> dict:
@@ -661,6 +687,83 @@ def render_table(summary: Mapping) -> list[str]:
     return lines
 
 
+LIRA_HEADER = ("| method | LiRA AUC | TPR@1%FPR | TPR@0.1%FPR | retain TPR@1%FPR | MIA-efficacy | "
+               "Avg Gap | Avg Gap (LiRA) |")
+
+
+def render_lira_table(summary: Mapping) -> list[str]:
+    """The per-example membership table of one scenario; empty when no row has LiRA numbers.
+
+    Parameters
+    ----------
+    summary : Mapping
+        One scenario's summary (:func:`summarize_scenario`).
+
+    Returns
+    -------
+    list[str]
+        Header, separator, one line per row with LiRA numbers, then the noise floor and
+        whether the attack separates Original from Retrain (:func:`lira_separation`).
+    """
+    rows = {label: row for label, row in summary["methods"].items()
+            if (row["stats"].get("lira_auc") or {}).get("mean") is not None}
+    if not rows:
+        return []
+    lines = [LIRA_HEADER, "|" + "---|" * 8]
+    for label, row in rows.items():
+        st = row["stats"]
+        lines.append(_md_row([label, _cell(st["lira_auc"]), _cell(st["lira_tpr1"]),
+                              _cell(st["lira_tpr01"]), _cell(st["lira_retain_tpr1"]),
+                              _cell(st["mia"]), _cell(st["avg_gap"]), _cell(st["avg_gap_lira"])]))
+    lira_nf = (summary.get("noise_floor") or {}).get("lira")
+    lines.append("")
+    if lira_nf:
+        lines.append(
+            f"Retrain vs Retrain (seed noise): Avg Gap (LiRA) {_cell(lira_nf['avg_gap_lira'])} "
+            f"points; |LiRA AUC difference| {_cell(lira_nf['lira_auc_diff'])}, |TPR@1%FPR "
+            f"difference| {_cell(lira_nf['lira_tpr1_diff'])} points.")
+    verdict = lira_separation(summary)
+    if verdict:
+        lines.append(verdict)
+    return lines
+
+
+def lira_separation(summary: Mapping) -> str | None:
+    """Whether the attack tells Original from Retrain on the forget set, in one sentence.
+
+    It separates them when, in every seed with both, Original's TPR at 1 % FPR exceeds
+    Retrain's by more than 2 points (Retrain's expected value is about 1 %, the FPR).
+    When it does not, there is nothing for the attack to detect in that scenario: a
+    method's low TPR there is no evidence that it forgot.
+
+    Parameters
+    ----------
+    summary : Mapping
+        One scenario's summary.
+
+    Returns
+    -------
+    str or None
+        The sentence, or ``None`` without both Original and Retrain LiRA numbers.
+    """
+    methods = summary.get("methods", {})
+    orig = (methods.get("Original") or {}).get("per_seed", {})
+    ret = (methods.get("Retrain") or {}).get("per_seed", {})
+    seeds = [s for s in orig if s in ret and orig[s].get("lira_tpr1") is not None
+             and ret[s].get("lira_tpr1") is not None]
+    if not seeds:
+        return None
+    pairs = ", ".join(f"seed {s}: {orig[s]['lira_tpr1']:.1f} vs {ret[s]['lira_tpr1']:.1f}"
+                      for s in seeds)
+    if all(orig[s]["lira_tpr1"] > ret[s]["lira_tpr1"] + 2.0 for s in seeds):
+        return (f"Sanity check: LiRA separates Original from Retrain on the forget set "
+                f"(TPR@1%FPR, Original vs Retrain: {pairs} %).")
+    return (f"Sanity check: LiRA does NOT separate Original from Retrain on the forget set "
+            f"(TPR@1%FPR, Original vs Retrain: {pairs} %): in this scenario there is nothing "
+            f"for the attack to detect, so a method's low TPR here says nothing about how well "
+            f"it forgot.")
+
+
 REQUIREMENTS_HEADER = ("| method | storage kept (MB) | target data | target participation | "
                        "server-side data | server-s |")
 
@@ -765,6 +868,10 @@ def render_markdown(report: Mapping, plots: Mapping[str, Sequence[str]] | None =
         out.append("")
         if summary.get("requirements"):
             out += render_requirements(summary["requirements"]) + [""]
+        lira = render_lira_table(summary)
+        if lira:
+            out += ["Per-example membership inference (LiRA, online, against the forget set; "
+                    "non-members = the held-out test split):", ""] + lira + [""]
         nf = summary.get("noise_floor", {})
         if nf.get("mean") is not None:
             out.append(

@@ -29,13 +29,17 @@ from strategies.fukd import FUKD
 from strategies.negation import plan_negation
 from strategies.not_strategy import NoT, UnlearningEvent
 from strategies.pgd import PGD, random_state_fn
+from strategies.target_check import check_targets, node_names
 
 from .audit import AuditLogError, append_to_log, build_record, sha256_arrays, write_record
 from .backdoor import triggered_test_set
 from .config import BASELINE_METHODS, RunConfig, parse_run_config, to_run_config
 from .metrics import attack_success_rate, evaluate_model, predict_logits
+from .reference_models import MembershipHarness
 from .models import build_model, example_input
+from .outdir import CONTROL_KEYS, prepare_out_dir
 from .requests import RequestFolder
+from .stopping import RULE, StoppingRule, summary_lines
 from .store import load_checkpoint, save_checkpoint, write_json
 from .task import client_data, dataset_for, device, evaluate, server_indices
 
@@ -136,7 +140,7 @@ def write_records(out_dir: Path, cfg: RunConfig, results: dict, final: ArrayReco
             layers=request["layers"], keys=request["keys"],
             sha_before=request["sha256_before"], sha_negated=request["sha256_negated"],
             sha_after=sha_after if end is None else None,
-            recovery_rounds=rounds, stopping=results.get("stopping", {}),
+            recovery_rounds=rounds, stopping=_request_stopping(results, k),
             final_metrics=results["models"].get(results.get("final"), {}),
             method=cfg.method, run_id=None if run_id is None else str(run_id),
         )
@@ -157,6 +161,15 @@ def write_records(out_dir: Path, cfg: RunConfig, results: dict, final: ArrayReco
     return written
 
 
+def _request_stopping(results: dict, k: int) -> dict:
+    """The stopping decision of the k-th request (the run's, for older results)."""
+    stopping = dict(results.get("stopping", {}))
+    per_request = stopping.pop("per_request", None)
+    if per_request and k < len(per_request):
+        stopping.update(per_request[k])
+    return stopping
+
+
 def save_run_state(out_dir: Path, cfg: RunConfig, server_round: int, arrays: ArrayRecord,
                    results: dict, state: dict, strategy: NoT, offset: int, meta: dict) -> None:
     """Write ``checkpoint-latest.pt`` then ``state.json`` (both atomically) after a round.
@@ -171,7 +184,7 @@ def save_run_state(out_dir: Path, cfg: RunConfig, server_round: int, arrays: Arr
     write_json(out_dir / "state.json", {
         "version": 1,
         "round": server_round,
-        "config": {k: v for k, v in to_run_config(cfg).items() if k != "resume"},
+        "config": {k: v for k, v in to_run_config(cfg).items() if k not in CONTROL_KEYS},
         "applied": [{"by": r.by, "values": list(r.values)} for r in strategy.applied_rules],
         "forget_specs": strategy.forget_specs,
         "pending": [
@@ -198,7 +211,7 @@ def load_run_state(out_dir: Path, cfg: RunConfig) -> dict | None:
         log(INFO, "resume: no state.json in %s; starting from the beginning", out_dir)
         return None
     saved = json.loads(path.read_text())
-    mine = {k: v for k, v in to_run_config(cfg).items() if k != "resume"}
+    mine = {k: v for k, v in to_run_config(cfg).items() if k not in CONTROL_KEYS}
     differing = sorted(k for k in mine if saved["config"].get(k) != mine[k])
     if differing:
         raise ValueError(
@@ -276,11 +289,15 @@ class Evaluator:
             self.triggered = triggered_test_set(data.x_test, data.y_test, cfg.backdoor_target)
 
         self.classes: list[int] = []
+        # per-example membership inference (LiRA) when mia-reference-models > 0
+        self.membership = MembershipHarness(cfg) if cfg.mia_reference_models else None
 
     def set_forget(self, num_partitions: int, forget_ids: set[int], **kind) -> None:
         """Fix the forget and retain sets (see :func:`split_forget_retain`)."""
         self.sets = split_forget_retain(self.cfg, num_partitions, forget_ids, **kind)
         self.classes = sorted(kind.get("classes") or [])
+        if self.membership is not None:
+            self.membership.set_forget(num_partitions, forget_ids, **kind)
 
     def _class_split(self, out: dict) -> None:
         """Class-wise forgetting: test accuracy on the forgotten classes and on the others."""
@@ -325,6 +342,8 @@ class Evaluator:
         if self.sets is None:  # no request: "retain" above was the test set
             out.pop("retain_acc", None)
             out.pop("retain_loss", None)
+        if self.membership is not None:
+            out.update(self.membership.metrics(self.model))
         self._class_split(out)
         return out
 
@@ -434,6 +453,7 @@ def make_strategy(cfg: RunConfig, plan, on_unlearning, *, out_dir: Path | None =
         # reads the previous round's at a request: the strategy keeps two rounds, so its
         # memory does not grow with the number of rounds
         keep_rounds=2,
+        max_empty_rounds=cfg.max_empty_rounds,
     )
     if cfg.method != "retrain":  # Retrain, the reference, trains as the original training did
         kwargs.update(recovery_options(cfg))
@@ -546,6 +566,11 @@ def run_experiment(grid: Grid, cfg: RunConfig, out_dir: Path, run_id: int | None
         The results.
     """
     t_start = time.perf_counter()
+    # another run's files in out-dir: refused, or moved aside (overwrite), before any work
+    moved = prepare_out_dir(out_dir, resume=cfg.resume, overwrite=cfg.overwrite,
+                            init_checkpoint=cfg.init_checkpoint)
+    if moved:
+        log(WARNING, "%s", moved)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
@@ -571,8 +596,7 @@ def run_experiment(grid: Grid, cfg: RunConfig, out_dir: Path, run_id: int | None
         "models": {},
         "checkpoints": {},
     }
-    state: dict = {"num_partitions": None, "reference_val_acc": None, "stop_round": None,
-                   "forget_ids": set()}
+    state: dict = {"num_partitions": None, "reference_val_acc": None, "forget_ids": set()}
     saved = load_run_state(out_dir, cfg) if cfg.resume else None
     offset = 0  # rounds already done by the interrupted run this one resumes
     if saved is not None:
@@ -582,6 +606,7 @@ def run_experiment(grid: Grid, cfg: RunConfig, out_dir: Path, run_id: int | None
         initial = ArrayRecord(load_initial_checkpoint(str(out_dir / "checkpoint-latest.pt"), model))
         results.setdefault("resumed_from_round", []).append(offset)
         log(INFO, "resuming from round %d of %d (%s)", offset, cfg.total_rounds, out_dir)
+    stopping = StoppingRule(cfg.stop_tolerance, state.setdefault("stopping", []))  # per request
 
     def on_unlearning(event: UnlearningEvent, before: ArrayRecord, after: ArrayRecord) -> None:
         new_ids = {
@@ -627,6 +652,7 @@ def run_experiment(grid: Grid, cfg: RunConfig, out_dir: Path, run_id: int | None
         state["reference_val_acc"] = retained_val_acc(
             previous, {n for n in previous if n not in strategy.excluded_node_ids}
         )
+        stopping.start(offset + event.round, state["reference_val_acc"])
 
     strategy = make_strategy(cfg, plan, on_unlearning, out_dir=out_dir)
     node_ids = wait_for_nodes(grid, 1)
@@ -657,6 +683,10 @@ def run_experiment(grid: Grid, cfg: RunConfig, out_dir: Path, run_id: int | None
                 group, by=cfg.identify_by, at_round=cfg.request_round(index),
                 requested_by="operator (run config)", **kind,
             )
+    # a scheduled target that names no connected node fails now, not after training
+    for warning in check_targets(strategy.pending_requests, node_ids, node_names(grid),
+                                 strategy.identities, expected_nodes=state["num_partitions"]):
+        log(WARNING, "%s", warning)
     snapshots = {cfg.num_train_rounds + int(k): f"recovered@{k}" for k in cfg.eval_recovery_rounds}
     partition_of = lambda n: (strategy.identities.get(n) or {}).get("partition-id")  # noqa: E731
 
@@ -695,14 +725,12 @@ def run_experiment(grid: Grid, cfg: RunConfig, out_dir: Path, run_id: int | None
                                            "server_seconds")},
         }
         results["rounds"].append(row)
-        ref = state["reference_val_acc"]
-        if (phase == "recovery" and state["stop_round"] is None and ref is not None
-                and row["val_acc"] is not None and row["val_acc"] >= ref - cfg.stop_tolerance):
-            state["stop_round"] = server_round
-            results["models"]["stopped"] = evaluator.full(arrays)
-            log(INFO, "stopping rule: retained val acc %.2f %% is within %.1f points of %.2f %% "
-                "at round %d", 100 * row["val_acc"], 100 * cfg.stop_tolerance, 100 * ref,
-                server_round)
+        for k in stopping.observe(server_round, phase, row["val_acc"]):  # each request's own
+            stopped = evaluator.full(arrays)
+            results["requests"][k].setdefault("models", {})["stopped"] = stopped
+            log(INFO, "stopping rule: request %d: retained val acc %.2f %% is within %.1f points "
+                "of %.2f %% at round %d", k + 1, 100 * row["val_acc"], 100 * cfg.stop_tolerance,
+                100 * stopping.entries[k]["reference_val_acc"], server_round)
         if server_round in snapshots:
             results["models"][snapshots[server_round]] = evaluator.full(arrays)
         if server_round >= 1:
@@ -733,12 +761,19 @@ def run_experiment(grid: Grid, cfg: RunConfig, out_dir: Path, run_id: int | None
     results["checkpoints"]["final"] = str(path)
     results["models"][final_name] = evaluator.full(final)
     results["final"] = final_name
-    stop = state["stop_round"]
+    per_request = stopping.summary(cfg.recovery_rounds if cfg.method != "retrain" else None)
+    last = per_request[-1] if per_request else {}
+    stop = last.get("chosen_round")
+    last_stopped = ((results["requests"][-1].get("models") or {}).get("stopped")
+                    if per_request else None)
+    if last_stopped is not None:  # "stopped": where the LAST request's recovery stopped
+        results["models"]["stopped"] = last_stopped
     unlearning_phases = ("retrain",) if cfg.method == "retrain" else ("recovery",)
     results["costs"] = {
         "train": sum_costs(results["rounds"], ("train",)),
-        "unlearning": sum_costs(results["rounds"], unlearning_phases,
-                                up_to=stop if cfg.method != "retrain" else None),
+        # each request's rounds up to its own stop round (all of them where it did not stop)
+        "unlearning": sum_costs(results["rounds"] if cfg.method == "retrain" else
+                                stopping.rows_until_stop(results["rounds"]), unlearning_phases),
         "unlearning_fixed_length": sum_costs(results["rounds"], unlearning_phases),
         # bytes of history the method kept (peak, measured; NoT, FT and Retrain keep nothing
         # beyond the global model)
@@ -759,16 +794,18 @@ def run_experiment(grid: Grid, cfg: RunConfig, out_dir: Path, run_id: int | None
     if cfg.server_data_fraction > 0:
         results["server_data"] = {"fraction": cfg.server_data_fraction,
                                   "samples": int(len(server_indices(cfg)))}
-    results["stopping"] = {
-        "rule": "first recovery round whose retained clients' validation accuracy is within "
-                "stop-tolerance of its value in the last round before the request",
+    results["stopping"] = {  # the last request's, and every request's in per_request
+        "rule": RULE,
         "tolerance": cfg.stop_tolerance,
-        "reference_val_acc": state["reference_val_acc"],
+        "reference_val_acc": last.get("reference_val_acc"),
         "chosen_round": stop,
-        "chosen_recovery_rounds": None if stop is None else stop - cfg.num_train_rounds,
+        "chosen_recovery_rounds": last.get("chosen_recovery_rounds"),
         "cap": cfg.recovery_rounds if cfg.method != "retrain" else None,
+        "per_request": per_request,
     }
     results["num_partitions"] = state["num_partitions"]
+    if evaluator.membership is not None:
+        results["membership"] = evaluator.membership.info()
     results["excluded_node_ids"] = sorted(strategy.excluded_node_ids)
     results["wall_seconds"] = time.perf_counter() - t_start
     results["audit"] = write_records(out_dir, cfg, results, final, grid, run_id=run_id)
@@ -777,7 +814,6 @@ def run_experiment(grid: Grid, cfg: RunConfig, out_dir: Path, run_id: int | None
     log(INFO, "not-flower summary, method %s (results in %s):", cfg.method, out_dir / "results.json")
     for line in format_summary(results["models"]):
         log(INFO, "  %s", line)
-    if stop is not None:
-        log(INFO, "  stopping rule chose round %d (%d recovery rounds of %d)", stop,
-            stop - cfg.num_train_rounds, cfg.recovery_rounds)
+    for line in summary_lines(per_request, results["requests"]):
+        log(INFO, "  %s", line)
     return results

@@ -17,6 +17,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from . import client_app as ca
 from .config import parse_run_config
+from .outdir import check_out_dir
 from .server_app import run_experiment
 
 
@@ -47,6 +48,8 @@ def build_apps(run_config: dict) -> tuple[ServerApp, ClientApp]:
     cfg = parse_run_config(run_config)  # fail fast, before Ray starts
     if not cfg.out_dir:
         raise ValueError("simulate() needs an absolute 'out-dir' in run_config")
+    check_out_dir(Path(cfg.out_dir), resume=cfg.resume, overwrite=cfg.overwrite,
+                  init_checkpoint=cfg.init_checkpoint)  # refused before Ray starts
     server = ServerApp()
 
     @server.main()

@@ -41,8 +41,58 @@ class ClientData:
 
 
 def dataset_for(cfg: RunConfig) -> Dataset:
-    """Load (cached per process) the run's data set."""
-    return load_dataset(cfg.dataset, cfg.data_dir or None)
+    """Load (cached per process) the run's data set, cut to ``train-subset`` if set."""
+    data = load_dataset(cfg.dataset, cfg.data_dir or None)
+    if cfg.train_subset <= 0:
+        return data
+    return _training_subset(data, cfg.train_subset)
+
+
+@lru_cache(maxsize=4)
+def _training_subset(data: Dataset, size: int) -> Dataset:
+    """A fixed (seed-independent) stratified subset of ``size`` training images.
+
+    Each class keeps its share of the training set (largest-remainder rounding, so the
+    sizes add up to ``size``); the images are drawn with a generator seeded 0, so every
+    seed of a comparison trains on the same images. The test set is kept whole.
+
+    Parameters
+    ----------
+    data : Dataset
+        The full data set.
+    size : int
+        Training images to keep, ``1 <= size <= len(data.y_train)``.
+
+    Returns
+    -------
+    Dataset
+        ``data`` itself when ``size`` is the whole training set, else a new read-only one.
+
+    Raises
+    ------
+    ValueError
+        If ``size`` exceeds the training set.
+    """
+    total = len(data.y_train)
+    if size > total:
+        raise ValueError(f"train-subset={size} exceeds the {total} training images of "
+                         f"{data.name!r}; use at most {total} (0 = all)")
+    if size == total:
+        return data
+    classes, counts = np.unique(data.y_train, return_counts=True)
+    exact = counts * size / total
+    take = np.floor(exact).astype(np.int64)
+    order = np.argsort(-(exact - take), kind="stable")
+    take[order[: size - int(take.sum())]] += 1
+    rng = np.random.default_rng(0)
+    chosen = np.sort(np.concatenate([
+        rng.choice(np.flatnonzero(data.y_train == label), int(k), replace=False)
+        for label, k in zip(classes, take)
+    ]))
+    x, y = data.x_train[chosen], data.y_train[chosen]
+    x.setflags(write=False)
+    y.setflags(write=False)
+    return Dataset(data.name, x, y, data.x_test, data.y_test, num_classes=data.num_classes)
 
 
 @lru_cache(maxsize=8)
@@ -130,6 +180,42 @@ def client_data(cfg: RunConfig, partition_id: int, num_partitions: int) -> Clien
     )
 
 
+def has_batchnorm(model: nn.Module) -> bool:
+    """Whether ``model`` has a BatchNorm layer (which cannot train on a one-sample batch)."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def batch_bounds(n: int, batch_size: int, min_batch: int = 1) -> list[tuple[int, int]]:
+    """``(start, end)`` of the mini-batches over ``n`` samples, none smaller than ``min_batch``.
+
+    Batches of ``batch_size`` in order; a last batch smaller than ``min_batch`` is merged
+    into the one before it (so one batch may hold up to ``batch_size + min_batch - 1``
+    samples). With fewer than ``min_batch`` samples in all there is no batch.
+
+    Parameters
+    ----------
+    n : int
+        Number of samples.
+    batch_size : int
+        Mini-batch size (>= 1).
+    min_batch : int (default: 1)
+        Smallest batch allowed: 2 for models with BatchNorm, which fails on (or, in
+        training mode, cannot normalise) a one-sample batch.
+
+    Returns
+    -------
+    list[tuple[int, int]]
+    """
+    if batch_size < 1 or min_batch < 1:
+        raise ValueError(f"batch_size and min_batch must be >= 1, got {batch_size}, {min_batch}")
+    bounds = [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+    if bounds and bounds[-1][1] - bounds[-1][0] < min_batch:
+        last = bounds.pop()
+        if bounds:
+            bounds[-1] = (bounds[-1][0], last[1])
+    return bounds
+
+
 def train(
     model: nn.Module,
     x: np.ndarray,
@@ -151,7 +237,9 @@ def train(
     x, y : np.ndarray
         Training samples and labels.
     epochs, batch_size : int
-        Local epochs and mini-batch size.
+        Local epochs and mini-batch size. For a model with BatchNorm a last batch smaller
+        than half a batch (and never one of a single sample) is merged into the one before
+        it (:func:`batch_bounds`).
     lr, momentum : float
         SGD settings (a fresh optimizer every round, as in FedAvg).
     seed : int
@@ -173,11 +261,16 @@ def train(
     gen = torch.Generator().manual_seed(seed)
     loss_fn = nn.CrossEntropyLoss()
     total, count = 0.0, 0
+    # BatchNorm cannot train on a one-sample batch, and a last batch of a few samples gives
+    # it noisy batch statistics (which also go into its running statistics): with BatchNorm
+    # a last batch smaller than half a batch joins the one before it
+    min_batch = max(2, batch_size // 2) if has_batchnorm(model) else 1
+    bounds = batch_bounds(len(xt), batch_size, min_batch=min_batch)
     for _ in range(epochs):
         total, count = 0.0, 0
         order = torch.randperm(len(xt), generator=gen).to(dev)
-        for start in range(0, len(xt), batch_size):
-            idx = order[start : start + batch_size]
+        for start, end in bounds:
+            idx = order[start:end]
             opt.zero_grad(set_to_none=True)
             loss = loss_fn(model(xt[idx]), yt[idx])
             loss.backward()

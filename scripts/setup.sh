@@ -1,15 +1,24 @@
 #!/usr/bin/env bash
 # Create .venv (if missing) and install not-flower with its pinned dependencies and test
-# tools. Idempotent: a second run only checks that everything is installed.
+# tools. Idempotent: a second run only checks that everything is installed, and prints
+# nothing. NF_VENV names another venv folder (default .venv; used by the tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
-if [ ! -x .venv/bin/python ]; then
-  "$PYTHON" -m venv .venv
+VENV="${NF_VENV:-.venv}"
+T0=$SECONDS
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "setup: creating the virtual environment $VENV ($PYTHON -m venv)"
+  "$PYTHON" -m venv "$VENV"
 fi
-if ! .venv/bin/python -c "import not_flower, strategies, flwr, torch, torchvision, pytest, hypothesis" 2>/dev/null; then
-  .venv/bin/python -m pip install --quiet --upgrade pip
-  # torch==2.14.1 / torchvision==0.29.1 are pinned in pyproject.toml
-  .venv/bin/python -m pip install --quiet -e ".[dev]"
+if ! "$VENV/bin/python" -c "import not_flower, strategies, flwr, torch, torchvision, pytest, hypothesis" 2>/dev/null; then
+  # the pins as pyproject.toml states them, e.g. "flwr[simulation] 1.42.0, torch 2.14.1, ..."
+  pins="$(sed -n 's/^ *"\(flwr\[simulation\]\|torch\|torchvision\)==\([^"]*\)".*/\1 \2/p' pyproject.toml \
+    | paste -sd, - | sed 's/,/, /g')"
+  echo "setup: installing not-flower and its pinned dependencies ($pins) and the test tools into $VENV; takes about 2 minutes"
+  "$VENV/bin/python" -m pip install --quiet --upgrade pip
+  "$VENV/bin/python" -m pip install --quiet -e ".[dev]"
+  "$VENV/bin/python" -c "import not_flower, strategies, flwr, torch, torchvision, pytest, hypothesis" \
+    || { echo "setup: installed, but the imports above still fail in $VENV" >&2; exit 1; }
+  echo "setup: done in $((SECONDS - T0)) s ($("$VENV/bin/python" -c "import flwr, torch; print(f'flwr {flwr.__version__}, torch {torch.__version__}')"))"
 fi
-.venv/bin/python -c "import flwr, torch; print(f'not-flower env ready: flwr {flwr.__version__}, torch {torch.__version__}')" 2>/dev/null || .venv/bin/python -c "import torch; print('not-flower env ready: torch', torch.__version__)"

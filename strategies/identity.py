@@ -5,15 +5,17 @@ with SuperNode authentication, by its registered name (``grid.get_nodes()``). Wh
 federation usually calls "client 3" is a value of the node's *node config*
 (``partition-id`` in simulation, whatever ``flower-supernode --node-config`` sets in a
 deployment), and the server can only learn it from the ClientApp. not-flower offers two
-ways, each one line in a user's ClientApp:
+ways, each an import and one line in a user's ClientApp:
 
-* a query handler, ``app.query("identity")(answer_identity)``: the server sends a
-  ``query.identity`` message and the ClientApp replies with its node config;
-* a client mod, ``ClientApp(mods=[identity_mod])``: every train/evaluate reply carries a
+* a query handler, ``from strategies import answer_identity`` and
+  ``app.query("identity")(answer_identity)``: the server sends a ``query.identity``
+  message and the ClientApp replies with its node config (works from before round 1);
+* a client mod, ``from strategies import identity_mod`` and
+  ``ClientApp(mods=[identity_mod])``: every train/evaluate reply carries a
   ``ConfigRecord`` named :data:`IDENTITY_RECORD_KEY` with the node config. (In Flower
   1.42 global mods only wrap registered handlers, so a mod alone cannot answer a
   ``query.identity`` message; with the mod the server learns identities from the
-  replies of the rounds before the request.)
+  replies of the rounds before the request, so not for a request at round 1.)
 
 Targets named by node id or by SuperNode name need neither: a user's ClientApp works
 unchanged.
@@ -167,6 +169,43 @@ class TargetRule:
             return None
         value = _canonical(value)
         return value if value in self.values else None
+
+
+def identity_hint(replied: int, silent: int) -> str:
+    """What a ClientApp needs so that the server learns the identities it is missing.
+
+    Parameters
+    ----------
+    replied : int
+        Nodes of unknown identity that have sent train/evaluate replies (none carried the
+        identity mod's record) and did not answer ``query.identity``.
+    silent : int
+        Nodes of unknown identity that have not replied to anything yet (for example a
+        request at round 1) and did not answer ``query.identity``: the identity mod cannot
+        have reported them, only the query handler can.
+
+    Returns
+    -------
+    str
+        The advice, naming both lines to add (import and registration).
+    """
+    handler = ("from strategies import answer_identity` and "
+               "`app.query('identity')(answer_identity)`")
+    parts = []
+    if silent:
+        parts.append(
+            f"{silent} node(s) did not answer the identity query and have not replied yet: the "
+            "identity mod (ClientApp(mods=[identity_mod])) only adds the identity to "
+            "train/evaluate replies, so before a node's first reply (a request at round 1) "
+            f"only the query handler can tell. Add to the ClientApp `{handler}`, or apply the "
+            "request after round 1")
+    if replied:
+        parts.append(
+            f"{replied} node(s) replied without an identity and did not answer the identity "
+            f"query: add the query handler to the ClientApp (`{handler}`) or the identity mod "
+            "(`from strategies import identity_mod` and `ClientApp(mods=[identity_mod])`)")
+    return "; ".join(parts) + ("; or name targets by 'node-id' or 'supernode-name'"
+                               if parts else "")
 
 
 def _canonical(value) -> str:

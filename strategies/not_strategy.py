@@ -120,7 +120,7 @@ class NoT(Unlearning):
         ``"sgd"`` (FedAvgM) or ``"adam"`` (Flower's FedAdam, ``beta_1=0.9``,
         ``beta_2=0.99``, ``tau=1e-3``; ``recovery_momentum`` must be 0).
     recovery_config, identity_timeout, node_wait_timeout, forget_me_key, request_source,
-    keep_rounds, step_timeout, on_unlearning
+    keep_rounds, step_timeout, max_empty_rounds, on_unlearning
         As :class:`strategies.unlearning.Unlearning`.
     """
 
@@ -149,6 +149,7 @@ class NoT(Unlearning):
         request_source=None,
         keep_rounds: int | None = None,
         step_timeout: float | None = None,
+        max_empty_rounds: int | None = 3,
         on_unlearning: Callable[[UnlearningEvent, ArrayRecord, ArrayRecord], None]
         | None = None,
     ) -> None:
@@ -173,7 +174,8 @@ class NoT(Unlearning):
             request_source=request_source, forget_me_key=forget_me_key,
             identity_timeout=identity_timeout, node_wait_timeout=node_wait_timeout,
             keep_rounds=keep_rounds, recovery_config=recovery_config,
-            step_timeout=step_timeout, on_unlearning=on_unlearning,
+            step_timeout=step_timeout, max_empty_rounds=max_empty_rounds,
+            on_unlearning=on_unlearning,
         )
         self.recovery_optimizer = recovery_optimizer
         self.recovery_momentum = recovery_momentum

@@ -39,13 +39,23 @@ import time
 from collections.abc import Callable, Iterable
 from logging import INFO, WARNING
 
+import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 from flwr.supercore import log
 
+from .aggregate_utils import EmptyRoundGuard, failure_reasons, restore_dtypes
 from .grid_view import ExcludingGrid
-from .identity import BY_NAME, BY_NODE_ID, IDENTITY_QUERY, TargetRule, make_rule, read_identity
+from .identity import (
+    BY_NAME,
+    BY_NODE_ID,
+    IDENTITY_QUERY,
+    TargetRule,
+    identity_hint,
+    make_rule,
+    read_identity,
+)
 from .replies import (
     array_layout,
     arrayrecord_nbytes,
@@ -62,6 +72,13 @@ from .unlearning_request import (
     request_kind,
     truthy,
 )
+
+
+def _is_float(dtype: str) -> bool:
+    try:
+        return np.dtype(dtype).kind == "f"
+    except TypeError:
+        return False
 
 
 def innermost(strategy: Strategy) -> Strategy:
@@ -121,6 +138,10 @@ class Unlearning(Strategy):
         Entries added to the train config from the request on (``{"lr": 0.02}``).
     step_timeout : float or None (default: None)
         Seconds to wait for replies to the unlearning step's messages.
+    max_empty_rounds : int or None (default: 3)
+        A round that aggregates no train reply (every reply failed or was rejected) is
+        logged as an error; this many such rounds in a row stop the run with
+        :class:`strategies.aggregate_utils.EmptyRoundsError`. ``None`` or 0: never stop.
     on_unlearning : Callable or None
         ``f(event, arrays_before, arrays_after)`` called right after each applied request
         (``arrays_after``: the unlearned model, sharing every untouched Array).
@@ -140,6 +161,7 @@ class Unlearning(Strategy):
         keep_rounds: int | None = None,
         recovery_config: dict | None = None,
         step_timeout: float | None = None,
+        max_empty_rounds: int | None = 3,
         on_unlearning: Callable[[UnlearningEvent, ArrayRecord, ArrayRecord], None]
         | None = None,
     ) -> None:
@@ -183,6 +205,8 @@ class Unlearning(Strategy):
         self._layout: dict | None = None
         self._fallback_arrays: ArrayRecord | None = None
         self._peak = 0
+        self._empty_rounds = EmptyRoundGuard(max_empty_rounds)
+        self._replied: set[int] = set()  # nodes that sent a train/evaluate reply
 
     # ------------------------------------------------------------ public API
     # pylint: disable=too-many-arguments
@@ -243,8 +267,9 @@ class Unlearning(Strategy):
         )
         with self._lock:
             self._pending.append(request)
-        log(INFO, "%s: unlearning request queued: %s=%s (at round %s)", self.unlearner.name,
-            request.rule.by, ",".join(request.rule.values), at_round if at_round else "next")
+        log(INFO, "%s: unlearning request queued: %s=%s (%s)", self.unlearner.name,
+            request.rule.by, ",".join(request.rule.values),
+            f"at round {at_round}" if at_round else "at the next round boundary")
         return request
 
     def identify(self, grid: Grid, node_ids: Iterable[int] | None = None) -> dict[int, dict | None]:
@@ -375,7 +400,13 @@ class Unlearning(Strategy):
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        """Drop replies from excluded nodes and bad replies, then let the strategy aggregate."""
+        """Drop replies from excluded nodes and bad replies, then let the strategy aggregate.
+
+        Integer and boolean tensors come back in the dtype they were sent in (the weighted
+        mean rounded, :func:`strategies.aggregate_utils.restore_dtypes`; Flower's
+        aggregate returns them as float64); a round with no reply to aggregate is logged
+        as an error and counted against ``max_empty_rounds``.
+        """
         kept = self._filter(server_round, replies, "train")
         if self._sent is not None:
             self.unlearner.observe_train(server_round, self._sent,
@@ -385,6 +416,12 @@ class Unlearning(Strategy):
         t0 = time.perf_counter()
         arrays, metrics = self.active_strategy.aggregate_train(server_round, kept)
         info = self._round(server_round)
+        if arrays is not None and self._layout is not None:  # integer buffers stay integer
+            arrays = restore_dtypes(arrays, {k: v for k, v in self._layout.items()
+                                             if not _is_float(v[1])})
+        aggregated = 0 if arrays is None else sum(not m.has_error() for m in kept)
+        self._empty_rounds.update(server_round, aggregated,
+                                  failure_reasons(kept, info.get("rejected_train", {})))
         info["server_seconds"] = info.get("server_seconds", 0.0) + time.perf_counter() - t0
         if arrays is None and self._fallback_arrays is not None:
             # No usable reply in the first round after a request: the unlearned model stays
@@ -460,6 +497,7 @@ class Unlearning(Strategy):
         for msg in replies:
             node_id = msg.metadata.src_node_id
             if not msg.has_error():
+                self._replied.add(node_id)
                 identity = read_identity(msg.content)
                 if identity is not None:
                     self._identities[node_id] = identity
@@ -729,12 +767,10 @@ class Unlearning(Strategy):
                      if ident and rule.by in ident]
         msg = (f"unlearning target {rule.by}={','.join(missing)} matches no connected node; "
                f"connected nodes have {rule.by} in {sorted(set(known)) or '(none)'}")
-        if rule.needs_identity and any(self._identities.get(n) is None for n in node_ids):
-            msg += (
-                f". {sum(self._identities.get(n) is None for n in node_ids)} node(s) did not "
-                "report an identity: register not-flower's identity handler in the ClientApp "
-                "(app.query('identity')(answer_identity)) or use ClientApp(mods=[identity_mod]),"
-                " or name targets by 'node-id' or 'supernode-name'")
+        unknown = [n for n in node_ids if self._identities.get(n) is None]
+        if rule.needs_identity and unknown:
+            replied = sum(n in self._replied for n in unknown)
+            msg += ". " + identity_hint(replied=replied, silent=len(unknown) - replied)
         return msg
 
 

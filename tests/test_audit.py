@@ -482,6 +482,7 @@ def test_cli_show(log, capsys):
     assert len(captured.out.splitlines()) == 3 and "does not verify" in captured.err
 
 
+@pytest.mark.e2e
 def test_python_dash_m(log):
     result = subprocess.run([sys.executable, "-m", "not_flower.audit", "verify", str(log)],
                             capture_output=True, text=True, cwd=ROOT, timeout=60)

@@ -1,4 +1,4 @@
-"""Bad input (issue 6, item 1): each case fails with an error naming the bad value and what
+"""Bad input: each case fails with an error naming the bad value and what
 is allowed, and a failed write leaves what was on disk untouched.
 
 Covered elsewhere, not repeated here:

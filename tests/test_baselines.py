@@ -215,7 +215,7 @@ def test_pgd_over_real_clients_ends_inside_the_ball(tmp_path):
 
     grid = fake_grid(ca.app)
     for node in grid.nodes.values():
-        node.context.run_config = {"local-epochs": 1, "lr": 0.05}
+        node.context.run_config = {"local-epochs": 1, "lr": 0.05, "batch-size": 64}  # fast
     torch.manual_seed(0)
     build = lambda: build_model("cnn", (1, 8, 8), 10)  # noqa: E731
     strategy = PGD(random_model_fn=random_state_fn(build), epochs=2,
@@ -496,6 +496,7 @@ def _simulate(tmp_path, method, **extra):
     return results
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("method", ["pgd", "federaser", "fukd"])
 def test_baseline_runs_end_to_end(method, tmp_path):
     extra = {"server-data-fraction": 0.1} if method == "fukd" else {}

@@ -493,6 +493,7 @@ def test_main_rejects_an_invalid_run_config_before_running(tmp_path, fake_sim, c
 # --------------------------------------------------------------------------- #
 # end to end through Flower's simulation engine
 # --------------------------------------------------------------------------- #
+@pytest.mark.e2e
 def test_end_to_end_backdoor_reduced(tmp_path, capsys):
     if "method" not in {f.name for f in fields(RunConfig)}:
         pytest.skip("the app has no 'method' run-config key yet (method = not | ft | retrain)")

@@ -6,13 +6,18 @@ that every process the script started, and their children, is gone afterwards.
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
+
+import pytest
 
 from tests.deploy_utils import (
     DEPLOY, FAST, ROOT, assert_forgotten, base_env, free_port, load_results, pid_alive,
     processes_mentioning, request_round, wait_for_text,
 )
+
+pytestmark = pytest.mark.e2e  # starts Flower / Ray / processes: see tests/conftest.py
 
 
 def test_local_sh_trains_unlearns_recovers_and_cleans_up(tmp_path):
@@ -58,12 +63,15 @@ def test_local_sh_stops_everything_when_the_run_fails(tmp_path):
     proc = subprocess.run(
         ["bash", str(DEPLOY / "local.sh"), "--nodes", "2", "--port", str(port),
          "--out", str(tmp_path / "out"), "--work", str(work),
-         "--run-config", "no-such-key=1"],
+         "--run-config", "model='transformer'"],  # the ServerApp rejects it
         cwd=ROOT, env=base_env(tmp_path / "flwr-home"), capture_output=True, text=True,
         timeout=300,
     )
-    assert proc.returncode != 0
-    assert "no-such-key" in proc.stderr
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    # flwr run exits 0 here; the script asks for the run's status and says why, last
+    assert re.fullmatch(r"error: run \d+ finished:failed: .*unknown model 'transformer'; "
+                        r"choose one of: cnn, mlp, resnet18, vit",
+                        proc.stderr.strip().splitlines()[-1]), proc.stderr[-2000:]
     assert not (tmp_path / "out" / "results.json").exists()
     assert len(_started_and_stopped(work)) >= 3
     assert not [p for p in _started_and_stopped(work) if pid_alive(p)]

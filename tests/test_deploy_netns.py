@@ -19,6 +19,8 @@ from tests.deploy_utils import (
     processes_mentioning, rounds,
 )
 
+pytestmark = pytest.mark.e2e  # starts Flower / Ray / processes: see tests/conftest.py
+
 
 def _netns_refused() -> str | None:
     """Why network namespaces cannot be used here (None when they can): tried for real."""

@@ -15,6 +15,8 @@ from tests.deploy_utils import (
     processes_mentioning, rounds,
 )
 
+pytestmark = pytest.mark.e2e  # starts Flower / Ray / processes: see tests/conftest.py
+
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
 def test_tls_auth_named_target_restarted_keeps_id_and_stays_excluded(tmp_path):

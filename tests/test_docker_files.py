@@ -26,6 +26,8 @@ from tests.deploy_utils import (
     load_results, pid_alive, processes_mentioning, rounds, wait_port, write_connection,
 )
 
+pytestmark = pytest.mark.e2e  # docker-compose, sed and a Flower deployment as processes
+
 DOCKER = ROOT / "docker"
 COMPOSE = DOCKER / "compose.yaml"
 DOCKERFILE = DOCKER / "Dockerfile"
@@ -63,6 +65,13 @@ def _flags(args: list[str]) -> dict[str, str | None]:
 
 def _dockerfile_args() -> dict[str, str]:
     return dict(re.findall(r"^ARG (\w+)=(\S*)", DOCKERFILE.read_text(), re.M))
+
+
+def _dockerfile_arg_value(name: str) -> str:
+    """An ARG's default, without its quotes."""
+    match = re.search(rf'^ARG {name}=("?)(.*)\1$', DOCKERFILE.read_text(), re.M)
+    assert match, f"no ARG {name}= in {DOCKERFILE}"
+    return match.group(2)
 
 
 def _entrypoint(service: dict) -> str:
@@ -112,14 +121,25 @@ def test_dockerfile_builds_app_from_flower_superexec_at_pinned_version():
     for pkg in pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]:
         assert re.search(rf"^COPY .*\b{pkg}\b", text, re.M), pkg
     assert re.search(r"^COPY .*pyproject\.toml", text, re.M)
-    assert "pip install --no-cache-dir ." in text
+    assert "pip install --no-cache-dir --find-links /tmp/wheelhouse ." in text
     assert re.search(r'^ENTRYPOINT \["flower-superexec"\]', text, re.M)
-    # the sed in the Dockerfile keeps the Flower pin but drops the simulation extra
-    sed = re.search(r"sed -i '(s/.*?/.*?/)' pyproject.toml", text).group(1)
-    res = subprocess.run(["sed", sed], input=(ROOT / "pyproject.toml").read_text(),
+    # torch's own layer installs pyproject's torch pins unless a build argument says otherwise
+    deps = pyproject["project"]["dependencies"]
+    torch_pins = sorted(d for d in deps if re.match(r"(torch|torchvision)==", d))
+    assert sorted(_dockerfile_arg_value("TORCH_REQUIREMENTS").split()) == torch_pins
+    assert "pip install --no-cache-dir --find-links /tmp/wheelhouse ${TORCH_REQUIREMENTS}" in text
+    # the sed in the Dockerfile keeps the Flower pin but drops the simulation extra and the
+    # torch pins (installed in the layer before)
+    sed = re.search(r"sed -i ((?:-e '[^']*'\s*(?:\\\n\s*)?)+)pyproject.toml", text).group(1)
+    exprs = re.findall(r"-e '([^']*)'", sed)
+    res = subprocess.run(["sed", *[a for e in exprs for a in ("-e", e)]],
+                         input=(ROOT / "pyproject.toml").read_text(),
                          capture_output=True, text=True)
-    deps = tomllib.loads(res.stdout)["project"]["dependencies"]
-    assert "flwr==1.42.0" in deps and not any("simulation" in d for d in deps)
+    assert res.returncode == 0, res.stderr
+    image_deps = tomllib.loads(res.stdout)["project"]["dependencies"]
+    assert "flwr==1.42.0" in image_deps and not any("simulation" in d for d in image_deps)
+    assert not any(d.startswith(("torch", "torchvision")) for d in image_deps)
+    assert set(deps) - set(image_deps) == {"flwr[simulation]==1.42.0", *torch_pins}
     # Flower's pin in pyproject is the image's version
     assert "flwr[simulation]==1.42.0" in pyproject["project"]["dependencies"]
 

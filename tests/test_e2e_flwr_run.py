@@ -3,36 +3,20 @@
 from __future__ import annotations
 
 import json
+import re
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from not_flower import local_superlink
+
+pytestmark = pytest.mark.e2e  # starts Flower / Ray / processes: see tests/conftest.py
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-
-
-def _stop_local_superlink(flwr_home: Path) -> None:
-    """Stop, by pid, the background SuperLink that `flwr run` started for flwr_home."""
-    marker = f"--log-file {flwr_home}/local-superlink/superlink.log"
-    out = subprocess.run(["pgrep", "-f", "--", marker], capture_output=True, text=True)
-    for pid in map(int, out.stdout.split()):
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        if not subprocess.run(["pgrep", "-f", "--", marker], capture_output=True).stdout:
-            return
-        time.sleep(0.5)
-    for pid in map(int, subprocess.run(["pgrep", "-f", "--", marker], capture_output=True,
-                                       text=True).stdout.split()):
-        os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture()
@@ -41,8 +25,11 @@ def flwr_env(tmp_path):
     env = dict(os.environ)
     env.update(FLWR_HOME=str(home), FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION="1",
                PATH=f"{BIN}:{env.get('PATH', '')}")
+    # this FLWR_HOME's own local-SuperLink ports, as scripts/flwr-env.sh sets them: a test
+    # run in another checkout at the same time has its own SuperLink
+    env.update({k: str(v) for k, v in local_superlink.ports_for_home(home).items()})
     yield env, home
-    _stop_local_superlink(home)
+    local_superlink.stop(home, grace=10.0)  # by pid: this FLWR_HOME's and port's only
 
 
 def test_flwr_run_trains_unlearns_recovers(flwr_env, tmp_path):
@@ -66,3 +53,33 @@ def test_flwr_run_trains_unlearns_recovers(flwr_env, tmp_path):
     assert all(r["participants"] == [0, 1, 3] for r in rows[6:])
     assert results["models"]["negated"]["test_acc"] < results["models"]["original"]["test_acc"]
     assert (out / "checkpoint-original.pt").is_file() and (out / "checkpoint-final.pt").is_file()
+
+
+def _quickstart(env: dict, tmp_path: Path, overrides: str) -> tuple[int, list[str]]:
+    """`bash examples/quickstart.sh OVERRIDES` (stdout and stderr in order), its lines."""
+    proc = subprocess.run(["bash", str(ROOT / "examples" / "quickstart.sh"), overrides],
+                          cwd=ROOT, env={**env, "OUT": str(tmp_path / "demo")},
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=400)
+    return proc.returncode, [line for line in proc.stdout.splitlines() if line.strip()]
+
+
+def test_quickstart_exits_1_with_the_error_last_when_the_serverapp_fails(flwr_env, tmp_path):
+    env, _ = flwr_env
+    code, lines = _quickstart(env, tmp_path, "model='transformer'")
+    assert code == 1, "\n".join(lines[-30:])
+    assert re.fullmatch(
+        r"error: run \d+ finished:failed: Simulation failed with exception: unknown model "
+        r"'transformer'; choose one of: cnn, mlp, resnet18, vit", lines[-1]), lines[-5:]
+    assert not any(line.startswith("results:") for line in lines)
+    assert not (tmp_path / "demo" / "results.json").exists()
+
+
+def test_quickstart_names_an_unknown_key_before_running(flwr_env, tmp_path):
+    env, home = flwr_env
+    code, lines = _quickstart(env, tmp_path, "num-rounds=3")
+    assert code == 2, "\n".join(lines[-30:])
+    assert lines[-1] == ("error: unknown run-config key 'num-rounds'; nearest: num-train-rounds "
+                         "(the keys are pyproject.toml's [tool.flwr.app.config])")
+    assert not any("Starting local SuperLink" in line for line in lines)
+    assert not (home / "local-superlink").exists()  # flwr was never started

@@ -15,6 +15,8 @@ from not_flower.simulation import simulate
 from not_flower.store import load_checkpoint
 from not_flower.task import client_data, dataset_for, evaluate
 
+pytestmark = pytest.mark.e2e  # starts Flower / Ray / processes: see tests/conftest.py
+
 N = 4
 TARGET = 1
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from flwr.simulation import run_simulation
 
 from examples.own_app import client_app, server_app
@@ -16,6 +18,7 @@ def test_readme_shows_the_tested_sample():
     assert (ROOT / "examples/own_app/server_app.py").read_text().strip() in readme
 
 
+@pytest.mark.e2e  # Flower's Ray simulation
 def test_own_serverapp_forgets_client_1():
     run_simulation(
         server_app=server_app.app, client_app=client_app.app, num_supernodes=4,

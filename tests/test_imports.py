@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.e2e  # each test runs a fresh Python
+
 ROOT = Path(__file__).resolve().parents[1]
 
 BLOCK_TORCH = """

@@ -1,4 +1,4 @@
-"""Class-wise and instance-wise forgetting, and requests in sequence (issue: partial forgetting)."""
+"""Class-wise and instance-wise forgetting, and requests in sequence."""
 
 from __future__ import annotations
 
@@ -74,6 +74,7 @@ def test_bad_partial_configs(config, message):
         parse_run_config(config)
 
 
+@pytest.mark.e2e
 def test_federation_wide_class_forgetting(tmp_path):
     results = simulate({**BASE, "out-dir": str(tmp_path), "unlearn-mode": "class",
                         "unlearn-classes": "3", "unlearn-clients": "*"}, num_supernodes=N)
@@ -91,6 +92,7 @@ def test_federation_wide_class_forgetting(tmp_path):
     assert results["requests"][0]["request"]["kind"] == "class"
 
 
+@pytest.mark.e2e
 def test_class_forgetting_for_one_client_leaves_others_unchanged(tmp_path):
     results = simulate({**BASE, "out-dir": str(tmp_path), "unlearn-mode": "class",
                         "unlearn-classes": "3", "unlearn-clients": "2"}, num_supernodes=N)
@@ -104,6 +106,7 @@ def test_class_forgetting_for_one_client_leaves_others_unchanged(tmp_path):
         assert row["trained_examples"]["2"] == int((y2 != 3).sum())
 
 
+@pytest.mark.e2e
 def test_instance_wise_forgetting_of_poisoned_samples(tmp_path):
     config = {**BASE, "out-dir": str(tmp_path), "backdoor-clients": "0", "unlearn-mode": "instance",
               "unlearn-samples": "poisoned", "unlearn-clients": "0"}
@@ -121,6 +124,7 @@ def test_instance_wise_forgetting_of_poisoned_samples(tmp_path):
     assert "asr" in results["models"]["recovered"]
 
 
+@pytest.mark.e2e
 def test_requests_in_sequence_each_with_its_own_negation(tmp_path):
     results = simulate({**BASE, "out-dir": str(tmp_path), "unlearn-clients": "0;2",
                         "recovery-rounds": 2}, num_supernodes=4)
@@ -134,6 +138,13 @@ def test_requests_in_sequence_each_with_its_own_negation(tmp_path):
     # each request has its own negation and its own before/negated measurements (after a
     # short recovery, negating conv1 again partly undoes the first negation, so the second
     # negated model need not be worse than the model before it: measured, not assumed)
+    first, second = results["requests"]
+    # the stopping rule judges each request on its own rounds (4-5 and 6-7)
+    per_request = results["stopping"]["per_request"]
+    assert [(s["request_round"], s["observed_rounds"], s["cap"]) for s in per_request] == [
+        (4, 2, 2), (6, 2, 2)]
+    for s, start in zip(per_request, (4, 6)):
+        assert s["chosen_round"] is None or start <= s["chosen_round"] < start + 2
     first, second = results["requests"]
     assert first["models"]["negated"]["test_acc"] < first["models"]["before"]["test_acc"]
     assert second["models"]["negated"]["test_acc"] != second["models"]["before"]["test_acc"]

@@ -15,7 +15,7 @@ from not_flower.server_app import make_strategy, recovery_options
 from strategies import NoT, plan_negation
 from strategies.baselines import FT
 
-RUN = {"local-epochs": 1, "lr": 0.05, "seed": 0}
+RUN = {"local-epochs": 1, "lr": 0.05, "seed": 0, "batch-size": 64}  # 64: a fast test
 
 
 def _train(run_config: dict, config: dict) -> dict[str, np.ndarray]:

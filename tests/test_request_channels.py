@@ -23,6 +23,8 @@ from tests.deploy_utils import (
     wait_for_text,
 )
 
+pytestmark = pytest.mark.e2e  # starts Flower / Ray / processes: see tests/conftest.py
+
 NODES = 3
 
 

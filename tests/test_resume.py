@@ -14,6 +14,8 @@ import pytest
 from not_flower.simulation import simulate
 from not_flower.store import load_checkpoint
 
+pytestmark = pytest.mark.e2e  # starts Flower / Ray / processes: see tests/conftest.py
+
 CONFIG = {"num-train-rounds": 3, "recovery-rounds": 5, "unlearn-clients": "1", "lr": 0.02}
 
 

@@ -10,7 +10,8 @@
 NF_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 
 nf_log() { echo "[deploy $(date +%H:%M:%S)] $*" >&2; }
-nf_die() { nf_log "ERROR: $*"; exit 1; }
+# nf_die MESSAGE: log it, exit 1; the cleanup trap prints MESSAGE again as the very last line.
+nf_die() { nf_log "ERROR: $*"; NF_ERROR="ERROR: $*"; exit 1; }
 
 # nf_parse_options [OPTION VAR]... -- ARG...: the scripts' command line. Each option takes
 # one value and sets a variable: the shared ones --nodes NODES, --port PORT, --train-rounds
@@ -125,6 +126,7 @@ nf_stop_all() {
   fi
   for hook in "${NF_CLEANUP_HOOKS[@]}"; do "$hook" || true; done
   nf_log "stopped (exit $rc)"
+  if [ "$rc" -ne 0 ] && [ -n "${NF_ERROR:-}" ]; then echo "$NF_ERROR" >&2; fi
   exit "$rc"
 }
 
@@ -188,16 +190,20 @@ nf_wait_port() {
 
 # nf_flwr_run CONNECTION RUN_CONFIG: `flwr run . CONNECTION --stream` from the app root
 # (a started process like the others, so that a signal stops it too), its output shown
-# and kept in $NF_WORK/flwr-run.log. Returns flwr's exit status.
+# and kept in $NF_WORK/flwr-run.log. Through not_flower/cli.py: an unknown run-config key
+# is named before the run, and a run that did not complete (flwr run exits 0 then) gives
+# status 1 with the error's first line as the log's last line. Returns that status.
 nf_flwr_run() {
   local conn="$1" run_config="$2" pid tpid rc=0
   nf_log "flwr run . $conn --stream --run-config \"$run_config\""
-  NF_CWD="${NF_APP_DIR:-$NF_ROOT}" nf_start flwr-run flwr run . "$conn" --stream --run-config "$run_config"
+  NF_CWD="${NF_APP_DIR:-$NF_ROOT}" nf_start flwr-run "$NF_PY" "$NF_ROOT/not_flower/cli.py" run . "$conn" --stream --run-config "$run_config"
   pid=$NF_LAST_PID
   tail -n +1 -f --pid="$pid" "$NF_WORK/flwr-run.log" >&2 &
   tpid=$!
   echo "tail $tpid" >> "$NF_WORK/pids"
   wait "$pid" || rc=$?
   wait "$tpid" 2>/dev/null || true
+  # the run's error (cli.py's last line) is printed again after the cleanup's own lines
+  [ "$rc" -eq 0 ] || NF_ERROR="$(tail -n 1 "$NF_WORK/flwr-run.log")"
   return "$rc"
 }

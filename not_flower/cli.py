@@ -1,0 +1,267 @@
+"""Command-line helpers for our scripts: check ``--run-config`` keys, run ``flwr run`` checked.
+
+``flwr run`` rejects an unknown run-config key with only ``[code: 15] Invalid run
+configuration.`` (the key's name is in the SuperLink's log), and it exits 0 when the
+ServerApp fails. The scripts (``examples/quickstart.sh``, ``examples/deploy/*.sh``) call
+this module instead:
+
+    python not_flower/cli.py check-run-config [--app DIR] "k=v k2='text'" ...
+        exit 2 naming each unknown key and the nearest valid ones (pyproject.toml's
+        [tool.flwr.app.config]); exit 0 when every key is known.
+    python not_flower/cli.py run APP [CONNECTION] [flwr run options ...]
+        checks the run config as above, runs ``flwr run`` with its output passed through,
+        then asks the SuperLink for the run's status (``flwr ls --run-id ID --format json``)
+        and exits 1 when the run did not complete, with the error's first line printed
+        last.
+
+Standard library only, and runnable as a file, so that it neither imports torch nor
+depends on which copy of not-flower the venv has installed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+from typing import Iterable, Sequence
+
+# The pattern flwr 1.42 uses to split a --run-config string (flwr.common.config).
+_PAIR = re.compile(r"(\S+?)=(\'[^\']*\'|\"[^\"]*\"|\S+)")
+_RUN_ID = re.compile(r"Successfully started run (\d+)|\"run-id\": \"(\d+)\"")
+
+
+class RunConfigError(ValueError):
+    """A ``--run-config`` override that ``flwr run`` would refuse, with the reason."""
+
+
+def app_config_keys(pyproject: Path) -> list[str]:
+    """The run-config keys an app declares (``[tool.flwr.app.config]``), flattened with dots.
+
+    Parameters
+    ----------
+    pyproject : Path
+        The app's ``pyproject.toml``.
+
+    Returns
+    -------
+    list[str]
+    """
+    data = tomllib.loads(Path(pyproject).read_text())
+    try:
+        table = data["tool"]["flwr"]["app"]["config"]
+    except KeyError as err:
+        raise RunConfigError(f"{pyproject} has no [tool.flwr.app.config] table") from err
+    return sorted(_flatten(table))
+
+
+def _flatten(table: dict, prefix: str = "") -> Iterable[str]:
+    for key, value in table.items():
+        if isinstance(value, dict):
+            yield from _flatten(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}"
+
+
+def override_keys(overrides: Sequence[str]) -> list[str]:
+    """The keys of ``--run-config`` values, split as ``flwr run`` splits them.
+
+    Parameters
+    ----------
+    overrides : Sequence[str]
+        Each ``--run-config`` value: ``"k=v k2='text'"`` strings, or one path to a
+        ``.toml`` file (whose keys are flattened with dots, as Flower does).
+
+    Returns
+    -------
+    list[str]
+        In order of appearance.
+
+    Raises
+    ------
+    RunConfigError
+        For text that is not ``key=value`` (``flwr run`` would drop it silently).
+    """
+    if len(overrides) == 1 and overrides[0].endswith(".toml"):
+        path = Path(overrides[0]).expanduser()
+        try:
+            return list(_flatten(tomllib.loads(path.read_text())))
+        except (OSError, tomllib.TOMLDecodeError) as err:
+            raise RunConfigError(f"cannot read run-config file {path}: {err}") from err
+    keys: list[str] = []
+    for text in overrides:
+        leftover = _PAIR.sub(" ", text).split()
+        if leftover:
+            raise RunConfigError(
+                f"run-config text {' '.join(leftover)!r} is not key=value "
+                "(write k=v pairs separated by spaces; quote text values: k='a b')")
+        keys += [key for key, _ in _PAIR.findall(text)]
+    return keys
+
+
+def check_run_config(overrides: Sequence[str], valid_keys: Sequence[str]) -> None:
+    """Raise if an override names a key that the app does not declare.
+
+    Parameters
+    ----------
+    overrides : Sequence[str]
+        The ``--run-config`` values (see :func:`override_keys`).
+    valid_keys : Sequence[str]
+        The app's keys (:func:`app_config_keys`).
+
+    Raises
+    ------
+    RunConfigError
+        Naming every unknown key and, for each, the nearest valid keys.
+    """
+    valid = set(valid_keys)
+    problems = []
+    for key in override_keys(overrides):
+        if key in valid:
+            continue
+        near = difflib.get_close_matches(key, sorted(valid), n=3, cutoff=0.6)
+        if not near:  # a prefix or part of a key ("rounds" -> num-train-rounds, ...)
+            near = sorted(k for k in valid if key.strip("-") and key.strip("-") in k)[:3]
+        hint = f"; nearest: {', '.join(near)}" if near else ""
+        problems.append(f"unknown run-config key {key!r}{hint}")
+    if problems:
+        raise RunConfigError("; ".join(problems)
+                             + " (the keys are pyproject.toml's [tool.flwr.app.config])")
+
+
+def run_config_values(flwr_args: Sequence[str]) -> list[str]:
+    """The values given to ``--run-config`` / ``-c`` in ``flwr run`` arguments."""
+    values, args = [], list(flwr_args)
+    for i, arg in enumerate(args):
+        if arg in ("--run-config", "-c") and i + 1 < len(args):
+            values.append(args[i + 1])
+        elif arg.startswith("--run-config="):
+            values.append(arg.split("=", 1)[1])
+    return values
+
+
+def run_outcome(ls_json: str) -> tuple[str, str]:
+    """Status and the first line of its details from ``flwr ls --run-id ID --format json``.
+
+    Returns
+    -------
+    tuple[str, str]
+        e.g. ``("finished:completed", "")`` or ``("finished:failed", "Simulation failed
+        with exception: unknown model 'transformer'; ...")``; ``("unknown", why)`` if the
+        output holds no run.
+    """
+    try:
+        runs = json.loads(ls_json).get("runs") or []
+    except (json.JSONDecodeError, AttributeError):
+        return "unknown", f"unreadable `flwr ls` output: {ls_json.strip()[:200]!r}"
+    if not runs:
+        return "unknown", "`flwr ls` lists no such run"
+    details = str(runs[0].get("status-details") or "").strip().splitlines()
+    return str(runs[0].get("status", "unknown")), details[0] if details else ""
+
+
+def failure_message(run_id: str, status: str, detail: str) -> str | None:
+    """The line to print last for a run that did not complete, or ``None`` if it did."""
+    if status == "finished:completed":
+        return None
+    return f"error: run {run_id} {status}" + (f": {detail}" if detail else "")
+
+
+def _flwr_ls(flwr: str, connection: list[str], run_id: str, timeout: float = 60.0) -> tuple[str, str]:
+    """Poll ``flwr ls`` until the run is finished (the stream can end a moment earlier)."""
+    deadline = time.monotonic() + timeout
+    status, detail = "unknown", ""
+    while True:
+        proc = subprocess.run([flwr, "ls", *connection, "--run-id", run_id, "--format", "json"],
+                              capture_output=True, text=True, check=False)
+        status, detail = run_outcome(proc.stdout)
+        if status.startswith("finished") or time.monotonic() > deadline:
+            return status, detail
+        time.sleep(1.0)
+
+
+def checked_run(flwr_args: Sequence[str], flwr: str = "flwr") -> int:
+    """``flwr run FLWR_ARGS``, then its run's status: 0 only if the run completed.
+
+    Parameters
+    ----------
+    flwr_args : Sequence[str]
+        What follows ``flwr run``: ``APP [CONNECTION] [options]``.
+    flwr : str (default: "flwr")
+        The ``flwr`` executable.
+
+    Returns
+    -------
+    int
+        The exit status for the script: 2 for a bad run config (before running), flwr's
+        own if it failed, 1 if the run did not complete, else 0.
+    """
+    args = list(flwr_args)
+    app = Path(args[0]) if args and not args[0].startswith("-") else Path(".")
+    connection = [args[1]] if len(args) > 1 and not args[1].startswith("-") else []
+    pyproject = app / "pyproject.toml"
+    if pyproject.is_file():
+        try:
+            check_run_config(run_config_values(args), app_config_keys(pyproject))
+        except RunConfigError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+    proc = subprocess.Popen([flwr, "run", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, bufsize=1)
+    forward = lambda signum, _frame: proc.send_signal(signum)  # noqa: E731
+    old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    run_id = None
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            found = _RUN_ID.search(line)
+            if found and run_id is None:
+                run_id = found.group(1) or found.group(2)
+        code = proc.wait()
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    if code != 0:
+        print(f"error: `flwr run` exited with status {code} (see its output above)", file=sys.stderr)
+        return code
+    if run_id is None:
+        print("error: `flwr run` printed no run id; cannot tell whether the run succeeded",
+              file=sys.stderr)
+        return 1
+    message = failure_message(run_id, *_flwr_ls(flwr, connection, run_id))
+    if message is not None:
+        sys.stdout.flush()
+        print(message, file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``check-run-config [--app DIR] OVERRIDE...`` or ``run FLWR_RUN_ARGS...``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["check-run-config"]:
+        rest, app = args[1:], Path(".")
+        if rest[:1] == ["--app"] and len(rest) > 1:
+            app, rest = Path(rest[1]), rest[2:]
+        try:
+            check_run_config(rest, app_config_keys(app / "pyproject.toml"))
+        except (RunConfigError, OSError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        return 0
+    if args[:1] == ["run"]:
+        return checked_run(args[1:])
+    print("usage: cli.py check-run-config [--app DIR] \"k=v ...\"... | cli.py run APP [CONNECTION] "
+          "[flwr run options]", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
