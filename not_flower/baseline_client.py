@@ -18,7 +18,7 @@ from functools import lru_cache
 import torch
 from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 
-from strategies.pgd import projected_gradient_ascent
+from strategies.pgd_ascent import projected_gradient_ascent
 
 from .config import parse_run_config
 from .models import build_model

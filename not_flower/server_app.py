@@ -780,7 +780,7 @@ def run_experiment(grid: Grid, cfg: RunConfig, out_dir: Path, run_id: int | None
         "storage_bytes": int(getattr(strategy, "storage_peak_bytes", 0)),
         "storage_bytes_final": int(getattr(strategy, "storage_bytes", 0)),
     }
-    steps = getattr(strategy, "steps", None)
+    steps = strategy.steps if strategy.unlearner.records_step else None
     if steps is not None:  # the baselines' unlearning step, per request
         results["unlearning_steps"] = steps
         results["costs"]["unlearning_step"] = {

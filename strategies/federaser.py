@@ -22,7 +22,7 @@ Choices where the paper leaves one open (ours)
   run's folder (``store_dir``, not-flower: ``<out-dir>/federaser-history``): one ``.npz``
   per (round, node) with the floating-point tensors (float32, uncompressed), plus the
   global model at the start of round 1 (``initial.npz``) and an ``index.json``.
-  :attr:`FedEraser.storage_bytes` is the size of those files on disk, measured; the peak
+  :attr:`FedEraserUnlearner.storage_bytes` is the size of those files on disk, measured; the peak
   (before the target's files are deleted) is what the comparison reports. Rounds kept:
   ``1, 1 + Delta t, 1 + 2 Delta t, ...`` with ``Delta t = retain_interval``
   (``retain-interval``, default 1 as in the authors' code; ``N_itv`` there). Every
@@ -69,11 +69,12 @@ from pathlib import Path
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
-from flwr.serverapp import Grid
 from flwr.supercore import log
 
-from .not_strategy import array_layout, check_train_reply, reply_metrics
-from .unlearning_step import StepUnlearning, float_keys, to_numpy, to_record
+from .not_strategy import NoT
+from .replies import array_layout, check_train_reply, reply_metrics
+from .unlearner import CLIENT_ONLY, UnlearningStep
+from .unlearning_step import float_keys, to_numpy, to_record
 
 #: Message type of the calibration training (``@app.train("calibrate")``).
 CALIBRATE_MESSAGE_TYPE = "train.calibrate"
@@ -142,8 +143,9 @@ def _load(path: Path) -> dict[str, np.ndarray]:
         return {k: data[k] for k in data.files}
 
 
-class FedEraser(StepUnlearning):
-    """Keeps every client's update every ``retain_interval`` rounds; rebuilds on a request.
+class FedEraserUnlearner:
+    """FedEraser as an unlearner: keeps every client's update every ``retain_interval``
+    rounds (on disk); rebuilds the model on a request.
 
     Parameters
     ----------
@@ -159,11 +161,14 @@ class FedEraser(StepUnlearning):
         Share of the local epochs the calibration training runs, in (0, 1].
     message_type : str (default: "train.calibrate")
         Message type of the calibration training (its config carries ``local-epochs``).
-    **kwargs
-        As :class:`strategies.NoT`, except ``negation``.
     """
 
-    REQUIREMENTS = {
+    name = "FedEraser"
+    kinds = CLIENT_ONLY
+    records_step = True
+    layers: tuple[str, ...] = ()
+    keys: tuple[str, ...] = ()
+    requirements = {
         "storage": "every client's update of every retained round, on disk",
         "target_data": False,
         "target_participation": False,
@@ -171,9 +176,8 @@ class FedEraser(StepUnlearning):
     }
 
     def __init__(self, *, store_dir: str | Path, local_epochs: int, retain_interval: int = 1,
-                 calibration_ratio: float = 0.5, message_type: str = CALIBRATE_MESSAGE_TYPE,
-                 **kwargs) -> None:
-        super().__init__(**kwargs)
+                 calibration_ratio: float = 0.5,
+                 message_type: str = CALIBRATE_MESSAGE_TYPE) -> None:
         if retain_interval < 1:
             raise ValueError(f"FedEraser retain_interval must be >= 1, got {retain_interval}")
         if not 0 < calibration_ratio <= 1:
@@ -193,7 +197,6 @@ class FedEraser(StepUnlearning):
         self.calibration_ratio = calibration_ratio
         self.calibration_epochs = max(1, math.ceil(calibration_ratio * local_epochs))
         self.message_type = message_type
-        self._fe_sent: dict[int, dict[str, np.ndarray]] = {}  # round -> global model sent
         self._index: dict[int, dict[int, dict]] = {}  # round -> node id -> {file, num_examples}
         self._initial: Path | None = None
         self._write_index()
@@ -233,106 +236,95 @@ class FedEraser(StepUnlearning):
         tmp.write_text(json.dumps(data, indent=1))
         os.replace(tmp, self.store_dir / INDEX_FILE)
 
-    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
-                        grid: Grid):
-        """As NoT; remember the model sent in a retained round (and round 1's on disk)."""
-        messages = list(super().configure_train(server_round, arrays, config, grid))
-        if messages and (self.is_retained(server_round) or self._initial is None):
-            sent = to_numpy(messages[0].content[self.arrayrecord_key])
-            if self._initial is None:
-                self._initial = self.store_dir / "initial.npz"
-                _save(self._initial, sent)
-                self._write_index()
-            if self.is_retained(server_round):
-                self._fe_sent[server_round] = sent
-            self._note_storage()
-        return messages
-
-    def _filter(self, server_round: int, replies, what: str) -> list[Message]:
-        kept = super()._filter(server_round, replies, what)
-        sent = self._fe_sent.pop(server_round, None) if what == "train" else None
-        if sent is None:
-            return kept
-        keys = float_keys(sent)
+    def observe_train(self, server_round: int, sent: ArrayRecord, replies: list[Message],
+                      weighted_by_key: str) -> None:
+        """Store round 1's model sent (once) and, in a retained round, every reply's update
+        against the model sent."""
+        if self._initial is None:
+            self._initial = self.store_dir / "initial.npz"
+            _save(self._initial, to_numpy(sent))
+            self._write_index()
+        if not self.is_retained(server_round):
+            return
+        glob = to_numpy(sent)
+        keys = float_keys(glob)
         folder = self.store_dir / f"round-{server_round:04d}"
         folder.mkdir(exist_ok=True)
         entries = self._index.setdefault(server_round, {})
-        for msg in kept:
-            if msg.has_error():
-                continue
+        for msg in replies:
             node = msg.metadata.src_node_id
             local = to_numpy(next(iter(msg.content.array_records.values())))
-            update = {k: (local[k] - sent[k]).astype(sent[k].dtype) for k in keys}
+            update = {k: (local[k] - glob[k]).astype(glob[k].dtype) for k in keys}
             path = folder / f"node-{node}.npz"
             _save(path, update)
             entries[node] = {"file": str(path.relative_to(self.store_dir)),
-                             "num_examples": float(reply_metrics(msg.content)[self.weighted_by_key])}
+                             "num_examples": float(reply_metrics(msg.content)[weighted_by_key])}
         self._write_index()
-        self._note_storage()
-        return kept
 
     # ------------------------------------------------------------ unlearning
-    def unlearn(self, server_round: int, arrays: ArrayRecord, targets: list[int],
-                grid: Grid) -> ArrayRecord:
+    def unlearn(self, step: UnlearningStep) -> ArrayRecord:
         """Rebuild the model over the retained rounds without the excluded clients."""
-        step = self._round(server_round)["unlearning_step"]
-        rounds = [r for r in sorted(self._index) if r < server_round]
-        step.update(retained_rounds=rounds, calibration_epochs=self.calibration_epochs,
-                    storage_bytes_before=self.storage_bytes)
+        rounds = [r for r in sorted(self._index) if r < step.server_round]
+        step.record.update(retained_rounds=rounds, calibration_epochs=self.calibration_epochs,
+                           storage_bytes_before=self.storage_bytes)
         if not rounds or self._initial is None:
             log(WARNING, "FedEraser: no stored history before round %d; the global model is "
-                "kept", server_round)
-            step["status"] = "no history"
-            return arrays
-        excluded = self.excluded_node_ids
+                "kept", step.server_round)
+            step.record["status"] = "no history"
+            return step.arrays
         model = _load(self._initial)
         keys = float_keys(model)
-        first = {n: e for n, e in self._index[rounds[0]].items() if n not in excluded}
+        first = {n: e for n, e in self._index[rounds[0]].items() if n not in step.excluded}
         model = overlay(model, [(e["num_examples"], _load(self.store_dir / e["file"]))
                                 for e in first.values()], keys)
         per_round = [{"round": rounds[0], "clients": sorted(first), "calibrated": False}]
-        layout = array_layout(arrays)
         for r in rounds[1:]:
-            connected = set(grid.get_node_ids())
-            entries = {n: e for n, e in self._index[r].items()
-                       if n not in excluded and n in connected}
-            if not entries:
-                per_round.append({"round": r, "clients": [], "skipped": "no remaining client"})
-                continue
-            record = to_record(model)
-            config = ConfigRecord({"local-epochs": self.calibration_epochs,
-                                   "server-round": server_round, "calibration-round": r})
-            content = RecordDict({self.arrayrecord_key: record, self.configrecord_key: config})
-            messages = [Message(content, dst_node_id=n, message_type=self.message_type)
-                        for n in entries]
-            updates = []
-            for msg in self.send_step(server_round, messages, grid):
-                node = msg.metadata.src_node_id
-                reason = check_train_reply(msg.content, layout, self.weighted_by_key)
-                if node not in entries or reason is not None:
-                    log(WARNING, "FedEraser: calibration reply of node %d dropped: %s", node,
-                        reason or "not asked")
-                    continue
-                local = to_numpy(next(iter(msg.content.array_records.values())))
-                cal = {k: local[k] - model[k] for k in keys}
-                old = _load(self.store_dir / entries[node]["file"])
-                updates.append((entries[node]["num_examples"], old, cal))
-            if not updates:
-                per_round.append({"round": r, "clients": [], "skipped": "no calibration reply"})
-                continue
-            model = calibrated_step(model, updates, keys)
-            per_round.append({"round": r, "clients": sorted(n for n in entries), "calibrated": True})
-        glob = to_numpy(arrays)
+            model, done = self._calibrate_round(step, r, model, keys)
+            per_round.append(done)
+        glob = to_numpy(step.arrays)
         for k in glob:  # non-float tensors from the model at the request
             if k not in keys:
                 model[k] = glob[k]
         model = {k: model[k] for k in glob}
-        self._forget_history(targets)
-        step.update(rounds_rebuilt=per_round, storage_bytes_after=self.storage_bytes)
+        self._forget_history(step.targets)
+        step.record.update(rounds_rebuilt=per_round, storage_bytes_after=self.storage_bytes)
         log(INFO, "FedEraser: round %d: rebuilt over %d retained rounds (%d calibrated) without "
-            "nodes %s", server_round, len(rounds), sum(1 for p in per_round if p.get("calibrated")),
-            sorted(excluded))
+            "nodes %s", step.server_round, len(rounds),
+            sum(1 for p in per_round if p.get("calibrated")), sorted(step.excluded))
         return to_record(model)
+
+    def _calibrate_round(self, step: UnlearningStep, r: int, model: dict[str, np.ndarray],
+                         keys: list[str]) -> tuple[dict[str, np.ndarray], dict]:
+        """One retained round ``r``: calibration training by the remaining clients, then the
+        calibrated step; returns the model and the round's record."""
+        connected = set(step.grid.get_node_ids())
+        entries = {n: e for n, e in self._index[r].items()
+                   if n not in step.excluded and n in connected}
+        if not entries:
+            return model, {"round": r, "clients": [], "skipped": "no remaining client"}
+        config = ConfigRecord({"local-epochs": self.calibration_epochs,
+                               "server-round": step.server_round, "calibration-round": r})
+        content = RecordDict({step.arrayrecord_key: to_record(model),
+                              step.configrecord_key: config})
+        messages = [Message(content, dst_node_id=n, message_type=self.message_type)
+                    for n in entries]
+        layout = array_layout(step.arrays)
+        updates = []
+        for msg in step.send(messages, who="FedEraser"):
+            node = msg.metadata.src_node_id
+            reason = check_train_reply(msg.content, layout, step.weighted_by_key)
+            if node not in entries or reason is not None:
+                log(WARNING, "FedEraser: calibration reply of node %d dropped: %s", node,
+                    reason or "not asked")
+                continue
+            local = to_numpy(next(iter(msg.content.array_records.values())))
+            cal = {k: local[k] - model[k] for k in keys}
+            old = _load(self.store_dir / entries[node]["file"])
+            updates.append((entries[node]["num_examples"], old, cal))
+        if not updates:
+            return model, {"round": r, "clients": [], "skipped": "no calibration reply"}
+        return (calibrated_step(model, updates, keys),
+                {"round": r, "clients": sorted(n for n in entries), "calibrated": True})
 
     def _forget_history(self, targets: list[int]) -> None:
         """Delete the targets' stored updates."""
@@ -344,4 +336,27 @@ class FedEraser(StepUnlearning):
         self._write_index()
 
 
-__all__ = ["CALIBRATE_MESSAGE_TYPE", "FedEraser", "calibrated_step", "overlay"]
+class FedEraser(NoT):
+    """FedEraser's short form: FedAvg wrapped with :class:`FedEraserUnlearner`.
+
+    Parameters
+    ----------
+    store_dir, local_epochs, retain_interval, calibration_ratio, message_type
+        As :class:`FedEraserUnlearner`.
+    **kwargs
+        As :class:`strategies.NoT`, except ``negation``.
+    """
+
+    REQUIREMENTS = FedEraserUnlearner.requirements
+
+    # pylint: disable=too-many-arguments
+    def __init__(self, *, store_dir: str | Path, local_epochs: int, retain_interval: int = 1,
+                 calibration_ratio: float = 0.5, message_type: str = CALIBRATE_MESSAGE_TYPE,
+                 **kwargs) -> None:
+        super().__init__(FedEraserUnlearner(
+            store_dir=store_dir, local_epochs=local_epochs, retain_interval=retain_interval,
+            calibration_ratio=calibration_ratio, message_type=message_type), **kwargs)
+
+
+__all__ = ["CALIBRATE_MESSAGE_TYPE", "FedEraser", "FedEraserUnlearner", "calibrated_step",
+           "overlay"]

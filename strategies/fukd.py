@@ -22,7 +22,7 @@ Choices where the paper leaves one open (ours)
   of that round (``num-examples``), for floating-point tensors.
 * **Storage.** Only that sum is needed, so the server keeps one running sum per client
   (any client may ask), in memory, not the per-round history: ``N`` models instead of
-  ``T x N``. :attr:`FUKD.storage_bytes` measures those arrays; the peak is reported.
+  ``T x N``. :attr:`FUKDUnlearner.storage_bytes` measures those arrays; the peak is reported.
   After unlearning the target's sum is deleted.
 * **Server data.** not-flower sets aside ``server-data-fraction`` of the training set
   (stratified, seeded; :func:`not_flower.task.server_indices`) that no client ever
@@ -47,13 +47,14 @@ from logging import INFO
 
 import numpy as np
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Message
-from flwr.serverapp import Grid
+from flwr.app import ArrayRecord, Message
 from flwr.supercore import log
 from torch import nn
 
-from .not_strategy import reply_metrics
-from .unlearning_step import StepUnlearning, float_keys, nbytes, to_numpy, to_record
+from .not_strategy import NoT
+from .replies import reply_metrics
+from .unlearner import CLIENT_ONLY, UnlearningStep
+from .unlearning_step import float_keys, nbytes, to_numpy, to_record
 
 
 def distill(student: nn.Module, teacher: nn.Module, x: np.ndarray, *, epochs: int = 5,
@@ -93,8 +94,9 @@ def distill(student: nn.Module, teacher: nn.Module, x: np.ndarray, *, epochs: in
     return {"distill-loss": total / max(count, 1), "distill-steps": steps}
 
 
-class FUKD(StepUnlearning):
-    """Subtract the target's accumulated weighted updates, then distil on server data.
+class FUKDUnlearner:
+    """FUKD as an unlearner: keeps every client's accumulated weighted update; at a request
+    subtracts the target's, then distils on server data (see the module docstring).
 
     Parameters
     ----------
@@ -114,22 +116,24 @@ class FUKD(StepUnlearning):
         Seeds the shuffling.
     device : torch.device or None
         Where to distil (default CPU).
-    **kwargs
-        As :class:`strategies.NoT`, except ``negation``.
     """
 
-    REQUIREMENTS = {
+    name = "FUKD"
+    requirements = {
         "storage": "every client's accumulated weighted update, in server memory",
         "target_data": False,
         "target_participation": False,
         "server_data": True,
     }
+    kinds = CLIENT_ONLY
+    records_step = True
+    layers: tuple[str, ...] = ()
+    keys: tuple[str, ...] = ()
 
+    # pylint: disable=too-many-arguments
     def __init__(self, *, model: nn.Module, server_x: np.ndarray, epochs: int = 5,
                  temperature: float = 2.0, lr: float = 0.01, momentum: float = 0.9,
-                 batch_size: int = 16, seed: int = 0, device: torch.device | None = None,
-                 **kwargs) -> None:
-        super().__init__(**kwargs)
+                 batch_size: int = 16, seed: int = 0, device: torch.device | None = None) -> None:
         if len(server_x) == 0:
             raise ValueError("FUKD needs server-side data (server_x is empty)")
         if epochs < 1 or temperature <= 0 or lr <= 0:
@@ -138,7 +142,6 @@ class FUKD(StepUnlearning):
         self.server_x = server_x
         self.epochs, self.temperature, self.lr, self.momentum = epochs, temperature, lr, momentum
         self.batch_size, self.seed, self.device = batch_size, seed, device
-        self._kd_sent: dict[int, dict[str, np.ndarray]] = {}
         #: node id -> sum over rounds of p_k^t (w_k^t - w^t)
         self.accumulated: dict[int, dict[str, np.ndarray]] = {}
 
@@ -147,43 +150,29 @@ class FUKD(StepUnlearning):
         """Bytes of the accumulated updates kept (one per client)."""
         return sum(nbytes(a) for a in self.accumulated.values())
 
-    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
-                        grid: Grid):
-        """As NoT; remember the model sent (the updates are measured against it)."""
-        messages = list(super().configure_train(server_round, arrays, config, grid))
-        if messages:
-            self._kd_sent[server_round] = to_numpy(messages[0].content[self.arrayrecord_key])
-        return messages
-
-    def _filter(self, server_round: int, replies, what: str) -> list[Message]:
-        kept = super()._filter(server_round, replies, what)
-        sent = self._kd_sent.pop(server_round, None) if what == "train" else None
-        if sent is None:
-            return kept
-        ok = [m for m in kept if not m.has_error()]
-        weights = {m.metadata.src_node_id: float(reply_metrics(m.content)[self.weighted_by_key])
-                   for m in ok}
+    def observe_train(self, server_round: int, sent: ArrayRecord, replies: list[Message],
+                      weighted_by_key: str) -> None:
+        """Add each reply's FedAvg-weighted update (against the model sent) to its sum."""
+        del server_round
+        glob = to_numpy(sent)
+        weights = {m.metadata.src_node_id: float(reply_metrics(m.content)[weighted_by_key])
+                   for m in replies}
         total = sum(weights.values())
-        keys = float_keys(sent)
-        for msg in ok:
+        keys = float_keys(glob)
+        for msg in replies:
             node = msg.metadata.src_node_id
             local = to_numpy(next(iter(msg.content.array_records.values())))
-            acc = self.accumulated.setdefault(
-                node, {k: np.zeros_like(sent[k]) for k in keys})
+            acc = self.accumulated.setdefault(node, {k: np.zeros_like(glob[k]) for k in keys})
             p = weights[node] / total
             for k in keys:
-                acc[k] += (p * (local[k].astype(np.float64) - sent[k])).astype(acc[k].dtype)
-        self._note_storage()
-        return kept
+                acc[k] += (p * (local[k].astype(np.float64) - glob[k])).astype(acc[k].dtype)
 
-    def unlearn(self, server_round: int, arrays: ArrayRecord, targets: list[int],
-                grid: Grid) -> ArrayRecord:
+    def unlearn(self, step: UnlearningStep) -> ArrayRecord:
         """Skewed model = global - targets' sums; then distil from the global model."""
-        step = self._round(server_round)["unlearning_step"]
-        glob = to_numpy(arrays)
+        glob = to_numpy(step.arrays)
         skewed = dict(glob)
         subtracted = []
-        for t in targets:
+        for t in step.targets:
             acc = self.accumulated.pop(t, None)
             if acc is None:
                 continue
@@ -191,20 +180,48 @@ class FUKD(StepUnlearning):
             for k, v in acc.items():
                 skewed[k] = (skewed[k] - v).astype(glob[k].dtype)
         teacher = _copy_model(self.model)
-        teacher.load_state_dict(arrays.to_torch_state_dict())
+        teacher.load_state_dict(step.arrays.to_torch_state_dict())
         student = self.model
         student.load_state_dict(to_record(skewed).to_torch_state_dict())
         stats = distill(student, teacher, self.server_x, epochs=self.epochs,
                         temperature=self.temperature, lr=self.lr, momentum=self.momentum,
-                        batch_size=self.batch_size, seed=self.seed * 100_003 + server_round,
-                        device=self.device)
+                        batch_size=self.batch_size,
+                        seed=self.seed * 100_003 + step.server_round, device=self.device)
         state = {k: v.detach().cpu().numpy() for k, v in student.state_dict().items()}
         out = {k: state[k].astype(glob[k].dtype) for k in glob}
-        step.update(subtracted=subtracted, server_samples=int(len(self.server_x)), **stats)
+        step.record.update(subtracted=subtracted, server_samples=int(len(self.server_x)), **stats)
         log(INFO, "FUKD: round %d: subtracted the accumulated updates of %s, distilled %d "
-            "epochs on %d server samples (KL %.4f)", server_round, subtracted, self.epochs,
+            "epochs on %d server samples (KL %.4f)", step.server_round, subtracted, self.epochs,
             len(self.server_x), stats["distill-loss"])
         return to_record(out)
+
+
+class FUKD(NoT):
+    """FUKD's short form: FedAvg wrapped with :class:`FUKDUnlearner`.
+
+    Parameters
+    ----------
+    model, server_x, epochs, temperature, lr, momentum, batch_size, seed, device
+        As :class:`FUKDUnlearner`.
+    **kwargs
+        As :class:`strategies.NoT`, except ``negation``.
+    """
+
+    REQUIREMENTS = FUKDUnlearner.requirements
+
+    # pylint: disable=too-many-arguments
+    def __init__(self, *, model: nn.Module, server_x: np.ndarray, epochs: int = 5,
+                 temperature: float = 2.0, lr: float = 0.01, momentum: float = 0.9,
+                 batch_size: int = 16, seed: int = 0, device: torch.device | None = None,
+                 **kwargs) -> None:
+        super().__init__(FUKDUnlearner(
+            model=model, server_x=server_x, epochs=epochs, temperature=temperature, lr=lr,
+            momentum=momentum, batch_size=batch_size, seed=seed, device=device), **kwargs)
+
+    @property
+    def accumulated(self) -> dict[int, dict[str, np.ndarray]]:
+        """The unlearner's accumulated updates (node id -> sum)."""
+        return self.unlearner.accumulated
 
 
 def _copy_model(model: nn.Module) -> nn.Module:
@@ -213,4 +230,4 @@ def _copy_model(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model)
 
 
-__all__ = ["FUKD", "distill"]
+__all__ = ["FUKD", "FUKDUnlearner", "distill"]

@@ -23,7 +23,7 @@ Choices where the paper leaves one open (ours)
   of every non-target client, kept from the last train round in which each took part
   (with full participation: the last round). The server therefore keeps one local model
   per client, always (any client may ask): that is PGD's storage, measured as the bytes
-  of those arrays (:attr:`PGD.storage_bytes`; the peak is reported). Non-float tensors
+  of those arrays (:attr:`PGDUnlearner.storage_bytes`; the peak is reported). Non-float tensors
   (BatchNorm's ``num_batches_tracked``) come from the global model. If no non-target
   local model is stored (a request at round 1), ``w_ref`` is the global model; the step
   record says which was used.
@@ -75,37 +75,20 @@ from logging import INFO, WARNING
 import numpy as np
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
-from flwr.serverapp import Grid
 from flwr.supercore import log
 from torch import nn
 
-from .not_strategy import array_layout, check_train_reply, reply_metrics
-from .unlearning_step import StepUnlearning, float_keys, nbytes, to_numpy, to_record
+from .not_strategy import NoT
+from .pgd_ascent import l2_distance, project_to_ball, projected_gradient_ascent  # noqa: F401
+from .replies import array_layout, check_train_reply, reply_metrics
+from .unlearner import CLIENT_ONLY, UnlearningStep
+from .unlearning_step import float_keys, nbytes, to_numpy, to_record
 
 #: Message type of the ascent (``@app.train("pgd")`` in the ClientApp).
 PGD_MESSAGE_TYPE = "train.pgd"
 
 
 # --------------------------------------------------------------------------- pure parts
-def l2_distance(a: dict[str, np.ndarray], b: dict[str, np.ndarray], keys: Iterable[str]) -> float:
-    """L2 norm of ``a - b`` over ``keys`` (float64 accumulation)."""
-    return math.sqrt(sum(float(np.sum((a[k].astype(np.float64) - b[k].astype(np.float64)) ** 2))
-                         for k in keys))
-
-
-def project_to_ball(w: dict[str, np.ndarray], center: dict[str, np.ndarray], radius: float,
-                    keys: Sequence[str]) -> dict[str, np.ndarray]:
-    """``w`` projected onto the L2 ball of ``radius`` around ``center`` (over ``keys``)."""
-    dist = l2_distance(w, center, keys)
-    if dist <= radius:
-        return dict(w)
-    scale = radius / dist
-    out = dict(w)
-    for k in keys:
-        out[k] = (center[k] + (w[k] - center[k]) * scale).astype(w[k].dtype)
-    return out
-
-
 def pgd_radius(reference: dict[str, np.ndarray], random_models: Iterable[dict[str, np.ndarray]],
                keys: Sequence[str], divisor: float = 3.0) -> float:
     """``sqrt(mean_j ||reference - random_j||^2 / divisor)`` over ``keys``."""
@@ -115,148 +98,9 @@ def pgd_radius(reference: dict[str, np.ndarray], random_models: Iterable[dict[st
     return math.sqrt(float(np.mean(squares)) / divisor)
 
 
-@torch.no_grad()
-def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> float:
-    was = model.training
-    model.eval()
-    correct = 0
-    for s in range(0, len(x), batch_size):
-        correct += int((model(x[s:s + batch_size]).argmax(1) == y[s:s + batch_size]).sum())
-    model.train(was)
-    return correct / max(len(x), 1)
-
-
-def projected_gradient_ascent(
-    model: nn.Module,
-    reference: dict[str, torch.Tensor],
-    x: np.ndarray,
-    y: np.ndarray,
-    *,
-    radius: float,
-    keys: Sequence[str] | None = None,
-    epochs: int = 5,
-    lr: float = 0.01,
-    momentum: float = 0.9,
-    batch_size: int = 16,
-    clip: float = 1.0,
-    stop_accuracy: float = 0.2,
-    seed: int = 0,
-    checks_per_epoch: int = 10,
-    start: dict[str, torch.Tensor] | None = None,
-    device: torch.device | None = None,
-    on_step: Callable[[float], None] | None = None,
-) -> dict[str, float]:
-    """Gradient ascent on the cross-entropy of ``(x, y)`` inside the ball around ``reference``.
-
-    ``model`` ends holding the result (its buffers reset to ``reference``'s).
-
-    Parameters
-    ----------
-    model : nn.Module
-        The architecture (its weights are replaced by ``start`` or ``reference``).
-    reference : dict[str, torch.Tensor]
-        State dict of the ball's centre, ``w_ref``.
-    x, y : np.ndarray
-        The target's training data.
-    radius : float
-        Radius of the ball (L2 over ``keys``).
-    keys : sequence of str, optional
-        Parameters the ball covers; default every trainable parameter.
-    epochs, lr, momentum, batch_size, clip
-        Ascent settings (SGD; gradient norm clipped at ``clip``, none if <= 0).
-    stop_accuracy : float
-        Stop as soon as the accuracy on ``(x, y)`` is below this; it is measured
-        ``checks_per_epoch`` times per epoch (every ``ceil(batches / checks_per_epoch)``
-        steps, and after the last step of an epoch).
-    checks_per_epoch : int (default: 10)
-        How often the accuracy is measured.
-    seed : int
-        Seeds the shuffling.
-    start : dict, optional
-        Start here instead of at ``reference`` (projected first).
-    device : torch.device, optional
-        Where to compute.
-    on_step : Callable[[float], None], optional
-        Called with the distance to ``reference`` after every projected step.
-
-    Returns
-    -------
-    dict[str, float]
-        ``pgd-radius``, ``pgd-distance`` (final, <= radius), ``pgd-steps``,
-        ``pgd-epochs-run`` (epochs started), ``pgd-stopped-early`` (0/1),
-        ``pgd-train-acc-start`` (at the start point), ``pgd-train-acc-end``, ``pgd-loss-end``.
-    """
-    dev = device or torch.device("cpu")
-    model.load_state_dict(start if start is not None else reference)
-    model.to(dev).train()
-    names = [n for n, _ in model.named_parameters()]
-    keys = list(keys) if keys is not None else names
-    params = dict(model.named_parameters())
-    missing = [k for k in keys if k not in params]
-    if missing:
-        raise ValueError(f"projected_gradient_ascent: keys {missing[:3]} are not parameters "
-                         "of the model")
-    centre = {k: reference[k].detach().to(dev, torch.float32) for k in keys}
-
-    def project() -> float:
-        with torch.no_grad():
-            sq = sum(float(((params[k] - centre[k]) ** 2).sum()) for k in keys)
-            dist = math.sqrt(sq)
-            if dist > radius:
-                scale = radius / dist
-                for k in keys:
-                    params[k].copy_(centre[k] + (params[k] - centre[k]) * scale)
-                dist = math.sqrt(sum(float(((params[k] - centre[k]) ** 2).sum()) for k in keys))
-            return dist
-
-    xt = torch.from_numpy(np.array(x, dtype=np.float32)).to(dev)
-    yt = torch.from_numpy(np.array(y, dtype=np.int64)).to(dev)
-    dist = project()
-    acc_start = _accuracy(model, xt, yt)
-    opt = torch.optim.SGD([params[n] for n in names], lr=lr, momentum=momentum)
-    gen = torch.Generator().manual_seed(seed)
-    loss_fn = nn.CrossEntropyLoss()
-    steps, run, stopped, acc, loss_sum, count = 0, 0, False, acc_start, 0.0, 0
-    batches = max(1, math.ceil(len(xt) / batch_size))
-    check = max(1, math.ceil(batches / max(1, checks_per_epoch)))
-    for _ in range(epochs):
-        loss_sum, count = 0.0, 0
-        order = torch.randperm(len(xt), generator=gen).to(dev)
-        for b, s in enumerate(range(0, len(xt), batch_size)):
-            idx = order[s:s + batch_size]
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(xt[idx]), yt[idx])
-            (-loss).backward()  # ascent
-            if clip > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), clip)
-            opt.step()
-            dist = project()
-            steps += 1
-            loss_sum += float(loss.detach()) * len(idx)
-            count += len(idx)
-            if on_step is not None:
-                on_step(dist)
-            if (b + 1) % check == 0 or b + 1 == batches:
-                acc = _accuracy(model, xt, yt)
-                if acc < stop_accuracy:
-                    stopped = True
-                    break
-        run += 1
-        if stopped:
-            break
-    with torch.no_grad():  # buffers (BatchNorm statistics) from the reference
-        for name, buf in model.named_buffers():
-            if name in reference:
-                buf.copy_(reference[name].to(buf.device, buf.dtype))
-    return {"pgd-radius": float(radius), "pgd-distance": float(dist), "pgd-steps": steps,
-            "pgd-epochs-run": run, "pgd-stopped-early": int(stopped),
-            "pgd-train-acc-start": float(acc_start), "pgd-train-acc-end": float(acc),
-            "pgd-loss-end": loss_sum / max(count, 1)}
-
-
-# --------------------------------------------------------------------------- strategy
-class PGD(StepUnlearning):
-    """Unlearning by the target's projected gradient ascent, then FedAvg without it.
+class PGDUnlearner:
+    """PGD as an unlearner: keeps every client's latest local model; at a request the
+    target runs projected gradient ascent from ``w_ref`` (see the module docstring).
 
     Parameters
     ----------
@@ -277,24 +121,26 @@ class PGD(StepUnlearning):
         Message type of the ascent.
     seed : int (default: 0)
         Seeds the random models and the target's shuffling.
-    **kwargs
-        As :class:`strategies.NoT`, except ``negation``.
     """
 
-    REQUIREMENTS = {
+    name = "PGD"
+    requirements = {
         "storage": "every client's latest local model, in server memory",
         "target_data": True,
         "target_participation": True,
         "server_data": False,
     }
+    kinds = CLIENT_ONLY
+    records_step = True
+    layers: tuple[str, ...] = ()
+    keys: tuple[str, ...] = ()
 
     def __init__(self, *, epochs: int = 5, lr: float = 0.01, momentum: float = 0.9,
                  clip: float = 1.0, stop_accuracy: float = 0.2, radius: float | None = None,
                  random_model_fn: Callable[[int], dict[str, np.ndarray]] | None = None,
                  radius_divisor: float = 3.0, radius_draws: int = 10,
                  param_keys: Sequence[str] | None = None,
-                 message_type: str = PGD_MESSAGE_TYPE, seed: int = 0, **kwargs) -> None:
-        super().__init__(**kwargs)
+                 message_type: str = PGD_MESSAGE_TYPE, seed: int = 0) -> None:
         if radius is None and random_model_fn is None:
             raise ValueError("PGD needs radius= or random_model_fn= (to measure the distance "
                              "of the reference model to random models)")
@@ -311,30 +157,27 @@ class PGD(StepUnlearning):
         self.message_type = message_type
         self.seed = seed
         #: node id -> (num-examples, its latest local model)
-        self._latest: dict[int, tuple[float, dict[str, np.ndarray]]] = {}
+        self.latest: dict[int, tuple[float, dict[str, np.ndarray]]] = {}
 
     @property
     def storage_bytes(self) -> int:
         """Bytes of the local models kept (one per client)."""
-        return sum(nbytes(w) for _, w in self._latest.values())
+        return sum(nbytes(w) for _, w in self.latest.values())
 
-    def _filter(self, server_round: int, replies, what: str) -> list[Message]:
-        kept = super()._filter(server_round, replies, what)
-        if what == "train":
-            for msg in kept:
-                if msg.has_error():
-                    continue
-                record = next(iter(msg.content.array_records.values()))
-                weight = float(reply_metrics(msg.content)[self.weighted_by_key])
-                self._latest[msg.metadata.src_node_id] = (weight, to_numpy(record))
-            self._note_storage()
-        return kept
+    def observe_train(self, server_round: int, sent: ArrayRecord, replies: list[Message],
+                      weighted_by_key: str) -> None:
+        """Keep each replying client's local model (the latest replaces the one before)."""
+        del server_round, sent
+        for msg in replies:
+            record = next(iter(msg.content.array_records.values()))
+            weight = float(reply_metrics(msg.content)[weighted_by_key])
+            self.latest[msg.metadata.src_node_id] = (weight, to_numpy(record))
 
-    def reference_model(self, arrays: ArrayRecord) -> tuple[dict[str, np.ndarray], str]:
+    def reference_model(self, arrays: ArrayRecord, excluded=frozenset()
+                        ) -> tuple[dict[str, np.ndarray], str]:
         """``w_ref``: weighted average of the non-excluded clients' latest local models."""
         glob = to_numpy(arrays)
-        others = [(w, m) for n, (w, m) in self._latest.items()
-                  if n not in self.excluded_node_ids]
+        others = [(w, m) for n, (w, m) in self.latest.items() if n not in excluded]
         if not others:
             return glob, "global model (no stored local model of a non-target client)"
         total = sum(w for w, _ in others)
@@ -347,23 +190,22 @@ class PGD(StepUnlearning):
         return ref, (f"num-examples-weighted average of the latest local models of "
                      f"{len(others)} non-target client(s)")
 
-    def unlearn(self, server_round: int, arrays: ArrayRecord, targets: list[int],
-                grid: Grid) -> ArrayRecord:
-        """Send ``w_ref`` to the target(s) for the ascent; return the projected result."""
-        step = self._round(server_round)["unlearning_step"]
-        ref, source = self.reference_model(arrays)
-        keys = self.param_keys or float_keys(ref)
+    def _radius(self, ref: dict[str, np.ndarray], keys: list[str]) -> float:
         if self.radius is not None:
-            radius = float(self.radius)
-        else:
-            with torch.random.fork_rng():
-                randoms = [self.random_model_fn(self.seed + j) for j in range(self.radius_draws)]
-            radius = pgd_radius(ref, randoms, keys, self.radius_divisor)
-        layout = array_layout(arrays)
-        connected = set(grid.get_node_ids())
+            return float(self.radius)
+        with torch.random.fork_rng():
+            randoms = [self.random_model_fn(self.seed + j) for j in range(self.radius_draws)]
+        return pgd_radius(ref, randoms, keys, self.radius_divisor)
+
+    def unlearn(self, step: UnlearningStep) -> ArrayRecord:
+        """Send ``w_ref`` to the target(s) for the ascent; return the projected result."""
+        ref, source = self.reference_model(step.arrays, step.excluded)
+        keys = self.param_keys or float_keys(ref)
+        radius = self._radius(ref, keys)
+        connected = set(step.grid.get_node_ids())
         current: dict[str, np.ndarray] | None = None
         details = []
-        for target in targets:
+        for target in step.targets:
             detail: dict = {"node_id": target}
             details.append(detail)
             if target not in connected:
@@ -371,45 +213,83 @@ class PGD(StepUnlearning):
                     target)
                 detail["status"] = "not connected"
                 continue
-            config = ConfigRecord({
-                "server-round": server_round, "pgd-radius": radius, "pgd-keys": list(keys),
-                "pgd-epochs": self.epochs, "pgd-lr": self.lr, "pgd-momentum": self.momentum,
-                "pgd-clip": self.clip, "pgd-stop-accuracy": self.stop_accuracy,
-                "pgd-seed": self.seed * 100_003 + server_round,
-            })
-            content = RecordDict({"reference": to_record(ref), "config": config})
-            if current is not None:
-                content["arrays"] = to_record(current)
-            msg = Message(content, dst_node_id=target, message_type=self.message_type)
-            replies = self.send_step(server_round, [msg], grid)
-            reply = next((m for m in replies if m.metadata.src_node_id == target), None)
-            if reply is None:
-                log(WARNING, "PGD: target node %d did not return the ascent", target)
-                detail["status"] = "no reply"
-                continue
-            reason = check_train_reply(reply.content, layout, self.weighted_by_key)
-            if reason is not None:
-                log(WARNING, "PGD: rejected the ascent of node %d: %s", target, reason)
-                detail["status"] = f"rejected: {reason}"
-                continue
-            w = to_numpy(next(iter(reply.content.array_records.values())))
-            dist = l2_distance(w, ref, keys)
-            detail["projected_by_server"] = dist > radius * (1 + 1e-5) + 1e-6
-            if detail["projected_by_server"]:
-                log(WARNING, "PGD: node %d returned a model %.4g from w_ref (radius %.4g); "
-                    "projected", target, dist, radius)
-                w = project_to_ball(w, ref, radius, keys)
-            current = w
-            detail.update(status="ok", distance=l2_distance(w, ref, keys), **{
-                k: v for k, v in reply_metrics(reply.content).items() if k.startswith("pgd-")})
-        for target in targets:  # the target's local model is not kept after its removal
-            self._latest.pop(target, None)
+            w = self._ascent(step, target, ref, current, keys, radius, detail)
+            if w is not None:
+                current = w
+        for target in step.targets:  # the target's local model is not kept after its removal
+            self.latest.pop(target, None)
         result = current if current is not None else ref
-        step.update(reference=source, radius=radius, distance=l2_distance(result, ref, keys),
-                    num_keys=len(keys), targets_detail=details)
+        step.record.update(reference=source, radius=radius,
+                           distance=l2_distance(result, ref, keys), num_keys=len(keys),
+                           targets_detail=details)
         log(INFO, "PGD: round %d: ascent by %s, radius %.4g, distance %.4g (reference: %s)",
-            server_round, targets, radius, step["distance"], source)
+            step.server_round, step.targets, radius, step.record["distance"], source)
         return to_record(result)
+
+    # pylint: disable=too-many-arguments
+    def _ascent(self, step: UnlearningStep, target: int, ref: dict[str, np.ndarray],
+                current: dict[str, np.ndarray] | None, keys: list[str], radius: float,
+                detail: dict) -> dict[str, np.ndarray] | None:
+        """One target's ascent: its checked, projected model, or ``None`` (see ``detail``)."""
+        config = ConfigRecord({
+            "server-round": step.server_round, "pgd-radius": radius, "pgd-keys": list(keys),
+            "pgd-epochs": self.epochs, "pgd-lr": self.lr, "pgd-momentum": self.momentum,
+            "pgd-clip": self.clip, "pgd-stop-accuracy": self.stop_accuracy,
+            "pgd-seed": self.seed * 100_003 + step.server_round,
+        })
+        content = RecordDict({"reference": to_record(ref), "config": config})
+        if current is not None:
+            content["arrays"] = to_record(current)
+        msg = Message(content, dst_node_id=target, message_type=self.message_type)
+        replies = step.send([msg], who="PGD")
+        reply = next((m for m in replies if m.metadata.src_node_id == target), None)
+        if reply is None:
+            log(WARNING, "PGD: target node %d did not return the ascent", target)
+            detail["status"] = "no reply"
+            return None
+        reason = check_train_reply(reply.content, array_layout(step.arrays), step.weighted_by_key)
+        if reason is not None:
+            log(WARNING, "PGD: rejected the ascent of node %d: %s", target, reason)
+            detail["status"] = f"rejected: {reason}"
+            return None
+        w = to_numpy(next(iter(reply.content.array_records.values())))
+        dist = l2_distance(w, ref, keys)
+        detail["projected_by_server"] = dist > radius * (1 + 1e-5) + 1e-6
+        if detail["projected_by_server"]:
+            log(WARNING, "PGD: node %d returned a model %.4g from w_ref (radius %.4g); "
+                "projected", target, dist, radius)
+            w = project_to_ball(w, ref, radius, keys)
+        detail.update(status="ok", distance=l2_distance(w, ref, keys), **{
+            k: v for k, v in reply_metrics(reply.content).items() if k.startswith("pgd-")})
+        return w
+
+
+class PGD(NoT):
+    """PGD's short form: FedAvg wrapped with :class:`PGDUnlearner`.
+
+    Parameters
+    ----------
+    epochs, lr, momentum, clip, stop_accuracy, radius, random_model_fn, radius_divisor,
+    radius_draws, param_keys, message_type, seed
+        As :class:`PGDUnlearner`.
+    **kwargs
+        As :class:`strategies.NoT`, except ``negation``.
+    """
+
+    REQUIREMENTS = PGDUnlearner.requirements
+
+    # pylint: disable=too-many-arguments
+    def __init__(self, *, epochs: int = 5, lr: float = 0.01, momentum: float = 0.9,
+                 clip: float = 1.0, stop_accuracy: float = 0.2, radius: float | None = None,
+                 random_model_fn: Callable[[int], dict[str, np.ndarray]] | None = None,
+                 radius_divisor: float = 3.0, radius_draws: int = 10,
+                 param_keys: Sequence[str] | None = None,
+                 message_type: str = PGD_MESSAGE_TYPE, seed: int = 0, **kwargs) -> None:
+        super().__init__(PGDUnlearner(
+            epochs=epochs, lr=lr, momentum=momentum, clip=clip, stop_accuracy=stop_accuracy,
+            radius=radius, random_model_fn=random_model_fn, radius_divisor=radius_divisor,
+            radius_draws=radius_draws, param_keys=param_keys, message_type=message_type,
+            seed=seed), **kwargs)
 
 
 def random_state_fn(build: Callable[[], nn.Module]) -> Callable[[int], dict[str, np.ndarray]]:
@@ -424,5 +304,5 @@ def random_state_fn(build: Callable[[], nn.Module]) -> Callable[[int], dict[str,
     return make
 
 
-__all__ = ["PGD", "PGD_MESSAGE_TYPE", "l2_distance", "pgd_radius", "project_to_ball",
+__all__ = ["PGD", "PGDUnlearner", "PGD_MESSAGE_TYPE", "l2_distance", "pgd_radius", "project_to_ball",
            "projected_gradient_ascent", "random_state_fn"]

@@ -3,7 +3,7 @@
 A target that names no connected node would otherwise be found only at its request's
 round, after all training. :func:`check_targets` compares every queued request's target
 values with the connected nodes' node ids, SuperNode names or node configs and raises
-:class:`strategies.not_strategy.UnlearningError` naming the bad target and the values the
+:class:`strategies.unlearning_request.UnlearningError` naming the bad target and the values the
 connected nodes have, as soon as the federation is complete (``expected_nodes`` connected);
 while nodes may still connect it only returns a warning.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from .identity import BY_NAME, BY_NODE_ID, TargetRule, _canonical
-from .not_strategy import UnlearningError, UnlearningRequest
+from .unlearning_request import UnlearningError, UnlearningRequest
 
 
 def _sorted_values(values: Iterable[str]) -> list[str]:

@@ -204,7 +204,7 @@ def test_pgd_reference_is_the_others_average_and_the_target_runs_only_the_ascent
     model_bytes = sum(int(np.prod(s)) * 4 for s in SHAPES.values())
     assert strategy.storage_peak_bytes == N * model_bytes
     assert strategy.storage_bytes == (N - 1) * model_bytes
-    assert target not in strategy._latest  # pylint: disable=protected-access
+    assert target not in strategy.unlearner.latest
 
 
 def test_pgd_over_real_clients_ends_inside_the_ball(tmp_path):
@@ -261,7 +261,7 @@ def test_federaser_storage_grows_with_rounds_and_clients(tmp_path):
     assert size > sum(int(np.prod(s)) * 4 for s in SHAPES.values())  # the float32 update
     # twice the rounds: twice the bytes; 3 clients instead of 2: 1.5 times
     assert (b22, b24, b32, b42) == (4 * size, 8 * size, 6 * size, 4 * size)
-    assert s22.retained_rounds == [1, 2]
+    assert s22.unlearner.retained_rounds == [1, 2]
 
 
 def test_federaser_rebuilds_with_stored_lengths_and_calibrated_directions(tmp_path):

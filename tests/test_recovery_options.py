@@ -100,24 +100,17 @@ def test_adam_with_server_momentum_is_refused():
         NoT(["fc.weight"], recovery_optimizer="rmsprop")
 
 
-def test_adam_step_matches_flowers_fedadam_math():
-    from strategies.not_strategy import adam_step
-
-    d1, d2 = np.array([0.5, -2.0]), np.array([0.1, 1.0])
-    m, v, up1 = adam_step(d1, None, None, 1, eta=0.1)
-    # first step: m = 0.1 d, v = 0.01 d^2, eta_1 = 0.1 sqrt(0.01) / 0.1 = 0.1
-    assert np.allclose(m, 0.1 * d1) and np.allclose(v, 0.01 * d1**2)
-    assert np.allclose(up1, 0.1 * (0.1 * d1) / (np.sqrt(0.01 * d1**2) + 1e-3))
-    m2, v2, up2 = adam_step(d2, m, v, 2, eta=0.1)
-    assert np.allclose(m2, 0.9 * m + 0.1 * d2) and np.allclose(v2, 0.99 * v + 0.01 * d2**2)
-    eta_2 = 0.1 * np.sqrt(1 - 0.99**2) / (1 - 0.9**2)
-    assert np.allclose(up2, eta_2 * m2 / (np.sqrt(v2) + 1e-3))
-    # per-coordinate normalisation: the step is about eta whatever the delta's scale
-    assert np.allclose(np.abs(up1), 0.1, rtol=0.05)
+def fedadam_step(delta, m, v, server_round, eta, beta_1=0.9, beta_2=0.99, tau=1e-3):
+    """Flower's FedAdam server step, written out: moments from zero, bias correction by
+    the round number (``server_round + 1``)."""
+    m = beta_1 * (0 if m is None else m) + (1 - beta_1) * delta
+    v = beta_2 * (0 if v is None else v) + (1 - beta_2) * delta**2
+    eta_norm = eta * np.sqrt(1 - beta_2 ** (server_round + 1)) / (1 - beta_1 ** (server_round + 1))
+    return m, v, eta_norm * m / (np.sqrt(v) + tau)
 
 
 def test_adam_applies_in_recovery_only():
-    from strategies.not_strategy import adam_step
+    """recovery-server-optimizer 'adam' is Flower's FedAdam, a fresh one from the request."""
     from tests.test_strategy import make_grid, run
 
     grid = make_grid(n=3, with_query=True)
@@ -132,8 +125,8 @@ def test_adam_applies_in_recovery_only():
                                rtol=1e-5)  # before the request: plain FedAvg
     w2 = np.array([11.0, 12.0])
     shift = np.full_like(seen[2], float(np.dot(w2 / w2.sum(), [0.2, 0.3])))  # clients 1, 2
-    m, v, up = adam_step(shift, None, None, 1, 0.05)
+    m, v, up = fedadam_step(shift, None, None, 3, 0.05)
     np.testing.assert_allclose(seen[3], seen[2] + up, rtol=1e-5)
-    _, _, up = adam_step(shift, m, v, 2, 0.05)
+    _, _, up = fedadam_step(shift, m, v, 4, 0.05)
     np.testing.assert_allclose(seen[4], seen[3] + up, rtol=1e-5)
     assert not np.allclose(seen[4] - seen[3], shift, rtol=1e-2)  # not FedAvg's step

@@ -1,0 +1,74 @@
+"""A view of a Flower Grid that hides excluded nodes: how unlearning keeps targets out of sampling.
+
+The wrapped strategy samples as it always does (``grid.get_node_ids()``, Flower's
+``sample_nodes``); it is handed an :class:`ExcludingGrid`, whose node listings leave out
+the excluded nodes, so no sampling code is copied. Messages pass through unchanged, except
+that a message addressed to an excluded node is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from flwr.app import Message
+from flwr.serverapp import Grid
+
+
+class ExcludingGrid(Grid):
+    """``grid`` without the nodes for which ``is_excluded(node_id)`` is true.
+
+    Parameters
+    ----------
+    grid : Grid
+        The real grid.
+    is_excluded : Callable[[int], bool]
+        Asked for every node at every listing (so exclusions made later apply at once).
+    """
+
+    def __init__(self, grid: Grid, is_excluded: Callable[[int], bool]) -> None:
+        self.grid = grid
+        self.is_excluded = is_excluded
+
+    # --- the listings: excluded nodes left out, the grid's order kept
+    def get_node_ids(self) -> Iterable[int]:
+        """Connected node ids that are not excluded."""
+        return [n for n in self.grid.get_node_ids() if not self.is_excluded(n)]
+
+    def get_nodes(self) -> Iterable:
+        """Connected nodes' infos, excluded nodes left out."""
+        return [info for info in self.grid.get_nodes() if not self.is_excluded(info.node_id)]
+
+    # --- messages: passed through, never to an excluded node
+    def _check(self, messages: Iterable[Message]) -> list[Message]:
+        messages = list(messages)
+        bad = sorted({m.metadata.dst_node_id for m in messages
+                      if self.is_excluded(m.metadata.dst_node_id)})
+        if bad:
+            raise ValueError(f"refusing to send to excluded node(s) {bad}: they were unlearnt")
+        return messages
+
+    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
+        """Push through the real grid (not to excluded nodes)."""
+        return self.grid.push_messages(self._check(messages))
+
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
+        """Pull through the real grid."""
+        return self.grid.pull_messages(message_ids)
+
+    def send_and_receive(self, messages: Iterable[Message], *,
+                         timeout: float | None = None) -> Iterable[Message]:
+        """Send and receive through the real grid (not to excluded nodes)."""
+        return self.grid.send_and_receive(self._check(messages), timeout=timeout)
+
+    def create_message(self, *args, **kwargs) -> Message:  # pragma: no cover - deprecated API
+        """As the real grid's."""
+        return self.grid.create_message(*args, **kwargs)
+
+    def set_run(self, run) -> None:  # pragma: no cover - the real grid's run is used
+        """Set the real grid's run."""
+        self.grid.set_run(run)
+
+    @property
+    def run(self):
+        """The real grid's run."""
+        return self.grid.run

@@ -1,0 +1,152 @@
+"""Checks and measures of reply messages (pure functions, numpy only): what a strategy may aggregate.
+
+:func:`check_train_reply` says why a train reply must not be aggregated (wrong keys,
+shapes, dtypes, NaN/inf, a bad weight); :func:`majority_metric_keys` finds the metric
+keys most replies agree on (FedAvg refuses a round whose replies differ); the rest
+measure what went over the wire.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+from flwr.app import ArrayRecord, RecordDict
+
+from .negation_arrays import npy_payload
+
+
+def arrayrecord_nbytes(arrays: ArrayRecord) -> int:
+    """Bytes of the tensors an ArrayRecord carries (what goes over the wire, less framing).
+
+    Parameters
+    ----------
+    arrays : ArrayRecord
+        The record.
+
+    Returns
+    -------
+    int
+    """
+    return sum(len(array.data) for array in arrays.values())
+
+
+def reply_metrics(content: RecordDict) -> dict:
+    """All MetricRecord entries of a reply, merged into one dict."""
+    out: dict = {}
+    for record in content.metric_records.values():
+        out.update(record)
+    return out
+
+
+def array_layout(arrays: ArrayRecord) -> dict[str, tuple[tuple[int, ...], str]]:
+    """Key -> (shape, dtype) of an ArrayRecord: what a valid reply must match."""
+    return {key: (tuple(array.shape), str(array.dtype)) for key, array in arrays.items()}
+
+
+def all_finite(array) -> bool:
+    """Whether a flwr ``Array`` holds no NaN or inf (integer arrays always do).
+
+    Reads a ``.npy`` payload in place (:func:`strategies.negation_arrays.npy_payload`); anything
+    else goes through ``Array.numpy()``.
+    """
+    parsed = npy_payload(array)
+    values = parsed[1] if parsed is not None else array.numpy()
+    return values.dtype.kind not in "fc" or bool(np.isfinite(values).all())
+
+
+
+def same_dtype_kind(reply_dtype: str, global_dtype: str) -> bool:
+    """Whether a reply's tensor dtype may stand for the global model's: equal, or both
+    floating point."""
+    if reply_dtype == global_dtype:
+        return True
+    try:
+        return np.dtype(reply_dtype).kind == "f" and np.dtype(global_dtype).kind == "f"
+    except TypeError:
+        return False
+
+
+def check_train_reply(
+    content: RecordDict, layout: dict[str, tuple[tuple[int, ...], str]], weighted_by_key: str,
+    metrics: dict | None = None,
+) -> str | None:
+    """Why a train reply must not be aggregated, or ``None`` if it is fine.
+
+    A valid reply holds exactly one ArrayRecord with the global model's keys, shapes and
+    dtypes and only finite values, and a positive, finite ``weighted_by_key`` metric. A
+    floating-point tensor may come back in another float width (Flower's FedAdam keeps
+    a float64 global model while torch clients reply in float32); every other dtype must
+    be the global model's.
+
+    Parameters
+    ----------
+    content : RecordDict
+        The reply's content.
+    layout : dict
+        :func:`array_layout` of the model that was sent.
+    weighted_by_key : str
+        The weighting metric (``num-examples``).
+    metrics : dict or None
+        :func:`reply_metrics` of ``content`` if already computed.
+
+    Returns
+    -------
+    str or None
+        The reason for rejection.
+    """
+    records = list(content.array_records.values())
+    if len(records) != 1:
+        return f"expected exactly one ArrayRecord, got {len(records)}"
+    record = records[0]
+    missing = sorted(set(layout) - set(record.keys()))
+    extra = sorted(set(record.keys()) - set(layout))
+    if missing or extra:
+        return f"keys differ from the global model: missing {missing[:3]}, unexpected {extra[:3]}"
+    for key, array in record.items():
+        shape, dtype = layout[key]
+        if tuple(array.shape) != shape or not same_dtype_kind(str(array.dtype), dtype):
+            return (f"tensor {key!r} is {tuple(array.shape)} {array.dtype}, the global model's "
+                    f"is {shape} {dtype}")
+        if not all_finite(array):
+            return f"tensor {key!r} holds NaN or inf"
+    weight = (reply_metrics(content) if metrics is None else metrics).get(weighted_by_key)
+    if (isinstance(weight, bool) or not isinstance(weight, (int, float))
+            or not np.isfinite(weight) or weight <= 0):
+        return f"metric {weighted_by_key!r} must be a positive number, got {weight!r}"
+    return None
+
+
+
+
+def majority_metric_keys(keysets: Iterable[frozenset], weighted_by_key: str) -> frozenset | None:
+    """The most common set of metric keys among replies (ties: the one with the weight key).
+
+    Parameters
+    ----------
+    keysets : Iterable[frozenset]
+        Metric keys of each reply.
+    weighted_by_key : str
+        The weighting metric; a set holding it wins a tie.
+
+    Returns
+    -------
+    frozenset or None
+        ``None`` when there are no replies.
+    """
+    counts: dict[frozenset, int] = {}
+    for keys in keysets:
+        counts[keys] = counts.get(keys, 0) + 1
+    if not counts:
+        return None
+    return max(counts, key=lambda k: (counts[k], weighted_by_key in k))
+
+
+def seconds_reported(metrics: dict) -> float:
+    """Client compute a reply reports: the sum of its ``*-seconds`` metrics."""
+    return float(sum(v for k, v in metrics.items()
+                     if k.endswith("-seconds") and isinstance(v, (int, float))))
+
+
+__all__ = ["all_finite", "array_layout", "arrayrecord_nbytes", "check_train_reply",
+           "majority_metric_keys", "reply_metrics", "same_dtype_kind", "seconds_reported"]

@@ -1,0 +1,778 @@
+"""Unlearning for any Flower Message-API strategy: a wrapper, as Flower's DP wrappers are.
+
+``Unlearning(strategy, unlearner)`` is itself a :class:`flwr.serverapp.strategy.Strategy`.
+The wrapped strategy keeps its own sampling and aggregation; the wrapper adds what
+unlearning needs around it:
+
+* **requests**: :meth:`Unlearning.request_unlearning` (from code, before ``start()`` or
+  from another thread), a ``request_source`` polled at every round boundary, and nodes
+  that ask for themselves (``forget_me_key``). A request takes effect at the next round
+  boundary (the next ``configure_train``);
+* **targets**: resolved to connected nodes by node-config value, SuperNode name or node
+  id (:mod:`strategies.identity`); a target that matches no connected node, or a
+  request that would leave no node to recover with, raises :class:`UnlearningError`
+  (strict requests) or is rejected with a log line (requests from outside);
+* **the unlearning step**: the unlearner (:mod:`strategies.unlearner`) turns the global
+  model into the unlearned model (NoT negates layers); that model is the one sent out;
+* **exclusion**: from the request on, the wrapped strategy is handed an
+  :class:`~strategies.grid_view.ExcludingGrid` whose node listings leave the targets out,
+  so it never samples them; a reply that still arrives from one is dropped before the
+  wrapped strategy aggregates. Nodes that connect later are checked against the request
+  too, so a restarted target stays excluded;
+* **recovery**: ``recovery_strategy`` (for example Flower's ``FedAdam`` or ``FedAvgM``)
+  replaces the wrapped strategy from the request on, as a fresh copy at every request;
+  without one the wrapped strategy goes on;
+* **reply checks and costs**: train replies whose tensors do not match the model sent
+  (keys, shapes, dtypes, NaN/inf) or whose weight is not a positive number are rejected,
+  so are replies whose metric keys differ from the majority's; bytes each way, client
+  and server seconds are counted per round in :attr:`Unlearning.rounds`.
+
+Until a request is applied the wrapper passes everything through unchanged: the same
+grid, the same messages, the same aggregate.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from collections.abc import Callable, Iterable
+from logging import INFO, WARNING
+
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
+from flwr.supercore import log
+
+from .aggregate_utils import EmptyRoundGuard, failure_reasons, restore_dtypes
+from .grid_view import ExcludingGrid
+from .identity import (
+    BY_NAME,
+    BY_NODE_ID,
+    IDENTITY_QUERY,
+    TargetRule,
+    identity_hint,
+    make_rule,
+    read_identity,
+)
+from .replies import (
+    array_layout,
+    arrayrecord_nbytes,
+    check_train_reply,
+    majority_metric_keys,
+    reply_metrics,
+    seconds_reported,
+)
+from .unlearner import NoStep, Unlearner, UnlearningStep
+from .unlearning_request import (
+    UnlearningError,
+    UnlearningEvent,
+    UnlearningRequest,
+    request_kind,
+    truthy,
+)
+
+
+def _is_float(dtype: str) -> bool:
+    try:
+        return np.dtype(dtype).kind == "f"
+    except TypeError:
+        return False
+
+
+def innermost(strategy: Strategy) -> Strategy:
+    """The strategy a wrapper chain ends in (``.strategy`` of DP wrappers, followed)."""
+    while not hasattr(strategy, "weighted_by_key") and hasattr(strategy, "strategy"):
+        strategy = strategy.strategy
+    return strategy
+
+
+def nodes_needed(strategy: Strategy, num_eligible: int, what: str) -> int:
+    """How many nodes ``strategy`` waits for before sampling for ``what`` (FedAvg's rule).
+
+    ``max(min_available_nodes, max(int(n * fraction), min_nodes), 1)``; 0 when the
+    fraction is 0 (nothing is sampled). Strategies without these attributes need 1.
+    """
+    base = innermost(strategy)
+    fraction = getattr(base, f"fraction_{what}", 1.0)
+    if fraction == 0.0:
+        return 0
+    size = max(int(num_eligible * fraction), getattr(base, f"min_{what}_nodes", 1))
+    return max(getattr(base, "min_available_nodes", 1), size, 1)
+
+
+# pylint: disable=too-many-instance-attributes,too-many-public-methods
+class Unlearning(Strategy):
+    """Add federated unlearning to any Message-API strategy.
+
+    Parameters
+    ----------
+    strategy : Strategy
+        The strategy to wrap (FedAvg, FedProx, FedAdam, a DP wrapper ...). It samples and
+        aggregates as it always does.
+    unlearner : Unlearner or None (default: None)
+        The unlearning method (:class:`strategies.unlearner.Negation` for NoT ...);
+        ``None``: no step, recovery only (:class:`strategies.unlearner.NoStep`, FT).
+    recovery_strategy : Strategy or None (default: None)
+        Used instead of ``strategy`` from the first request on; a fresh copy of it
+        (``copy.deepcopy``) at every request, so its server state (momentum, moments)
+        starts afresh. Give it the same sampling settings as ``strategy``.
+    request_source : object or None
+        Requests from outside the ServerApp code (for example
+        :class:`not_flower.requests.RequestFolder`): an object with ``poll() ->
+        list[dict]`` (each ``{"targets", "by", "requested_by", "on_settled"}``), polled at
+        every round boundary. Such requests are not strict.
+    forget_me_key : str or None (default: None)
+        Node-config key by which a node asks to be forgotten itself: at every round
+        boundary, nodes not seen before are asked for their identity and a node whose
+        value is true is unlearnt (by node id, ``requested_by="client:<node id>"``).
+    identity_timeout : float (default: 60.0)
+        Seconds to wait for ``query.identity`` replies.
+    node_wait_timeout : float (default: 600.0)
+        After a request, seconds to wait for enough non-target nodes to be connected
+        before failing with :class:`UnlearningError` (instead of waiting forever).
+    keep_rounds : int or None (default: None)
+        How many rounds of bookkeeping (:attr:`rounds`) to keep; ``None`` keeps all.
+    recovery_config : dict or None
+        Entries added to the train config from the request on (``{"lr": 0.02}``).
+    step_timeout : float or None (default: None)
+        Seconds to wait for replies to the unlearning step's messages.
+    max_empty_rounds : int or None (default: 3)
+        A round that aggregates no train reply (every reply failed or was rejected) is
+        logged as an error; this many such rounds in a row stop the run with
+        :class:`strategies.aggregate_utils.EmptyRoundsError`. ``None`` or 0: never stop.
+    on_unlearning : Callable or None
+        ``f(event, arrays_before, arrays_after)`` called right after each applied request
+        (``arrays_after``: the unlearned model, sharing every untouched Array).
+    """
+
+    # pylint: disable=too-many-arguments
+    def __init__(
+        self,
+        strategy: Strategy,
+        unlearner: Unlearner | None = None,
+        *,
+        recovery_strategy: Strategy | None = None,
+        request_source=None,
+        forget_me_key: str | None = None,
+        identity_timeout: float = 60.0,
+        node_wait_timeout: float = 600.0,
+        keep_rounds: int | None = None,
+        recovery_config: dict | None = None,
+        step_timeout: float | None = None,
+        max_empty_rounds: int | None = 3,
+        on_unlearning: Callable[[UnlearningEvent, ArrayRecord, ArrayRecord], None]
+        | None = None,
+    ) -> None:
+        if not isinstance(strategy, Strategy):
+            raise TypeError(f"Unlearning(strategy=...) needs a flwr Strategy, got "
+                            f"{type(strategy).__name__}")
+        if recovery_strategy is not None and not isinstance(recovery_strategy, Strategy):
+            raise TypeError(f"recovery_strategy must be a flwr Strategy or None, got "
+                            f"{type(recovery_strategy).__name__}")
+        self.strategy = strategy
+        self.unlearner: Unlearner = unlearner if unlearner is not None else NoStep()
+        self.recovery_strategy = recovery_strategy
+        self.request_source = request_source
+        self.forget_me_key = forget_me_key
+        self.identity_timeout = identity_timeout
+        self.node_wait_timeout = node_wait_timeout
+        self.keep_rounds = keep_rounds
+        self.recovery_config = dict(recovery_config or {})
+        self.step_timeout = step_timeout
+        self.on_unlearning = on_unlearning
+        base = innermost(strategy)
+        self.weighted_by_key = getattr(base, "weighted_by_key", "num-examples")
+        self.arrayrecord_key = getattr(base, "arrayrecord_key", "arrays")
+        self.configrecord_key = getattr(base, "configrecord_key", "config")
+        #: Per round: phase, sampled and replying nodes, per-node metrics, bytes, seconds.
+        self.rounds: dict[int, dict] = {}
+        #: One event per applied request.
+        self.events: list[UnlearningEvent] = []
+        #: One record per applied request of a method whose step is recorded.
+        self.steps: list[dict] = []
+        self._recovery: Strategy | None = None  # the fresh recovery strategy in use
+        self._lock = threading.Lock()
+        self._pending: list[UnlearningRequest] = []
+        self._rules: list[TargetRule] = []
+        self._identities: dict[int, dict | None] = {}
+        self._asked: set[int] = set()
+        self._excluded: set[int] = set()
+        self._forget: dict[int | str, dict[str, set[int]]] = {}
+        self._recovering = False
+        self._sent: ArrayRecord | None = None
+        self._layout: dict | None = None
+        self._fallback_arrays: ArrayRecord | None = None
+        self._peak = 0
+        self._empty_rounds = EmptyRoundGuard(max_empty_rounds)
+        self._replied: set[int] = set()  # nodes that sent a train/evaluate reply
+
+    # ------------------------------------------------------------ public API
+    # pylint: disable=too-many-arguments
+    def request_unlearning(
+        self,
+        targets: Iterable | str | int,
+        *,
+        by: str = "partition-id",
+        classes: Iterable[int] | None = None,
+        samples: Iterable[int] | None = None,
+        at_round: int | None = None,
+        requested_by: str = "operator",
+        strict: bool = True,
+        on_settled: Callable | None = None,
+    ) -> UnlearningRequest:
+        """Queue a request to forget clients, or classes or samples of clients.
+
+        Parameters
+        ----------
+        targets : iterable, str or int
+            Target values: partition ids, SuperNode names or node ids, depending on
+            ``by``. A string may be a comma-separated list (``"0,3"``).
+        by : str (default: "partition-id")
+            ``"node-id"``, ``"supernode-name"`` or the node-config key the values refer to.
+        classes : Iterable[int] or None
+            Class-wise forgetting: forget the targets' examples of these classes
+            (``targets="*"``: every client's). The targets keep training on the rest.
+        samples : Iterable[int] or None
+            Instance-wise forgetting: forget these samples of the one target.
+        at_round : int or None (default: None)
+            Apply at the boundary before this round; ``None`` = the next boundary.
+        requested_by : str (default: "operator")
+            Who asked; kept in the event and the results.
+        strict : bool (default: True)
+            See :class:`UnlearningRequest`.
+        on_settled : Callable or None
+            Called with ``(request, accepted, reason)`` once applied or rejected.
+
+        Returns
+        -------
+        UnlearningRequest
+            The queued request.
+
+        Raises
+        ------
+        ValueError
+            For a malformed request, or a kind of forgetting the method cannot do.
+        """
+        if at_round is not None and (not isinstance(at_round, int) or at_round < 1):
+            raise ValueError(f"at_round must be an integer >= 1 or None, got {at_round!r}")
+        kind, classes, samples = request_kind(targets, classes, samples)
+        if kind not in self.unlearner.kinds:
+            raise ValueError(f"{self.unlearner.name} forgets whole clients only; class-wise "
+                             "and instance-wise requests are NoT's (strategies.NoT)")
+        request = UnlearningRequest(
+            rule=make_rule(targets, by), at_round=at_round, requested_by=requested_by,
+            strict=strict, on_settled=on_settled, kind=kind, classes=classes, samples=samples,
+        )
+        with self._lock:
+            self._pending.append(request)
+        log(INFO, "%s: unlearning request queued: %s=%s (%s)", self.unlearner.name,
+            request.rule.by, ",".join(request.rule.values),
+            f"at round {at_round}" if at_round else "at the next round boundary")
+        return request
+
+    def identify(self, grid: Grid, node_ids: Iterable[int] | None = None) -> dict[int, dict | None]:
+        """Ask nodes whose identity is not known yet for it (``query.identity``).
+
+        Parameters
+        ----------
+        grid : Grid
+            The grid to send the query through.
+        node_ids : Iterable[int], optional
+            Nodes to identify; default all connected nodes.
+
+        Returns
+        -------
+        dict[int, dict | None]
+            Node id -> node config (``None`` when the node did not answer).
+        """
+        ids = list(grid.get_node_ids()) if node_ids is None else list(node_ids)
+        self._query_identities(grid, ids)
+        return {n: self._identities.get(n) for n in ids}
+
+    @property
+    def identities(self) -> dict[int, dict | None]:
+        """Node configs learnt so far (from ``query.identity`` or ``identity_mod``)."""
+        return dict(self._identities)
+
+    def exclude(self, targets: Iterable | str | int, *, by: str = "partition-id") -> TargetRule:
+        """Exclude clients from now on WITHOUT an unlearning step (a request applied before
+        a restart: the model the run resumes from is already unlearnt)."""
+        rule = make_rule(targets, by)
+        self._rules.append(rule)
+        self._start_recovery()
+        return rule
+
+    @property
+    def forget_specs(self) -> dict[str, dict[str, list[int]]]:
+        """Class-/instance-wise forgetting in force: node id (or ``"*"``) -> classes, samples."""
+        return {str(k): {"classes": sorted(v["classes"]), "samples": sorted(v["samples"])}
+                for k, v in self._forget.items()}
+
+    def restore_forget_specs(self, specs: dict) -> None:
+        """Put back :attr:`forget_specs` saved before a restart (no unlearning step)."""
+        for key, spec in specs.items():
+            node = key if key == "*" else int(key)
+            entry = self._forget.setdefault(node, {"classes": set(), "samples": set()})
+            entry["classes"].update(spec.get("classes", []))
+            entry["samples"].update(spec.get("samples", []))
+        if specs:
+            self._start_recovery()
+
+    def forget_spec_for(self, node_id: int) -> dict[str, list[int]]:
+        """Classes and sample ids node ``node_id`` must not train on (may be empty)."""
+        classes, samples = set(), set()
+        for key in ("*", node_id):
+            if key in self._forget:
+                classes |= self._forget[key]["classes"]
+                samples |= self._forget[key]["samples"]
+        return {"classes": sorted(classes), "samples": sorted(samples)}
+
+    @property
+    def applied_rules(self) -> list[TargetRule]:
+        """Target rules of the requests applied so far (and of :meth:`exclude`)."""
+        return list(self._rules)
+
+    @property
+    def pending_requests(self) -> list[UnlearningRequest]:
+        """Requests queued and not applied yet."""
+        with self._lock:
+            return list(self._pending)
+
+    @property
+    def excluded_node_ids(self) -> frozenset[int]:
+        """Node ids that are never sampled again."""
+        return frozenset(self._excluded)
+
+    @property
+    def in_recovery(self) -> bool:
+        """Whether at least one request has been applied."""
+        return bool(self.events)
+
+    @property
+    def active_strategy(self) -> Strategy:
+        """The strategy that samples and aggregates now (the recovery one after a request)."""
+        return self._recovery if self._recovery is not None else self.strategy
+
+    @property
+    def storage_bytes(self) -> int:
+        """Bytes of history the unlearner keeps now (measured)."""
+        return int(self.unlearner.storage_bytes)
+
+    @property
+    def storage_peak_bytes(self) -> int:
+        """Most bytes the unlearner kept at any time so far."""
+        self._peak = max(self._peak, self.storage_bytes)
+        return self._peak
+
+    def summary(self) -> None:
+        """Log the wrapper's settings, then the wrapped strategy's."""
+        log(INFO, "\t├──> Unlearning: %s (negates %s), recovery with %s", self.unlearner.name,
+            list(self.unlearner.layers) or list(self.unlearner.keys) or "nothing",
+            type(self.recovery_strategy or self.strategy).__name__)
+        self.strategy.summary()
+
+    # ------------------------------------------------------------ the Strategy interface
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        """Apply due requests (unlearning step, exclusion), then let the strategy sample."""
+        self._collect_requests(grid)
+        with self._lock:
+            due = [r for r in self._pending if r.at_round is None or r.at_round <= server_round]
+            self._pending = [r for r in self._pending if r not in due]
+        if due:
+            arrays = self._apply(due, server_round, arrays, grid)
+        self._fallback_arrays = arrays if due else None
+        self._sent = arrays
+        if self._recovering and self.recovery_config:
+            config = ConfigRecord({**dict(config), **self.recovery_config})
+        messages = list(self.active_strategy.configure_train(
+            server_round, arrays, config, self._view(grid, "train")))
+        messages = self._with_forget_specs(messages)
+        self._layout = array_layout(arrays)
+        info = self._round(server_round)
+        info["train_sampled"] = [m.metadata.dst_node_id for m in messages]
+        info["bytes_down"] = info.get("bytes_down", 0) + arrayrecord_nbytes(arrays) * len(messages)
+        return messages
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """Drop replies from excluded nodes and bad replies, then let the strategy aggregate.
+
+        Integer and boolean tensors come back in the dtype they were sent in (the weighted
+        mean rounded, :func:`strategies.aggregate_utils.restore_dtypes`; Flower's
+        aggregate returns them as float64); a round with no reply to aggregate is logged
+        as an error and counted against ``max_empty_rounds``.
+        """
+        kept = self._filter(server_round, replies, "train")
+        if self._sent is not None:
+            self.unlearner.observe_train(server_round, self._sent,
+                                         [m for m in kept if not m.has_error()],
+                                         self.weighted_by_key)
+            self._peak = max(self._peak, self.storage_bytes)
+        t0 = time.perf_counter()
+        arrays, metrics = self.active_strategy.aggregate_train(server_round, kept)
+        info = self._round(server_round)
+        if arrays is not None and self._layout is not None:  # integer buffers stay integer
+            arrays = restore_dtypes(arrays, {k: v for k, v in self._layout.items()
+                                             if not _is_float(v[1])})
+        aggregated = 0 if arrays is None else sum(not m.has_error() for m in kept)
+        self._empty_rounds.update(server_round, aggregated,
+                                  failure_reasons(kept, info.get("rejected_train", {})))
+        info["server_seconds"] = info.get("server_seconds", 0.0) + time.perf_counter() - t0
+        if arrays is None and self._fallback_arrays is not None:
+            # No usable reply in the first round after a request: the unlearned model stays
+            # the global model (the model from before the request must not come back).
+            log(WARNING, "%s: no train reply aggregated in round %d; keeping the unlearned "
+                "model as the global model", self.unlearner.name, server_round)
+            arrays = self._fallback_arrays
+        self._fallback_arrays = None
+        return arrays, metrics
+
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        """Let the strategy sample evaluation nodes (never excluded ones)."""
+        messages = list(self.active_strategy.configure_evaluate(
+            server_round, arrays, config, self._view(grid, "evaluate")))
+        messages = self._with_forget_specs(messages)
+        info = self._round(server_round)
+        info["evaluate_sampled"] = [m.metadata.dst_node_id for m in messages]
+        info["bytes_down"] = info.get("bytes_down", 0) + arrayrecord_nbytes(arrays) * len(messages)
+        return messages
+
+    def aggregate_evaluate(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> MetricRecord | None:
+        """Drop replies from excluded nodes, then let the strategy aggregate."""
+        return self.active_strategy.aggregate_evaluate(
+            server_round, self._filter(server_round, replies, "evaluate"))
+
+    # ------------------------------------------------------------ exclusion
+    def _view(self, grid: Grid, what: str) -> Grid:
+        """The grid the strategy samples from: the real one until a request, then a view
+        without the excluded nodes, once enough of those are connected."""
+        if not self._rules:
+            return grid
+        view = ExcludingGrid(grid, self._excluded.__contains__)
+        deadline = time.monotonic() + self.node_wait_timeout
+        while True:
+            self._update_exclusions(grid, list(grid.get_node_ids()))
+            eligible = len(list(view.get_node_ids()))
+            needed = nodes_needed(self.active_strategy, eligible, what)
+            if eligible >= needed:
+                return view
+            if time.monotonic() > deadline:
+                raise UnlearningError(
+                    f"recovery needs {needed} non-target node(s) for {what} but only "
+                    f"{eligible} are connected after waiting {self.node_wait_timeout:.0f}s")
+            log(INFO, "%s: waiting for nodes: %d eligible, %d needed for %s",
+                self.unlearner.name, eligible, needed, what)
+            time.sleep(1.0)
+
+    def _start_recovery(self) -> None:
+        """From now on: recovery (a fresh recovery strategy, if one is set)."""
+        self._recovering = True
+        if self.recovery_strategy is not None:
+            self._recovery = copy.deepcopy(self.recovery_strategy)
+
+    def _round(self, server_round: int) -> dict:
+        if server_round not in self.rounds and self.keep_rounds is not None:
+            for old in [r for r in self.rounds if r <= server_round - self.keep_rounds]:
+                del self.rounds[old]
+        return self.rounds.setdefault(
+            server_round, {"phase": "recovery" if self._recovering else "train"})
+
+    def _is_target(self, node_id: int, name: str | None, identity: dict | None) -> bool:
+        return any(rule.match(node_id, name, identity) for rule in self._rules)
+
+    def _filter(self, server_round: int, replies: Iterable[Message], what: str) -> list[Message]:
+        """Replies the strategy may aggregate: not from excluded nodes, valid (train), and
+        with the majority's metric keys; counts bytes up and client seconds."""
+        kept = []
+        metrics: dict[int, dict] = {}  # id(msg) -> reply_metrics (built once per reply)
+        for msg in replies:
+            node_id = msg.metadata.src_node_id
+            if not msg.has_error():
+                self._replied.add(node_id)
+                identity = read_identity(msg.content)
+                if identity is not None:
+                    self._identities[node_id] = identity
+                if self._rules and node_id not in self._excluded and self._is_target(
+                        node_id, None, self._identities.get(node_id)):
+                    self._excluded.add(node_id)
+            if node_id in self._excluded:
+                log(WARNING, "%s: dropped a %s reply from excluded node %d (round %d)",
+                    self.unlearner.name, what, node_id, server_round)
+                continue
+            if not msg.has_error():
+                metrics[id(msg)] = reply_metrics(msg.content)
+                if what == "train" and self._layout is not None:
+                    reason = check_train_reply(msg.content, self._layout, self.weighted_by_key,
+                                               metrics[id(msg)])
+                    if reason is not None:
+                        self._reject(server_round, what, node_id, reason)
+                        continue
+            kept.append(msg)
+        kept = self._drop_inconsistent_metrics(server_round, kept, what, metrics)
+        info = self._round(server_round)
+        ok = [m for m in kept if not m.has_error()]
+        info[f"{what}_replied"] = [m.metadata.src_node_id for m in ok]
+        info[f"{what}_metrics"] = {m.metadata.src_node_id: metrics[id(m)] for m in ok}
+        info["bytes_up"] = info.get("bytes_up", 0) + sum(
+            arrayrecord_nbytes(rec) for m in ok for rec in m.content.array_records.values())
+        info["client_seconds"] = info.get("client_seconds", 0.0) + sum(
+            seconds_reported(metrics[id(m)]) for m in ok)
+        return kept
+
+    def _reject(self, server_round: int, what: str, node_id: int, reason: str) -> None:
+        log(WARNING, "%s: rejected the %s reply of node %d (round %d): %s",
+            self.unlearner.name, what, node_id, server_round, reason)
+        self._round(server_round).setdefault(f"rejected_{what}", {})[node_id] = reason
+
+    def _drop_inconsistent_metrics(
+        self, server_round: int, replies: list[Message], what: str, metrics: dict[int, dict]
+    ) -> list[Message]:
+        """Drop replies whose metric keys differ from the most common set (FedAvg refuses
+        a round whose replies differ; one odd client must not stop it for everyone)."""
+        keysets = {m.metadata.src_node_id: frozenset(metrics[id(m)])
+                   for m in replies if not m.has_error()}
+        if len(set(keysets.values())) <= 1:
+            return replies
+        majority = majority_metric_keys(keysets.values(), self.weighted_by_key)
+        out = []
+        for m in replies:
+            node_id = m.metadata.src_node_id
+            if not m.has_error() and keysets[node_id] != majority:
+                self._reject(server_round, what, node_id,
+                             f"metric keys {sorted(keysets[node_id])} differ from the other "
+                             f"replies' {sorted(majority)}")
+                continue
+            out.append(m)
+        return out
+
+    def _with_forget_specs(self, messages: list[Message]) -> list[Message]:
+        """Give each affected node its own config with ``forget-classes``/``forget-samples``
+        (the ArrayRecord is shared, not copied; other nodes get the message as it was)."""
+        if not self._forget:
+            return messages
+        out = []
+        for msg in messages:
+            spec = self.forget_spec_for(msg.metadata.dst_node_id)
+            if not spec["classes"] and not spec["samples"]:
+                out.append(msg)
+                continue
+            config = ConfigRecord(dict(msg.content[self.configrecord_key]))
+            if spec["classes"]:
+                config["forget-classes"] = spec["classes"]
+            if spec["samples"]:
+                config["forget-samples"] = spec["samples"]
+            content = RecordDict({self.arrayrecord_key: msg.content[self.arrayrecord_key],
+                                  self.configrecord_key: config})
+            out.append(Message(content, dst_node_id=msg.metadata.dst_node_id,
+                               message_type=msg.metadata.message_type))
+        return out
+
+    # ------------------------------------------------------------ identities and requests
+    def _query_identities(self, grid: Grid, node_ids: list[int]) -> None:
+        """Ask nodes whose identity is unknown for their node config."""
+        unknown = [n for n in node_ids if self._identities.get(n) is None]
+        if not unknown:
+            return
+        self._asked.update(unknown)
+        messages = [Message(RecordDict(), dst_node_id=n, message_type=IDENTITY_QUERY)
+                    for n in unknown]
+        for msg in grid.send_and_receive(messages, timeout=self.identity_timeout):
+            if msg.has_error():
+                log(WARNING, "%s: node %d did not answer query.identity (%s)",
+                    self.unlearner.name, msg.metadata.src_node_id, msg.error.reason)
+                self._identities.setdefault(msg.metadata.src_node_id, None)
+                continue
+            self._identities[msg.metadata.src_node_id] = read_identity(msg.content)
+
+    @staticmethod
+    def _names(grid: Grid) -> dict[int, str]:
+        return {info.node_id: getattr(info, "name", "") for info in grid.get_nodes()}
+
+    def _update_exclusions(self, grid: Grid, node_ids: list[int]) -> None:
+        """Exclude connected nodes that match any applied request (new nodes too)."""
+        if any(rule.needs_identity for rule in self._rules):
+            self._query_identities(
+                grid, [n for n in node_ids if n not in self._excluded and n not in self._asked])
+        names = self._names(grid) if any(r.by == BY_NAME for r in self._rules) else {}
+        for n in node_ids:
+            if n not in self._excluded and self._is_target(n, names.get(n),
+                                                           self._identities.get(n)):
+                log(INFO, "%s: node %d matches an unlearning request; excluded",
+                    self.unlearner.name, n)
+                self._excluded.add(n)
+
+    def _collect_requests(self, grid: Grid) -> None:
+        """Queue requests from the request source and from nodes that ask for themselves."""
+        if self.request_source is not None:
+            for spec in self.request_source.poll():
+                settle = spec.get("on_settled")
+                try:
+                    self.request_unlearning(
+                        spec["targets"], by=spec.get("by", "partition-id"),
+                        requested_by=str(spec.get("requested_by", "operator")),
+                        strict=False, on_settled=settle)
+                except (KeyError, TypeError, ValueError) as err:
+                    log(WARNING, "%s: rejected unlearning request %s: %s",
+                        self.unlearner.name, spec, err)
+                    if settle is not None:
+                        settle(None, False, str(err))
+        if self.forget_me_key is None:
+            return
+        node_ids = list(grid.get_node_ids())
+        self._query_identities(grid, [n for n in node_ids if n not in self._asked])
+        with self._lock:
+            pending = {v for r in self._pending if r.rule.by == BY_NODE_ID for v in r.rule.values}
+        for n in node_ids:
+            identity = self._identities.get(n) or {}
+            if (n not in self._excluded and str(n) not in pending
+                    and truthy(identity.get(self.forget_me_key))):
+                log(INFO, "%s: node %d asks to be forgotten (%s=true)", self.unlearner.name, n,
+                    self.forget_me_key)
+                self.request_unlearning([n], by=BY_NODE_ID, requested_by=f"client:{n}",
+                                        strict=False)
+
+    # ------------------------------------------------------------ applying requests
+    def _resolve(self, rule: TargetRule, node_ids: list[int], names: dict[int, str]) -> dict[int, dict]:
+        """Connected nodes a rule names; :class:`UnlearningError` if a value matches none."""
+        if rule.values == ("*",):
+            return {n: {"node_id": n, "name": names.get(n, ""), "by": "*", "value": "*",
+                        "identity": self._identities.get(n)}
+                    for n in node_ids if n not in self._excluded}
+        hits = {}
+        for n in node_ids:
+            value = rule.match(n, names.get(n), self._identities.get(n))
+            if value is not None:
+                hits[n] = {"node_id": n, "name": names.get(n, ""), "by": rule.by,
+                           "value": value, "identity": self._identities.get(n)}
+        missing = [v for v in rule.values if v not in {h["value"] for h in hits.values()}]
+        if missing:
+            raise UnlearningError(self._no_match_message(rule, missing, node_ids, names))
+        return hits
+
+    def _accept(self, requests: list[UnlearningRequest], grid: Grid
+                ) -> tuple[dict[int, dict], list[tuple[UnlearningRequest, dict[int, dict]]]]:
+        """Resolve the due requests; returns the nodes to exclude and the accepted requests
+        with their targets (a non-strict request that cannot be applied is rejected)."""
+        node_ids = list(grid.get_node_ids())
+        names = self._names(grid)
+        if any(r.rule.needs_identity for r in requests):
+            self._query_identities(grid, node_ids)
+        matched: dict[int, dict] = {}
+        accepted = []
+        for request in requests:
+            try:
+                hits = self._resolve(request.rule, node_ids, names)
+                remaining = [n for n in node_ids
+                             if n not in matched and n not in hits and n not in self._excluded]
+                if request.kind == "client" and not remaining:
+                    raise UnlearningError(
+                        f"unlearning request would exclude every connected node "
+                        f"({len(node_ids)} connected, targets {sorted({**matched, **hits})}): "
+                        "at least one non-target node is needed to recover")
+            except UnlearningError as err:
+                if request.strict:
+                    raise
+                log(WARNING, "%s: rejected unlearning request from %s (%s=%s): %s",
+                    self.unlearner.name, request.requested_by, request.rule.by,
+                    ",".join(request.rule.values), err)
+                if request.on_settled is not None:
+                    request.on_settled(request, False, str(err))
+                continue
+            if request.kind == "client":
+                matched.update(hits)
+            else:
+                for key in (["*"] if request.rule.values == ("*",) else hits):
+                    entry = self._forget.setdefault(key, {"classes": set(), "samples": set()})
+                    entry["classes"].update(request.classes)
+                    entry["samples"].update(request.samples)
+            accepted.append((request, hits))
+        return matched, accepted
+
+    def _apply(self, requests: list[UnlearningRequest], server_round: int, arrays: ArrayRecord,
+               grid: Grid) -> ArrayRecord:
+        """Apply the due requests at this boundary; return the model to send."""
+        matched, accepted = self._accept(requests, grid)
+        if not accepted:
+            return arrays
+        self._excluded.update(matched)
+        self._rules.extend(r.rule for r, _ in accepted if r.kind == "client")
+        self._start_recovery()
+        targets = list(dict.fromkeys(n for _, hits in accepted for n in hits))
+        unlearned, seconds = self._run_step(server_round, arrays, targets, grid)
+        for request, hits in accepted:
+            event = UnlearningEvent(
+                request=request, round=server_round, targets=list(hits.values()),
+                layers=list(self.unlearner.layers), keys=list(self.unlearner.keys),
+                negation_seconds=0.0 if self.unlearner.records_step else seconds)
+            self.events.append(event)
+            what = {"client": "", "class": f" classes {list(request.classes)} of",
+                    "instance": f" {len(request.samples)} samples of"}[request.kind]
+            log(INFO, "%s: round %d: unlearning%s %s=%s (asked by %s) -> nodes %s; negated %s",
+                self.unlearner.name, server_round, what, request.rule.by,
+                ",".join(request.rule.values), request.requested_by,
+                [t["node_id"] for t in event.targets],
+                event.layers or event.keys or "nothing")
+            if request.on_settled is not None:
+                request.on_settled(request, True, "")
+            if self.on_unlearning is not None:
+                self.on_unlearning(event, arrays, unlearned)
+        return unlearned
+
+    def _run_step(self, server_round: int, arrays: ArrayRecord, targets: list[int],
+                  grid: Grid) -> tuple[ArrayRecord, float]:
+        """Run the unlearner's step and count it in the round; returns the unlearned model
+        and the server's seconds (the step's wall time less the time waiting for clients)."""
+        step = UnlearningStep(
+            server_round=server_round, arrays=arrays, targets=targets,
+            excluded=frozenset(self._excluded), grid=grid,
+            weighted_by_key=self.weighted_by_key, arrayrecord_key=self.arrayrecord_key,
+            configrecord_key=self.configrecord_key, timeout=self.step_timeout,
+            record={"method": self.unlearner.name, "round": server_round,
+                    "targets": list(targets)})
+        t0 = time.perf_counter()
+        unlearned = self.unlearner.unlearn(step)
+        seconds = max(0.0, time.perf_counter() - t0 - step.client_wait_seconds)
+        info = self._round(server_round)
+        info["phase"] = "recovery"
+        info["server_seconds"] = info.get("server_seconds", 0.0) + seconds
+        if self.unlearner.records_step:
+            record = step.record
+            record["server_seconds"] = seconds
+            for key in ("bytes_down", "bytes_up", "client_seconds"):
+                info[key] = info.get(key, 0) + record[key]
+            info["extra_rounds"] = info.get("extra_rounds", 0) + record["rounds"]
+            info.setdefault("unlearning_replied", []).extend(step.replied)
+            info["unlearning_step"] = record
+            self.steps.append(record)
+        self._peak = max(self._peak, self.storage_bytes)
+        return unlearned, seconds
+
+    def _no_match_message(self, rule: TargetRule, missing: list[str], node_ids: list[int],
+                          names: dict[int, str]) -> str:
+        if rule.by == BY_NODE_ID:
+            known = [str(n) for n in node_ids]
+        elif rule.by == BY_NAME:
+            known = [names[n] for n in node_ids if names.get(n)]
+        else:
+            known = [str(ident[rule.by]) for ident in (self._identities.get(n) for n in node_ids)
+                     if ident and rule.by in ident]
+        msg = (f"unlearning target {rule.by}={','.join(missing)} matches no connected node; "
+               f"connected nodes have {rule.by} in {sorted(set(known)) or '(none)'}")
+        unknown = [n for n in node_ids if self._identities.get(n) is None]
+        if rule.needs_identity and unknown:
+            replied = sum(n in self._replied for n in unknown)
+            msg += ". " + identity_hint(replied=replied, silent=len(unknown) - replied)
+        return msg
+
+
+__all__ = ["Unlearning", "UnlearningError", "UnlearningEvent", "UnlearningRequest",
+           "innermost", "nodes_needed"]

@@ -1,0 +1,143 @@
+"""Unlearning requests and what their application leaves behind (pure data, no torch).
+
+:class:`UnlearningRequest` is what an operator, a file or a client asks for;
+:class:`UnlearningEvent` is the record of one applied request; :func:`request_kind`
+checks a request's shape (client-, class- or instance-wise) before it is queued.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+
+from .identity import TargetRule
+
+
+class UnlearningError(RuntimeError):
+    """An unlearning request that cannot be applied as asked."""
+
+
+@dataclass
+class UnlearningRequest:
+    """A request to forget one or more clients.
+
+    Parameters
+    ----------
+    rule : TargetRule
+        Which nodes are targets.
+    at_round : int or None
+        Apply at the boundary before this round; ``None`` = the next boundary.
+    requested_by : str
+        Who asked (``"operator"``, ``"client"`` ...); kept in the record.
+    requested_at : str
+        ISO time of the request.
+    strict : bool
+        ``True``: a request that cannot be applied (unknown target, no node left) stops
+        the run with :class:`UnlearningError` (requests made in code). ``False``: it is
+        rejected with a log line and training goes on (requests from outside: files,
+        clients).
+    on_settled : Callable or None
+        ``f(request, accepted, reason)`` called once the request is applied or rejected.
+    kind : str
+        ``"client"`` (forget whole clients: they are excluded), ``"class"`` (forget the
+        targets' examples of ``classes``; ``targets="*"`` = every client) or
+        ``"instance"`` (forget the target's samples ``samples``). In the last two the
+        targets stay in the federation and train on the data they keep.
+    classes, samples : tuple[int, ...]
+        Class labels / sample ids (indices into the client's training data) to forget.
+    """
+
+    rule: TargetRule
+    at_round: int | None = None
+    requested_by: str = "operator"
+    requested_at: str = field(
+        default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds")
+    )
+    strict: bool = True
+    on_settled: Callable | None = field(default=None, repr=False, compare=False)
+    kind: str = "client"
+    classes: tuple[int, ...] = ()
+    samples: tuple[int, ...] = ()
+
+
+@dataclass
+class UnlearningEvent:
+    """What happened when a request was applied (JSON-ready through :meth:`to_dict`)."""
+
+    request: UnlearningRequest
+    round: int
+    targets: list[dict]
+    layers: list[str]
+    keys: list[str]
+    negation_seconds: float
+
+    def to_dict(self) -> dict:
+        """Return a JSON-serialisable dict."""
+        out = asdict(self)
+        out["request"].pop("on_settled", None)
+        out["request"]["rule"] = {"by": self.request.rule.by, "values": list(self.request.rule.values)}
+        return out
+
+
+
+def _ints(name: str, values: Iterable) -> tuple[int, ...]:
+    if isinstance(values, (str, int)):
+        values = [values]
+    out = []
+    for v in values:
+        parts = v.split(",") if isinstance(v, str) else [v]
+        for part in parts:
+            text = str(part).strip()
+            if isinstance(part, bool) or not text.isdigit():
+                raise ValueError(f"unlearning request: {name} must be integers >= 0, got {part!r}")
+            out.append(int(text))
+    if not out:
+        raise ValueError(f"unlearning request: {name} must not be empty")
+    return tuple(sorted(set(out)))
+
+
+def request_kind(targets, classes, samples) -> tuple[str, tuple[int, ...], tuple[int, ...]]:
+    """Which kind of forgetting a request asks for, with its validated classes/samples.
+
+    Parameters
+    ----------
+    targets : iterable, str or int
+        The request's targets (``"*"`` = every client, class-wise only).
+    classes, samples : iterable of int or None
+        Class labels or sample ids to forget.
+
+    Returns
+    -------
+    tuple
+        ``(kind, classes, samples)`` with kind ``"client"``, ``"class"`` or ``"instance"``.
+    """
+    names = [t.strip() for t in targets.split(",")] if isinstance(targets, str) else (
+        [str(targets)] if isinstance(targets, int) else [str(t).strip() for t in targets])
+    if classes is not None and samples is not None:
+        raise ValueError("unlearning request: give classes or samples, not both")
+    if classes is not None:
+        return "class", _ints("classes", classes), ()
+    if "*" in names:
+        raise ValueError("unlearning request: targets '*' (every client) is only allowed for "
+                         "class-wise forgetting; forgetting every client leaves nobody")
+    if samples is not None:
+        if len([n for n in names if n]) != 1:
+            raise ValueError(f"unlearning request: instance-wise forgetting names exactly one "
+                             f"client, got {names}")
+        return "instance", (), _ints("samples", samples)
+    return "client", (), ()
+
+
+
+def truthy(value) -> bool:
+    """Node-config flags: ``true``/``1``/``yes`` (any case) or a true bool/number."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes")
+    return bool(value) if isinstance(value, (bool, int, float)) else False
+
+
+
+
+__all__ = ["UnlearningError", "UnlearningEvent", "UnlearningRequest", "request_kind",
+           "truthy"]
