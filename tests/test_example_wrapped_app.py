@@ -19,6 +19,7 @@ def test_readme_shows_the_tested_sample():
     assert (ROOT / "examples/wrapped_app/server_app.py").read_text().strip() in readme
 
 
+@pytest.mark.e2e  # a whole in-process federation per base strategy
 @pytest.mark.parametrize("base", ["fedprox", "fedadam"])
 def test_not_around_fedprox_and_fedadam_forgets_client_1(base):
     grid = FakeGrid({10 + p: FakeNode(client_app.app, {"partition-id": p, "num-partitions": 4})

@@ -16,6 +16,7 @@ import pytest
 from tests.golden_runs import GOLDEN_DIR, METHODS, run
 
 
+@pytest.mark.e2e  # a whole fixed-seed run of the app per method (minutes on a busy machine)
 @pytest.mark.parametrize("method", METHODS)
 def test_fixed_seed_results_are_unchanged(method):
     golden = json.loads((GOLDEN_DIR / f"{method}.json").read_text())

@@ -120,6 +120,7 @@ CONFIG = {"num-train-rounds": 3, "recovery-rounds": 0, "unlearn-clients": "", "l
           "max-empty-rounds": 1}
 
 
+@pytest.mark.e2e  # runs the whole app in process (tens of seconds)
 def test_second_run_refused_then_overwrite_keeps_the_old_files(tmp_path):
     config = {**CONFIG, "out-dir": str(tmp_path)}
     first = run_experiment(_grid(config), parse_run_config(config), tmp_path)
@@ -141,6 +142,7 @@ def test_second_run_refused_then_overwrite_keeps_the_old_files(tmp_path):
     assert json.loads((previous / "results.json").read_text())["models"] == first["models"]
 
 
+@pytest.mark.e2e  # runs the whole app in process (tens of seconds)
 def test_failed_run_keeps_its_last_good_checkpoint_and_resumes(tmp_path):
     config = {**CONFIG, "out-dir": str(tmp_path)}
     grid = _grid(config)

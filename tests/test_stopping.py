@@ -98,6 +98,7 @@ def test_the_rule_fires_in_recovery_rounds_only(phase):
     assert rule.observe(1, phase, 0.9) == [] and rule.summary(None)[0]["chosen_round"] is None
 
 
+@pytest.mark.e2e  # runs the whole app in process (tens of seconds)
 def test_a_sequence_through_the_servers_run(tmp_path):
     """not-flower's ServerApp and ClientApp (in process): the results, the records and the
     costs carry one stopping decision per request, each within its own rounds."""

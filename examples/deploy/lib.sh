@@ -207,3 +207,10 @@ nf_flwr_run() {
   [ "$rc" -eq 0 ] || NF_ERROR="$(tail -n 1 "$NF_WORK/flwr-run.log")"
   return "$rc"
 }
+
+# The run-config key for reusing a demo's out-dir: "overwrite=true" (a second run moves
+# the previous run's files into out-dir/previous-<time>/ instead of being refused), or
+# nothing when the user's overrides ($1) already say resume or overwrite.
+nf_reuse_key() {
+  case "${1:-}" in *resume*|*overwrite*) echo "" ;; *) echo "overwrite=true" ;; esac
+}

@@ -52,7 +52,7 @@ for ((i = 0; i < NODES; i++)); do
 done
 nf_wait_nodes "$CONN" "$NODES"
 
-nf_flwr_run "$CONN" "out-dir='$OUT' num-train-rounds=$TRAIN_ROUNDS recovery-rounds=$RECOVERY_ROUNDS unlearn-clients='$UNLEARN' $EXTRA"
+nf_flwr_run "$CONN" "out-dir='$OUT' $(nf_reuse_key "$EXTRA") num-train-rounds=$TRAIN_ROUNDS recovery-rounds=$RECOVERY_ROUNDS unlearn-clients='$UNLEARN' $EXTRA"
 [ -f "$OUT/results.json" ] || nf_die "the run wrote no $OUT/results.json (logs in $NF_WORK)"
 nf_log "done in $((SECONDS - T0)) s; results: $OUT/results.json (logs: $NF_WORK)"
 echo "$OUT/results.json"

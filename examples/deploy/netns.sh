@@ -127,7 +127,7 @@ if [ -n "$KILL_NODE" ]; then
   echo "kill-watch $!" >> "$NF_WORK/pids"
 fi
 
-nf_flwr_run "$CONN" "out-dir='$OUT' num-train-rounds=$TRAIN_ROUNDS recovery-rounds=$RECOVERY_ROUNDS unlearn-clients='$UNLEARN' $EXTRA"
+nf_flwr_run "$CONN" "out-dir='$OUT' $(nf_reuse_key "$EXTRA") num-train-rounds=$TRAIN_ROUNDS recovery-rounds=$RECOVERY_ROUNDS unlearn-clients='$UNLEARN' $EXTRA"
 [ -f "$OUT/results.json" ] || nf_die "the run wrote no $OUT/results.json (logs in $NF_WORK)"
 if [ -n "$KILL_NODE" ] && [ ! -f "$NF_WORK/killed" ]; then
   nf_die "round $KILL_AT never started: node $KILL_NODE was not killed"

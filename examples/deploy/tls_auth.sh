@@ -169,7 +169,7 @@ if [ -n "$RESTART_NODE" ]; then
 fi
 
 # -- 5. the run ---------------------------------------------------------------------------
-nf_flwr_run "$CONN" "out-dir='$OUT' num-train-rounds=$TRAIN_ROUNDS recovery-rounds=$RECOVERY_ROUNDS identify-by='supernode-name' unlearn-clients='$UNLEARN' $EXTRA"
+nf_flwr_run "$CONN" "out-dir='$OUT' $(nf_reuse_key "$EXTRA") num-train-rounds=$TRAIN_ROUNDS recovery-rounds=$RECOVERY_ROUNDS identify-by='supernode-name' unlearn-clients='$UNLEARN' $EXTRA"
 [ -f "$OUT/results.json" ] || nf_die "the run wrote no $OUT/results.json (logs in $NF_WORK)"
 if [ -n "$RESTART_NODE" ]; then
   [ -f "$NF_WORK/restarted" ] || nf_die "round $RESTART_AT never started: site-$RESTART_NODE was not restarted"
