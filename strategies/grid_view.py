@@ -3,15 +3,19 @@
 The wrapped strategy samples as it always does (``grid.get_node_ids()``, Flower's
 ``sample_nodes``); it is handed an :class:`ExcludingGrid`, whose node listings leave out
 the excluded nodes, so no sampling code is copied. Messages pass through unchanged, except
-that a message addressed to an excluded node is refused.
+that a message addressed to an excluded node is refused. :func:`nodes_needed` says how
+many nodes a strategy waits for, so that the wrapper can fail clearly instead of waiting
+forever when too few non-target nodes are connected.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+import numpy as np
 from flwr.app import Message
 from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
 
 
 class ExcludingGrid(Grid):
@@ -72,3 +76,35 @@ class ExcludingGrid(Grid):
     def run(self):
         """The real grid's run."""
         return self.grid.run
+
+
+def is_float(dtype: str) -> bool:
+    """Whether a dtype name is a floating-point dtype."""
+    try:
+        return np.dtype(dtype).kind == "f"
+    except TypeError:
+        return False
+
+
+def innermost(strategy: Strategy) -> Strategy:
+    """The strategy a wrapper chain ends in (``.strategy`` of DP wrappers, followed)."""
+    while not hasattr(strategy, "weighted_by_key") and hasattr(strategy, "strategy"):
+        strategy = strategy.strategy
+    return strategy
+
+
+def nodes_needed(strategy: Strategy, num_eligible: int, what: str) -> int:
+    """How many nodes ``strategy`` waits for before sampling for ``what`` (FedAvg's rule).
+
+    ``max(min_available_nodes, max(int(n * fraction), min_nodes), 1)``; 0 when the
+    fraction is 0 (nothing is sampled). Strategies without these attributes need 1.
+    """
+    base = innermost(strategy)
+    fraction = getattr(base, f"fraction_{what}", 1.0)
+    if fraction == 0.0:
+        return 0
+    size = max(int(num_eligible * fraction), getattr(base, f"min_{what}_nodes", 1))
+    return max(getattr(base, "min_available_nodes", 1), size, 1)
+
+
+__all__ = ["ExcludingGrid", "innermost", "is_float", "nodes_needed"]

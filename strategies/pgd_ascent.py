@@ -46,6 +46,86 @@ def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: in
     return correct / max(len(x), 1)
 
 
+def _ball_parameters(model: nn.Module, keys: Sequence[str] | None) -> tuple:
+    """``(parameter names, the ball's keys, name -> parameter)``; refuses unknown keys."""
+    names = [n for n, _ in model.named_parameters()]
+    keys = list(keys) if keys is not None else names
+    params = dict(model.named_parameters())
+    missing = [k for k in keys if k not in params]
+    if missing:
+        raise ValueError(f"projected_gradient_ascent: keys {missing[:3]} are not parameters "
+                         "of the model")
+    return names, keys, params
+
+
+@torch.no_grad()
+def _buffers_from(model: nn.Module, reference: dict[str, torch.Tensor]) -> None:
+    """Copy the buffers (BatchNorm statistics) of ``reference`` into ``model``."""
+    for name, buf in model.named_buffers():
+        if name in reference:
+            buf.copy_(reference[name].to(buf.device, buf.dtype))
+
+
+def _projector(params: dict, centre: dict, keys: Sequence[str],
+               radius: float) -> Callable[[], float]:
+    """A function that projects ``params`` onto the ball and returns the distance."""
+
+    def project() -> float:
+        with torch.no_grad():
+            sq = sum(float(((params[k] - centre[k]) ** 2).sum()) for k in keys)
+            dist = math.sqrt(sq)
+            if dist > radius:
+                scale = radius / dist
+                for k in keys:
+                    params[k].copy_(centre[k] + (params[k] - centre[k]) * scale)
+                dist = math.sqrt(sum(float(((params[k] - centre[k]) ** 2).sum()) for k in keys))
+            return dist
+
+    return project
+
+
+# pylint: disable=too-many-arguments,too-many-locals
+def _ascend(model: nn.Module, opt, project: Callable[[], float], xt: torch.Tensor,
+            yt: torch.Tensor, *, epochs: int, batch_size: int, clip: float,
+            stop_accuracy: float, seed: int, checks_per_epoch: int,
+            on_step: Callable[[float], None] | None, start: tuple[float, float]) -> tuple:
+    """The ascent's epochs; returns ``(steps, epochs run, stopped, accuracy, loss sum,
+    count, distance)``."""
+    dev = xt.device
+    dist, acc = start
+    gen = torch.Generator().manual_seed(seed)
+    loss_fn = nn.CrossEntropyLoss()
+    steps, run, stopped, loss_sum, count = 0, 0, False, 0.0, 0
+    batches = max(1, math.ceil(len(xt) / batch_size))
+    check = max(1, math.ceil(batches / max(1, checks_per_epoch)))
+    for _ in range(epochs):
+        loss_sum, count = 0.0, 0
+        order = torch.randperm(len(xt), generator=gen).to(dev)
+        for b, s in enumerate(range(0, len(xt), batch_size)):
+            idx = order[s:s + batch_size]
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model(xt[idx]), yt[idx])
+            (-loss).backward()  # ascent
+            if clip > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), clip)
+            opt.step()
+            dist = project()
+            steps += 1
+            loss_sum += float(loss.detach()) * len(idx)
+            count += len(idx)
+            if on_step is not None:
+                on_step(dist)
+            if (b + 1) % check == 0 or b + 1 == batches:
+                acc = _accuracy(model, xt, yt)
+                if acc < stop_accuracy:
+                    stopped = True
+                    break
+        run += 1
+        if stopped:
+            break
+    return steps, run, stopped, acc, loss_sum, count, dist
+
+
 def projected_gradient_ascent(
     model: nn.Module,
     reference: dict[str, torch.Tensor],
@@ -109,72 +189,23 @@ def projected_gradient_ascent(
     dev = device or torch.device("cpu")
     model.load_state_dict(start if start is not None else reference)
     model.to(dev).train()
-    names = [n for n, _ in model.named_parameters()]
-    keys = list(keys) if keys is not None else names
-    params = dict(model.named_parameters())
-    missing = [k for k in keys if k not in params]
-    if missing:
-        raise ValueError(f"projected_gradient_ascent: keys {missing[:3]} are not parameters "
-                         "of the model")
+    names, keys, params = _ball_parameters(model, keys)
     centre = {k: reference[k].detach().to(dev, torch.float32) for k in keys}
-
-    def project() -> float:
-        with torch.no_grad():
-            sq = sum(float(((params[k] - centre[k]) ** 2).sum()) for k in keys)
-            dist = math.sqrt(sq)
-            if dist > radius:
-                scale = radius / dist
-                for k in keys:
-                    params[k].copy_(centre[k] + (params[k] - centre[k]) * scale)
-                dist = math.sqrt(sum(float(((params[k] - centre[k]) ** 2).sum()) for k in keys))
-            return dist
-
+    project = _projector(params, centre, keys, radius)
     xt = torch.from_numpy(np.array(x, dtype=np.float32)).to(dev)
     yt = torch.from_numpy(np.array(y, dtype=np.int64)).to(dev)
     dist = project()
     acc_start = _accuracy(model, xt, yt)
     opt = torch.optim.SGD([params[n] for n in names], lr=lr, momentum=momentum)
-    gen = torch.Generator().manual_seed(seed)
-    loss_fn = nn.CrossEntropyLoss()
-    steps, run, stopped, acc, loss_sum, count = 0, 0, False, acc_start, 0.0, 0
-    batches = max(1, math.ceil(len(xt) / batch_size))
-    check = max(1, math.ceil(batches / max(1, checks_per_epoch)))
-    for _ in range(epochs):
-        loss_sum, count = 0.0, 0
-        order = torch.randperm(len(xt), generator=gen).to(dev)
-        for b, s in enumerate(range(0, len(xt), batch_size)):
-            idx = order[s:s + batch_size]
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(xt[idx]), yt[idx])
-            (-loss).backward()  # ascent
-            if clip > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), clip)
-            opt.step()
-            dist = project()
-            steps += 1
-            loss_sum += float(loss.detach()) * len(idx)
-            count += len(idx)
-            if on_step is not None:
-                on_step(dist)
-            if (b + 1) % check == 0 or b + 1 == batches:
-                acc = _accuracy(model, xt, yt)
-                if acc < stop_accuracy:
-                    stopped = True
-                    break
-        run += 1
-        if stopped:
-            break
-    with torch.no_grad():  # buffers (BatchNorm statistics) from the reference
-        for name, buf in model.named_buffers():
-            if name in reference:
-                buf.copy_(reference[name].to(buf.device, buf.dtype))
+    steps, run, stopped, acc, loss_sum, count, dist = _ascend(
+        model, opt, project, xt, yt, epochs=epochs, batch_size=batch_size, clip=clip,
+        stop_accuracy=stop_accuracy, seed=seed, checks_per_epoch=checks_per_epoch,
+        on_step=on_step, start=(dist, acc_start))
+    _buffers_from(model, reference)  # BatchNorm statistics from the reference
     return {"pgd-radius": float(radius), "pgd-distance": float(dist), "pgd-steps": steps,
             "pgd-epochs-run": run, "pgd-stopped-early": int(stopped),
             "pgd-train-acc-start": float(acc_start), "pgd-train-acc-end": float(acc),
             "pgd-loss-end": loss_sum / max(count, 1)}
-
-
-# --------------------------------------------------------------------------- strategy
 
 
 __all__ = ["l2_distance", "project_to_ball", "projected_gradient_ascent"]

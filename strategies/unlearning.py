@@ -39,23 +39,14 @@ import time
 from collections.abc import Callable, Iterable
 from logging import INFO, WARNING
 
-import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 from flwr.supercore import log
 
 from .aggregate_utils import EmptyRoundGuard, failure_reasons, restore_dtypes
-from .grid_view import ExcludingGrid
-from .identity import (
-    BY_NAME,
-    BY_NODE_ID,
-    IDENTITY_QUERY,
-    TargetRule,
-    identity_hint,
-    make_rule,
-    read_identity,
-)
+from .grid_view import ExcludingGrid, innermost, is_float, nodes_needed
+from .identity import BY_NODE_ID, TargetRule, make_rule
 from .replies import (
     array_layout,
     arrayrecord_nbytes,
@@ -64,6 +55,7 @@ from .replies import (
     reply_metrics,
     seconds_reported,
 )
+from .targets import TargetBook
 from .unlearner import NoStep, Unlearner, UnlearningStep
 from .unlearning_request import (
     UnlearningError,
@@ -72,34 +64,6 @@ from .unlearning_request import (
     request_kind,
     truthy,
 )
-
-
-def _is_float(dtype: str) -> bool:
-    try:
-        return np.dtype(dtype).kind == "f"
-    except TypeError:
-        return False
-
-
-def innermost(strategy: Strategy) -> Strategy:
-    """The strategy a wrapper chain ends in (``.strategy`` of DP wrappers, followed)."""
-    while not hasattr(strategy, "weighted_by_key") and hasattr(strategy, "strategy"):
-        strategy = strategy.strategy
-    return strategy
-
-
-def nodes_needed(strategy: Strategy, num_eligible: int, what: str) -> int:
-    """How many nodes ``strategy`` waits for before sampling for ``what`` (FedAvg's rule).
-
-    ``max(min_available_nodes, max(int(n * fraction), min_nodes), 1)``; 0 when the
-    fraction is 0 (nothing is sampled). Strategies without these attributes need 1.
-    """
-    base = innermost(strategy)
-    fraction = getattr(base, f"fraction_{what}", 1.0)
-    if fraction == 0.0:
-        return 0
-    size = max(int(num_eligible * fraction), getattr(base, f"min_{what}_nodes", 1))
-    return max(getattr(base, "min_available_nodes", 1), size, 1)
 
 
 # pylint: disable=too-many-instance-attributes,too-many-public-methods
@@ -195,18 +159,14 @@ class Unlearning(Strategy):
         self._recovery: Strategy | None = None  # the fresh recovery strategy in use
         self._lock = threading.Lock()
         self._pending: list[UnlearningRequest] = []
-        self._rules: list[TargetRule] = []
-        self._identities: dict[int, dict | None] = {}
-        self._asked: set[int] = set()
-        self._excluded: set[int] = set()
-        self._forget: dict[int | str, dict[str, set[int]]] = {}
+        #: Identities, target rules, exclusions and forget specs.
+        self.book = TargetBook(identity_timeout, self.unlearner.name)
         self._recovering = False
         self._sent: ArrayRecord | None = None
         self._layout: dict | None = None
         self._fallback_arrays: ArrayRecord | None = None
         self._peak = 0
         self._empty_rounds = EmptyRoundGuard(max_empty_rounds)
-        self._replied: set[int] = set()  # nodes that sent a train/evaluate reply
 
     # ------------------------------------------------------------ public API
     # pylint: disable=too-many-arguments
@@ -288,19 +248,19 @@ class Unlearning(Strategy):
             Node id -> node config (``None`` when the node did not answer).
         """
         ids = list(grid.get_node_ids()) if node_ids is None else list(node_ids)
-        self._query_identities(grid, ids)
-        return {n: self._identities.get(n) for n in ids}
+        self.book.query_identities(grid, ids)
+        return {n: self.book.identities.get(n) for n in ids}
 
     @property
     def identities(self) -> dict[int, dict | None]:
         """Node configs learnt so far (from ``query.identity`` or ``identity_mod``)."""
-        return dict(self._identities)
+        return dict(self.book.identities)
 
     def exclude(self, targets: Iterable | str | int, *, by: str = "partition-id") -> TargetRule:
         """Exclude clients from now on WITHOUT an unlearning step (a request applied before
         a restart: the model the run resumes from is already unlearnt)."""
         rule = make_rule(targets, by)
-        self._rules.append(rule)
+        self.book.rules.append(rule)
         self._start_recovery()
         return rule
 
@@ -308,13 +268,13 @@ class Unlearning(Strategy):
     def forget_specs(self) -> dict[str, dict[str, list[int]]]:
         """Class-/instance-wise forgetting in force: node id (or ``"*"``) -> classes, samples."""
         return {str(k): {"classes": sorted(v["classes"]), "samples": sorted(v["samples"])}
-                for k, v in self._forget.items()}
+                for k, v in self.book.forget.items()}
 
     def restore_forget_specs(self, specs: dict) -> None:
         """Put back :attr:`forget_specs` saved before a restart (no unlearning step)."""
         for key, spec in specs.items():
             node = key if key == "*" else int(key)
-            entry = self._forget.setdefault(node, {"classes": set(), "samples": set()})
+            entry = self.book.forget.setdefault(node, {"classes": set(), "samples": set()})
             entry["classes"].update(spec.get("classes", []))
             entry["samples"].update(spec.get("samples", []))
         if specs:
@@ -322,17 +282,12 @@ class Unlearning(Strategy):
 
     def forget_spec_for(self, node_id: int) -> dict[str, list[int]]:
         """Classes and sample ids node ``node_id`` must not train on (may be empty)."""
-        classes, samples = set(), set()
-        for key in ("*", node_id):
-            if key in self._forget:
-                classes |= self._forget[key]["classes"]
-                samples |= self._forget[key]["samples"]
-        return {"classes": sorted(classes), "samples": sorted(samples)}
+        return self.book.forget_spec_for(node_id)
 
     @property
     def applied_rules(self) -> list[TargetRule]:
         """Target rules of the requests applied so far (and of :meth:`exclude`)."""
-        return list(self._rules)
+        return list(self.book.rules)
 
     @property
     def pending_requests(self) -> list[UnlearningRequest]:
@@ -343,7 +298,7 @@ class Unlearning(Strategy):
     @property
     def excluded_node_ids(self) -> frozenset[int]:
         """Node ids that are never sampled again."""
-        return frozenset(self._excluded)
+        return frozenset(self.book.excluded)
 
     @property
     def in_recovery(self) -> bool:
@@ -418,7 +373,7 @@ class Unlearning(Strategy):
         info = self._round(server_round)
         if arrays is not None and self._layout is not None:  # integer buffers stay integer
             arrays = restore_dtypes(arrays, {k: v for k, v in self._layout.items()
-                                             if not _is_float(v[1])})
+                                             if not is_float(v[1])})
         aggregated = 0 if arrays is None else sum(not m.has_error() for m in kept)
         self._empty_rounds.update(server_round, aggregated,
                                   failure_reasons(kept, info.get("rejected_train", {})))
@@ -455,12 +410,12 @@ class Unlearning(Strategy):
     def _view(self, grid: Grid, what: str) -> Grid:
         """The grid the strategy samples from: the real one until a request, then a view
         without the excluded nodes, once enough of those are connected."""
-        if not self._rules:
+        if not self.book.rules:
             return grid
-        view = ExcludingGrid(grid, self._excluded.__contains__)
+        view = ExcludingGrid(grid, self.book.excluded.__contains__)
         deadline = time.monotonic() + self.node_wait_timeout
         while True:
-            self._update_exclusions(grid, list(grid.get_node_ids()))
+            self.book.update_exclusions(grid, list(grid.get_node_ids()))
             eligible = len(list(view.get_node_ids()))
             needed = nodes_needed(self.active_strategy, eligible, what)
             if eligible >= needed:
@@ -486,9 +441,6 @@ class Unlearning(Strategy):
         return self.rounds.setdefault(
             server_round, {"phase": "recovery" if self._recovering else "train"})
 
-    def _is_target(self, node_id: int, name: str | None, identity: dict | None) -> bool:
-        return any(rule.match(node_id, name, identity) for rule in self._rules)
-
     def _filter(self, server_round: int, replies: Iterable[Message], what: str) -> list[Message]:
         """Replies the strategy may aggregate: not from excluded nodes, valid (train), and
         with the majority's metric keys; counts bytes up and client seconds."""
@@ -497,14 +449,8 @@ class Unlearning(Strategy):
         for msg in replies:
             node_id = msg.metadata.src_node_id
             if not msg.has_error():
-                self._replied.add(node_id)
-                identity = read_identity(msg.content)
-                if identity is not None:
-                    self._identities[node_id] = identity
-                if self._rules and node_id not in self._excluded and self._is_target(
-                        node_id, None, self._identities.get(node_id)):
-                    self._excluded.add(node_id)
-            if node_id in self._excluded:
+                self.book.note_reply(node_id, msg.content)
+            if node_id in self.book.excluded:
                 log(WARNING, "%s: dropped a %s reply from excluded node %d (round %d)",
                     self.unlearner.name, what, node_id, server_round)
                 continue
@@ -555,61 +501,9 @@ class Unlearning(Strategy):
         return out
 
     def _with_forget_specs(self, messages: list[Message]) -> list[Message]:
-        """Give each affected node its own config with ``forget-classes``/``forget-samples``
-        (the ArrayRecord is shared, not copied; other nodes get the message as it was)."""
-        if not self._forget:
-            return messages
-        out = []
-        for msg in messages:
-            spec = self.forget_spec_for(msg.metadata.dst_node_id)
-            if not spec["classes"] and not spec["samples"]:
-                out.append(msg)
-                continue
-            config = ConfigRecord(dict(msg.content[self.configrecord_key]))
-            if spec["classes"]:
-                config["forget-classes"] = spec["classes"]
-            if spec["samples"]:
-                config["forget-samples"] = spec["samples"]
-            content = RecordDict({self.arrayrecord_key: msg.content[self.arrayrecord_key],
-                                  self.configrecord_key: config})
-            out.append(Message(content, dst_node_id=msg.metadata.dst_node_id,
-                               message_type=msg.metadata.message_type))
-        return out
+        return self.book.with_forget_specs(messages, self.arrayrecord_key, self.configrecord_key)
 
     # ------------------------------------------------------------ identities and requests
-    def _query_identities(self, grid: Grid, node_ids: list[int]) -> None:
-        """Ask nodes whose identity is unknown for their node config."""
-        unknown = [n for n in node_ids if self._identities.get(n) is None]
-        if not unknown:
-            return
-        self._asked.update(unknown)
-        messages = [Message(RecordDict(), dst_node_id=n, message_type=IDENTITY_QUERY)
-                    for n in unknown]
-        for msg in grid.send_and_receive(messages, timeout=self.identity_timeout):
-            if msg.has_error():
-                log(WARNING, "%s: node %d did not answer query.identity (%s)",
-                    self.unlearner.name, msg.metadata.src_node_id, msg.error.reason)
-                self._identities.setdefault(msg.metadata.src_node_id, None)
-                continue
-            self._identities[msg.metadata.src_node_id] = read_identity(msg.content)
-
-    @staticmethod
-    def _names(grid: Grid) -> dict[int, str]:
-        return {info.node_id: getattr(info, "name", "") for info in grid.get_nodes()}
-
-    def _update_exclusions(self, grid: Grid, node_ids: list[int]) -> None:
-        """Exclude connected nodes that match any applied request (new nodes too)."""
-        if any(rule.needs_identity for rule in self._rules):
-            self._query_identities(
-                grid, [n for n in node_ids if n not in self._excluded and n not in self._asked])
-        names = self._names(grid) if any(r.by == BY_NAME for r in self._rules) else {}
-        for n in node_ids:
-            if n not in self._excluded and self._is_target(n, names.get(n),
-                                                           self._identities.get(n)):
-                log(INFO, "%s: node %d matches an unlearning request; excluded",
-                    self.unlearner.name, n)
-                self._excluded.add(n)
-
     def _collect_requests(self, grid: Grid) -> None:
         """Queue requests from the request source and from nodes that ask for themselves."""
         if self.request_source is not None:
@@ -628,12 +522,12 @@ class Unlearning(Strategy):
         if self.forget_me_key is None:
             return
         node_ids = list(grid.get_node_ids())
-        self._query_identities(grid, [n for n in node_ids if n not in self._asked])
+        self.book.query_identities(grid, [n for n in node_ids if n not in self.book.asked])
         with self._lock:
             pending = {v for r in self._pending if r.rule.by == BY_NODE_ID for v in r.rule.values}
         for n in node_ids:
-            identity = self._identities.get(n) or {}
-            if (n not in self._excluded and str(n) not in pending
+            identity = self.book.identities.get(n) or {}
+            if (n not in self.book.excluded and str(n) not in pending
                     and truthy(identity.get(self.forget_me_key))):
                 log(INFO, "%s: node %d asks to be forgotten (%s=true)", self.unlearner.name, n,
                     self.forget_me_key)
@@ -641,70 +535,14 @@ class Unlearning(Strategy):
                                         strict=False)
 
     # ------------------------------------------------------------ applying requests
-    def _resolve(self, rule: TargetRule, node_ids: list[int], names: dict[int, str]) -> dict[int, dict]:
-        """Connected nodes a rule names; :class:`UnlearningError` if a value matches none."""
-        if rule.values == ("*",):
-            return {n: {"node_id": n, "name": names.get(n, ""), "by": "*", "value": "*",
-                        "identity": self._identities.get(n)}
-                    for n in node_ids if n not in self._excluded}
-        hits = {}
-        for n in node_ids:
-            value = rule.match(n, names.get(n), self._identities.get(n))
-            if value is not None:
-                hits[n] = {"node_id": n, "name": names.get(n, ""), "by": rule.by,
-                           "value": value, "identity": self._identities.get(n)}
-        missing = [v for v in rule.values if v not in {h["value"] for h in hits.values()}]
-        if missing:
-            raise UnlearningError(self._no_match_message(rule, missing, node_ids, names))
-        return hits
-
-    def _accept(self, requests: list[UnlearningRequest], grid: Grid
-                ) -> tuple[dict[int, dict], list[tuple[UnlearningRequest, dict[int, dict]]]]:
-        """Resolve the due requests; returns the nodes to exclude and the accepted requests
-        with their targets (a non-strict request that cannot be applied is rejected)."""
-        node_ids = list(grid.get_node_ids())
-        names = self._names(grid)
-        if any(r.rule.needs_identity for r in requests):
-            self._query_identities(grid, node_ids)
-        matched: dict[int, dict] = {}
-        accepted = []
-        for request in requests:
-            try:
-                hits = self._resolve(request.rule, node_ids, names)
-                remaining = [n for n in node_ids
-                             if n not in matched and n not in hits and n not in self._excluded]
-                if request.kind == "client" and not remaining:
-                    raise UnlearningError(
-                        f"unlearning request would exclude every connected node "
-                        f"({len(node_ids)} connected, targets {sorted({**matched, **hits})}): "
-                        "at least one non-target node is needed to recover")
-            except UnlearningError as err:
-                if request.strict:
-                    raise
-                log(WARNING, "%s: rejected unlearning request from %s (%s=%s): %s",
-                    self.unlearner.name, request.requested_by, request.rule.by,
-                    ",".join(request.rule.values), err)
-                if request.on_settled is not None:
-                    request.on_settled(request, False, str(err))
-                continue
-            if request.kind == "client":
-                matched.update(hits)
-            else:
-                for key in (["*"] if request.rule.values == ("*",) else hits):
-                    entry = self._forget.setdefault(key, {"classes": set(), "samples": set()})
-                    entry["classes"].update(request.classes)
-                    entry["samples"].update(request.samples)
-            accepted.append((request, hits))
-        return matched, accepted
-
     def _apply(self, requests: list[UnlearningRequest], server_round: int, arrays: ArrayRecord,
                grid: Grid) -> ArrayRecord:
         """Apply the due requests at this boundary; return the model to send."""
-        matched, accepted = self._accept(requests, grid)
+        matched, accepted = self.book.accept(requests, grid)
         if not accepted:
             return arrays
-        self._excluded.update(matched)
-        self._rules.extend(r.rule for r, _ in accepted if r.kind == "client")
+        self.book.excluded.update(matched)
+        self.book.rules.extend(r.rule for r, _ in accepted if r.kind == "client")
         self._start_recovery()
         targets = list(dict.fromkeys(n for _, hits in accepted for n in hits))
         unlearned, seconds = self._run_step(server_round, arrays, targets, grid)
@@ -733,7 +571,7 @@ class Unlearning(Strategy):
         and the server's seconds (the step's wall time less the time waiting for clients)."""
         step = UnlearningStep(
             server_round=server_round, arrays=arrays, targets=targets,
-            excluded=frozenset(self._excluded), grid=grid,
+            excluded=frozenset(self.book.excluded), grid=grid,
             weighted_by_key=self.weighted_by_key, arrayrecord_key=self.arrayrecord_key,
             configrecord_key=self.configrecord_key, timeout=self.step_timeout,
             record={"method": self.unlearner.name, "round": server_round,
@@ -756,22 +594,6 @@ class Unlearning(Strategy):
         self._peak = max(self._peak, self.storage_bytes)
         return unlearned, seconds
 
-    def _no_match_message(self, rule: TargetRule, missing: list[str], node_ids: list[int],
-                          names: dict[int, str]) -> str:
-        if rule.by == BY_NODE_ID:
-            known = [str(n) for n in node_ids]
-        elif rule.by == BY_NAME:
-            known = [names[n] for n in node_ids if names.get(n)]
-        else:
-            known = [str(ident[rule.by]) for ident in (self._identities.get(n) for n in node_ids)
-                     if ident and rule.by in ident]
-        msg = (f"unlearning target {rule.by}={','.join(missing)} matches no connected node; "
-               f"connected nodes have {rule.by} in {sorted(set(known)) or '(none)'}")
-        unknown = [n for n in node_ids if self._identities.get(n) is None]
-        if rule.needs_identity and unknown:
-            replied = sum(n in self._replied for n in unknown)
-            msg += ". " + identity_hint(replied=replied, silent=len(unknown) - replied)
-        return msg
 
 
 __all__ = ["Unlearning", "UnlearningError", "UnlearningEvent", "UnlearningRequest",

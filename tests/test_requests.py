@@ -79,8 +79,8 @@ def test_node_asks_to_be_forgotten_itself():
             node = grid.nodes[asker]
             grid.nodes[asker] = FakeNode(node.app, {**node.node_config, "forget-me": "true"},
                                          name=node.name)
-            strategy._identities.pop(asker)  # a restarted node is a node not seen before
-            strategy._asked.discard(asker)
+            strategy.book.identities.pop(asker)  # a restarted node is a node not seen before
+            strategy.book.asked.discard(asker)
         return None
 
     run(strategy, grid, rounds=4, evaluate_fn=flip)
