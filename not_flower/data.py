@@ -325,6 +325,13 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     return data.reshape(shape)
 
 
+def _scaled_split(images: np.ndarray, labels: np.ndarray) -> list[np.ndarray]:
+    """uint8 ``(N, H, W)`` images and labels as float32 ``(N, 1, H, W)`` in [0, 1] and int64."""
+    x = images.astype(np.float32)
+    x /= 255.0
+    return [x[:, None, :, :], labels.astype(np.int64)]
+
+
 def _load_flat_idx(name: str, root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The four idx files directly in ``root`` (Debian's layout), read without torchvision."""
     splits = []
@@ -336,9 +343,7 @@ def _load_flat_idx(name: str, root: Path) -> tuple[np.ndarray, np.ndarray, np.nd
                 f"dataset {name!r}: {images_file} ({images.shape}) and {labels_file} "
                 f"({labels.shape}) in {root} must be N images and N labels"
             )
-        x = images.astype(np.float32)
-        x /= 255.0
-        splits += [x[:, None, :, :], labels.astype(np.int64)]
+        splits += _scaled_split(images, labels)
     return splits[0], splits[1], splits[2], splits[3]
 
 
@@ -391,9 +396,7 @@ def _load_mnist(name: str, root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarr
                 f"dataset {name!r}: {split} images ({len(images)}) and labels ({len(labels)}) "
                 f"in {raw} differ in count"
             )
-        x = images.astype(np.float32)
-        x /= 255.0
-        splits += [x[:, None, :, :], labels.astype(np.int64)]
+        splits += _scaled_split(images, labels)
     return splits[0], splits[1], splits[2], splits[3]
 
 
