@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from not_flower import metrics
+from not_flower import population_mia
 from not_flower.metrics import (
     accuracy,
     attack_success_rate,
@@ -146,9 +146,9 @@ class _SpyPipeline:
 
 @pytest.fixture
 def spy(monkeypatch):
-    real = metrics.make_pipeline
+    real = population_mia.make_pipeline
     _SpyPipeline.calls = []
-    monkeypatch.setattr(metrics, "make_pipeline", lambda *s: _SpyPipeline(real(*s)))
+    monkeypatch.setattr(population_mia, "make_pipeline", lambda *s: _SpyPipeline(real(*s)))
     return _SpyPipeline.calls
 
 
