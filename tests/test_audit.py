@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import struct
 import subprocess
 import sys
@@ -15,7 +16,6 @@ import pytest
 import torch
 from flwr.app import Array, ArrayRecord
 
-from not_flower import audit
 from not_flower.audit import (
     GENESIS_HASH,
     AuditLogError,
@@ -224,7 +224,7 @@ def test_crash_during_rename_keeps_the_old_record(tmp_path, monkeypatch):
     def boom(*_args):
         raise OSError("disk gone")
 
-    monkeypatch.setattr(audit.os, "replace", boom)
+    monkeypatch.setattr(os, "replace", boom)
     with pytest.raises(OSError, match="disk gone"):
         write_record(tmp_path, make_record(requested_by="mallory"))
     assert path.read_bytes() == before
