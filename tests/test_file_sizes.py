@@ -1,0 +1,143 @@
+"""Every module of strategies/ and not_flower/ says what it is for and stays readable in size.
+
+Each ``.py`` file must open with a docstring, hold at most ``MAX_FILE_LINES`` lines, and
+have no function (or method, or nested function) longer than ``MAX_FUNCTION_LINES``
+lines, counted from its ``def`` line to its last line. The files and functions that are
+over a limit today are listed below as known debt, with their current sizes: each may
+shrink but not grow, and nothing new may join the lists.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("strategies", "not_flower")
+MAX_FILE_LINES = 600
+MAX_FUNCTION_LINES = 80
+
+#: Files over ``MAX_FILE_LINES`` today, with their line counts then.
+KNOWN_LONG_FILES: dict[str, int] = {
+    "not_flower/compare.py": 661,
+    "not_flower/report.py": 1100,
+    "not_flower/server_app.py": 819,
+}
+
+#: Functions over ``MAX_FUNCTION_LINES`` today, as (file, qualified name), with their lengths then.
+KNOWN_LONG_FUNCTIONS: dict[tuple[str, str], int] = {
+    ("not_flower/compare.py", "main"): 84,
+    ("not_flower/config.py", "parse_run_config"): 120,
+    ("not_flower/membership.py", "lira_scores"): 84,
+    ("not_flower/partition.py", "dirichlet_partition"): 83,
+    ("not_flower/report.py", "plot_scenario"): 88,
+    ("not_flower/report.py", "render_markdown"): 86,
+    ("not_flower/report.py", "summarize_scenario"): 84,
+    ("not_flower/server_app.py", "run_experiment"): 271,
+}
+
+
+def function_lengths(source: str) -> dict[str, int]:
+    """Length in lines of every function in ``source``, by qualified name.
+
+    Parameters
+    ----------
+    source : str
+        Python source.
+
+    Returns
+    -------
+    dict[str, int]
+        ``{"f": 3, "C.method": 5, "f.inner": 2, ...}``: from the ``def`` line to the
+        function's last line, decorators not counted.
+    """
+    lengths: dict[str, int] = {}
+
+    def visit(node: ast.AST, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                name = f"{prefix}{child.name}"
+                if not isinstance(child, ast.ClassDef):
+                    lengths[name] = child.end_lineno - child.lineno + 1
+                visit(child, f"{name}.")
+            else:
+                visit(child, prefix)
+
+    visit(ast.parse(source), "")
+    return lengths
+
+
+def _modules() -> list[str]:
+    return sorted(
+        path.relative_to(ROOT).as_posix()
+        for package in PACKAGES
+        for path in (ROOT / package).rglob("*.py")
+    )
+
+
+MODULES = _modules()
+
+
+def test_function_lengths_counts_def_to_last_line():
+    source = (
+        "@decorator\n"
+        "def f(x):\n"
+        "    def inner():\n"
+        "        return 1\n"
+        "    return inner()\n"
+        "\n"
+        "class C:\n"
+        "    async def m(self):\n"
+        "        pass\n"
+    )
+    assert function_lengths(source) == {"f": 4, "f.inner": 2, "C.m": 2}
+
+
+def test_the_packages_are_found():
+    assert "not_flower/metrics.py" in MODULES
+    assert "strategies/negation.py" in MODULES
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_module_opens_with_a_docstring(module):
+    tree = ast.parse((ROOT / module).read_text(encoding="utf-8"))
+    docstring = ast.get_docstring(tree)
+    assert docstring and docstring.strip(), f"{module} does not open with a docstring"
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_module_size_within_limit_or_known_debt(module):
+    lines = len((ROOT / module).read_text(encoding="utf-8").splitlines())
+    allowed = KNOWN_LONG_FILES.get(module, MAX_FILE_LINES)
+    assert lines <= allowed, (
+        f"{module} has {lines} lines; the limit is {MAX_FILE_LINES}"
+        + (f" (known debt, recorded at {allowed}: it may shrink, not grow)"
+           if module in KNOWN_LONG_FILES else "; split it along its concerns")
+    )
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_functions_within_limit_or_known_debt(module):
+    lengths = function_lengths((ROOT / module).read_text(encoding="utf-8"))
+    too_long = []
+    for name, length in sorted(lengths.items()):
+        allowed = KNOWN_LONG_FUNCTIONS.get((module, name), MAX_FUNCTION_LINES)
+        if length > allowed:
+            too_long.append(f"{name}: {length} lines (allowed {allowed})")
+    assert not too_long, (
+        f"functions of {module} over the limit of {MAX_FUNCTION_LINES} lines (known debt "
+        f"may shrink, not grow): " + "; ".join(too_long)
+    )
+
+
+def test_known_debt_lists_do_not_grow():
+    # The lists hold only what was over a limit when they were written; a new entry
+    # (or a larger recorded size) would hide a regression.
+    assert len(KNOWN_LONG_FILES) <= 3 and sum(KNOWN_LONG_FILES.values()) <= 2580
+    assert len(KNOWN_LONG_FUNCTIONS) <= 8 and sum(KNOWN_LONG_FUNCTIONS.values()) <= 900
+    for module, size in KNOWN_LONG_FILES.items():
+        assert size > MAX_FILE_LINES, f"{module} at {size} lines is not debt; drop it"
+    for (module, name), size in KNOWN_LONG_FUNCTIONS.items():
+        assert size > MAX_FUNCTION_LINES, f"{module}:{name} at {size} lines is not debt; drop it"
