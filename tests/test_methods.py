@@ -96,3 +96,19 @@ def test_the_clientapp_registers_every_handler_the_registry_names():
 def test_resolve_refuses_what_is_not_module_colon_function(target):
     with pytest.raises(ValueError, match="expected 'module:function'"):
         resolve(target)
+
+
+def test_the_readme_registry_entry_is_a_valid_method():
+    import re
+    from pathlib import Path
+    from types import MappingProxyType
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = re.search(r"```python\n(\s*Method\(\"x\".*?)```", readme, re.S)
+    assert block, "README's 'Adding an unlearning method' shows no registry entry"
+    entry = eval(  # pylint: disable=eval-used
+        "\n".join(line.strip() for line in block.group(1).splitlines()),
+        {"Method": Method, "MappingProxyType": MappingProxyType})
+    assert entry.name == "x" and entry.baseline and entry.client_handlers[0][0] == "x"
+    assert tuple(entry.requirements) == ("storage", "target_data", "target_participation",
+                                         "server_data")
