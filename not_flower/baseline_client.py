@@ -1,5 +1,8 @@
 """Client side of the baselines: the handlers not-flower's ClientApp registers for them.
 
+The method registry (:mod:`not_flower.methods`) names them per method; the ClientApp
+registers each as ``@app.train(action)``:
+
 * ``train.pgd`` (:func:`pgd_fn`): PGD's target runs projected gradient ascent on its own
   training split inside the ball the server sent (:mod:`strategies.pgd`);
 * ``train.calibrate`` (:func:`calibrate_fn`): FedEraser's calibration training, ordinary
@@ -84,7 +87,4 @@ def calibrate_fn(msg: Message, context: Context) -> Message:
                    reply_to=msg)
 
 
-#: (message type action, handler): registered as ``@app.train(action)`` by the ClientApp.
-TRAIN_HANDLERS = (("pgd", pgd_fn), ("calibrate", calibrate_fn))
-
-__all__ = ["TRAIN_HANDLERS", "calibrate_fn", "pgd_fn"]
+__all__ = ["calibrate_fn", "pgd_fn"]

@@ -2,8 +2,8 @@
 
 It answers ``train`` (SGD on its partition's training split), ``evaluate`` (its validation
 split) and ``query.identity`` (its node config, so that the server can name targets by
-``partition-id``), plus the baselines' ``train.pgd`` and ``train.calibrate``
-(:mod:`not_flower.baseline_client`). Its replies also carry the identity (``identity_mod``).
+``partition-id``), plus the handlers the method registry names (:mod:`not_flower.methods`;
+the baselines' ``train.pgd`` and ``train.calibrate`` of :mod:`not_flower.baseline_client`). Its replies also carry the identity (``identity_mod``).
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ from flwr.clientapp import ClientApp
 
 from strategies.identity import answer_identity, identity_mod
 
-from .baseline_client import TRAIN_HANDLERS
 from .config import RunConfig, parse_run_config
+from .methods import client_handlers
 from .models import build_model
 from .task import client_data, dataset_for, device, evaluate, train
 
 app = ClientApp(mods=[identity_mod])
 app.query("identity")(answer_identity)
-for _action, _handler in TRAIN_HANDLERS:  # train.pgd, train.calibrate (baselines)
+for _action, _handler in client_handlers():  # the registry's: train.pgd, train.calibrate
     app.train(_action)(_handler)
 
 

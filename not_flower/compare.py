@@ -72,7 +72,8 @@ from pathlib import Path
 
 from .config import ConfigError, RunConfig, parse_run_config, to_run_config
 from .outdir import CONTROL_KEYS
-from .report import METHOD_NAMES, METHODS, RECOVERY_METHODS, write_report
+from .methods import REGISTRY
+from .report import METHOD_NAMES, METHODS, RECOVERY_METHODS, STEP_METHODS, write_report
 
 __all__ = [
     "SCENARIOS",
@@ -95,8 +96,8 @@ SCENARIOS: tuple[str, ...] = ("iid", "dirichlet", "backdoor", "class", "instance
 DEFAULT_SCENARIOS: tuple[str, ...] = ("iid", "dirichlet", "backdoor")
 #: Class-wise scope: every client's samples of the classes, or the target's only.
 CLASS_SCOPES: tuple[str, ...] = ("federation", "client")
-#: Methods run when ``--methods`` is not given.
-DEFAULT_METHODS: tuple[str, ...] = ("retrain", "ft", "not")
+#: Methods run when ``--methods`` is not given: all but the baselines (from the registry).
+DEFAULT_METHODS: tuple[str, ...] = tuple(m for m in METHODS if m not in STEP_METHODS)
 #: ``--server-data-fraction`` when fukd runs and the option is not given.
 DEFAULT_SERVER_DATA_FRACTION = 0.1
 #: Run-config keys this command sets itself; ``--set`` may not override them.
@@ -332,15 +333,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.seeds = list(dict.fromkeys(args.seeds))
     args.scenarios = list(dict.fromkeys(args.scenarios))
     args.methods = [m for m in METHODS if m in args.methods]
+    # methods that work on server-side data (fukd): the registry's requirements say which
+    server_data = [m for m in args.methods if REGISTRY[m].requirements["server_data"]]
     if args.server_data_fraction is None:
-        args.server_data_fraction = DEFAULT_SERVER_DATA_FRACTION if "fukd" in args.methods else 0.0
+        args.server_data_fraction = DEFAULT_SERVER_DATA_FRACTION if server_data else 0.0
     if not args.server_data_fraction < 1:
         parser.error(f"--server-data-fraction must be in [0, 1), got {args.server_data_fraction}")
-    if "fukd" in args.methods and args.server_data_fraction <= 0:
-        parser.error("--methods fukd needs --server-data-fraction > 0 (the server's "
-                     "unlabelled data)")
+    if server_data and args.server_data_fraction <= 0:
+        parser.error(f"--methods {' '.join(server_data)} needs --server-data-fraction > 0 "
+                     "(the server's unlabelled data)")
     partial = [s for s in args.scenarios if s in ("class", "instance")]
-    baselines = [m for m in args.methods if m in ("pgd", "federaser", "fukd")]
+    baselines = [m for m in args.methods if m in STEP_METHODS]
     if partial and baselines:
         parser.error(f"--methods {' '.join(baselines)} forget whole clients only; they "
                      f"cannot run the scenario(s) {' '.join(partial)} (use retrain ft not)")

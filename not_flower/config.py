@@ -11,6 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
+from .methods import BASELINE_METHODS as _BASELINES
+from .methods import METHOD_NAMES
+
 DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "cifar100")
 MODELS = ("cnn", "mlp", "resnet18", "vit")
 PARTITIONERS = ("iid", "dirichlet")
@@ -18,10 +21,11 @@ PARTITIONERS = ("iid", "dirichlet")
 # strategies.not_strategy.RECOVERY_OPTIMIZERS): repeated here so that parsing a run config
 # imports neither torch nor Flower; tests/test_config.py checks that the two agree.
 BATCHNORM_POLICIES = ("keep", "negate-running-mean")
-METHODS = ("not", "ft", "retrain", "pgd", "federaser", "fukd")
-#: The baseline unlearning methods besides FT and Retrain (:mod:`strategies.pgd`,
-#: :mod:`strategies.federaser`, :mod:`strategies.fukd`): client-wise forgetting only.
-BASELINE_METHODS = ("pgd", "federaser", "fukd")
+#: The allowed ``method`` values: every method of the registry (:mod:`not_flower.methods`).
+METHODS = METHOD_NAMES
+#: The baseline unlearning methods besides FT and Retrain (PGD, FedEraser, FUKD in the
+#: registry): client-wise forgetting only.
+BASELINE_METHODS = _BASELINES
 UNLEARN_MODES = ("client", "class", "instance")
 RECOVERY_OPTIMIZERS = ("sgd", "adam")
 

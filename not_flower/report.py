@@ -45,6 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .methods import REGISTRY, REPORT_ORDER
 from .metrics import GAP_KEYS, GAP_KEYS_LIRA, avg_gap
 
 __all__ = [
@@ -71,28 +72,17 @@ __all__ = [
     "write_report",
 ]
 
-#: Methods a run can use, in the order the report lists them.
-METHODS: tuple[str, ...] = ("retrain", "ft", "not", "pgd", "federaser", "fukd")
+#: Methods a run can use, in the order the report lists them (from the method registry,
+#: :mod:`not_flower.methods`).
+METHODS: tuple[str, ...] = REPORT_ORDER
 #: Display names of the methods.
-METHOD_NAMES: dict[str, str] = {"retrain": "Retrain", "ft": "FT", "not": "NoT", "pgd": "PGD",
-                                "federaser": "FedEraser", "fukd": "FUKD"}
+METHOD_NAMES: dict[str, str] = {m: REGISTRY[m].label for m in METHODS}
 #: Methods that train, unlearn, then recover (rows "X@K"; "Original" comes from them).
-RECOVERY_METHODS: tuple[str, ...] = ("ft", "not", "pgd", "federaser", "fukd")
+RECOVERY_METHODS: tuple[str, ...] = tuple(m for m in METHODS if REGISTRY[m].recovers)
 #: Baselines with an unlearning step whose output is reported on its own ("X@0").
-STEP_METHODS: tuple[str, ...] = ("pgd", "federaser", "fukd")
+STEP_METHODS: tuple[str, ...] = tuple(m for m in METHODS if REGISTRY[m].baseline)
 #: What each method needs, for results.json files that do not say (older runs).
-DEFAULT_REQUIREMENTS: dict[str, dict] = {
-    m: {"storage": "none", "target_data": False, "target_participation": False,
-        "server_data": False} for m in ("retrain", "ft", "not")
-}
-DEFAULT_REQUIREMENTS.update({
-    "pgd": {"storage": "every client's latest local model, in server memory",
-            "target_data": True, "target_participation": True, "server_data": False},
-    "federaser": {"storage": "every client's update of every retained round, on disk",
-                  "target_data": False, "target_participation": False, "server_data": False},
-    "fukd": {"storage": "every client's accumulated weighted update, in server memory",
-             "target_data": False, "target_participation": False, "server_data": True},
-})
+DEFAULT_REQUIREMENTS: dict[str, dict] = {m: dict(REGISTRY[m].requirements) for m in METHODS}
 #: Per-seed numbers of a report row, in table order.
 ROW_KEYS: tuple[str, ...] = (
     "retain", "forget", "test", "mia", "asr", "avg_gap",
@@ -990,10 +980,8 @@ def plot_scenario(runs: Sequence[Mapping], scenario: str, out_dir: str | Path) -
                 boundary = int(rec[0]["round"]) - 0.5
                 break
     written = []
-    colors = {"retrain": "tab:green", "ft": "tab:orange", "not": "tab:blue", "pgd": "tab:red",
-              "federaser": "tab:purple", "fukd": "tab:brown"}
-    styles = {"retrain": "-", "ft": "--", "not": "-", "pgd": "-.", "federaser": ":",
-              "fukd": "-."}
+    colors = {m: REGISTRY[m].color for m in METHODS}
+    styles = {m: REGISTRY[m].linestyle for m in METHODS}
     for key, (suffix, ylabel) in PLOTS.items():
         series = {m: round_series(by, key) for m, by in by_method.items() if by}
         series = {m: s for m, s in series.items() if s[0].size}

@@ -23,17 +23,14 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 from flwr.supercore import log
 
-from strategies.baselines import FT
-from strategies.federaser import FedEraser
-from strategies.fukd import FUKD
 from strategies.negation import plan_negation
 from strategies.not_strategy import NoT, UnlearningEvent
-from strategies.pgd import PGD, random_state_fn
 from strategies.target_check import check_targets, node_names
 
 from .audit import AuditLogError, append_to_log, build_record, sha256_arrays, write_record
 from .backdoor import triggered_test_set
 from .config import BASELINE_METHODS, RunConfig, parse_run_config, to_run_config
+from .methods import REGISTRY
 from .metrics import attack_success_rate, evaluate_model, predict_logits
 from .reference_models import MembershipHarness
 from .models import build_model, example_input
@@ -415,31 +412,22 @@ def format_summary(models: dict[str, dict[str, float]]) -> list[str]:
     return lines
 
 
-#: What each method needs (the baselines declare theirs as ``REQUIREMENTS``).
-REQUIREMENTS = {
-    "not": {"storage": "none", "target_data": False, "target_participation": False,
-            "server_data": False},
-    "ft": {"storage": "none", "target_data": False, "target_participation": False,
-           "server_data": False},
-    "retrain": {"storage": "none", "target_data": False, "target_participation": False,
-                "server_data": False},
-    "pgd": PGD.REQUIREMENTS,
-    "federaser": FedEraser.REQUIREMENTS,
-    "fukd": FUKD.REQUIREMENTS,
-}
+#: What each method needs (from the method registry, :mod:`not_flower.methods`).
+REQUIREMENTS = {name: dict(spec.requirements) for name, spec in REGISTRY.items()}
 
 
 def make_strategy(cfg: RunConfig, plan, on_unlearning, *, out_dir: Path | None = None) -> NoT:
     """The strategy of the run's method, FedAvg-configured.
 
-    ``not`` (NoT), ``ft`` and ``retrain`` (FT from a fresh model, request at round 1), and
-    the baselines ``pgd`` (:class:`strategies.pgd.PGD`), ``federaser``
-    (:class:`strategies.federaser.FedEraser`, history in ``<out_dir>/federaser-history``)
-    and ``fukd`` (:class:`strategies.fukd.FUKD`, on the ``server-data-fraction`` the
-    clients never get). Nodes may ask to be forgotten with the node-config flag
-    ``forget-me=true``; with ``request-dir`` set, request files dropped there are applied
-    at round boundaries.
+    The method's builder comes from the registry (:data:`not_flower.methods.REGISTRY`;
+    the builders are in :mod:`not_flower.strategy_builders`): ``not`` (NoT), ``ft`` and
+    ``retrain`` (FT from a fresh model, request at round 1), and the baselines ``pgd``,
+    ``federaser`` (history in ``<out_dir>/federaser-history``) and ``fukd`` (on the
+    ``server-data-fraction`` the clients never get). Nodes may ask to be forgotten with
+    the node-config flag ``forget-me=true``; with ``request-dir`` set, request files
+    dropped there are applied at round boundaries.
     """
+    spec = REGISTRY[cfg.method]
     kwargs = dict(
         forget_me_key="forget-me",
         request_source=RequestFolder(cfg.request_dir) if cfg.request_dir else None,
@@ -455,29 +443,9 @@ def make_strategy(cfg: RunConfig, plan, on_unlearning, *, out_dir: Path | None =
         keep_rounds=2,
         max_empty_rounds=cfg.max_empty_rounds,
     )
-    if cfg.method != "retrain":  # Retrain, the reference, trains as the original training did
+    if spec.recovers:  # Retrain, the reference, trains as the original training did
         kwargs.update(recovery_options(cfg))
-    if cfg.method in ("ft", "retrain"):  # Retrain: FT from a fresh model, request at round 1
-        return FT(**kwargs)
-    if cfg.method in BASELINE_METHODS:
-        data = dataset_for(cfg)
-        build = lambda: build_model(cfg.model, data.input_shape, data.num_classes)  # noqa: E731
-        if cfg.method == "pgd":
-            return PGD(epochs=cfg.pgd_epochs, lr=cfg.pgd_lr, momentum=cfg.momentum,
-                       stop_accuracy=cfg.pgd_stop_accuracy, radius_divisor=cfg.pgd_radius_divisor,
-                       random_model_fn=random_state_fn(build), seed=cfg.seed,
-                       param_keys=[name for name, _ in build().named_parameters()], **kwargs)
-        if cfg.method == "federaser":
-            if out_dir is None:
-                raise ValueError("method 'federaser' needs out_dir (its history is stored there)")
-            return FedEraser(store_dir=out_dir / "federaser-history", local_epochs=cfg.local_epochs,
-                             retain_interval=cfg.retain_interval,
-                             calibration_ratio=cfg.calibration_ratio, **kwargs)
-        return FUKD(model=build(), server_x=data.x_train[server_indices(cfg)],
-                    epochs=cfg.fukd_epochs, temperature=cfg.fukd_temperature, lr=cfg.lr,
-                    momentum=cfg.momentum, batch_size=cfg.batch_size, seed=cfg.seed,
-                    device=device(), **kwargs)
-    return NoT(plan, **kwargs)
+    return spec.build_strategy(cfg, plan, out_dir=out_dir, **kwargs)
 
 
 def recovery_options(cfg: RunConfig) -> dict:

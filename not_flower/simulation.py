@@ -17,6 +17,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from . import client_app as ca
 from .config import parse_run_config
+from .methods import client_handlers
 from .outdir import check_out_dir
 from .server_app import run_experiment
 
@@ -60,7 +61,7 @@ def build_apps(run_config: dict) -> tuple[ServerApp, ClientApp]:
     client.train()(ca.train_fn)
     client.evaluate()(ca.evaluate_fn)
     client.query("identity")(ca.answer_identity)
-    for action, handler in ca.TRAIN_HANDLERS:  # the baselines' train.pgd, train.calibrate
+    for action, handler in client_handlers():  # the registry's: train.pgd, train.calibrate
         client.train(action)(handler)
     return server, client
 

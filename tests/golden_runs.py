@@ -24,8 +24,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+from not_flower.methods import REGISTRY
+
 GOLDEN_DIR = Path(__file__).parent / "golden"
-METHODS = ("not", "ft", "retrain", "pgd", "federaser", "fukd")
+#: Every registered method has (and needs) a golden file.
+METHODS = tuple(REGISTRY)
 NUM_SUPERNODES = 3
 ROUND_KEYS = ("round", "phase", "participants", "evaluated", "unlearning_participants",
               "extra_rounds", "test_acc", "test_loss", "forget_acc", "val_acc", "train_loss",
@@ -38,7 +41,7 @@ def run_config(method: str, out_dir: str) -> dict:
     config = {"out-dir": out_dir, "method": method, "seed": 0, "num-train-rounds": 2,
               "recovery-rounds": 2, "unlearn-clients": "1", "lr": 0.02,
               "eval-recovery-rounds": "1,2"}
-    if method == "fukd":
+    if REGISTRY[method].requirements["server_data"]:  # fukd distils on server-side data
         config["server-data-fraction"] = 0.1
     return config
 

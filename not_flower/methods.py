@@ -1,0 +1,134 @@
+"""The method registry: every unlearning method not-flower's app can run, in one place.
+
+Each entry (:class:`Method`) names the method's run-config value, its strategy builder,
+what it needs, the ClientApp handlers its clients answer with, and how reports show it.
+:mod:`not_flower.config` (the allowed ``method`` values), :mod:`not_flower.server_app`
+(strategy and ``requirements``), :mod:`not_flower.report` (labels, order, plot styles),
+:mod:`not_flower.compare` (``--methods``) and :mod:`not_flower.client_app` (handlers) all
+read :data:`REGISTRY`.
+
+This module imports neither torch nor Flower: builders and handlers are named as
+``"module:function"`` strings and imported only when used (:func:`resolve`), so the
+config stays light and the ClientApp loads no server strategy.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+#: What a method needs, for NoT, FT and Retrain: nothing kept, no target involvement.
+NOTHING_NEEDED = MappingProxyType({"storage": "none", "target_data": False,
+                                   "target_participation": False, "server_data": False})
+
+
+@dataclass(frozen=True)
+class Method:
+    """One unlearning method of the app.
+
+    Parameters
+    ----------
+    name : str
+        The run-config value (``method = "<name>"``) and the key of ``results.json`` runs.
+    label : str
+        Display name in reports and logs ("NoT", "FedEraser").
+    builder : str
+        ``"module:function"`` building the method's strategy, called as
+        ``function(cfg, plan, out_dir=..., **strategy_kwargs)`` (see
+        :mod:`not_flower.strategy_builders`).
+    requirements : Mapping
+        What the method needs: ``storage``, ``target_data``, ``target_participation``,
+        ``server_data`` (the keys of ``strategies.unlearner.REQUIREMENT_KEYS``); written to
+        ``results.json`` and the report. For a strategy class that declares
+        ``REQUIREMENTS`` the two must agree (a test checks it).
+    report_rank : int
+        Position in reports and ``--methods`` (lower first).
+    color, linestyle : str
+        Matplotlib colour and line style of the method's curves.
+    recovers : bool
+        Train, unlearn, then recover (report rows "X@K"); ``False`` for Retrain, which
+        trains from scratch without the targets.
+    baseline : bool
+        A baseline with its own unlearning step: forgets whole clients only, gets a report
+        row "X@0" (the model right after the step).
+    client_handlers : tuple of (str, str)
+        ``(action, "module:function")``: registered by the ClientApp as
+        ``@app.train(action)`` (message type ``train.<action>``).
+    """
+
+    name: str
+    label: str
+    builder: str
+    report_rank: int
+    color: str
+    linestyle: str
+    requirements: Any = field(default_factory=lambda: NOTHING_NEEDED)
+    recovers: bool = True
+    baseline: bool = False
+    client_handlers: tuple[tuple[str, str], ...] = ()
+
+    def build_strategy(self, cfg, plan, *, out_dir=None, **kwargs):
+        """Build this method's strategy (imports its builder now)."""
+        return resolve(self.builder)(cfg, plan, out_dir=out_dir, **kwargs)
+
+
+_B = "not_flower.strategy_builders:"
+_C = "not_flower.baseline_client:"
+
+#: Every method, keyed by its run-config name (in the order of the config's choices).
+REGISTRY: MappingProxyType[str, Method] = MappingProxyType({m.name: m for m in (
+    Method("not", "NoT", _B + "build_not", report_rank=2, color="tab:blue", linestyle="-"),
+    Method("ft", "FT", _B + "build_ft", report_rank=1, color="tab:orange", linestyle="--"),
+    Method("retrain", "Retrain", _B + "build_ft", report_rank=0, color="tab:green",
+           linestyle="-", recovers=False),
+    Method("pgd", "PGD", _B + "build_pgd", report_rank=3, color="tab:red", linestyle="-.",
+           baseline=True, client_handlers=(("pgd", _C + "pgd_fn"),),
+           requirements=MappingProxyType({
+               "storage": "every client's latest local model, in server memory",
+               "target_data": True, "target_participation": True, "server_data": False})),
+    Method("federaser", "FedEraser", _B + "build_federaser", report_rank=4,
+           color="tab:purple", linestyle=":", baseline=True,
+           client_handlers=(("calibrate", _C + "calibrate_fn"),),
+           requirements=MappingProxyType({
+               "storage": "every client's update of every retained round, on disk",
+               "target_data": False, "target_participation": False, "server_data": False})),
+    Method("fukd", "FUKD", _B + "build_fukd", report_rank=5, color="tab:brown",
+           linestyle="-.", baseline=True,
+           requirements=MappingProxyType({
+               "storage": "every client's accumulated weighted update, in server memory",
+               "target_data": False, "target_participation": False, "server_data": True})),
+)})
+
+#: Run-config names of all methods.
+METHOD_NAMES: tuple[str, ...] = tuple(REGISTRY)
+#: The baselines with an unlearning step of their own (client-wise forgetting only).
+BASELINE_METHODS: tuple[str, ...] = tuple(m for m, s in REGISTRY.items() if s.baseline)
+#: Methods in report order.
+REPORT_ORDER: tuple[str, ...] = tuple(sorted(REGISTRY, key=lambda m: REGISTRY[m].report_rank))
+
+
+def resolve(target: str) -> Callable:
+    """Import ``"package.module:function"`` and return the function.
+
+    Raises
+    ------
+    ValueError
+        If ``target`` is not of the form ``module:function``.
+    """
+    module, sep, name = target.partition(":")
+    if not sep or not module or not name:
+        raise ValueError(f"expected 'module:function', got {target!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def client_handlers() -> list[tuple[str, Callable]]:
+    """Every registered ``(action, handler)`` pair for the ClientApp, imported now."""
+    return [(action, resolve(target)) for spec in REGISTRY.values()
+            for action, target in spec.client_handlers]
+
+
+__all__ = ["BASELINE_METHODS", "METHOD_NAMES", "Method", "NOTHING_NEEDED", "REGISTRY",
+           "REPORT_ORDER", "client_handlers", "resolve"]

@@ -1,0 +1,114 @@
+"""The method registry: every registered method is a config choice, has a report label and
+style, builds its strategy, and declares what the strategy's unlearner declares."""
+
+from __future__ import annotations
+
+import pytest
+
+from not_flower import compare, config, report
+from not_flower.methods import BASELINE_METHODS, REGISTRY, REPORT_ORDER, Method, resolve
+from tests.golden_runs import GOLDEN_DIR
+
+METHODS = tuple(REGISTRY)
+
+
+def _cfg(method: str, tmp_path):
+    run_config = {"method": method, "out-dir": str(tmp_path), "unlearn-clients": "1"}
+    if REGISTRY[method].requirements["server_data"]:
+        run_config["server-data-fraction"] = 0.1
+    return config.parse_run_config(run_config)
+
+
+def test_the_six_methods_are_registered_in_config_and_report_order():
+    assert METHODS == ("not", "ft", "retrain", "pgd", "federaser", "fukd")
+    assert REPORT_ORDER == ("retrain", "ft", "not", "pgd", "federaser", "fukd")
+    assert BASELINE_METHODS == ("pgd", "federaser", "fukd")
+    assert all(isinstance(spec, Method) and spec.name == name for name, spec in REGISTRY.items())
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_is_a_config_choice_and_parses(method, tmp_path):
+    assert method in config.METHODS
+    assert _cfg(method, tmp_path).method == method
+    assert (method in config.BASELINE_METHODS) == REGISTRY[method].baseline
+
+
+def test_an_unregistered_method_is_refused_naming_the_choices():
+    with pytest.raises(config.ConfigError, match="not, ft, retrain, pgd, federaser, fukd"):
+        config.parse_run_config({"method": "scrub"})
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_has_a_report_label_and_plot_style(method):
+    from matplotlib.colors import is_color_like
+
+    spec = REGISTRY[method]
+    assert method in report.METHODS and method in compare.parse_args(
+        ["--out", "unused", "--methods", method, "--scenarios", "iid"]).methods
+    assert report.METHOD_NAMES[method] == spec.label
+    assert report.DEFAULT_REQUIREMENTS[method] == dict(spec.requirements)
+    assert is_color_like(spec.color) and spec.linestyle in ("-", "--", "-.", ":")
+    k = 10 if spec.recovers else None
+    assert report.row_label(method, k) == (f"{spec.label}@10" if spec.recovers else spec.label)
+
+
+def test_report_colours_tell_the_methods_apart():
+    assert len({spec.color for spec in REGISTRY.values()}) == len(REGISTRY)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_builds_a_strategy_that_needs_what_the_registry_says(method, tmp_path):
+    from strategies import NegationPlan, NoT
+    from strategies.unlearner import REQUIREMENT_KEYS
+
+    from not_flower.server_app import REQUIREMENTS, make_strategy
+
+    spec = REGISTRY[method]
+    strategy = make_strategy(_cfg(method, tmp_path), NegationPlan((), ("fc.weight",)), None,
+                             out_dir=tmp_path)
+    assert isinstance(strategy, NoT)
+    assert tuple(spec.requirements) == REQUIREMENT_KEYS
+    assert strategy.unlearner.requirements == dict(spec.requirements) == REQUIREMENTS[method]
+    # Retrain is FT from a fresh model (its strategy is FT's, with the request at round 1)
+    assert strategy.unlearner.name == REGISTRY["ft" if method == "retrain" else method].label
+    # recovery options reach every method that recovers; Retrain trains as the original did
+    assert spec.recovers == (method != "retrain")
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_has_its_fixed_seed_results_recorded(method):
+    # tests/test_golden.py runs each one end to end against this file (marked e2e)
+    assert (GOLDEN_DIR / f"{method}.json").is_file(), (
+        f"record it: python -m tests.golden_runs {method}")
+
+
+def test_the_clientapp_registers_every_handler_the_registry_names():
+    from not_flower.client_app import app
+
+    handlers = {action: resolve(target) for spec in REGISTRY.values()
+                for action, target in spec.client_handlers}
+    assert set(handlers) == {"pgd", "calibrate"} and all(map(callable, handlers.values()))
+    registered = app._registered_funcs  # pylint: disable=protected-access
+    assert {f"train.{action}" for action in handlers} <= set(registered)
+
+
+@pytest.mark.parametrize("target", ["no_colon", ":fn", "mod:", ""])
+def test_resolve_refuses_what_is_not_module_colon_function(target):
+    with pytest.raises(ValueError, match="expected 'module:function'"):
+        resolve(target)
+
+
+def test_the_readme_registry_entry_is_a_valid_method():
+    import re
+    from pathlib import Path
+    from types import MappingProxyType
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = re.search(r"```python\n(\s*Method\(\"x\".*?)```", readme, re.S)
+    assert block, "README's 'Adding an unlearning method' shows no registry entry"
+    entry = eval(  # pylint: disable=eval-used
+        "\n".join(line.strip() for line in block.group(1).splitlines()),
+        {"Method": Method, "MappingProxyType": MappingProxyType})
+    assert entry.name == "x" and entry.baseline and entry.client_handlers[0][0] == "x"
+    assert tuple(entry.requirements) == ("storage", "target_data", "target_participation",
+                                         "server_data")
