@@ -102,7 +102,7 @@ UNITS: dict[str, str] = {
               "baselines, retraining for Retrain, plus the rounds of a baseline's unlearning "
               "step: PGD's ascent, FedEraser's calibration)",
     "mb": "MB (1e6 bytes) sent down + up during the unlearning phase",
-    "client_seconds": "client compute seconds during the unlearning phase",
+    "client_seconds": "client CPU seconds (process time of local training) during the unlearning phase",
     "cost_rounds_pct": "% of the same seed's Retrain rounds",
     "cost_mb_pct": "% of the same seed's Retrain MB",
     "cost_client_seconds_pct": "% of the same seed's Retrain client-seconds",
@@ -829,7 +829,7 @@ def render_markdown(report: Mapping, plots: Mapping[str, Sequence[str]] | None =
         out += ["Produced by:", "", "```", report["command"], "```", ""]
     out += [
         "Cells: mean ± std over seeds (sample std), in % except Avg Gap (points), rounds, "
-        "MB (1e6 bytes down + up) and client-s (client compute seconds) of the unlearning "
+        "MB (1e6 bytes down + up) and client-s (client CPU seconds) of the unlearning "
         "phase. Avg Gap = mean |x − Retrain| over retain/forget/test/MIA, per seed against "
         "the same seed's Retrain. Cost vs Retrain = rounds / MB / client-seconds as % of the "
         "same seed's Retrain. Original = the global model before unlearning (no "
