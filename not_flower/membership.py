@@ -136,6 +136,88 @@ def balanced_membership(num_models: int, num_samples: int, seed: int) -> np.ndar
     return np.argsort(noise, axis=0) < num_models // 2
 
 
+def _check_lira_inputs(
+    c: np.ndarray,
+    ref: np.ndarray,
+    ins: np.ndarray,
+    *,
+    fixed_variance: bool,
+    min_std: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Check the inputs of :func:`lira_scores`; count each sample's "in" and "out" models.
+
+    Parameters
+    ----------
+    c : np.ndarray
+        ``(N,)`` float64 target confidences.
+    ref : np.ndarray
+        ``(M, N)`` float64 reference confidences.
+    ins : np.ndarray
+        ``(M, N)`` bool membership of the reference models.
+    fixed_variance : bool
+        One pooled standard deviation (one "in" and one "out" model per sample suffice)
+        or one per sample and side (two of each needed).
+    min_std : float
+        Floor of the standard deviations; must be positive.
+
+    Returns
+    -------
+    tuple of np.ndarray
+        ``(n_in, n_out)``: per sample, the number of "in" and of "out" reference models.
+
+    Raises
+    ------
+    ValueError
+        As :func:`lira_scores` documents.
+    """
+    if c.ndim != 1:
+        raise ValueError(f"target_conf must have shape (N,), got {c.shape}")
+    if ref.ndim != 2 or ref.shape[1] != c.shape[0]:
+        raise ValueError(f"reference_conf must have shape (M, {c.shape[0]}), got {ref.shape}")
+    if ins.shape != ref.shape or ins.dtype != bool:
+        raise ValueError(f"reference_in must be a bool array of shape {ref.shape}, got "
+                         f"{ins.dtype} {ins.shape}")
+    if not (np.all(np.isfinite(c)) and np.all(np.isfinite(ref))):
+        raise ValueError("confidences must be finite (found NaN or inf)")
+    if min_std <= 0:
+        raise ValueError(f"min_std must be > 0, got {min_std}")
+    need = 1 if fixed_variance else 2
+    n_in = ins.sum(axis=0)
+    n_out = (~ins).sum(axis=0)
+    if n_in.min() < need or n_out.min() < need:
+        raise ValueError(
+            f"every sample needs at least {need} 'in' and {need} 'out' reference model(s); "
+            f"found samples with {int(n_in.min())} in / {int(n_out.min())} out "
+            "(use balanced_membership to assign them)"
+        )
+    return n_in, n_out
+
+
+def _masked_gaussian(
+    ref: np.ndarray, mask: np.ndarray, count: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample mean of the masked reference confidences, and their squared deviations.
+
+    Parameters
+    ----------
+    ref : np.ndarray
+        ``(M, N)`` reference confidences.
+    mask : np.ndarray
+        ``(M, N)`` bool: which entries count.
+    count : np.ndarray
+        ``(N,)`` number of ``True`` entries per sample.
+
+    Returns
+    -------
+    tuple of np.ndarray
+        ``(mean, sq)``: ``(N,)`` means and ``(M, N)`` squared deviations from them (0
+        where masked out).
+    """
+    mean = np.where(mask, ref, 0.0).sum(axis=0) / count
+    sq = np.where(mask, (ref - mean) ** 2, 0.0)
+    return mean, sq
+
+
 def lira_scores(
     target_conf: np.ndarray,
     reference_conf: np.ndarray,
@@ -179,34 +261,9 @@ def lira_scores(
     c = np.asarray(target_conf, dtype=np.float64)
     ref = np.asarray(reference_conf, dtype=np.float64)
     ins = np.asarray(reference_in)
-    if c.ndim != 1:
-        raise ValueError(f"target_conf must have shape (N,), got {c.shape}")
-    if ref.ndim != 2 or ref.shape[1] != c.shape[0]:
-        raise ValueError(f"reference_conf must have shape (M, {c.shape[0]}), got {ref.shape}")
-    if ins.shape != ref.shape or ins.dtype != bool:
-        raise ValueError(f"reference_in must be a bool array of shape {ref.shape}, got "
-                         f"{ins.dtype} {ins.shape}")
-    if not (np.all(np.isfinite(c)) and np.all(np.isfinite(ref))):
-        raise ValueError("confidences must be finite (found NaN or inf)")
-    if min_std <= 0:
-        raise ValueError(f"min_std must be > 0, got {min_std}")
-    need = 1 if fixed_variance else 2
-    n_in = ins.sum(axis=0)
-    n_out = (~ins).sum(axis=0)
-    if n_in.min() < need or n_out.min() < need:
-        raise ValueError(
-            f"every sample needs at least {need} 'in' and {need} 'out' reference model(s); "
-            f"found samples with {int(n_in.min())} in / {int(n_out.min())} out "
-            "(use balanced_membership to assign them)"
-        )
-
-    def gaussian(mask: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        mean = np.where(mask, ref, 0.0).sum(axis=0) / count
-        sq = np.where(mask, (ref - mean) ** 2, 0.0)
-        return mean, sq
-
-    mu_in, sq_in = gaussian(ins, n_in)
-    mu_out, sq_out = gaussian(~ins, n_out)
+    n_in, n_out = _check_lira_inputs(c, ref, ins, fixed_variance=fixed_variance, min_std=min_std)
+    mu_in, sq_in = _masked_gaussian(ref, ins, n_in)
+    mu_out, sq_out = _masked_gaussian(ref, ~ins, n_out)
     # training on a sample does not lower its own label's confidence: an "in" mean below
     # the "out" mean is estimation noise (e.g. a backdoor that every reference model
     # learns from the other poisoned samples), and would flip the test for that sample
