@@ -82,6 +82,72 @@ def _round_counts(proportions: np.ndarray, n: int) -> np.ndarray:
     return counts
 
 
+def _check_dirichlet_args(
+    labels: np.ndarray, num_partitions: int, alpha: float, min_partition_size: int
+) -> float:
+    """Check the arguments of :func:`dirichlet_partition`; return ``alpha`` as a float.
+
+    Raises
+    ------
+    ValueError
+        On labels that are not a non-empty 1-D array, a bad ``num_partitions``, ``alpha``
+        not finite and positive, or a ``min_partition_size`` that is negative or too
+        large for the number of samples.
+    """
+    if labels.ndim != 1:
+        raise ValueError(f"labels must be a 1-D array, got shape {labels.shape}")
+    num_samples = len(labels)
+    if num_samples < 1:
+        raise ValueError("labels must not be empty")
+    _check_num_partitions(num_partitions, num_samples)
+    alpha = float(alpha)
+    if not (alpha > 0 and math.isfinite(alpha)):
+        raise ValueError(f"dirichlet-alpha must be > 0, got {alpha}")
+    if min_partition_size < 0:
+        raise ValueError(f"min_partition_size must be >= 0, got {min_partition_size}")
+    if min_partition_size * num_partitions > num_samples:
+        raise ValueError(
+            f"cannot give each of {num_partitions} partitions at least {min_partition_size} samples "
+            f"with only {num_samples} samples; lower num_partitions or min_partition_size"
+        )
+    return alpha
+
+
+def _dirichlet_draw(
+    rng: np.random.Generator,
+    class_indices: Sequence[np.ndarray],
+    num_partitions: int,
+    alpha: float,
+) -> list[list[np.ndarray]]:
+    """One draw of :func:`dirichlet_partition`: each class's shuffled indices, cut by Dir(alpha).
+
+    Parameters
+    ----------
+    rng : np.random.Generator
+        The partition's generator (advanced by one permutation and one Dirichlet draw
+        per class, in class order).
+    class_indices : sequence of np.ndarray
+        Indices of each class, in sorted label order.
+    num_partitions : int
+        Number of partitions.
+    alpha : float
+        Dirichlet concentration.
+
+    Returns
+    -------
+    list of list of np.ndarray
+        Per partition, its piece of every class.
+    """
+    parts: list[list[np.ndarray]] = [[] for _ in range(num_partitions)]
+    for idx in class_indices:
+        idx = rng.permutation(idx)
+        proportions = rng.dirichlet(np.full(num_partitions, alpha))
+        cuts = np.cumsum(_round_counts(proportions, len(idx)))[:-1]
+        for p, piece in enumerate(np.split(idx, cuts)):
+            parts[p].append(piece)
+    return parts
+
+
 def dirichlet_partition(
     labels: np.ndarray | Sequence[int],
     num_partitions: int,
@@ -128,34 +194,13 @@ def dirichlet_partition(
         found within :data:`MAX_DIRICHLET_TRIES` tries.
     """
     labels = np.asarray(labels)
-    if labels.ndim != 1:
-        raise ValueError(f"labels must be a 1-D array, got shape {labels.shape}")
+    alpha = _check_dirichlet_args(labels, num_partitions, alpha, min_partition_size)
     num_samples = len(labels)
-    if num_samples < 1:
-        raise ValueError("labels must not be empty")
-    _check_num_partitions(num_partitions, num_samples)
-    alpha = float(alpha)
-    if not (alpha > 0 and math.isfinite(alpha)):
-        raise ValueError(f"dirichlet-alpha must be > 0, got {alpha}")
-    if min_partition_size < 0:
-        raise ValueError(f"min_partition_size must be >= 0, got {min_partition_size}")
-    if min_partition_size * num_partitions > num_samples:
-        raise ValueError(
-            f"cannot give each of {num_partitions} partitions at least {min_partition_size} samples "
-            f"with only {num_samples} samples; lower num_partitions or min_partition_size"
-        )
-
     rng = np.random.default_rng(seed)
     class_indices = [np.flatnonzero(labels == c) for c in np.unique(labels)]
     sizes = np.zeros(num_partitions, dtype=np.int64)
     for _ in range(MAX_DIRICHLET_TRIES):
-        parts: list[list[np.ndarray]] = [[] for _ in range(num_partitions)]
-        for idx in class_indices:
-            idx = rng.permutation(idx)
-            proportions = rng.dirichlet(np.full(num_partitions, alpha))
-            cuts = np.cumsum(_round_counts(proportions, len(idx)))[:-1]
-            for p, piece in enumerate(np.split(idx, cuts)):
-                parts[p].append(piece)
+        parts = _dirichlet_draw(rng, class_indices, num_partitions, alpha)
         sizes = np.array([sum(len(piece) for piece in pieces) for pieces in parts])
         if sizes.min() >= min_partition_size:
             return [np.sort(np.concatenate(pieces)).astype(np.int64) for pieces in parts]
