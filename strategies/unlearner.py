@@ -31,6 +31,20 @@ from .replies import arrayrecord_nbytes, reply_metrics, seconds_reported
 #: Requirements of a method (the keys every unlearner declares).
 REQUIREMENT_KEYS = ("storage", "target_data", "target_participation", "server_data")
 
+
+def nothing_needed() -> dict:
+    """Requirements of a method that keeps nothing and needs nothing of its targets.
+
+    Returns
+    -------
+    dict
+        A new dict of :data:`REQUIREMENT_KEYS`: no storage, no target data, no target
+        participation, no server-side data (NoT, FT, Retrain).
+    """
+    return {"storage": "none", "target_data": False, "target_participation": False,
+            "server_data": False}
+
+
 #: Kinds of request a method that only removes whole clients accepts.
 CLIENT_ONLY = ("client",)
 #: Every kind of request (whole clients, classes, samples).
@@ -174,9 +188,7 @@ class Negation:
 
     plan: NegationPlan
     name: str = "NoT"
-    requirements: dict = field(default_factory=lambda: {
-        "storage": "none", "target_data": False, "target_participation": False,
-        "server_data": False})
+    requirements: dict = field(default_factory=nothing_needed)
     kinds: tuple[str, ...] = ALL_KINDS
     records_step: bool = False
     storage_bytes: int = 0
@@ -204,9 +216,7 @@ class NoStep:
     """No unlearning step (FT, Retrain): the model is kept; recovery does the work."""
 
     name: str = "FT"
-    requirements: dict = field(default_factory=lambda: {
-        "storage": "none", "target_data": False, "target_participation": False,
-        "server_data": False})
+    requirements: dict = field(default_factory=nothing_needed)
     kinds: tuple[str, ...] = ALL_KINDS
     records_step: bool = False
     storage_bytes: int = 0
@@ -239,5 +249,5 @@ def as_plan(negation: NegationPlan | Sequence[str]) -> NegationPlan:
 
 
 __all__ = ["ALL_KINDS", "CLIENT_ONLY", "Negation", "NoStep", "REQUIREMENT_KEYS", "Unlearner",
-           "UnlearningStep", "as_plan"]
+           "UnlearningStep", "as_plan", "nothing_needed"]
 

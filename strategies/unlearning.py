@@ -163,7 +163,8 @@ class Unlearning(Strategy):
         self.book = TargetBook(identity_timeout, self.unlearner.name)
         self._recovering = False
         self._sent: ArrayRecord | None = None
-        self._layout: dict | None = None
+        self._layout: dict | None = None  # key -> (shape, dtype) of the model sent last
+        self._integer_layout: dict = {}  # its integer and boolean entries
         self._fallback_arrays: ArrayRecord | None = None
         self._peak = 0
         self._empty_rounds = EmptyRoundGuard(max_empty_rounds)
@@ -343,13 +344,10 @@ class Unlearning(Strategy):
         self._sent = arrays
         if self._recovering and self.recovery_config:
             config = ConfigRecord({**dict(config), **self.recovery_config})
-        messages = list(self.active_strategy.configure_train(
-            server_round, arrays, config, self._view(grid, "train")))
-        messages = self._with_forget_specs(messages)
-        self._layout = array_layout(arrays)
-        info = self._round(server_round)
-        info["train_sampled"] = [m.metadata.dst_node_id for m in messages]
-        info["bytes_down"] = info.get("bytes_down", 0) + arrayrecord_nbytes(arrays) * len(messages)
+        messages = self._configure("train", server_round, arrays, config, grid)
+        if (layout := array_layout(arrays)) != self._layout:  # aggregates keep its integers
+            self._integer_layout = {k: v for k, v in layout.items() if not is_float(v[1])}
+        self._layout = layout  # train replies must match it
         return messages
 
     def aggregate_train(
@@ -372,8 +370,7 @@ class Unlearning(Strategy):
         arrays, metrics = self.active_strategy.aggregate_train(server_round, kept)
         info = self._round(server_round)
         if arrays is not None and self._layout is not None:  # integer buffers stay integer
-            arrays = restore_dtypes(arrays, {k: v for k, v in self._layout.items()
-                                             if not is_float(v[1])})
+            arrays = restore_dtypes(arrays, self._integer_layout)
         aggregated = 0 if arrays is None else sum(not m.has_error() for m in kept)
         self._empty_rounds.update(server_round, aggregated,
                                   failure_reasons(kept, info.get("rejected_train", {})))
@@ -391,22 +388,26 @@ class Unlearning(Strategy):
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         """Let the strategy sample evaluation nodes (never excluded ones)."""
-        messages = list(self.active_strategy.configure_evaluate(
-            server_round, arrays, config, self._view(grid, "evaluate")))
-        messages = self._with_forget_specs(messages)
-        info = self._round(server_round)
-        info["evaluate_sampled"] = [m.metadata.dst_node_id for m in messages]
-        info["bytes_down"] = info.get("bytes_down", 0) + arrayrecord_nbytes(arrays) * len(messages)
-        return messages
+        return self._configure("evaluate", server_round, arrays, config, grid)
 
-    def aggregate_evaluate(
-        self, server_round: int, replies: Iterable[Message]
-    ) -> MetricRecord | None:
+    def aggregate_evaluate(self, server_round: int,
+                           replies: Iterable[Message]) -> MetricRecord | None:
         """Drop replies from excluded nodes, then let the strategy aggregate."""
         return self.active_strategy.aggregate_evaluate(
             server_round, self._filter(server_round, replies, "evaluate"))
 
-    # ------------------------------------------------------------ exclusion
+    # ------------------------------------------------------------ sampling and exclusion
+    def _configure(self, what: str, server_round: int, arrays: ArrayRecord,
+                   config: ConfigRecord, grid: Grid) -> list[Message]:
+        """Let the active strategy sample for ``what`` (never excluded nodes); count it."""
+        configure = getattr(self.active_strategy, f"configure_{what}")
+        messages = list(configure(server_round, arrays, config, self._view(grid, what)))
+        messages = self._with_forget_specs(messages)
+        info = self._round(server_round)
+        info[f"{what}_sampled"] = [m.metadata.dst_node_id for m in messages]
+        info["bytes_down"] = info.get("bytes_down", 0) + arrayrecord_nbytes(arrays) * len(messages)
+        return messages
+
     def _view(self, grid: Grid, what: str) -> Grid:
         """The grid the strategy samples from: the real one until a request, then a view
         without the excluded nodes, once enough of those are connected."""
@@ -593,7 +594,6 @@ class Unlearning(Strategy):
             self.steps.append(record)
         self._peak = max(self._peak, self.storage_bytes)
         return unlearned, seconds
-
 
 
 __all__ = ["Unlearning", "UnlearningError", "UnlearningEvent", "UnlearningRequest",
