@@ -8,7 +8,8 @@ and what is allowed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 from dataclasses import dataclass, fields
 
 from .methods import BASELINE_METHODS as _BASELINES
@@ -229,7 +230,32 @@ def parse_run_config(run_config: Mapping) -> RunConfig:
     raw = {k: run_config[k] for k in run_config}
     d = RunConfig()
     get = lambda k, default: raw.get(k, default)  # noqa: E731
-    cfg = RunConfig(
+    cfg = RunConfig(**_run_settings(get, d), **_baseline_settings(get, d))
+    _check_run_config(cfg)
+    return cfg
+
+
+def _run_settings(get: Callable[[str, Any], Any], d: RunConfig) -> dict:
+    """The settings of the federation, data, training, request and outputs, checked one by one.
+
+    Parameters
+    ----------
+    get : Callable
+        ``get(key, default)``: the run-config value of ``key`` (with dashes), or ``default``.
+    d : RunConfig
+        The defaults.
+
+    Returns
+    -------
+    dict
+        :class:`RunConfig` field -> value.
+
+    Raises
+    ------
+    ConfigError
+        For a value out of range; the message names the key.
+    """
+    return dict(
         method=_choice("method", get("method", d.method), METHODS),
         num_train_rounds=_as_int("num-train-rounds", get("num-train-rounds", d.num_train_rounds),
                                  0 if str(get("init-checkpoint", "")).strip() else 1),
@@ -273,6 +299,15 @@ def parse_run_config(run_config: Mapping) -> RunConfig:
         max_empty_rounds=_as_int("max-empty-rounds", get("max-empty-rounds", d.max_empty_rounds), 0),
         eval_recovery_rounds=_as_list("eval-recovery-rounds", get("eval-recovery-rounds", "")) if get("eval-recovery-rounds", "") != "" else (),
         out_dir=str(get("out-dir", d.out_dir)),
+    )
+
+
+def _baseline_settings(get: Callable[[str, Any], Any], d: RunConfig) -> dict:
+    """The settings of the baselines (PGD, FedEraser, FUKD) and of the membership attack.
+
+    Parameters and returns as :func:`_run_settings`.
+    """
+    return dict(
         pgd_epochs=_as_int("pgd-epochs", get("pgd-epochs", d.pgd_epochs), 1),
         pgd_lr=_as_float("pgd-lr", get("pgd-lr", d.pgd_lr)),
         pgd_radius_divisor=_as_float("pgd-radius-divisor", get("pgd-radius-divisor", d.pgd_radius_divisor)),
@@ -286,6 +321,16 @@ def parse_run_config(run_config: Mapping) -> RunConfig:
         mia_reference_epochs=_as_int("mia-reference-epochs", get("mia-reference-epochs", d.mia_reference_epochs), 0),
         mia_cache_dir=str(get("mia-cache-dir", d.mia_cache_dir)).strip(),
     )
+
+
+def _check_run_config(cfg: RunConfig) -> None:
+    """Check what one key alone cannot tell: the settings together, and a few ranges.
+
+    Raises
+    ------
+    ConfigError
+        For settings that contradict each other or a value out of range.
+    """
     for k in cfg.eval_recovery_rounds:
         if not k.isdigit() or not 1 <= int(k) <= cfg.recovery_rounds:
             raise ConfigError(
@@ -322,7 +367,6 @@ def parse_run_config(run_config: Mapping) -> RunConfig:
         raise ConfigError("identify-by must be 'partition-id' (or another node-config key), 'supernode-name' or 'node-id'")
     if cfg.unlearn_clients and cfg.recovery_rounds < 1:
         raise ConfigError(f"recovery-rounds must be >= 1 when unlearn-clients is set, got {cfg.recovery_rounds}")
-    return cfg
 
 
 def _check_baseline(cfg: RunConfig) -> None:
