@@ -58,6 +58,7 @@ class RunConfig:
     dataset: str = "digits"
     data_dir: str = ""
     train_subset: int = 0
+    test_subset: int = 0
     model: str = "cnn"
     partitioner: str = "iid"
     dirichlet_alpha: float = 0.5
@@ -250,6 +251,7 @@ def parse_run_config(run_config: Mapping) -> RunConfig:
         dataset=_choice("dataset", get("dataset", d.dataset), DATASETS),
         data_dir=str(get("data-dir", d.data_dir)),
         train_subset=_as_int("train-subset", get("train-subset", d.train_subset), 0),
+        test_subset=_as_int("test-subset", get("test-subset", d.test_subset), 0),
         model=_choice("model", get("model", d.model), MODELS),
         partitioner=_choice("partitioner", get("partitioner", d.partitioner), PARTITIONERS),
         dirichlet_alpha=_as_float("dirichlet-alpha", get("dirichlet-alpha", d.dirichlet_alpha)),

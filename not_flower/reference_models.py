@@ -204,7 +204,8 @@ def reference_epochs(cfg: RunConfig) -> int:
 def _cache_key(cfg: RunConfig, num_partitions: int, universe: Universe) -> dict:
     return {
         "version": _CACHE_VERSION, "dataset": cfg.dataset, "data_dir": cfg.data_dir,
-        "train_subset": cfg.train_subset, "partitioner": cfg.partitioner,
+        "train_subset": cfg.train_subset, "test_subset": cfg.test_subset,
+        "partitioner": cfg.partitioner,
         "dirichlet_alpha": cfg.dirichlet_alpha, "val_fraction": cfg.val_fraction,
         "seed": cfg.seed, "num_partitions": num_partitions,
         "backdoor_clients": sorted(cfg.backdoor_clients), "backdoor_fraction": cfg.backdoor_fraction,
