@@ -66,6 +66,7 @@ SETTINGS: dict[str, dict] = {
     "weights-only+local-epochs-2": {"negate-bias": False, "recovery-local-epochs": 2},
     "layer-fc1": {"negate-layers": "fc1"},
     "layer-fc1-weights-only": {"negate-layers": "fc1", "negate-bias": False},
+    "pgd": {"method": "pgd"},
 }
 DESCRIPTIONS: dict[str, str] = {
     "paper": "NoT, first layer, FedAvg recovery (the paper's)",
@@ -87,6 +88,7 @@ DESCRIPTIONS: dict[str, str] = {
     "weights-only+local-epochs-2": "NoT, weights only, + 2 local epochs in recovery",
     "layer-fc1": "NoT, last hidden layer (fc1) instead of the first",
     "layer-fc1-weights-only": "NoT, last hidden layer (fc1), weights only",
+    "pgd": "PGD (the target's projected gradient ascent), then FedAvg recovery",
 }
 
 
