@@ -67,6 +67,12 @@ SETTINGS: dict[str, dict] = {
     "layer-fc1": {"negate-layers": "fc1"},
     "layer-fc1-weights-only": {"negate-layers": "fc1", "negate-bias": False},
     "pgd": {"method": "pgd"},
+    "layerwise-3": {"recovery-layerwise-rounds": 3},
+    "layerwise-10": {"recovery-layerwise-rounds": 10},
+    "weights-only+layerwise-3": {"negate-bias": False, "recovery-layerwise-rounds": 3},
+    "server-yogi-0.01": {"recovery-server-optimizer": "yogi", "recovery-server-lr": 0.01},
+    "distill-1": {"recovery-distill-weight": 1.0},
+    "warmup-5": {"recovery-lr-warmup-rounds": 5},
 }
 DESCRIPTIONS: dict[str, str] = {
     "paper": "NoT, first layer, FedAvg recovery (the paper's)",
@@ -89,6 +95,12 @@ DESCRIPTIONS: dict[str, str] = {
     "layer-fc1": "NoT, last hidden layer (fc1) instead of the first",
     "layer-fc1-weights-only": "NoT, last hidden layer (fc1), weights only",
     "pgd": "PGD (the target's projected gradient ascent), then FedAvg recovery",
+    "layerwise-3": "NoT + layer-wise recovery: 3 rounds training the negated layer alone, then FedAvg",
+    "layerwise-10": "NoT + layer-wise recovery: 10 rounds training the negated layer alone, then FedAvg",
+    "weights-only+layerwise-3": "NoT, weights only, + 3 layer-wise rounds",
+    "server-yogi-0.01": "NoT + FedYogi server update in recovery (eta 0.01)",
+    "distill-1": "NoT + distillation toward the pre-unlearning model (weight 1, T 2)",
+    "warmup-5": "NoT + client lr warm-up over 5 recovery rounds",
 }
 
 
