@@ -73,6 +73,7 @@ class RunConfig:
     backdoor_clients: tuple[str, ...] = ()
     backdoor_fraction: float = 0.4
     backdoor_target: int = 0
+    backdoor_trigger_size: int = 2
     init_checkpoint: str = ""
     request_dir: str = ""
     resume: bool = False
@@ -266,6 +267,7 @@ def parse_run_config(run_config: Mapping) -> RunConfig:
         backdoor_clients=_as_list("backdoor-clients", get("backdoor-clients", "")) if get("backdoor-clients", "") != "" else (),
         backdoor_fraction=_in_unit("backdoor-fraction", _as_float("backdoor-fraction", get("backdoor-fraction", d.backdoor_fraction)), low_open=False),
         backdoor_target=_as_int("backdoor-target", get("backdoor-target", d.backdoor_target), 0),
+        backdoor_trigger_size=_as_int("backdoor-trigger-size", get("backdoor-trigger-size", d.backdoor_trigger_size), 1),
         init_checkpoint=str(get("init-checkpoint", d.init_checkpoint)).strip(),
         request_dir=str(get("request-dir", d.request_dir)).strip(),
         resume=_as_bool("resume", get("resume", d.resume)),

@@ -203,7 +203,7 @@ def client_data(cfg: RunConfig, partition_id: int, num_partitions: int) -> Clien
     if str(partition_id) in cfg.backdoor_clients:
         x_train, y_train, poisoned = poison(
             x_train, y_train, cfg.backdoor_fraction, cfg.backdoor_target,
-            seed=cfg.seed + 1000 + partition_id,
+            seed=cfg.seed + 1000 + partition_id, size=cfg.backdoor_trigger_size,
         )
     return ClientData(
         partition_id=partition_id,
