@@ -255,9 +255,9 @@ def train(
     Returns
     -------
     dict[str, float]
-        Mean training (cross-entropy) loss over the last epoch and the CPU seconds this process spent
-        (``time.process_time``: all its threads; unlike wall seconds it does not grow
-        when other processes share the cores).
+        Mean training (cross-entropy) loss over the last epoch and the CPU seconds this
+        process spent (``time.process_time``: all its threads; unlike wall seconds it does
+        not grow when other processes share the cores).
     """
     dev = dev or device()
     t0 = time.process_time()

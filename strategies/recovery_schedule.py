@@ -1,4 +1,4 @@
-"""Recovery-round schedules: layer-wise recovery, a learning-rate warm-up and a distillation teacher.
+"""Recovery-round schedules: layer-wise recovery, a learning-rate warm-up, a distillation teacher.
 
 :class:`RecoverySchedule` wraps the strategy that recovers after a request (FedAvg,
 Flower's FedAvgM, FedAdam, FedYogi ...) and changes the first recovery rounds:

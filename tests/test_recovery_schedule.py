@@ -160,7 +160,8 @@ def test_yogi_is_flowers_fedyogi():
     strategy = recovery_strategy_for("yogi", 0.0, 0.01)
     assert isinstance(strategy, FedYogi) and strategy.eta == 0.01
     assert (strategy.beta_1, strategy.beta_2, strategy.tau) == (0.9, 0.99, 1e-3)
-    assert parse_run_config({"recovery-server-optimizer": "yogi"}).recovery_server_optimizer == "yogi"
+    cfg = parse_run_config({"recovery-server-optimizer": "yogi"})
+    assert cfg.recovery_server_optimizer == "yogi"
     with pytest.raises(ValueError, match="recovery_momentum applies to"):
         recovery_strategy_for("yogi", 0.5, 0.01)
 
@@ -172,7 +173,8 @@ def test_yogi_is_flowers_fedyogi():
     ({"recovery-layerwise-rounds": 2, "method": "ft"},
      r"recovery-layerwise-rounds .* needs method 'not', got 'ft'"),
     ({"recovery-lr-warmup-rounds": -2}, r"recovery-lr-warmup-rounds must be >= 0, got -2"),
-    ({"recovery-distill-weight": -0.5}, r"recovery-distill-weight must be >= 0 \(0: off\), got -0.5"),
+    ({"recovery-distill-weight": -0.5},
+     r"recovery-distill-weight must be >= 0 \(0: off\), got -0.5"),
     ({"recovery-distill-weight": "x"}, r"recovery-distill-weight must be a number, got 'x'"),
     ({"recovery-distill-temperature": 0}, r"recovery-distill-temperature must be > 0, got 0.0"),
     ({"recovery-distill-weight": 1.0, "method": "pgd"},
@@ -284,3 +286,25 @@ def test_everything_on_through_not_flower_s_client_app():
         moved = not np.array_equal(seen[2][k], seen[1][k])
         assert moved == k.startswith("conv1.")
         assert not np.array_equal(seen[3][k], seen[2][k])  # FedYogi moves every tensor
+
+
+@pytest.mark.e2e
+def test_schedule_through_flowers_simulation(tmp_path):
+    """Every option on, through the real app in Flower's simulation engine (3 nodes)."""
+    from not_flower.simulation import simulate  # pylint: disable=import-outside-toplevel
+
+    results = simulate({"out-dir": str(tmp_path), "num-train-rounds": 2, "recovery-rounds": 2,
+                        "unlearn-clients": "0", "lr": 0.02, "local-epochs": 1,
+                        "recovery-layerwise-rounds": 1, "recovery-lr-warmup-rounds": 2,
+                        "recovery-distill-weight": 0.5, "recovery-server-optimizer": "yogi",
+                        "recovery-server-lr": 0.01}, num_supernodes=3)
+    state = build_model("cnn", (1, 8, 8), 10).state_dict()
+    model_bytes = arrayrecord_nbytes(ArrayRecord(state))
+    conv1 = arrayrecord_nbytes(ArrayRecord({k: state[k] for k in ("conv1.weight", "conv1.bias")}))
+    rows = results["rounds"]
+    assert [r["phase"] for r in rows] == ["init", "train", "train", "recovery", "recovery"]
+    assert [r["bytes_up"] for r in rows[3:]] == [2 * conv1, 2 * model_bytes]
+    # recovery: model + teacher down to the 2 trainers, the model to the 2 evaluators
+    assert [r["bytes_down"] for r in rows[3:]] == [6 * model_bytes] * 2
+    assert all(r["participants"] == [1, 2] for r in rows[3:])
+    assert np.isfinite(results["models"]["recovered"]["test_acc"])
