@@ -21,6 +21,7 @@ from .backdoor import poison
 from .config import RunConfig
 from .data import Dataset, load_dataset
 from .partition import partition, train_val_split
+from .recovery_train import RecoveryTraining
 
 
 def device() -> torch.device:
@@ -262,6 +263,7 @@ def train(
     momentum: float,
     seed: int,
     dev: torch.device | None = None,
+    recovery: RecoveryTraining | None = None,
 ) -> dict[str, float]:
     """Train ``model`` in place with SGD and return ``train-loss`` and ``train-seconds``.
 
@@ -281,18 +283,25 @@ def train(
         Seeds the shuffling, so a round is reproducible.
     dev : torch.device, optional
         Where to train; default :func:`device`.
+    recovery : RecoveryTraining or None
+        A recovery round's schedule (:mod:`not_flower.recovery_train`): only its
+        ``train_keys`` train, and its distillation term joins the loss.
 
     Returns
     -------
     dict[str, float]
-        Mean training loss over the last epoch and the CPU seconds this process spent
-        (``time.process_time``: all its threads; unlike wall seconds it does not grow
-        when other processes share the cores).
+        Mean training (cross-entropy) loss over the last epoch and the CPU seconds this
+        process spent (``time.process_time``: all its threads; unlike wall seconds it does
+        not grow when other processes share the cores).
     """
     dev = dev or device()
     t0 = time.process_time()
     model.to(dev).train()
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    recovery = recovery or RecoveryTraining()
+    if recovery.teacher is not None:
+        recovery.teacher.to(dev)
+    params = model.parameters() if recovery.train_keys is None else recovery.parameters(model)
+    opt = torch.optim.SGD(params, lr=lr, momentum=momentum)
     xt = torch.from_numpy(np.array(x, dtype=np.float32)).to(dev)
     yt = torch.from_numpy(np.array(y, dtype=np.int64)).to(dev)
     gen = torch.Generator().manual_seed(seed)
@@ -303,17 +312,20 @@ def train(
     # a last batch smaller than half a batch joins the one before it
     min_batch = max(2, batch_size // 2) if has_batchnorm(model) else 1
     bounds = batch_bounds(len(xt), batch_size, min_batch=min_batch)
-    for _ in range(epochs):
-        total, count = 0.0, 0
-        order = torch.randperm(len(xt), generator=gen).to(dev)
-        for start, end in bounds:
-            idx = order[start:end]
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(xt[idx]), yt[idx])
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
-            count += len(idx)
+    with recovery.frozen(model):
+        for _ in range(epochs):
+            total, count = 0.0, 0
+            order = torch.randperm(len(xt), generator=gen).to(dev)
+            for start, end in bounds:
+                idx = order[start:end]
+                opt.zero_grad(set_to_none=True)
+                logits = model(xt[idx])
+                loss = loss_fn(logits, yt[idx])
+                extra = recovery.extra_loss(logits, xt[idx])
+                (loss if extra is None else loss + extra).backward()
+                opt.step()
+                total += loss.item() * len(idx)
+                count += len(idx)
     return {"train-loss": total / max(count, 1), "train-seconds": time.process_time() - t0}
 
 
