@@ -49,9 +49,9 @@ from .grid_view import ExcludingGrid, innermost, is_float, nodes_needed
 from .identity import BY_NODE_ID, TargetRule, make_rule
 from .replies import (
     array_layout,
-    arrayrecord_nbytes,
     check_train_reply,
     majority_metric_keys,
+    messages_nbytes,
     reply_metrics,
     seconds_reported,
 )
@@ -163,8 +163,9 @@ class Unlearning(Strategy):
         self.book = TargetBook(identity_timeout, self.unlearner.name)
         self._recovering = False
         self._sent: ArrayRecord | None = None
-        self._layout: dict | None = None  # key -> (shape, dtype) of the model sent last
-        self._integer_layout: dict = {}  # its integer and boolean entries
+        self._layout: dict | None = None  # of the model sent; replies: _reply_layout
+        self._reply_layout: dict | None = None
+        self._integer_layout: dict = {}  # the integer and boolean entries of _layout
         self._fallback_arrays: ArrayRecord | None = None
         self._peak = 0
         self._empty_rounds = EmptyRoundGuard(max_empty_rounds)
@@ -347,7 +348,8 @@ class Unlearning(Strategy):
         messages = self._configure("train", server_round, arrays, config, grid)
         if (layout := array_layout(arrays)) != self._layout:  # aggregates keep its integers
             self._integer_layout = {k: v for k, v in layout.items() if not is_float(v[1])}
-        self._layout = layout  # train replies must match it
+        self._layout = layout
+        self._reply_layout = getattr(self.active_strategy, "reply_layout", dict)(self._layout)
         return messages
 
     def aggregate_train(
@@ -384,9 +386,8 @@ class Unlearning(Strategy):
         self._fallback_arrays = None
         return arrays, metrics
 
-    def configure_evaluate(
-        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
-    ) -> Iterable[Message]:
+    def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
+                           grid: Grid) -> Iterable[Message]:
         """Let the strategy sample evaluation nodes (never excluded ones)."""
         return self._configure("evaluate", server_round, arrays, config, grid)
 
@@ -405,7 +406,7 @@ class Unlearning(Strategy):
         messages = self._with_forget_specs(messages)
         info = self._round(server_round)
         info[f"{what}_sampled"] = [m.metadata.dst_node_id for m in messages]
-        info["bytes_down"] = info.get("bytes_down", 0) + arrayrecord_nbytes(arrays) * len(messages)
+        info["bytes_down"] = info.get("bytes_down", 0) + messages_nbytes(messages)
         return messages
 
     def _view(self, grid: Grid, what: str) -> Grid:
@@ -457,9 +458,9 @@ class Unlearning(Strategy):
                 continue
             if not msg.has_error():
                 metrics[id(msg)] = reply_metrics(msg.content)
-                if what == "train" and self._layout is not None:
-                    reason = check_train_reply(msg.content, self._layout, self.weighted_by_key,
-                                               metrics[id(msg)])
+                if what == "train" and self._reply_layout is not None:
+                    reason = check_train_reply(msg.content, self._reply_layout,
+                                               self.weighted_by_key, metrics[id(msg)])
                     if reason is not None:
                         self._reject(server_round, what, node_id, reason)
                         continue
@@ -469,8 +470,7 @@ class Unlearning(Strategy):
         ok = [m for m in kept if not m.has_error()]
         info[f"{what}_replied"] = [m.metadata.src_node_id for m in ok]
         info[f"{what}_metrics"] = {m.metadata.src_node_id: metrics[id(m)] for m in ok}
-        info["bytes_up"] = info.get("bytes_up", 0) + sum(
-            arrayrecord_nbytes(rec) for m in ok for rec in m.content.array_records.values())
+        info["bytes_up"] = info.get("bytes_up", 0) + messages_nbytes(ok)
         info["client_seconds"] = info.get("client_seconds", 0.0) + sum(
             seconds_reported(metrics[id(m)]) for m in ok)
         return kept
