@@ -74,7 +74,8 @@ from .compare_plan import (CLASS_SCOPES, DEFAULT_METHODS, DEFAULT_SCENARIOS,
                            DEFAULT_SERVER_DATA_FRACTION, ORIGINAL, RESERVED_KEYS, SCENARIOS,
                            RunSpec, original_run_config, parse_set, parse_value, plan_runs,
                            run_config_for, scenario_config, shares_original)
-from .compare_runs import config_mismatch, execute, stored_results, summary_line
+from .compare_runs import (config_mismatch, execute, stored_results, summary_line,
+                           with_shared_training)
 from .config import ConfigError, parse_run_config
 from .methods import REGISTRY
 from .report import METHODS, STEP_METHODS, write_report
@@ -320,7 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         bar.close()
         flwr_logger.setLevel(old_level)
-        methods = [r for r in records if r["method"] != ORIGINAL]  # the report's rows
+        methods = with_shared_training(records)  # the report's rows, without the originals
         if methods:
             write_report(methods, args.out, command=_command_line(argv), settings=settings,
                          ks=args.recovery_rounds)

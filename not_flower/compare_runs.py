@@ -8,7 +8,7 @@ import time
 import traceback
 from collections.abc import Mapping
 
-from .compare_plan import RunSpec
+from .compare_plan import ORIGINAL, RunSpec, shares_original
 from .config import RunConfig, parse_run_config, to_run_config
 from .outdir import CONTROL_KEYS
 
@@ -173,3 +173,43 @@ def execute(spec: RunSpec, args: argparse.Namespace, write) -> dict:
         if args.verbose:
             write(traceback.format_exc())
     return record
+
+
+def with_shared_training(records: list[dict]) -> list[dict]:
+    """Records for the report: a run started from the shared original gets its training back.
+
+    With ``--share-original`` NoT's and FT's ``results.json`` begin at the request (round 0
+    = the loaded original, then recovery rounds 1..K). For the report's per-round curves
+    the original run's ``init`` and ``train`` rows are put in front and the run's own rows
+    shifted by the original's training rounds, so every method's curve shows training then
+    recovery on one round axis. Costs are not touched (the training is not the
+    unlearning's cost); the files on disk are not changed.
+
+    Parameters
+    ----------
+    records : list of dict
+        Run records (:func:`execute`), the original runs (method ``"original"``) among them.
+
+    Returns
+    -------
+    list of dict
+        The records without the original runs, those started from one spliced (new dicts).
+    """
+    originals = {(r["scenario"], r["seed"]): r["results"] for r in records
+                 if r["method"] == ORIGINAL and r["results"]}
+    out = []
+    for record in records:
+        if record["method"] == ORIGINAL:
+            continue
+        original = originals.get((record["scenario"], record["seed"]))
+        res = record["results"]
+        if not (original and res and shares_original(record["method"])
+                and (res.get("config") or {}).get("init-checkpoint")):
+            out.append(record)
+            continue
+        training = [row for row in original["rounds"] if row["phase"] in ("init", "train")]
+        shift = max((int(row["round"]) for row in training), default=0)
+        own = [{**row, "round": int(row["round"]) + shift} for row in res["rounds"]
+               if row["phase"] != "init"]
+        out.append({**record, "results": {**res, "rounds": training + own}})
+    return out

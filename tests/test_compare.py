@@ -686,3 +686,24 @@ def test_main_with_share_original_runs_the_original_first_and_reports_methods_on
     assert fake_sim[0] == "backdoor seed0 Original" and len(fake_sim) == 4
     rep = json.loads((tmp_path / "report.json").read_text())
     assert sorted(r["method"] for r in rep["runs"]) == ["ft", "not", "retrain"]
+
+
+def test_with_shared_training_puts_the_original_training_in_front_of_the_curves():
+    def row(r, phase, acc):
+        return {"round": r, "phase": phase, "test_acc": acc}
+
+    original = {"rounds": [row(0, "init", 0.1), row(1, "train", 0.5), row(2, "train", 0.8)]}
+    ft = {"config": {"init-checkpoint": "runs/x/original/checkpoint-final.pt"},
+          "costs": {"train": {"rounds": 0}},
+          "rounds": [row(0, "init", 0.8), row(1, "recovery", 0.85), row(2, "recovery", 0.9)]}
+    retrain = {"config": {"init-checkpoint": ""}, "rounds": [row(0, "init", 0.1)]}
+    records = [{"scenario": "iid", "seed": 0, "method": m, "results": r}
+               for m, r in (("original", original), ("retrain", retrain), ("ft", ft))]
+    out = compare_runs.with_shared_training(records)
+    assert [r["method"] for r in out] == ["retrain", "ft"]
+    assert out[0]["results"] is retrain  # trained itself: untouched
+    rounds = out[1]["results"]["rounds"]
+    assert [(r["round"], r["phase"]) for r in rounds] == [
+        (0, "init"), (1, "train"), (2, "train"), (3, "recovery"), (4, "recovery")]
+    assert [r["test_acc"] for r in rounds] == [0.1, 0.5, 0.8, 0.85, 0.9]
+    assert out[1]["results"]["costs"] == ft["costs"] and ft["rounds"][1]["round"] == 1
