@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import time
 from pathlib import Path
 
 from common import write_json  # benchmarks/common.py
@@ -104,6 +105,10 @@ DESCRIPTIONS: dict[str, str] = {
 }
 
 
+#: Extra keyword arguments of ``simulate`` (CPUs, GPUs per client; set by benchmarks/gpu.py).
+SIM_RESOURCES: dict = {}
+
+
 def _run(config: dict, folder: Path) -> dict:
     """One simulation, or its stored results when they were made with the same config."""
     config = {**config, "out-dir": str(folder)}
@@ -113,7 +118,8 @@ def _run(config: dict, folder: Path) -> dict:
         if config_mismatch(config, previous, 10) is None:
             return previous
     folder.mkdir(parents=True, exist_ok=True)
-    return simulate({**config, "overwrite": True}, num_supernodes=10)  # old files: previous-*/
+    return simulate({**config, "overwrite": True}, num_supernodes=10,  # old files: previous-*/
+                    **SIM_RESOURCES)
 
 
 def _last_recovery_round(results: dict) -> dict:
@@ -141,7 +147,8 @@ def _reach(results: dict, phase: str, target: dict) -> dict:
 
 
 def run_seed(out: Path, seed: int, settings: list[str], recovery_rounds: int,
-             extra: dict | None = None, train_rounds: int = 20) -> list[dict]:
+             extra: dict | None = None, train_rounds: int = 20,
+             deadline: float | None = None) -> list[dict]:
     """Original, Retrain and every setting for one seed; one row per setting (and Retrain).
 
     Parameters
@@ -158,6 +165,9 @@ def run_seed(out: Path, seed: int, settings: list[str], recovery_rounds: int,
         Run-config keys added to every run (``--set``).
     train_rounds : int (default: 20)
         Rounds of the original and of Retrain.
+    deadline : float, optional
+        ``time.monotonic()`` after which no further setting is started (the rows so far
+        are returned; a run in progress is not cut).
     """
     base = {**BACKDOOR, **(extra or {}), "seed": seed, "num-train-rounds": train_rounds}
     original = _run({**base, "unlearn-clients": "", "recovery-rounds": 0},
@@ -178,6 +188,10 @@ def run_seed(out: Path, seed: int, settings: list[str], recovery_rounds: int,
           f"{target['test']:.2f} forget {target['forget']:.2f} ASR {target['asr']:.2f}",
           flush=True)
     for name in settings:
+        if deadline is not None and time.monotonic() > deadline:
+            print(f"seed {seed}: time budget spent, not started: "
+                  f"{', '.join(settings[settings.index(name):])}", flush=True)
+            break
         keys = {**base, "method": "not", "init-checkpoint": str(checkpoint),
                 "num-train-rounds": 0, "recovery-rounds": recovery_rounds,
                 "unlearn-clients": "0", **SETTINGS[name]}

@@ -1,0 +1,73 @@
+"""The benchmark scripts' own logic: the GPU command's checks and the recovery table."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import faster_recovery  # noqa: E402  (benchmarks/ is not a package)
+import gpu  # noqa: E402
+
+
+def test_gpu_benchmark_names_the_missing_data_and_how_to_get_it(tmp_path, capsys):
+    assert gpu.main(["--out", str(tmp_path / "o"), "--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"Fashion-MNIST not found in {tmp_path}" in err
+    assert "cp /usr/share/datasets/fashion-mnist/*.gz data/fashion-mnist/" in err
+
+
+def test_gpu_benchmark_refuses_a_bad_budget_and_the_cpu(tmp_path, capsys):
+    for name in gpu.FILES:
+        (tmp_path / name).write_bytes(b"")
+    assert gpu.main(["--out", str(tmp_path / "o"), "--data-dir", str(tmp_path),
+                     "--budget-s", "0"]) == 2
+    assert "--budget-s must be > 0, got 0.0" in capsys.readouterr().err
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    assert gpu.main(["--out", str(tmp_path / "o"), "--data-dir", str(tmp_path)]) == 2
+    assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_gpu_benchmark_settings_exist_and_runs_are_sized_for_fashion_mnist(tmp_path):
+    assert set(gpu.SETTINGS) <= set(faster_recovery.SETTINGS)
+    cfg = gpu.base_config("vit", tmp_path, 12000)
+    assert cfg["dataset"] == "fashion-mnist" and cfg["data-dir"] == str(tmp_path)
+    assert cfg["backdoor-trigger-size"] == 4
+
+
+def _row(setting, seed, rounds, mb, cpu, reached=True):
+    return {"setting": setting, "seed": seed, "reached": reached, "rounds": rounds, "MB": mb,
+            "client_s": cpu, "epoch_rounds": rounds, "strict_reached": reached,
+            "strict_rounds": rounds, "test": 80.0, "forget": 50.0, "asr": 2.0}
+
+
+def test_recovery_table_gives_costs_as_shares_of_retrain():
+    rows = [_row("retrain", 0, 20, 200.0, 100.0), _row("paper", 0, 10, 50.0, 40.0),
+            _row("ft", 0, None, None, None, reached=False)]
+    lines = faster_recovery.table(rows, 20, 30, {"local-epochs": 1})
+    assert "Retrain (from scratch, 30 rounds; final numbers)" in lines[2]
+    paper = lines[3].split(" | ")
+    # rounds 50 %, client compute 50 %, MB 25 %, client CPU-s 40 %
+    assert paper[3] == "50 %" and paper[4] == "50 %" and paper[6] == "25 %" and paper[7] == "40 %"
+    assert "0/1" in lines[4] and "not reached" in lines[4]
+
+
+def test_run_seed_starts_no_setting_after_the_deadline(tmp_path, monkeypatch, capsys):
+    def fake(config, folder):
+        rows = [{"round": 1, "phase": "retrain" if config.get("method") == "retrain"
+                 else "recovery", "test_acc": 0.8, "forget_acc": 0.5, "asr": 0.02,
+                 "bytes_down": 1, "bytes_up": 1, "client_seconds": 1.0}]
+        final = {"test_acc": 0.8, "forget_acc": 0.5, "asr": 0.02}
+        return {"rounds": rows, "config": {"local-epochs": 1},
+                "models": {"retrained": final, "trained": final}, "final": "trained"}
+
+    monkeypatch.setattr(faster_recovery, "_run", fake)
+    rows = faster_recovery.run_seed(tmp_path, 0, ["paper", "ft"], 5, {}, 3, deadline=0.0)
+    assert [r["setting"] for r in rows] == ["retrain"]
+    assert "time budget spent, not started: paper, ft" in capsys.readouterr().out
