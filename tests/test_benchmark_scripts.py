@@ -71,3 +71,23 @@ def test_run_seed_starts_no_setting_after_the_deadline(tmp_path, monkeypatch, ca
     rows = faster_recovery.run_seed(tmp_path, 0, ["paper", "ft"], 5, {}, 3, deadline=0.0)
     assert [r["setting"] for r in rows] == ["retrain"]
     assert "time budget spent, not started: paper, ft" in capsys.readouterr().out
+
+
+def test_lira_checkpoint_table_has_noise_floor_and_sanity_line():
+    import lira_checkpoints
+
+    def m(auc, tpr):
+        return {"lira_auc": auc, "lira_tpr_fpr1": tpr, "lira_tpr_fpr01": 0.0,
+                "lira_retain_tpr_fpr1": 0.01}
+
+    per_seed = {"seed0": {"original": m(0.6, 0.10), "retrain": m(0.5, 0.02), "paper": m(0.52, 0.03),
+                          "_reference_train_seconds": 1.0},
+                "seed1": {"original": m(0.62, 0.08), "retrain": m(0.54, 0.01)}}
+    lines = lira_checkpoints.table(per_seed)
+    assert lines[2].startswith("| original | 2 | 61.00 ± 1.41 | 9.00 ± 1.41 |")
+    assert lines[3].startswith("| retrain | 2 | 52.00 ± 2.83 |")
+    assert lines[4].startswith("| paper | 1 | 52.00 ± 0.00 | 3.00 ± 0.00 |")
+    assert "|LiRA AUC difference| 4.00 ± 0.00" in lines[6]
+    assert "LiRA separates Original from Retrain" in lines[8]
+    per_seed["seed1"]["original"] = m(0.62, 0.02)
+    assert "does NOT separate" in lira_checkpoints.table(per_seed)[-1]
