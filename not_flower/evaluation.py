@@ -41,6 +41,21 @@ def split_forget_retain(
     * instance-wise (``samples``: partition id -> sample ids): forget = those samples
       (poisoned ones keep their poisoned labels); retain = all the rest.
 
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run configuration (data set, partitioning, seed).
+    num_partitions : int
+        Partitions of the federation.
+    forget_ids : set[int]
+        Partition ids of the targets.
+    classes : set[int] or None
+        Class-wise: the forgotten classes.
+    samples : dict[int, set[int]] or None
+        Instance-wise: partition id -> the forgotten sample ids.
+    all_clients : bool
+        Class-wise: every client forgets those classes.
+
     Returns
     -------
     dict
@@ -112,7 +127,19 @@ class Evaluator:
         self.model.load_state_dict(arrays.to_torch_state_dict())
 
     def quick(self, arrays: ArrayRecord) -> dict[str, float]:
-        """Per-round numbers: test acc/loss, forget acc and ASR when known."""
+        """Per-round numbers: test acc/loss, forget acc and ASR when known.
+
+        Parameters
+        ----------
+        arrays : ArrayRecord
+            The global model.
+
+        Returns
+        -------
+        dict[str, float]
+            ``test_acc``, ``test_loss`` and, when known, ``forget_acc``, ``asr``,
+            ``forgotten_classes_test_acc`` and ``other_classes_test_acc``.
+        """
         self._load(arrays)
         out = dict(zip(("test_acc", "test_loss"), evaluate(self.model, *self.test)))
         if self.sets is not None and len(self.sets["forget"][0]):
@@ -124,7 +151,19 @@ class Evaluator:
         return out
 
     def full(self, arrays: ArrayRecord) -> dict[str, float]:
-        """Retain/forget/test accuracy and loss, MIA-efficacy, loss-attack AUC, ASR."""
+        """Retain/forget/test accuracy and loss, MIA-efficacy, loss-attack AUC, ASR.
+
+        Parameters
+        ----------
+        arrays : ArrayRecord
+            The global model.
+
+        Returns
+        -------
+        dict[str, float]
+            :func:`not_flower.metrics.evaluate_model`'s numbers (no retain numbers before
+            a request), LiRA's with ``mia-reference-models``, the class-wise split.
+        """
         self._load(arrays)
         sets = self.sets or {}
         forget = sets.get("forget")
@@ -149,7 +188,20 @@ class Evaluator:
 
 
 def evaluation_kind(request, partition_ids: set[int]) -> dict:
-    """Keyword arguments of :func:`split_forget_retain` for an applied request."""
+    """Keyword arguments of :func:`split_forget_retain` for an applied request.
+
+    Parameters
+    ----------
+    request : UnlearningRequest
+        The applied request (its ``kind``, ``classes``, ``samples`` and target rule).
+    partition_ids : set[int]
+        The partitions it targets.
+
+    Returns
+    -------
+    dict
+        ``classes`` and ``all_clients``, or ``samples``, or nothing (client-wise).
+    """
     if request.kind == "class":
         return {"classes": set(request.classes), "all_clients": request.rule.values == ("*",)}
     if request.kind == "instance":
@@ -158,7 +210,22 @@ def evaluation_kind(request, partition_ids: set[int]) -> dict:
 
 
 def evaluation_kind_from_config(cfg: RunConfig, kind: dict, ids: set[int]) -> dict:
-    """Keyword arguments of :func:`split_forget_retain` for the run config's requests."""
+    """Keyword arguments of :func:`split_forget_retain` for the run config's requests.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run configuration (``unlearn-clients``).
+    kind : dict
+        The scheduled requests' ``classes=`` / ``samples=`` arguments.
+    ids : set[int]
+        The partitions they target.
+
+    Returns
+    -------
+    dict
+        As :func:`evaluation_kind`.
+    """
     if "classes" in kind:
         return {"classes": set(kind["classes"]), "all_clients": "*" in cfg.unlearn_clients}
     if "samples" in kind:

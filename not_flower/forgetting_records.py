@@ -26,8 +26,28 @@ def write_records(out_dir: Path, cfg: RunConfig, results: dict, final: ArrayReco
 
     One ``unlearning-record.json`` per request (``unlearning-record-<k>.json`` for the
     k-th of a sequence, the last one also as ``unlearning-record.json``), each appended to
-    ``audit-log`` (default ``<out-dir>/unlearning-log.jsonl``). Returns, per record, its
-    file, the log and the log's head hash after appending it.
+    ``audit-log`` (default ``<out-dir>/unlearning-log.jsonl``).
+
+    Parameters
+    ----------
+    out_dir : Path
+        The run's output folder.
+    cfg : RunConfig
+        The run configuration (method, ``audit-log``).
+    results : dict
+        The run's results (``results.json``'s form, without ``audit``).
+    final : ArrayRecord
+        The final global model (its hash closes the last record).
+    grid : Grid
+        Flower's grid (SuperNode names of the participants).
+    run_id : int, optional
+        Flower's run id.
+
+    Returns
+    -------
+    list[dict]
+        Per record, its file (``record``), the log (``log``) and the log's head hash
+        after appending it (``head``; ``None`` when the log is broken).
     """
     if not results["requests"]:
         return []
