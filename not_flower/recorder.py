@@ -287,6 +287,26 @@ class RunRecorder:  # pylint: disable=too-many-instance-attributes
         recorder.rounds = [RoundStats.from_dict(row) for row in results["rounds"]]
         return recorder
 
+    def add_round(self, row: RoundStats) -> None:
+        """Record a round (after its centralized evaluation)."""
+        self.rounds.append(row)
+
+    def add_request(self, request: dict) -> None:
+        """Record an applied request (its record, completed by the caller)."""
+        self.requests.append(request)
+
+    def add_model(self, name: str, metrics: dict) -> None:
+        """Record the metrics of a named model (``original``, ``recovered@2``, ...)."""
+        self.models[name] = metrics
+
+    def add_checkpoint(self, name: str, path) -> None:
+        """Record where a named checkpoint was saved."""
+        self.checkpoints[name] = str(path)
+
+    def add_stopped(self, k: int, metrics: dict) -> None:
+        """Record the model where the ``k``-th request's recovery stopped."""
+        self.requests[k].setdefault("models", {})["stopped"] = metrics
+
     def mark_resumed(self, offset: int) -> None:
         """Note that this run resumed an interrupted one after round ``offset``."""
         self.resumed_from_round = [*(self.resumed_from_round or []), offset]

@@ -326,7 +326,7 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
         request = event.to_dict()
         request["round"] = self.offset + event.round
         request["partition_ids"] = sorted(new_ids)
-        self.recorder.requests.append(request)
+        self.recorder.add_request(request)
         if self.cfg.method == "retrain":
             request["sha256_before"] = request["sha256_negated"] = sha256_arrays(before)
             return
@@ -347,7 +347,7 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
             path = save_checkpoint(self.out_dir / "checkpoint-original.pt", before,
                                    {**self.meta, "round": self.offset + local_round - 1,
                                     "phase": "train"})
-            recorder.checkpoints["original"] = str(path)
+            recorder.add_checkpoint("original", path)
         request["sha256_before"] = sha256_arrays(before)
         request["sha256_negated"] = sha256_arrays(after)
         request["models"] = {"before": self.evaluator.full(before)}
@@ -357,17 +357,17 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
             request["models"]["unlearned"] = self.evaluator.full(after)
         if not first:
             return
-        models = recorder.models
-        models["original"] = request["models"]["before"]
+        models = request["models"]
+        recorder.add_model("original", models["before"])
         if cfg.method == "not":
-            models["negated"] = request["models"]["negated"]
+            recorder.add_model("negated", models["negated"])
             log(INFO, "NoT: negated model: test acc %.2f %% (original %.2f %%)",
-                100 * models["negated"]["test_acc"], 100 * models["original"]["test_acc"])
+                100 * models["negated"]["test_acc"], 100 * models["before"]["test_acc"])
         if cfg.method in BASELINE_METHODS:
-            models["unlearned"] = request["models"]["unlearned"]
+            recorder.add_model("unlearned", models["unlearned"])
             log(INFO, "%s: unlearned model: test acc %.2f %% (original %.2f %%)",
                 cfg.method, 100 * models["unlearned"]["test_acc"],
-                100 * models["original"]["test_acc"])
+                100 * models["before"]["test_acc"])
 
     def central_eval(self, local_round: int, arrays: ArrayRecord) -> MetricRecord | None:
         """The strategy's evaluate hook after every round: measure, record, save the state.
@@ -393,10 +393,10 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
             phase = "retrain"
         row = round_stats(server_round, phase, info, self.partition_of,
                           self.evaluator.quick(arrays))
-        self.recorder.rounds.append(row)
+        self.recorder.add_round(row)
         self._observe_stopping(row, arrays)
         if server_round in self.snapshots:
-            self.recorder.models[self.snapshots[server_round]] = self.evaluator.full(arrays)
+            self.recorder.add_model(self.snapshots[server_round], self.evaluator.full(arrays))
         if server_round >= 1:
             save_run_state(self.out_dir, self.cfg, server_round, arrays,
                            self.recorder.to_dict(), self.state, self.strategy, self.offset,
@@ -407,8 +407,7 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
     def _observe_stopping(self, row: RoundStats, arrays: ArrayRecord) -> None:
         """Judge a round for each open request; measure the model where one stops."""
         for k in self.stopping.observe(row.round, row.phase, row.val_acc):  # each its own
-            stopped = self.evaluator.full(arrays)
-            self.recorder.requests[k].setdefault("models", {})["stopped"] = stopped
+            self.recorder.add_stopped(k, self.evaluator.full(arrays))
             log(INFO, "stopping rule: request %d: retained val acc %.2f %% is within %.1f points "
                 "of %.2f %% at round %d", k + 1, 100 * row.val_acc, 100 * self.cfg.stop_tolerance,
                 100 * self.stopping.entries[k]["reference_val_acc"], row.round)
@@ -439,8 +438,8 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
             cfg.method, "recovered" if strategy.in_recovery or strategy.applied_rules else "original")
         path = save_checkpoint(self.out_dir / "checkpoint-final.pt", final,
                                {**self.meta, "round": cfg.total_rounds, "phase": final_name})
-        recorder.checkpoints["final"] = str(path)
-        recorder.models[final_name] = self.evaluator.full(final)
+        recorder.add_checkpoint("final", path)
+        recorder.add_model(final_name, self.evaluator.full(final))
         recorder.final = final_name
         recorder.record_stopping(cfg, self.stopping)
         recorder.record_costs(
