@@ -18,6 +18,15 @@ rounds to its level are found by the same rule.
 
     python benchmarks/faster_recovery.py --out outputs/faster-recovery [--seeds 0 1 2]
         [--recovery-rounds 15] [--settings paper momentum-0.9 ...] [--json out.json]
+        [--train-rounds 20] [--set dataset=fashion-mnist --set train-subset=6000 ...]
+        [--plot curves.png]
+
+``--set`` adds run-config keys to every run (data set, sizes); ``--train-rounds`` is the
+original's and Retrain's number of rounds. Costs to the goal are counted, not estimated:
+rounds, MB (bytes down + up of the actual messages) and client CPU seconds, each also as a
+share of the same seed's Retrain's cost to its own level. ``--plot`` draws test accuracy
+and ASR per round (mean over seeds): Retrain from scratch next to every setting's
+recovery, so that one sees whether Retrain's curve has flattened.
 
 Runs whose ``results.json`` exists with the same run config are reused.
 """
@@ -31,7 +40,7 @@ from pathlib import Path
 
 from common import write_json  # benchmarks/common.py
 from cost_to_forget import first_reach
-from not_flower.compare import config_mismatch
+from not_flower.compare import config_mismatch, parse_set
 from not_flower.simulation import simulate
 
 BACKDOOR = {"partitioner": "iid", "backdoor-clients": "0", "backdoor-fraction": 0.4,
@@ -53,6 +62,17 @@ SETTINGS: dict[str, dict] = {
     "layer-conv2": {"negate-layers": "conv2"},
     "weights-only+local-epochs-3": {"negate-bias": False, "recovery-local-epochs": 3},
     "weights-only+local-epochs-4": {"negate-bias": False, "recovery-local-epochs": 4},
+    "local-epochs-2": {"recovery-local-epochs": 2},
+    "weights-only+local-epochs-2": {"negate-bias": False, "recovery-local-epochs": 2},
+    "layer-fc1": {"negate-layers": "fc1"},
+    "layer-fc1-weights-only": {"negate-layers": "fc1", "negate-bias": False},
+    "pgd": {"method": "pgd"},
+    "layerwise-3": {"recovery-layerwise-rounds": 3},
+    "layerwise-10": {"recovery-layerwise-rounds": 10},
+    "weights-only+layerwise-3": {"negate-bias": False, "recovery-layerwise-rounds": 3},
+    "server-yogi-0.01": {"recovery-server-optimizer": "yogi", "recovery-server-lr": 0.01},
+    "distill-1": {"recovery-distill-weight": 1.0},
+    "warmup-5": {"recovery-lr-warmup-rounds": 5},
 }
 DESCRIPTIONS: dict[str, str] = {
     "paper": "NoT, first layer, FedAvg recovery (the paper's)",
@@ -62,14 +82,25 @@ DESCRIPTIONS: dict[str, str] = {
     "server-lr-2": "NoT + server learning rate 2 in recovery",
     "server-adam-0.01": "NoT + FedAdam server update in recovery (eta 0.01)",
     "server-adam-0.003": "NoT + FedAdam server update in recovery (eta 0.003)",
-    "client-lr-0.1": "NoT + client lr 0.1 in recovery (training: 0.05)",
-    "client-lr-0.02": "NoT + client lr 0.02 in recovery (training: 0.05)",
-    "local-epochs-3": "NoT + 3 local epochs in recovery (training: 2)",
-    "local-epochs-4": "NoT + 4 local epochs in recovery (training: 2)",
+    "client-lr-0.1": "NoT + client lr 0.1 in recovery (training: {lr})",
+    "client-lr-0.02": "NoT + client lr 0.02 in recovery (training: {lr})",
+    "local-epochs-3": "NoT + 3 local epochs in recovery (training: {local_epochs})",
+    "local-epochs-4": "NoT + 4 local epochs in recovery (training: {local_epochs})",
     "weights-only": "NoT, first layer, weights only (negate-bias=false)",
     "layer-conv2": "NoT, second conv layer instead of the first",
     "weights-only+local-epochs-3": "NoT, weights only, + 3 local epochs in recovery",
     "weights-only+local-epochs-4": "NoT, weights only, + 4 local epochs in recovery",
+    "local-epochs-2": "NoT + 2 local epochs in recovery (training: {local_epochs})",
+    "weights-only+local-epochs-2": "NoT, weights only, + 2 local epochs in recovery",
+    "layer-fc1": "NoT, last hidden layer (fc1) instead of the first",
+    "layer-fc1-weights-only": "NoT, last hidden layer (fc1), weights only",
+    "pgd": "PGD (the target's projected gradient ascent), then FedAvg recovery",
+    "layerwise-3": "NoT + layer-wise recovery: 3 rounds training the negated layer alone, then FedAvg",
+    "layerwise-10": "NoT + layer-wise recovery: 10 rounds training the negated layer alone, then FedAvg",
+    "weights-only+layerwise-3": "NoT, weights only, + 3 layer-wise rounds",
+    "server-yogi-0.01": "NoT + FedYogi server update in recovery (eta 0.01)",
+    "distill-1": "NoT + distillation toward the pre-unlearning model (weight 1, T 2)",
+    "warmup-5": "NoT + client lr warm-up over 5 recovery rounds",
 }
 
 
@@ -109,9 +140,26 @@ def _reach(results: dict, phase: str, target: dict) -> dict:
     return out
 
 
-def run_seed(out: Path, seed: int, settings: list[str], recovery_rounds: int) -> list[dict]:
-    """Original, Retrain and every setting for one seed; one row per setting (and Retrain)."""
-    base = {**BACKDOOR, "seed": seed}
+def run_seed(out: Path, seed: int, settings: list[str], recovery_rounds: int,
+             extra: dict | None = None, train_rounds: int = 20) -> list[dict]:
+    """Original, Retrain and every setting for one seed; one row per setting (and Retrain).
+
+    Parameters
+    ----------
+    out : Path
+        Output folder; runs go to ``<out>/seed<seed>/<setting>/``.
+    seed : int
+        The run seed.
+    settings : list of str
+        Names from :data:`SETTINGS`.
+    recovery_rounds : int
+        Recovery rounds of every setting.
+    extra : dict, optional
+        Run-config keys added to every run (``--set``).
+    train_rounds : int (default: 20)
+        Rounds of the original and of Retrain.
+    """
+    base = {**BACKDOOR, **(extra or {}), "seed": seed, "num-train-rounds": train_rounds}
     original = _run({**base, "unlearn-clients": "", "recovery-rounds": 0},
                     out / f"seed{seed}" / "original")
     checkpoint = out / f"seed{seed}" / "original" / "checkpoint-final.pt"
@@ -122,6 +170,7 @@ def run_seed(out: Path, seed: int, settings: list[str], recovery_rounds: int) ->
               "asr": 100 * final["asr"]}
     rows = [{"setting": "retrain", "seed": seed, **_reach(retrain, "retrain", target),
              "test": target["test"], "forget": target["forget"], "asr": target["asr"],
+             "curve": _curve(retrain, "retrain"),
              "original_test": 100 * original["models"][original["final"]]["test_acc"],
              "original_asr": 100 * original["models"][original["final"]]["asr"]}]
     print(f"seed {seed} retrain: reached at {rows[0].get('rounds')} rounds "
@@ -136,12 +185,18 @@ def run_seed(out: Path, seed: int, settings: list[str], recovery_rounds: int) ->
         last = _last_recovery_round(res)
         rows.append({"setting": name, "seed": seed, **_reach(res, "recovery", target),
                      "test": 100 * last["test_acc"], "forget": 100 * last["forget_acc"],
-                     "asr": 100 * last["asr"]})
+                     "asr": 100 * last["asr"], "curve": _curve(res, "recovery")})
         print(f"seed {seed} {name}: reached at {rows[-1].get('rounds')} rounds "
               f"({rows[-1].get('strict_rounds')} with forget acc); after "
               f"{recovery_rounds}: test {rows[-1]['test']:.2f} forget {rows[-1]['forget']:.2f} "
               f"ASR {rows[-1]['asr']:.2f}", flush=True)
     return rows
+
+
+def _curve(results: dict, phase: str) -> dict:
+    """Test accuracy and ASR (%) after each round of ``phase``, for the plot."""
+    rows = [r for r in results["rounds"] if r["phase"] == phase]
+    return {"test": [100 * r["test_acc"] for r in rows], "asr": [100 * r["asr"] for r in rows]}
 
 
 def _ms(values: list[float], digits: int = 1) -> str:
@@ -151,26 +206,39 @@ def _ms(values: list[float], digits: int = 1) -> str:
     return f"{statistics.mean(values):.{digits}f} ± {sd:.{digits}f}"
 
 
-def table(rows: list[dict], recovery_rounds: int) -> list[str]:
-    """Markdown table: one line per setting, Retrain first."""
+def _share(hit: list[dict], base: list[dict], key: str) -> str:
+    """Mean cost of the settings' runs that got there as % of Retrain's mean cost."""
+    if not hit or not base:
+        return "–"
+    return f"{100 * statistics.mean(r[key] for r in hit) / statistics.mean(r[key] for r in base):.0f} %"
+
+
+def table(rows: list[dict], recovery_rounds: int, train_rounds: int = 20,
+          base_config: dict | None = None) -> list[str]:
+    """Markdown table: one line per setting, Retrain first.
+
+    Costs to the goal (test acc within 1 point, ASR within 2 points of Retrain's final):
+    rounds, MB and client CPU seconds, each also as % of Retrain's own cost to its level;
+    "client compute" counts local epochs x rounds (a 4-epoch round costs twice a 2-epoch one).
+    """
+    fmt = {"lr": (base_config or {}).get("lr", 0.05),
+           "local_epochs": (base_config or {}).get("local-epochs", 2)}
     lines = [f"| setting | reached | rounds to Retrain's test acc and ASR | % of Retrain's "
-             f"rounds | client compute to it (% of Retrain's) | client-s to it | + forget acc: "
+             f"rounds | client compute to it (% of Retrain's) | client-s to it | % of Retrain's "
+             f"MB | % of Retrain's client-s | + forget acc: "
              f"reached, rounds | test after {recovery_rounds} | forget after {recovery_rounds} "
-             f"| ASR after {recovery_rounds} |", "|" + "---|" * 10]
-    base_epochs = [r["epoch_rounds"] for r in rows if r["setting"] == "retrain" and r["reached"]]
-    base = [r["rounds"] for r in rows if r["setting"] == "retrain" and r["reached"]]
+             f"| ASR after {recovery_rounds} |", "|" + "---|" * 12]
+    base = [r for r in rows if r["setting"] == "retrain" and r["reached"]]
     for name in dict.fromkeys(r["setting"] for r in rows):
         mine = [r for r in rows if r["setting"] == name]
         hit = [r for r in mine if r["reached"]]
-        share = (f"{100 * statistics.mean(r['rounds'] for r in hit) / statistics.mean(base):.0f} %"
-                 if hit and base else "–")
-        compute = (f"{100 * statistics.mean(r['epoch_rounds'] for r in hit) / statistics.mean(base_epochs):.0f} %"
-                   if hit and base_epochs else "–")
-        label = "Retrain (from scratch, 20 rounds; final numbers)" if name == "retrain" \
-            else DESCRIPTIONS.get(name, name)
+        label = (f"Retrain (from scratch, {train_rounds} rounds; final numbers)" if name == "retrain"
+                 else DESCRIPTIONS.get(name, name).format(**fmt))
         lines.append("| " + " | ".join([
-            label, f"{len(hit)}/{len(mine)}", _ms([r["rounds"] for r in hit]), share, compute,
-            _ms([r["client_s"] for r in hit]),
+            label, f"{len(hit)}/{len(mine)}", _ms([r["rounds"] for r in hit]),
+            _share(hit, base, "rounds"), _share(hit, base, "epoch_rounds"),
+            _ms([r["client_s"] for r in hit]), _share(hit, base, "MB"),
+            _share(hit, base, "client_s"),
             f"{sum(r['strict_reached'] for r in mine)}/{len(mine)}, "
             + _ms([r["strict_rounds"] for r in mine if r["strict_reached"]]),
             _ms([r["test"] for r in mine], 2),
@@ -178,22 +246,62 @@ def table(rows: list[dict], recovery_rounds: int) -> list[str]:
     return lines
 
 
+def plot(rows: list[dict], path: str | Path, title: str) -> None:
+    """Test accuracy and ASR per round (mean over seeds): Retrain from scratch vs recovery."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    for name in dict.fromkeys(r["setting"] for r in rows):
+        curves = [r["curve"] for r in rows if r["setting"] == name]
+        style = {"color": "black", "linewidth": 2.5} if name == "retrain" else {"linewidth": 1.2}
+        label = "Retrain (from scratch)" if name == "retrain" else name
+        for ax, key in zip(axes, ("test", "asr")):
+            n = min(len(c[key]) for c in curves)
+            mean = [statistics.mean(c[key][i] for c in curves) for i in range(n)]
+            ax.plot(range(1, n + 1), mean, label=label, **style)
+    axes[0].set(xlabel="round (Retrain: from scratch; others: recovery)",
+                ylabel="test accuracy (%)", title=f"{title}: test accuracy")
+    axes[1].set(xlabel="round", ylabel="ASR (%)", title=f"{title}: backdoor ASR")
+    axes[0].legend(fontsize=7, loc="lower right")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--recovery-rounds", type=int, default=15)
+    parser.add_argument("--train-rounds", type=int, default=20)
     parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="run-config key added to every run")
     parser.add_argument("--json", default="")
+    parser.add_argument("--plot", default="", help="PNG of the per-round curves")
     args = parser.parse_args(argv)
+    try:
+        extra = parse_set(args.overrides)
+    except ValueError as exc:
+        parser.error(str(exc))
     out = args.out.expanduser().resolve()
     rows = []
     for seed in args.seeds:
-        rows += run_seed(out, seed, args.settings, args.recovery_rounds)
+        rows += run_seed(out, seed, args.settings, args.recovery_rounds, extra, args.train_rounds)
     print()
-    print("\n".join(table(rows, args.recovery_rounds)))
+    print("\n".join(table(rows, args.recovery_rounds, args.train_rounds, extra)))
     if args.json:
-        write_json(args.json, rows)
+        write_json(args.json, {"config": {**BACKDOOR, **extra, "num-train-rounds": args.train_rounds,
+                                          "recovery-rounds": args.recovery_rounds},
+                               "rows": rows})
+    if args.plot:
+        plot(rows, args.plot, extra.get("dataset", "digits"))
     return 0
 
 

@@ -20,6 +20,7 @@ from strategies.identity import answer_identity, identity_mod
 from .config import RunConfig, parse_run_config
 from .methods import client_handlers
 from .models import build_model
+from .recovery_train import recovery_training
 from .task import client_data, dataset_for, device, evaluate, train
 
 app = ClientApp(mods=[identity_mod])
@@ -32,6 +33,14 @@ for _action, _handler in client_handlers():  # the registry's: train.pgd, train.
 def _model(name: str, input_shape: tuple, num_classes: int) -> torch.nn.Module:
     """One model object per process, reloaded with the global weights per message."""
     return build_model(name, input_shape, num_classes)
+
+
+@lru_cache(maxsize=4)
+def _teacher(name: str, input_shape: tuple, num_classes: int) -> torch.nn.Module:
+    """A second model object per process: the distillation teacher of recovery rounds
+    (built without drawing from torch's global random state)."""
+    with torch.random.fork_rng():
+        return build_model(name, input_shape, num_classes)
 
 
 def _setup(msg: Message, context: Context):
@@ -71,9 +80,18 @@ def kept_mask(labels: np.ndarray, config) -> np.ndarray:
 
 @app.train()
 def train_fn(msg: Message, context: Context) -> Message:
-    """Train the received model on the local training split (minus forgotten data)."""
+    """Train the received model on the local training split (minus forgotten data).
+
+    In a layer-wise recovery round (``train-keys`` in the config) only those tensors train
+    and come back; with ``distill-weight`` the message's ``teacher`` joins the loss
+    (:mod:`not_flower.recovery_train`).
+    """
     cfg, data, model = _setup(msg, context)
     config = msg.content["config"]
+    info = dataset_for(cfg)
+    recovery = recovery_training(
+        msg.content, config, state_keys=model.state_dict().keys(),
+        teacher_fn=lambda: _teacher(cfg.model, info.input_shape, info.num_classes))
     server_round = int(config.get("server-round", 0))
     keep = kept_mask(data.y_train, config)
     # the server may change lr / local epochs for recovery rounds (recovery-lr, ...)
@@ -83,10 +101,12 @@ def train_fn(msg: Message, context: Context) -> Message:
         model, data.x_train[keep], data.y_train[keep],
         epochs=epochs, batch_size=cfg.batch_size, lr=lr,
         momentum=cfg.momentum, seed=cfg.seed * 100_003 + server_round * 1009 + data.partition_id,
+        recovery=recovery,
     )
     metrics = MetricRecord({**stats, "num-examples": int(keep.sum()),
                             "num-forgotten": int((~keep).sum())})
-    content = RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": metrics})
+    state = model.state_dict() if recovery is None else recovery.reply_state(model)
+    content = RecordDict({"arrays": ArrayRecord(state), "metrics": metrics})
     return Message(content=content, reply_to=msg)
 
 

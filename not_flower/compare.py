@@ -53,27 +53,31 @@ Methods
     among the methods, else 0) of the training set is kept by the server and given to no
     client, in *every* method's runs, so that all methods' clients hold the same data.
 
+``--share-original`` trains each (scenario, seed)'s original once (a run in
+``runs/<scenario>/seed<seed>/original/``) and starts NoT and FT from its final checkpoint
+(``init-checkpoint``, ``num-train-rounds = 0``) instead of each training its own; the
+baselines, which keep training history, and Retrain still train themselves.
+
 A run that fails is reported and the comparison goes on; it is marked failed in
 ``report.json`` and the command exits with status 1 at the end.
 """
-
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import shlex
 import sys
-import time
-import traceback
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Sequence
 from pathlib import Path
 
-from .config import ConfigError, RunConfig, parse_run_config, to_run_config
-from .outdir import CONTROL_KEYS
+from .compare_plan import (CLASS_SCOPES, DEFAULT_METHODS, DEFAULT_SCENARIOS,
+                           DEFAULT_SERVER_DATA_FRACTION, ORIGINAL, RESERVED_KEYS, SCENARIOS,
+                           RunSpec, original_run_config, parse_set, parse_value, plan_runs,
+                           run_config_for, scenario_config, shares_original)
+from .compare_runs import config_mismatch, execute, stored_results, summary_line
+from .config import ConfigError, parse_run_config
 from .methods import REGISTRY
-from .report import METHOD_NAMES, METHODS, RECOVERY_METHODS, STEP_METHODS, write_report
+from .report import METHODS, STEP_METHODS, write_report
 
 __all__ = [
     "SCENARIOS",
@@ -85,63 +89,21 @@ __all__ = [
     "parse_set",
     "scenario_config",
     "run_config_for",
+    "original_run_config",
+    "shares_original",
     "plan_runs",
     "summary_line",
     "config_mismatch",
+    "stored_results",
+    "execute",
     "main",
+    "CLASS_SCOPES",
+    "DEFAULT_METHODS",
+    "DEFAULT_SCENARIOS",
+    "DEFAULT_SERVER_DATA_FRACTION",
+    "ORIGINAL",
 ]
 
-SCENARIOS: tuple[str, ...] = ("iid", "dirichlet", "backdoor", "class", "instance")
-#: Scenarios run when ``--scenarios`` is not given (the client-wise ones).
-DEFAULT_SCENARIOS: tuple[str, ...] = ("iid", "dirichlet", "backdoor")
-#: Class-wise scope: every client's samples of the classes, or the target's only.
-CLASS_SCOPES: tuple[str, ...] = ("federation", "client")
-#: Methods run when ``--methods`` is not given: all but the baselines (from the registry).
-DEFAULT_METHODS: tuple[str, ...] = tuple(m for m in METHODS if m not in STEP_METHODS)
-#: ``--server-data-fraction`` when fukd runs and the option is not given.
-DEFAULT_SERVER_DATA_FRACTION = 0.1
-#: Run-config keys this command sets itself; ``--set`` may not override them.
-RESERVED_KEYS: dict[str, str] = {
-    "out-dir": "--out",
-    "seed": "--seeds",
-    "method": "--methods",
-    "num-train-rounds": "--train-rounds",
-    "recovery-rounds": "--recovery-rounds",
-    "eval-recovery-rounds": "--recovery-rounds",
-    "unlearn-clients": "--target",
-    "partitioner": "--scenarios",
-    "dirichlet-alpha": "--alpha",
-    "backdoor-clients": "--scenarios backdoor",
-    "unlearn-mode": "--scenarios class / instance",
-    "unlearn-classes": "--forget-classes",
-    "unlearn-samples": "--scenarios instance",
-    "server-data-fraction": "--server-data-fraction",
-}
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """One simulation of the comparison."""
-
-    scenario: str
-    seed: int
-    method: str
-    run_config: dict
-
-    @property
-    def name(self) -> str:
-        """Short description, e.g. ``"backdoor seed0 NoT"``."""
-        return f"{self.scenario} seed{self.seed} {METHOD_NAMES[self.method]}"
-
-    @property
-    def folder(self) -> Path:
-        """The run's output folder (``out-dir``)."""
-        return Path(self.run_config["out-dir"])
-
-
-# --------------------------------------------------------------------------- #
-# arguments
-# --------------------------------------------------------------------------- #
 def _int_at_least(minimum: int):
     def parse(text: str) -> int:
         try:
@@ -175,72 +137,6 @@ def _non_negative_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
     return value
 
-
-def parse_value(text: str):
-    """Type a ``--set`` value: bool (``true``/``false``), int, float, else the string.
-
-    Parameters
-    ----------
-    text : str
-        The text after ``=``.
-
-    Returns
-    -------
-    bool, int, float or str
-    """
-    low = text.strip().lower()
-    if low in ("true", "false"):
-        return low == "true"
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        return float(text)
-    except ValueError:
-        return text
-
-
-def _known_keys() -> set[str]:
-    return {f.name.replace("_", "-") for f in fields(RunConfig)}
-
-
-def parse_set(items: Sequence[str] | None) -> dict:
-    """Parse ``--set key=value`` items into typed run-config overrides.
-
-    Parameters
-    ----------
-    items : sequence of str or None
-        ``"key=value"`` strings.
-
-    Returns
-    -------
-    dict
-        Key -> typed value (:func:`parse_value`); a later item wins over an earlier one.
-
-    Raises
-    ------
-    ValueError
-        For an item without ``=``, an empty key, a key the app does not know, or a key
-        this command sets itself (the message names the option to use instead).
-    """
-    known = _known_keys()
-    out: dict = {}
-    for item in items or ():
-        if "=" not in item:
-            raise ValueError(f"--set expects key=value, got {item!r}")
-        key, value = item.split("=", 1)
-        key = key.strip()
-        if not key:
-            raise ValueError(f"--set expects key=value with a key, got {item!r}")
-        if key in RESERVED_KEYS:
-            raise ValueError(f"--set {key}=...: {key!r} is set by this command; use "
-                             f"{RESERVED_KEYS[key]} instead")
-        if key not in known:
-            raise ValueError(f"--set {item!r}: unknown run-config key {key!r}; known keys: "
-                             f"{', '.join(sorted(known - set(RESERVED_KEYS)))}")
-        out[key] = parse_value(value)
-    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -293,6 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="reference models of the per-example membership attack (LiRA; an "
                         "even number, trained once per seed and shared by every method, "
                         "cached in <out>/mia-reference); 0 turns the attack off")
+    p.add_argument("--share-original", action="store_true",
+                   help="train each (scenario, seed)'s original once and start NoT and FT "
+                        "from its checkpoint (the baselines and Retrain train themselves)")
     p.add_argument("--resume", action="store_true",
                    help="reuse runs whose results.json already exists and was made with "
                         "the same run config")
@@ -350,228 +249,38 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.mia_reference_models % 2:
         parser.error(f"--mia-reference-models must be 0 (off) or even (each sample is in half "
                      f"of them), got {args.mia_reference_models}")
+    if args.share_original and "init-checkpoint" in args.overrides:
+        parser.error("--share-original sets init-checkpoint itself; drop --set init-checkpoint=...")
     args.forget_classes = sorted(set(args.forget_classes))
     args.recovery_rounds = sorted(set(args.recovery_rounds))
     args.out = args.out.expanduser().resolve()
     return args
 
 
-# --------------------------------------------------------------------------- #
-# planning
-# --------------------------------------------------------------------------- #
-def scenario_config(scenario: str, *, alpha: float = 0.1, target: int = 0,
-                    classes: Sequence[int] = (3,), class_scope: str = "federation") -> dict:
-    """Run-config keys that define a scenario.
-
-    Parameters
-    ----------
-    scenario : str
-        One of :data:`SCENARIOS`.
-    alpha : float (default: 0.1)
-        Dirichlet concentration (``dirichlet`` only).
-    target : int (default: 0)
-        The client to forget (the poisoner in ``backdoor`` and ``instance``).
-    classes : sequence of int (default: (3,))
-        Classes to forget (``class`` only).
-    class_scope : str (default: "federation")
-        ``class`` only: ``"federation"`` forgets every client's samples of ``classes``
-        (``unlearn-clients = "*"``), ``"client"`` the target's only.
-
-    Returns
-    -------
-    dict
-        Including ``unlearn-clients``.
-
-    Raises
-    ------
-    ValueError
-        For an unknown scenario.
-    """
-    backdoor = {"partitioner": "iid", "backdoor-clients": str(target),
-                "backdoor-fraction": 0.4, "backdoor-target": 0}
-    if scenario == "iid":
-        return {"partitioner": "iid", "unlearn-clients": str(target)}
-    if scenario == "dirichlet":
-        return {"partitioner": "dirichlet", "dirichlet-alpha": float(alpha),
-                "unlearn-clients": str(target)}
-    if scenario == "backdoor":
-        return {**backdoor, "unlearn-clients": str(target)}
-    if scenario == "class":
-        if class_scope not in CLASS_SCOPES:
-            raise ValueError(f"unknown class scope {class_scope!r}; choose one of: "
-                             f"{', '.join(CLASS_SCOPES)}")
-        if not classes:
-            raise ValueError("the class scenario needs at least one class to forget")
-        return {"partitioner": "iid", "unlearn-mode": "class",
-                "unlearn-classes": ",".join(str(int(c)) for c in classes),
-                "unlearn-clients": "*" if class_scope == "federation" else str(target)}
-    if scenario == "instance":
-        return {**backdoor, "unlearn-mode": "instance", "unlearn-samples": "poisoned",
-                "unlearn-clients": str(target)}
-    raise ValueError(f"unknown scenario {scenario!r}; choose one of: {', '.join(SCENARIOS)}")
-
-
-def run_config_for(args: argparse.Namespace, scenario: str, seed: int, method: str) -> dict:
-    """The run config of one run (dashed keys, as ``flwr run --run-config`` takes).
-
-    Parameters
-    ----------
-    args : argparse.Namespace
-        Parsed arguments (:func:`parse_args`).
-    scenario, seed, method
-        Which run.
-
-    Returns
-    -------
-    dict
-    """
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
-    folder = Path(args.out) / "runs" / scenario / f"seed{seed}" / method
-    scenario_keys = scenario_config(
-        scenario, alpha=args.alpha, target=args.target,
-        classes=getattr(args, "forget_classes", (3,)),
-        class_scope=getattr(args, "class_scope", "federation"))
-    lira = getattr(args, "mia_reference_models", 0)
-    cfg = {
-        **scenario_keys,
-        # the per-example attack: one cache per comparison, shared by all its methods
-        **({"mia-reference-models": int(lira),
-            "mia-cache-dir": str(Path(args.out) / "mia-reference")} if lira else {}),
-        **args.overrides,
-        "out-dir": str(folder),
-        "seed": int(seed),
-        "method": method,
-        "num-train-rounds": int(args.train_rounds),
-        "unlearn-clients": scenario_keys["unlearn-clients"],
-    }
-    fraction = getattr(args, "server_data_fraction", 0.0) or 0.0
-    if fraction > 0:  # the same for every method: the clients hold the same data
-        cfg["server-data-fraction"] = float(fraction)
-    if method in RECOVERY_METHODS:
-        cfg["recovery-rounds"] = max(args.recovery_rounds)
-        cfg["eval-recovery-rounds"] = ",".join(str(k) for k in args.recovery_rounds)
-    return cfg
-
-
-def plan_runs(args: argparse.Namespace) -> list[RunSpec]:
-    """Every run, scenario by scenario, seed by seed, Retrain first.
-
-    Parameters
-    ----------
-    args : argparse.Namespace
-        Parsed arguments.
-
-    Returns
-    -------
-    list[RunSpec]
-    """
-    return [RunSpec(scenario, seed, method, run_config_for(args, scenario, seed, method))
-            for scenario in args.scenarios for seed in args.seeds for method in args.methods]
-
-
-# --------------------------------------------------------------------------- #
-# running
-# --------------------------------------------------------------------------- #
-def _pct(value) -> str:
-    return "–" if value is None else f"{100 * float(value):.1f}"
-
-
-def summary_line(spec: RunSpec, results: Mapping, seconds: float | None = None,
-                 status: str = "ok") -> str:
-    """One line with a finished run's key numbers (for the progress output).
-
-    Parameters
-    ----------
-    spec : RunSpec
-        The run.
-    results : Mapping
-        Its ``results.json``.
-    seconds : float, optional
-        Wall time of the run.
-    status : str
-        ``"ok"`` or ``"resumed"``.
-
-    Returns
-    -------
-    str
-    """
-    models = results.get("models", {})
-    final = results.get("final") or ("retrained" if "retrained" in models else "recovered")
-    m = models.get(final, {})
-    parts = [f"test {_pct(m.get('test_acc'))}", f"retain {_pct(m.get('retain_acc'))}",
-             f"forget {_pct(m.get('forget_acc'))}", f"MIA {_pct(m.get('mia_efficacy'))}"]
-    if "lira_auc" in m:
-        parts.append(f"LiRA AUC {_pct(m.get('lira_auc'))} TPR@1%FPR {_pct(m.get('lira_tpr_fpr1'))}")
-    if "asr" in m:
-        parts.append(f"ASR {_pct(m.get('asr'))}")
-    text = f"[{status}] {spec.name}: " + " ".join(parts) + " %"
-    costs = results.get("costs") or {}
-    cost = costs.get("unlearning_fixed_length") or costs.get("unlearning")
-    if cost:
-        mb = (cost.get("bytes_down", 0) + cost.get("bytes_up", 0)) / 1e6
-        phase = "retraining" if spec.method == "retrain" else "recovery"
-        text += (f" | {phase} {cost.get('rounds')} rounds {mb:.2f} MB "
-                 f"{cost.get('client_seconds', 0):.1f} client-s")
-    stop = (results.get("stopping") or {}).get("chosen_recovery_rounds")
-    if spec.method != "retrain" and results.get("stopping"):
-        text += f" | stop at {stop if stop is not None else 'none'}"
-    if seconds is not None:
-        text += f" ({seconds:.0f} s)"
-    return text
-
-
-def config_mismatch(run_config: Mapping, results: Mapping,
-                    num_clients: int | None = None) -> str | None:
-    """Why a stored ``results.json`` does not belong to ``run_config`` (``None``: it does).
-
-    Parameters
-    ----------
-    run_config : Mapping
-        The planned run config.
-    results : Mapping
-        A stored ``results.json`` dict (its ``"config"`` is the full run config it ran with).
-    num_clients : int, optional
-        Planned number of clients, checked against the stored ``num_partitions``.
-
-    Returns
-    -------
-    str or None
-        A message naming the first differing key, or ``None`` when every key agrees.
-    """
-    stored = results.get("config")
-    if not isinstance(stored, Mapping):
-        return "the stored results.json has no run config"
-    planned = to_run_config(parse_run_config(run_config))
-    defaults = to_run_config(RunConfig())
-    for key, value in planned.items():
-        if key in ("out-dir", *CONTROL_KEYS):
-            continue
-        if key not in stored:
-            if value == defaults.get(key):
-                continue  # a key added to the app after that run, planned at its default
-            return f"the stored run has no {key!r} (planned {value!r})"
-        if stored[key] != value:
-            return f"{key} differs (stored {stored[key]!r}, planned {value!r})"
-    stored_n = results.get("num_partitions")
-    if num_clients is not None and stored_n is not None and int(stored_n) != int(num_clients):
-        return f"the stored run had {stored_n} clients (planned {num_clients})"
-    return None
-
-
-def _run_one(spec: RunSpec, args: argparse.Namespace) -> dict:
-    from .simulation import simulate  # pylint: disable=import-outside-toplevel
-
-    spec.folder.mkdir(parents=True, exist_ok=True)
-    # a run repeated into its folder (failed, or its config changed): the old files are
-    # moved to previous-<time>/ there
-    return simulate({**spec.run_config, "overwrite": True}, num_supernodes=args.num_clients, num_cpus=args.num_cpus,
-                    cpus_per_client=args.cpus_per_client, gpus_per_client=args.gpus_per_client,
-                    verbose=args.verbose)
-
 
 def _command_line(argv: Sequence[str]) -> str:
     return shlex.join(["python", "-m", "not_flower.compare", *argv])
+
+
+def _check_configs(specs: list[RunSpec]) -> None:
+    """Fail fast, before any simulation, on a run config the app would refuse."""
+    for spec in specs:
+        try:
+            parse_run_config(spec.run_config)
+        except ConfigError as err:
+            build_parser().error(f"{spec.name}: invalid run config: {err}")
+
+
+def _finish(records: list[dict], out: Path) -> int:
+    """Print where the report is and which runs failed; the exit status."""
+    failed = [r for r in records if r["status"] == "failed"]
+    print(f"report: {out / 'report.md'} and {out / 'report.json'}; plots in {out}")
+    if not failed:
+        return 0
+    print(f"{len(failed)} of {len(records)} run(s) failed: "
+          + ", ".join(f"{r['scenario']} seed{r['seed']} {r['method']}" for r in failed),
+          file=sys.stderr)
+    return 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -592,13 +301,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     specs = plan_runs(args)
-    for spec in specs:  # fail fast, before any simulation
-        try:
-            parse_run_config(spec.run_config)
-        except ConfigError as err:
-            build_parser().error(f"{spec.name}: invalid run config: {err}")
+    _check_configs(specs)
     args.out.mkdir(parents=True, exist_ok=True)
-    command = _command_line(argv)
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
 
     from . import simulation  # noqa: F401  # pylint: disable=import-outside-toplevel,unused-import
@@ -612,52 +316,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         for spec in bar:
             bar.set_description(spec.name)
-            path = spec.folder / "results.json"
-            record = {"scenario": spec.scenario, "seed": spec.seed, "method": spec.method,
-                      "status": "ok", "error": None, "path": str(path), "seconds": None,
-                      "results": None}
-            if args.resume and path.is_file():
-                try:
-                    previous = json.loads(path.read_text())
-                    why = config_mismatch(spec.run_config, previous, args.num_clients)
-                except (OSError, json.JSONDecodeError) as err:
-                    why = f"cannot read {path} ({err})"
-                if why is None:
-                    record["results"] = previous
-                    record["status"] = "resumed"
-                    tqdm.write(summary_line(spec, previous, status="resumed"))
-                    records.append(record)
-                    continue
-                tqdm.write(f"[rerun] {spec.name}: {why}; running it again")
-            start = time.perf_counter()
-            try:
-                record["results"] = _run_one(spec, args)
-                record["seconds"] = time.perf_counter() - start
-                tqdm.write(summary_line(spec, record["results"], record["seconds"]))
-            except KeyboardInterrupt:
-                raise
-            except Exception as err:  # pylint: disable=broad-exception-caught
-                record["seconds"] = time.perf_counter() - start
-                record["status"] = "failed"
-                record["error"] = f"{type(err).__name__}: {err}"
-                tqdm.write(f"[FAILED] {spec.name}: {record['error']}")
-                if args.verbose:
-                    tqdm.write(traceback.format_exc())
-            records.append(record)
+            records.append(execute(spec, args, tqdm.write))
     finally:
         bar.close()
         flwr_logger.setLevel(old_level)
-        if records:
-            write_report(records, args.out, command=command, settings=settings,
+        methods = [r for r in records if r["method"] != ORIGINAL]  # the report's rows
+        if methods:
+            write_report(methods, args.out, command=_command_line(argv), settings=settings,
                          ks=args.recovery_rounds)
-    failed = [r for r in records if r["status"] == "failed"]
-    print(f"report: {args.out / 'report.md'} and {args.out / 'report.json'}; plots in {args.out}")
-    if failed:
-        print(f"{len(failed)} of {len(records)} run(s) failed: "
-              + ", ".join(f"{r['scenario']} seed{r['seed']} {r['method']}" for r in failed),
-              file=sys.stderr)
-        return 1
-    return 0
+    return _finish(records, args.out)
 
 
 if __name__ == "__main__":

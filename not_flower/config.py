@@ -27,7 +27,7 @@ METHODS = METHOD_NAMES
 #: registry): client-wise forgetting only.
 BASELINE_METHODS = _BASELINES
 UNLEARN_MODES = ("client", "class", "instance")
-RECOVERY_OPTIMIZERS = ("sgd", "adam")
+RECOVERY_OPTIMIZERS = ("sgd", "adam", "yogi")
 
 
 class ConfigError(ValueError):
@@ -54,10 +54,15 @@ class RunConfig:
     recovery_server_lr: float = 1.0
     recovery_lr: float = 0.0
     recovery_local_epochs: int = 0
+    recovery_layerwise_rounds: int = 0
+    recovery_lr_warmup_rounds: int = 0
+    recovery_distill_weight: float = 0.0
+    recovery_distill_temperature: float = 2.0
     identify_by: str = "partition-id"
     dataset: str = "digits"
     data_dir: str = ""
     train_subset: int = 0
+    test_subset: int = 0
     model: str = "cnn"
     partitioner: str = "iid"
     dirichlet_alpha: float = 0.5
@@ -72,6 +77,7 @@ class RunConfig:
     backdoor_clients: tuple[str, ...] = ()
     backdoor_fraction: float = 0.4
     backdoor_target: int = 0
+    backdoor_trigger_size: int = 2
     init_checkpoint: str = ""
     request_dir: str = ""
     resume: bool = False
@@ -246,10 +252,12 @@ def parse_run_config(run_config: Mapping) -> RunConfig:
         recovery_server_lr=_as_float("recovery-server-lr", get("recovery-server-lr", d.recovery_server_lr)),
         recovery_lr=_as_float("recovery-lr", get("recovery-lr", d.recovery_lr)),
         recovery_local_epochs=_as_int("recovery-local-epochs", get("recovery-local-epochs", d.recovery_local_epochs), 0),
+        **_recovery_schedule(get, d),
         identify_by=str(get("identify-by", d.identify_by)).strip(),
         dataset=_choice("dataset", get("dataset", d.dataset), DATASETS),
         data_dir=str(get("data-dir", d.data_dir)),
         train_subset=_as_int("train-subset", get("train-subset", d.train_subset), 0),
+        test_subset=_as_int("test-subset", get("test-subset", d.test_subset), 0),
         model=_choice("model", get("model", d.model), MODELS),
         partitioner=_choice("partitioner", get("partitioner", d.partitioner), PARTITIONERS),
         dirichlet_alpha=_as_float("dirichlet-alpha", get("dirichlet-alpha", d.dirichlet_alpha)),
@@ -264,6 +272,7 @@ def parse_run_config(run_config: Mapping) -> RunConfig:
         backdoor_clients=_as_list("backdoor-clients", get("backdoor-clients", "")) if get("backdoor-clients", "") != "" else (),
         backdoor_fraction=_in_unit("backdoor-fraction", _as_float("backdoor-fraction", get("backdoor-fraction", d.backdoor_fraction)), low_open=False),
         backdoor_target=_as_int("backdoor-target", get("backdoor-target", d.backdoor_target), 0),
+        backdoor_trigger_size=_as_int("backdoor-trigger-size", get("backdoor-trigger-size", d.backdoor_trigger_size), 1),
         init_checkpoint=str(get("init-checkpoint", d.init_checkpoint)).strip(),
         request_dir=str(get("request-dir", d.request_dir)).strip(),
         resume=_as_bool("resume", get("resume", d.resume)),
@@ -308,14 +317,7 @@ def parse_run_config(run_config: Mapping) -> RunConfig:
         raise ConfigError(f"dirichlet-alpha must be > 0, got {cfg.dirichlet_alpha}")
     if cfg.lr <= 0:
         raise ConfigError(f"lr must be > 0, got {cfg.lr}")
-    if cfg.recovery_server_optimizer == "adam" and cfg.recovery_server_momentum > 0:
-        raise ConfigError("recovery-server-momentum applies to recovery-server-optimizer "
-                          f"'sgd' only; got {cfg.recovery_server_momentum} with 'adam' "
-                          "(FedAdam's own beta_1 is 0.9)")
-    if cfg.recovery_server_lr <= 0:
-        raise ConfigError(f"recovery-server-lr must be > 0, got {cfg.recovery_server_lr}")
-    if cfg.recovery_lr < 0:
-        raise ConfigError(f"recovery-lr must be >= 0 (0: the same as lr), got {cfg.recovery_lr}")
+    _check_recovery(cfg)
     if not cfg.negate_layers:
         raise ConfigError("negate-layers must not be empty; use 'first', a module name, a glob or an index")
     if not cfg.identify_by:
@@ -323,6 +325,49 @@ def parse_run_config(run_config: Mapping) -> RunConfig:
     if cfg.unlearn_clients and cfg.recovery_rounds < 1:
         raise ConfigError(f"recovery-rounds must be >= 1 when unlearn-clients is set, got {cfg.recovery_rounds}")
     return cfg
+
+
+def _recovery_schedule(get, d: RunConfig) -> dict:
+    """The recovery-schedule keys (layer-wise rounds, lr warm-up, distillation), parsed."""
+    return dict(
+        recovery_layerwise_rounds=_as_int("recovery-layerwise-rounds", get("recovery-layerwise-rounds", d.recovery_layerwise_rounds), 0),
+        recovery_lr_warmup_rounds=_as_int("recovery-lr-warmup-rounds", get("recovery-lr-warmup-rounds", d.recovery_lr_warmup_rounds), 0),
+        recovery_distill_weight=_as_float("recovery-distill-weight", get("recovery-distill-weight", d.recovery_distill_weight)),
+        recovery_distill_temperature=_as_float("recovery-distill-temperature", get("recovery-distill-temperature", d.recovery_distill_temperature)),
+    )
+
+
+def _check_recovery(cfg: RunConfig) -> None:
+    """The recovery-only settings: server update, client lr, schedules."""
+    if cfg.recovery_server_optimizer != "sgd" and cfg.recovery_server_momentum > 0:
+        raise ConfigError("recovery-server-momentum applies to recovery-server-optimizer "
+                          f"'sgd' only; got {cfg.recovery_server_momentum} with "
+                          f"{cfg.recovery_server_optimizer!r} (its own beta_1 is 0.9)")
+    if cfg.recovery_server_lr <= 0:
+        raise ConfigError(f"recovery-server-lr must be > 0, got {cfg.recovery_server_lr}")
+    if cfg.recovery_lr < 0:
+        raise ConfigError(f"recovery-lr must be >= 0 (0: the same as lr), got {cfg.recovery_lr}")
+    if cfg.recovery_distill_weight < 0:
+        raise ConfigError(f"recovery-distill-weight must be >= 0 (0: off), got "
+                          f"{cfg.recovery_distill_weight}")
+    if cfg.recovery_distill_temperature <= 0:
+        raise ConfigError(f"recovery-distill-temperature must be > 0, got "
+                          f"{cfg.recovery_distill_temperature}")
+    scheduled = [k for k, on in (
+        ("recovery-layerwise-rounds", cfg.recovery_layerwise_rounds > 0),
+        ("recovery-lr-warmup-rounds", cfg.recovery_lr_warmup_rounds > 0),
+        ("recovery-distill-weight", cfg.recovery_distill_weight > 0)) if on]
+    if cfg.method == "retrain":  # trains from scratch: no recovery, the keys do not apply
+        return
+    if cfg.recovery_layerwise_rounds > 0 and cfg.method != "not":
+        raise ConfigError(f"recovery-layerwise-rounds trains the negated tensors first: it "
+                          f"needs method 'not', got {cfg.method!r} (set it to 0)")
+    if scheduled and cfg.method not in ("not", "ft"):
+        raise ConfigError(f"{', '.join(scheduled)}: supported for methods 'not' and 'ft' "
+                          f"only, got {cfg.method!r}")
+    if scheduled and cfg.resume:
+        raise ConfigError(f"{', '.join(scheduled)}: not supported with resume = true (the "
+                          "schedule and the distillation teacher start at the request)")
 
 
 def _check_baseline(cfg: RunConfig) -> None:

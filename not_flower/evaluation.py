@@ -101,7 +101,8 @@ class Evaluator:
         self.sets: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
         self.triggered = None
         if cfg.backdoor_clients:
-            self.triggered = triggered_test_set(data.x_test, data.y_test, cfg.backdoor_target)
+            self.triggered = triggered_test_set(data.x_test, data.y_test, cfg.backdoor_target,
+                                                size=cfg.backdoor_trigger_size)
 
         self.classes: list[int] = []
         # per-example membership inference (LiRA) when mia-reference-models > 0

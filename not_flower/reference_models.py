@@ -204,11 +204,13 @@ def reference_epochs(cfg: RunConfig) -> int:
 def _cache_key(cfg: RunConfig, num_partitions: int, universe: Universe) -> dict:
     return {
         "version": _CACHE_VERSION, "dataset": cfg.dataset, "data_dir": cfg.data_dir,
-        "train_subset": cfg.train_subset, "partitioner": cfg.partitioner,
+        "train_subset": cfg.train_subset, "test_subset": cfg.test_subset,
+        "partitioner": cfg.partitioner,
         "dirichlet_alpha": cfg.dirichlet_alpha, "val_fraction": cfg.val_fraction,
         "seed": cfg.seed, "num_partitions": num_partitions,
         "backdoor_clients": sorted(cfg.backdoor_clients), "backdoor_fraction": cfg.backdoor_fraction,
-        "backdoor_target": cfg.backdoor_target, "server_data_fraction": cfg.server_data_fraction,
+        "backdoor_target": cfg.backdoor_target,
+        "backdoor_trigger_size": cfg.backdoor_trigger_size, "server_data_fraction": cfg.server_data_fraction,
         "model": cfg.model, "num_models": cfg.mia_reference_models,
         "epochs": reference_epochs(cfg), "batch_size": cfg.batch_size, "lr": cfg.lr,
         "momentum": cfg.momentum, "num_samples": len(universe.y),

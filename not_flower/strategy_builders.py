@@ -3,6 +3,7 @@
 Each builder takes the run config, the negation plan and ``out_dir`` plus the keyword
 arguments every method's strategy shares (FedAvg sampling, request sources, recovery
 options; made by :func:`not_flower.server_app.make_strategy`) and returns the strategy.
+NoT and FT also get the recovery schedule (:func:`recovery_schedule`).
 """
 
 from __future__ import annotations
@@ -17,14 +18,31 @@ from .models import build_model
 from .task import dataset_for, device, server_indices
 
 
+def recovery_schedule(cfg: RunConfig) -> dict:
+    """``NoT(recovery_schedule=...)`` from the run config (all off by default).
+
+    ``recovery-layerwise-rounds``, ``recovery-lr-warmup-rounds`` (ramping to
+    ``recovery-lr``, or ``lr`` when that is 0), ``recovery-distill-weight`` and
+    ``-temperature``; see :class:`strategies.recovery_schedule.RecoverySchedule`.
+    Retrain, which does not recover, gets none.
+    """
+    if cfg.method == "retrain":
+        return {}
+    return {"layerwise_rounds": cfg.recovery_layerwise_rounds,
+            "warmup_rounds": cfg.recovery_lr_warmup_rounds,
+            "base_lr": cfg.recovery_lr if cfg.recovery_lr > 0 else cfg.lr,
+            "distill_weight": cfg.recovery_distill_weight,
+            "distill_temperature": cfg.recovery_distill_temperature}
+
+
 def build_not(cfg: RunConfig, plan, *, out_dir: Path | None = None, **kwargs) -> NoT:
     """NoT: negate the plan's layers at the request, then recover."""
-    return NoT(plan, **kwargs)
+    return NoT(plan, recovery_schedule=recovery_schedule(cfg), **kwargs)
 
 
 def build_ft(cfg: RunConfig, plan, *, out_dir: Path | None = None, **kwargs) -> FT:
     """FT (and Retrain, FT from a fresh model with the request at round 1)."""
-    return FT(**kwargs)
+    return FT(recovery_schedule=recovery_schedule(cfg), **kwargs)
 
 
 def _builder(cfg: RunConfig):
@@ -66,4 +84,5 @@ def build_fukd(cfg: RunConfig, plan, *, out_dir: Path | None = None, **kwargs):
                 device=device(), **kwargs)
 
 
-__all__ = ["build_federaser", "build_fukd", "build_ft", "build_not", "build_pgd"]
+__all__ = ["build_federaser", "build_fukd", "build_ft", "build_not", "build_pgd",
+           "recovery_schedule"]

@@ -21,6 +21,7 @@ from .backdoor import poison
 from .config import RunConfig
 from .data import Dataset, load_dataset
 from .partition import partition, train_val_split
+from .recovery_train import RecoveryTraining
 
 
 def device() -> torch.device:
@@ -41,58 +42,93 @@ class ClientData:
 
 
 def dataset_for(cfg: RunConfig) -> Dataset:
-    """Load (cached per process) the run's data set, cut to ``train-subset`` if set."""
+    """Load (cached per process) the run's data set, cut to ``train-subset`` / ``test-subset``."""
     data = load_dataset(cfg.dataset, cfg.data_dir or None)
-    if cfg.train_subset <= 0:
+    if cfg.train_subset <= 0 and cfg.test_subset <= 0:
         return data
-    return _training_subset(data, cfg.train_subset)
+    return _subset(data, cfg.train_subset, cfg.test_subset)
 
 
-@lru_cache(maxsize=4)
-def _training_subset(data: Dataset, size: int) -> Dataset:
-    """A fixed (seed-independent) stratified subset of ``size`` training images.
+def stratified_choice(labels: np.ndarray, size: int, *, what: str, name: str) -> np.ndarray | None:
+    """Sorted indices of a fixed (seed-independent) stratified subset of ``size`` samples.
 
-    Each class keeps its share of the training set (largest-remainder rounding, so the
-    sizes add up to ``size``); the images are drawn with a generator seeded 0, so every
-    seed of a comparison trains on the same images. The test set is kept whole.
+    Each class keeps its share (largest-remainder rounding, so the sizes add up to
+    ``size``); the samples are drawn with a generator seeded 0, so every seed of a
+    comparison uses the same ones.
 
     Parameters
     ----------
-    data : Dataset
-        The full data set.
+    labels : np.ndarray
+        The labels of the whole set.
     size : int
-        Training images to keep, ``1 <= size <= len(data.y_train)``.
+        Samples to keep, ``1 <= size <= len(labels)``.
+    what, name : str
+        The run-config key (``train-subset``) and the data set's name, for the error.
 
     Returns
     -------
-    Dataset
-        ``data`` itself when ``size`` is the whole training set, else a new read-only one.
+    np.ndarray or None
+        The indices, or None when ``size`` is the whole set.
 
     Raises
     ------
     ValueError
-        If ``size`` exceeds the training set.
+        If ``size`` exceeds the set.
     """
-    total = len(data.y_train)
+    total = len(labels)
     if size > total:
-        raise ValueError(f"train-subset={size} exceeds the {total} training images of "
-                         f"{data.name!r}; use at most {total} (0 = all)")
+        kind = "training" if what == "train-subset" else "test"
+        raise ValueError(f"{what}={size} exceeds the {total} {kind} images of "
+                         f"{name!r}; use at most {total} (0 = all)")
     if size == total:
-        return data
-    classes, counts = np.unique(data.y_train, return_counts=True)
+        return None
+    classes, counts = np.unique(labels, return_counts=True)
     exact = counts * size / total
     take = np.floor(exact).astype(np.int64)
     order = np.argsort(-(exact - take), kind="stable")
     take[order[: size - int(take.sum())]] += 1
     rng = np.random.default_rng(0)
-    chosen = np.sort(np.concatenate([
-        rng.choice(np.flatnonzero(data.y_train == label), int(k), replace=False)
+    return np.sort(np.concatenate([
+        rng.choice(np.flatnonzero(labels == label), int(k), replace=False)
         for label, k in zip(classes, take)
     ]))
-    x, y = data.x_train[chosen], data.y_train[chosen]
-    x.setflags(write=False)
-    y.setflags(write=False)
-    return Dataset(data.name, x, y, data.x_test, data.y_test, num_classes=data.num_classes)
+
+
+def _read_only(*arrays: np.ndarray) -> None:
+    for a in arrays:
+        a.setflags(write=False)
+
+
+@lru_cache(maxsize=4)
+def _subset(data: Dataset, train_size: int, test_size: int) -> Dataset:
+    """``data`` cut to fixed stratified subsets (:func:`stratified_choice`; 0 = keep whole).
+
+    Parameters
+    ----------
+    data : Dataset
+        The full data set.
+    train_size, test_size : int
+        Training / test images to keep (``train-subset`` / ``test-subset``; 0 = all).
+
+    Returns
+    -------
+    Dataset
+        ``data`` itself when nothing is cut, else a new read-only one.
+    """
+    x, y, xt, yt = data.x_train, data.y_train, data.x_test, data.y_test
+    chosen = stratified_choice(y, train_size, what="train-subset", name=data.name) \
+        if train_size > 0 else None
+    if chosen is not None:
+        x, y = x[chosen], y[chosen]
+        _read_only(x, y)
+    chosen_test = stratified_choice(yt, test_size, what="test-subset", name=data.name) \
+        if test_size > 0 else None
+    if chosen_test is not None:
+        xt, yt = xt[chosen_test], yt[chosen_test]
+        _read_only(xt, yt)
+    if chosen is None and chosen_test is None:
+        return data
+    return Dataset(data.name, x, y, xt, yt, num_classes=data.num_classes)
 
 
 @lru_cache(maxsize=8)
@@ -168,7 +204,7 @@ def client_data(cfg: RunConfig, partition_id: int, num_partitions: int) -> Clien
     if str(partition_id) in cfg.backdoor_clients:
         x_train, y_train, poisoned = poison(
             x_train, y_train, cfg.backdoor_fraction, cfg.backdoor_target,
-            seed=cfg.seed + 1000 + partition_id,
+            seed=cfg.seed + 1000 + partition_id, size=cfg.backdoor_trigger_size,
         )
     return ClientData(
         partition_id=partition_id,
@@ -227,6 +263,7 @@ def train(
     momentum: float,
     seed: int,
     dev: torch.device | None = None,
+    recovery: RecoveryTraining | None = None,
 ) -> dict[str, float]:
     """Train ``model`` in place with SGD and return ``train-loss`` and ``train-seconds``.
 
@@ -246,18 +283,25 @@ def train(
         Seeds the shuffling, so a round is reproducible.
     dev : torch.device, optional
         Where to train; default :func:`device`.
+    recovery : RecoveryTraining or None
+        A recovery round's schedule (:mod:`not_flower.recovery_train`): only its
+        ``train_keys`` train, and its distillation term joins the loss.
 
     Returns
     -------
     dict[str, float]
-        Mean training loss over the last epoch and the CPU seconds this process spent
-        (``time.process_time``: all its threads; unlike wall seconds it does not grow
-        when other processes share the cores).
+        Mean training (cross-entropy) loss over the last epoch and the CPU seconds this
+        process spent (``time.process_time``: all its threads; unlike wall seconds it does
+        not grow when other processes share the cores).
     """
     dev = dev or device()
     t0 = time.process_time()
     model.to(dev).train()
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    recovery = recovery or RecoveryTraining()
+    if recovery.teacher is not None:
+        recovery.teacher.to(dev)
+    params = model.parameters() if recovery.train_keys is None else recovery.parameters(model)
+    opt = torch.optim.SGD(params, lr=lr, momentum=momentum)
     xt = torch.from_numpy(np.array(x, dtype=np.float32)).to(dev)
     yt = torch.from_numpy(np.array(y, dtype=np.int64)).to(dev)
     gen = torch.Generator().manual_seed(seed)
@@ -268,17 +312,20 @@ def train(
     # a last batch smaller than half a batch joins the one before it
     min_batch = max(2, batch_size // 2) if has_batchnorm(model) else 1
     bounds = batch_bounds(len(xt), batch_size, min_batch=min_batch)
-    for _ in range(epochs):
-        total, count = 0.0, 0
-        order = torch.randperm(len(xt), generator=gen).to(dev)
-        for start, end in bounds:
-            idx = order[start:end]
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(xt[idx]), yt[idx])
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
-            count += len(idx)
+    with recovery.frozen(model):
+        for _ in range(epochs):
+            total, count = 0.0, 0
+            order = torch.randperm(len(xt), generator=gen).to(dev)
+            for start, end in bounds:
+                idx = order[start:end]
+                opt.zero_grad(set_to_none=True)
+                logits = model(xt[idx])
+                loss = loss_fn(logits, yt[idx])
+                extra = recovery.extra_loss(logits, xt[idx])
+                (loss if extra is None else loss + extra).backward()
+                opt.step()
+                total += loss.item() * len(idx)
+                count += len(idx)
     return {"train-loss": total / max(count, 1), "train-seconds": time.process_time() - t0}
 
 

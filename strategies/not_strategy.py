@@ -4,8 +4,10 @@
 (:mod:`strategies.unlearning`, :mod:`strategies.unlearner`), with the recovery options
 of the run config turned into Flower's own server optimizers: a server momentum or
 learning rate builds :class:`flwr.serverapp.strategy.FedAvgM`, ``recovery_optimizer="adam"``
-builds :class:`flwr.serverapp.strategy.FedAdam`, each used from the request on. Until a
-request is applied it *is* FedAvg: same sampling, same aggregate.
+(``"yogi"``) builds :class:`flwr.serverapp.strategy.FedAdam` (``FedYogi``), each used from
+the request on; layer-wise rounds, a learning-rate warm-up and distillation wrap it in a
+:class:`strategies.recovery_schedule.RecoverySchedule`. Until a request is applied it *is*
+FedAvg: same sampling, same aggregate.
 
 To unlearn with another strategy (FedProx, FedAdam, a DP wrapper ...), wrap it yourself:
 ``Unlearning(FedProx(...), Negation(plan))``.
@@ -16,9 +18,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from flwr.app import ArrayRecord, MetricRecord, RecordDict
-from flwr.serverapp.strategy import FedAdam, FedAvg, FedAvgM, Strategy
+from flwr.serverapp.strategy import FedAdam, FedAvg, FedAvgM, FedYogi, Strategy
 
 from .negation_arrays import NegationPlan
+from .recovery_schedule import RecoverySchedule
 from .replies import (  # noqa: F401  (the names this module offered before)
     all_finite,
     array_layout,
@@ -36,7 +39,7 @@ from .unlearning_request import (  # noqa: F401
 )
 
 #: Server updates during recovery (see ``NoT(recovery_optimizer=...)``).
-RECOVERY_OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
+RECOVERY_OPTIMIZERS: tuple[str, ...] = ("sgd", "adam", "yogi")
 
 
 def recovery_strategy_for(optimizer: str, momentum: float, server_lr: float,
@@ -47,12 +50,12 @@ def recovery_strategy_for(optimizer: str, momentum: float, server_lr: float,
     ----------
     optimizer : str
         ``"sgd"`` (FedAvgM; with momentum 0 and learning rate 1 this is FedAvg and
-        ``None`` is returned) or ``"adam"`` (FedAdam, ``beta_1=0.9``, ``beta_2=0.99``,
-        ``tau=1e-3``).
+        ``None`` is returned), ``"adam"`` (FedAdam) or ``"yogi"`` (FedYogi), both with
+        ``beta_1=0.9``, ``beta_2=0.99``, ``tau=1e-3``.
     momentum : float
         Server momentum in [0, 1) (``"sgd"`` only).
     server_lr : float
-        Server learning rate, > 0 (FedAdam's ``eta``).
+        Server learning rate, > 0 (FedAdam's / FedYogi's ``eta``).
     **fedavg_kwargs
         FedAvg's sampling and record settings, for the recovery strategy too.
 
@@ -68,11 +71,12 @@ def recovery_strategy_for(optimizer: str, momentum: float, server_lr: float,
     if optimizer not in RECOVERY_OPTIMIZERS:
         raise ValueError(f"recovery_optimizer must be one of {RECOVERY_OPTIMIZERS}, got "
                          f"{optimizer!r}")
-    if optimizer == "adam" and momentum > 0:
+    if optimizer != "sgd" and momentum > 0:
         raise ValueError("recovery_momentum applies to recovery_optimizer='sgd' only; "
-                         f"got recovery_momentum={momentum} with 'adam'")
-    if optimizer == "adam":
-        return FedAdam(eta=server_lr, beta_1=0.9, beta_2=0.99, tau=1e-3, **fedavg_kwargs)
+                         f"got recovery_momentum={momentum} with {optimizer!r}")
+    if optimizer in ("adam", "yogi"):
+        adaptive = FedAdam if optimizer == "adam" else FedYogi
+        return adaptive(eta=server_lr, beta_1=0.9, beta_2=0.99, tau=1e-3, **fedavg_kwargs)
     if momentum > 0 or server_lr != 1.0:
         return FedAvgM(server_momentum=momentum, server_learning_rate=server_lr,
                        **fedavg_kwargs)
@@ -115,10 +119,15 @@ class NoT(Unlearning):
         Server momentum during recovery only (Flower's FedAvgM, fresh at every request).
         0 with ``recovery_server_lr=1`` = plain FedAvg recovery (the paper's).
     recovery_server_lr : float (default: 1.0)
-        Server learning rate during recovery (FedAvgM's, or FedAdam's ``eta``).
+        Server learning rate during recovery (FedAvgM's, or FedAdam's / FedYogi's ``eta``).
     recovery_optimizer : str (default: "sgd")
-        ``"sgd"`` (FedAvgM) or ``"adam"`` (Flower's FedAdam, ``beta_1=0.9``,
-        ``beta_2=0.99``, ``tau=1e-3``; ``recovery_momentum`` must be 0).
+        ``"sgd"`` (FedAvgM), ``"adam"`` or ``"yogi"`` (Flower's FedAdam / FedYogi,
+        ``beta_1=0.9``, ``beta_2=0.99``, ``tau=1e-3``; ``recovery_momentum`` must be 0).
+    recovery_schedule : dict or None (default: None)
+        Keyword arguments of :class:`strategies.recovery_schedule.RecoverySchedule`
+        (``layerwise_rounds``, ``warmup_rounds``, ``base_lr``, ``distill_weight``,
+        ``distill_temperature``; its ``train_keys`` are the negated keys); ``None`` or all
+        off: no schedule. The distillation teacher is the model from before each request.
     recovery_config, identity_timeout, node_wait_timeout, forget_me_key, request_source,
     keep_rounds, step_timeout, max_empty_rounds, on_unlearning
         As :class:`strategies.unlearning.Unlearning`.
@@ -142,6 +151,7 @@ class NoT(Unlearning):
         recovery_momentum: float = 0.0,
         recovery_server_lr: float = 1.0,
         recovery_optimizer: str = "sgd",
+        recovery_schedule: dict | None = None,
         recovery_config: dict | None = None,
         identity_timeout: float = 60.0,
         node_wait_timeout: float = 600.0,
@@ -167,21 +177,35 @@ class NoT(Unlearning):
             unlearner = negation
         else:
             unlearner = Negation(as_plan(negation))
+        recovery = recovery_strategy_for(
+            recovery_optimizer, recovery_momentum, recovery_server_lr, **fedavg_kwargs)
+        schedule = dict(recovery_schedule or {})
+        if any(schedule.get(k) for k in ("layerwise_rounds", "warmup_rounds", "distill_weight")):
+            recovery = RecoverySchedule(recovery or FedAvg(**fedavg_kwargs),
+                                        train_keys=unlearner.keys, **schedule)
+        self._user_on_unlearning = on_unlearning
         super().__init__(
-            FedAvg(**fedavg_kwargs), unlearner,
-            recovery_strategy=recovery_strategy_for(
-                recovery_optimizer, recovery_momentum, recovery_server_lr, **fedavg_kwargs),
+            FedAvg(**fedavg_kwargs), unlearner, recovery_strategy=recovery,
             request_source=request_source, forget_me_key=forget_me_key,
             identity_timeout=identity_timeout, node_wait_timeout=node_wait_timeout,
             keep_rounds=keep_rounds, recovery_config=recovery_config,
             step_timeout=step_timeout, max_empty_rounds=max_empty_rounds,
-            on_unlearning=on_unlearning,
+            on_unlearning=self._hand_teacher if isinstance(recovery, RecoverySchedule)
+            else on_unlearning,
         )
         self.recovery_optimizer = recovery_optimizer
         self.recovery_momentum = recovery_momentum
         self.recovery_server_lr = recovery_server_lr
         for key, value in fedavg_kwargs.items():  # FedAvg's settings, readable as before
             setattr(self, key, value)
+
+    def _hand_teacher(self, event: UnlearningEvent, before: ArrayRecord,
+                      after: ArrayRecord) -> None:
+        """At a request: the model before it is the recovery's distillation teacher."""
+        if isinstance(self._recovery, RecoverySchedule):
+            self._recovery.set_teacher(before)
+        if self._user_on_unlearning is not None:
+            self._user_on_unlearning(event, before, after)
 
     @property
     def negation(self) -> NegationPlan | None:

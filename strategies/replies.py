@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import numpy as np
-from flwr.app import ArrayRecord, RecordDict
+from flwr.app import ArrayRecord, Message, RecordDict
 
 from .negation_arrays import npy_payload
 
@@ -29,6 +29,21 @@ def arrayrecord_nbytes(arrays: ArrayRecord) -> int:
     int
     """
     return sum(len(array.data) for array in arrays.values())
+
+
+def messages_nbytes(messages: Iterable[Message]) -> int:
+    """Bytes of the tensors a list of messages carries, every ArrayRecord of each counted.
+
+    Parameters
+    ----------
+    messages : Iterable[Message]
+        Messages (sharing a content or not: each counts as sent).
+
+    Returns
+    -------
+    int
+    """
+    return sum(arrayrecord_nbytes(rec) for m in messages for rec in m.content.array_records.values())
 
 
 def reply_metrics(content: RecordDict) -> dict:
@@ -149,4 +164,4 @@ def seconds_reported(metrics: dict) -> float:
 
 
 __all__ = ["all_finite", "array_layout", "arrayrecord_nbytes", "check_train_reply",
-           "majority_metric_keys", "reply_metrics", "same_dtype_kind", "seconds_reported"]
+           "majority_metric_keys", "messages_nbytes", "reply_metrics", "same_dtype_kind", "seconds_reported"]

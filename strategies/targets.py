@@ -180,7 +180,8 @@ class TargetBook:
     def with_forget_specs(self, messages: list[Message], arrayrecord_key: str = "arrays",
                           configrecord_key: str = "config") -> list[Message]:
         """Give each affected node its own config with ``forget-classes``/``forget-samples``
-        (the ArrayRecord is shared, not copied; other nodes get the message as it was)."""
+        (the other records, ArrayRecords included, are shared, not copied; other nodes get
+        the message as it was)."""
         if not self.forget:
             return messages
         out = []
@@ -194,8 +195,7 @@ class TargetBook:
                 config["forget-classes"] = spec["classes"]
             if spec["samples"]:
                 config["forget-samples"] = spec["samples"]
-            content = RecordDict({arrayrecord_key: msg.content[arrayrecord_key],
-                                  configrecord_key: config})
+            content = RecordDict({**dict(msg.content.items()), configrecord_key: config})
             out.append(Message(content, dst_node_id=msg.metadata.dst_node_id,
                                message_type=msg.metadata.message_type))
         return out

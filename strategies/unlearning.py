@@ -49,9 +49,9 @@ from .grid_view import ExcludingGrid, innermost, is_float, nodes_needed
 from .identity import BY_NODE_ID, TargetRule, make_rule
 from .replies import (
     array_layout,
-    arrayrecord_nbytes,
     check_train_reply,
     majority_metric_keys,
+    messages_nbytes,
     reply_metrics,
     seconds_reported,
 )
@@ -163,7 +163,8 @@ class Unlearning(Strategy):
         self.book = TargetBook(identity_timeout, self.unlearner.name)
         self._recovering = False
         self._sent: ArrayRecord | None = None
-        self._layout: dict | None = None
+        self._layout: dict | None = None  # of the model sent; replies: _reply_layout
+        self._reply_layout: dict | None = None
         self._fallback_arrays: ArrayRecord | None = None
         self._peak = 0
         self._empty_rounds = EmptyRoundGuard(max_empty_rounds)
@@ -347,9 +348,10 @@ class Unlearning(Strategy):
             server_round, arrays, config, self._view(grid, "train")))
         messages = self._with_forget_specs(messages)
         self._layout = array_layout(arrays)
+        self._reply_layout = getattr(self.active_strategy, "reply_layout", dict)(self._layout)
         info = self._round(server_round)
         info["train_sampled"] = [m.metadata.dst_node_id for m in messages]
-        info["bytes_down"] = info.get("bytes_down", 0) + arrayrecord_nbytes(arrays) * len(messages)
+        info["bytes_down"] = info.get("bytes_down", 0) + messages_nbytes(messages)
         return messages
 
     def aggregate_train(
@@ -396,7 +398,7 @@ class Unlearning(Strategy):
         messages = self._with_forget_specs(messages)
         info = self._round(server_round)
         info["evaluate_sampled"] = [m.metadata.dst_node_id for m in messages]
-        info["bytes_down"] = info.get("bytes_down", 0) + arrayrecord_nbytes(arrays) * len(messages)
+        info["bytes_down"] = info.get("bytes_down", 0) + messages_nbytes(messages)
         return messages
 
     def aggregate_evaluate(
@@ -456,9 +458,9 @@ class Unlearning(Strategy):
                 continue
             if not msg.has_error():
                 metrics[id(msg)] = reply_metrics(msg.content)
-                if what == "train" and self._layout is not None:
-                    reason = check_train_reply(msg.content, self._layout, self.weighted_by_key,
-                                               metrics[id(msg)])
+                if what == "train" and self._reply_layout is not None:
+                    reason = check_train_reply(msg.content, self._reply_layout,
+                                               self.weighted_by_key, metrics[id(msg)])
                     if reason is not None:
                         self._reject(server_round, what, node_id, reason)
                         continue
@@ -468,8 +470,7 @@ class Unlearning(Strategy):
         ok = [m for m in kept if not m.has_error()]
         info[f"{what}_replied"] = [m.metadata.src_node_id for m in ok]
         info[f"{what}_metrics"] = {m.metadata.src_node_id: metrics[id(m)] for m in ok}
-        info["bytes_up"] = info.get("bytes_up", 0) + sum(
-            arrayrecord_nbytes(rec) for m in ok for rec in m.content.array_records.values())
+        info["bytes_up"] = info.get("bytes_up", 0) + messages_nbytes(ok)
         info["client_seconds"] = info.get("client_seconds", 0.0) + sum(
             seconds_reported(metrics[id(m)]) for m in ok)
         return kept
@@ -593,7 +594,6 @@ class Unlearning(Strategy):
             self.steps.append(record)
         self._peak = max(self._peak, self.storage_bytes)
         return unlearned, seconds
-
 
 
 __all__ = ["Unlearning", "UnlearningError", "UnlearningEvent", "UnlearningRequest",

@@ -8,7 +8,7 @@ from dataclasses import fields
 
 import pytest
 
-from not_flower import compare, report
+from not_flower import compare, compare_runs, report
 from not_flower.config import RunConfig, parse_run_config
 from not_flower.metrics import avg_gap
 
@@ -448,7 +448,7 @@ def fake_sim(monkeypatch):
         calls.append(spec.name)
         return _fake_run(spec, args)
 
-    monkeypatch.setattr(compare, "_run_one", run)
+    monkeypatch.setattr(compare_runs, "_run_one", run)
     return calls
 
 
@@ -540,6 +540,32 @@ def test_end_to_end_backdoor_reduced(tmp_path, capsys):
     assert "| NoT@2 |" in md and "| Retrain |" in md
 
 
+@pytest.mark.e2e
+def test_end_to_end_share_original_trains_once(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    rc = compare.main(["--out", str(out), "--seeds", "0", "--scenarios", "backdoor",
+                       "--methods", "ft", "not", "--num-clients", "3",
+                       "--train-rounds", "3", "--recovery-rounds", "2", "--share-original"])
+    printed = capsys.readouterr().out
+    assert rc == 0, printed
+    assert "[ok] backdoor seed0 Original" in printed and printed.count("[ok] backdoor seed0") == 3
+    seed = out / "runs" / "backdoor" / "seed0"
+    original = json.loads((seed / "original" / "results.json").read_text())
+    assert len([r for r in original["rounds"] if r["phase"] == "train"]) == 3
+    trained = original["models"][original["final"]]
+    for method in ("ft", "not"):
+        res = json.loads((seed / method / "results.json").read_text())
+        assert res["config"]["init-checkpoint"] == str(seed / "original" / "checkpoint-final.pt")
+        assert res["costs"]["train"]["rounds"] == 0  # no training of its own
+        assert not [r for r in res["rounds"] if r["phase"] == "train"]
+        assert res["models"]["original"]["test_acc"] == pytest.approx(trained["test_acc"])
+        assert res["models"]["original"]["asr"] == pytest.approx(trained["asr"])
+    rep = json.loads((out / "report.json").read_text())
+    rows = rep["scenarios"]["backdoor"]["methods"]
+    assert {"Original", "FT@2", "NoT@2"} <= set(rows)
+    assert rows["Original"]["stats"]["test"]["mean"] == pytest.approx(100 * trained["test_acc"])
+
+
 # --------------------------------------------------------------------------- #
 # partial forgetting scenarios (class, instance)
 # --------------------------------------------------------------------------- #
@@ -610,3 +636,53 @@ def test_class_scenario_table_adds_forgotten_and_other_class_columns():
     # a client-wise scenario keeps its 11 columns
     assert len(report.render_table(report.summarize_scenario(
         [record("iid", 0, "retrain", retrain_results(RETRAIN[0]))], "iid"))[0].split("|")) == 13
+
+
+# --------------------------------------------------------------------------- share-original
+def test_share_original_plans_one_original_and_starts_not_and_ft_from_it(tmp_path):
+    args = compare.parse_args(["--out", str(tmp_path), "--seeds", "0", "1", "--scenarios",
+                               "backdoor", "--methods", "retrain", "ft", "not", "pgd",
+                               "--train-rounds", "7", "--recovery-rounds", "3",
+                               "--share-original"])
+    specs = compare.plan_runs(args)
+    assert [s.method for s in specs] == ["original", "retrain", "ft", "not", "pgd"] * 2
+    original = specs[0]
+    assert original.name == "backdoor seed0 Original"
+    assert original.run_config["unlearn-clients"] == "" and original.run_config["recovery-rounds"] == 0
+    assert original.run_config["num-train-rounds"] == 7
+    assert original.folder == tmp_path / "runs" / "backdoor" / "seed0" / "original"
+    ckpt = str(original.folder / "checkpoint-final.pt")
+    by = {s.method: s.run_config for s in specs[:5]}
+    for method in ("ft", "not"):
+        assert by[method]["init-checkpoint"] == ckpt and by[method]["num-train-rounds"] == 0
+    for method in ("retrain", "pgd"):  # Retrain from scratch; PGD keeps the clients' models
+        assert "init-checkpoint" not in by[method] and by[method]["num-train-rounds"] == 7
+    assert specs[5].run_config["seed"] == 1 and specs[7].run_config["init-checkpoint"].endswith(
+        "seed1/original/checkpoint-final.pt")
+    plain = compare.plan_runs(compare.parse_args(["--out", str(tmp_path), "--scenarios", "iid"]))
+    assert "original" not in [s.method for s in plain]
+    assert all("init-checkpoint" not in s.run_config for s in plain)
+
+
+def test_share_original_with_only_retrain_plans_no_original(tmp_path):
+    args = compare.parse_args(["--out", str(tmp_path), "--seeds", "0", "--scenarios", "iid",
+                               "--methods", "retrain", "--share-original"])
+    assert [s.method for s in compare.plan_runs(args)] == ["retrain"]
+
+
+def test_share_original_refuses_an_init_checkpoint_of_its_own(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        compare.parse_args(["--out", str(tmp_path), "--share-original",
+                            "--set", "init-checkpoint=/tmp/x.pt"])
+    assert exc.value.code == 2
+    assert "--share-original sets init-checkpoint itself" in capsys.readouterr().err
+
+
+def test_main_with_share_original_runs_the_original_first_and_reports_methods_only(
+        tmp_path, fake_sim):
+    argv = ["--out", str(tmp_path), "--seeds", "0", "--scenarios", "backdoor",
+            "--train-rounds", "20", "--recovery-rounds", "10", "--share-original"]
+    compare.main(argv)
+    assert fake_sim[0] == "backdoor seed0 Original" and len(fake_sim) == 4
+    rep = json.loads((tmp_path / "report.json").read_text())
+    assert sorted(r["method"] for r in rep["runs"]) == ["ft", "not", "retrain"]

@@ -161,3 +161,18 @@ def test_train_subset_too_large_is_named():
     full = dataset_for(parse_run_config({}))
     with pytest.raises(ValueError, match=rf"train-subset=99999 exceeds the {len(full.y_train)}"):
         dataset_for(parse_run_config({"train-subset": 99999}))
+
+
+def test_test_subset_is_stratified_fixed_and_keeps_the_training_set():
+    full = dataset_for(parse_run_config({}))
+    cut = dataset_for(parse_run_config({"test-subset": 100}))
+    assert len(cut.y_test) == 100 and np.array_equal(cut.x_train, full.x_train)
+    _, full_counts = np.unique(full.y_test, return_counts=True)
+    _, counts = np.unique(cut.y_test, return_counts=True)
+    assert np.all(np.abs(counts - full_counts * 100 / len(full.y_test)) < 1)
+    again = dataset_for(parse_run_config({"test-subset": 100, "seed": 4}))
+    assert np.array_equal(again.x_test, cut.x_test)
+    both = dataset_for(parse_run_config({"test-subset": 100, "train-subset": 500}))
+    assert len(both.y_train) == 500 and np.array_equal(both.x_test, cut.x_test)
+    with pytest.raises(ValueError, match=rf"test-subset=99999 exceeds the {len(full.y_test)} test"):
+        dataset_for(parse_run_config({"test-subset": 99999}))

