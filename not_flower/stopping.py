@@ -112,20 +112,31 @@ class StoppingRule:
             })
         return out
 
+    def counts(self, server_round: int) -> bool:
+        """Whether a request needed this round: it lies in a request's window, up to its
+        stop round (anywhere in it when it did not stop); rounds before the first request
+        are not counted.
+
+        Parameters
+        ----------
+        server_round : int
+            The round.
+
+        Returns
+        -------
+        bool
+        """
+        window = max((e["request_round"] for e in self.entries
+                      if e["request_round"] <= server_round), default=None)
+        if window is None:
+            return False
+        chosen = [e["chosen_round"] for e in self.entries if e["request_round"] == window]
+        ends = [c for c in chosen if c is not None]
+        return len(ends) < len(chosen) or server_round <= max(ends)
+
     def rows_until_stop(self, rows: list[dict]) -> list[dict]:
-        """The rounds each request needed: its window up to its stop round (all of it when
-        it did not stop). Rows before the first request are not included."""
-        starts = sorted({e["request_round"] for e in self.entries})
-        keep = []
-        for row in rows:
-            window = max((s for s in starts if s <= row["round"]), default=None)
-            if window is None:
-                continue
-            chosen = [e["chosen_round"] for e in self.entries if e["request_round"] == window]
-            ends = [c for c in chosen if c is not None]
-            if len(ends) < len(chosen) or row["round"] <= max(ends):
-                keep.append(row)
-        return keep
+        """The rounds each request needed (:meth:`counts`), as rows with a ``round``."""
+        return [row for row in rows if self.counts(row["round"])]
 
 
 def summary_lines(per_request: list[dict], requests: list[dict]) -> list[str]:

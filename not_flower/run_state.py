@@ -1,0 +1,245 @@
+"""Checkpoint and resume: what an interrupted run leaves in ``out-dir`` and reads back.
+
+After every round the ServerApp writes ``checkpoint-latest.pt`` and then ``state.json``
+(:func:`save_run_state`, both atomically): the round the checkpoint holds, the run
+config, the requests applied so far and those still pending, the per-run state
+(:class:`RunState`) and the results so far. With ``resume=true`` a run reads it back
+(:func:`load_run_state`), re-applies the applied requests' target rules and queues the
+pending ones again (:func:`restore_requests`), and continues from the checkpoint
+(:func:`load_initial_checkpoint`, which also checks ``init-checkpoint`` files).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from logging import INFO
+from pathlib import Path
+
+import torch
+from flwr.app import ArrayRecord
+from flwr.supercore import log
+
+from strategies.not_strategy import NoT
+
+from .config import RunConfig, to_run_config
+from .outdir import CONTROL_KEYS
+from .store import load_checkpoint, save_checkpoint, write_json
+
+
+@dataclass
+class RunState:
+    """What a run carries from round to round besides its results (kept for resume).
+
+    Parameters
+    ----------
+    num_partitions : int or None
+        Partitions of the federation (declared by the nodes, else the number of nodes).
+    reference_val_acc : float or None
+        Retained clients' validation accuracy before the latest request.
+    forget_ids : set[int]
+        Partition ids forgotten so far.
+    stopping : list[dict]
+        The stopping rule's per-request entries (:class:`not_flower.stopping.StoppingRule`
+        updates this list in place).
+    """
+
+    num_partitions: int | None = None
+    reference_val_acc: float | None = None
+    forget_ids: set[int] = field(default_factory=set)
+    stopping: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """The JSON form kept in ``state.json`` (``forget_ids`` sorted)."""
+        return {"num_partitions": self.num_partitions,
+                "reference_val_acc": self.reference_val_acc,
+                "forget_ids": sorted(self.forget_ids), "stopping": self.stopping}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunState:
+        """Read back :meth:`to_dict`'s form."""
+        return cls(num_partitions=data["num_partitions"],
+                   reference_val_acc=data["reference_val_acc"],
+                   forget_ids=set(data["forget_ids"]), stopping=data.get("stopping", []))
+
+
+@dataclass(frozen=True)
+class SavedRun:
+    """The ``state.json`` of an interrupted run, as read back.
+
+    Parameters
+    ----------
+    round : int
+        The last round it finished (the round ``checkpoint-latest.pt`` holds).
+    applied : list[dict]
+        Target rules of the requests applied so far (``by``, ``values``).
+    forget_specs : dict
+        The strategy's class-/instance-wise forget specs.
+    pending : list[dict]
+        Requests still queued (rule, who asked, server round, classes, samples).
+    state : RunState
+        The run's state at that round.
+    results : dict
+        The results so far (the ``results.json`` form, unfinished).
+    """
+
+    round: int  # noqa: A003 - the state.json field
+    applied: list[dict]
+    forget_specs: dict
+    pending: list[dict]
+    state: RunState
+    results: dict
+
+
+def load_initial_checkpoint(path: str, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Load ``init-checkpoint`` and check that it fits ``model`` (keys, shapes, dtypes).
+
+    Parameters
+    ----------
+    path : str
+        The checkpoint file (``~`` expanded).
+    model : torch.nn.Module
+        A model of the run's architecture.
+
+    Returns
+    -------
+    dict[str, torch.Tensor]
+        The state dict, in the model's key order.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        Naming the file and what does not fit.
+    """
+    state, _ = load_checkpoint(Path(path).expanduser())
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise ValueError(
+            f"init-checkpoint {path!r} does not fit the model: missing keys {missing[:5]}, "
+            f"unexpected keys {unexpected[:5]} (is it from another model or data set?)"
+        )
+    for key, tensor in expected.items():
+        if tuple(state[key].shape) != tuple(tensor.shape) or state[key].dtype != tensor.dtype:
+            raise ValueError(
+                f"init-checkpoint {path!r}: tensor {key!r} has shape {tuple(state[key].shape)} "
+                f"({state[key].dtype}), the model needs {tuple(tensor.shape)} ({tensor.dtype})"
+            )
+    return {k: state[k] for k in expected}
+
+
+def save_run_state(out_dir: Path, cfg: RunConfig, server_round: int, arrays: ArrayRecord,
+                   results: dict, state: RunState, strategy: NoT, offset: int,
+                   meta: dict) -> None:
+    """Write ``checkpoint-latest.pt`` then ``state.json`` (both atomically) after a round.
+
+    ``state.json`` names the round the checkpoint holds, the requests applied so far (their
+    target rules stay in force on resume) and those still pending, and the results so far.
+    A run killed at any point leaves a consistent pair: the state is written after the
+    checkpoint it describes.
+
+    Parameters
+    ----------
+    out_dir : Path
+        The run's output folder.
+    cfg : RunConfig
+        The run configuration (kept without its control keys, to refuse a resume with
+        another configuration).
+    server_round : int
+        The round just finished.
+    arrays : ArrayRecord
+        The global model after that round.
+    results : dict
+        The results so far.
+    state : RunState
+        The run's state.
+    strategy : NoT
+        The strategy (its applied rules, forget specs and pending requests).
+    offset : int
+        Rounds done by the run this one resumed (the strategy counts from 1 again).
+    meta : dict
+        Checkpoint metadata (model, data set, seed, method).
+    """
+    save_checkpoint(out_dir / "checkpoint-latest.pt", arrays,
+                    {**meta, "round": server_round})
+    write_json(out_dir / "state.json", {
+        "version": 1,
+        "round": server_round,
+        "config": {k: v for k, v in to_run_config(cfg).items() if k not in CONTROL_KEYS},
+        "applied": [{"by": r.by, "values": list(r.values)} for r in strategy.applied_rules],
+        "forget_specs": strategy.forget_specs,
+        "pending": [
+            {"by": r.rule.by, "values": list(r.rule.values), "requested_by": r.requested_by,
+             "at_round": None if r.at_round is None else offset + r.at_round,
+             "classes": list(r.classes), "samples": list(r.samples)}
+            for r in strategy.pending_requests
+        ],
+        "state": state.to_dict(),
+        "results": results,
+    })
+
+
+def load_run_state(out_dir: Path, cfg: RunConfig) -> SavedRun | None:
+    """The state an interrupted run left in ``out_dir`` (``None`` if there is none).
+
+    Parameters
+    ----------
+    out_dir : Path
+        The run's output folder.
+    cfg : RunConfig
+        This run's configuration.
+
+    Returns
+    -------
+    SavedRun or None
+
+    Raises
+    ------
+    ValueError
+        If the state was written by a run with a different configuration.
+    """
+    path = out_dir / "state.json"
+    if not path.is_file():
+        log(INFO, "resume: no state.json in %s; starting from the beginning", out_dir)
+        return None
+    saved = json.loads(path.read_text())
+    mine = {k: v for k, v in to_run_config(cfg).items() if k not in CONTROL_KEYS}
+    differing = sorted(k for k in mine if saved["config"].get(k) != mine[k])
+    if differing:
+        raise ValueError(
+            f"resume: {path} was written by a run with a different configuration "
+            f"(differs in {differing}); resume with the same run config or another out-dir"
+        )
+    if saved["round"] >= cfg.total_rounds:
+        log(INFO, "resume: the run in %s had already finished all %d rounds", out_dir,
+            cfg.total_rounds)
+    return SavedRun(round=saved["round"], applied=saved["applied"],
+                    forget_specs=saved.get("forget_specs", {}), pending=saved["pending"],
+                    state=RunState.from_dict(saved["state"]), results=saved["results"])
+
+
+def restore_requests(strategy: NoT, saved: SavedRun) -> None:
+    """Put an interrupted run's requests back into a new strategy.
+
+    Requests applied before the interruption stay in force (their targets stay excluded;
+    no second negation); requests still pending are queued again for their round,
+    counted from the resumed round.
+
+    Parameters
+    ----------
+    strategy : NoT
+        The new run's strategy, before it starts.
+    saved : SavedRun
+        What the interrupted run left.
+    """
+    for rule in saved.applied:
+        strategy.exclude(rule["values"], by=rule["by"])
+    strategy.restore_forget_specs(saved.forget_specs)
+    for req in saved.pending:
+        strategy.request_unlearning(
+            req["values"], by=req["by"], requested_by=req["requested_by"],
+            at_round=None if req["at_round"] is None else max(1, req["at_round"] - saved.round),
+            **({"classes": req["classes"]} if req.get("classes") else {}),
+            **({"samples": req["samples"]} if req.get("samples") else {}),
+        )
