@@ -73,6 +73,7 @@ SETTINGS: dict[str, dict] = {
     "weights-only+layerwise-3": {"negate-bias": False, "recovery-layerwise-rounds": 3},
     "server-yogi-0.01": {"recovery-server-optimizer": "yogi", "recovery-server-lr": 0.01},
     "distill-1": {"recovery-distill-weight": 1.0},
+    "distill-0.1": {"recovery-distill-weight": 0.1},
     "warmup-5": {"recovery-lr-warmup-rounds": 5},
 }
 DESCRIPTIONS: dict[str, str] = {
@@ -101,6 +102,7 @@ DESCRIPTIONS: dict[str, str] = {
     "weights-only+layerwise-3": "NoT, weights only, + 3 layer-wise rounds",
     "server-yogi-0.01": "NoT + FedYogi server update in recovery (eta 0.01)",
     "distill-1": "NoT + distillation toward the pre-unlearning model (weight 1, T 2)",
+    "distill-0.1": "NoT + distillation toward the pre-unlearning model (weight 0.1, T 2)",
     "warmup-5": "NoT + client lr warm-up over 5 recovery rounds",
 }
 
