@@ -5,8 +5,9 @@ find the first round at which the global model is
 * within 1 point of Retrain's final test accuracy, and
 * within 2 points of Retrain's final forget accuracy (and of its ASR in the backdoor
   scenario),
-and report the rounds, MB (bytes down + up of the actual messages) and client-seconds
-spent up to that round, per seed, with NoT's cost as a share of Retrain's. A method that
+and report the rounds, MB (bytes down + up of the actual messages) and client CPU
+seconds spent up to that round, per seed, and every method's cost as a share of the same
+seed's Retrain's (mean over seeds). A method that
 never gets there within its rounds is reported as "not reached".
 
 It reads the ``results.json`` files that ``python -m not_flower.compare`` wrote under
@@ -46,7 +47,13 @@ def first_reach(rows: list[dict], phase: str, target: dict, backdoor: bool) -> d
     return None
 
 
+#: Run folders under ``runs/<scenario>/seed<s>/`` that are not an unlearning method's run
+#: (``--share-original``'s shared original: training only, no unlearning phase).
+NOT_A_METHOD = ("original",)
+
+
 def analyse(root: Path) -> list[dict]:
+    """One row per (scenario, seed, method run): reached or not, and its costs to it."""
     out = []
     for scenario_dir in sorted((root / "runs").iterdir()):
         for seed_dir in sorted(scenario_dir.iterdir()):
@@ -60,7 +67,7 @@ def analyse(root: Path) -> list[dict]:
                       "asr": 100 * final.get("asr", 0)}
             for method_dir in sorted(seed_dir.iterdir()):
                 f = method_dir / "results.json"
-                if not f.exists():
+                if method_dir.name in NOT_A_METHOD or not f.exists():
                     continue
                 res = json.loads(f.read_text())
                 phase = "retrain" if res["method"] == "retrain" else "recovery"
@@ -73,37 +80,76 @@ def analyse(root: Path) -> list[dict]:
     return out
 
 
+def _mean_std(values: list[float]) -> dict:
+    if not values:
+        return {"mean": None, "std": None}
+    return {"mean": statistics.mean(values),
+            "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    """Per (scenario, method): seeds reached, mean ± std costs, shares of Retrain's.
+
+    Parameters
+    ----------
+    rows : list of dict
+        :func:`analyse`'s rows.
+
+    Returns
+    -------
+    list of dict
+        ``scenario``, ``method``, ``reached`` / ``runs`` (counts), ``rounds``, ``MB``,
+        ``client_s`` (mean/std over the runs that reached the level) and ``pct_rounds``,
+        ``pct_MB``, ``pct_client_s``: the mean over seeds of the method's cost as a share
+        of the same seed's Retrain's (seeds where both reached it; None when there is
+        none), and ``storage_bytes``.
+    """
+    out = []
+    for scenario in sorted({r["scenario"] for r in rows}):
+        per = [r for r in rows if r["scenario"] == scenario]
+        base = {r["seed"]: r for r in per if r["method"] == "retrain" and r["reached"]}
+        for method in sorted({r["method"] for r in per}):
+            mine = [r for r in per if r["method"] == method]
+            hit = [r for r in mine if r["reached"]]
+            row = {"scenario": scenario, "method": method, "reached": len(hit),
+                   "runs": len(mine), "storage_bytes": mine[0]["storage_bytes"]}
+            for key in ("rounds", "MB", "client_s"):
+                row[key] = _mean_std([r[key] for r in hit])
+                shares = [100 * r[key] / base[r["seed"]][key] for r in hit
+                          if r["seed"] in base and base[r["seed"]][key]]
+                row[f"pct_{key}"] = statistics.mean(shares) if shares else None
+            out.append(row)
+    return out
+
+
+def _cell(stat: dict) -> str:
+    if stat["mean"] is None:
+        return "not reached"
+    return f"{stat['mean']:.1f} ± {stat['std']:.1f}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f} %"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("compare_out")
     parser.add_argument("--json", default="")
     args = parser.parse_args(argv)
     rows = analyse(Path(args.compare_out))
+    summary = summarize(rows)
     print(f"targets: test acc within {TEST_TOL} point of Retrain's final, forget acc (and ASR) "
           f"within {FORGET_TOL} points")
     print(f"{'scenario':<10} {'method':<10} {'reached':>8} {'rounds':>12} {'MB':>14} "
-          f"{'client-s':>12} {'% of Retrain rounds':>20} {'storage B':>10}")
-    for scenario in sorted({r["scenario"] for r in rows}):
-        per = [r for r in rows if r["scenario"] == scenario]
-        base = [r for r in per if r["method"] == "retrain" and r["reached"]]
-        for method in sorted({r["method"] for r in per}):
-            mine = [r for r in per if r["method"] == method]
-            hit = [r for r in mine if r["reached"]]
-
-            def ms(key):
-                vals = [r[key] for r in hit]
-                if not vals:
-                    return "not reached"
-                sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
-                return f"{statistics.mean(vals):.1f} ± {sd:.1f}"
-
-            share = "-"
-            if hit and base:
-                share = f"{100 * statistics.mean(r['rounds'] for r in hit) / statistics.mean(r['rounds'] for r in base):.0f} %"
-            print(f"{scenario:<10} {method:<10} {len(hit):>4}/{len(mine):<3} {ms('rounds'):>12} "
-                  f"{ms('MB'):>14} {ms('client_s'):>12} {share:>20} {mine[0]['storage_bytes']:>10}")
+          f"{'client-s':>12} {'% rounds':>9} {'% MB':>6} {'% client-s':>11} {'storage B':>10}")
+    for row in summary:
+        print(f"{row['scenario']:<10} {row['method']:<10} {row['reached']:>4}/{row['runs']:<3} "
+              f"{_cell(row['rounds']):>12} {_cell(row['MB']):>14} {_cell(row['client_s']):>12} "
+              f"{_pct(row['pct_rounds']):>9} {_pct(row['pct_MB']):>6} "
+              f"{_pct(row['pct_client_s']):>11} {row['storage_bytes']:>10}")
     if args.json:
-        write_json(args.json, rows)
+        write_json(args.json, {"rows": rows, "summary": summary})
     return 0
 
 

@@ -91,3 +91,42 @@ def test_lira_checkpoint_table_has_noise_floor_and_sanity_line():
     assert "LiRA separates Original from Retrain" in lines[8]
     per_seed["seed1"]["original"] = m(0.62, 0.02)
     assert "does NOT separate" in lira_checkpoints.table(per_seed)[-1]
+
+
+def _write_run(folder, method, rounds, final=None):
+    folder.mkdir(parents=True)
+    res = {"method": method, "rounds": rounds, "costs": {"storage_bytes": 0}}
+    if final is not None:
+        res["models"] = {"retrained": final}
+    (folder / "results.json").write_text(__import__("json").dumps(res))
+
+
+def _rounds(phase, tests, mb=10.0, cpu=2.0):
+    return [{"round": i + 1, "phase": phase, "test_acc": t, "forget_acc": 0.5, "asr": 0.02,
+             "bytes_down": mb * 1e6 / 2, "bytes_up": mb * 1e6 / 2, "client_seconds": cpu}
+            for i, t in enumerate(tests)]
+
+
+def test_cost_to_forget_skips_the_shared_original_and_gives_shares_per_seed(tmp_path):
+    import cost_to_forget
+
+    final = {"test_acc": 0.80, "forget_acc": 0.5, "asr": 0.02}
+    for seed, (retrain_n, not_n) in enumerate([(4, 1), (8, 6)]):
+        base = tmp_path / "runs" / "backdoor" / f"seed{seed}"
+        _write_run(base / "retrain", "retrain", _rounds("retrain", [0.5] * (retrain_n - 1) + [0.8]),
+                   final)
+        _write_run(base / "not", "not", _rounds("recovery", [0.6] * (not_n - 1) + [0.795]))
+        _write_run(base / "ft", "ft", _rounds("recovery", [0.9, 0.9]))
+        # the shared original: method "not", training rows only; not a method's run
+        _write_run(base / "original", "not", _rounds("train", [0.8, 0.8]))
+    rows = cost_to_forget.analyse(tmp_path)
+    assert sorted(r["method"] for r in rows) == ["ft", "ft", "not", "not", "retrain", "retrain"]
+    summary = {r["method"]: r for r in cost_to_forget.summarize(rows)}
+    # NoT: 1 of 4 and 6 of 8 rounds -> 25 % and 75 %, mean 50 %; MB and CPU-s alike
+    assert summary["not"]["reached"] == 2 and summary["not"]["runs"] == 2
+    assert summary["not"]["pct_rounds"] == pytest.approx(50.0)
+    assert summary["not"]["pct_MB"] == pytest.approx(50.0)
+    assert summary["not"]["pct_client_s"] == pytest.approx(50.0)
+    assert summary["not"]["rounds"]["mean"] == pytest.approx(3.5)
+    assert summary["retrain"]["pct_rounds"] == pytest.approx(100.0)
+    assert summary["ft"]["reached"] == 0 and summary["ft"]["pct_rounds"] is None
