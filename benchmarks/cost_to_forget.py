@@ -72,8 +72,9 @@ def analyse(root: Path) -> list[dict]:
                 res = json.loads(f.read_text())
                 phase = "retrain" if res["method"] == "retrain" else "recovery"
                 hit = first_reach(res["rounds"], phase, target, backdoor)
-                out.append({
-                    "scenario": scenario_dir.name, "seed": seed_dir.name, "method": res["method"],
+                out.append({  # the folder names the comparison's method (or variant)
+                    "scenario": scenario_dir.name, "seed": seed_dir.name,
+                    "method": method_dir.name,
                     "reached": hit is not None, **(hit or {}),
                     "storage_bytes": res.get("costs", {}).get("storage_bytes", 0),
                 })

@@ -250,6 +250,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.mia_reference_models % 2:
         parser.error(f"--mia-reference-models must be 0 (off) or even (each sample is in half "
                      f"of them), got {args.mia_reference_models}")
+    for method in args.methods:  # a variant fixes keys: --set may not say otherwise
+        fixed = REGISTRY[method].run_config
+        clash = {k: v for k, v in fixed.items() if k in args.overrides and args.overrides[k] != v}
+        if clash:
+            parser.error(f"--methods {method} fixes " + ", ".join(
+                f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in clash.items())
+                + "; drop the --set that says otherwise (" + ", ".join(
+                f"{k}={args.overrides[k]}" for k in clash) + ")")
     if args.share_original and "init-checkpoint" in args.overrides:
         parser.error("--share-original sets init-checkpoint itself; drop --set init-checkpoint=...")
     args.forget_classes = sorted(set(args.forget_classes))

@@ -22,8 +22,10 @@ SCENARIOS: tuple[str, ...] = ("iid", "dirichlet", "backdoor", "class", "instance
 DEFAULT_SCENARIOS: tuple[str, ...] = ("iid", "dirichlet", "backdoor")
 #: Class-wise scope: every client's samples of the classes, or the target's only.
 CLASS_SCOPES: tuple[str, ...] = ("federation", "client")
-#: Methods run when ``--methods`` is not given: all but the baselines (from the registry).
-DEFAULT_METHODS: tuple[str, ...] = tuple(m for m in METHODS if m not in STEP_METHODS)
+#: Methods run when ``--methods`` is not given: all but the baselines and the variants
+#: (from the registry).
+DEFAULT_METHODS: tuple[str, ...] = tuple(m for m in METHODS if m not in STEP_METHODS
+                                         and not REGISTRY[m].runs_as)
 #: ``--server-data-fraction`` when fukd runs and the option is not given.
 DEFAULT_SERVER_DATA_FRACTION = 0.1
 #: ``RunSpec.method`` of the run that trains the shared original (``--share-original``).
@@ -215,9 +217,10 @@ def run_config_for(args: argparse.Namespace, scenario: str, seed: int, method: s
         **({"mia-reference-models": int(lira),
             "mia-cache-dir": str(Path(args.out) / "mia-reference")} if lira else {}),
         **args.overrides,
+        **REGISTRY[method].run_config,  # a variant's fixed keys (compare checks --set)
         "out-dir": str(folder),
         "seed": int(seed),
-        "method": method,
+        "method": REGISTRY[method].app_method,
         "num-train-rounds": int(args.train_rounds),
         "unlearn-clients": scenario_keys["unlearn-clients"],
     }

@@ -57,6 +57,13 @@ class Method:
     client_handlers : tuple of (str, str)
         ``(action, "module:function")``: registered by the ClientApp as
         ``@app.train(action)`` (message type ``train.<action>``).
+    runs_as : str
+        For a *variant*: the app method it runs as (``""``: none, the method is the app's
+        own). A variant is a comparison's name for an app method with some run-config keys
+        fixed (``run_config``); ``python -m not_flower.compare --methods`` and the reports
+        know it, the app's ``method`` key does not (:data:`METHOD_NAMES`).
+    run_config : Mapping
+        The run-config keys (dashed) a variant fixes; empty for the app's own methods.
     """
 
     name: str
@@ -69,6 +76,13 @@ class Method:
     recovers: bool = True
     baseline: bool = False
     client_handlers: tuple[tuple[str, str], ...] = ()
+    runs_as: str = ""
+    run_config: Any = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def app_method(self) -> str:
+        """The ``method`` the app runs: the variant's base method, or the method itself."""
+        return self.runs_as or self.name
 
     def build_strategy(self, cfg, plan, *, out_dir=None, **kwargs):
         """Build this method's strategy (imports its builder now)."""
@@ -84,29 +98,36 @@ REGISTRY: MappingProxyType[str, Method] = MappingProxyType({m.name: m for m in (
     Method("ft", "FT", _B + "build_ft", report_rank=1, color="tab:orange", linestyle="--"),
     Method("retrain", "Retrain", _B + "build_ft", report_rank=0, color="tab:green",
            linestyle="-", recovers=False),
-    Method("pgd", "PGD", _B + "build_pgd", report_rank=3, color="tab:red", linestyle="-.",
+    Method("pgd", "PGD", _B + "build_pgd", report_rank=4, color="tab:red", linestyle="-.",
            baseline=True, client_handlers=(("pgd", _C + "pgd_fn"),),
            requirements=MappingProxyType({
                "storage": "every client's latest local model, in server memory",
                "target_data": True, "target_participation": True, "server_data": False})),
-    Method("federaser", "FedEraser", _B + "build_federaser", report_rank=4,
+    Method("federaser", "FedEraser", _B + "build_federaser", report_rank=5,
            color="tab:purple", linestyle=":", baseline=True,
            client_handlers=(("calibrate", _C + "calibrate_fn"),),
            requirements=MappingProxyType({
                "storage": "every client's update of every retained round, on disk",
                "target_data": False, "target_participation": False, "server_data": False})),
-    Method("fukd", "FUKD", _B + "build_fukd", report_rank=5, color="tab:brown",
+    Method("fukd", "FUKD", _B + "build_fukd", report_rank=6, color="tab:brown",
            linestyle="-.", baseline=True,
            requirements=MappingProxyType({
                "storage": "every client's accumulated weighted update, in server memory",
                "target_data": False, "target_participation": False, "server_data": True})),
+    # a variant: NoT with the weights negated and the biases kept (``negate-bias = false``),
+    # the setting BENCHMARKS.md "Faster recovery" recommends; comparisons only
+    Method("not-weights-only", "NoT weights-only", _B + "build_not", report_rank=3,
+           color="tab:cyan", linestyle="-", runs_as="not",
+           run_config=MappingProxyType({"negate-bias": False})),
 )})
 
-#: Run-config names of all methods.
-METHOD_NAMES: tuple[str, ...] = tuple(REGISTRY)
+#: Run-config names of the app's methods (the allowed ``method`` values; no variants).
+METHOD_NAMES: tuple[str, ...] = tuple(m for m, s in REGISTRY.items() if not s.runs_as)
+#: Comparison-only variants of an app method (:attr:`Method.runs_as`).
+VARIANT_NAMES: tuple[str, ...] = tuple(m for m, s in REGISTRY.items() if s.runs_as)
 #: The baselines with an unlearning step of their own (client-wise forgetting only).
 BASELINE_METHODS: tuple[str, ...] = tuple(m for m, s in REGISTRY.items() if s.baseline)
-#: Methods in report order.
+#: Methods and variants in report order.
 REPORT_ORDER: tuple[str, ...] = tuple(sorted(REGISTRY, key=lambda m: REGISTRY[m].report_rank))
 
 
@@ -131,4 +152,4 @@ def client_handlers() -> list[tuple[str, Callable]]:
 
 
 __all__ = ["BASELINE_METHODS", "METHOD_NAMES", "Method", "NOTHING_NEEDED", "REGISTRY",
-           "REPORT_ORDER", "client_handlers", "resolve"]
+           "REPORT_ORDER", "VARIANT_NAMES", "client_handlers", "resolve"]

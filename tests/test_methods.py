@@ -6,10 +6,12 @@ from __future__ import annotations
 import pytest
 
 from not_flower import compare, config, report
-from not_flower.methods import BASELINE_METHODS, REGISTRY, REPORT_ORDER, Method, resolve
+from not_flower.methods import (BASELINE_METHODS, METHOD_NAMES, REGISTRY, REPORT_ORDER,
+                                VARIANT_NAMES, Method, resolve)
 from tests.golden_runs import GOLDEN_DIR
 
-METHODS = tuple(REGISTRY)
+#: The app's methods (what ``method = ...`` takes); the registry adds comparison variants.
+METHODS = METHOD_NAMES
 
 
 def _cfg(method: str, tmp_path):
@@ -21,7 +23,9 @@ def _cfg(method: str, tmp_path):
 
 def test_the_six_methods_are_registered_in_config_and_report_order():
     assert METHODS == ("not", "ft", "retrain", "pgd", "federaser", "fukd")
-    assert REPORT_ORDER == ("retrain", "ft", "not", "pgd", "federaser", "fukd")
+    assert VARIANT_NAMES == ("not-weights-only",)
+    assert REPORT_ORDER == ("retrain", "ft", "not", "not-weights-only", "pgd", "federaser",
+                            "fukd")
     assert BASELINE_METHODS == ("pgd", "federaser", "fukd")
     assert all(isinstance(spec, Method) and spec.name == name for name, spec in REGISTRY.items())
 
@@ -38,7 +42,7 @@ def test_an_unregistered_method_is_refused_naming_the_choices():
         config.parse_run_config({"method": "scrub"})
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", tuple(REGISTRY))
 def test_every_method_has_a_report_label_and_plot_style(method):
     from matplotlib.colors import is_color_like
 
@@ -50,6 +54,38 @@ def test_every_method_has_a_report_label_and_plot_style(method):
     assert is_color_like(spec.color) and spec.linestyle in ("-", "--", "-.", ":")
     k = 10 if spec.recovers else None
     assert report.row_label(method, k) == (f"{spec.label}@10" if spec.recovers else spec.label)
+
+
+def test_a_variant_runs_as_its_app_method_with_its_keys_fixed(tmp_path):
+    spec = REGISTRY["not-weights-only"]
+    assert spec.app_method == "not" and dict(spec.run_config) == {"negate-bias": False}
+    assert REGISTRY["not"].app_method == "not" and not REGISTRY["not"].run_config
+    args = compare.parse_args(["--out", str(tmp_path), "--methods", "not", "not-weights-only",
+                               "--scenarios", "iid", "--seeds", "0", "--share-original"])
+    runs = {r.method: r for r in compare.plan_runs(args)}
+    wo, plain = runs["not-weights-only"].run_config, runs["not"].run_config
+    assert wo["method"] == plain["method"] == "not"
+    assert wo["negate-bias"] is False and "negate-bias" not in plain
+    assert wo["out-dir"].endswith("not-weights-only") and plain["out-dir"].endswith("not")
+    # the variant starts from the shared original like NoT does
+    assert wo["init-checkpoint"] == plain["init-checkpoint"]
+    assert config.parse_run_config(wo).negate_bias is False
+    # the app's own method key does not take the variant's name
+    with pytest.raises(config.ConfigError, match="not-weights-only"):
+        config.parse_run_config({"method": "not-weights-only"})
+
+
+def test_a_set_that_contradicts_a_variant_is_refused(capsys):
+    with pytest.raises(SystemExit) as exc:
+        compare.parse_args(["--out", "unused", "--methods", "not-weights-only",
+                            "--scenarios", "iid", "--set", "negate-bias=true"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "not-weights-only fixes negate-bias=false" in err and "negate-bias=True" in err
+    # saying the same is fine
+    args = compare.parse_args(["--out", "unused", "--methods", "not-weights-only",
+                               "--scenarios", "iid", "--set", "negate-bias=false"])
+    assert args.methods == ["not-weights-only"]
 
 
 def test_report_colours_tell_the_methods_apart():
