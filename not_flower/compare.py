@@ -186,6 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
                         f"{DEFAULT_SERVER_DATA_FRACTION} when fukd is among the methods, else 0")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="extra run-config override (repeatable), e.g. --set lr=0.02")
+    p.add_argument("--set-for", dest="method_overrides", nargs=2, action="append", default=[],
+                   metavar=("METHOD", "KEY=VALUE"),
+                   help="run-config override for one method only (repeatable; after --set), "
+                        "e.g. --set-for not-weights-only recovery-local-epochs=2")
     p.add_argument("--mia-reference-models", type=_int_at_least(0), default=8,
                    help="reference models of the per-example membership attack (LiRA; an "
                         "even number, trained once per seed and shared by every method, "
@@ -250,14 +254,25 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.mia_reference_models % 2:
         parser.error(f"--mia-reference-models must be 0 (off) or even (each sample is in half "
                      f"of them), got {args.mia_reference_models}")
+    per_method: dict[str, dict] = {}
+    for method, item in args.method_overrides:
+        if method not in args.methods:
+            parser.error(f"--set-for {method} {item}: {method!r} is not among --methods "
+                         f"({' '.join(args.methods)})")
+        try:
+            per_method.setdefault(method, {}).update(parse_set([item]))
+        except ValueError as err:
+            parser.error(f"--set-for {method}: {err}")
+    args.method_overrides = per_method
     for method in args.methods:  # a variant fixes keys: --set may not say otherwise
         fixed = REGISTRY[method].run_config
-        clash = {k: v for k, v in fixed.items() if k in args.overrides and args.overrides[k] != v}
+        given = {**args.overrides, **per_method.get(method, {})}
+        clash = {k: v for k, v in fixed.items() if k in given and given[k] != v}
         if clash:
             parser.error(f"--methods {method} fixes " + ", ".join(
                 f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in clash.items())
                 + "; drop the --set that says otherwise (" + ", ".join(
-                f"{k}={args.overrides[k]}" for k in clash) + ")")
+                f"{k}={given[k]}" for k in clash) + ")")
     if args.share_original and "init-checkpoint" in args.overrides:
         parser.error("--share-original sets init-checkpoint itself; drop --set init-checkpoint=...")
     args.forget_classes = sorted(set(args.forget_classes))

@@ -189,8 +189,12 @@ def scenario_config(scenario: str, *, alpha: float = 0.1, target: int = 0,
     raise ValueError(f"unknown scenario {scenario!r}; choose one of: {', '.join(SCENARIOS)}")
 
 
-def run_config_for(args: argparse.Namespace, scenario: str, seed: int, method: str) -> dict:
+def run_config_for(args: argparse.Namespace, scenario: str, seed: int, method: str, *,
+                   own_keys: bool = True) -> dict:
     """The run config of one run (dashed keys, as ``flwr run --run-config`` takes).
+
+    ``--set`` keys, then the method's ``--set-for`` keys, then a variant's fixed keys
+    (:attr:`not_flower.methods.Method.run_config`).
 
     Parameters
     ----------
@@ -198,6 +202,9 @@ def run_config_for(args: argparse.Namespace, scenario: str, seed: int, method: s
         Parsed arguments (:func:`parse_args`).
     scenario, seed, method
         Which run.
+    own_keys : bool
+        Apply the method's ``--set-for`` and variant keys (``False`` for the shared
+        original, which is no method's).
 
     Returns
     -------
@@ -217,7 +224,9 @@ def run_config_for(args: argparse.Namespace, scenario: str, seed: int, method: s
         **({"mia-reference-models": int(lira),
             "mia-cache-dir": str(Path(args.out) / "mia-reference")} if lira else {}),
         **args.overrides,
-        **REGISTRY[method].run_config,  # a variant's fixed keys (compare checks --set)
+        **((getattr(args, "method_overrides", None) or {}).get(method, {})
+           if own_keys else {}),  # --set-for
+        **(REGISTRY[method].run_config if own_keys else {}),  # a variant's (compare checks)
         "out-dir": str(folder),
         "seed": int(seed),
         "method": REGISTRY[method].app_method,
@@ -247,7 +256,7 @@ def shares_original(method: str) -> bool:
 
 def original_run_config(args: argparse.Namespace, scenario: str, seed: int) -> dict:
     """The run that trains a (scenario, seed)'s original once: training only, no request."""
-    cfg = run_config_for(args, scenario, seed, "not")
+    cfg = run_config_for(args, scenario, seed, "not", own_keys=False)
     cfg.pop("eval-recovery-rounds", None)
     folder = Path(args.out) / "runs" / scenario / f"seed{seed}" / ORIGINAL
     return {**cfg, "out-dir": str(folder), "unlearn-clients": "", "recovery-rounds": 0}

@@ -148,3 +148,27 @@ def test_the_readme_registry_entry_is_a_valid_method():
     assert entry.name == "x" and entry.baseline and entry.client_handlers[0][0] == "x"
     assert tuple(entry.requirements) == ("storage", "target_data", "target_participation",
                                          "server_data")
+
+
+def test_set_for_gives_one_method_its_own_keys_and_not_the_shared_original(tmp_path, capsys):
+    args = compare.parse_args([
+        "--out", str(tmp_path), "--methods", "retrain", "not", "not-weights-only",
+        "--scenarios", "backdoor", "--seeds", "0", "--share-original", "--set", "lr=0.02",
+        "--set-for", "not-weights-only", "recovery-local-epochs=2",
+        "--set-for", "not", "recovery-lr=0.01"])
+    runs = {r.method: r.run_config for r in compare.plan_runs(args)}
+    assert runs["not-weights-only"]["recovery-local-epochs"] == 2
+    assert runs["not-weights-only"]["negate-bias"] is False
+    assert runs["not"]["recovery-lr"] == 0.01 and "recovery-local-epochs" not in runs["not"]
+    assert "recovery-lr" not in runs["retrain"] and "recovery-local-epochs" not in runs["retrain"]
+    # the shared original is no method's: only --set reaches it
+    assert runs["original"]["lr"] == 0.02 and "recovery-lr" not in runs["original"]
+    assert all(cfg["lr"] == 0.02 for cfg in runs.values())
+    for bad, says in ((["--set-for", "ft", "lr=0.1"], "'ft' is not among --methods"),
+                      (["--set-for", "not", "lr"], "expects key=value"),
+                      (["--set-for", "not-weights-only", "negate-bias=true"],
+                       "not-weights-only fixes negate-bias=false")):
+        with pytest.raises(SystemExit):
+            compare.parse_args(["--out", "unused", "--methods", "not", "not-weights-only",
+                                "--scenarios", "iid", *bad])
+        assert says in capsys.readouterr().err
