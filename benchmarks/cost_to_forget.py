@@ -142,10 +142,10 @@ def main(argv=None) -> int:
     summary = summarize(rows)
     print(f"targets: test acc within {TEST_TOL} point of Retrain's final, forget acc (and ASR) "
           f"within {FORGET_TOL} points")
-    print(f"{'scenario':<10} {'method':<10} {'reached':>8} {'rounds':>12} {'MB':>14} "
+    print(f"{'scenario':<10} {'method':<16} {'reached':>8} {'rounds':>12} {'MB':>14} "
           f"{'client-s':>12} {'% rounds':>9} {'% MB':>6} {'% client-s':>11} {'storage B':>10}")
     for row in summary:
-        print(f"{row['scenario']:<10} {row['method']:<10} {row['reached']:>4}/{row['runs']:<3} "
+        print(f"{row['scenario']:<10} {row['method']:<16} {row['reached']:>4}/{row['runs']:<3} "
               f"{_cell(row['rounds']):>12} {_cell(row['MB']):>14} {_cell(row['client_s']):>12} "
               f"{_pct(row['pct_rounds']):>9} {_pct(row['pct_MB']):>6} "
               f"{_pct(row['pct_client_s']):>11} {row['storage_bytes']:>10}")

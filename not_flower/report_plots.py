@@ -92,7 +92,8 @@ def _draw_request(ax, by_method: Mapping[str, Mapping[int, Mapping]], key: str,
     """The unlearning request: NoT's negated model, the baselines' unlearned ones, a line."""
     if boundary is None:
         return
-    markers = [("not", "negated", "x", 8, "NoT negated (before recovery)")]
+    markers = [(m, "negated", "x", 8, f"{METHOD_NAMES[m]} negated (before recovery)")
+               for m in METHODS if REGISTRY[m].app_method == "not"]  # NoT and its variants
     markers += [(m, "unlearned", "+", 9, f"{METHOD_NAMES[m]} unlearned (before recovery)")
                 for m in STEP_METHODS]  # the baselines' models right after their step
     for m, model, fmt, size, label in markers:
