@@ -12,9 +12,11 @@ For each run: the first recovery round at which the global model is within 1 poi
 Retrain's final test accuracy and within 2 points of its ASR (the goal of the
 experiment), the same with Retrain's forget accuracy also within 2 points (the rule of
 ``benchmarks/cost_to_forget.py``), the client compute spent up to the first
-(local epochs x rounds, as a share of Retrain's: more local epochs per round cost more
-per round) and the client-seconds (wall seconds, noisy on shared cores). Retrain's own
-rounds to its level are found by the same rule.
+(local epochs x samples trained, counted from each round's replies, as a share of
+Retrain's: more local epochs or more clients per round cost more per round) and the
+client CPU seconds (measured, noisy on shared cores). Retrain's own rounds to its level
+are found by the same rule. A setting with ``method = retrain`` (``retrain-local-epochs-2``)
+trains from scratch like Retrain and is measured against Retrain's level.
 
     python benchmarks/faster_recovery.py --out outputs/faster-recovery [--seeds 0 1 2]
         [--recovery-rounds 15] [--settings paper momentum-0.9 ...] [--json out.json]
@@ -75,6 +77,15 @@ SETTINGS: dict[str, dict] = {
     "distill-1": {"recovery-distill-weight": 1.0},
     "distill-0.1": {"recovery-distill-weight": 0.1},
     "warmup-5": {"recovery-lr-warmup-rounds": 5},
+    "weights-only+server-momentum-0.9": {"negate-bias": False, "recovery-server-momentum": 0.9},
+    "weights-only+client-lr-0.1": {"negate-bias": False, "recovery-lr": 0.1},
+    "weights-only+local-epochs-2+fraction-0.5": {"negate-bias": False,
+                                                 "recovery-local-epochs": 2,
+                                                 "fraction-train": 0.5},
+    # a Retrain variant: trained from scratch like Retrain, measured against Retrain's level
+    "retrain-local-epochs-2": {"method": "retrain", "local-epochs": 2},
+    "retrain-local-epochs-2+fraction-0.5": {"method": "retrain", "local-epochs": 2,
+                                            "fraction-train": 0.5},
 }
 DESCRIPTIONS: dict[str, str] = {
     "paper": "NoT, first layer, FedAvg recovery (the paper's)",
@@ -104,6 +115,14 @@ DESCRIPTIONS: dict[str, str] = {
     "distill-1": "NoT + distillation toward the pre-unlearning model (weight 1, T 2)",
     "distill-0.1": "NoT + distillation toward the pre-unlearning model (weight 0.1, T 2)",
     "warmup-5": "NoT + client lr warm-up over 5 recovery rounds",
+    "weights-only+server-momentum-0.9": "NoT, weights only, + server momentum 0.9 (FedAvgM)",
+    "weights-only+client-lr-0.1": "NoT, weights only, + client lr 0.1 in recovery (training: {lr})",
+    "weights-only+local-epochs-2+fraction-0.5":
+        "NoT, weights only, + 2 local epochs, half the retained clients per round",
+    "retrain-local-epochs-2": ("Retrain with 2 local epochs (training: {local_epochs}), from scratch; "
+                               "its last columns: after as many rounds as Retrain"),
+    "retrain-local-epochs-2+fraction-0.5": ("Retrain with 2 local epochs, half the clients per "
+                                            "round, from scratch"),
 }
 
 
@@ -124,11 +143,6 @@ def _run(config: dict, folder: Path) -> dict:
                     **SIM_RESOURCES)
 
 
-def _last_recovery_round(results: dict) -> dict:
-    rows = [r for r in results["rounds"] if r["phase"] == "recovery"]
-    return rows[-1] if rows else {}
-
-
 def _reach(results: dict, phase: str, target: dict) -> dict:
     """Rounds (and costs) to Retrain's test accuracy and ASR, and with its forget acc too.
 
@@ -144,8 +158,38 @@ def _reach(results: dict, phase: str, target: dict) -> dict:
     out = {"reached": goal is not None, "strict_reached": strict is not None,
            "strict_rounds": strict and strict["rounds"]}
     if goal:  # client compute: local epochs over the retained data, summed over rounds
-        out.update(goal, epoch_rounds=goal["rounds"] * epochs)
+        out.update(goal, epoch_rounds=goal["rounds"] * epochs,
+                   epoch_samples=epoch_samples(results["rounds"], phase, goal["round"], epochs))
     return out
+
+
+def epoch_samples(rounds: list[dict], phase: str, last_round: int, epochs: int) -> int | None:
+    """Client compute, counted: local epochs x samples the clients trained on, summed.
+
+    Parameters
+    ----------
+    rounds : list of dict
+        ``results["rounds"]``.
+    phase : str
+        The phase whose rounds count (``recovery`` or ``retrain``).
+    last_round : int
+        The last round counted (the round the goal was reached).
+    epochs : int
+        Local epochs per round in that phase.
+
+    Returns
+    -------
+    int or None
+        ``None`` when a round does not record its clients' ``trained_examples``.
+    """
+    total = 0
+    for row in rounds:
+        if row["phase"] != phase or row["round"] > last_round:
+            continue
+        if not row.get("trained_examples"):
+            return None
+        total += epochs * sum(row["trained_examples"].values())
+    return total
 
 
 def run_seed(out: Path, seed: int, settings: list[str], recovery_rounds: int,
@@ -194,17 +238,21 @@ def run_seed(out: Path, seed: int, settings: list[str], recovery_rounds: int,
             print(f"seed {seed}: time budget spent, not started: "
                   f"{', '.join(settings[settings.index(name):])}", flush=True)
             break
-        keys = {**base, "method": "not", "init-checkpoint": str(checkpoint),
-                "num-train-rounds": 0, "recovery-rounds": recovery_rounds,
-                "unlearn-clients": "0", **SETTINGS[name]}
+        if SETTINGS[name].get("method") == "retrain":  # from scratch, like Retrain
+            keys, phase = {**base, "unlearn-clients": "0", **SETTINGS[name]}, "retrain"
+        else:
+            keys = {**base, "method": "not", "init-checkpoint": str(checkpoint),
+                    "num-train-rounds": 0, "recovery-rounds": recovery_rounds,
+                    "unlearn-clients": "0", **SETTINGS[name]}
+            phase = "recovery"
         res = _run(keys, out / f"seed{seed}" / name)
-        last = _last_recovery_round(res)
-        rows.append({"setting": name, "seed": seed, **_reach(res, "recovery", target),
+        last = [r for r in res["rounds"] if r["phase"] == phase][-1]
+        rows.append({"setting": name, "seed": seed, **_reach(res, phase, target),
                      "test": 100 * last["test_acc"], "forget": 100 * last["forget_acc"],
-                     "asr": 100 * last["asr"], "curve": _curve(res, "recovery")})
+                     "asr": 100 * last["asr"], "curve": _curve(res, phase)})
         print(f"seed {seed} {name}: reached at {rows[-1].get('rounds')} rounds "
               f"({rows[-1].get('strict_rounds')} with forget acc); after "
-              f"{recovery_rounds}: test {rows[-1]['test']:.2f} forget {rows[-1]['forget']:.2f} "
+              f"{len(rows[-1]['curve']['test'])}: test {rows[-1]['test']:.2f} forget {rows[-1]['forget']:.2f} "
               f"ASR {rows[-1]['asr']:.2f}", flush=True)
     return rows
 
@@ -229,13 +277,21 @@ def _share(hit: list[dict], base: list[dict], key: str) -> str:
     return f"{100 * statistics.mean(r[key] for r in hit) / statistics.mean(r[key] for r in base):.0f} %"
 
 
+def _compute_key(rows: list[dict]) -> str:
+    """``epoch_samples`` (counted per sample) when every row has it, else ``epoch_rounds``."""
+    return ("epoch_samples" if rows and all(r.get("epoch_samples") for r in rows)
+            else "epoch_rounds")
+
+
 def table(rows: list[dict], recovery_rounds: int, train_rounds: int = 20,
           base_config: dict | None = None) -> list[str]:
     """Markdown table: one line per setting, Retrain first.
 
     Costs to the goal (test acc within 1 point, ASR within 2 points of Retrain's final):
     rounds, MB and client CPU seconds, each also as % of Retrain's own cost to its level;
-    "client compute" counts local epochs x rounds (a 4-epoch round costs twice a 2-epoch one).
+    "client compute" counts local epochs x samples trained (a 4-epoch round costs twice a
+    2-epoch one; a round training half the clients half a full one), or local epochs x
+    rounds for rows that do not record the samples.
     """
     fmt = {"lr": (base_config or {}).get("lr", 0.05),
            "local_epochs": (base_config or {}).get("local-epochs", 2)}
@@ -252,7 +308,7 @@ def table(rows: list[dict], recovery_rounds: int, train_rounds: int = 20,
                  else DESCRIPTIONS.get(name, name).format(**fmt))
         lines.append("| " + " | ".join([
             label, f"{len(hit)}/{len(mine)}", _ms([r["rounds"] for r in hit]),
-            _share(hit, base, "rounds"), _share(hit, base, "epoch_rounds"),
+            _share(hit, base, "rounds"), _share(hit, base, _compute_key(hit + base)),
             _ms([r["client_s"] for r in hit]), _share(hit, base, "MB"),
             _share(hit, base, "client_s"),
             f"{sum(r['strict_reached'] for r in mine)}/{len(mine)}, "

@@ -73,6 +73,46 @@ def test_run_seed_starts_no_setting_after_the_deadline(tmp_path, monkeypatch, ca
     assert "time budget spent, not started: paper, ft" in capsys.readouterr().out
 
 
+def test_client_compute_counts_epochs_times_samples_trained_up_to_the_goal():
+    rounds = [{"round": 1, "phase": "train", "trained_examples": {"0": 99}},
+              {"round": 2, "phase": "recovery", "trained_examples": {"1": 40, "2": 40}},
+              {"round": 3, "phase": "recovery", "trained_examples": {"3": 40}},
+              {"round": 4, "phase": "recovery", "trained_examples": {"1": 40}}]
+    assert faster_recovery.epoch_samples(rounds, "recovery", 3, 2) == 2 * 120
+    assert faster_recovery.epoch_samples(rounds, "recovery", 4, 1) == 160
+    rounds[2]["trained_examples"] = {}
+    assert faster_recovery.epoch_samples(rounds, "recovery", 4, 1) is None
+
+
+def test_a_retrain_variant_trains_from_scratch_and_is_measured_against_retrain(tmp_path, monkeypatch):
+    seen = {}
+
+    def fake(config, folder):
+        seen[folder.name] = config
+        phase = "retrain" if config.get("method") == "retrain" else (
+            "train" if config.get("recovery-rounds") == 0 else "recovery")
+        test = {"retrain": [0.5, 0.8], "retrain-local-epochs-2": [0.795, 0.81]}.get(
+            folder.name, [0.8])
+        rows = [{"round": i + 1, "phase": phase, "test_acc": t, "forget_acc": 0.5, "asr": 0.02,
+                 "bytes_down": 1, "bytes_up": 1, "client_seconds": 1.0,
+                 "trained_examples": {"1": 10, "2": 10}} for i, t in enumerate(test)]
+        final = {"test_acc": 0.8, "forget_acc": 0.5, "asr": 0.02}
+        return {"rounds": rows, "config": {"local-epochs": config.get("local-epochs", 1)},
+                "models": {"retrained": final, "trained": final}, "final": "trained"}
+
+    monkeypatch.setattr(faster_recovery, "_run", fake)
+    rows = faster_recovery.run_seed(tmp_path, 0, ["retrain-local-epochs-2"], 5,
+                                    {"local-epochs": 1}, 3)
+    variant = seen["retrain-local-epochs-2"]
+    assert variant["method"] == "retrain" and variant["local-epochs"] == 2
+    assert "init-checkpoint" not in variant and variant["num-train-rounds"] == 3
+    retrain, two = rows
+    assert (retrain["rounds"], retrain["epoch_samples"]) == (2, 40)
+    # reached Retrain's final level (0.80 within 1 point) in its first round, 2 epochs x 20
+    assert (two["rounds"], two["epoch_samples"], two["epoch_rounds"]) == (1, 40, 2)
+    assert two["test"] == pytest.approx(81.0)
+
+
 def test_lira_checkpoint_table_has_noise_floor_and_sanity_line():
     import lira_checkpoints
 
