@@ -122,7 +122,8 @@ DESCRIPTIONS: dict[str, str] = {
     "retrain-local-epochs-2": ("Retrain with 2 local epochs (training: {local_epochs}), from scratch; "
                                "its last columns: after as many rounds as Retrain"),
     "retrain-local-epochs-2+fraction-0.5": ("Retrain with 2 local epochs, half the clients per "
-                                            "round, from scratch"),
+                                            "round, from scratch; its last columns: after "
+                                            "as many rounds as Retrain"),
 }
 
 
@@ -258,9 +259,22 @@ def run_seed(out: Path, seed: int, settings: list[str], recovery_rounds: int,
 
 
 def _curve(results: dict, phase: str) -> dict:
-    """Test accuracy and ASR (%) after each round of ``phase``, for the plot."""
+    """Test accuracy, ASR (%) and client compute so far after each round of ``phase``.
+
+    ``compute``: local epochs x samples trained, summed up to that round (see
+    :func:`epoch_samples`); left out when the rounds do not record their samples.
+    """
     rows = [r for r in results["rounds"] if r["phase"] == phase]
-    return {"test": [100 * r["test_acc"] for r in rows], "asr": [100 * r["asr"] for r in rows]}
+    curve = {"test": [100 * r["test_acc"] for r in rows], "asr": [100 * r["asr"] for r in rows]}
+    cfg = results.get("config", {})
+    epochs = (cfg.get("local-epochs", 1) if phase == "retrain"
+              else cfg.get("recovery-local-epochs") or cfg.get("local-epochs", 1))
+    if rows and all(r.get("trained_examples") for r in rows):
+        done, curve["compute"] = 0, []
+        for r in rows:
+            done += epochs * sum(r["trained_examples"].values())
+            curve["compute"].append(done)
+    return curve
 
 
 def _ms(values: list[float], digits: int = 1) -> str:
@@ -325,18 +339,33 @@ def plot(rows: list[dict], path: str | Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    with_compute = all("compute" in r["curve"] for r in rows)
+    fig, axes = plt.subplots(1, 3 if with_compute else 2, figsize=(19 if with_compute else 13, 5))
+    retrain_full = [r["curve"]["compute"][-1] for r in rows
+                    if r["setting"] == "retrain"] if with_compute else []
     for name in dict.fromkeys(r["setting"] for r in rows):
         curves = [r["curve"] for r in rows if r["setting"] == name]
         style = {"color": "black", "linewidth": 2.5} if name == "retrain" else {"linewidth": 1.2}
+        if name.startswith("retrain-"):
+            style["linestyle"] = "--"
         label = "Retrain (from scratch)" if name == "retrain" else name
         for ax, key in zip(axes, ("test", "asr")):
             n = min(len(c[key]) for c in curves)
             mean = [statistics.mean(c[key][i] for c in curves) for i in range(n)]
             ax.plot(range(1, n + 1), mean, label=label, **style)
+        if with_compute and retrain_full:  # x: compute as % of Retrain's whole run
+            n = min(len(c["test"]) for c in curves)
+            scale = statistics.mean(retrain_full) / 100
+            x = [statistics.mean(c["compute"][i] for c in curves) / scale for i in range(n)]
+            y = [statistics.mean(c["test"][i] for c in curves) for i in range(n)]
+            axes[2].plot(x, y, label=label, **style)
     axes[0].set(xlabel="round (Retrain: from scratch; others: recovery)",
                 ylabel="test accuracy (%)", title=f"{title}: test accuracy")
     axes[1].set(xlabel="round", ylabel="ASR (%)", title=f"{title}: backdoor ASR")
+    if with_compute:
+        axes[2].set(xlabel="client compute so far (local epochs x samples, % of Retrain's "
+                    "whole run)", ylabel="test accuracy (%)",
+                    title=f"{title}: test accuracy per client compute")
     axes[0].legend(fontsize=7, loc="lower right")
     for ax in axes:
         ax.grid(alpha=0.3)

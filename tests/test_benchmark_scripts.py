@@ -111,6 +111,10 @@ def test_a_retrain_variant_trains_from_scratch_and_is_measured_against_retrain(t
     # reached Retrain's final level (0.80 within 1 point) in its first round, 2 epochs x 20
     assert (two["rounds"], two["epoch_samples"], two["epoch_rounds"]) == (1, 40, 2)
     assert two["test"] == pytest.approx(81.0)
+    assert two["curve"]["compute"] == [40, 80] and retrain["curve"]["compute"] == [20, 40]
+    png = tmp_path / "curves.png"
+    faster_recovery.plot(rows, png, "digits")  # with a third panel: test acc per compute
+    assert png.stat().st_size > 10_000
 
 
 def test_lira_checkpoint_table_has_noise_floor_and_sanity_line():
