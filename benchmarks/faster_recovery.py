@@ -153,15 +153,20 @@ def _reach(results: dict, phase: str, target: dict) -> dict:
     """
     goal = first_reach(results["rounds"], phase, {**target, "forget": None}, True)
     strict = first_reach(results["rounds"], phase, target, True)
-    cfg = results["config"]
-    epochs = (cfg["local-epochs"] if phase == "retrain"
-              else cfg.get("recovery-local-epochs") or cfg["local-epochs"])
+    epochs = _phase_epochs(results["config"], phase)
     out = {"reached": goal is not None, "strict_reached": strict is not None,
            "strict_rounds": strict and strict["rounds"]}
     if goal:  # client compute: local epochs over the retained data, summed over rounds
         out.update(goal, epoch_rounds=goal["rounds"] * epochs,
                    epoch_samples=epoch_samples(results["rounds"], phase, goal["round"], epochs))
     return out
+
+
+def _phase_epochs(cfg: dict, phase: str) -> int:
+    """Local epochs per round in ``phase`` (recovery: its own key when set)."""
+    if phase == "retrain":
+        return cfg.get("local-epochs", 1)
+    return cfg.get("recovery-local-epochs") or cfg.get("local-epochs", 1)
 
 
 def epoch_samples(rounds: list[dict], phase: str, last_round: int, epochs: int) -> int | None:
@@ -266,14 +271,10 @@ def _curve(results: dict, phase: str) -> dict:
     """
     rows = [r for r in results["rounds"] if r["phase"] == phase]
     curve = {"test": [100 * r["test_acc"] for r in rows], "asr": [100 * r["asr"] for r in rows]}
-    cfg = results.get("config", {})
-    epochs = (cfg.get("local-epochs", 1) if phase == "retrain"
-              else cfg.get("recovery-local-epochs") or cfg.get("local-epochs", 1))
-    if rows and all(r.get("trained_examples") for r in rows):
-        done, curve["compute"] = 0, []
-        for r in rows:
-            done += epochs * sum(r["trained_examples"].values())
-            curve["compute"].append(done)
+    epochs = _phase_epochs(results.get("config", {}), phase)
+    compute = [epoch_samples(results["rounds"], phase, r["round"], epochs) for r in rows]
+    if rows and None not in compute:
+        curve["compute"] = compute
     return curve
 
 

@@ -1,8 +1,8 @@
 """The fixed-seed results of every method are those recorded in tests/golden/.
 
-Bit for bit on the kind of CPU that recorded them; on another CPU (other float kernels)
-every count, id, participant list and byte count still exactly, and every float within
-10 % or 0.03.
+Equal bit for bit (as on the kind of CPU that recorded them), or failing that (another
+CPU's float kernels) every count, id, participant list and byte count exactly and every
+float within 10 % or 0.03: a change that moves only floats, within that, passes here too.
 
 Each method runs through the real ServerApp and ClientApp in process
 (:mod:`tests.golden_runs`), so the run is deterministic and the comparison is exact:
