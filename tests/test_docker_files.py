@@ -40,15 +40,57 @@ def _compose_env() -> dict:
             if not k.startswith("PYTHON") and k != "VIRTUAL_ENV"}
 
 
+_VARIABLE = re.compile(r"\$(?:\$|\{(\w+)(?:(:?-)([^}]*))?\}|(\w+))")
+
+
+def interpolate(text: str, env: dict[str, str]) -> str:
+    """Compose's variable substitution, as `docker-compose config` applies it.
+
+    ``${VAR}`` and ``$VAR`` take the variable's value (empty when unset),
+    ``${VAR:-default}`` the default when VAR is unset or empty, ``${VAR-default}`` the
+    default when VAR is unset, and ``$$`` is a literal ``$``.
+
+    Parameters
+    ----------
+    text : str
+        The compose file's text.
+    env : dict[str, str]
+        The variables (docker-compose reads the environment).
+
+    Returns
+    -------
+    str
+    """
+    def substitute(match: re.Match) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name = match.group(1) or match.group(4)
+        op, default = match.group(2), match.group(3) or ""
+        value = env.get(name)
+        if op == ":-":
+            return value if value else default
+        if op == "-":
+            return default if value is None else value
+        return value or ""
+
+    return _VARIABLE.sub(substitute, text)
+
+
+def _compose_fallback() -> dict:
+    """The compose file read as docker-compose reads it, without docker-compose: YAML after
+    the environment's variables are substituted (so the same assertions hold)."""
+    return yaml.safe_load(interpolate(COMPOSE.read_text(), dict(os.environ)))
+
+
 def _compose_config() -> dict:
-    """The compose file as `docker-compose config` normalises it (else as YAML)."""
+    """The compose file as `docker-compose config` normalises it (else read as it would)."""
     exe = shutil.which("docker-compose")
     if exe is None:
-        return yaml.safe_load(COMPOSE.read_text())
+        return _compose_fallback()
     res = subprocess.run([exe, "-f", str(COMPOSE), "config"], capture_output=True, text=True,
                          cwd=ROOT, timeout=120, env=_compose_env())
     if res.returncode != 0 and "Traceback" in res.stderr:  # the tool itself is broken here
-        return yaml.safe_load(COMPOSE.read_text())
+        return _compose_fallback()
     assert res.returncode == 0, res.stderr
     return yaml.safe_load(res.stdout)
 
@@ -89,6 +131,27 @@ def _entrypoint(service: dict) -> str:
 
 
 # -- the files ---------------------------------------------------------------------------
+@pytest.mark.parametrize("text, env, expected", [
+    ('"${SUPERLINK_PORT:-8000}:8000"', {}, '"8000:8000"'),
+    ('"${SUPERLINK_PORT:-8000}:8000"', {"SUPERLINK_PORT": ""}, '"8000:8000"'),
+    ('"${SUPERLINK_PORT-8000}:8000"', {"SUPERLINK_PORT": ""}, '":8000"'),
+    ('"${SUPERLINK_PORT:-8000}:8000"', {"SUPERLINK_PORT": "9100"}, '"9100:8000"'),
+    ("image: x:${V}-$V $$HOME", {"V": "1"}, "image: x:1-1 $HOME"),
+])
+def test_fallback_substitutes_variables_as_compose_does(text, env, expected):
+    assert interpolate(text, env) == expected
+
+
+def test_fallback_reads_the_file_as_docker_compose_does():
+    """Without docker-compose the test reads the same values (the README's test command
+    passes on a machine without it); with it, both readings agree."""
+    env = {k: v for k, v in os.environ.items() if k not in ("SUPERLINK_PORT", "FLWR_VERSION")}
+    cfg = yaml.safe_load(interpolate(COMPOSE.read_text(), env))
+    assert "8000:8000" in [str(p) for p in cfg["services"]["superlink"]["ports"]]
+    assert cfg["services"]["supernode-0"]["image"] == f"flwr/supernode:{flwr.__version__}"
+    assert "${" not in yaml.safe_dump(cfg)
+
+
 def test_compose_config_is_valid():
     if shutil.which("docker-compose") is None:
         pytest.skip("docker-compose is not installed (Debian: apt-get install -y docker-compose)")
