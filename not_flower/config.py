@@ -352,6 +352,10 @@ def _check_run_config(cfg: RunConfig) -> None:
     _check_baseline(cfg)
     if cfg.method == "retrain" and not cfg.unlearn_clients:
         raise ConfigError("method 'retrain' needs unlearn-clients (the clients to leave out)")
+    if cfg.method == "retrain" and cfg.init_checkpoint:
+        raise ConfigError(f"method 'retrain' trains from scratch without the forgotten "
+                          f"clients; it cannot start from init-checkpoint "
+                          f"{cfg.init_checkpoint!r} (unset init-checkpoint)")
     if cfg.resume and cfg.overwrite:
         raise ConfigError("resume = true continues the run in out-dir, overwrite = true moves "
                           "it aside and starts afresh: set one of them, not both")

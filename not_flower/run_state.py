@@ -203,7 +203,12 @@ def load_run_state(out_dir: Path, cfg: RunConfig) -> SavedRun | None:
     if not path.is_file():
         log(INFO, "resume: no state.json in %s; starting from the beginning", out_dir)
         return None
-    saved = json.loads(path.read_text())
+    try:
+        saved = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:  # truncated or not JSON
+        raise ValueError(f"resume: {path} is not a readable state file ({err}); the run's "
+                         "checkpoints are untouched: restore the file, or set overwrite = "
+                         "true to start afresh") from None
     mine = {k: v for k, v in to_run_config(cfg).items() if k not in CONTROL_KEYS}
     differing = sorted(k for k in mine if saved["config"].get(k) != mine[k])
     if differing:

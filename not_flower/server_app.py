@@ -38,7 +38,8 @@ from .evaluation import Evaluator, evaluation_kind, evaluation_kind_from_config
 from .forgetting_records import write_records
 from .methods import REGISTRY
 from .models import build_model, example_input
-from .outdir import prepare_out_dir
+from .outdir import check_out_dir, lock_out_dir, move_previous, unlock_out_dir
+from .preflight import check_checkpoint_meta, check_federation
 from .recorder import RoundStats, RunRecorder, format_summary, retained_val_acc, round_stats
 from .requests import RequestFolder
 from .run_state import (RunState, load_initial_checkpoint, load_run_state, restore_requests,
@@ -189,22 +190,30 @@ def run_experiment(grid: Grid, cfg: RunConfig, out_dir: Path, run_id: int | None
         The results.
     """
     t_start = time.perf_counter()
-    # another run's files in out-dir: refused, or moved aside (overwrite), before any work
-    moved = prepare_out_dir(out_dir, resume=cfg.resume, overwrite=cfg.overwrite,
-                            init_checkpoint=cfg.init_checkpoint)
-    if moved:
-        log(WARNING, "%s", moved)
-    run = Experiment(cfg, out_dir)  # model, negation plan, evaluator, strategy; or resumed
-    run.connect(grid, wait_for_nodes(grid, 1))  # identities; the requests queued
-    result = run.strategy.start(
-        grid,
-        run.initial,
-        num_rounds=cfg.total_rounds - run.offset,
-        train_config=ConfigRecord({"lr": cfg.lr}),
-        evaluate_config=ConfigRecord(),
-        evaluate_fn=run.central_eval,
-    )
-    results = run.finish(grid, result, run_id=run_id, t_start=t_start)
+    lock = lock_out_dir(out_dir)  # held for the run's life: a second run here stops now
+    try:
+        # another run's files in out-dir: refused now; moved aside (overwrite) only once
+        # every other check passed, so a run that fails its checks changes nothing
+        previous = check_out_dir(out_dir, resume=cfg.resume, overwrite=cfg.overwrite,
+                                 init_checkpoint=cfg.init_checkpoint)
+        run = Experiment(cfg, out_dir)  # model, negation plan, evaluator, strategy; or resumed
+        run.connect(grid, wait_for_nodes(grid, 1))  # identities; the requests queued
+        moved = move_previous(out_dir, previous)
+        if moved:
+            log(WARNING, "%s", moved)
+            if cfg.method == "federaser":  # its history folder was among the files moved
+                (out_dir / "federaser-history").mkdir(exist_ok=True)
+        result = run.strategy.start(
+            grid,
+            run.initial,
+            num_rounds=cfg.total_rounds - run.offset,
+            train_config=ConfigRecord({"lr": cfg.lr}),
+            evaluate_config=ConfigRecord(),
+            evaluate_fn=run.central_eval,
+        )
+        results = run.finish(grid, result, run_id=run_id, t_start=t_start)
+    finally:
+        unlock_out_dir(lock)
     log(INFO, "")
     log(INFO, "not-flower summary, method %s (results in %s):", cfg.method, out_dir / "results.json")
     for line in format_summary(results["models"]):
@@ -237,16 +246,17 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
         data = dataset_for(cfg)
         model = build_model(cfg.model, data.input_shape, data.num_classes)
         self.initial = ArrayRecord(model.state_dict())
+        self.meta = {"model": cfg.model, "dataset": cfg.dataset,
+                     "input_shape": list(data.input_shape), "num_classes": data.num_classes,
+                     "seed": cfg.seed, "method": cfg.method}
         if cfg.init_checkpoint and cfg.method != "retrain":
+            check_checkpoint_meta(cfg.init_checkpoint, self.meta)  # another data set: refused
             self.initial = ArrayRecord(load_initial_checkpoint(cfg.init_checkpoint, model))
         self.plan = plan_negation(
             model, example_input(data.input_shape), cfg.negate_layers,
             include_bias=cfg.negate_bias, batchnorm=cfg.batchnorm_policy,
         )
         self.evaluator = Evaluator(cfg, model)
-        self.meta = {"model": cfg.model, "dataset": cfg.dataset,
-                     "input_shape": list(data.input_shape), "num_classes": data.num_classes,
-                     "seed": cfg.seed, "method": cfg.method}
         self.recorder = RunRecorder(cfg, str(out_dir),
                                     self.plan.to_dict() if cfg.method == "not" else None)
         self.state = RunState()
@@ -288,6 +298,8 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
         self.state.num_partitions = max(declared) if declared else len(node_ids)
         if self.saved is not None:
             restore_requests(strategy, self.saved)
+        # classes, sample ids, partition sizes, nobody left: refused before round 1
+        check_federation(cfg, self.meta["num_classes"], self.state.num_partitions)
         kind = scheduled_kind(cfg, self.state.num_partitions)
         if cfg.identify_by == "partition-id" and cfg.unlearn_clients:
             ids = {int(c) for c in cfg.unlearn_clients if c != "*"}
