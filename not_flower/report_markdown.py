@@ -290,6 +290,47 @@ def render_stopping(summary: Mapping) -> list[str]:
     return out
 
 
+#: The Original's ASR must exceed Retrain's by this many points for ASR to show forgetting.
+BACKDOOR_LEARNED_MARGIN = 20.0
+
+
+def backdoor_not_learned(summary: Mapping,
+                         margin: float = BACKDOOR_LEARNED_MARGIN) -> list[str]:
+    """A warning for the seeds whose Original never learned the backdoor.
+
+    Where the model trained with the target client has an attack success rate within
+    ``margin`` points of Retrain's (which never saw the trigger), ASR cannot show that
+    anything was forgotten in that seed.
+
+    Parameters
+    ----------
+    summary : Mapping
+        One scenario's summary (rows ``Original`` and ``Retrain`` with ``per_seed``).
+    margin : float (default: BACKDOOR_LEARNED_MARGIN)
+        Points of ASR by which the Original must lead Retrain.
+
+    Returns
+    -------
+    list[str]
+        One warning paragraph (then an empty line), or nothing.
+    """
+    rows = summary.get("methods", {})
+    original = (rows.get("Original") or {}).get("per_seed", {})
+    retrain = (rows.get("Retrain") or {}).get("per_seed", {})
+    weak = []
+    for seed, row in original.items():
+        asr, ref = row.get("asr"), (retrain.get(seed) or {}).get("asr")
+        if asr is not None and asr - (ref if ref is not None else 0.0) < margin:
+            ref_text = f", Retrain {ref:.2f} %" if ref is not None else ""
+            weak.append(f"seed {seed} (Original {asr:.2f} %{ref_text})")
+    if not weak:
+        return []
+    return [f"**Warning: the Original never learned the backdoor** in {'; '.join(weak)}: "
+            f"its ASR is less than {margin:g} points above Retrain's, so ASR cannot show "
+            "forgetting there (train longer, or use a larger trigger or poisoned "
+            "fraction).", ""]
+
+
 def _failed_runs(report: Mapping, scenario: str) -> list[str]:
     """Lines listing the failed runs of a scenario; empty without any."""
     missing = [r for r in report.get("runs", [])
@@ -334,6 +375,7 @@ def render_scenario(
     else:
         out.append("No successful runs.")
     out.append("")
+    out += backdoor_not_learned(summary)
     if summary.get("requirements"):
         out += render_requirements(summary["requirements"]) + [""]
     lira = render_lira_table(summary)

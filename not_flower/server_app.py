@@ -269,8 +269,9 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
             self.initial = ArrayRecord(
                 load_initial_checkpoint(str(out_dir / "checkpoint-latest.pt"), model))
             self.recorder.mark_resumed(self.offset)
-            log(INFO, "resuming from round %d of %d (%s)", self.offset, cfg.total_rounds,
-                out_dir)
+            log(INFO, "resuming from round %d of %d (%s); Flower's own log counts this "
+                "run's rounds from 1: its [ROUND 1/%d] is the app's round %d", self.offset,
+                cfg.total_rounds, out_dir, cfg.total_rounds - self.offset, self.offset + 1)
         self.stopping = StoppingRule(cfg.stop_tolerance, self.state.stopping)  # per request
         #: server round -> the name of the model measured after it
         self.snapshots = {cfg.num_train_rounds + int(k): f"recovered@{k}"

@@ -80,3 +80,25 @@ def test_compare_turns_the_attack_on_by_default(tmp_path):
     assert "mia-reference-models" not in off
     with pytest.raises(SystemExit):
         compare.parse_args(["--out", str(tmp_path), "--mia-reference-models", "3"])
+
+
+# -- a backdoor the Original never learned is named in the report (#25.9) ----------------
+def _asr_summary(original: dict, retrain: dict) -> dict:
+    return {"methods": {
+        "Original": {"per_seed": {s: {"asr": v} for s, v in original.items()}},
+        "Retrain": {"per_seed": {s: {"asr": v} for s, v in retrain.items()}},
+    }}
+
+
+def test_report_warns_when_the_original_never_learned_the_backdoor():
+    from not_flower.report_markdown import backdoor_not_learned
+    lines = backdoor_not_learned(_asr_summary({"0": 3.4, "1": 96.0}, {"0": 1.6, "1": 1.2}))
+    assert len(lines) == 2 and "never learned the backdoor" in lines[0]
+    assert "seed 0 (Original 3.40 %, Retrain 1.60 %)" in lines[0] and "seed 1" not in lines[0]
+
+
+def test_report_says_nothing_when_the_backdoor_was_learned_or_absent():
+    from not_flower.report_markdown import backdoor_not_learned
+    assert backdoor_not_learned(_asr_summary({"0": 90.0}, {"0": 2.0})) == []
+    assert backdoor_not_learned({"methods": {"Original": {"per_seed": {"0": {"asr": None}}}}}) == []
+    assert backdoor_not_learned({"methods": {}}) == []

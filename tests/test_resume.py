@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -74,7 +75,17 @@ def test_killed_mid_recovery_then_resumed(tmp_path):
     assert meta["round"] == saved["round"] >= killed_at
     assert saved["applied"] == [{"by": "partition-id", "values": ["1"]}]
 
-    results = simulate({**config, "resume": True}, num_supernodes=3)
+    seen: list[str] = []
+    collect = logging.Handler()
+    collect.emit = lambda record: seen.append(record.getMessage())
+    logging.getLogger("flwr").addHandler(collect)
+    try:
+        results = simulate({**config, "resume": True}, num_supernodes=3)
+    finally:
+        logging.getLogger("flwr").removeHandler(collect)
+    # Flower counts the resumed run's rounds from 1: the log says which app round that is
+    n = saved["round"]
+    assert any(f"its [ROUND 1/{8 - n}] is the app's round {n + 1}" in m for m in seen)
     rounds = [r["round"] for r in results["rounds"]]
     assert rounds == list(range(9))  # every round once, none repeated or lost
     assert results["resumed_from_round"] == [saved["round"]]
