@@ -7,9 +7,13 @@ this module instead:
 
     python not_flower/cli.py check-run-config [--app DIR] "k=v k2='text'" ...
         exit 2 naming each unknown key and the nearest valid ones (pyproject.toml's
-        [tool.flwr.app.config]); exit 0 when every key is known.
+        [tool.flwr.app.config]), or a value not-flower's app would refuse (parsed by
+        not_flower/config.py, which imports no torch: before any SuperLink or simulation
+        starts); exit 0 when every key and value is valid.
     python not_flower/cli.py run APP [CONNECTION] [flwr run options ...]
-        checks the run config as above, runs ``flwr run`` with its output passed through,
+        checks the run config as above, merges every ``--run-config`` into one (a key
+        given twice takes its later value, so a script's own setting can be overridden),
+        runs ``flwr run`` with its output passed through,
         then asks the SuperLink for the run's status (``flwr ls --run-id ID --format json``)
         and exits 1 when the run did not complete, with the error's first line printed
         last.
@@ -21,6 +25,7 @@ depends on which copy of not-flower the venv has installed.
 from __future__ import annotations
 
 import difflib
+import importlib
 import json
 import re
 import signal
@@ -134,6 +139,156 @@ def check_run_config(overrides: Sequence[str], valid_keys: Sequence[str]) -> Non
                              + " (the keys are pyproject.toml's [tool.flwr.app.config])")
 
 
+def override_values(overrides: Sequence[str]) -> dict[str, str]:
+    """Each override's value text, by key, later values winning (merged as one).
+
+    ``flwr run`` refuses a key given twice in one ``--run-config`` string with a generic
+    "invalid format"; the scripts append the user's overrides to their own, so a key the
+    script set is given again: the later value is the user's and wins.
+
+    Parameters
+    ----------
+    overrides : Sequence[str]
+        The ``--run-config`` values (``k=v`` strings, or one ``.toml`` file).
+
+    Returns
+    -------
+    dict[str, str]
+        Key -> the value as written (TOML text: ``3``, ``'cnn'``, ``true``), in order of
+        first appearance.
+
+    Raises
+    ------
+    RunConfigError
+        For text that is not ``key=value``, a value that is not a TOML value (naming the
+        key and the value), or a ``.toml`` file given together with other overrides.
+    """
+    if len(overrides) == 1 and overrides[0].endswith(".toml"):
+        path = Path(overrides[0]).expanduser()
+        override_keys(overrides)  # readable, or a RunConfigError naming the file
+        table = dict(_flat_items(tomllib.loads(path.read_text())))
+        return {key: _toml_text(value) for key, value in table.items()}
+    if any(text.endswith(".toml") for text in overrides):
+        raise RunConfigError("a .toml run-config file cannot be given together with other "
+                             "--run-config values (flwr run refuses it)")
+    override_keys(overrides)  # every pair is key=value
+    values: dict[str, str] = {}
+    for text in overrides:
+        for key, value in _PAIR.findall(text):
+            try:
+                tomllib.loads(f"v = {value}")
+            except tomllib.TOMLDecodeError:
+                raise RunConfigError(
+                    f"run-config value {key}={value} is not a number, true/false or quoted "
+                    f"text (write {key}='{value}' for text)") from None
+            values[key] = value
+    return values
+
+
+def _flat_items(table: dict, prefix: str = ""):
+    for key, value in table.items():
+        if isinstance(value, dict):
+            yield from _flat_items(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def _toml_text(value) -> str:
+    """A TOML value's text (``'text'``, ``true``, ``3``, ``0.5``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)  # a TOML basic string
+    return repr(value)
+
+
+def typed_values(values: dict[str, str]) -> dict:
+    """:func:`override_values`' texts as the values ``flwr run`` gives the app."""
+    return {key: tomllib.loads(f"v = {text}")["v"] for key, text in values.items()}
+
+
+def app_defaults(pyproject: Path) -> dict:
+    """The app's run-config defaults (``[tool.flwr.app.config]``), flattened with dots."""
+    data = tomllib.loads(Path(pyproject).read_text())
+    return dict(_flat_items(data["tool"]["flwr"]["app"]["config"]))
+
+
+def check_values(pyproject: Path, values: dict) -> None:
+    """Check the run config's values as not-flower's ServerApp will, before anything starts.
+
+    Applies only to an app whose ServerApp is not-flower's
+    (``[tool.flwr.app.components] serverapp = "not_flower.server_app:app"``): its
+    ``not_flower.config`` (standard library only, imported from this file's checkout, no
+    torch) parses the defaults with the overrides; other apps' values are left to them.
+
+    Parameters
+    ----------
+    pyproject : Path
+        The app's ``pyproject.toml``.
+    values : dict
+        The overrides, typed (:func:`typed_values`).
+
+    Raises
+    ------
+    RunConfigError
+        With :class:`not_flower.config.ConfigError`'s message (it names the key, the
+        value and what is allowed).
+    """
+    data = tomllib.loads(Path(pyproject).read_text())
+    components = data.get("tool", {}).get("flwr", {}).get("app", {}).get("components", {})
+    if not str(components.get("serverapp", "")).startswith("not_flower."):
+        return
+    root = str(Path(__file__).resolve().parents[1])
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    config = importlib.import_module("not_flower.config")
+    try:
+        config.parse_run_config({**app_defaults(pyproject), **values})
+    except config.ConfigError as err:
+        raise RunConfigError(str(err)) from None
+
+
+def checked_args(flwr_args: Sequence[str], pyproject: Path) -> list[str]:
+    """``flwr run`` arguments with their run config checked and merged into one value.
+
+    Parameters
+    ----------
+    flwr_args : Sequence[str]
+        What follows ``flwr run``.
+    pyproject : Path
+        The app's ``pyproject.toml``.
+
+    Returns
+    -------
+    list[str]
+        The same arguments, every ``--run-config`` / ``-c`` replaced by one
+        ``--run-config`` with the merged overrides (a key given twice: the later value).
+
+    Raises
+    ------
+    RunConfigError
+        For an unknown key (:func:`check_run_config`), a malformed value
+        (:func:`override_values`) or a value the app refuses (:func:`check_values`).
+    """
+    overrides = run_config_values(flwr_args)
+    check_run_config(overrides, app_config_keys(pyproject))
+    values = override_values(overrides)
+    check_values(pyproject, typed_values(values))
+    rest, args, i = [], list(flwr_args), 0
+    while i < len(args):
+        if args[i] in ("--run-config", "-c") and i + 1 < len(args):
+            i += 2
+            continue
+        if not args[i].startswith("--run-config="):
+            rest.append(args[i])
+        i += 1
+    if not overrides:
+        return rest
+    merged = (overrides[0] if len(overrides) == 1 and overrides[0].endswith(".toml")
+              else " ".join(f"{k}={v}" for k, v in values.items()))
+    return [*rest, "--run-config", merged]
+
+
 def run_config_values(flwr_args: Sequence[str]) -> list[str]:
     """The values given to ``--run-config`` / ``-c`` in ``flwr run`` arguments."""
     values, args = [], list(flwr_args)
@@ -206,8 +361,8 @@ def checked_run(flwr_args: Sequence[str], flwr: str = "flwr") -> int:
     connection = [args[1]] if len(args) > 1 and not args[1].startswith("-") else []
     pyproject = app / "pyproject.toml"
     if pyproject.is_file():
-        try:
-            check_run_config(run_config_values(args), app_config_keys(pyproject))
+        try:  # keys and values checked, overrides merged (later wins), before flwr starts
+            args = checked_args(args, pyproject)
         except RunConfigError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
@@ -252,6 +407,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             app, rest = Path(rest[1]), rest[2:]
         try:
             check_run_config(rest, app_config_keys(app / "pyproject.toml"))
+            check_values(app / "pyproject.toml", typed_values(override_values(rest)))
         except (RunConfigError, OSError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2

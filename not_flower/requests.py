@@ -11,7 +11,15 @@ is queued; once the strategy applied it, it is moved to ``accepted/``, or to ``r
 if it named no connected node (or would leave no node to recover with).
 
 Write request files atomically (write ``x.json.tmp``, then rename to ``x.json``): only
-``*.json`` files are read.
+files whose name ends in ``.json`` (any case: ``x.JSON`` too) are read; others
+(``x.json.tmp``, notes) are left alone. A ``reason`` (``"GDPR art. 17"``) is kept in the
+record of forgetting, ``results.json`` and the audit log.
+
+What is not a plain file is refused, with one WARNING line and a reason file, and moved
+to ``rejected/``: a symbolic link (its target is neither read nor moved: a request must
+be a file in the folder, so that nobody can make the ServerApp read a file elsewhere), a
+dangling link, a folder named ``x.json``. A name already used in ``accepted/`` or
+``rejected/`` gets a suffix (``x-2.json``): no earlier file is overwritten.
 """
 
 from __future__ import annotations
@@ -44,7 +52,8 @@ def parse_request(text: str, name: str = "<request>") -> dict:
     Returns
     -------
     dict
-        ``{"targets": [str, ...], "by": str, "requested_by": str}``.
+        ``{"targets": [str, ...], "by": str, "requested_by": str}``, and ``reason``
+        (str) when the file gives one.
 
     Raises
     ------
@@ -83,8 +92,15 @@ def parse_request(text: str, name: str = "<request>") -> dict:
     requested_by = obj.get("requested_by", "operator")
     if not isinstance(requested_by, str):
         raise RequestFileError(f"{name}: 'requested_by' must be a string, got {requested_by!r}")
-    return {"targets": [str(t).strip() for t in targets], "by": by.strip(),
-            "requested_by": requested_by}
+    reason = obj.get("reason", "")
+    if not isinstance(reason, str):
+        raise RequestFileError(f"{name}: 'reason' must be a string (e.g. \"GDPR art. 17\"), "
+                               f"got {reason!r}")
+    request = {"targets": [str(t).strip() for t in targets], "by": by.strip(),
+               "requested_by": requested_by}
+    if reason.strip():
+        request["reason"] = reason.strip()
+    return request
 
 
 class RequestFolder:
@@ -103,13 +119,33 @@ class RequestFolder:
         self.rejected = self.path / "rejected"
         for folder in (self.path, self.accepted, self.rejected):
             folder.mkdir(parents=True, exist_ok=True)
+        #: ``requested_by`` label (``"alice (file x.json)"``) -> the file's ``reason``.
+        self.reasons: dict[str, str] = {}
 
     def _move(self, file: Path, accepted: bool, reason: str = "") -> None:
         dest_dir = self.accepted if accepted else self.rejected
-        dest = dest_dir / file.name
-        os.replace(file, dest)
+        dest = free_name(dest_dir, file.name)
+        os.replace(file, dest)  # a link is moved as the link, never its target
         if not accepted:
-            (dest_dir / f"{file.name}.reason.txt").write_text(reason + "\n")
+            (dest_dir / f"{dest.name}.reason.txt").write_text(reason + "\n")
+
+    def _candidates(self) -> list[Path]:
+        """Entries named ``*.json`` (any case); what is not a plain file is rejected now."""
+        out = []
+        for entry in sorted(self.path.iterdir()):
+            if not entry.name.lower().endswith(".json") or entry.name.startswith("."):
+                continue
+            if entry.is_symlink() or not entry.is_file():
+                what = ("a symbolic link" + ("" if entry.exists() else " that leads nowhere")
+                        if entry.is_symlink() else "a folder" if entry.is_dir() else
+                        "not a plain file")
+                reason = (f"{entry.name}: {what}; a request must be a plain file in the "
+                          "request folder (links are not followed)")
+                log(WARNING, "rejected request file %s: %s", entry, reason)
+                self._move(entry, False, reason)
+                continue
+            out.append(entry)
+        return out
 
     def poll(self) -> list[dict]:
         """Read new request files; reject invalid ones; return the valid requests.
@@ -121,9 +157,7 @@ class RequestFolder:
             moves the file once the strategy decided).
         """
         out = []
-        for file in sorted(self.path.glob("*.json")):
-            if not file.is_file():
-                continue
+        for file in self._candidates():
             try:
                 if file.stat().st_size > MAX_BYTES:
                     raise RequestFileError(f"{file.name}: larger than {MAX_BYTES} bytes")
@@ -133,6 +167,8 @@ class RequestFolder:
                 self._move(file, False, str(err))
                 continue
             request["requested_by"] = f"{request['requested_by']} (file {file.name})"
+            if "reason" in request:  # kept here, for the record (the strategy has no field)
+                self.reasons[request["requested_by"]] = request.pop("reason")
 
             def settle(_request, accepted: bool, reason: str, _file=file) -> None:
                 if not accepted:
@@ -143,3 +179,25 @@ class RequestFolder:
             request["on_settled"] = settle
             out.append(request)
         return out
+
+
+def free_name(folder: Path, name: str) -> Path:
+    """``folder/name``, or ``folder/<stem>-<k><suffix>`` for the first k >= 2 not taken.
+
+    Parameters
+    ----------
+    folder : Path
+        Where the file goes.
+    name : str
+        Its name.
+
+    Returns
+    -------
+    Path
+        A path in ``folder`` that exists neither as a file nor as a link.
+    """
+    dest, stem, suffix, k = folder / name, Path(name).stem, Path(name).suffix, 1
+    while dest.exists() or dest.is_symlink() or (folder / f"{dest.name}.reason.txt").exists():
+        k += 1
+        dest = folder / f"{stem}-{k}{suffix}"
+    return dest

@@ -25,8 +25,10 @@ def test_local_sh_trains_unlearns_recovers_and_cleans_up(tmp_path):
     env = base_env(tmp_path / "flwr-home")
     proc = subprocess.run(
         ["bash", str(DEPLOY / "local.sh"), "--nodes", "3", "--port", str(port),
-         "--train-rounds", "2", "--recovery-rounds", "2", "--unlearn", "1",
-         "--out", str(out), "--work", str(work), "--run-config", FAST],
+         "--train-rounds", "2", "--recovery-rounds", "5", "--unlearn", "1",
+         "--out", str(out), "--work", str(work),
+         # a key the script sets itself (from --recovery-rounds): the later value wins
+         "--run-config", f"{FAST} recovery-rounds=2"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=400,
     )
     log = proc.stdout + proc.stderr
@@ -63,19 +65,33 @@ def test_local_sh_stops_everything_when_the_run_fails(tmp_path):
     proc = subprocess.run(
         ["bash", str(DEPLOY / "local.sh"), "--nodes", "2", "--port", str(port),
          "--out", str(tmp_path / "out"), "--work", str(work),
-         "--run-config", "model='transformer'"],  # the ServerApp rejects it
+         "--unlearn", "7"],  # no such partition: the ServerApp rejects it before round 1
         cwd=ROOT, env=base_env(tmp_path / "flwr-home"), capture_output=True, text=True,
         timeout=300,
     )
     assert proc.returncode == 1, proc.stderr[-3000:]
     # flwr run exits 0 here; the script asks for the run's status and says why, last
-    assert re.fullmatch(r"error: run \d+ finished:failed: .*unknown model 'transformer'; "
-                        r"choose one of: cnn, mlp, resnet18, vit",
+    assert re.fullmatch(r"error: run \d+ finished:failed: .*unlearning target partition-id=7 "
+                        r".*matches none of the 2 connected nodes.*",
                         proc.stderr.strip().splitlines()[-1]), proc.stderr[-2000:]
     assert not (tmp_path / "out" / "results.json").exists()
     assert len(_started_and_stopped(work)) >= 3
     assert not [p for p in _started_and_stopped(work) if pid_alive(p)]
     assert not processes_mentioning(f":{port}")
+
+
+def test_local_sh_refuses_a_bad_value_before_starting_anything(tmp_path):
+    work = tmp_path / "work"
+    proc = subprocess.run(
+        ["bash", str(DEPLOY / "local.sh"), "--nodes", "2", "--out", str(tmp_path / "out"),
+         "--work", str(work), "--run-config", "model='transformer'"],
+        cwd=ROOT, env=base_env(tmp_path / "flwr-home"), capture_output=True, text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert ("error: unknown model 'transformer'; choose one of: cnn, mlp, resnet18, vit"
+            in proc.stderr.splitlines()), proc.stderr
+    assert (work / "pids").read_text() == ""  # no SuperLink, no SuperNode was started
 
 
 def test_local_sh_stops_everything_on_sigterm_mid_run(tmp_path):

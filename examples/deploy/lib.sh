@@ -208,6 +208,15 @@ nf_flwr_run() {
   return "$rc"
 }
 
+# nf_check_run_config RUN_CONFIG: check the run config's keys and values with
+# not_flower/cli.py (no torch, a second or so) before any process starts; a bad one exits 2
+# naming it. A key given twice (a script's own and the user's --run-config) is fine: the
+# later value wins when cli.py merges them for `flwr run`.
+nf_check_run_config() {
+  "$NF_PY" "$NF_ROOT/not_flower/cli.py" check-run-config --app "${NF_APP_DIR:-$NF_ROOT}" "$1" \
+    || exit 2
+}
+
 # The run-config key for reusing a demo's out-dir: "overwrite=true" (a second run moves
 # the previous run's files into out-dir/previous-<time>/ instead of being refused), or
 # nothing when the user's overrides ($1) already say resume or overwrite.

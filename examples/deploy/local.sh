@@ -37,6 +37,8 @@ nf_parse_options --node-port NODE_PORT -- "$@"
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
 nf_init "$WORK"
+RUN_CONFIG="out-dir='$OUT' $(nf_reuse_key "$EXTRA") num-train-rounds=$TRAIN_ROUNDS recovery-rounds=$RECOVERY_ROUNDS unlearn-clients='$UNLEARN' $EXTRA"
+nf_check_run_config "$RUN_CONFIG"  # bad keys and values: exit 2 before anything starts
 T0=$SECONDS
 
 [ -n "$PORT" ] || PORT="$(nf_free_port)"
@@ -52,7 +54,7 @@ for ((i = 0; i < NODES; i++)); do
 done
 nf_wait_nodes "$CONN" "$NODES"
 
-nf_flwr_run "$CONN" "out-dir='$OUT' $(nf_reuse_key "$EXTRA") num-train-rounds=$TRAIN_ROUNDS recovery-rounds=$RECOVERY_ROUNDS unlearn-clients='$UNLEARN' $EXTRA"
+nf_flwr_run "$CONN" "$RUN_CONFIG"
 [ -f "$OUT/results.json" ] || nf_die "the run wrote no $OUT/results.json (logs in $NF_WORK)"
 nf_log "done in $((SECONDS - T0)) s; results: $OUT/results.json (logs: $NF_WORK)"
 echo "$OUT/results.json"

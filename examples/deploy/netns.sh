@@ -53,6 +53,8 @@ nf_parse_options --subnet SUBNET --tag TAG --kill-node KILL_NODE \
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
 nf_init "$WORK"
+RUN_CONFIG="out-dir='$OUT' $(nf_reuse_key "$EXTRA") num-train-rounds=$TRAIN_ROUNDS recovery-rounds=$RECOVERY_ROUNDS unlearn-clients='$UNLEARN' $EXTRA"
+nf_check_run_config "$RUN_CONFIG"  # bad keys and values: exit 2 before anything starts
 T0=$SECONDS
 
 BRIDGE="nfbr-$TAG"
@@ -127,7 +129,7 @@ if [ -n "$KILL_NODE" ]; then
   echo "kill-watch $!" >> "$NF_WORK/pids"
 fi
 
-nf_flwr_run "$CONN" "out-dir='$OUT' $(nf_reuse_key "$EXTRA") num-train-rounds=$TRAIN_ROUNDS recovery-rounds=$RECOVERY_ROUNDS unlearn-clients='$UNLEARN' $EXTRA"
+nf_flwr_run "$CONN" "$RUN_CONFIG"
 [ -f "$OUT/results.json" ] || nf_die "the run wrote no $OUT/results.json (logs in $NF_WORK)"
 if [ -n "$KILL_NODE" ] && [ ! -f "$NF_WORK/killed" ]; then
   nf_die "round $KILL_AT never started: node $KILL_NODE was not killed"

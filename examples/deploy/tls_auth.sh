@@ -50,6 +50,8 @@ nf_parse_options --restart-node RESTART_NODE --restart-at-round RESTART_AT -- "$
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
 nf_init "$WORK"
+RUN_CONFIG="out-dir='$OUT' $(nf_reuse_key "$EXTRA") num-train-rounds=$TRAIN_ROUNDS recovery-rounds=$RECOVERY_ROUNDS identify-by='supernode-name' unlearn-clients='$UNLEARN' $EXTRA"
+nf_check_run_config "$RUN_CONFIG"  # bad keys and values: exit 2 before anything starts
 T0=$SECONDS
 command -v openssl > /dev/null || nf_die "openssl is needed"
 
@@ -169,7 +171,7 @@ if [ -n "$RESTART_NODE" ]; then
 fi
 
 # -- 5. the run ---------------------------------------------------------------------------
-nf_flwr_run "$CONN" "out-dir='$OUT' $(nf_reuse_key "$EXTRA") num-train-rounds=$TRAIN_ROUNDS recovery-rounds=$RECOVERY_ROUNDS identify-by='supernode-name' unlearn-clients='$UNLEARN' $EXTRA"
+nf_flwr_run "$CONN" "$RUN_CONFIG"
 [ -f "$OUT/results.json" ] || nf_die "the run wrote no $OUT/results.json (logs in $NF_WORK)"
 if [ -n "$RESTART_NODE" ]; then
   [ -f "$NF_WORK/restarted" ] || nf_die "round $RESTART_AT never started: site-$RESTART_NODE was not restarted"
