@@ -208,6 +208,11 @@ class NoT(Unlearning):
             self._user_on_unlearning(event, before, after)
 
     @property
+    def tag(self) -> str:
+        """Prefix of log lines: the method's name (``NoT``, ``FT`` ...), as the app's logs."""
+        return self.unlearner.name
+
+    @property
     def negation(self) -> NegationPlan | None:
         """The negation plan (``None`` for FT and the other methods)."""
         return self.unlearner.plan if isinstance(self.unlearner, Negation) else None

@@ -133,6 +133,10 @@ class TargetBook:
         for request in requests:
             try:
                 hits = self.resolve(request.rule, node_ids, names)
+                if request.kind == "client":
+                    hits = self.new_targets(request, hits, matched, names)
+                    if not hits:
+                        continue
                 remaining = [n for n in node_ids
                              if n not in matched and n not in hits and n not in self.excluded]
                 if request.kind == "client" and not remaining:
@@ -146,6 +150,7 @@ class TargetBook:
                 log(WARNING, "%s: rejected unlearning request from %s (%s=%s): %s",
                     self.tag, request.requested_by, request.rule.by,
                     ",".join(request.rule.values), err)
+                request.outcome.settle("failed", reason=str(err))
                 if request.on_settled is not None:
                     request.on_settled(request, False, str(err))
                 continue
@@ -158,6 +163,37 @@ class TargetBook:
                     entry["samples"].update(request.samples)
             accepted.append((request, hits))
         return matched, accepted
+
+    def new_targets(self, request: UnlearningRequest, hits: dict[int, dict],
+                    matched: dict[int, dict], names: dict[int, str]) -> dict[int, dict]:
+        """The targets of a client request not forgotten yet, nor by an earlier request at
+        this boundary; none: the request is ignored (with a warning), or refused
+        (:class:`UnlearningError`) if it is strict and its clients are already forgotten."""
+        forgotten = sorted(n for n in hits if n in self.excluded
+                           or self.is_target(n, names.get(n), self.identities.get(n)))
+        twice = sorted(n for n in hits if n in matched and n not in forgotten)
+        new = {n: h for n, h in hits.items() if n not in forgotten and n not in twice}
+        what = f"{request.rule.by}={','.join(request.rule.values)}"
+        if new and (forgotten or twice):
+            log(WARNING, "%s: unlearning request %s: node(s) %s already forgotten or named by "
+                "another request at this boundary; only %s are new", self.tag, what,
+                forgotten + twice, sorted(new))
+        if new:
+            return new
+        if forgotten:
+            reason = (f"{what} is already forgotten (node(s) {forgotten} were unlearnt by an "
+                      "earlier request): nothing to do, the model is not changed again")
+            if request.strict:
+                raise UnlearningError(reason)
+        else:
+            reason = (f"another request at this boundary names the same client(s) {what} "
+                      f"(node(s) {twice}): applied once")
+        log(WARNING, "%s: ignored unlearning request from %s: %s", self.tag,
+            request.requested_by, reason)
+        request.outcome.settle("ignored", reason=reason)
+        if request.on_settled is not None:
+            request.on_settled(request, False, reason)
+        return {}
 
     def no_match_message(self, rule: TargetRule, missing: list[str], node_ids: list[int],
                           names: dict[int, str]) -> str:

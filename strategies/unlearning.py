@@ -21,7 +21,13 @@ unlearning needs around it:
   too, so a restarted target stays excluded;
 * **recovery**: ``recovery_strategy`` (for example Flower's ``FedAdam`` or ``FedAvgM``)
   replaces the wrapped strategy from the request on, as a fresh copy at every request;
-  without one the wrapped strategy goes on;
+  without one the wrapped strategy goes on, also as a fresh copy of itself as built (no
+  moments, momentum or model copy from before the step; a DP accountant is shared), unless
+  ``keep_server_state=True`` (:mod:`strategies.composition`);
+* **outcomes**: every request has a :class:`~strategies.outcomes.RequestOutcome`
+  (``request.outcome``, :attr:`Unlearning.outcomes`, ``start()``'s result's
+  ``unlearning``); ``start()`` takes Flower 1.43's ``should_stop``
+  (:mod:`strategies.wrapper_run`);
 * **reply checks and costs**: train replies whose tensors do not match the model sent
   (keys, shapes, dtypes, NaN/inf) or whose weight is not a positive number are rejected,
   so are replies whose metric keys differ from the majority's; bytes each way, client
@@ -33,7 +39,6 @@ grid, the same messages, the same aggregate.
 
 from __future__ import annotations
 
-import copy
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -45,8 +50,11 @@ from flwr.serverapp.strategy import Strategy
 from flwr.supercore import log
 
 from .aggregate_utils import EmptyRoundGuard, failure_reasons, restore_dtypes
+from .applying import RequestsMixin
+from .composition import check_by, fresh_copy, pristine_copy
 from .grid_view import ExcludingGrid, innermost, is_float, nodes_needed
-from .identity import BY_NODE_ID, TargetRule, make_rule
+from .identity import TargetRule, make_rule
+from .outcomes import RequestOutcome
 from .replies import (
     array_layout,
     check_train_reply,
@@ -62,12 +70,12 @@ from .unlearning_request import (
     UnlearningEvent,
     UnlearningRequest,
     request_kind,
-    truthy,
 )
+from .wrapper_run import WrapperRunMixin
 
 
 # pylint: disable=too-many-instance-attributes,too-many-public-methods
-class Unlearning(Strategy):
+class Unlearning(RequestsMixin, WrapperRunMixin, Strategy):
     """Add federated unlearning to any Message-API strategy.
 
     Parameters
@@ -82,6 +90,11 @@ class Unlearning(Strategy):
         Used instead of ``strategy`` from the first request on; a fresh copy of it
         (``copy.deepcopy``) at every request, so its server state (momentum, moments)
         starts afresh. Give it the same sampling settings as ``strategy``.
+    keep_server_state : bool (default: False)
+        Without ``recovery_strategy``: ``False`` goes on after each request with a fresh
+        copy of ``strategy`` as built (FedAdam's moments, FedAvgM's momentum, their and a
+        DP wrapper's copy of the model start afresh; a DP accountant is kept); ``True``
+        keeps the same object with its state from before the unlearning step.
     request_source : object or None
         Requests from outside the ServerApp code (for example
         :class:`not_flower.requests.RequestFolder`): an object with ``poll() ->
@@ -128,6 +141,7 @@ class Unlearning(Strategy):
         max_empty_rounds: int | None = 3,
         on_unlearning: Callable[[UnlearningEvent, ArrayRecord, ArrayRecord], None]
         | None = None,
+        keep_server_state: bool = False,
     ) -> None:
         if not isinstance(strategy, Strategy):
             raise TypeError(f"Unlearning(strategy=...) needs a flwr Strategy, got "
@@ -137,6 +151,12 @@ class Unlearning(Strategy):
                             f"{type(recovery_strategy).__name__}")
         self.strategy = strategy
         self.unlearner: Unlearner = unlearner if unlearner is not None else NoStep()
+        self.keep_server_state = bool(keep_server_state)
+        self._pristine = None if keep_server_state else pristine_copy(strategy)
+        #: Every request's outcome, in the order they were made.
+        self.outcomes: list[RequestOutcome] = []
+        self._in_flight: list[UnlearningEvent] = []  # applied, their round not done yet
+        self._nesting_checked, self._warned = False, set()
         self.recovery_strategy = recovery_strategy
         self.request_source = request_source
         self.forget_me_key = forget_me_key
@@ -160,7 +180,7 @@ class Unlearning(Strategy):
         self._lock = threading.Lock()
         self._pending: list[UnlearningRequest] = []
         #: Identities, target rules, exclusions and forget specs.
-        self.book = TargetBook(identity_timeout, self.unlearner.name)
+        self.book = TargetBook(identity_timeout, self.tag)
         self._recovering = False
         self._sent: ArrayRecord | None = None
         self._layout: dict | None = None  # of the model sent; replies: _reply_layout
@@ -210,7 +230,7 @@ class Unlearning(Strategy):
         Returns
         -------
         UnlearningRequest
-            The queued request.
+            The queued request; ``.status`` and ``.outcome`` say what became of it.
 
         Raises
         ------
@@ -219,6 +239,7 @@ class Unlearning(Strategy):
         """
         if at_round is not None and (not isinstance(at_round, int) or at_round < 1):
             raise ValueError(f"at_round must be an integer >= 1 or None, got {at_round!r}")
+        check_by(by, self.book.identities)  # a near miss (node_id) fails here, not later
         kind, classes, samples = request_kind(targets, classes, samples)
         if kind not in self.unlearner.kinds:
             raise ValueError(f"{self.unlearner.name} forgets whole clients only; class-wise "
@@ -229,7 +250,8 @@ class Unlearning(Strategy):
         )
         with self._lock:
             self._pending.append(request)
-        log(INFO, "%s: unlearning request queued: %s=%s (%s)", self.unlearner.name,
+            self.outcomes.append(request.outcome)
+        log(INFO, "%s: unlearning request queued: %s=%s (%s)", self.tag,
             request.rule.by, ",".join(request.rule.values),
             f"at round {at_round}" if at_round else "at the next round boundary")
         return request
@@ -305,7 +327,7 @@ class Unlearning(Strategy):
     @property
     def in_recovery(self) -> bool:
         """Whether at least one request has been applied."""
-        return bool(self.events)
+        return bool(self.events or self._in_flight)
 
     @property
     def active_strategy(self) -> Strategy:
@@ -323,18 +345,12 @@ class Unlearning(Strategy):
         self._peak = max(self._peak, self.storage_bytes)
         return self._peak
 
-    def summary(self) -> None:
-        """Log the wrapper's settings, then the wrapped strategy's."""
-        log(INFO, "\t├──> Unlearning: %s (negates %s), recovery with %s", self.unlearner.name,
-            list(self.unlearner.layers) or list(self.unlearner.keys) or "nothing",
-            type(self.recovery_strategy or self.strategy).__name__)
-        self.strategy.summary()
-
     # ------------------------------------------------------------ the Strategy interface
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         """Apply due requests (unlearning step, exclusion), then let the strategy sample."""
+        self._check_composition()  # a strategy around us that would undo the step: refused
         self._collect_requests(grid)
         with self._lock:
             due = [r for r in self._pending if r.at_round is None or r.at_round <= server_round]
@@ -346,6 +362,7 @@ class Unlearning(Strategy):
         if self._recovering and self.recovery_config:
             config = ConfigRecord({**dict(config), **self.recovery_config})
         messages = self._configure("train", server_round, arrays, config, grid)
+        self._check_composition(messages)
         if (layout := array_layout(arrays)) != self._layout:  # aggregates keep its integers
             self._integer_layout = {k: v for k, v in layout.items() if not is_float(v[1])}
         self._layout = layout
@@ -381,9 +398,10 @@ class Unlearning(Strategy):
             # No usable reply in the first round after a request: the unlearned model stays
             # the global model (the model from before the request must not come back).
             log(WARNING, "%s: no train reply aggregated in round %d; keeping the unlearned "
-                "model as the global model", self.unlearner.name, server_round)
+                "model as the global model", self.tag, server_round)
             arrays = self._fallback_arrays
         self._fallback_arrays = None
+        self._confirm(server_round)  # requests applied at this round's start took effect
         return arrays, metrics
 
     def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
@@ -427,14 +445,15 @@ class Unlearning(Strategy):
                     f"recovery needs {needed} non-target node(s) for {what} but only "
                     f"{eligible} are connected after waiting {self.node_wait_timeout:.0f}s")
             log(INFO, "%s: waiting for nodes: %d eligible, %d needed for %s",
-                self.unlearner.name, eligible, needed, what)
+                self.tag, eligible, needed, what)
             time.sleep(1.0)
 
     def _start_recovery(self) -> None:
         """From now on: recovery (a fresh recovery strategy, if one is set)."""
         self._recovering = True
-        if self.recovery_strategy is not None:
-            self._recovery = copy.deepcopy(self.recovery_strategy)
+        template = self.recovery_strategy or self._pristine
+        if template is not None:
+            self._recovery = fresh_copy(template, self.active_strategy)
 
     def _round(self, server_round: int) -> dict:
         if server_round not in self.rounds and self.keep_rounds is not None:
@@ -454,7 +473,7 @@ class Unlearning(Strategy):
                 self.book.note_reply(node_id, msg.content)
             if node_id in self.book.excluded:
                 log(WARNING, "%s: dropped a %s reply from excluded node %d (round %d)",
-                    self.unlearner.name, what, node_id, server_round)
+                    self.tag, what, node_id, server_round)
                 continue
             if not msg.has_error():
                 metrics[id(msg)] = reply_metrics(msg.content)
@@ -477,7 +496,7 @@ class Unlearning(Strategy):
 
     def _reject(self, server_round: int, what: str, node_id: int, reason: str) -> None:
         log(WARNING, "%s: rejected the %s reply of node %d (round %d): %s",
-            self.unlearner.name, what, node_id, server_round, reason)
+            self.tag, what, node_id, server_round, reason)
         self._round(server_round).setdefault(f"rejected_{what}", {})[node_id] = reason
 
     def _drop_inconsistent_metrics(
@@ -504,68 +523,7 @@ class Unlearning(Strategy):
     def _with_forget_specs(self, messages: list[Message]) -> list[Message]:
         return self.book.with_forget_specs(messages, self.arrayrecord_key, self.configrecord_key)
 
-    # ------------------------------------------------------------ identities and requests
-    def _collect_requests(self, grid: Grid) -> None:
-        """Queue requests from the request source and from nodes that ask for themselves."""
-        if self.request_source is not None:
-            for spec in self.request_source.poll():
-                settle = spec.get("on_settled")
-                try:
-                    self.request_unlearning(
-                        spec["targets"], by=spec.get("by", "partition-id"),
-                        requested_by=str(spec.get("requested_by", "operator")),
-                        strict=False, on_settled=settle)
-                except (KeyError, TypeError, ValueError) as err:
-                    log(WARNING, "%s: rejected unlearning request %s: %s",
-                        self.unlearner.name, spec, err)
-                    if settle is not None:
-                        settle(None, False, str(err))
-        if self.forget_me_key is None:
-            return
-        node_ids = list(grid.get_node_ids())
-        self.book.query_identities(grid, [n for n in node_ids if n not in self.book.asked])
-        with self._lock:
-            pending = {v for r in self._pending if r.rule.by == BY_NODE_ID for v in r.rule.values}
-        for n in node_ids:
-            identity = self.book.identities.get(n) or {}
-            if (n not in self.book.excluded and str(n) not in pending
-                    and truthy(identity.get(self.forget_me_key))):
-                log(INFO, "%s: node %d asks to be forgotten (%s=true)", self.unlearner.name, n,
-                    self.forget_me_key)
-                self.request_unlearning([n], by=BY_NODE_ID, requested_by=f"client:{n}",
-                                        strict=False)
-
-    # ------------------------------------------------------------ applying requests
-    def _apply(self, requests: list[UnlearningRequest], server_round: int, arrays: ArrayRecord,
-               grid: Grid) -> ArrayRecord:
-        """Apply the due requests at this boundary; return the model to send."""
-        matched, accepted = self.book.accept(requests, grid)
-        if not accepted:
-            return arrays
-        self.book.excluded.update(matched)
-        self.book.rules.extend(r.rule for r, _ in accepted if r.kind == "client")
-        self._start_recovery()
-        targets = list(dict.fromkeys(n for _, hits in accepted for n in hits))
-        unlearned, seconds = self._run_step(server_round, arrays, targets, grid)
-        for request, hits in accepted:
-            event = UnlearningEvent(
-                request=request, round=server_round, targets=list(hits.values()),
-                layers=list(self.unlearner.layers), keys=list(self.unlearner.keys),
-                negation_seconds=0.0 if self.unlearner.records_step else seconds)
-            self.events.append(event)
-            what = {"client": "", "class": f" classes {list(request.classes)} of",
-                    "instance": f" {len(request.samples)} samples of"}[request.kind]
-            log(INFO, "%s: round %d: unlearning%s %s=%s (asked by %s) -> nodes %s; negated %s",
-                self.unlearner.name, server_round, what, request.rule.by,
-                ",".join(request.rule.values), request.requested_by,
-                [t["node_id"] for t in event.targets],
-                event.layers or event.keys or "nothing")
-            if request.on_settled is not None:
-                request.on_settled(request, True, "")
-            if self.on_unlearning is not None:
-                self.on_unlearning(event, arrays, unlearned)
-        return unlearned
-
+    # ------------------------------------------------------------ the unlearning step
     def _run_step(self, server_round: int, arrays: ArrayRecord, targets: list[int],
                   grid: Grid) -> tuple[ArrayRecord, float]:
         """Run the unlearner's step and count it in the round; returns the unlearned model

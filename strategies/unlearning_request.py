@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
 from .identity import TargetRule
+from .outcomes import RequestOutcome
 
 
 class UnlearningError(RuntimeError):
@@ -46,6 +47,8 @@ class UnlearningRequest:
         targets stay in the federation and train on the data they keep.
     classes, samples : tuple[int, ...]
         Class labels / sample ids (indices into the client's training data) to forget.
+    outcome : RequestOutcome
+        What became of it (:mod:`strategies.outcomes`); made when the request is.
     """
 
     rule: TargetRule
@@ -59,6 +62,18 @@ class UnlearningRequest:
     kind: str = "client"
     classes: tuple[int, ...] = ()
     samples: tuple[int, ...] = ()
+    outcome: RequestOutcome | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.outcome is None:
+            self.outcome = RequestOutcome(
+                by=self.rule.by, values=list(self.rule.values), kind=self.kind,
+                requested_by=self.requested_by, at_round=self.at_round)
+
+    @property
+    def status(self) -> str:
+        """``"pending"``, ``"applied"``, ``"failed"`` or ``"ignored"`` (see ``outcome``)."""
+        return self.outcome.status
 
 
 @dataclass
@@ -76,6 +91,7 @@ class UnlearningEvent:
         """Return a JSON-serialisable dict."""
         out = asdict(self)
         out["request"].pop("on_settled", None)
+        out["request"].pop("outcome", None)
         out["request"]["rule"] = {"by": self.request.rule.by, "values": list(self.request.rule.values)}
         return out
 

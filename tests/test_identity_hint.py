@@ -17,7 +17,8 @@ def test_hint_for_nodes_that_have_not_replied_yet_names_the_query_handler():
                            "yet: the identity mod (ClientApp(mods=[identity_mod])) only adds the "
                            "identity to train/evaluate replies, so before a node's first reply "
                            "(a request at round 1) only the query handler can tell.")
-    assert f"Add to the ClientApp {HANDLER}" in text
+    assert f"Add to the ClientApp {HANDLER}, or apply" in text
+    assert "``" not in identity_hint(replied=2, silent=3)  # each snippet quoted once
     assert "from strategies import identity_mod" not in text  # the mod is not the fix here
     assert text.endswith("or name targets by 'node-id' or 'supernode-name'")
 

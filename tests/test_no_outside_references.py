@@ -14,7 +14,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SKIP_DIRS = {".git", ".venv", "venv", "outputs", ".flwr-home", "__pycache__", ".pytest_cache",
-             ".hypothesis", "node_modules"}
+             ".hypothesis", "node_modules", ".venv-nightly"}
 SUFFIXES = {".py", ".sh", ".toml", ".yaml", ".yml", ".md", ".cfg", ".ini", ".txt"}
 # Built from parts so that this file does not match itself.
 POINTERS = re.compile("|".join([

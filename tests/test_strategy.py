@@ -12,7 +12,7 @@ from flwr.clientapp import ClientApp
 from flwr.serverapp.strategy import FedAvg
 
 from strategies import NoT, UnlearningError, answer_identity, identity_mod
-from strategies.negation import NegationPlan
+from strategies.negation_arrays import NegationPlan
 from tests.fakegrid import FakeGrid, FakeNode
 
 KEYS = ("conv.weight", "conv.bias", "fc.weight")
@@ -159,6 +159,8 @@ def test_every_client_targeted_is_refused():
     strategy.request_unlearning("0,1,2", at_round=2)
     with pytest.raises(UnlearningError, match="exclude every connected node"):
         run(strategy, grid, rounds=2)
+    assert not [t for t, _ in grid.sent if t == "train"]  # refused before round 1 trained
+    assert strategy.outcomes[0].status == "failed" and not strategy.pending_requests
 
 
 def test_reply_from_excluded_node_is_dropped_and_logged(caplog):

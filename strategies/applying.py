@@ -1,0 +1,107 @@
+"""Requests in the Unlearning wrapper: collected at each round boundary, applied, confirmed.
+
+A mixin of :class:`strategies.unlearning.Unlearning` (its methods use the wrapper's
+attributes). A request applied at a boundary is *in flight* until that round's aggregate
+is in: only then is its :class:`~strategies.unlearning_request.UnlearningEvent` added to
+``events`` and its outcome set to ``"applied"``; a round that fails before marks it
+``"failed"`` with the error (:mod:`strategies.outcomes`).
+"""
+
+from __future__ import annotations
+
+from logging import INFO, WARNING
+
+from flwr.app import ArrayRecord
+from flwr.serverapp import Grid
+from flwr.supercore import log
+
+from .identity import BY_NODE_ID
+from .outcomes import fail_in_flight
+from .unlearning_request import UnlearningError, UnlearningEvent, UnlearningRequest, truthy
+
+
+class RequestsMixin:
+    """Collecting, applying and confirming unlearning requests (see module docstring)."""
+
+    def _collect_requests(self, grid: Grid) -> None:
+        """Queue requests from the request source and from nodes that ask for themselves."""
+        if self.request_source is not None:
+            for spec in self.request_source.poll():
+                settle = spec.get("on_settled")
+                try:
+                    self.request_unlearning(
+                        spec["targets"], by=spec.get("by", "partition-id"),
+                        requested_by=str(spec.get("requested_by", "operator")),
+                        strict=False, on_settled=settle)
+                except (KeyError, TypeError, ValueError) as err:
+                    log(WARNING, "%s: rejected unlearning request %s: %s", self.tag, spec, err)
+                    if settle is not None:
+                        settle(None, False, str(err))
+        if self.forget_me_key is None:
+            return
+        node_ids = list(grid.get_node_ids())
+        self.book.query_identities(grid, [n for n in node_ids if n not in self.book.asked])
+        with self._lock:
+            pending = {v for r in self._pending if r.rule.by == BY_NODE_ID for v in r.rule.values}
+        for n in node_ids:
+            identity = self.book.identities.get(n) or {}
+            if (n not in self.book.excluded and str(n) not in pending
+                    and truthy(identity.get(self.forget_me_key))):
+                log(INFO, "%s: node %d asks to be forgotten (%s=true)", self.tag, n,
+                    self.forget_me_key)
+                self.request_unlearning([n], by=BY_NODE_ID, requested_by=f"client:{n}",
+                                        strict=False)
+
+    def _apply(self, requests: list[UnlearningRequest], server_round: int, arrays: ArrayRecord,
+               grid: Grid) -> ArrayRecord:
+        """Apply the due requests at this boundary; return the model to send."""
+        try:
+            matched, accepted = self.book.accept(requests, grid)
+        except UnlearningError as err:
+            fail_in_flight([r.outcome for r in requests if r.status == "pending"], err)
+            for request in requests:
+                request.outcome.round = server_round
+            raise
+        if not accepted:
+            return arrays
+        self.book.excluded.update(matched)
+        self.book.rules.extend(r.rule for r, _ in accepted if r.kind == "client")
+        self._start_recovery()
+        targets = list(dict.fromkeys(n for _, hits in accepted for n in hits))
+        unlearned, seconds = self._run_step(server_round, arrays, targets, grid)
+        for request, hits in accepted:
+            event = UnlearningEvent(
+                request=request, round=server_round, targets=list(hits.values()),
+                layers=list(self.unlearner.layers), keys=list(self.unlearner.keys),
+                negation_seconds=0.0 if self.unlearner.records_step else seconds)
+            request.outcome.round = server_round
+            request.outcome.node_ids = sorted(hits)
+            request.outcome.negated = list(event.layers or event.keys)
+            self._in_flight.append(event)
+            what = {"client": "", "class": f" classes {list(request.classes)} of",
+                    "instance": f" {len(request.samples)} samples of"}[request.kind]
+            log(INFO, "%s: round %d: unlearning%s %s=%s (asked by %s) -> nodes %s; negated %s",
+                self.tag, server_round, what, request.rule.by,
+                ",".join(request.rule.values), request.requested_by,
+                [t["node_id"] for t in event.targets],
+                event.layers or event.keys or "nothing")
+            if request.on_settled is not None:
+                request.on_settled(request, True, "")
+            if self.on_unlearning is not None:
+                self.on_unlearning(event, arrays, unlearned)
+        return unlearned
+
+    def _confirm(self, server_round: int) -> None:
+        """The round of the requests in flight completed: they are applied."""
+        for event in self._in_flight:
+            self.events.append(event)
+            event.request.outcome.settle("applied", server_round=server_round)
+        self._in_flight = []
+
+    def _fail_in_flight(self, err: BaseException) -> None:
+        """The round of the requests in flight failed with ``err``."""
+        fail_in_flight([e.request.outcome for e in self._in_flight], err)
+        self._in_flight = []
+
+
+__all__ = ["RequestsMixin"]
