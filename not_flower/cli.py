@@ -16,7 +16,12 @@ this module instead:
         runs ``flwr run`` with its output passed through,
         then asks the SuperLink for the run's status (``flwr ls --run-id ID --format json``)
         and exits 1 when the run did not complete, with the error's first line printed
-        last.
+        last. On SIGINT (Ctrl-C), SIGTERM, SIGHUP or a closed output pipe it asks the
+        SuperLink to stop the run (``flwr stop``) and exits 130, 143, 129 or 141. Whatever
+        the outcome, it stops every process it started before it exits: ``flwr run`` and
+        everything started from it (a local SuperLink ``flwr run`` launched, with its
+        simulation and Ray workers), by process tree and by a token in their environment
+        (``not_flower/proctree.py``), never by name.
 
 Standard library only, and runnable as a file, so that it neither imports torch nor
 depends on which copy of not-flower the venv has installed.
@@ -27,6 +32,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import json
+import os
 import re
 import signal
 import subprocess
@@ -36,13 +42,39 @@ import tomllib
 from pathlib import Path
 from typing import Iterable, Sequence
 
+if __package__:
+    from . import proctree
+else:  # run as a file: not_flower/ is sys.path[0]
+    import proctree  # type: ignore[no-redef]
+
 # The pattern flwr 1.42 uses to split a --run-config string (flwr.common.config).
 _PAIR = re.compile(r"(\S+?)=(\'[^\']*\'|\"[^\"]*\"|\S+)")
 _RUN_ID = re.compile(r"Successfully started run (\d+)|\"run-id\": \"(\d+)\"")
+#: Signals that stop a run (Ctrl-C, kill, a closed terminal); a closed output pipe too.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+PIPE_STATUS = 128 + signal.SIGPIPE
 
 
 class RunConfigError(ValueError):
     """A ``--run-config`` override that ``flwr run`` would refuse, with the reason."""
+
+
+class Interrupted(Exception):
+    """A stop signal arrived (raised by the handler :func:`checked_run` installs).
+
+    Parameters
+    ----------
+    signum : int
+        The signal; the exit status is ``128 + signum``.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.status = 128 + signum
+
+
+def _raise_interrupted(signum: int, _frame: object) -> None:
+    raise Interrupted(signum)
 
 
 def app_config_keys(pyproject: Path) -> list[str]:
@@ -343,6 +375,9 @@ def _flwr_ls(flwr: str, connection: list[str], run_id: str, timeout: float = 60.
 def checked_run(flwr_args: Sequence[str], flwr: str = "flwr") -> int:
     """``flwr run FLWR_ARGS``, then its run's status: 0 only if the run completed.
 
+    Every process started from here is stopped before this returns, whatever the outcome
+    (see the module docstring).
+
     Parameters
     ----------
     flwr_args : Sequence[str]
@@ -354,7 +389,8 @@ def checked_run(flwr_args: Sequence[str], flwr: str = "flwr") -> int:
     -------
     int
         The exit status for the script: 2 for a bad run config (before running), flwr's
-        own if it failed, 1 if the run did not complete, else 0.
+        own if it failed, 1 if the run did not complete, ``128 + signal`` when a stop
+        signal arrived, 141 when our output was closed, else 0.
     """
     args = list(flwr_args)
     app = Path(args[0]) if args and not args[0].startswith("-") else Path(".")
@@ -366,37 +402,127 @@ def checked_run(flwr_args: Sequence[str], flwr: str = "flwr") -> int:
         except RunConfigError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
-    proc = subprocess.Popen([flwr, "run", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, bufsize=1)
-    forward = lambda signum, _frame: proc.send_signal(signum)  # noqa: E731
-    old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
-    run_id = None
+    token, seen = proctree.new_token(), {"run_id": None}
+    old = {sig: signal.signal(sig, _raise_interrupted) for sig in STOP_SIGNALS}
+    proc = None
     try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            sys.stdout.write(line)
-            sys.stdout.flush()
-            found = _RUN_ID.search(line)
-            if found and run_id is None:
-                run_id = found.group(1) or found.group(2)
-        code = proc.wait()
+        proc = subprocess.Popen([flwr, "run", *args], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, bufsize=1,
+                                env={**os.environ, proctree.TOKEN_VAR: token})
+        return _pass_output_and_check(proc, seen, flwr=flwr, connection=connection)
+    except (Interrupted, BrokenPipeError) as err:
+        _ignore_stop_signals()
+        return _stop_run(err, run_id=seen["run_id"], flwr=flwr, connection=connection)
     finally:
+        _ignore_stop_signals()
+        proctree.stop_processes([proc.pid] if proc else [], [token])
+        if proc is not None:
+            proc.wait()
         for sig, handler in old.items():
             signal.signal(sig, handler)
+
+
+def _ignore_stop_signals() -> None:
+    """While stopping, a second Ctrl-C must not cut the cleanup short."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def _pass_output_and_check(proc: subprocess.Popen, seen: dict, *, flwr: str,
+                           connection: list[str]) -> int:
+    """Pass ``flwr run``'s output through, noting the run id; then the run's status.
+
+    Parameters
+    ----------
+    proc : subprocess.Popen
+        ``flwr run`` with its output piped (text mode).
+    seen : dict
+        ``seen["run_id"]`` is set as soon as the output names the run.
+    flwr : str
+        The ``flwr`` executable.
+    connection : list[str]
+        ``[CONNECTION]`` or ``[]`` (the default one).
+
+    Returns
+    -------
+    int
+        See :func:`checked_run`.
+    """
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+        found = _RUN_ID.search(line)
+        if found and seen["run_id"] is None:
+            seen["run_id"] = found.group(1) or found.group(2)
+    code = proc.wait()
     if code != 0:
         print(f"error: `flwr run` exited with status {code} (see its output above)", file=sys.stderr)
         return code
-    if run_id is None:
+    if seen["run_id"] is None:
         print("error: `flwr run` printed no run id; cannot tell whether the run succeeded",
               file=sys.stderr)
         return 1
-    message = failure_message(run_id, *_flwr_ls(flwr, connection, run_id))
+    message = failure_message(seen["run_id"], *_flwr_ls(flwr, connection, seen["run_id"]))
     if message is not None:
         sys.stdout.flush()
         print(message, file=sys.stderr)
         return 1
     return 0
 
+
+def _stop_run(err: BaseException, *, run_id: str | None, flwr: str,
+              connection: list[str]) -> int:
+    """After a stop signal or a closed output: ask the SuperLink to stop the run.
+
+    Parameters
+    ----------
+    err : Interrupted | BrokenPipeError
+        What happened.
+    run_id : str | None
+        The run ``flwr run`` started, if its output said so already.
+    flwr : str
+        The ``flwr`` executable.
+    connection : list[str]
+        ``[CONNECTION]`` or ``[]``.
+
+    Returns
+    -------
+    int
+        ``128 + signal``, or 141 for a closed output.
+    """
+    if isinstance(err, Interrupted):
+        status, why = err.status, str(err)
+    else:  # our stdout is a closed pipe: later writes (and the exit flush) go nowhere
+        status, why = PIPE_STATUS, "output closed"
+        _discard_stdout()
+    _say(f"{why}: stopping run {run_id or '(not started)'} and every process it started")
+    if run_id is not None:
+        try:
+            subprocess.run([flwr, "stop", run_id, *connection], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, timeout=30, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            pass  # its processes are stopped anyway
+    return status
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null (after a write to a closed pipe failed)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    finally:
+        os.close(devnull)
+
+
+def _say(line: str) -> None:
+    """Print to stderr; a closed stderr is not an error (the cleanup must go on)."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``check-run-config [--app DIR] OVERRIDE...`` or ``run FLWR_RUN_ARGS...``."""

@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-import signal
 import socket
 import sys
-import time
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
+
+if __package__:
+    from . import proctree
+else:  # run as a file: not_flower/ is sys.path[0]
+    import proctree  # type: ignore[no-redef]
 
 ENV_FILE = "local-superlink.env"
 HTTP_PORT_VAR = "FLWR_LOCAL_SUPERLINK_HTTP_API_PORT"
@@ -227,7 +230,13 @@ def read_cmdlines() -> dict[int, list[str]]:
 
 
 def stop(flwr_home: Path, grace: float = 5.0) -> list[int]:
-    """Stop this ``FLWR_HOME``'s local SuperLink (SIGTERM, then SIGKILL after ``grace`` s).
+    """Stop this ``FLWR_HOME``'s local SuperLink and everything it started.
+
+    Its whole process tree (``flower-superexec``, ``flwr-simulation``, Ray's processes and
+    workers), snapshotted before anything is signalled, and every process of this user that
+    carries the SuperLink's :data:`proctree.TOKEN_VAR` value (set by ``not_flower/cli.py
+    run`` for the ``flwr run`` that started it), such as Ray workers left re-parented to
+    init by a failed simulation: SIGTERM, then SIGKILL after ``grace`` seconds.
 
     Returns
     -------
@@ -238,31 +247,10 @@ def stop(flwr_home: Path, grace: float = 5.0) -> list[int]:
     ports = parse_env(path.read_text()) if path.is_file() else None
     http_port = ports[HTTP_PORT_VAR] if ports else int(os.environ.get(HTTP_PORT_VAR, "39091"))
     pids = superlink_pids(read_cmdlines(), Path(flwr_home), http_port)
-    for pid in pids:
-        _signal(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(_alive(p) for p in pids):
-        time.sleep(0.1)
-    for pid in pids:
-        if _alive(pid):
-            _signal(pid, signal.SIGKILL)
-    return pids
-
-
-def _signal(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
-
-
-def _alive(pid: int) -> bool:
-    """True while ``pid`` exists and is not a zombie."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
+    if not pids:
+        return []
+    tokens = [proctree.environ_value(pid, proctree.TOKEN_VAR) or "" for pid in pids]
+    return proctree.stop_processes(pids, tokens, grace)
 
 
 def main(argv: list[str] | None = None) -> int:

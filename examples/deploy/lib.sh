@@ -2,14 +2,17 @@
 #
 # Every process is started with `nf_start NAME CMD...`: in its own process group (setsid),
 # output to $NF_WORK/NAME.log, pid recorded in $NF_WORK/pids (one "name pid" a line).
-# `nf_stop_all` (installed as an EXIT/INT/TERM trap by `nf_init`) stops each of them and
-# every descendant it has (Flower spawns flower-superexec, some in a new session, which
-# spawns flwr-serverapp / flwr-clientapp), by pid, never by name. Every pid it signalled
-# is appended to $NF_WORK/stopped-pids so that a test can check that all are gone.
+# `nf_stop_all` (installed as the EXIT trap by `nf_init`; INT, TERM, HUP and a closed
+# output pipe exit through it) stops each of them and every descendant it has (Flower
+# spawns flower-superexec, some in a new session, which spawns flwr-serverapp /
+# flwr-clientapp), by pid, never by name. Every pid it signalled is appended to
+# $NF_WORK/stopped-pids so that a test can check that all are gone. Log lines go to
+# stderr and never fail: a handler that wrote into a closed pipe (`... | tee log`, then
+# Ctrl-C) must not die of SIGPIPE before the cleanup.
 
 NF_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 
-nf_log() { echo "[deploy $(date +%H:%M:%S)] $*" >&2; }
+nf_log() { { echo "[deploy $(date +%H:%M:%S)] $*" >&2; } 2>/dev/null || true; }
 # nf_die MESSAGE: log it, exit 1; the cleanup trap prints MESSAGE again as the very last line.
 nf_die() { nf_log "ERROR: $*"; NF_ERROR="ERROR: $*"; exit 1; }
 
@@ -58,8 +61,18 @@ nf_init() {
   [ -x "$NF_ROOT/.venv/bin/python" ] && NF_PY="$NF_ROOT/.venv/bin/python"
   NF_CLEANUP_HOOKS=()
   trap 'nf_stop_all' EXIT
-  trap 'nf_log "interrupted"; exit 130' INT
-  trap 'nf_log "terminated"; exit 143' TERM
+  trap 'nf_on_signal 130 interrupted' INT
+  trap 'nf_on_signal 143 terminated' TERM
+  trap 'nf_on_signal 129 "hung up"' HUP
+  trap 'nf_on_signal 141 "output closed"' PIPE
+}
+
+# nf_on_signal STATUS WHAT: a stop signal arrived; exit STATUS (the EXIT trap cleans up).
+# SIGPIPE is ignored first: the log line may go into the very pipe that closed.
+nf_on_signal() {
+  trap '' PIPE
+  nf_log "$2"
+  exit "$1"
 }
 
 # nf_free_port: print a TCP port that is free on this machine now.
@@ -118,6 +131,7 @@ nf_stop() {
 nf_stop_all() {
   local rc=$? pid name hook
   trap - EXIT
+  trap '' INT TERM HUP PIPE  # a second Ctrl-C or a closed pipe must not cut the cleanup short
   if [ -s "$NF_WORK/pids" ]; then
     nf_log "stopping everything started (by pid)"
     while read -r name pid; do
@@ -126,7 +140,7 @@ nf_stop_all() {
   fi
   for hook in "${NF_CLEANUP_HOOKS[@]}"; do "$hook" || true; done
   nf_log "stopped (exit $rc)"
-  if [ "$rc" -ne 0 ] && [ -n "${NF_ERROR:-}" ]; then echo "$NF_ERROR" >&2; fi
+  if [ "$rc" -ne 0 ] && [ -n "${NF_ERROR:-}" ]; then { echo "$NF_ERROR" >&2; } 2>/dev/null || true; fi
   exit "$rc"
 }
 
@@ -201,6 +215,11 @@ nf_flwr_run() {
   tail -n +1 -f --pid="$pid" "$NF_WORK/flwr-run.log" >&2 &
   tpid=$!
   echo "tail $tpid" >> "$NF_WORK/pids"
+  # tail dies of SIGPIPE when our output is a pipe that closed: that stops the run too
+  while kill -0 "$pid" 2>/dev/null; do
+    kill -0 "$tpid" 2>/dev/null || nf_on_signal 141 "output closed"
+    wait -n "$pid" "$tpid" 2>/dev/null || true
+  done
   wait "$pid" || rc=$?
   wait "$tpid" 2>/dev/null || true
   # the run's error (cli.py's last line) is printed again after the cleanup's own lines
