@@ -149,6 +149,33 @@ def dp_sample_warning(strategy: Strategy, sampled: int, excluded: int) -> str | 
     return None
 
 
+def expected_nodes(identities: Mapping[int, Mapping | None], min_available: int) -> int:
+    """How many nodes the federation has, as far as the server can tell.
+
+    Parameters
+    ----------
+    identities : Mapping
+        Connected node id -> node config (``None``: not known).
+    min_available : int
+        The strategy's ``min_available_nodes``.
+
+    Returns
+    -------
+    int
+        The ``num-partitions`` every connected node reports (simulation, not-flower's
+        deployments), else the connected count once it reaches ``min_available``, else
+        ``min_available``.
+    """
+    try:
+        reported = {int(ident["num-partitions"]) for ident in identities.values()}
+    except (KeyError, TypeError, ValueError):
+        reported = set()
+    if len(reported) == 1:
+        return max(reported.pop(), len(identities))
+    return max(len(identities), min_available) if len(identities) >= min_available \
+        else min_available
+
+
 def check_by(by: str, identities: Mapping[int, Mapping | None]) -> None:
     """Refuse a ``by`` that is a near miss of a built-in kind or of a reported key.
 
@@ -185,5 +212,5 @@ def check_by(by: str, identities: Mapping[int, Mapping | None]) -> None:
                          f"{builtin[0]!r}, {builtin[1]!r} or one of those keys")
 
 
-__all__ = ["check_by", "chain", "describe", "dp_sample_warning", "fresh_copy",
+__all__ = ["check_by", "chain", "describe", "dp_sample_warning", "expected_nodes", "fresh_copy",
            "outer_strategies", "pristine_copy", "refuse_outer_model_keepers"]

@@ -26,9 +26,16 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Result, Strategy
 from flwr.supercore import log
 
-from .composition import check_by, describe, dp_sample_warning, refuse_outer_model_keepers
+from .composition import (
+    check_by,
+    describe,
+    dp_sample_warning,
+    expected_nodes,
+    refuse_outer_model_keepers,
+)
 from .grid_view import innermost
 from .outcomes import UnlearningResult, warn_pending
+from .target_check import check_targets
 from .unlearner import NoStep
 from .unlearning_request import UnlearningError
 
@@ -97,10 +104,11 @@ class WrapperRunMixin:
     def check_requests(self, grid: Grid) -> None:
         """Check the queued requests against the connected nodes, as far as they allow.
 
-        ``by`` is checked once every connected node's config is known; targets are
-        resolved once at least the strategy's ``min_available_nodes`` are connected and
-        (for node-config keys) every node's config is known. A strict request that fails
-        raises; a non-strict one is logged and checked again at its round.
+        ``by`` is checked once every connected node's config is known; targets with
+        :func:`strategies.target_check.check_targets` once every node expected is
+        connected (``num-partitions`` if the nodes report it, else the strategy's
+        ``min_available_nodes``; while fewer are, a target may still connect). A strict
+        request that fails raises; a non-strict one is logged and checked at its round.
 
         Parameters
         ----------
@@ -114,22 +122,26 @@ class WrapperRunMixin:
         if any(r.rule.needs_identity for r in pending):
             self.book.query_identities(grid, node_ids)
         idents = {n: self.book.identities.get(n) for n in node_ids}
+        names = self.book.names(grid)
         known = all(v is not None for v in idents.values())
-        enough = len(node_ids) >= getattr(innermost(self.strategy), "min_available_nodes", 1)
-        names = self.book.names(grid) if enough else {}
+        expected = expected_nodes(idents, getattr(innermost(self.strategy),
+                                                  "min_available_nodes", 1))
         for request in pending:
             try:
-                if known:
+                if known:  # a near miss (by="partition_id") fails here
                     check_by(request.rule.by, idents)
-                if enough and (known or not request.rule.needs_identity):
+                for text in check_targets([request], node_ids, names, idents,
+                                          expected_nodes=expected):
+                    log(INFO, "%s: %s", self.tag, text)
+                if (len(node_ids) >= expected and request.kind == "client"
+                        and (known or not request.rule.needs_identity)):
                     hits = self.book.resolve(request.rule, node_ids, names)
-                    if request.kind == "client" and set(node_ids) <= set(hits):
+                    if set(node_ids) <= set(hits):
                         raise UnlearningError(
                             f"unlearning request {request.rule.by}="
                             f"{','.join(request.rule.values)} would exclude every connected "
                             f"node ({len(node_ids)} connected, targets {sorted(hits)}): at "
-                            "least one non-target node "
-                            "is needed to recover")
+                            "least one non-target node is needed to recover")
             except (UnlearningError, ValueError) as err:
                 if request.strict:
                     request.outcome.settle("failed", reason=str(err))

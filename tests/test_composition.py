@@ -265,8 +265,9 @@ def test_unknown_node_id_fails_before_round_1():
     grid = grid_of()
     strategy = Unlearning(FedAvg(**ALL), Negation(PLAN))
     strategy.request_unlearning(4242, by="node-id", at_round=3)
-    with pytest.raises(UnlearningError, match=r"node-id=4242 matches no connected node; "
-                       r"connected nodes have node-id in \['1000', '1007', '1014', '1021'\]"):
+    with pytest.raises(UnlearningError, match=r"node-id=4242 \(requested by operator, for "
+                       r"round 3\) matches none of the 4 connected nodes; they have node-id in "
+                       r"\['1000', '1007', '1014', '1021'\]; the run stops before round 1"):
         start(strategy, grid)
     assert grid.sent == []
 
@@ -356,3 +357,20 @@ def test_two_requests_for_one_client_at_one_boundary_negate_once():
     assert [e.request for e in strategy.events] == [first]
     assert (first.status, second.status) == ("applied", "ignored")
     assert "another request at this boundary names the same client" in second.outcome.reason
+
+
+def test_a_target_that_may_still_connect_is_checked_at_its_round(caplog):
+    """4 of the 6 nodes the federation has (num-partitions) are connected: partition 5
+    may still connect, so it is not refused before round 1; at its round it is."""
+    grid = grid_of(identity=True)
+    for node in grid.nodes.values():
+        node.context.node_config["num-partitions"] = 6
+    strategy = Unlearning(FedAvg(**ALL), Negation(PLAN))
+    strategy.request_unlearning(5, by="partition-id", at_round=2)
+    with caplog.at_level(logging.INFO, logger="flwr"):
+        with pytest.raises(UnlearningError, match="partition-id=5 matches no connected node"):
+            start(strategy, grid, rounds=3)
+    assert "(4 of 6 nodes connected so far; it is checked again when the request applies)" \
+        in caplog.text
+    assert [t for t, _ in grid.sent if t == "train"]  # round 1 trained
+    assert strategy.outcomes[0].status == "failed" and strategy.outcomes[0].round == 2

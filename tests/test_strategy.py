@@ -148,9 +148,11 @@ def test_unknown_target_is_an_error_naming_value_and_choices():
     grid = make_grid(with_query=True)
     strategy = NoT(PLAN, min_train_nodes=1)
     strategy.request_unlearning("0,42", at_round=2)
-    with pytest.raises(UnlearningError, match=r"partition-id=42 matches no connected node; "
-                       r"connected nodes have partition-id in \['0', '1', '2', '3', '4'\]"):
+    with pytest.raises(UnlearningError, match=r"partition-id=42 \(requested by operator, for "
+                       r"round 2\) matches none of the 5 connected nodes; they have "
+                       r"partition-id in \['0', '1', '2', '3', '4'\]; the run stops before"):
         run(strategy, grid, rounds=2)
+    assert not [t for t, _ in grid.sent if t == "train"]  # before round 1 trained
 
 
 def test_every_client_targeted_is_refused():
