@@ -1,4 +1,4 @@
-"""benchmarks/strategy_profile.py and benchmarks/scale.py measure what they say (#26.14).
+"""benchmarks/strategy_profile.py and benchmarks/scale.py measure what they say.
 
 The profile's FedAvg baseline must aggregate every client in every round (its fake clients
 used to fail from round 2 on with a BatchNorm model: FedAvg's float64

@@ -1,5 +1,5 @@
 """not_flower/cli.py checks run-config values before anything starts, and merges overrides
-(a key given again takes its later value) into the one --run-config flwr gets (#26.11)."""
+(a key given again takes its later value) into the one --run-config flwr gets."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""Bad runs are refused before round 1 and before the out-dir changes (issues #25.4, #26.4,
-#26.8-#26.10): the checks that need the data or the nodes, the out-dir lock, moving a
-previous run aside only after every check passed, and resuming a moved run folder."""
+"""Bad runs are refused before round 1 and before the out-dir changes: the checks that
+need the data or the nodes, the out-dir lock, moving a previous run aside only after every
+check passed, and resuming a moved run folder."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def _refused(config: dict, nodes: int = 3, error=ConfigError, match: str = "") -
     return grid
 
 
-# ----------------------------------------------------------------- pure checks (#26.8-10)
+# ----------------------------------------------------------------- pure checks ----------
 def test_classes_out_of_range_name_the_value_and_the_range():
     cfg = parse_run_config({"unlearn-mode": "class", "unlearn-classes": "3,42"})
     with pytest.raises(ConfigError, match=r"unlearn-classes 42: out of range; .*10 classes "
@@ -138,7 +138,7 @@ def test_a_moved_run_folder_resumes(tmp_path):
     assert load_run_state(tmp_path / "b", moved).round == 2
 
 
-# ------------------------------------------------- the app refuses before round 1 (#26.8-10)
+# ------------------------------------------------- the app refuses before round 1 ----------
 BASE = {"num-train-rounds": 1, "recovery-rounds": 1, "local-epochs": 1, "train-subset": 300}
 
 
@@ -164,7 +164,7 @@ def test_the_app_refuses_a_checkpoint_of_another_data_set(tmp_path):
              match=r"init-checkpoint .*\(dataset: checkpoint 'fashion-mnist', run 'digits'")
 
 
-# -------------------------------------------------- a failed run moves nothing aside (#25.4)
+# -------------------------------------------------- a failed run moves nothing aside -------
 @pytest.mark.parametrize("extra, error, match", [
     ({"unlearn-clients": "99"}, UnlearningError, "partition-id=99"),
     ({"unlearn-mode": "class", "unlearn-classes": "42"}, ConfigError, "unlearn-classes 42"),
@@ -180,7 +180,7 @@ def test_overwrite_moves_nothing_when_the_run_fails_its_checks(tmp_path, extra, 
     assert not list(tmp_path.glob("previous-*"))
 
 
-# --------------------------------------------------------------- the out-dir lock (#26.4)
+# --------------------------------------------------------------- the out-dir lock -------
 HOLDER = """
 import sys, time
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""The request folder's odd entries and a request's reason (issues #26.12, #25.8).
+"""The request folder's odd entries and a request's reason.
 
 Links (to a request elsewhere, or dangling) and folders named ``x.json`` are refused with
 one log line and moved to ``rejected/``; ``x.JSON`` is read; a name used again is
