@@ -18,7 +18,10 @@ else
 fi
 unset _nf_ports
 # Stop the background `flower-superlink --simulation` that `flwr run` started for this
-# FLWR_HOME (its --log-file is under $FLWR_HOME and its --port is this FLWR_HOME's), by pid.
+# FLWR_HOME (its --log-file is under $FLWR_HOME and its --port is this FLWR_HOME's), by pid,
+# with everything it started (flower-superexec, flwr-simulation, Ray and its workers, also
+# those re-parented to init): its process tree and the processes carrying its token
+# (not_flower/proctree.py), never by name.
 nf_stop_local_superlink() {
   "$_nf_python" "$_nf_root/not_flower/local_superlink.py" stop "$FLWR_HOME" || true
 }

@@ -18,7 +18,7 @@
 #   --work DIR           logs, state.db, pid list [NF_WORK_DIR, a new temp folder]
 #   --connection NAME    connection name in $FLWR_HOME/config.toml [NF_CONNECTION, local-deployment]
 # FLWR_HOME defaults to WORK/flwr-home. Everything started is stopped by pid on exit,
-# also on failure or Ctrl-C.
+# also on failure, Ctrl-C, TERM, HUP or a closed output pipe (`... 2>&1 | tee log`).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
