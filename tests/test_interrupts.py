@@ -180,21 +180,3 @@ def test_deploy_local_stops_everything(tmp_path, how):
     finally:
         _stop_leftovers(proc, home)
 
-
-def test_quickstart_leaves_no_process_when_the_run_fails(tmp_path):
-    """A run the ServerApp refuses (a class the data set lacks): exit 1, and nothing of the
-    simulation (flwr-simulation, Ray, its ClientApp actors) is left once the script ends."""
-    home, out = tmp_path / "flwr-home", tmp_path / "demo"
-    env = {**base_env(home), "OUT": str(out)}
-    for var in ("FLWR_LOCAL_SUPERLINK_HTTP_API_PORT", "FLWR_LOCAL_CONTROL_API_PORT"):
-        env.pop(var, None)
-    proc, _ = _start(["bash", str(ROOT / "examples" / "quickstart.sh"),
-                      f"{QUICK} unlearn-mode='class' unlearn-classes='42'"], env,
-                     tmp_path / "quickstart.log", "file")
-    try:
-        assert proc.wait(timeout=300) == 1, (tmp_path / "quickstart.log").read_text()[-3000:]
-        assert "finished:failed" in (tmp_path / "quickstart.log").read_text()
-        left = _with_env("FLWR_HOME", str(home))  # at once: the script waited for them
-        assert not left, [(p, cmdline(p)[:160]) for p in left]
-    finally:
-        _stop_leftovers(proc, home)
