@@ -134,6 +134,8 @@ def test_a_moved_run_folder_resumes(tmp_path):
                  if k not in ("resume", "overwrite", "out-dir")}}
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "state.json").write_text(json.dumps(state))
+    save_checkpoint(tmp_path / "b" / "checkpoint-latest.pt",
+                    ArrayRecord(build_model("cnn", (1, 8, 8), 10).state_dict()), {"round": 2})
     moved = parse_run_config({"out-dir": str(tmp_path / "b"), "resume": True})
     assert load_run_state(tmp_path / "b", moved).round == 2
 
