@@ -4,6 +4,8 @@ It answers ``train`` (SGD on its partition's training split), ``evaluate`` (its 
 split) and ``query.identity`` (its node config, so that the server can name targets by
 ``partition-id``), plus the handlers the method registry names (:mod:`not_flower.methods`;
 the baselines' ``train.pgd`` and ``train.calibrate`` of :mod:`not_flower.baseline_client`). Its replies also carry the identity (``identity_mod``).
+Before every handler ``threads_mod`` sets torch's thread count to the run config's
+``torch-threads`` (default 1: one CPU per simulated client).
 """
 
 from __future__ import annotations
@@ -21,9 +23,31 @@ from .config import RunConfig, parse_run_config
 from .methods import client_handlers
 from .models import build_model
 from .recovery_train import recovery_training
-from .task import client_data, dataset_for, device, evaluate, train
+from .task import client_data, dataset_for, device, evaluate, train, use_threads
 
-app = ClientApp(mods=[identity_mod])
+
+def threads_mod(message: Message, context: Context, call_next) -> Message:
+    """Client mod: torch uses the run config's ``torch-threads`` CPU threads in every handler.
+
+    Parameters
+    ----------
+    message : Message
+        The message to handle.
+    context : Context
+        The ClientApp's context (its run config).
+    call_next : Callable
+        The next mod or the handler.
+
+    Returns
+    -------
+    Message
+        The handler's reply.
+    """
+    use_threads(parse_run_config(context.run_config).torch_threads)
+    return call_next(message, context)
+
+
+app = ClientApp(mods=[identity_mod, threads_mod])
 app.query("identity")(answer_identity)
 for _action, _handler in client_handlers():  # the registry's: train.pgd, train.calibrate
     app.train(_action)(_handler)

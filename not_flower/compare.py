@@ -76,6 +76,7 @@ from .compare_plan import (CLASS_SCOPES, DEFAULT_METHODS, DEFAULT_SCENARIOS,
                            run_config_for, scenario_config, shares_original)
 from .compare_runs import (config_mismatch, execute, stored_results, summary_line,
                            with_shared_training)
+from . import progress
 from .config import ConfigError, parse_run_config
 from .methods import REGISTRY
 from .report import METHODS, STEP_METHODS, write_report
@@ -338,9 +339,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     records: list[dict] = []
     bar = tqdm(specs, unit="run", dynamic_ncols=True, file=sys.stderr)
     try:
-        for spec in bar:
-            bar.set_description(spec.name)
-            records.append(execute(spec, args, tqdm.write))
+        # the run's stage (round, reference model) after its name: the bar never sits still
+        with progress.listening(bar.set_postfix_str):
+            for spec in bar:
+                bar.set_description(spec.name)
+                bar.set_postfix_str("")
+                records.append(execute(spec, args, tqdm.write))
     finally:
         bar.close()
         flwr_logger.setLevel(old_level)

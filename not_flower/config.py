@@ -86,6 +86,7 @@ class RunConfig:
     audit_log: str = ""
     stop_tolerance: float = 0.02
     max_empty_rounds: int = 3
+    torch_threads: int = 1
     eval_recovery_rounds: tuple[str, ...] = ()
     out_dir: str = ""
     # baselines PGD, FedEraser, FUKD: see strategies/pgd.py, federaser.py, fukd.py
@@ -306,6 +307,7 @@ def _run_settings(get: Callable[[str, Any], Any], d: RunConfig) -> dict:
         audit_log=str(get("audit-log", d.audit_log)).strip(),
         stop_tolerance=_in_unit("stop-tolerance", _as_float("stop-tolerance", get("stop-tolerance", d.stop_tolerance)), low_open=False),
         max_empty_rounds=_as_int("max-empty-rounds", get("max-empty-rounds", d.max_empty_rounds), 0),
+        torch_threads=_as_int("torch-threads", get("torch-threads", d.torch_threads), 1),
         eval_recovery_rounds=_as_list("eval-recovery-rounds", get("eval-recovery-rounds", "")) if get("eval-recovery-rounds", "") != "" else (),
         out_dir=str(get("out-dir", d.out_dir)),
     )

@@ -28,6 +28,7 @@ import torch
 from flwr.common.logger import log
 from logging import INFO
 
+from . import progress
 from .config import RunConfig
 from .membership import balanced_membership, lira_scores, logit_confidence, membership_metrics
 from .metrics import predict_logits
@@ -144,6 +145,7 @@ def reference_confidences(
     momentum: float,
     seed: int,
     dev: torch.device | None = None,
+    on_model: Callable[[int, int], None] | None = None,
 ) -> tuple[np.ndarray, float]:
     """Train one model per row of ``membership`` on its "in" samples; score every sample.
 
@@ -164,6 +166,8 @@ def reference_confidences(
         shuffled with the same number.
     dev : torch.device, optional
         Where to train; default :func:`not_flower.task.device`.
+    on_model : Callable[[int, int], None] or None
+        Called as ``on_model(m + 1, M)`` before model ``m`` trains (progress).
 
     Returns
     -------
@@ -175,6 +179,8 @@ def reference_confidences(
     t0 = time.perf_counter()
     conf = np.zeros(membership.shape, dtype=np.float32)
     for m, keep in enumerate(membership):
+        if on_model is not None:
+            on_model(m + 1, len(membership))
         torch.manual_seed(seed * 1000 + m)
         model = make_model().to(dev)
         train(model, x[keep], y[keep], epochs=epochs, batch_size=batch_size, lr=lr,
@@ -249,12 +255,15 @@ def reference_set(cfg: RunConfig, universe: Universe, num_partitions: int) -> Re
     membership = balanced_membership(cfg.mia_reference_models, len(universe.y), seed=cfg.seed + 4243)
     data = dataset_for(cfg)
     epochs = reference_epochs(cfg)
-    log(INFO, "membership: training %d reference models (%s, %d epochs on ~%d samples each)",
+    log(INFO, "membership: training %d reference models (%s, %d epochs on ~%d samples each; "
+        "run-config mia-reference-models = 0 turns the attack off)",
         cfg.mia_reference_models, cfg.model, epochs, len(universe.y) // 2)
     conf, seconds = reference_confidences(
         universe.x, universe.y, membership,
         lambda: build_model(cfg.model, data.input_shape, data.num_classes),
         epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr, momentum=cfg.momentum, seed=cfg.seed,
+        on_model=lambda done, total: progress.report(
+            "membership: reference model", done, total, f"{epochs} epochs"),
     )
     folder.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")

@@ -37,6 +37,7 @@ from .config import BASELINE_METHODS, RunConfig, parse_run_config
 from .evaluation import Evaluator, evaluation_kind, evaluation_kind_from_config
 from .forgetting_records import write_records
 from .methods import REGISTRY
+from . import progress
 from .models import build_model, example_input
 from .outdir import check_out_dir, lock_out_dir, move_previous, unlock_out_dir
 from .preflight import check_checkpoint_meta, check_federation
@@ -46,7 +47,7 @@ from .run_state import (RunState, load_initial_checkpoint, load_run_state, resto
                         save_run_state)
 from .stopping import StoppingRule, summary_lines
 from .store import save_checkpoint, write_json
-from .task import client_data, dataset_for, server_indices
+from .task import client_data, dataset_for, server_indices, use_threads
 
 app = ServerApp()
 
@@ -226,7 +227,8 @@ def run_experiment(grid: Grid, cfg: RunConfig, out_dir: Path, run_id: int | None
 class Experiment:  # pylint: disable=too-many-instance-attributes
     """One run of the ServerApp: its strategy, the hooks it calls, and what they record.
 
-    Seeds the generators, builds the model (from ``init-checkpoint`` if set), the negation
+    Seeds the generators, sets torch's threads (``torch-threads``), builds the model (from
+    ``init-checkpoint`` if set), the negation
     plan, the evaluator and the strategy, and, with ``resume``, continues the run that
     ``out_dir``'s ``state.json`` describes.
 
@@ -243,6 +245,7 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
         random.seed(cfg.seed)
         np.random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
+        use_threads(cfg.torch_threads)  # reference models, FUKD, evaluation: chosen, not all cores
         data = dataset_for(cfg)
         model = build_model(cfg.model, data.input_shape, data.num_classes)
         self.initial = ArrayRecord(model.state_dict())
@@ -410,6 +413,7 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
         phase = info.get("phase", "init")
         if self.cfg.method == "retrain" and phase != "init":
             phase = "retrain"
+        progress.report("round", server_round, self.cfg.total_rounds, phase, log_it=False)
         row = round_stats(server_round, phase, info, self.partition_of,
                           self.evaluator.quick(arrays))
         self.recorder.add_round(row)

@@ -3,19 +3,25 @@
 The wrapped strategy samples as it always does (``grid.get_node_ids()``, Flower's
 ``sample_nodes``); it is handed an :class:`ExcludingGrid`, whose node listings leave out
 the excluded nodes, so no sampling code is copied. Messages pass through unchanged, except
-that a message addressed to an excluded node is refused. :func:`nodes_needed` says how
+that a message addressed to an excluded node is refused. Given the nodes' ``identities``
+the view also lists nodes and returns replies in a fixed order
+(:func:`strategies.replies.node_order`: by node config, not by Flower's listing or by
+arrival), so that seeded sampling and aggregation give the same result in every run.
+:func:`nodes_needed` says how
 many nodes a strategy waits for, so that the wrapper can fail clearly instead of waiting
 forever when too few non-target nodes are connected.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 from flwr.app import Message
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
+
+from .replies import in_node_order, node_order
 
 
 class ExcludingGrid(Grid):
@@ -27,20 +33,32 @@ class ExcludingGrid(Grid):
         The real grid.
     is_excluded : Callable[[int], bool]
         Asked for every node at every listing (so exclusions made later apply at once).
+    identities : Mapping[int, Mapping or None] or None (default: None)
+        Node id -> declared node config, read at every listing: node listings and replies
+        come in :func:`strategies.replies.node_order`. ``None``: the grid's order.
     """
 
-    def __init__(self, grid: Grid, is_excluded: Callable[[int], bool]) -> None:
+    def __init__(self, grid: Grid, is_excluded: Callable[[int], bool], *,
+                 identities: Mapping[int, Mapping | None] | None = None) -> None:
         self.grid = grid
         self.is_excluded = is_excluded
+        self.identities = identities
 
-    # --- the listings: excluded nodes left out, the grid's order kept
+    # --- the listings: excluded nodes left out, in node_order (else the grid's order)
     def get_node_ids(self) -> Iterable[int]:
         """Connected node ids that are not excluded."""
-        return [n for n in self.grid.get_node_ids() if not self.is_excluded(n)]
+        ids = [n for n in self.grid.get_node_ids() if not self.is_excluded(n)]
+        return ids if self.identities is None else node_order(ids, self.identities)
 
     def get_nodes(self) -> Iterable:
         """Connected nodes' infos, excluded nodes left out."""
-        return [info for info in self.grid.get_nodes() if not self.is_excluded(info.node_id)]
+        infos = {info.node_id: info for info in self.grid.get_nodes()
+                 if not self.is_excluded(info.node_id)}
+        order = list(infos) if self.identities is None else node_order(infos, self.identities)
+        return [infos[n] for n in order]
+
+    def _ordered(self, replies: Iterable[Message]) -> Iterable[Message]:
+        return replies if self.identities is None else in_node_order(replies, self.identities)
 
     # --- messages: passed through, never to an excluded node
     def _check(self, messages: Iterable[Message]) -> list[Message]:
@@ -56,13 +74,14 @@ class ExcludingGrid(Grid):
         return self.grid.push_messages(self._check(messages))
 
     def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
-        """Pull through the real grid."""
-        return self.grid.pull_messages(message_ids)
+        """Pull through the real grid (in node order)."""
+        return self._ordered(self.grid.pull_messages(message_ids))
 
     def send_and_receive(self, messages: Iterable[Message], *,
                          timeout: float | None = None) -> Iterable[Message]:
-        """Send and receive through the real grid (not to excluded nodes)."""
-        return self.grid.send_and_receive(self._check(messages), timeout=timeout)
+        """Send and receive through the real grid (not to excluded nodes; replies in
+        node order)."""
+        return self._ordered(self.grid.send_and_receive(self._check(messages), timeout=timeout))
 
     def create_message(self, *args, **kwargs) -> Message:  # pragma: no cover - deprecated API
         """As the real grid's."""

@@ -8,7 +8,7 @@ measure what went over the wire.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 from flwr.app import ArrayRecord, Message, RecordDict
@@ -157,6 +157,68 @@ def majority_metric_keys(keysets: Iterable[frozenset], weighted_by_key: str) -> 
     return max(counts, key=lambda k: (counts[k], weighted_by_key in k))
 
 
+def node_config_key(identity: Mapping) -> tuple:
+    """Sort key of a declared node config: numbers as numbers (``partition-id`` 2 before
+    10), other values as text."""
+    def sortable(value) -> tuple:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return (0, float(value), "")
+        return (1, 0.0, str(value))
+
+    return tuple(sorted((str(k), sortable(v)) for k, v in identity.items()))
+
+
+def node_order(node_ids: Iterable[int], identities: Mapping[int, Mapping | None]) -> list[int]:
+    """Node ids in an order that is the same in every run of the same federation.
+
+    Flower draws node ids at random (in simulation, new ones every run) and lists them in
+    no fixed order; the node config (``partition-id`` ...) is what stays the same from run
+    to run. When every node's config is known the nodes are sorted by it (then by node id);
+    otherwise by node id alone (one node of unknown config must not reorder the others).
+
+    Parameters
+    ----------
+    node_ids : Iterable[int]
+        The nodes.
+    identities : Mapping[int, Mapping or None]
+        Node id -> the node config it declared (missing or ``None``: not known).
+
+    Returns
+    -------
+    list[int]
+        The same node ids, sorted.
+    """
+    ids = list(node_ids)
+    if all(identities.get(n) for n in ids):
+        return sorted(ids, key=lambda n: (node_config_key(identities[n]), int(n)))
+    return sorted(ids)
+
+
+def in_node_order(messages: Iterable[Message],
+                  identities: Mapping[int, Mapping | None]) -> list[Message]:
+    """Messages sorted by :func:`node_order` of their senders, whatever order they arrived in.
+
+    Aggregating in a fixed order makes the aggregate the same bits in every run (a float
+    sum depends on its order).
+
+    Parameters
+    ----------
+    messages : Iterable[Message]
+        Replies (error replies included: sorted by ``metadata.src_node_id`` as well).
+    identities : Mapping[int, Mapping or None]
+        Node id -> declared node config, as for :func:`node_order`.
+
+    Returns
+    -------
+    list[Message]
+        A new list; replies of one sender keep their order.
+    """
+    messages = list(messages)
+    senders = {m.metadata.src_node_id for m in messages}
+    rank = {n: i for i, n in enumerate(node_order(senders, identities))}
+    return sorted(messages, key=lambda m: rank[m.metadata.src_node_id])
+
+
 def seconds_reported(metrics: dict) -> float:
     """Client compute a reply reports: the sum of its ``*-seconds`` metrics."""
     return float(sum(v for k, v in metrics.items()
@@ -164,4 +226,5 @@ def seconds_reported(metrics: dict) -> float:
 
 
 __all__ = ["all_finite", "array_layout", "arrayrecord_nbytes", "check_train_reply",
-           "majority_metric_keys", "messages_nbytes", "reply_metrics", "same_dtype_kind", "seconds_reported"]
+           "in_node_order", "majority_metric_keys", "messages_nbytes", "node_config_key", "node_order",
+           "reply_metrics", "same_dtype_kind", "seconds_reported"]

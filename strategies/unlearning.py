@@ -33,8 +33,12 @@ unlearning needs around it:
   so are replies whose metric keys differ from the majority's; bytes each way, client
   and server seconds are counted per round in :attr:`Unlearning.rounds`.
 
-Until a request is applied the wrapper passes everything through unchanged: the same
-grid, the same messages, the same aggregate.
+Until a request is applied the wrapper passes everything through unchanged (the same
+messages, the same aggregate), except for order: the wrapped strategy lists nodes, and
+aggregates replies, sorted by node config (``partition-id`` ...) once every node's is
+known, else by node id (:func:`strategies.replies.node_order`), not in the order Flower
+lists them or the order they finish in. With Python's ``random`` seeded, a simulated run
+then samples the same clients and aggregates the same bits every time.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ from .outcomes import RequestOutcome
 from .replies import (
     array_layout,
     check_train_reply,
+    in_node_order,
     majority_metric_keys,
     messages_nbytes,
     reply_metrics,
@@ -428,11 +433,13 @@ class Unlearning(RequestsMixin, WrapperRunMixin, Strategy):
         return messages
 
     def _view(self, grid: Grid, what: str) -> Grid:
-        """The grid the strategy samples from: the real one until a request, then a view
-        without the excluded nodes, once enough of those are connected."""
+        """The grid the strategy samples from: nodes in node order
+        (:func:`strategies.replies.node_order`); from a request on, without the excluded
+        nodes, once enough of those are connected."""
         if not self.book.rules:
-            return grid
-        view = ExcludingGrid(grid, self.book.excluded.__contains__)
+            return ExcludingGrid(grid, lambda _: False, identities=self.book.identities)
+        view = ExcludingGrid(grid, self.book.excluded.__contains__,
+                             identities=self.book.identities)
         deadline = time.monotonic() + self.node_wait_timeout
         while True:
             self.book.update_exclusions(grid, list(grid.get_node_ids()))
@@ -464,13 +471,16 @@ class Unlearning(RequestsMixin, WrapperRunMixin, Strategy):
 
     def _filter(self, server_round: int, replies: Iterable[Message], what: str) -> list[Message]:
         """Replies the strategy may aggregate: not from excluded nodes, valid (train), and
-        with the majority's metric keys; counts bytes up and client seconds."""
+        with the majority's metric keys, in node order (whatever order they arrived in);
+        counts bytes up and client seconds."""
         kept = []
         metrics: dict[int, dict] = {}  # id(msg) -> reply_metrics (built once per reply)
-        for msg in replies:
-            node_id = msg.metadata.src_node_id
+        replies = list(replies)
+        for msg in replies:  # identities the replies carry first: they set the order
             if not msg.has_error():
-                self.book.note_reply(node_id, msg.content)
+                self.book.note_reply(msg.metadata.src_node_id, msg.content)
+        for msg in in_node_order(replies, self.book.identities):
+            node_id = msg.metadata.src_node_id
             if node_id in self.book.excluded:
                 log(WARNING, "%s: dropped a %s reply from excluded node %d (round %d)",
                     self.tag, what, node_id, server_round)
@@ -530,7 +540,8 @@ class Unlearning(RequestsMixin, WrapperRunMixin, Strategy):
         and the server's seconds (the step's wall time less the time waiting for clients)."""
         step = UnlearningStep(
             server_round=server_round, arrays=arrays, targets=targets,
-            excluded=frozenset(self.book.excluded), grid=grid,
+            excluded=frozenset(self.book.excluded),
+            grid=ExcludingGrid(grid, lambda _: False, identities=self.book.identities),
             weighted_by_key=self.weighted_by_key, arrayrecord_key=self.arrayrecord_key,
             configrecord_key=self.configrecord_key, timeout=self.step_timeout,
             record={"method": self.unlearner.name, "round": server_round,

@@ -45,6 +45,9 @@ class FakeGrid(Grid):
         self.nodes = dict(nodes)
         self.sent: list[tuple[str, int]] = []  # (message_type, dst_node_id)
         self.rogue: dict[int, object] = {}  # node id -> callable(message_type) adding replies
+        #: Reply in node-id order (as the Unlearning wrapper aggregates) instead of the
+        #: order the messages were sent in.
+        self.replies_in_node_order = False
 
     # --- unused Grid API
     def set_run(self, run):  # pragma: no cover
@@ -93,6 +96,8 @@ class FakeGrid(Grid):
                 if msg.metadata.dst_node_id != node_id and node_id in self.nodes:
                     replies.append(self._call(node_id, _readdress(msg, node_id)))
                     break
+        if self.replies_in_node_order:
+            replies.sort(key=lambda m: m.metadata.src_node_id)
         return replies
 
     def sent_to(self, node_id: int, kind: str | None = None) -> list[str]:

@@ -2,10 +2,10 @@
 
 Each run is the real ServerApp (``run_experiment``) with the real ClientApp
 (``not_flower.client_app.app``, its mods and handlers), over the in-process grid of
-``tests/fakegrid.py``: nodes answer one after another in node order, so a run is
-bit-for-bit reproducible. (In Flower's simulation engine replies arrive in completion
-order, FedAvg sums them in that order, and two runs of the same code differ in the
-last bits of the weights, which training then amplifies.)
+``tests/fakegrid.py``: nodes answer one after another, so a run is bit-for-bit
+reproducible. (In Flower's simulation engine replies arrive in completion order; the
+Unlearning wrapper aggregates them in node order, so a simulated run is reproducible too:
+tests/test_reproducibility.py.)
 
 :func:`summary` keeps what a refactoring must not change: per round the phase, who
 trained, who was evaluated, who worked in the unlearning step, the centralized accuracy

@@ -71,6 +71,7 @@ PLAN = NegationPlan(layers=("conv",), keys=("conv.weight", "conv.bias"))
 def test_without_request_not_is_exactly_fedavg():
     kw = dict(fraction_train=0.6, fraction_evaluate=0.4, min_train_nodes=2, min_evaluate_nodes=2)
     grid_a, grid_b = make_grid(with_query=True), make_grid(with_query=True)
+    grid_a.replies_in_node_order = True  # NoT aggregates in node order (= partition order here)
     res_a = run(FedAvg(**kw), grid_a, rounds=5, seed=3)
     res_b = run(NoT(PLAN, **kw), grid_b, rounds=5, seed=3)
     assert grid_a.sent == grid_b.sent  # same sampling, same messages, same order

@@ -1,7 +1,8 @@
 """The Unlearning wrapper around real Flower strategies (FedAvg, FedProx, FedAdam, server-side DP).
 
 Over the fake Grid of real ClientApps (tests/fakegrid.py): without a request the wrapper
-is the wrapped strategy exactly (same messages to the same nodes, bitwise-equal models);
+is the wrapped strategy exactly (same messages to the same nodes, bitwise-equal models,
+given replies in node order, the order the wrapper aggregates them in);
 with one, the negated model is what is sent, and the target never receives a message
 after the request, nor does a reply it still sends reach the wrapped strategy.
 """
@@ -77,6 +78,9 @@ def start(strategy, grid, rounds, evaluate_fn=None):
 @pytest.mark.parametrize("name", STRATEGIES)
 def test_without_a_request_the_wrapper_is_the_wrapped_strategy(name):
     grid_a, grid_b = recording_grid(), recording_grid()
+    # the wrapper aggregates in node order (here node-id order = partition order), not in
+    # the order replies arrive: the plain strategy gets its replies in that order too
+    grid_a.replies_in_node_order = True
     plain = start(STRATEGIES[name](), grid_a, rounds=5)
     wrapped = start(Unlearning(STRATEGIES[name](), Negation(PLAN)), grid_b, rounds=5)
     assert grid_a.sent == grid_b.sent  # same sampled nodes, same messages, same order
