@@ -44,6 +44,7 @@ What the chain cannot show on its own
 Command line::
 
     python -m not_flower.audit verify LOG [--expect-head HASH]   # exit 0 ok, 1 broken, 2 no file
+    python -m not_flower.audit verify RUN_DIR                    # + records and checkpoints
     python -m not_flower.audit show LOG                          # one line per entry
 
 Where it lives
@@ -144,7 +145,10 @@ def _show(path: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: ``verify LOG [--expect-head HASH]`` or ``show LOG``.
+    """Command line: ``verify LOG|RUN_DIR [--expect-head HASH]`` or ``show LOG``.
+
+    ``verify RUN_DIR`` also checks every record file and the checkpoints against the log
+    (:func:`not_flower.audit_verify.verify_run_dir`).
 
     Returns
     -------
@@ -157,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         description="Check or list the hash-chained log of unlearning records.")
     sub = parser.add_subparsers(dest="command", required=True)
     p_verify = sub.add_parser("verify", help="recompute every hash and link of the log")
-    p_verify.add_argument("log")
+    p_verify.add_argument("log", help="the log file, or a run's out-dir (then its records "
+                          "and checkpoints are checked against its log too)")
     p_verify.add_argument("--expect-head", metavar="HASH",
                           help="the head hash kept elsewhere; fail if the log's differs "
                                "(detects a truncated tail or a rewritten log)")
@@ -168,6 +173,13 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         return int(exc.code or 0)
     path = Path(args.log)
+    if args.command == "verify" and path.is_dir():  # a run folder: log, records, checkpoints
+        from .audit_verify import main_run_dir  # pylint: disable=import-outside-toplevel
+        if args.expect_head is not None and not _is_sha256(args.expect_head.strip().lower()):
+            print(f"error: --expect-head must be a SHA-256 hex digest (64 hex digits), got "
+                  f"{args.expect_head!r}", file=sys.stderr)
+            return 2
+        return main_run_dir(path, args.expect_head)
     if not path.is_file():
         print(f"error: audit log {str(path)!r} does not exist or is not a file", file=sys.stderr)
         return 2

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .audit_record import _is_sha256, canonical_json
+from .faults import durable_write
 
 __all__ = [
     "GENESIS_HASH",
@@ -226,6 +227,7 @@ def append_to_log(log_path: str | os.PathLike, record: dict) -> dict:
     path = Path(log_path)
     body = canonical_json(record)  # fail before touching the file
     record = json.loads(body)  # what will be stored, exactly
+    durable_write(path, "before")
     path.parent.mkdir(parents=True, exist_ok=True)
     created = not path.exists()
     with open(path, "a+b") as fh:
@@ -247,4 +249,5 @@ def append_to_log(log_path: str | os.PathLike, record: dict) -> dict:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
     if created:
         _fsync_dir(path.parent)
+    durable_write(path, "after")
     return entry

@@ -200,6 +200,10 @@ def _request_part(request: dict) -> dict:
     }
     if request.get("reason"):
         out["reason"] = str(request["reason"])
+    if request.get("kind") in ("class", "instance"):  # what of the targets is forgotten
+        out["kind"] = request["kind"]
+        out["classes"] = [int(c) for c in request.get("classes") or []]
+        out["samples"] = [int(i) for i in request.get("samples") or []]
     return out
 
 
@@ -235,11 +239,14 @@ def _check_hashes_and_round(sha_before: Any, sha_negated: Any, sha_after: Any,
 
 
 def _recovery_part(recovery_rounds: list[dict]) -> list[dict]:
-    """``{"round", "participants"}`` per recovery round, participants normalised."""
+    """``{"round", "participants"[, "evaluated"]}`` per recovery round, normalised."""
     rounds = []
     for entry in recovery_rounds:
-        rounds.append({"round": int(entry["round"]),
-                       "participants": [_participant(p) for p in entry.get("participants", [])]})
+        row = {"round": int(entry["round"]),
+               "participants": [_participant(p) for p in entry.get("participants", [])]}
+        if "evaluated" in entry:  # partition ids whose evaluate replies were counted
+            row["evaluated"] = [int(p) for p in entry["evaluated"]]
+        rounds.append(row)
     return rounds
 
 

@@ -3,9 +3,14 @@
 After every round the ServerApp writes ``checkpoint-latest.pt`` and then ``state.json``
 (:func:`save_run_state`, both atomically): the round the checkpoint holds, the run
 config, the requests applied so far and those still pending, the per-run state
-(:class:`RunState`) and the results so far. With ``resume=true`` a run reads it back
-(:func:`load_run_state`), re-applies the applied requests' target rules and queues the
-pending ones again (:func:`restore_requests`), and continues from the checkpoint
+(:class:`RunState`: each applied request's status and targets, the last durable round)
+and the results so far. The checkpoint carries the same state in its metadata, so the
+two are one atomic step: a kill between the two writes leaves a checkpoint newer than
+``state.json``, and :func:`load_run_state` then resumes from the checkpoint's own state
+(never applying a request twice). With ``resume=true`` a run reads it back
+(:func:`load_run_state`; no state at all, or a finished run, is an error), re-applies the
+applied requests' target rules and queues the pending ones again
+(:func:`restore_requests`), and continues from the checkpoint
 (:func:`load_initial_checkpoint`, which also checks ``init-checkpoint`` files).
 """
 
@@ -13,7 +18,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from logging import INFO
+from logging import WARNING
 from pathlib import Path
 
 import torch
@@ -23,8 +28,12 @@ from flwr.supercore import log
 from strategies.not_strategy import NoT
 
 from .config import RunConfig, to_run_config
-from .outdir import CONTROL_KEYS
+from .outdir import CONTROL_KEYS, OutDirError
 from .store import load_checkpoint, save_checkpoint, write_json
+
+
+class RunFinishedError(OutDirError):
+    """``resume = true`` on a run that already finished: nothing to do, nothing changed."""
 
 
 @dataclass
@@ -42,25 +51,71 @@ class RunState:
     stopping : list[dict]
         The stopping rule's per-request entries (:class:`not_flower.stopping.StoppingRule`
         updates this list in place).
+    requests : list[dict]
+        Every applied request: ``round``, ``by``, ``values``, ``requested_by``, ``status``
+        (``"applied"`` at its boundary, ``"recovering"`` once a recovery round after it is
+        durable, ``"done"`` when the run finished) and ``targets`` (``node_id``,
+        ``partition_id``, ``status: "forgotten"``). Requests still queued are the
+        strategy's (``pending`` in ``state.json``).
+    durable_round : int
+        The last round whose checkpoint and state are on disk (0: none yet).
     """
 
     num_partitions: int | None = None
     reference_val_acc: float | None = None
     forget_ids: set[int] = field(default_factory=set)
     stopping: list[dict] = field(default_factory=list)
+    requests: list[dict] = field(default_factory=list)
+    durable_round: int = 0
 
     def to_dict(self) -> dict:
         """The JSON form kept in ``state.json`` (``forget_ids`` sorted)."""
         return {"num_partitions": self.num_partitions,
                 "reference_val_acc": self.reference_val_acc,
-                "forget_ids": sorted(self.forget_ids), "stopping": self.stopping}
+                "forget_ids": sorted(self.forget_ids), "stopping": self.stopping,
+                "requests": self.requests, "durable_round": self.durable_round}
 
     @classmethod
     def from_dict(cls, data: dict) -> RunState:
         """Read back :meth:`to_dict`'s form."""
         return cls(num_partitions=data["num_partitions"],
                    reference_val_acc=data["reference_val_acc"],
-                   forget_ids=set(data["forget_ids"]), stopping=data.get("stopping", []))
+                   forget_ids=set(data["forget_ids"]), stopping=data.get("stopping", []),
+                   requests=data.get("requests", []),
+                   durable_round=data.get("durable_round", 0))
+
+    def mark_applied(self, request: dict) -> None:
+        """A request was applied at its boundary (``request``: the results' form)."""
+        self.requests.append({
+            "round": request["round"], "by": request["request"]["rule"]["by"],
+            "values": list(request["request"]["rule"]["values"]),
+            "requested_by": request["request"]["requested_by"], "status": "applied",
+            "kind": request["request"].get("kind", "client"),
+            "targets": [{"node_id": t.get("node_id"),
+                         "partition_id": (t.get("identity") or {}).get("partition-id"),
+                         "status": "forgotten"} for t in request["targets"]],
+        })
+
+    def mark_durable(self, server_round: int, *, finished: bool = False) -> None:
+        """Round ``server_round`` is on disk: requests before it are recovering (or done)."""
+        self.durable_round = server_round
+        for entry in self.requests:
+            if finished:
+                entry["status"] = "done"
+            elif entry["round"] <= server_round and entry["status"] == "applied":
+                entry["status"] = "recovering"
+
+    def forgotten(self, by: str, value: str) -> dict | None:
+        """The applied request that forgot the client ``by=value`` (``None``: none did).
+
+        Whole-client requests only (class- and instance-wise requests leave the client in).
+        """
+        for entry in (e for e in self.requests if e.get("kind", "client") == "client"):
+            for target in entry["targets"]:
+                if ((by == "partition-id" and str(target["partition_id"]) == str(value))
+                        or (by == "node-id" and str(target["node_id"]) == str(value))):
+                    return entry
+        return None
 
 
 @dataclass(frozen=True)
@@ -161,9 +216,8 @@ def save_run_state(out_dir: Path, cfg: RunConfig, server_round: int, arrays: Arr
     meta : dict
         Checkpoint metadata (model, data set, seed, method).
     """
-    save_checkpoint(out_dir / "checkpoint-latest.pt", arrays,
-                    {**meta, "round": server_round})
-    write_json(out_dir / "state.json", {
+    state.mark_durable(server_round)
+    saved = {
         "version": 1,
         "round": server_round,
         "config": {k: v for k, v in to_run_config(cfg).items() if k not in CONTROL_KEYS},
@@ -172,12 +226,34 @@ def save_run_state(out_dir: Path, cfg: RunConfig, server_round: int, arrays: Arr
         "pending": [
             {"by": r.rule.by, "values": list(r.rule.values), "requested_by": r.requested_by,
              "at_round": None if r.at_round is None else offset + r.at_round,
+             "requested_at": r.requested_at,
              "classes": list(r.classes), "samples": list(r.samples)}
             for r in strategy.pending_requests
         ],
         "state": state.to_dict(),
         "results": results,
-    })
+    }
+    # one atomic step: the checkpoint carries the state it belongs to; state.json, written
+    # next, is its readable copy (a kill between the two leaves a newer checkpoint, whose
+    # own state load_run_state then uses)
+    save_checkpoint(out_dir / "checkpoint-latest.pt", arrays,
+                    {**meta, "round": server_round, "state": saved})
+    write_json(out_dir / "state.json", saved)
+
+
+def save_finished_state(out_dir: Path, state: RunState) -> None:
+    """At the end of a run: ``state.json`` with every request ``done`` (same round).
+
+    Parameters
+    ----------
+    out_dir : Path
+        The run's output folder.
+    state : RunState
+        The run's state, marked finished (:meth:`RunState.mark_durable`).
+    """
+    path = out_dir / "state.json"
+    if path.is_file():
+        write_json(path, {**json.loads(path.read_text()), "state": state.to_dict()})
 
 
 def load_run_state(out_dir: Path, cfg: RunConfig) -> SavedRun | None:
@@ -196,19 +272,47 @@ def load_run_state(out_dir: Path, cfg: RunConfig) -> SavedRun | None:
 
     Raises
     ------
+    OutDirError
+        If ``out_dir`` holds no run to resume (a mistyped out-dir must not start afresh).
+    RunFinishedError
+        If the run there finished (``results.json``): nothing is changed.
     ValueError
-        If the state was written by a run with a different configuration.
+        If the state was written by a run with a different configuration, or
+        ``checkpoint-latest.pt`` and ``state.json`` do not belong together.
     """
     path = out_dir / "state.json"
+    if not path.is_file() and not (out_dir / "checkpoint-latest.pt").is_file():
+        raise OutDirError(
+            f"resume = true, but out-dir {out_dir} holds no run to resume (no state.json, no "
+            "checkpoint-latest.pt); is the out-dir mistyped? Nothing was started. To start a "
+            "new run there, set resume = false")
     if not path.is_file():
-        log(INFO, "resume: no state.json in %s; starting from the beginning", out_dir)
-        return None
+        saved = _checkpoint_state(out_dir, None)
+    else:
+        saved = _read_state(path)
+        saved = _checkpoint_state(out_dir, saved)
+    if saved["round"] >= cfg.total_rounds and (out_dir / "results.json").is_file():
+        raise RunFinishedError(
+            f"resume: the run in out-dir {out_dir} already finished all {cfg.total_rounds} "
+            "rounds (results.json, checkpoint-final.pt); nothing was changed. Raise "
+            "recovery-rounds to continue it, or choose another out-dir")
+    return _saved_run(out_dir, cfg, saved)
+
+
+def _read_state(path: Path) -> dict:
+    """``state.json``, or a clear error naming it."""
     try:
         saved = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:  # truncated or not JSON
         raise ValueError(f"resume: {path} is not a readable state file ({err}); the run's "
                          "checkpoints are untouched: restore the file, or set overwrite = "
                          "true to start afresh") from None
+    return saved
+
+
+def _saved_run(out_dir: Path, cfg: RunConfig, saved: dict) -> SavedRun:
+    """Check the saved state against this run's config and read it back."""
+    path = out_dir / "state.json"
     mine = {k: v for k, v in to_run_config(cfg).items() if k not in CONTROL_KEYS}
     differing = sorted(k for k in mine if saved["config"].get(k) != mine[k])
     if differing:
@@ -216,12 +320,47 @@ def load_run_state(out_dir: Path, cfg: RunConfig) -> SavedRun | None:
             f"resume: {path} was written by a run with a different configuration "
             f"(differs in {differing}); resume with the same run config or another out-dir"
         )
-    if saved["round"] >= cfg.total_rounds:
-        log(INFO, "resume: the run in %s had already finished all %d rounds", out_dir,
-            cfg.total_rounds)
     return SavedRun(round=saved["round"], applied=saved["applied"],
                     forget_specs=saved.get("forget_specs", {}), pending=saved["pending"],
                     state=RunState.from_dict(saved["state"]), results=saved["results"])
+
+
+def _checkpoint_state(out_dir: Path, saved: dict | None) -> dict:
+    """The state that belongs to ``checkpoint-latest.pt``, cross-checked with state.json.
+
+    Parameters
+    ----------
+    out_dir : Path
+        The run's output folder.
+    saved : dict or None
+        ``state.json`` (``None``: missing).
+
+    Returns
+    -------
+    dict
+        ``state.json``'s content when it describes the checkpoint's round; else the state
+        the checkpoint carries (the run was stopped between writing the two files).
+
+    Raises
+    ------
+    ValueError
+        When neither describes the checkpoint's round.
+    """
+    ckpt = out_dir / "checkpoint-latest.pt"
+    _, meta = load_checkpoint(ckpt)
+    own = meta.get("state")
+    if saved is not None and saved.get("round") == meta.get("round"):
+        return saved
+    if isinstance(own, dict) and own.get("round") == meta.get("round"):
+        log(WARNING, "resume: %s holds round %s but state.json round %s (stopped between "
+            "the two writes); resuming from the checkpoint's own state", ckpt,
+            meta.get("round"), None if saved is None else saved.get("round"))
+        return own
+    raise ValueError(
+        f"resume: {ckpt} holds round {meta.get('round')} but {out_dir / 'state.json'} "
+        f"describes round {None if saved is None else saved.get('round')}, and the "
+        "checkpoint carries no state of its own; they do not belong together. Restore the "
+        "pair, or set overwrite = true to start afresh")
 
 
 def restore_requests(strategy: NoT, saved: SavedRun) -> None:
@@ -242,9 +381,11 @@ def restore_requests(strategy: NoT, saved: SavedRun) -> None:
         strategy.exclude(rule["values"], by=rule["by"])
     strategy.restore_forget_specs(saved.forget_specs)
     for req in saved.pending:
-        strategy.request_unlearning(
+        request = strategy.request_unlearning(
             req["values"], by=req["by"], requested_by=req["requested_by"],
             at_round=None if req["at_round"] is None else max(1, req["at_round"] - saved.round),
             **({"classes": req["classes"]} if req.get("classes") else {}),
             **({"samples": req["samples"]} if req.get("samples") else {}),
         )
+        if req.get("requested_at"):  # the same request: its record is the same
+            request.requested_at = req["requested_at"]

@@ -35,18 +35,19 @@ from strategies.target_check import check_targets, node_names
 from .audit import sha256_arrays
 from .config import BASELINE_METHODS, RunConfig, parse_run_config
 from .evaluation import Evaluator, evaluation_kind, evaluation_kind_from_config
-from .forgetting_records import write_records
+from .forgetting_records import audit_log_path, check_audit_log, write_records
 from .methods import REGISTRY
 from . import progress
 from .models import build_model, example_input
 from .outdir import check_out_dir, lock_out_dir, move_previous, unlock_out_dir
 from .preflight import check_checkpoint_meta, check_federation
 from .recorder import RoundStats, RunRecorder, format_summary, retained_val_acc, round_stats
+from .request_gate import RequestGate
 from .requests import RequestFolder
 from .run_state import (RunState, load_initial_checkpoint, load_run_state, restore_requests,
-                        save_run_state)
+                        save_finished_state, save_run_state)
 from .stopping import StoppingRule, summary_lines
-from .store import save_checkpoint, write_json
+from .store import load_checkpoint, save_checkpoint, write_json
 from .task import client_data, dataset_for, server_indices, use_threads
 
 app = ServerApp()
@@ -62,6 +63,34 @@ def resolve_out_dir(cfg: RunConfig, run_id: int | None = None) -> Path:
         return path if path.is_absolute() else Path.home() / path
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path.home() / "not-flower-runs" / f"{stamp}-{run_id or 0}"
+
+
+def _run_id(grid: Grid | None) -> int | None:
+    """Flower's run id (``None`` without a run attached, as in tests)."""
+    try:
+        return grid.run.run_id
+    except Exception:  # noqa: BLE001 - no run attached
+        return None
+
+
+def save_original(path: Path, arrays: ArrayRecord, meta: dict) -> Path:
+    """Save ``checkpoint-original.pt``, never replacing another model there.
+
+    A resumed run that applies the first request again (the interrupted run stopped
+    before that round was durable) writes the same model; a different one is refused.
+
+    Raises
+    ------
+    ValueError
+        If the file holds another model.
+    """
+    if path.is_file():
+        state, _ = load_checkpoint(path)
+        if sha256_arrays(state) == sha256_arrays(arrays):
+            return path
+        raise ValueError(f"{path} holds another model than the one this request is applied "
+                         "to; it is kept, the run stops (was the out-dir used by another run?)")
+    return save_checkpoint(path, arrays, meta)
 
 
 def wait_for_nodes(grid: Grid, minimum: int, timeout: float = 300.0) -> list[int]:
@@ -280,6 +309,13 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
         self.snapshots = {cfg.num_train_rounds + int(k): f"recovered@{k}"
                           for k in cfg.eval_recovery_rounds}
         self.strategy = make_strategy(cfg, self.plan, self.on_unlearning, out_dir=out_dir)
+        if self.strategy.request_source is not None:  # nothing forgotten twice
+            self.strategy.request_source = RequestGate(self.strategy.request_source,
+                                                       self.state, self.strategy)
+        # the audit log is writable and verifies, before round 1
+        check_audit_log(audit_log_path(cfg, out_dir),
+                        moved_away=cfg.overwrite and not cfg.audit_log)
+        self.grid: Grid | None = None  # set by connect
 
     def partition_of(self, node_id: int) -> int | None:
         """The partition id a node declared (``None``: not known)."""
@@ -296,6 +332,7 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
             The connected nodes.
         """
         cfg, strategy = self.cfg, self.strategy
+        self.grid = grid
         identities = strategy.identify(grid, node_ids)
         declared = [int(i["num-partitions"]) for i in identities.values()
                     if i and "num-partitions" in i]
@@ -349,8 +386,10 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
         request["round"] = self.offset + event.round
         request["partition_ids"] = sorted(new_ids)
         self.recorder.add_request(request)
+        self.state.mark_applied(request)
         if self.cfg.method == "retrain":
             request["sha256_before"] = request["sha256_negated"] = sha256_arrays(before)
+            self._record_applied()
             return
         self._measure_request(request, event.round, before, after)
         # stopping reference: retained clients' own validation accuracy before the request
@@ -359,6 +398,12 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
             previous, {n for n in previous if n not in self.strategy.excluded_node_ids}
         )
         self.stopping.start(self.offset + event.round, self.state.reference_val_acc)
+        self._record_applied()
+
+    def _record_applied(self) -> None:
+        """Write the record of the request just applied (status ``applied``) and log it."""
+        write_records(self.out_dir, self.cfg, self.recorder.to_dict(), None, self.grid,
+                      run_id=_run_id(self.grid))
 
     def _measure_request(self, request: dict, local_round: int, before: ArrayRecord,
                          after: ArrayRecord) -> None:
@@ -366,9 +411,9 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
         cfg, recorder = self.cfg, self.recorder
         first = "original" not in recorder.models
         if first:  # the pre-unlearning model of the first request is "original"
-            path = save_checkpoint(self.out_dir / "checkpoint-original.pt", before,
-                                   {**self.meta, "round": self.offset + local_round - 1,
-                                    "phase": "train"})
+            path = save_original(self.out_dir / "checkpoint-original.pt", before,
+                                 {**self.meta, "round": self.offset + local_round - 1,
+                                  "phase": "train"})
             recorder.add_checkpoint("original", path)
         request["sha256_before"] = sha256_arrays(before)
         request["sha256_negated"] = sha256_arrays(after)
@@ -424,6 +469,8 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
             save_run_state(self.out_dir, self.cfg, server_round, arrays,
                            self.recorder.to_dict(), self.state, self.strategy, self.offset,
                            self.meta)
+            if isinstance(self.strategy.request_source, RequestGate):  # files now settled
+                self.strategy.request_source.durable()
         return MetricRecord({k: v for k, v in row.to_dict().items()
                              if k in ("test_acc", "test_loss", "forget_acc", "asr")})
 
@@ -456,7 +503,9 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
         """
         cfg, recorder, strategy = self.cfg, self.recorder, self.strategy
         recorder.fill_train_loss(result.train_metrics_clientapp, self.offset)
-        final = result.arrays if result.arrays is not None else self.initial
+        # no round left to run (resumed after the last round): the checkpoint's model
+        final = result.arrays if result.arrays is not None and len(result.arrays) else self.initial
+        self.state.mark_durable(cfg.total_rounds, finished=True)
         final_name = {"retrain": "retrained"}.get(
             cfg.method, "recovered" if strategy.in_recovery or strategy.applied_rules else "original")
         path = save_checkpoint(self.out_dir / "checkpoint-final.pt", final,
@@ -481,5 +530,6 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
         recorder.audit = write_records(self.out_dir, cfg, recorder.to_dict(), final, grid,
                                        run_id=run_id)
         results = recorder.to_dict()
+        save_finished_state(self.out_dir, self.state)  # every request: done
         write_json(self.out_dir / "results.json", results)
         return results

@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from flwr.app import ArrayRecord
 
+from .faults import durable_write
+
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, mode: int | None = None) -> Path:
     """Write ``data`` to ``path`` atomically (temp file, fsync, rename, fsync of the folder).
@@ -41,6 +43,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, mode: int | None
         The destination path.
     """
     path = Path(path)
+    durable_write(path, "before")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -62,6 +65,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, mode: int | None
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+    durable_write(path, "after")
     return path
 
 

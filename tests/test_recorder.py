@@ -75,5 +75,5 @@ def test_the_run_state_round_trips_with_sorted_forget_ids():
     state = RunState(num_partitions=3, reference_val_acc=0.5, forget_ids={2, 0})
     data = state.to_dict()
     assert data == {"num_partitions": 3, "reference_val_acc": 0.5, "forget_ids": [0, 2],
-                    "stopping": []}
+                    "stopping": [], "requests": [], "durable_round": 0}
     assert RunState.from_dict(data) == state
