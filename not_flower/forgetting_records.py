@@ -135,8 +135,6 @@ def write_records(out_dir: Path, cfg: RunConfig, results: dict, final: ArrayReco
         end = groups[k + 1][0]["round"] if k + 1 < len(groups) else None
         record = _record(cfg, results, group, end, names, sha_after if end is None else None,
                          run_id, done=final is not None)
-        if final is None and k + 1 < len(groups):
-            continue  # a request was just applied: only its record is new
         entry = find_logged(log_path, record)  # written before a restart: kept as it is
         record = record if entry is None else entry["record"]
         path = write_json(out_dir / f"unlearning-record-{k + 1}.json", record) \
