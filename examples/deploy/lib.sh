@@ -12,7 +12,8 @@
 
 NF_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 
-nf_log() { { echo "[deploy $(date +%H:%M:%S)] $*" >&2; } 2>/dev/null || true; }
+# (stdout goes to stderr, then stderr to /dev/null: only echo's own "write error" is lost)
+nf_log() { echo "[deploy $(date +%H:%M:%S)] $*" >&2 2>/dev/null || true; }
 # nf_die MESSAGE: log it, exit 1; the cleanup trap prints MESSAGE again as the very last line.
 nf_die() { nf_log "ERROR: $*"; NF_ERROR="ERROR: $*"; exit 1; }
 
@@ -140,7 +141,7 @@ nf_stop_all() {
   fi
   for hook in "${NF_CLEANUP_HOOKS[@]}"; do "$hook" || true; done
   nf_log "stopped (exit $rc)"
-  if [ "$rc" -ne 0 ] && [ -n "${NF_ERROR:-}" ]; then { echo "$NF_ERROR" >&2; } 2>/dev/null || true; fi
+  if [ "$rc" -ne 0 ] && [ -n "${NF_ERROR:-}" ]; then echo "$NF_ERROR" >&2 2>/dev/null || true; fi
   exit "$rc"
 }
 
