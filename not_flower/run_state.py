@@ -290,6 +290,7 @@ def load_run_state(out_dir: Path, cfg: RunConfig) -> SavedRun | None:
         saved = _checkpoint_state(out_dir, None)
     else:
         saved = _read_state(path)
+        _saved_run(out_dir, cfg, saved)  # another configuration: refused first
         saved = _checkpoint_state(out_dir, saved)
     if saved["round"] >= cfg.total_rounds and (out_dir / "results.json").is_file():
         raise RunFinishedError(
