@@ -343,7 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with progress.listening(bar.set_postfix_str):
             for spec in bar:
                 bar.set_description(spec.name)
-                bar.set_postfix_str("")
+                bar.set_postfix_str("starting")  # Ray, the nodes, the data: seconds
                 records.append(execute(spec, args, tqdm.write))
     finally:
         bar.close()
