@@ -5,7 +5,8 @@
 * the audit log's chain (:func:`not_flower.audit_log.verify_log`'s checks; the log is
   ``audit-log`` from the run's config, else ``RUN_DIR/unlearning-log.jsonl``);
 * every record file (``unlearning-record*.json``): it must be, byte for byte in canonical
-  form, a record the log holds (an edited record is caught);
+  form, a record the log holds (an edited record is caught), or, while recovery runs
+  (status ``recovering``), the logged ``applied`` record with the rounds so far;
 * the checkpoints: ``checkpoint-original.pt`` must hash to the first record's
   ``before_negation``, negating its ``keys_negated`` must give ``after_negation`` (NoT),
   and ``checkpoint-final.pt`` of a finished run must hash to the last record's
@@ -67,12 +68,22 @@ def verify_run_dir(run_dir: Path, expect_head: str | None = None) -> tuple[list[
             problems.append(f"{path.name}: not readable JSON ({err})")
             continue
         records[path.name] = record
-        if canonical_json(record) not in stored:
+        if canonical_json(record) not in stored and not _in_progress(record, logged):
             problems.append(f"{path.name}: not a record the audit log holds (edited, or "
                             "never logged)")
     checked = _check_checkpoints(run_dir, logged, problems)
     return problems, {"log": str(log_path), "entries": len(entries), "head": head,
                       "records": sorted(records), "checkpoints": checked}
+
+
+def _in_progress(record: dict, logged: list[dict]) -> bool:
+    """A ``recovering`` record file: the logged ``applied`` record with rounds added."""
+    if not isinstance(record, dict) or record.get("status") != "recovering":
+        return False
+    loose = ("status", "recovery_rounds", "written_at")
+    mine = {k: v for k, v in record.items() if k not in loose}
+    return any(r.get("id") == record.get("id") and r.get("status") == "applied"
+               and {k: v for k, v in r.items() if k not in loose} == mine for r in logged)
 
 
 def _latest_by_id(logged: list[dict]) -> list[dict]:

@@ -7,6 +7,8 @@ A record is written twice, and appended to the hash-chained log of
   ``"applied"``): who asked, the targets, the layers negated and the model's hashes before
   and after the negation. A run that stops after the negation and is never resumed still
   leaves this record;
+* after every durable recovery round the file (not the log) gets the rounds so far
+  (status ``"recovering"``, :func:`update_progress`);
 * when the run finishes (status ``"done"``): completed with the recovery rounds (who
   trained, who was evaluated), the stopping decision, the final metrics and the hash of
   the final model.
@@ -38,8 +40,9 @@ from .audit_record import _request_part
 from .config import RunConfig
 from .store import write_json
 
-#: Record statuses: written when the request is applied, and when the run finished.
-RECORD_STATUSES = ("applied", "done")
+#: Record statuses: logged when the request is applied and when the run finished; the
+#: file is ``recovering`` in between (updated after every durable recovery round).
+RECORD_STATUSES = ("applied", "recovering", "done")
 
 
 def audit_log_path(cfg: RunConfig, out_dir: Path) -> Path:
@@ -148,6 +151,43 @@ def write_records(out_dir: Path, cfg: RunConfig, results: dict, final: ArrayReco
     return written
 
 
+def update_progress(out_dir: Path, cfg: RunConfig, results: dict, grid: Grid | None) -> None:
+    """After a durable recovery round: the latest record file, status ``"recovering"``.
+
+    The file gets the recovery rounds so far (who trained, who was evaluated); the log
+    keeps the ``applied`` version until the run finishes (``verify RUN_DIR`` accepts a
+    ``recovering`` file that matches it in everything but its rounds).
+
+    Parameters
+    ----------
+    out_dir : Path
+        The run's output folder.
+    cfg : RunConfig
+        The run configuration.
+    results : dict
+        The run's results so far.
+    grid : Grid or None
+        Flower's grid (SuperNode names).
+    """
+    groups = _boundaries(results["requests"])
+    if not groups:
+        return
+    try:
+        names = {info.node_id: getattr(info, "name", "") for info in grid.get_nodes()}
+    except Exception:  # noqa: BLE001 - names are informative only
+        names = {}
+    entry = find_logged(audit_log_path(cfg, out_dir),
+                        _record(cfg, results, groups[-1], None, names, None, None, done=False))
+    if entry is None:  # the applied record is not logged (yet): nothing to update
+        return
+    record = {**entry["record"], "status": "recovering",
+              "recovery_rounds": _record(cfg, results, groups[-1], None, names, None, None,
+                                         done=True)["recovery_rounds"]}
+    if len(groups) > 1:
+        write_json(out_dir / f"unlearning-record-{len(groups)}.json", record)
+    write_record(out_dir, record)
+
+
 def append_once(log_path: Path, record: dict) -> dict:
     """Append ``record`` unless :func:`find_logged` finds it; return its log entry."""
     return find_logged(log_path, record) or append_to_log(log_path, record)
@@ -243,4 +283,4 @@ def _request_stopping(results: dict, k: int) -> dict:
 
 
 __all__ = ["RECORD_STATUSES", "AuditLogError", "append_once", "audit_log_path",
-           "check_audit_log", "find_logged", "record_id", "write_records"]
+           "check_audit_log", "find_logged", "record_id", "update_progress", "write_records"]

@@ -35,7 +35,7 @@ from strategies.target_check import check_targets, node_names
 from .audit import sha256_arrays
 from .config import BASELINE_METHODS, RunConfig, parse_run_config
 from .evaluation import Evaluator, evaluation_kind, evaluation_kind_from_config
-from .forgetting_records import audit_log_path, check_audit_log, write_records
+from .forgetting_records import audit_log_path, check_audit_log, update_progress, write_records
 from .methods import REGISTRY
 from . import progress
 from .models import build_model, example_input
@@ -466,11 +466,12 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
         if server_round in self.snapshots:
             self.recorder.add_model(self.snapshots[server_round], self.evaluator.full(arrays))
         if server_round >= 1:
-            save_run_state(self.out_dir, self.cfg, server_round, arrays,
-                           self.recorder.to_dict(), self.state, self.strategy, self.offset,
-                           self.meta)
+            results = self.recorder.to_dict()
+            save_run_state(self.out_dir, self.cfg, server_round, arrays, results, self.state,
+                           self.strategy, self.offset, self.meta)
             if isinstance(self.strategy.request_source, RequestGate):  # files now settled
                 self.strategy.request_source.durable()
+            update_progress(self.out_dir, self.cfg, results, self.grid)  # record: rounds so far
         return MetricRecord({k: v for k, v in row.to_dict().items()
                              if k in ("test_acc", "test_loss", "forget_acc", "asr")})
 

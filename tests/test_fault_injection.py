@@ -98,7 +98,7 @@ def test_killed_at_random_durable_writes_then_resumed(tmp_path):
     writes = _writes(tmp_path)
     points = [(n, stage) for n in range(1, len(writes) + 1) for stage in faults.STAGES]
     chosen = sorted(random.Random(26).sample(points, KILL_POINTS))
-    survived = 0
+    survived, in_recovery = 0, 0
     for at, stage in chosen:
         out = tmp_path / f"kill-{at}-{stage}"
         faults.arm(at, stage)
@@ -107,6 +107,10 @@ def test_killed_at_random_durable_writes_then_resumed(tmp_path):
                 run(CONFIG, out)
         finally:
             faults.arm(None)
+        record = out / "unlearning-record.json"
+        if record.is_file() and json.loads(record.read_text())["status"] == "recovering":
+            assert verify_run_dir(out)[0] == []  # killed mid-recovery: the record verifies
+            in_recovery += 1
         resume(out)
         check_run(out)
         before = (out / "checkpoint-final.pt").read_bytes()
@@ -114,7 +118,7 @@ def test_killed_at_random_durable_writes_then_resumed(tmp_path):
             run({**CONFIG, "resume": True}, out)
         assert (out / "checkpoint-final.pt").read_bytes() == before
         survived += 1
-    assert survived == KILL_POINTS >= 20
+    assert survived == KILL_POINTS >= 20 and in_recovery >= 1
 
 
 def test_sigkill_between_checkpoint_and_state_at_the_request_never_negates_twice(tmp_path):
