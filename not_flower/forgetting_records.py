@@ -34,8 +34,16 @@ from flwr.app import ArrayRecord
 from flwr.serverapp import Grid
 from flwr.supercore import log
 
-from .audit import (AuditLogError, append_to_log, build_record, canonical_json, read_log,
-                    sha256_arrays, verify_log, write_record)
+from .audit import (
+    AuditLogError,
+    append_to_log,
+    build_record,
+    canonical_json,
+    read_log,
+    sha256_arrays,
+    verify_log,
+    write_record,
+)
 from .audit_record import _request_part
 from .config import RunConfig
 from .store import write_json
