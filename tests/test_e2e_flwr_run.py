@@ -66,11 +66,13 @@ def _quickstart(env: dict, tmp_path: Path, overrides: str) -> tuple[int, list[st
 
 def test_quickstart_exits_1_with_the_error_last_when_the_serverapp_fails(flwr_env, tmp_path):
     env, _ = flwr_env
-    code, lines = _quickstart(env, tmp_path, "model='transformer'")
+    # a value only the ServerApp can judge (the data set's classes), refused before round 1
+    code, lines = _quickstart(env, tmp_path, "unlearn-mode='class' unlearn-classes='42'")
     assert code == 1, "\n".join(lines[-30:])
     assert re.fullmatch(
-        r"error: run \d+ finished:failed: Simulation failed with exception: unknown model "
-        r"'transformer'; choose one of: cnn, mlp, resnet18, vit", lines[-1]), lines[-5:]
+        r"error: run \d+ finished:failed: Simulation failed with exception: unlearn-classes "
+        r"42: out of range; data set 'digits' has 10 classes \(labels 0 to 9\)", lines[-1]), \
+        lines[-5:]
     assert not any(line.startswith("results:") for line in lines)
     assert not (tmp_path / "demo" / "results.json").exists()
 
@@ -84,3 +86,8 @@ def test_quickstart_names_an_unknown_key_before_running(flwr_env, tmp_path):
     assert lines[-1].endswith("(the keys are pyproject.toml's [tool.flwr.app.config])")
     assert not any("Starting local SuperLink" in line for line in lines)
     assert not (home / "local-superlink").exists()  # flwr was never started
+    # a bad value too: cli.py parses values as the ServerApp does, before flwr starts
+    code, lines = _quickstart(env, tmp_path, "model='transformer'")
+    assert code == 2, "\n".join(lines[-30:])
+    assert lines[-1] == "error: unknown model 'transformer'; choose one of: cnn, mlp, resnet18, vit"
+    assert not (home / "local-superlink").exists()
