@@ -1,4 +1,5 @@
-"""Kill the ServerApp at random durable writes of a run with a request, resume, check.
+"""Kill the ServerApp at random durable writes of a run with a request, resume, check;
+and `python -m not_flower.audit verify RUN_DIR` on edited records and swapped checkpoints.
 
 The run is the real ServerApp (``run_experiment``) over real ClientApps in process
 (``tests/fakegrid.py``), with a small digits CNN, 3 clients, 2 training and 2 recovery
@@ -165,3 +166,22 @@ def test_two_request_files_for_one_client_give_one_negation_and_one_record(tmp_p
     resume(out, config)  # the file is applied again, to the same model: the same record
     check_run(out, request_round=1)
     assert [p.name for p in (requests / "accepted").iterdir()] == ["a.json"]
+
+
+def test_verify_run_dir_catches_an_edited_record_and_a_swapped_checkpoint(tmp_path, capsys):
+    from not_flower.audit import main  # pylint: disable=import-outside-toplevel
+    out = tmp_path / "run"
+    run(CONFIG, out)
+    assert main(["verify", str(out)]) == 0
+    assert capsys.readouterr().out.startswith(f"OK: {out}: log ")
+    record = out / "unlearning-record.json"
+    text = record.read_text()
+    record.write_text(text.replace('"requested_by": "operator (run config)"',
+                                   '"requested_by": "someone else"'))
+    assert main(["verify", str(out)]) == 1
+    assert "unlearning-record.json: not a record the audit log holds" in capsys.readouterr().out
+    record.write_text(text)
+    (out / "checkpoint-final.pt").write_bytes((out / "checkpoint-original.pt").read_bytes())
+    assert main(["verify", str(out)]) == 1
+    assert "checkpoint-final.pt: its hash differs from the record's after_recovery" in \
+        capsys.readouterr().out
