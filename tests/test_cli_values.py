@@ -78,11 +78,12 @@ def test_override_values_keep_first_order_and_last_value():
 
 @pytest.mark.e2e  # runs cli.py as a file, as the scripts do
 def test_the_file_checks_values_without_importing_torch():
-    code = ("import runpy, sys\nsys.argv = ['cli.py', 'check-run-config', "
-            "\"unlearn-mode='class' unlearn-classes='x'\"]\n"
-            "try:\n    runpy.run_path('not_flower/cli.py', run_name='__main__')\n"
-            "except SystemExit as e:\n    print('exit', e.code, 'torch' in sys.modules)\n")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                         text=True, timeout=60)
-    assert out.stdout.strip() == "exit 2 False", out.stderr
+    out = subprocess.run([sys.executable, "-X", "importtime", "not_flower/cli.py",
+                          "check-run-config", "unlearn-mode='class' unlearn-classes='x'"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2, out.stderr[-2000:]
     assert "unlearn-classes must be class labels" in out.stderr
+    imported = [line.rsplit("|", 1)[-1].strip() for line in out.stderr.splitlines()
+                if line.startswith("import time:")]
+    assert "not_flower.methods" in imported  # what not_flower/config.py imports
+    assert not [m for m in imported if m.split(".")[0] in ("torch", "flwr", "numpy")]
