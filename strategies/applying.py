@@ -69,6 +69,7 @@ class RequestsMixin:
         self._start_recovery()
         targets = list(dict.fromkeys(n for _, hits in accepted for n in hits))
         unlearned, seconds = self._run_step(server_round, arrays, targets, grid)
+        negated_metrics = self._evaluate_step(server_round, arrays, unlearned)
         for request, hits in accepted:
             event = UnlearningEvent(
                 request=request, round=server_round, targets=list(hits.values()),
@@ -77,6 +78,7 @@ class RequestsMixin:
             request.outcome.round = server_round
             request.outcome.node_ids = sorted(hits)
             request.outcome.negated = list(event.layers or event.keys)
+            request.outcome.negated_metrics = negated_metrics
             self._in_flight.append(event)
             what = {"client": "", "class": f" classes {list(request.classes)} of",
                     "instance": f" {len(request.samples)} samples of"}[request.kind]
@@ -90,6 +92,18 @@ class RequestsMixin:
             if self.on_unlearning is not None:
                 self.on_unlearning(event, arrays, unlearned)
         return unlearned
+
+    def _evaluate_step(self, server_round: int, before: ArrayRecord,
+                       after: ArrayRecord) -> dict | None:
+        """``start()``'s ``evaluate_fn`` on the model the step produced (if it changed it)."""
+        if self._evaluate_fn is None or after is before:
+            return None
+        metrics = self._evaluate_fn(server_round, after)
+        if metrics is None:
+            return None
+        log(INFO, "%s: round %d: the unlearned model before recovery: %s", self.tag,
+            server_round, dict(metrics))
+        return dict(metrics)
 
     def _confirm(self, server_round: int) -> None:
         """The round of the requests in flight completed: they are applied."""

@@ -53,6 +53,9 @@ class RequestOutcome:
         What the unlearning step changed (layer names, or keys).
     reason : str
         Why it failed or was ignored (empty otherwise).
+    negated_metrics : dict or None
+        What ``start()``'s ``evaluate_fn`` returned for the model the unlearning step
+        produced (``Unlearning(evaluate_negated=True)``, the default); ``None`` without one.
     """
 
     by: str
@@ -65,6 +68,7 @@ class RequestOutcome:
     node_ids: list[int] = field(default_factory=list)
     negated: list[str] = field(default_factory=list)
     reason: str = ""
+    negated_metrics: dict | None = None
 
     def settle(self, status: str, *, reason: str = "", server_round: int | None = None) -> None:
         """Set a final status (``"applied"``, ``"failed"`` or ``"ignored"``).

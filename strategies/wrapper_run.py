@@ -84,6 +84,7 @@ class WrapperRunMixin:
             raise TypeError(f"should_stop must be a callable (server_round, result) -> bool "
                             f"or None, got {type(should_stop).__name__}")
         self.check_requests(grid)
+        self._evaluate_fn = evaluate_fn if self.evaluate_negated else None
         kwargs = dict(num_rounds=num_rounds, timeout=timeout, train_config=train_config,
                       evaluate_config=evaluate_config, evaluate_fn=evaluate_fn)
         try:

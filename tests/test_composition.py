@@ -220,11 +220,37 @@ def test_outcomes_in_the_result_and_on_the_request(caplog):
     assert applied.outcome.to_dict() == {
         "by": "supernode-name", "values": ["site-1"], "kind": "client",
         "requested_by": "operator", "at_round": 2, "status": "applied", "round": 2,
-        "node_ids": [1007], "negated": ["conv"], "reason": ""}
+        "node_ids": [1007], "negated": ["conv"], "reason": "", "negated_metrics": None}
     assert late.status == "pending"
     assert ("the run ended after round 3 with an unlearning request still pending, never "
             "applied: node-id=1000 (asked for round 10): pending") in caplog.text
     assert len(strategy.events) == 1
+
+
+@pytest.mark.parametrize("evaluate_negated", [True, False])
+def test_the_negated_model_reaches_evaluate_fn(evaluate_negated):
+    """At the request round evaluate_fn also sees the model the step produced (before
+    recovery trains it); its metrics are the outcome's, not the Result's per-round ones."""
+    strategy = Unlearning(FedAvg(**ALL), Negation(PLAN), evaluate_negated=evaluate_negated)
+    request = strategy.request_unlearning("site-1", by="supernode-name", at_round=2)
+    calls = []
+
+    def central(server_round, arrays):
+        calls.append(server_round)
+        return MetricRecord({"conv-sum": float(arrays["conv.weight"].numpy().sum())})
+
+    before = {}
+    strategy.on_unlearning = lambda event, old, new: before.update(
+        old=float(old["conv.weight"].numpy().sum()), new=float(new["conv.weight"].numpy().sum()))
+    result = strategy.start(grid_of(), initial(), num_rounds=3, evaluate_fn=central)
+    assert request.status == "applied"
+    if evaluate_negated:
+        assert calls == [0, 1, 2, 2, 3]  # round 2's extra call comes first, on the step's model
+        assert request.outcome.negated_metrics == {"conv-sum": pytest.approx(before["new"])}
+        assert before["new"] == pytest.approx(-before["old"])
+    else:
+        assert calls == [0, 1, 2, 3] and request.outcome.negated_metrics is None
+    assert sorted(result.evaluate_metrics_serverapp) == [0, 1, 2, 3]
 
 
 def test_a_round_that_fails_after_the_step_fails_the_request():
