@@ -146,7 +146,6 @@ def make_strategy(cfg: RunConfig, plan, on_unlearning, *, out_dir: Path | None =
         # memory does not grow with the number of rounds
         keep_rounds=2,
         max_empty_rounds=cfg.max_empty_rounds,
-        evaluate_negated=False,  # the app measures the negated model in on_unlearning
     )
     if spec.recovers:  # Retrain, the reference, trains as the original training did
         kwargs.update(recovery_options(cfg))

@@ -129,7 +129,7 @@ class NoT(Unlearning):
         ``distill_temperature``; its ``train_keys`` are the negated keys); ``None`` or all
         off: no schedule. The distillation teacher is the model from before each request.
     recovery_config, identity_timeout, node_wait_timeout, forget_me_key, request_source,
-    keep_rounds, step_timeout, max_empty_rounds, on_unlearning
+    keep_rounds, step_timeout, max_empty_rounds, on_unlearning, evaluate_negated
         As :class:`strategies.unlearning.Unlearning`.
     """
 
@@ -162,6 +162,7 @@ class NoT(Unlearning):
         max_empty_rounds: int | None = 3,
         on_unlearning: Callable[[UnlearningEvent, ArrayRecord, ArrayRecord], None]
         | None = None,
+        evaluate_negated: bool = False,
     ) -> None:
         fedavg_kwargs = dict(
             fraction_train=fraction_train, fraction_evaluate=fraction_evaluate,
@@ -192,6 +193,7 @@ class NoT(Unlearning):
             step_timeout=step_timeout, max_empty_rounds=max_empty_rounds,
             on_unlearning=self._hand_teacher if isinstance(recovery, RecoverySchedule)
             else on_unlearning,
+            evaluate_negated=evaluate_negated,
         )
         self.recovery_optimizer = recovery_optimizer
         self.recovery_momentum = recovery_momentum

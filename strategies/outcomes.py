@@ -55,7 +55,7 @@ class RequestOutcome:
         Why it failed or was ignored (empty otherwise).
     negated_metrics : dict or None
         What ``start()``'s ``evaluate_fn`` returned for the model the unlearning step
-        produced (``Unlearning(evaluate_negated=True)``, the default); ``None`` without one.
+        produced, with ``Unlearning(evaluate_negated=True)``; ``None`` otherwise.
     """
 
     by: str

@@ -100,12 +100,13 @@ class Unlearning(RequestsMixin, WrapperRunMixin, Strategy):
         copy of ``strategy`` as built (FedAdam's moments, FedAvgM's momentum, their and a
         DP wrapper's copy of the model start afresh; a DP accountant is kept); ``True``
         keeps the same object with its state from before the unlearning step.
-    evaluate_negated : bool (default: True)
-        At a request's round, ``start()``'s ``evaluate_fn`` is called once more, with that
-        round and the model the unlearning step produced (before recovery trains it); its
-        metrics go to the request's ``outcome.negated_metrics`` only (not to the Result's
-        per-round metrics). ``False``: not called (an ``evaluate_fn`` that records every
-        call by round, as the not-flower app's does, measures the model itself).
+    evaluate_negated : bool (default: False)
+        ``True``: at a request's round, ``start()``'s ``evaluate_fn`` is called once more,
+        with that round and the model the unlearning step produced (before recovery trains
+        it); its metrics go to the request's ``outcome.negated_metrics`` only (not to the
+        Result's per-round metrics). Off by default: Flower calls ``evaluate_fn`` once per
+        round, and an ``evaluate_fn`` that acts by round (saves, logs a step, simulates
+        an event) would see that round twice.
     request_source : object or None
         Requests from outside the ServerApp code (for example
         :class:`not_flower.requests.RequestFolder`): an object with ``poll() ->
@@ -153,7 +154,7 @@ class Unlearning(RequestsMixin, WrapperRunMixin, Strategy):
         on_unlearning: Callable[[UnlearningEvent, ArrayRecord, ArrayRecord], None]
         | None = None,
         keep_server_state: bool = False,
-        evaluate_negated: bool = True,
+        evaluate_negated: bool = False,
     ) -> None:
         if not isinstance(strategy, Strategy):
             raise TypeError(f"Unlearning(strategy=...) needs a flwr Strategy, got "
