@@ -63,8 +63,11 @@ def analyse(root: Path) -> list[dict]:
             retrain = json.loads(retrain_file.read_text())
             final = retrain["models"]["retrained"]
             backdoor = "asr" in final
-            target = {"test": 100 * final["test_acc"], "forget": 100 * final.get("forget_acc", 0),
-                      "asr": 100 * final.get("asr", 0)}
+            target = {
+                "test": 100 * final["test_acc"],
+                "forget": 100 * final.get("forget_acc", 0),
+                "asr": 100 * final.get("asr", 0),
+            }
             for method_dir in sorted(seed_dir.iterdir()):
                 f = method_dir / "results.json"
                 if method_dir.name in NOT_A_METHOD or not f.exists():
@@ -72,20 +75,26 @@ def analyse(root: Path) -> list[dict]:
                 res = json.loads(f.read_text())
                 phase = "retrain" if res["method"] == "retrain" else "recovery"
                 hit = first_reach(res["rounds"], phase, target, backdoor)
-                out.append({  # the folder names the comparison's method (or variant)
-                    "scenario": scenario_dir.name, "seed": seed_dir.name,
-                    "method": method_dir.name,
-                    "reached": hit is not None, **(hit or {}),
-                    "storage_bytes": res.get("costs", {}).get("storage_bytes", 0),
-                })
+                out.append(
+                    {  # the folder names the comparison's method (or variant)
+                        "scenario": scenario_dir.name,
+                        "seed": seed_dir.name,
+                        "method": method_dir.name,
+                        "reached": hit is not None,
+                        **(hit or {}),
+                        "storage_bytes": res.get("costs", {}).get("storage_bytes", 0),
+                    }
+                )
     return out
 
 
 def _mean_std(values: list[float]) -> dict:
     if not values:
         return {"mean": None, "std": None}
-    return {"mean": statistics.mean(values),
-            "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+    return {
+        "mean": statistics.mean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+    }
 
 
 def summarize(rows: list[dict]) -> list[dict]:
@@ -112,12 +121,20 @@ def summarize(rows: list[dict]) -> list[dict]:
         for method in sorted({r["method"] for r in per}):
             mine = [r for r in per if r["method"] == method]
             hit = [r for r in mine if r["reached"]]
-            row = {"scenario": scenario, "method": method, "reached": len(hit),
-                   "runs": len(mine), "storage_bytes": mine[0]["storage_bytes"]}
+            row = {
+                "scenario": scenario,
+                "method": method,
+                "reached": len(hit),
+                "runs": len(mine),
+                "storage_bytes": mine[0]["storage_bytes"],
+            }
             for key in ("rounds", "MB", "client_s"):
                 row[key] = _mean_std([r[key] for r in hit])
-                shares = [100 * r[key] / base[r["seed"]][key] for r in hit
-                          if r["seed"] in base and base[r["seed"]][key]]
+                shares = [
+                    100 * r[key] / base[r["seed"]][key]
+                    for r in hit
+                    if r["seed"] in base and base[r["seed"]][key]
+                ]
                 row[f"pct_{key}"] = statistics.mean(shares) if shares else None
             out.append(row)
     return out
@@ -140,15 +157,21 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     rows = analyse(Path(args.compare_out))
     summary = summarize(rows)
-    print(f"targets: test acc within {TEST_TOL} point of Retrain's final, forget acc (and ASR) "
-          f"within {FORGET_TOL} points")
-    print(f"{'scenario':<10} {'method':<16} {'reached':>8} {'rounds':>12} {'MB':>14} "
-          f"{'client-s':>12} {'% rounds':>9} {'% MB':>6} {'% client-s':>11} {'storage B':>10}")
+    print(
+        f"targets: test acc within {TEST_TOL} point of Retrain's final, forget acc (and ASR) "
+        f"within {FORGET_TOL} points"
+    )
+    print(
+        f"{'scenario':<10} {'method':<16} {'reached':>8} {'rounds':>12} {'MB':>14} "
+        f"{'client-s':>12} {'% rounds':>9} {'% MB':>6} {'% client-s':>11} {'storage B':>10}"
+    )
     for row in summary:
-        print(f"{row['scenario']:<10} {row['method']:<16} {row['reached']:>4}/{row['runs']:<3} "
-              f"{_cell(row['rounds']):>12} {_cell(row['MB']):>14} {_cell(row['client_s']):>12} "
-              f"{_pct(row['pct_rounds']):>9} {_pct(row['pct_MB']):>6} "
-              f"{_pct(row['pct_client_s']):>11} {row['storage_bytes']:>10}")
+        print(
+            f"{row['scenario']:<10} {row['method']:<16} {row['reached']:>4}/{row['runs']:<3} "
+            f"{_cell(row['rounds']):>12} {_cell(row['MB']):>14} {_cell(row['client_s']):>12} "
+            f"{_pct(row['pct_rounds']):>9} {_pct(row['pct_MB']):>6} "
+            f"{_pct(row['pct_client_s']):>11} {row['storage_bytes']:>10}"
+        )
     if args.json:
         write_json(args.json, {"rows": rows, "summary": summary})
     return 0

@@ -46,8 +46,12 @@ from cost_to_forget import first_reach
 from not_flower.compare import config_mismatch, parse_set
 from not_flower.simulation import simulate
 
-BACKDOOR = {"partitioner": "iid", "backdoor-clients": "0", "backdoor-fraction": 0.4,
-            "backdoor-target": 0}
+BACKDOOR = {
+    "partitioner": "iid",
+    "backdoor-clients": "0",
+    "backdoor-fraction": 0.4,
+    "backdoor-target": 0,
+}
 #: name -> run-config keys of the recovery run (on top of method=not from the checkpoint)
 SETTINGS: dict[str, dict] = {
     "paper": {},
@@ -79,13 +83,18 @@ SETTINGS: dict[str, dict] = {
     "warmup-5": {"recovery-lr-warmup-rounds": 5},
     "weights-only+server-momentum-0.9": {"negate-bias": False, "recovery-server-momentum": 0.9},
     "weights-only+client-lr-0.1": {"negate-bias": False, "recovery-lr": 0.1},
-    "weights-only+local-epochs-2+fraction-0.5": {"negate-bias": False,
-                                                 "recovery-local-epochs": 2,
-                                                 "fraction-train": 0.5},
+    "weights-only+local-epochs-2+fraction-0.5": {
+        "negate-bias": False,
+        "recovery-local-epochs": 2,
+        "fraction-train": 0.5,
+    },
     # a Retrain variant: trained from scratch like Retrain, measured against Retrain's level
     "retrain-local-epochs-2": {"method": "retrain", "local-epochs": 2},
-    "retrain-local-epochs-2+fraction-0.5": {"method": "retrain", "local-epochs": 2,
-                                            "fraction-train": 0.5},
+    "retrain-local-epochs-2+fraction-0.5": {
+        "method": "retrain",
+        "local-epochs": 2,
+        "fraction-train": 0.5,
+    },
 }
 DESCRIPTIONS: dict[str, str] = {
     "paper": "NoT, first layer, FedAvg recovery (the paper's)",
@@ -117,13 +126,16 @@ DESCRIPTIONS: dict[str, str] = {
     "warmup-5": "NoT + client lr warm-up over 5 recovery rounds",
     "weights-only+server-momentum-0.9": "NoT, weights only, + server momentum 0.9 (FedAvgM)",
     "weights-only+client-lr-0.1": "NoT, weights only, + client lr 0.1 in recovery (training: {lr})",
-    "weights-only+local-epochs-2+fraction-0.5":
-        "NoT, weights only, + 2 local epochs, half the retained clients per round",
-    "retrain-local-epochs-2": ("Retrain with 2 local epochs (training: {local_epochs}), from scratch; "
-                               "its last columns: after as many rounds as Retrain"),
-    "retrain-local-epochs-2+fraction-0.5": ("Retrain with 2 local epochs, half the clients per "
-                                            "round, from scratch; its last columns: after "
-                                            "as many rounds as Retrain"),
+    "weights-only+local-epochs-2+fraction-0.5": "NoT, weights only, + 2 local epochs, half the retained clients per round",
+    "retrain-local-epochs-2": (
+        "Retrain with 2 local epochs (training: {local_epochs}), from scratch; "
+        "its last columns: after as many rounds as Retrain"
+    ),
+    "retrain-local-epochs-2+fraction-0.5": (
+        "Retrain with 2 local epochs, half the clients per "
+        "round, from scratch; its last columns: after "
+        "as many rounds as Retrain"
+    ),
 }
 
 
@@ -140,8 +152,11 @@ def _run(config: dict, folder: Path) -> dict:
         if config_mismatch(config, previous, 10) is None:
             return previous
     folder.mkdir(parents=True, exist_ok=True)
-    return simulate({**config, "overwrite": True}, num_supernodes=10,  # old files: previous-*/
-                    **SIM_RESOURCES)
+    return simulate(
+        {**config, "overwrite": True},
+        num_supernodes=10,  # old files: previous-*/
+        **SIM_RESOURCES,
+    )
 
 
 def _reach(results: dict, phase: str, target: dict) -> dict:
@@ -154,11 +169,17 @@ def _reach(results: dict, phase: str, target: dict) -> dict:
     goal = first_reach(results["rounds"], phase, {**target, "forget": None}, True)
     strict = first_reach(results["rounds"], phase, target, True)
     epochs = _phase_epochs(results["config"], phase)
-    out = {"reached": goal is not None, "strict_reached": strict is not None,
-           "strict_rounds": strict and strict["rounds"]}
+    out = {
+        "reached": goal is not None,
+        "strict_reached": strict is not None,
+        "strict_rounds": strict and strict["rounds"],
+    }
     if goal:  # client compute: local epochs over the retained data, summed over rounds
-        out.update(goal, epoch_rounds=goal["rounds"] * epochs,
-                   epoch_samples=epoch_samples(results["rounds"], phase, goal["round"], epochs))
+        out.update(
+            goal,
+            epoch_rounds=goal["rounds"] * epochs,
+            epoch_samples=epoch_samples(results["rounds"], phase, goal["round"], epochs),
+        )
     return out
 
 
@@ -198,9 +219,15 @@ def epoch_samples(rounds: list[dict], phase: str, last_round: int, epochs: int) 
     return total
 
 
-def run_seed(out: Path, seed: int, settings: list[str], recovery_rounds: int,
-             extra: dict | None = None, train_rounds: int = 20,
-             deadline: float | None = None) -> list[dict]:
+def run_seed(
+    out: Path,
+    seed: int,
+    settings: list[str],
+    recovery_rounds: int,
+    extra: dict | None = None,
+    train_rounds: int = 20,
+    deadline: float | None = None,
+) -> list[dict]:
     """Original, Retrain and every setting for one seed; one row per setting (and Retrain).
 
     Parameters
@@ -222,44 +249,79 @@ def run_seed(out: Path, seed: int, settings: list[str], recovery_rounds: int,
         are returned; a run in progress is not cut).
     """
     base = {**BACKDOOR, **(extra or {}), "seed": seed, "num-train-rounds": train_rounds}
-    original = _run({**base, "unlearn-clients": "", "recovery-rounds": 0},
-                    out / f"seed{seed}" / "original")
+    original = _run(
+        {**base, "unlearn-clients": "", "recovery-rounds": 0}, out / f"seed{seed}" / "original"
+    )
     checkpoint = out / f"seed{seed}" / "original" / "checkpoint-final.pt"
-    retrain = _run({**base, "method": "retrain", "unlearn-clients": "0"},
-                   out / f"seed{seed}" / "retrain")
+    retrain = _run(
+        {**base, "method": "retrain", "unlearn-clients": "0"}, out / f"seed{seed}" / "retrain"
+    )
     final = retrain["models"]["retrained"]
-    target = {"test": 100 * final["test_acc"], "forget": 100 * final["forget_acc"],
-              "asr": 100 * final["asr"]}
-    rows = [{"setting": "retrain", "seed": seed, **_reach(retrain, "retrain", target),
-             "test": target["test"], "forget": target["forget"], "asr": target["asr"],
-             "curve": _curve(retrain, "retrain"),
-             "original_test": 100 * original["models"][original["final"]]["test_acc"],
-             "original_asr": 100 * original["models"][original["final"]]["asr"]}]
-    print(f"seed {seed} retrain: reached at {rows[0].get('rounds')} rounds "
-          f"({rows[0].get('strict_rounds')} with forget acc); final test "
-          f"{target['test']:.2f} forget {target['forget']:.2f} ASR {target['asr']:.2f}",
-          flush=True)
+    target = {
+        "test": 100 * final["test_acc"],
+        "forget": 100 * final["forget_acc"],
+        "asr": 100 * final["asr"],
+    }
+    rows = [
+        {
+            "setting": "retrain",
+            "seed": seed,
+            **_reach(retrain, "retrain", target),
+            "test": target["test"],
+            "forget": target["forget"],
+            "asr": target["asr"],
+            "curve": _curve(retrain, "retrain"),
+            "original_test": 100 * original["models"][original["final"]]["test_acc"],
+            "original_asr": 100 * original["models"][original["final"]]["asr"],
+        }
+    ]
+    print(
+        f"seed {seed} retrain: reached at {rows[0].get('rounds')} rounds "
+        f"({rows[0].get('strict_rounds')} with forget acc); final test "
+        f"{target['test']:.2f} forget {target['forget']:.2f} ASR {target['asr']:.2f}",
+        flush=True,
+    )
     for name in settings:
         if deadline is not None and time.monotonic() > deadline:
-            print(f"seed {seed}: time budget spent, not started: "
-                  f"{', '.join(settings[settings.index(name):])}", flush=True)
+            print(
+                f"seed {seed}: time budget spent, not started: "
+                f"{', '.join(settings[settings.index(name) :])}",
+                flush=True,
+            )
             break
         if SETTINGS[name].get("method") == "retrain":  # from scratch, like Retrain
             keys, phase = {**base, "unlearn-clients": "0", **SETTINGS[name]}, "retrain"
         else:
-            keys = {**base, "method": "not", "init-checkpoint": str(checkpoint),
-                    "num-train-rounds": 0, "recovery-rounds": recovery_rounds,
-                    "unlearn-clients": "0", **SETTINGS[name]}
+            keys = {
+                **base,
+                "method": "not",
+                "init-checkpoint": str(checkpoint),
+                "num-train-rounds": 0,
+                "recovery-rounds": recovery_rounds,
+                "unlearn-clients": "0",
+                **SETTINGS[name],
+            }
             phase = "recovery"
         res = _run(keys, out / f"seed{seed}" / name)
         last = [r for r in res["rounds"] if r["phase"] == phase][-1]
-        rows.append({"setting": name, "seed": seed, **_reach(res, phase, target),
-                     "test": 100 * last["test_acc"], "forget": 100 * last["forget_acc"],
-                     "asr": 100 * last["asr"], "curve": _curve(res, phase)})
-        print(f"seed {seed} {name}: reached at {rows[-1].get('rounds')} rounds "
-              f"({rows[-1].get('strict_rounds')} with forget acc); after "
-              f"{len(rows[-1]['curve']['test'])}: test {rows[-1]['test']:.2f} forget {rows[-1]['forget']:.2f} "
-              f"ASR {rows[-1]['asr']:.2f}", flush=True)
+        rows.append(
+            {
+                "setting": name,
+                "seed": seed,
+                **_reach(res, phase, target),
+                "test": 100 * last["test_acc"],
+                "forget": 100 * last["forget_acc"],
+                "asr": 100 * last["asr"],
+                "curve": _curve(res, phase),
+            }
+        )
+        print(
+            f"seed {seed} {name}: reached at {rows[-1].get('rounds')} rounds "
+            f"({rows[-1].get('strict_rounds')} with forget acc); after "
+            f"{len(rows[-1]['curve']['test'])}: test {rows[-1]['test']:.2f} forget {rows[-1]['forget']:.2f} "
+            f"ASR {rows[-1]['asr']:.2f}",
+            flush=True,
+        )
     return rows
 
 
@@ -294,12 +356,12 @@ def _share(hit: list[dict], base: list[dict], key: str) -> str:
 
 def _compute_key(rows: list[dict]) -> str:
     """``epoch_samples`` (counted per sample) when every row has it, else ``epoch_rounds``."""
-    return ("epoch_samples" if rows and all(r.get("epoch_samples") for r in rows)
-            else "epoch_rounds")
+    return "epoch_samples" if rows and all(r.get("epoch_samples") for r in rows) else "epoch_rounds"
 
 
-def table(rows: list[dict], recovery_rounds: int, train_rounds: int = 20,
-          base_config: dict | None = None) -> list[str]:
+def table(
+    rows: list[dict], recovery_rounds: int, train_rounds: int = 20, base_config: dict | None = None
+) -> list[str]:
     """Markdown table: one line per setting, Retrain first.
 
     Costs to the goal (test acc within 1 point, ASR within 2 points of Retrain's final):
@@ -308,28 +370,48 @@ def table(rows: list[dict], recovery_rounds: int, train_rounds: int = 20,
     2-epoch one; a round training half the clients half a full one), or local epochs x
     rounds for rows that do not record the samples.
     """
-    fmt = {"lr": (base_config or {}).get("lr", 0.05),
-           "local_epochs": (base_config or {}).get("local-epochs", 2)}
-    lines = [f"| setting | reached | rounds to Retrain's test acc and ASR | % of Retrain's "
-             f"rounds | client compute to it (% of Retrain's) | client-s to it | % of Retrain's "
-             f"MB | % of Retrain's client-s | + forget acc: "
-             f"reached, rounds | test after {recovery_rounds} | forget after {recovery_rounds} "
-             f"| ASR after {recovery_rounds} |", "|" + "---|" * 12]
+    fmt = {
+        "lr": (base_config or {}).get("lr", 0.05),
+        "local_epochs": (base_config or {}).get("local-epochs", 2),
+    }
+    lines = [
+        f"| setting | reached | rounds to Retrain's test acc and ASR | % of Retrain's "
+        f"rounds | client compute to it (% of Retrain's) | client-s to it | % of Retrain's "
+        f"MB | % of Retrain's client-s | + forget acc: "
+        f"reached, rounds | test after {recovery_rounds} | forget after {recovery_rounds} "
+        f"| ASR after {recovery_rounds} |",
+        "|" + "---|" * 12,
+    ]
     base = [r for r in rows if r["setting"] == "retrain" and r["reached"]]
     for name in dict.fromkeys(r["setting"] for r in rows):
         mine = [r for r in rows if r["setting"] == name]
         hit = [r for r in mine if r["reached"]]
-        label = (f"Retrain (from scratch, {train_rounds} rounds; final numbers)" if name == "retrain"
-                 else DESCRIPTIONS.get(name, name).format(**fmt))
-        lines.append("| " + " | ".join([
-            label, f"{len(hit)}/{len(mine)}", _ms([r["rounds"] for r in hit]),
-            _share(hit, base, "rounds"), _share(hit, base, _compute_key(hit + base)),
-            _ms([r["client_s"] for r in hit]), _share(hit, base, "MB"),
-            _share(hit, base, "client_s"),
-            f"{sum(r['strict_reached'] for r in mine)}/{len(mine)}, "
-            + _ms([r["strict_rounds"] for r in mine if r["strict_reached"]]),
-            _ms([r["test"] for r in mine], 2),
-            _ms([r["forget"] for r in mine], 2), _ms([r["asr"] for r in mine], 2)]) + " |")
+        label = (
+            f"Retrain (from scratch, {train_rounds} rounds; final numbers)"
+            if name == "retrain"
+            else DESCRIPTIONS.get(name, name).format(**fmt)
+        )
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    label,
+                    f"{len(hit)}/{len(mine)}",
+                    _ms([r["rounds"] for r in hit]),
+                    _share(hit, base, "rounds"),
+                    _share(hit, base, _compute_key(hit + base)),
+                    _ms([r["client_s"] for r in hit]),
+                    _share(hit, base, "MB"),
+                    _share(hit, base, "client_s"),
+                    f"{sum(r['strict_reached'] for r in mine)}/{len(mine)}, "
+                    + _ms([r["strict_rounds"] for r in mine if r["strict_reached"]]),
+                    _ms([r["test"] for r in mine], 2),
+                    _ms([r["forget"] for r in mine], 2),
+                    _ms([r["asr"] for r in mine], 2),
+                ]
+            )
+            + " |"
+        )
     return lines
 
 
@@ -342,8 +424,11 @@ def plot(rows: list[dict], path: str | Path, title: str) -> None:
 
     with_compute = all("compute" in r["curve"] for r in rows)
     fig, axes = plt.subplots(1, 3 if with_compute else 2, figsize=(19 if with_compute else 13, 5))
-    retrain_full = [r["curve"]["compute"][-1] for r in rows
-                    if r["setting"] == "retrain"] if with_compute else []
+    retrain_full = (
+        [r["curve"]["compute"][-1] for r in rows if r["setting"] == "retrain"]
+        if with_compute
+        else []
+    )
     for name in dict.fromkeys(r["setting"] for r in rows):
         curves = [r["curve"] for r in rows if r["setting"] == name]
         style = {"color": "black", "linewidth": 2.5} if name == "retrain" else {"linewidth": 1.2}
@@ -360,13 +445,18 @@ def plot(rows: list[dict], path: str | Path, title: str) -> None:
             x = [statistics.mean(c["compute"][i] for c in curves) / scale for i in range(n)]
             y = [statistics.mean(c["test"][i] for c in curves) for i in range(n)]
             axes[2].plot(x, y, label=label, **style)
-    axes[0].set(xlabel="round (Retrain: from scratch; others: recovery)",
-                ylabel="test accuracy (%)", title=f"{title}: test accuracy")
+    axes[0].set(
+        xlabel="round (Retrain: from scratch; others: recovery)",
+        ylabel="test accuracy (%)",
+        title=f"{title}: test accuracy",
+    )
     axes[1].set(xlabel="round", ylabel="ASR (%)", title=f"{title}: backdoor ASR")
     if with_compute:
-        axes[2].set(xlabel="client compute so far (local epochs x samples, % of Retrain's "
-                    "whole run)", ylabel="test accuracy (%)",
-                    title=f"{title}: test accuracy per client compute")
+        axes[2].set(
+            xlabel="client compute so far (local epochs x samples, % of Retrain's whole run)",
+            ylabel="test accuracy (%)",
+            title=f"{title}: test accuracy per client compute",
+        )
     axes[0].legend(fontsize=7, loc="lower right")
     for ax in axes:
         ax.grid(alpha=0.3)
@@ -383,8 +473,14 @@ def main(argv=None) -> int:
     parser.add_argument("--recovery-rounds", type=int, default=15)
     parser.add_argument("--train-rounds", type=int, default=20)
     parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE", help="run-config key added to every run")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="run-config key added to every run",
+    )
     parser.add_argument("--json", default="")
     parser.add_argument("--plot", default="", help="PNG of the per-round curves")
     args = parser.parse_args(argv)
@@ -399,9 +495,18 @@ def main(argv=None) -> int:
     print()
     print("\n".join(table(rows, args.recovery_rounds, args.train_rounds, extra)))
     if args.json:
-        write_json(args.json, {"config": {**BACKDOOR, **extra, "num-train-rounds": args.train_rounds,
-                                          "recovery-rounds": args.recovery_rounds},
-                               "rows": rows})
+        write_json(
+            args.json,
+            {
+                "config": {
+                    **BACKDOOR,
+                    **extra,
+                    "num-train-rounds": args.train_rounds,
+                    "recovery-rounds": args.recovery_rounds,
+                },
+                "rows": rows,
+            },
+        )
     if args.plot:
         plot(rows, args.plot, extra.get("dataset", "digits"))
     return 0

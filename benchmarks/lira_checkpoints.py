@@ -34,8 +34,14 @@ def attack_seed(seed_dir: Path, models: int, epochs: int, cache: Path) -> dict[s
 
     retrain = json.loads((seed_dir / "retrain" / "results.json").read_text())
     keys = {k: v for k, v in retrain["config"].items() if k not in ("out-dir",)}
-    cfg = parse_run_config({**keys, "mia-reference-models": models,
-                            "mia-reference-epochs": epochs, "mia-cache-dir": str(cache)})
+    cfg = parse_run_config(
+        {
+            **keys,
+            "mia-reference-models": models,
+            "mia-reference-epochs": epochs,
+            "mia-cache-dir": str(cache),
+        }
+    )
     harness = MembershipHarness(cfg)
     harness.set_forget(int(retrain["num_partitions"]), {int(c) for c in cfg.unlearn_clients})
     data = dataset_for(cfg)
@@ -45,8 +51,11 @@ def attack_seed(seed_dir: Path, models: int, epochs: int, cache: Path) -> dict[s
         state, _ = load_checkpoint(run / "checkpoint-final.pt")
         model.load_state_dict(state)
         out[run.name] = harness.metrics(model)
-        print(f"{seed_dir.name} {run.name}: LiRA AUC {100 * out[run.name]['lira_auc']:.2f} "
-              f"TPR@1%FPR {100 * out[run.name]['lira_tpr_fpr1']:.2f}", flush=True)
+        print(
+            f"{seed_dir.name} {run.name}: LiRA AUC {100 * out[run.name]['lira_auc']:.2f} "
+            f"TPR@1%FPR {100 * out[run.name]['lira_tpr_fpr1']:.2f}",
+            flush=True,
+        )
     out["_reference_train_seconds"] = harness.info()["train_seconds"]
     return out
 
@@ -58,33 +67,55 @@ def _ms(values: list[float]) -> str:
 
 def table(per_seed: dict[str, dict[str, dict]]) -> list[str]:
     """Markdown table (one row per setting) and the noise-floor and sanity lines."""
-    settings = sorted({s for runs in per_seed.values() for s in runs if not s.startswith("_")},
-                      key=lambda s: (s not in ("original", "retrain"), s))
-    lines = ["| setting | seeds | LiRA AUC | TPR@1%FPR | TPR@0.1%FPR | retain TPR@1%FPR |",
-             "|---|---|---|---|---|---|"]
+    settings = sorted(
+        {s for runs in per_seed.values() for s in runs if not s.startswith("_")},
+        key=lambda s: (s not in ("original", "retrain"), s),
+    )
+    lines = [
+        "| setting | seeds | LiRA AUC | TPR@1%FPR | TPR@0.1%FPR | retain TPR@1%FPR |",
+        "|---|---|---|---|---|---|",
+    ]
     for name in settings:
         got = [runs[name] for runs in per_seed.values() if name in runs]
-        lines.append("| " + " | ".join([name, str(len(got))] + [
-            _ms([100 * g[k] for g in got]) for k in
-            ("lira_auc", "lira_tpr_fpr1", "lira_tpr_fpr01", "lira_retain_tpr_fpr1")]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [name, str(len(got))]
+                + [
+                    _ms([100 * g[k] for g in got])
+                    for k in ("lira_auc", "lira_tpr_fpr1", "lira_tpr_fpr01", "lira_retain_tpr_fpr1")
+                ]
+            )
+            + " |"
+        )
     retrains = [runs["retrain"] for runs in per_seed.values() if "retrain" in runs]
     if len(retrains) > 1:
         pairs = list(itertools.combinations(retrains, 2))
         lines.append("")
-        lines.append("Retrain vs Retrain (seed noise): |LiRA AUC difference| " + _ms(
-            [100 * abs(a["lira_auc"] - b["lira_auc"]) for a, b in pairs]) + ", |TPR@1%FPR "
-            "difference| " + _ms([100 * abs(a["lira_tpr_fpr1"] - b["lira_tpr_fpr1"])
-                                  for a, b in pairs]) + " points.")
-    both = [(runs["original"], runs["retrain"]) for runs in per_seed.values()
-            if "original" in runs and "retrain" in runs]
+        lines.append(
+            "Retrain vs Retrain (seed noise): |LiRA AUC difference| "
+            + _ms([100 * abs(a["lira_auc"] - b["lira_auc"]) for a, b in pairs])
+            + ", |TPR@1%FPR "
+            "difference| "
+            + _ms([100 * abs(a["lira_tpr_fpr1"] - b["lira_tpr_fpr1"]) for a, b in pairs])
+            + " points."
+        )
+    both = [
+        (runs["original"], runs["retrain"])
+        for runs in per_seed.values()
+        if "original" in runs and "retrain" in runs
+    ]
     if both:
         separates = all(o["lira_tpr_fpr1"] - r["lira_tpr_fpr1"] > 0.02 for o, r in both)
-        detail = ", ".join(f"{100 * o['lira_tpr_fpr1']:.1f} vs {100 * r['lira_tpr_fpr1']:.1f}"
-                           for o, r in both)
+        detail = ", ".join(
+            f"{100 * o['lira_tpr_fpr1']:.1f} vs {100 * r['lira_tpr_fpr1']:.1f}" for o, r in both
+        )
         lines.append("")
-        lines.append(f"Sanity check: LiRA {'separates' if separates else 'does NOT separate'} "
-                     f"Original from Retrain on the forget set (TPR@1%FPR, Original vs "
-                     f"Retrain per seed: {detail} %).")
+        lines.append(
+            f"Sanity check: LiRA {'separates' if separates else 'does NOT separate'} "
+            f"Original from Retrain on the forget set (TPR@1%FPR, Original vs "
+            f"Retrain per seed: {detail} %)."
+        )
     return lines
 
 
@@ -101,8 +132,9 @@ def main(argv=None) -> int:
     if not seeds:
         parser.error(f"no seed*/retrain/results.json under {args.out}")
     cache = args.out / "mia-reference"
-    per_seed = {p.name: attack_seed(p, args.reference_models, args.reference_epochs, cache)
-                for p in seeds}
+    per_seed = {
+        p.name: attack_seed(p, args.reference_models, args.reference_epochs, cache) for p in seeds
+    }
     print()
     print("\n".join(table(per_seed)))
     if args.json:

@@ -73,15 +73,22 @@ def bench_model(name: str, repeat: int) -> list[dict]:
         t_copy = timed(lambda: [np.copy(a) for a in sources], repeat)
         m_neg = peak_extra_bytes(lambda: negate(arrays, keys))
         m_copy = peak_extra_bytes(lambda: [np.copy(a) for a in sources])
-        rows.append({
-            "model": name, "negated": label, "tensors": len(keys),
-            "model_MB": model_bytes / 1e6, "negated_MB": negated_bytes / 1e6,
-            "negate_ms": 1e3 * t_neg, "copy_ms": 1e3 * t_copy,
-            "time_ratio": t_neg / t_copy if t_copy else float("nan"),
-            "negate_peak_MB": m_neg / 1e6, "copy_peak_MB": m_copy / 1e6,
-            "memory_ratio": m_neg / m_copy if m_copy else float("nan"),
-            "full_model_copy": m_neg >= model_bytes,
-        })
+        rows.append(
+            {
+                "model": name,
+                "negated": label,
+                "tensors": len(keys),
+                "model_MB": model_bytes / 1e6,
+                "negated_MB": negated_bytes / 1e6,
+                "negate_ms": 1e3 * t_neg,
+                "copy_ms": 1e3 * t_copy,
+                "time_ratio": t_neg / t_copy if t_copy else float("nan"),
+                "negate_peak_MB": m_neg / 1e6,
+                "copy_peak_MB": m_copy / 1e6,
+                "memory_ratio": m_neg / m_copy if m_copy else float("nan"),
+                "full_model_copy": m_neg >= model_bytes,
+            }
+        )
     return rows
 
 
@@ -92,15 +99,19 @@ def main(argv=None) -> int:
     parser.add_argument("--json", default="")
     args = parser.parse_args(argv)
     rows = [r for m in args.models for r in bench_model(m, args.repeat)]
-    head = (f"{'model':<9} {'negated':<15} {'tensors':>7} {'model MB':>9} {'neg MB':>8} "
-            f"{'neg ms':>8} {'copy ms':>8} {'t ratio':>7} {'peak MB':>8} {'copy MB':>8} "
-            f"{'m ratio':>7}")
+    head = (
+        f"{'model':<9} {'negated':<15} {'tensors':>7} {'model MB':>9} {'neg MB':>8} "
+        f"{'neg ms':>8} {'copy ms':>8} {'t ratio':>7} {'peak MB':>8} {'copy MB':>8} "
+        f"{'m ratio':>7}"
+    )
     print(head)
     for r in rows:
-        print(f"{r['model']:<9} {r['negated']:<15} {r['tensors']:>7} {r['model_MB']:>9.2f} "
-              f"{r['negated_MB']:>8.3f} {r['negate_ms']:>8.3f} {r['copy_ms']:>8.3f} "
-              f"{r['time_ratio']:>7.2f} {r['negate_peak_MB']:>8.3f} {r['copy_peak_MB']:>8.3f} "
-              f"{r['memory_ratio']:>7.2f}")
+        print(
+            f"{r['model']:<9} {r['negated']:<15} {r['tensors']:>7} {r['model_MB']:>9.2f} "
+            f"{r['negated_MB']:>8.3f} {r['negate_ms']:>8.3f} {r['copy_ms']:>8.3f} "
+            f"{r['time_ratio']:>7.2f} {r['negate_peak_MB']:>8.3f} {r['copy_peak_MB']:>8.3f} "
+            f"{r['memory_ratio']:>7.2f}"
+        )
     if args.json:
         write_json(args.json, rows)
     return 0

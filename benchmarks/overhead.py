@@ -36,9 +36,15 @@ from strategies import NoT, plan_negation
 
 from common import instrument, write_json  # benchmarks/common.py
 
+
 def one_run(kind: str, clients: int, rounds: int, seed: int) -> dict:
-    run_config = {"out-dir": "/tmp/not-flower-overhead", "unlearn-clients": "", "seed": seed,
-                  "recovery-rounds": 0, "num-train-rounds": rounds}
+    run_config = {
+        "out-dir": "/tmp/not-flower-overhead",
+        "unlearn-clients": "",
+        "seed": seed,
+        "recovery-rounds": 0,
+        "num-train-rounds": rounds,
+    }
     _, client = build_apps(run_config)
     cfg = parse_run_config(run_config)
     server = ServerApp()
@@ -56,14 +62,24 @@ def one_run(kind: str, clients: int, rounds: int, seed: int) -> dict:
             strategy = NoT(plan_negation(model, example_input((1, 8, 8))), keep_rounds=2, **kwargs)
         spent = instrument(strategy)
         t0 = time.perf_counter()
-        strategy.start(grid, ArrayRecord(model.state_dict()), num_rounds=rounds,
-                       train_config=ConfigRecord({"lr": cfg.lr}))
+        strategy.start(
+            grid,
+            ArrayRecord(model.state_dict()),
+            num_rounds=rounds,
+            train_config=ConfigRecord({"lr": cfg.lr}),
+        )
         measured["wall_s"] = time.perf_counter() - t0
         measured["strategy_ms_per_round"] = 1e3 * spent["seconds"] / rounds
 
-    run_simulation(server_app=server, client_app=client, num_supernodes=clients,
-                   backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-                                   "init_args": {"num_cpus": 2, "logging_level": "ERROR"}})
+    run_simulation(
+        server_app=server,
+        client_app=client,
+        num_supernodes=clients,
+        backend_config={
+            "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+            "init_args": {"num_cpus": 2, "logging_level": "ERROR"},
+        },
+    )
     return {"kind": kind, **measured}
 
 
@@ -77,27 +93,41 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     runs = []
     for pair in range(args.pairs):
-        for kind in (("fedavg", "not") if pair % 2 == 0 else ("not", "fedavg")):
+        for kind in ("fedavg", "not") if pair % 2 == 0 else ("not", "fedavg"):
             runs.append(one_run(kind, args.clients, args.rounds, args.seed))
-            print(f"pair {pair}: {kind:<6} strategy {runs[-1]['strategy_ms_per_round']:8.2f} "
-                  f"ms/round, wall {runs[-1]['wall_s']:7.2f} s", flush=True)
+            print(
+                f"pair {pair}: {kind:<6} strategy {runs[-1]['strategy_ms_per_round']:8.2f} "
+                f"ms/round, wall {runs[-1]['wall_s']:7.2f} s",
+                flush=True,
+            )
     summary = {}
     for kind in ("fedavg", "not"):
         rows = [r for r in runs if r["kind"] == kind]
-        summary[kind] = {k: statistics.median(r[k] for r in rows)
-                         for k in ("strategy_ms_per_round", "wall_s")}
+        summary[kind] = {
+            k: statistics.median(r[k] for r in rows) for k in ("strategy_ms_per_round", "wall_s")
+        }
     ratio_wall = summary["not"]["wall_s"] / summary["fedavg"]["wall_s"]
-    ratio_strategy = summary["not"]["strategy_ms_per_round"] / summary["fedavg"]["strategy_ms_per_round"]
+    ratio_strategy = (
+        summary["not"]["strategy_ms_per_round"] / summary["fedavg"]["strategy_ms_per_round"]
+    )
     print()
     print(f"{'':<8} {'strategy ms/round':>18} {'wall s':>8}   (medians of {args.pairs} runs)")
     for kind in ("fedavg", "not"):
-        print(f"{kind:<8} {summary[kind]['strategy_ms_per_round']:>18.2f} "
-              f"{summary[kind]['wall_s']:>8.2f}")
+        print(
+            f"{kind:<8} {summary[kind]['strategy_ms_per_round']:>18.2f} "
+            f"{summary[kind]['wall_s']:>8.2f}"
+        )
     print(f"{'NoT/FedAvg':<8} {ratio_strategy:>18.3f} {ratio_wall:>8.3f}")
     if args.json:
-        write_json(args.json, {"runs": runs, "summary": summary,
-                                               "ratio_wall": ratio_wall,
-                                               "ratio_strategy": ratio_strategy})
+        write_json(
+            args.json,
+            {
+                "runs": runs,
+                "summary": summary,
+                "ratio_wall": ratio_wall,
+                "ratio_strategy": ratio_strategy,
+            },
+        )
     return 0
 
 

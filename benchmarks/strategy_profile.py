@@ -65,8 +65,9 @@ def client_app(dtypes: dict[str, np.dtype]) -> ClientApp:
 
     @app.train()
     def _train(msg, context):  # pylint: disable=unused-argument
-        new = ArrayRecord({k: Array(_updated(v.numpy(), dtypes[k]))
-                           for k, v in msg.content["arrays"].items()})
+        new = ArrayRecord(
+            {k: Array(_updated(v.numpy(), dtypes[k])) for k, v in msg.content["arrays"].items()}
+        )
         metrics = MetricRecord({"num-examples": 10, "train-seconds": 0.0})
         return Message(RecordDict({"arrays": new, "metrics": metrics}), reply_to=msg)
 
@@ -109,11 +110,16 @@ def one_run(kind: str, model, shape, grid: FakeGrid, clients: int, rounds: int) 
     if kind == "fedavg":
         strategy = FedAvg(min_available_nodes=clients)
     else:
-        strategy = NoT(plan_negation(model, example_input(shape)), min_available_nodes=clients,
-                       keep_rounds=2)
+        strategy = NoT(
+            plan_negation(model, example_input(shape)), min_available_nodes=clients, keep_rounds=2
+        )
     spent = instrument(strategy)
-    strategy.start(grid, ArrayRecord(model.state_dict()), num_rounds=rounds,
-                   train_config=ConfigRecord({"lr": 0.1}))
+    strategy.start(
+        grid,
+        ArrayRecord(model.state_dict()),
+        num_rounds=rounds,
+        train_config=ConfigRecord({"lr": 0.1}),
+    )
     return 1e3 * spent["seconds"] / rounds
 
 
@@ -137,12 +143,20 @@ def resolve_targets(model, shape, app: ClientApp, nodes: int) -> dict:
         ``nodes``, ``first_ms`` / ``asked`` (the request at round 2), ``second_ms`` /
         ``second_asked`` (the request at round 3).
     """
-    grid = FakeGrid({1000 + i: FakeNode(app, {"partition-id": i, "num-partitions": nodes})
-                     for i in range(nodes)})
+    grid = FakeGrid(
+        {
+            1000 + i: FakeNode(app, {"partition-id": i, "num-partitions": nodes})
+            for i in range(nodes)
+        }
+    )
     random.seed(0)
-    strategy = NoT(plan_negation(model, example_input(shape)), min_available_nodes=nodes - 2,
-                   fraction_train=min(1.0, 10 / nodes), fraction_evaluate=0.0,
-                   keep_rounds=2)
+    strategy = NoT(
+        plan_negation(model, example_input(shape)),
+        min_available_nodes=nodes - 2,
+        fraction_train=min(1.0, 10 / nodes),
+        fraction_evaluate=0.0,
+        keep_rounds=2,
+    )
     strategy.request_unlearning("0", at_round=2)
     strategy.request_unlearning("1", at_round=3)
     spent: list[tuple[float, int]] = []
@@ -154,12 +168,17 @@ def resolve_targets(model, shape, app: ClientApp, nodes: int) -> dict:
         spent.append((time.perf_counter() - t0, len(strategy.identities) - before))
 
     strategy.book.query_identities = timed
-    strategy.start(grid, ArrayRecord(model.state_dict()), num_rounds=3,
-                   train_config=ConfigRecord({"lr": 0.1}))
+    strategy.start(
+        grid, ArrayRecord(model.state_dict()), num_rounds=3, train_config=ConfigRecord({"lr": 0.1})
+    )
     first = spent[0] if spent else (0.0, 0)
-    return {"nodes": nodes, "first_ms": 1e3 * first[0], "asked": first[1],
-            "second_ms": 1e3 * sum(s for s, _ in spent[1:]),
-            "second_asked": sum(n for _, n in spent[1:])}
+    return {
+        "nodes": nodes,
+        "first_ms": 1e3 * first[0],
+        "asked": first[1],
+        "second_ms": 1e3 * sum(s for s, _ in spent[1:]),
+        "second_asked": sum(n for _, n in spent[1:]),
+    }
 
 
 def main(argv=None) -> int:
@@ -169,8 +188,13 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--profile", action="store_true")
-    parser.add_argument("--resolve-nodes", type=int, nargs="*", default=[],
-                        help="time target resolution with these numbers of nodes")
+    parser.add_argument(
+        "--resolve-nodes",
+        type=int,
+        nargs="*",
+        default=[],
+        help="time target resolution with these numbers of nodes",
+    )
     parser.add_argument("--json", default="")
     args = parser.parse_args(argv)
     logging.getLogger("flwr").setLevel(logging.WARNING)
@@ -178,38 +202,65 @@ def main(argv=None) -> int:
     shape = SHAPES[args.model]
     model = build_model(args.model, shape, 10)
     app = client_app({k: v.numpy().dtype for k, v in model.state_dict().items()})
-    grid = FakeGrid({1000 + i: FakeNode(app, {"partition-id": i, "num-partitions": args.clients})
-                     for i in range(args.clients)})
+    grid = FakeGrid(
+        {
+            1000 + i: FakeNode(app, {"partition-id": i, "num-partitions": args.clients})
+            for i in range(args.clients)
+        }
+    )
     errors = count_errors(grid)
     times: dict[str, list[float]] = {"fedavg": [], "not": []}
     for rep in range(args.repeat):
-        for kind in (("fedavg", "not") if rep % 2 == 0 else ("not", "fedavg")):
+        for kind in ("fedavg", "not") if rep % 2 == 0 else ("not", "fedavg"):
             times[kind].append(one_run(kind, model, shape, grid, args.clients, args.rounds))
             if errors["errors"]:
-                raise SystemExit(f"{kind}: {errors['errors']} client replies were errors "
-                                 f"(first: {errors['first']}); the timing would compare "
-                                 "different work")
+                raise SystemExit(
+                    f"{kind}: {errors['errors']} client replies were errors "
+                    f"(first: {errors['first']}); the timing would compare "
+                    "different work"
+                )
     med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"{args.model}, {args.clients} clients, {args.rounds} rounds, medians of "
-          f"{args.repeat} interleaved runs: FedAvg {med['fedavg']:.2f} ms/round, NoT "
-          f"{med['not']:.2f} ms/round (+{med['not'] - med['fedavg']:.2f} ms, "
-          f"x{med['not'] / med['fedavg']:.2f})")
+    print(
+        f"{args.model}, {args.clients} clients, {args.rounds} rounds, medians of "
+        f"{args.repeat} interleaved runs: FedAvg {med['fedavg']:.2f} ms/round, NoT "
+        f"{med['not']:.2f} ms/round (+{med['not'] - med['fedavg']:.2f} ms, "
+        f"x{med['not'] / med['fedavg']:.2f})"
+    )
     if args.profile:
         random.seed(0)
-        strategy = NoT(plan_negation(model, example_input(shape)),
-                       min_available_nodes=args.clients, keep_rounds=2)
+        strategy = NoT(
+            plan_negation(model, example_input(shape)),
+            min_available_nodes=args.clients,
+            keep_rounds=2,
+        )
         prof = cProfile.Profile()
-        prof.runcall(strategy.start, grid, ArrayRecord(model.state_dict()),
-                     num_rounds=args.rounds, train_config=ConfigRecord({"lr": 0.1}))
-        pstats.Stats(prof).sort_stats("cumulative").print_stats(r"strategies|fedavg|strategy_utils", 25)
+        prof.runcall(
+            strategy.start,
+            grid,
+            ArrayRecord(model.state_dict()),
+            num_rounds=args.rounds,
+            train_config=ConfigRecord({"lr": 0.1}),
+        )
+        pstats.Stats(prof).sort_stats("cumulative").print_stats(
+            r"strategies|fedavg|strategy_utils", 25
+        )
     resolution = [resolve_targets(model, shape, app, n) for n in args.resolve_nodes]
     for row in resolution:
-        print(f"target resolution, {row['nodes']} nodes: {row['first_ms']:.1f} ms asking "
-              f"{row['asked']} nodes at the first request, {row['second_ms']:.2f} ms asking "
-              f"{row['second_asked']} at the second")
+        print(
+            f"target resolution, {row['nodes']} nodes: {row['first_ms']:.1f} ms asking "
+            f"{row['asked']} nodes at the first request, {row['second_ms']:.2f} ms asking "
+            f"{row['second_asked']} at the second"
+        )
     if args.json:
-        write_json(args.json, {"args": vars(args), "ms_per_round": times, "median": med,
-                               **({"resolution": resolution} if resolution else {})})
+        write_json(
+            args.json,
+            {
+                "args": vars(args),
+                "ms_per_round": times,
+                "median": med,
+                **({"resolution": resolution} if resolution else {}),
+            },
+        )
     return 0
 
 

@@ -57,7 +57,6 @@ by :func:`sha256_arrays` only when given such objects, and by :func:`write_recor
 writes through :func:`not_flower.store.atomic_write_bytes`), so the command runs anywhere.
 """
 
-
 from __future__ import annotations
 
 import argparse
@@ -131,15 +130,24 @@ def _show(path: Path) -> int:
         record = entry["record"] if isinstance(entry["record"], dict) else {}
         request = record.get("request") if isinstance(record.get("request"), dict) else {}
         sha = record.get("model_sha256") if isinstance(record.get("model_sha256"), dict) else {}
-        rows.append((str(entry["index"]), str(record.get("applied_round", "?")),
-                     _targets_text(record), str(request.get("requested_by", "?")),
-                     _short(sha.get("after_recovery"))))
+        rows.append(
+            (
+                str(entry["index"]),
+                str(record.get("applied_round", "?")),
+                _targets_text(record),
+                str(request.get("requested_by", "?")),
+                _short(sha.get("after_recovery")),
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
     if problems:
-        print(f"warning: the log does not verify ({len(problems)} problem(s)); run "
-              f"`python -m not_flower.audit verify {path}`", file=sys.stderr)
+        print(
+            f"warning: the log does not verify ({len(problems)} problem(s)); run "
+            f"`python -m not_flower.audit verify {path}`",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -158,14 +166,21 @@ def main(argv: list[str] | None = None) -> int:
     """
     parser = argparse.ArgumentParser(
         prog="python -m not_flower.audit",
-        description="Check or list the hash-chained log of unlearning records.")
+        description="Check or list the hash-chained log of unlearning records.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p_verify = sub.add_parser("verify", help="recompute every hash and link of the log")
-    p_verify.add_argument("log", help="the log file, or a run's out-dir (then its records "
-                          "and checkpoints are checked against its log too)")
-    p_verify.add_argument("--expect-head", metavar="HASH",
-                          help="the head hash kept elsewhere; fail if the log's differs "
-                               "(detects a truncated tail or a rewritten log)")
+    p_verify.add_argument(
+        "log",
+        help="the log file, or a run's out-dir (then its records "
+        "and checkpoints are checked against its log too)",
+    )
+    p_verify.add_argument(
+        "--expect-head",
+        metavar="HASH",
+        help="the head hash kept elsewhere; fail if the log's differs "
+        "(detects a truncated tail or a rewritten log)",
+    )
     p_show = sub.add_parser("show", help="list the entries")
     p_show.add_argument("log")
     try:
@@ -175,9 +190,13 @@ def main(argv: list[str] | None = None) -> int:
     path = Path(args.log)
     if args.command == "verify" and path.is_dir():  # a run folder: log, records, checkpoints
         from .audit_verify import main_run_dir  # pylint: disable=import-outside-toplevel
+
         if args.expect_head is not None and not _is_sha256(args.expect_head.strip().lower()):
-            print(f"error: --expect-head must be a SHA-256 hex digest (64 hex digits), got "
-                  f"{args.expect_head!r}", file=sys.stderr)
+            print(
+                f"error: --expect-head must be a SHA-256 hex digest (64 hex digits), got "
+                f"{args.expect_head!r}",
+                file=sys.stderr,
+            )
             return 2
         return main_run_dir(path, args.expect_head)
     if not path.is_file():
@@ -186,8 +205,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "show":
         return _show(path)
     if args.expect_head is not None and not _is_sha256(args.expect_head.strip().lower()):
-        print(f"error: --expect-head must be a SHA-256 hex digest (64 hex digits), got "
-              f"{args.expect_head!r}", file=sys.stderr)
+        print(
+            f"error: --expect-head must be a SHA-256 hex digest (64 hex digits), got "
+            f"{args.expect_head!r}",
+            file=sys.stderr,
+        )
         return 2
     problems, entries, head = _check_lines(path.read_bytes(), args.expect_head)
     if problems:

@@ -68,12 +68,12 @@ def entry_hash(index: int, prev_hash: str, record: Any) -> str:
     str
         64 lowercase hex digits.
     """
-    return hashlib.sha256(canonical_json(
-        {"index": index, "prev_hash": prev_hash, "record": record})).hexdigest()
+    return hashlib.sha256(
+        canonical_json({"index": index, "prev_hash": prev_hash, "record": record})
+    ).hexdigest()
 
 
-def _check_lines(data: bytes, expect_head: str | None = None
-                 ) -> tuple[list[str], list[dict], str]:
+def _check_lines(data: bytes, expect_head: str | None = None) -> tuple[list[str], list[dict], str]:
     """Check raw log bytes; return (problems, entries that parsed, head hash)."""
     problems: list[str] = []
     entries: list[dict] = []
@@ -84,8 +84,9 @@ def _check_lines(data: bytes, expect_head: str | None = None
         if lines[-1] == b"":
             lines.pop()
         else:
-            problems.append(f"line {len(lines)}: not terminated by a newline (a truncated "
-                            "or interrupted write)")
+            problems.append(
+                f"line {len(lines)}: not terminated by a newline (a truncated or interrupted write)"
+            )
     prev_hash = GENESIS_HASH
     expected_index = 0
     head = GENESIS_HASH
@@ -94,15 +95,17 @@ def _check_lines(data: bytes, expect_head: str | None = None
         try:
             entry = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError) as err:
-            problems.append(f"{where}: not a valid JSON entry ({err}); the entry was "
-                            "truncated or edited")
+            problems.append(
+                f"{where}: not a valid JSON entry ({err}); the entry was truncated or edited"
+            )
             prev_hash = None  # unknown: the next link cannot be checked
             expected_index = None
             continue
         if not isinstance(entry, dict) or set(entry) != LOG_ENTRY_KEYS:
             got = sorted(entry) if isinstance(entry, dict) else type(entry).__name__
-            problems.append(f"{where}: expected an object with keys "
-                            f"{sorted(LOG_ENTRY_KEYS)}, got {got}")
+            problems.append(
+                f"{where}: expected an object with keys {sorted(LOG_ENTRY_KEYS)}, got {got}"
+            )
             stored = entry.get("hash") if isinstance(entry, dict) else None
             prev_hash = stored if _is_sha256(stored) else None
             expected_index = None
@@ -112,15 +115,22 @@ def _check_lines(data: bytes, expect_head: str | None = None
         if isinstance(index, bool) or not isinstance(index, int):
             problems.append(f"{where}: index must be an integer, got {index!r}")
         elif expected_index is not None and index != expected_index:
-            problems.append(f"{where}: index {index}, expected {expected_index} (an entry "
-                            "was removed, inserted or moved)")
+            problems.append(
+                f"{where}: index {index}, expected {expected_index} (an entry "
+                "was removed, inserted or moved)"
+            )
         if not _is_sha256(stored_prev):
             problems.append(f"{where}: prev_hash {stored_prev!r} is not a SHA-256 hex digest")
         elif prev_hash is not None and stored_prev != prev_hash:
-            what = ("the first entry's prev_hash must be " + GENESIS_HASH[:12] + "..."
-                    if number == 1 else f"it does not match the hash of line {number - 1}")
-            problems.append(f"{where}: prev_hash {stored_prev[:12]}... is wrong: {what} "
-                            "(an entry was removed, inserted or moved)")
+            what = (
+                "the first entry's prev_hash must be " + GENESIS_HASH[:12] + "..."
+                if number == 1
+                else f"it does not match the hash of line {number - 1}"
+            )
+            problems.append(
+                f"{where}: prev_hash {stored_prev[:12]}... is wrong: {what} "
+                "(an entry was removed, inserted or moved)"
+            )
         try:
             computed = entry_hash(index, stored_prev, entry["record"])
             canonical = canonical_json(entry) == raw
@@ -128,20 +138,26 @@ def _check_lines(data: bytes, expect_head: str | None = None
             problems.append(f"{where}: the entry cannot be hashed ({err})")
             computed, canonical = None, True
         if computed is not None and stored != computed:
-            problems.append(f"{where}: hash mismatch, entry {index!r} was edited (stored "
-                            f"{str(stored)[:12]}..., content hashes to {computed[:12]}...)")
+            problems.append(
+                f"{where}: hash mismatch, entry {index!r} was edited (stored "
+                f"{str(stored)[:12]}..., content hashes to {computed[:12]}...)"
+            )
         elif not canonical:  # same values, other bytes (1E-05 for 1e-05, spaces, ...)
             problems.append(f"{where}: not in canonical JSON form; the line's bytes were edited")
         prev_hash = stored if _is_sha256(stored) else None
-        expected_index = index + 1 if isinstance(index, int) and not isinstance(index, bool) else None
+        expected_index = (
+            index + 1 if isinstance(index, int) and not isinstance(index, bool) else None
+        )
         head = stored if isinstance(stored, str) else head
     if expect_head is not None:
         expect_head = expect_head.strip().lower()
         if not lines:
             problems.append(f"the log is empty but its head was expected to be {expect_head}")
         elif head != expect_head:
-            problems.append(f"head hash {head} differs from the expected {expect_head}: "
-                            "entries were removed from the end or the log was rewritten")
+            problems.append(
+                f"head hash {head} differs from the expected {expect_head}: "
+                "entries were removed from the end or the log was rewritten"
+            )
     return problems, entries, head
 
 
@@ -166,8 +182,9 @@ def read_log(log_path: str | os.PathLike) -> list[dict]:
     return _check_lines(Path(log_path).read_bytes())[1]
 
 
-def verify_log(log_path: str | os.PathLike, *, expect_head: str | None = None
-               ) -> tuple[bool, list[str]]:
+def verify_log(
+    log_path: str | os.PathLike, *, expect_head: str | None = None
+) -> tuple[bool, list[str]]:
     """Check every hash and link of the log.
 
     Parameters
@@ -236,11 +253,16 @@ def append_to_log(log_path: str | os.PathLike, record: dict) -> dict:
             fh.seek(0)
             problems, entries, head = _check_lines(fh.read())
             if problems:
-                raise AuditLogError(f"audit log {str(path)!r} is broken, not appending: "
-                                    + "; ".join(problems))
+                raise AuditLogError(
+                    f"audit log {str(path)!r} is broken, not appending: " + "; ".join(problems)
+                )
             index = len(entries)
-            entry = {"index": index, "prev_hash": head,
-                     "record": record, "hash": entry_hash(index, head, record)}
+            entry = {
+                "index": index,
+                "prev_hash": head,
+                "record": record,
+                "hash": entry_hash(index, head, record),
+            }
             fh.seek(0, os.SEEK_END)
             fh.write(canonical_json(entry) + b"\n")
             fh.flush()

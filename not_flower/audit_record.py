@@ -65,11 +65,14 @@ def canonical_json(obj: Any) -> bytes:
         ``obj`` holds a value JSON cannot represent.
     """
     try:
-        text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                          allow_nan=False)
+        text = json.dumps(
+            obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
     except ValueError as err:
-        raise ValueError(f"cannot write canonical JSON: {err} (NaN and infinity have no "
-                         "JSON form; replace them with null)") from None
+        raise ValueError(
+            f"cannot write canonical JSON: {err} (NaN and infinity have no "
+            "JSON form; replace them with null)"
+        ) from None
     return text.encode("utf-8")
 
 
@@ -97,8 +100,10 @@ def _as_numpy(key: str, value: Any):
     if hasattr(value, "numpy") and callable(value.numpy):  # flwr Array
         array = value.numpy()
         return array, array.dtype.name
-    raise TypeError(f"cannot hash entry {key!r}: a {type(value).__name__}; expected a "
-                    "torch.Tensor, a numpy.ndarray or a flwr Array")
+    raise TypeError(
+        f"cannot hash entry {key!r}: a {type(value).__name__}; expected a "
+        "torch.Tensor, a numpy.ndarray or a flwr Array"
+    )
 
 
 def sha256_arrays(arrays: Any) -> str:
@@ -141,8 +146,10 @@ def sha256_arrays(arrays: Any) -> str:
     import numpy as np
 
     if not hasattr(arrays, "items") or not hasattr(arrays, "keys"):
-        raise TypeError(f"cannot hash a {type(arrays).__name__}: expected an ArrayRecord or "
-                        "a dict of torch tensors or numpy arrays")
+        raise TypeError(
+            f"cannot hash a {type(arrays).__name__}: expected an ArrayRecord or "
+            "a dict of torch tensors or numpy arrays"
+        )
     for key in arrays.keys():
         if not isinstance(key, str):
             raise TypeError(f"cannot hash key {key!r}: model keys must be strings")
@@ -150,7 +157,9 @@ def sha256_arrays(arrays: Any) -> str:
     for key in sorted(arrays.keys()):
         array, dtype_name = _as_numpy(key, arrays[key])
         array = np.asarray(array, order="C")  # (ascontiguousarray would make 0-d arrays 1-d)
-        if array.dtype.byteorder == ">" or (array.dtype.byteorder == "=" and sys.byteorder == "big"):
+        if array.dtype.byteorder == ">" or (
+            array.dtype.byteorder == "=" and sys.byteorder == "big"
+        ):
             array = array.astype(array.dtype.newbyteorder("<"))
         shape = json.dumps([int(n) for n in array.shape], separators=(",", ":"))
         digest.update(key.encode("utf-8") + b"\0")
@@ -219,22 +228,30 @@ def _target_part(target: dict) -> dict:
 
 def _participant(p: Any) -> dict:
     if isinstance(p, dict):
-        return {"node_id": p.get("node_id"), "name": p.get("name", ""),
-                "partition_id": p.get("partition_id", p.get("partition-id"))}
+        return {
+            "node_id": p.get("node_id"),
+            "name": p.get("name", ""),
+            "partition_id": p.get("partition_id", p.get("partition-id")),
+        }
     return {"node_id": p, "name": "", "partition_id": None}  # a bare node id
 
 
-def _check_hashes_and_round(sha_before: Any, sha_negated: Any, sha_after: Any,
-                            applied_round: Any) -> None:
+def _check_hashes_and_round(
+    sha_before: Any, sha_negated: Any, sha_after: Any, applied_round: Any
+) -> None:
     """Refuse a hash that is not 64 lowercase hex digits (``sha_after`` may be ``None``)
     or a round that is not a non-negative integer, naming the bad value."""
-    for name, value in (("sha_before", sha_before), ("sha_negated", sha_negated),
-                        ("sha_after", sha_after)):
+    for name, value in (
+        ("sha_before", sha_before),
+        ("sha_negated", sha_negated),
+        ("sha_after", sha_after),
+    ):
         if not _is_sha256(value) and not (name == "sha_after" and value is None):
-            raise ValueError(f"{name} must be a SHA-256 hex digest (64 lowercase hex "
-                             f"digits, from sha256_arrays), got {value!r}")
-    if (isinstance(applied_round, bool) or not isinstance(applied_round, int)
-            or applied_round < 0):
+            raise ValueError(
+                f"{name} must be a SHA-256 hex digest (64 lowercase hex "
+                f"digits, from sha256_arrays), got {value!r}"
+            )
+    if isinstance(applied_round, bool) or not isinstance(applied_round, int) or applied_round < 0:
         raise ValueError(f"round must be a non-negative integer, got {applied_round!r}")
 
 
@@ -242,19 +259,33 @@ def _recovery_part(recovery_rounds: list[dict]) -> list[dict]:
     """``{"round", "participants"[, "evaluated"]}`` per recovery round, normalised."""
     rounds = []
     for entry in recovery_rounds:
-        row = {"round": int(entry["round"]),
-               "participants": [_participant(p) for p in entry.get("participants", [])]}
+        row = {
+            "round": int(entry["round"]),
+            "participants": [_participant(p) for p in entry.get("participants", [])],
+        }
         if "evaluated" in entry:  # partition ids whose evaluate replies were counted
             row["evaluated"] = [int(p) for p in entry["evaluated"]]
         rounds.append(row)
     return rounds
 
 
-def build_record(*, request: dict, round: int, targets: list[dict], layers: list[str],  # noqa: A002
-                 keys: list[str], sha_before: str, sha_negated: str, sha_after: str | None,
-                 recovery_rounds: list[dict], stopping: dict, final_metrics: dict,
-                 method: str, run_id: str | None = None,
-                 written_at: str | None = None) -> dict:
+def build_record(
+    *,
+    request: dict,
+    round: int,
+    targets: list[dict],
+    layers: list[str],  # noqa: A002
+    keys: list[str],
+    sha_before: str,
+    sha_negated: str,
+    sha_after: str | None,
+    recovery_rounds: list[dict],
+    stopping: dict,
+    final_metrics: dict,
+    method: str,
+    run_id: str | None = None,
+    written_at: str | None = None,
+) -> dict:
     """Assemble the unlearning record (the content of ``unlearning-record.json``).
 
     Parameters
@@ -357,10 +388,11 @@ def write_record(out_dir: str | os.PathLike, record: dict) -> Path:
     try:
         text = json.dumps(record, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False)
     except ValueError as err:
-        raise ValueError(f"unlearning record not written: {err} (NaN and infinity have no "
-                         "JSON form; replace them with null)") from None
+        raise ValueError(
+            f"unlearning record not written: {err} (NaN and infinity have no "
+            "JSON form; replace them with null)"
+        ) from None
     # imported here: the module itself imports only the standard library (see above)
     from .store import atomic_write_bytes
 
     return atomic_write_bytes(Path(out_dir) / RECORD_FILE, (text + "\n").encode("utf-8"))
-

@@ -69,11 +69,17 @@ def verify_run_dir(run_dir: Path, expect_head: str | None = None) -> tuple[list[
             continue
         records[path.name] = record
         if canonical_json(record) not in stored and not _in_progress(record, logged):
-            problems.append(f"{path.name}: not a record the audit log holds (edited, or "
-                            "never logged)")
+            problems.append(
+                f"{path.name}: not a record the audit log holds (edited, or never logged)"
+            )
     checked = _check_checkpoints(run_dir, logged, problems)
-    return problems, {"log": str(log_path), "entries": len(entries), "head": head,
-                      "records": sorted(records), "checkpoints": checked}
+    return problems, {
+        "log": str(log_path),
+        "entries": len(entries),
+        "head": head,
+        "records": sorted(records),
+        "checkpoints": checked,
+    }
 
 
 def _in_progress(record: dict, logged: list[dict]) -> bool:
@@ -82,8 +88,12 @@ def _in_progress(record: dict, logged: list[dict]) -> bool:
         return False
     loose = ("status", "recovery_rounds", "written_at")
     mine = {k: v for k, v in record.items() if k not in loose}
-    return any(r.get("id") == record.get("id") and r.get("status") == "applied"
-               and {k: v for k, v in r.items() if k not in loose} == mine for r in logged)
+    return any(
+        r.get("id") == record.get("id")
+        and r.get("status") == "applied"
+        and {k: v for k, v in r.items() if k not in loose} == mine
+        for r in logged
+    )
 
 
 def _latest_by_id(logged: list[dict]) -> list[dict]:
@@ -110,25 +120,30 @@ def _check_checkpoints(run_dir: Path, logged: list[dict], problems: list[str]) -
         checked.append(original.name)
         state, _ = load_checkpoint(original)
         if sha256_arrays(state) != first["model_sha256"]["before_negation"]:
-            problems.append(f"{original.name}: its hash differs from the record's "
-                            "before_negation")
+            problems.append(f"{original.name}: its hash differs from the record's before_negation")
         elif first.get("method") == "not" and first.get("keys_negated"):
             from strategies.negation_arrays import negate
-            if sha256_arrays(negate(state, first["keys_negated"])) != \
-                    first["model_sha256"]["after_negation"]:
-                problems.append(f"{original.name}: negating {first['keys_negated']} does not "
-                                "give the record's after_negation hash")
+
+            if (
+                sha256_arrays(negate(state, first["keys_negated"]))
+                != first["model_sha256"]["after_negation"]
+            ):
+                problems.append(
+                    f"{original.name}: negating {first['keys_negated']} does not "
+                    "give the record's after_negation hash"
+                )
     final = run_dir / "checkpoint-final.pt"
     if (run_dir / "results.json").is_file() and final.is_file():
         checked.append(final.name)
         if last.get("status", "done") != "done":
-            problems.append(f"results.json: the run finished but its record of round "
-                            f"{last.get('applied_round')} was never completed in the log")
+            problems.append(
+                f"results.json: the run finished but its record of round "
+                f"{last.get('applied_round')} was never completed in the log"
+            )
         else:
             state, _ = load_checkpoint(final)
             if sha256_arrays(state) != last["model_sha256"]["after_recovery"]:
-                problems.append(f"{final.name}: its hash differs from the record's "
-                                "after_recovery")
+                problems.append(f"{final.name}: its hash differs from the record's after_recovery")
     return checked
 
 
@@ -140,7 +155,9 @@ def main_run_dir(run_dir: Path, expect_head: str | None = None) -> int:
         for problem in problems:
             print(f"  {problem}")
         return 1
-    print(f"OK: {run_dir}: log {checked['log']} ({checked['entries']} entries, head "
-          f"{checked['head']}); records {', '.join(checked['records']) or '-'}; checkpoints "
-          f"{', '.join(checked['checkpoints']) or '-'}")
+    print(
+        f"OK: {run_dir}: log {checked['log']} ({checked['entries']} entries, head "
+        f"{checked['head']}); records {', '.join(checked['records']) or '-'}; checkpoints "
+        f"{', '.join(checked['checkpoints']) or '-'}"
+    )
     return 0

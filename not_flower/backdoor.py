@@ -27,9 +27,7 @@ CORNERS: tuple[str, ...] = ("top-left", "top-right", "bottom-left", "bottom-righ
 def _check_images(x: np.ndarray, name: str = "x") -> np.ndarray:
     x = np.asarray(x)
     if x.ndim != 4:
-        raise ValueError(
-            f"{name} must be a 4-D array (N, C, H, W); got shape {x.shape}"
-        )
+        raise ValueError(f"{name} must be a 4-D array (N, C, H, W); got shape {x.shape}")
     if x.shape[1] < 1 or x.shape[2] < 1 or x.shape[3] < 1:
         raise ValueError(f"{name} must have C, H, W >= 1; got shape {x.shape}")
     return x
@@ -59,9 +57,7 @@ def _check_size(size: int, h: int, w: int) -> int:
         raise ValueError(f"size must be an integer; got {size!r}")
     limit = min(h, w)
     if not 1 <= size <= limit:
-        raise ValueError(
-            f"size must be in 1..{limit} (min(H, W) = min({h}, {w})); got {size}"
-        )
+        raise ValueError(f"size must be in 1..{limit} (min(H, W) = min({h}, {w})); got {size}")
     return int(size)
 
 

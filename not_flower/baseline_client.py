@@ -36,8 +36,9 @@ def _model(name: str, input_shape: tuple, num_classes: int) -> torch.nn.Module:
 def _setup(context: Context):
     cfg = parse_run_config(context.run_config)
     data = dataset_for(cfg)
-    part = client_data(cfg, int(context.node_config["partition-id"]),
-                       int(context.node_config["num-partitions"]))
+    part = client_data(
+        cfg, int(context.node_config["partition-id"]), int(context.node_config["num-partitions"])
+    )
     return cfg, part, _model(cfg.model, data.input_shape, data.num_classes)
 
 
@@ -56,19 +57,28 @@ def pgd_fn(msg: Message, context: Context) -> Message:
     start = content["arrays"].to_torch_state_dict() if "arrays" in content.array_records else None
     t0 = time.process_time()  # CPU seconds, as task.train reports
     stats = projected_gradient_ascent(
-        model, reference, data.x_train, data.y_train,
-        radius=float(config["pgd-radius"]), keys=list(config["pgd-keys"]),
-        epochs=int(config["pgd-epochs"]), lr=float(config["pgd-lr"]),
+        model,
+        reference,
+        data.x_train,
+        data.y_train,
+        radius=float(config["pgd-radius"]),
+        keys=list(config["pgd-keys"]),
+        epochs=int(config["pgd-epochs"]),
+        lr=float(config["pgd-lr"]),
         momentum=float(config.get("pgd-momentum", cfg.momentum)),
-        batch_size=cfg.batch_size, clip=float(config.get("pgd-clip", 1.0)),
+        batch_size=cfg.batch_size,
+        clip=float(config.get("pgd-clip", 1.0)),
         stop_accuracy=float(config["pgd-stop-accuracy"]),
         seed=int(config.get("pgd-seed", cfg.seed)) + data.partition_id,
-        start=start, device=device(),
+        start=start,
+        device=device(),
     )
-    metrics = MetricRecord({**stats, "num-examples": int(len(data.y_train)),
-                            "pgd-seconds": time.process_time() - t0})
-    return Message(RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": metrics}),
-                   reply_to=msg)
+    metrics = MetricRecord(
+        {**stats, "num-examples": int(len(data.y_train)), "pgd-seconds": time.process_time() - t0}
+    )
+    return Message(
+        RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": metrics}), reply_to=msg
+    )
 
 
 def calibrate_fn(msg: Message, context: Context) -> Message:
@@ -77,14 +87,29 @@ def calibrate_fn(msg: Message, context: Context) -> Message:
     config = msg.content["config"]
     model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
     epochs = int(config.get("local-epochs", cfg.local_epochs))
-    seed = (cfg.seed * 100_003 + int(config.get("server-round", 0)) * 1009
-            + int(config.get("calibration-round", 0)) * 7 + data.partition_id + 50_000)
-    stats = train(model, data.x_train, data.y_train, epochs=epochs, batch_size=cfg.batch_size,
-                  lr=cfg.lr, momentum=cfg.momentum, seed=seed)
-    metrics = MetricRecord({**stats, "num-examples": int(len(data.y_train)),
-                            "calibration-epochs": epochs})
-    return Message(RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": metrics}),
-                   reply_to=msg)
+    seed = (
+        cfg.seed * 100_003
+        + int(config.get("server-round", 0)) * 1009
+        + int(config.get("calibration-round", 0)) * 7
+        + data.partition_id
+        + 50_000
+    )
+    stats = train(
+        model,
+        data.x_train,
+        data.y_train,
+        epochs=epochs,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        seed=seed,
+    )
+    metrics = MetricRecord(
+        {**stats, "num-examples": int(len(data.y_train)), "calibration-epochs": epochs}
+    )
+    return Message(
+        RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": metrics}), reply_to=msg
+    )
 
 
 __all__ = ["calibrate_fn", "pgd_fn"]

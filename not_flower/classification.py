@@ -55,8 +55,7 @@ def _check_labels(labels: np.ndarray, n: int, k: int, name: str = "labels") -> n
         raise ValueError(f"{name} must hold integer class indices; got dtype {arr.dtype}")
     if n and (arr.min() < 0 or arr.max() >= k):
         raise ValueError(
-            f"{name} must lie in [0, {k}) for {k} classes; "
-            f"got values in [{arr.min()}, {arr.max()}]"
+            f"{name} must lie in [0, {k}) for {k} classes; got values in [{arr.min()}, {arr.max()}]"
         )
     return arr.astype(np.int64, copy=False)
 
@@ -244,7 +243,6 @@ def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(per_sample_loss(lg, lb).mean())
 
 
-
 # --------------------------------------------------------------------------- #
 # backdoor
 # --------------------------------------------------------------------------- #
@@ -282,8 +280,6 @@ def attack_success_rate(
     eligible = lb != target
     if not np.any(eligible):
         raise ValueError(
-            f"no triggered sample has a true label other than target {target}; "
-            "ASR is undefined"
+            f"no triggered sample has a true label other than target {target}; ASR is undefined"
         )
     return float(np.mean(lg[eligible].argmax(axis=1) == target))
-

@@ -136,7 +136,8 @@ def override_keys(overrides: Sequence[str]) -> list[str]:
         if leftover:
             raise RunConfigError(
                 f"run-config text {' '.join(leftover)!r} is not key=value "
-                "(write k=v pairs separated by spaces; quote text values: k='a b')")
+                "(write k=v pairs separated by spaces; quote text values: k='a b')"
+            )
         keys += [key for key, _ in _PAIR.findall(text)]
     return keys
 
@@ -167,8 +168,9 @@ def check_run_config(overrides: Sequence[str], valid_keys: Sequence[str]) -> Non
         hint = f"; nearest: {', '.join(near)}" if near else ""
         problems.append(f"unknown run-config key {key!r}{hint}")
     if problems:
-        raise RunConfigError("; ".join(problems)
-                             + " (the keys are pyproject.toml's [tool.flwr.app.config])")
+        raise RunConfigError(
+            "; ".join(problems) + " (the keys are pyproject.toml's [tool.flwr.app.config])"
+        )
 
 
 def override_values(overrides: Sequence[str]) -> dict[str, str]:
@@ -201,8 +203,10 @@ def override_values(overrides: Sequence[str]) -> dict[str, str]:
         table = dict(_flat_items(tomllib.loads(path.read_text())))
         return {key: _toml_text(value) for key, value in table.items()}
     if any(text.endswith(".toml") for text in overrides):
-        raise RunConfigError("a .toml run-config file cannot be given together with other "
-                             "--run-config values (flwr run refuses it)")
+        raise RunConfigError(
+            "a .toml run-config file cannot be given together with other "
+            "--run-config values (flwr run refuses it)"
+        )
     override_keys(overrides)  # every pair is key=value
     values: dict[str, str] = {}
     for text in overrides:
@@ -212,7 +216,8 @@ def override_values(overrides: Sequence[str]) -> dict[str, str]:
             except tomllib.TOMLDecodeError:
                 raise RunConfigError(
                     f"run-config value {key}={value} is not a number, true/false or quoted "
-                    f"text (write {key}='{value}' for text)") from None
+                    f"text (write {key}='{value}' for text)"
+                ) from None
             values[key] = value
     return values
 
@@ -316,8 +321,11 @@ def checked_args(flwr_args: Sequence[str], pyproject: Path) -> list[str]:
         i += 1
     if not overrides:
         return rest
-    merged = (overrides[0] if len(overrides) == 1 and overrides[0].endswith(".toml")
-              else " ".join(f"{k}={v}" for k, v in values.items()))
+    merged = (
+        overrides[0]
+        if len(overrides) == 1 and overrides[0].endswith(".toml")
+        else " ".join(f"{k}={v}" for k, v in values.items())
+    )
     return [*rest, "--run-config", merged]
 
 
@@ -359,13 +367,19 @@ def failure_message(run_id: str, status: str, detail: str) -> str | None:
     return f"error: run {run_id} {status}" + (f": {detail}" if detail else "")
 
 
-def _flwr_ls(flwr: str, connection: list[str], run_id: str, timeout: float = 60.0) -> tuple[str, str]:
+def _flwr_ls(
+    flwr: str, connection: list[str], run_id: str, timeout: float = 60.0
+) -> tuple[str, str]:
     """Poll ``flwr ls`` until the run is finished (the stream can end a moment earlier)."""
     deadline = time.monotonic() + timeout
     status, detail = "unknown", ""
     while True:
-        proc = subprocess.run([flwr, "ls", *connection, "--run-id", run_id, "--format", "json"],
-                              capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            [flwr, "ls", *connection, "--run-id", run_id, "--format", "json"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         status, detail = run_outcome(proc.stdout)
         if status.startswith("finished") or time.monotonic() > deadline:
             return status, detail
@@ -406,9 +420,14 @@ def checked_run(flwr_args: Sequence[str], flwr: str = "flwr") -> int:
     old = {sig: signal.signal(sig, _raise_interrupted) for sig in STOP_SIGNALS}
     proc = None
     try:
-        proc = subprocess.Popen([flwr, "run", *args], stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, bufsize=1,
-                                env={**os.environ, proctree.TOKEN_VAR: token})
+        proc = subprocess.Popen(
+            [flwr, "run", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            env={**os.environ, proctree.TOKEN_VAR: token},
+        )
         return _pass_output_and_check(proc, seen, flwr=flwr, connection=connection)
     except (Interrupted, BrokenPipeError) as err:
         _ignore_stop_signals()
@@ -428,8 +447,9 @@ def _ignore_stop_signals() -> None:
         signal.signal(sig, signal.SIG_IGN)
 
 
-def _pass_output_and_check(proc: subprocess.Popen, seen: dict, *, flwr: str,
-                           connection: list[str]) -> int:
+def _pass_output_and_check(
+    proc: subprocess.Popen, seen: dict, *, flwr: str, connection: list[str]
+) -> int:
     """Pass ``flwr run``'s output through, noting the run id; then the run's status.
 
     Parameters
@@ -457,11 +477,15 @@ def _pass_output_and_check(proc: subprocess.Popen, seen: dict, *, flwr: str,
             seen["run_id"] = found.group(1) or found.group(2)
     code = proc.wait()
     if code != 0:
-        print(f"error: `flwr run` exited with status {code} (see its output above)", file=sys.stderr)
+        print(
+            f"error: `flwr run` exited with status {code} (see its output above)", file=sys.stderr
+        )
         return code
     if seen["run_id"] is None:
-        print("error: `flwr run` printed no run id; cannot tell whether the run succeeded",
-              file=sys.stderr)
+        print(
+            "error: `flwr run` printed no run id; cannot tell whether the run succeeded",
+            file=sys.stderr,
+        )
         return 1
     message = failure_message(seen["run_id"], *_flwr_ls(flwr, connection, seen["run_id"]))
     if message is not None:
@@ -471,8 +495,7 @@ def _pass_output_and_check(proc: subprocess.Popen, seen: dict, *, flwr: str,
     return 0
 
 
-def _stop_run(err: BaseException, *, run_id: str | None, flwr: str,
-              connection: list[str]) -> int:
+def _stop_run(err: BaseException, *, run_id: str | None, flwr: str, connection: list[str]) -> int:
     """After a stop signal or a closed output: ask the SuperLink to stop the run.
 
     Parameters
@@ -499,8 +522,13 @@ def _stop_run(err: BaseException, *, run_id: str | None, flwr: str,
     _say(f"{why}: stopping run {run_id or '(not started)'} and every process it started")
     if run_id is not None:
         try:
-            subprocess.run([flwr, "stop", run_id, *connection], stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL, timeout=30, check=False)
+            subprocess.run(
+                [flwr, "stop", run_id, *connection],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=30,
+                check=False,
+            )
         except (OSError, subprocess.TimeoutExpired):
             pass  # its processes are stopped anyway
     return status
@@ -524,6 +552,7 @@ def _say(line: str) -> None:
     except (OSError, ValueError):
         pass
 
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``check-run-config [--app DIR] OVERRIDE...`` or ``run FLWR_RUN_ARGS...``."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -540,8 +569,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args[:1] == ["run"]:
         return checked_run(args[1:])
-    print("usage: cli.py check-run-config [--app DIR] \"k=v ...\"... | cli.py run APP [CONNECTION] "
-          "[flwr run options]", file=sys.stderr)
+    print(
+        'usage: cli.py check-run-config [--app DIR] "k=v ..."... | cli.py run APP [CONNECTION] '
+        "[flwr run options]",
+        file=sys.stderr,
+    )
     return 2
 
 

@@ -96,7 +96,9 @@ def kept_mask(labels: np.ndarray, config) -> np.ndarray:
     classes = list(config.get("forget-classes", []) or [])
     if classes:
         mask &= ~np.isin(labels, np.asarray(classes, dtype=labels.dtype))
-    samples = [int(i) for i in (config.get("forget-samples", []) or []) if 0 <= int(i) < len(labels)]
+    samples = [
+        int(i) for i in (config.get("forget-samples", []) or []) if 0 <= int(i) < len(labels)
+    ]
     if samples:
         mask[samples] = False
     return mask
@@ -114,21 +116,30 @@ def train_fn(msg: Message, context: Context) -> Message:
     config = msg.content["config"]
     info = dataset_for(cfg)
     recovery = recovery_training(
-        msg.content, config, state_keys=model.state_dict().keys(),
-        teacher_fn=lambda: _teacher(cfg.model, info.input_shape, info.num_classes))
+        msg.content,
+        config,
+        state_keys=model.state_dict().keys(),
+        teacher_fn=lambda: _teacher(cfg.model, info.input_shape, info.num_classes),
+    )
     server_round = int(config.get("server-round", 0))
     keep = kept_mask(data.y_train, config)
     # the server may change lr / local epochs for recovery rounds (recovery-lr, ...)
     lr = float(config.get("lr", cfg.lr))
     epochs = int(config.get("local-epochs", cfg.local_epochs))
     stats = train(
-        model, data.x_train[keep], data.y_train[keep],
-        epochs=epochs, batch_size=cfg.batch_size, lr=lr,
-        momentum=cfg.momentum, seed=cfg.seed * 100_003 + server_round * 1009 + data.partition_id,
+        model,
+        data.x_train[keep],
+        data.y_train[keep],
+        epochs=epochs,
+        batch_size=cfg.batch_size,
+        lr=lr,
+        momentum=cfg.momentum,
+        seed=cfg.seed * 100_003 + server_round * 1009 + data.partition_id,
         recovery=recovery,
     )
-    metrics = MetricRecord({**stats, "num-examples": int(keep.sum()),
-                            "num-forgotten": int((~keep).sum())})
+    metrics = MetricRecord(
+        {**stats, "num-examples": int(keep.sum()), "num-forgotten": int((~keep).sum())}
+    )
     state = model.state_dict() if recovery is None else recovery.reply_state(model)
     content = RecordDict({"arrays": ArrayRecord(state), "metrics": metrics})
     return Message(content=content, reply_to=msg)

@@ -61,6 +61,7 @@ baselines, which keep training history, and Retrain still train themselves.
 A run that fails is reported and the comparison goes on; it is marked failed in
 ``report.json`` and the command exits with status 1 at the end.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -70,12 +71,30 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .compare_plan import (CLASS_SCOPES, DEFAULT_METHODS, DEFAULT_SCENARIOS,
-                           DEFAULT_SERVER_DATA_FRACTION, ORIGINAL, RESERVED_KEYS, SCENARIOS,
-                           RunSpec, original_run_config, parse_set, parse_value, plan_runs,
-                           run_config_for, scenario_config, shares_original)
-from .compare_runs import (config_mismatch, execute, stored_results, summary_line,
-                           with_shared_training)
+from .compare_plan import (
+    CLASS_SCOPES,
+    DEFAULT_METHODS,
+    DEFAULT_SCENARIOS,
+    DEFAULT_SERVER_DATA_FRACTION,
+    ORIGINAL,
+    RESERVED_KEYS,
+    SCENARIOS,
+    RunSpec,
+    original_run_config,
+    parse_set,
+    parse_value,
+    plan_runs,
+    run_config_for,
+    scenario_config,
+    shares_original,
+)
+from .compare_runs import (
+    config_mismatch,
+    execute,
+    stored_results,
+    summary_line,
+    with_shared_training,
+)
 from . import progress
 from .config import ConfigError, parse_run_config
 from .methods import REGISTRY
@@ -105,6 +124,7 @@ __all__ = [
     "DEFAULT_SERVER_DATA_FRACTION",
     "ORIGINAL",
 ]
+
 
 def _int_at_least(minimum: int):
     def parse(text: str) -> int:
@@ -140,7 +160,6 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
-
 def build_parser() -> argparse.ArgumentParser:
     """The command's argument parser.
 
@@ -151,62 +170,132 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="not-flower-compare",
         description="Run Original/Retrain/FT/NoT (and the baselines PGD/FedEraser/FUKD) for "
-                    "several seeds and scenarios in Flower's simulation engine and write "
-                    "report.json, report.md and plots.",
+        "several seeds and scenarios in Flower's simulation engine and write "
+        "report.json, report.md and plots.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument("--seeds", nargs="+", type=_int_at_least(0), default=[0, 1, 2],
-                   help="seeds (one run per seed, scenario and method)")
-    p.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=list(DEFAULT_SCENARIOS),
-                   help="client-wise: iid; dirichlet (label skew, --alpha); backdoor (iid, "
-                        "the target plants a trigger). Partial: class (forget "
-                        "--forget-classes); instance (the target forgets its poisoned "
-                        "samples)")
-    p.add_argument("--methods", nargs="+", choices=METHODS, default=list(DEFAULT_METHODS),
-                   help="methods to run (Original is reported from the ft/not runs); the "
-                        "baselines pgd, federaser, fukd run only when named")
-    p.add_argument("--num-clients", type=_int_at_least(2), default=10,
-                   help="number of clients (SuperNodes)")
-    p.add_argument("--target", type=_int_at_least(0), default=0,
-                   help="partition id of the client to forget")
-    p.add_argument("--train-rounds", type=_int_at_least(1), default=20,
-                   help="FedAvg rounds before unlearning (and Retrain's rounds)")
-    p.add_argument("--recovery-rounds", nargs="+", type=_int_at_least(1), default=[10, 20],
-                   help="recovery lengths K reported for ft and not (one run up to max K)")
-    p.add_argument("--forget-classes", nargs="+", type=_int_at_least(0), default=[3],
-                   help="classes to forget in the class scenario")
-    p.add_argument("--class-scope", choices=CLASS_SCOPES, default="federation",
-                   help="class scenario: forget the classes in every client's data "
-                        "(federation) or in the target's only (client)")
-    p.add_argument("--alpha", type=_positive_float, default=0.1,
-                   help="Dirichlet concentration of the dirichlet scenario")
-    p.add_argument("--server-data-fraction", type=_non_negative_float, default=None,
-                   help="share of the training set the server keeps and no client gets, "
-                        "applied to every method (fukd distils on it); default "
-                        f"{DEFAULT_SERVER_DATA_FRACTION} when fukd is among the methods, else 0")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra run-config override (repeatable), e.g. --set lr=0.02")
-    p.add_argument("--set-for", dest="method_overrides", nargs=2, action="append", default=[],
-                   metavar=("METHOD", "KEY=VALUE"),
-                   help="run-config override for one method only (repeatable; after --set), "
-                        "e.g. --set-for not-weights-only recovery-local-epochs=2")
-    p.add_argument("--mia-reference-models", type=_int_at_least(0), default=8,
-                   help="reference models of the per-example membership attack (LiRA; an "
-                        "even number, trained once per seed and shared by every method, "
-                        "cached in <out>/mia-reference); 0 turns the attack off")
-    p.add_argument("--share-original", action="store_true",
-                   help="train each (scenario, seed)'s original once and start NoT and FT "
-                        "from its checkpoint (the baselines and Retrain train themselves)")
-    p.add_argument("--resume", action="store_true",
-                   help="reuse runs whose results.json already exists and was made with "
-                        "the same run config")
-    p.add_argument("--num-cpus", type=_int_at_least(1), default=2,
-                   help="CPUs the simulation engine (Ray) may use")
-    p.add_argument("--cpus-per-client", type=_positive_float, default=1.0,
-                   help="CPUs per ClientApp actor")
-    p.add_argument("--gpus-per-client", type=_non_negative_float, default=0.0,
-                   help="GPUs per ClientApp actor")
+    p.add_argument(
+        "--seeds",
+        nargs="+",
+        type=_int_at_least(0),
+        default=[0, 1, 2],
+        help="seeds (one run per seed, scenario and method)",
+    )
+    p.add_argument(
+        "--scenarios",
+        nargs="+",
+        choices=SCENARIOS,
+        default=list(DEFAULT_SCENARIOS),
+        help="client-wise: iid; dirichlet (label skew, --alpha); backdoor (iid, "
+        "the target plants a trigger). Partial: class (forget "
+        "--forget-classes); instance (the target forgets its poisoned "
+        "samples)",
+    )
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        choices=METHODS,
+        default=list(DEFAULT_METHODS),
+        help="methods to run (Original is reported from the ft/not runs); the "
+        "baselines pgd, federaser, fukd run only when named",
+    )
+    p.add_argument(
+        "--num-clients", type=_int_at_least(2), default=10, help="number of clients (SuperNodes)"
+    )
+    p.add_argument(
+        "--target", type=_int_at_least(0), default=0, help="partition id of the client to forget"
+    )
+    p.add_argument(
+        "--train-rounds",
+        type=_int_at_least(1),
+        default=20,
+        help="FedAvg rounds before unlearning (and Retrain's rounds)",
+    )
+    p.add_argument(
+        "--recovery-rounds",
+        nargs="+",
+        type=_int_at_least(1),
+        default=[10, 20],
+        help="recovery lengths K reported for ft and not (one run up to max K)",
+    )
+    p.add_argument(
+        "--forget-classes",
+        nargs="+",
+        type=_int_at_least(0),
+        default=[3],
+        help="classes to forget in the class scenario",
+    )
+    p.add_argument(
+        "--class-scope",
+        choices=CLASS_SCOPES,
+        default="federation",
+        help="class scenario: forget the classes in every client's data "
+        "(federation) or in the target's only (client)",
+    )
+    p.add_argument(
+        "--alpha",
+        type=_positive_float,
+        default=0.1,
+        help="Dirichlet concentration of the dirichlet scenario",
+    )
+    p.add_argument(
+        "--server-data-fraction",
+        type=_non_negative_float,
+        default=None,
+        help="share of the training set the server keeps and no client gets, "
+        "applied to every method (fukd distils on it); default "
+        f"{DEFAULT_SERVER_DATA_FRACTION} when fukd is among the methods, else 0",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra run-config override (repeatable), e.g. --set lr=0.02",
+    )
+    p.add_argument(
+        "--set-for",
+        dest="method_overrides",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("METHOD", "KEY=VALUE"),
+        help="run-config override for one method only (repeatable; after --set), "
+        "e.g. --set-for not-weights-only recovery-local-epochs=2",
+    )
+    p.add_argument(
+        "--mia-reference-models",
+        type=_int_at_least(0),
+        default=8,
+        help="reference models of the per-example membership attack (LiRA; an "
+        "even number, trained once per seed and shared by every method, "
+        "cached in <out>/mia-reference); 0 turns the attack off",
+    )
+    p.add_argument(
+        "--share-original",
+        action="store_true",
+        help="train each (scenario, seed)'s original once and start NoT and FT "
+        "from its checkpoint (the baselines and Retrain train themselves)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="reuse runs whose results.json already exists and was made with the same run config",
+    )
+    p.add_argument(
+        "--num-cpus",
+        type=_int_at_least(1),
+        default=2,
+        help="CPUs the simulation engine (Ray) may use",
+    )
+    p.add_argument(
+        "--cpus-per-client", type=_positive_float, default=1.0, help="CPUs per ClientApp actor"
+    )
+    p.add_argument(
+        "--gpus-per-client", type=_non_negative_float, default=0.0, help="GPUs per ClientApp actor"
+    )
     p.add_argument("--verbose", action="store_true", help="show Flower's and Ray's logs")
     return p
 
@@ -229,8 +318,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.target >= args.num_clients:
-        parser.error(f"--target {args.target} is not a client: partition ids are 0.."
-                     f"{args.num_clients - 1} with --num-clients {args.num_clients}")
+        parser.error(
+            f"--target {args.target} is not a client: partition ids are 0.."
+            f"{args.num_clients - 1} with --num-clients {args.num_clients}"
+        )
     try:
         args.overrides = parse_set(args.overrides)
     except ValueError as err:
@@ -245,21 +336,29 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if not args.server_data_fraction < 1:
         parser.error(f"--server-data-fraction must be in [0, 1), got {args.server_data_fraction}")
     if server_data and args.server_data_fraction <= 0:
-        parser.error(f"--methods {' '.join(server_data)} needs --server-data-fraction > 0 "
-                     "(the server's unlabelled data)")
+        parser.error(
+            f"--methods {' '.join(server_data)} needs --server-data-fraction > 0 "
+            "(the server's unlabelled data)"
+        )
     partial = [s for s in args.scenarios if s in ("class", "instance")]
     baselines = [m for m in args.methods if m in STEP_METHODS]
     if partial and baselines:
-        parser.error(f"--methods {' '.join(baselines)} forget whole clients only; they "
-                     f"cannot run the scenario(s) {' '.join(partial)} (use retrain ft not)")
+        parser.error(
+            f"--methods {' '.join(baselines)} forget whole clients only; they "
+            f"cannot run the scenario(s) {' '.join(partial)} (use retrain ft not)"
+        )
     if args.mia_reference_models % 2:
-        parser.error(f"--mia-reference-models must be 0 (off) or even (each sample is in half "
-                     f"of them), got {args.mia_reference_models}")
+        parser.error(
+            f"--mia-reference-models must be 0 (off) or even (each sample is in half "
+            f"of them), got {args.mia_reference_models}"
+        )
     per_method: dict[str, dict] = {}
     for method, item in args.method_overrides:
         if method not in args.methods:
-            parser.error(f"--set-for {method} {item}: {method!r} is not among --methods "
-                         f"({' '.join(args.methods)})")
+            parser.error(
+                f"--set-for {method} {item}: {method!r} is not among --methods "
+                f"({' '.join(args.methods)})"
+            )
         try:
             per_method.setdefault(method, {}).update(parse_set([item]))
         except ValueError as err:
@@ -270,17 +369,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         given = {**args.overrides, **per_method.get(method, {})}
         clash = {k: v for k, v in fixed.items() if k in given and given[k] != v}
         if clash:
-            parser.error(f"--methods {method} fixes " + ", ".join(
-                f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in clash.items())
-                + "; drop the --set that says otherwise (" + ", ".join(
-                f"{k}={given[k]}" for k in clash) + ")")
+            parser.error(
+                f"--methods {method} fixes "
+                + ", ".join(
+                    f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in clash.items()
+                )
+                + "; drop the --set that says otherwise ("
+                + ", ".join(f"{k}={given[k]}" for k in clash)
+                + ")"
+            )
     if args.share_original and "init-checkpoint" in args.overrides:
         parser.error("--share-original sets init-checkpoint itself; drop --set init-checkpoint=...")
     args.forget_classes = sorted(set(args.forget_classes))
     args.recovery_rounds = sorted(set(args.recovery_rounds))
     args.out = args.out.expanduser().resolve()
     return args
-
 
 
 def _command_line(argv: Sequence[str]) -> str:
@@ -302,9 +405,11 @@ def _finish(records: list[dict], out: Path) -> int:
     print(f"report: {out / 'report.md'} and {out / 'report.json'}; plots in {out}")
     if not failed:
         return 0
-    print(f"{len(failed)} of {len(records)} run(s) failed: "
-          + ", ".join(f"{r['scenario']} seed{r['seed']} {r['method']}" for r in failed),
-          file=sys.stderr)
+    print(
+        f"{len(failed)} of {len(records)} run(s) failed: "
+        + ", ".join(f"{r['scenario']} seed{r['seed']} {r['method']}" for r in failed),
+        file=sys.stderr,
+    )
     return 1
 
 
@@ -331,6 +436,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
 
     from . import simulation  # noqa: F401  # pylint: disable=import-outside-toplevel,unused-import
+
     # (imports Flower, whose logger module sets the "flwr" logger's level on import)
     flwr_logger = logging.getLogger("flwr")
     old_level = flwr_logger.level
@@ -350,8 +456,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         flwr_logger.setLevel(old_level)
         methods = with_shared_training(records)  # the report's rows, without the originals
         if methods:
-            write_report(methods, args.out, command=_command_line(argv), settings=settings,
-                         ks=args.recovery_rounds)
+            write_report(
+                methods,
+                args.out,
+                command=_command_line(argv),
+                settings=settings,
+                ks=args.recovery_rounds,
+            )
     return _finish(records, args.out)
 
 

@@ -24,8 +24,9 @@ DEFAULT_SCENARIOS: tuple[str, ...] = ("iid", "dirichlet", "backdoor")
 CLASS_SCOPES: tuple[str, ...] = ("federation", "client")
 #: Methods run when ``--methods`` is not given: all but the baselines and the variants
 #: (from the registry).
-DEFAULT_METHODS: tuple[str, ...] = tuple(m for m in METHODS if m not in STEP_METHODS
-                                         and not REGISTRY[m].runs_as)
+DEFAULT_METHODS: tuple[str, ...] = tuple(
+    m for m in METHODS if m not in STEP_METHODS and not REGISTRY[m].runs_as
+)
 #: ``--server-data-fraction`` when fukd runs and the option is not given.
 DEFAULT_SERVER_DATA_FRACTION = 0.1
 #: ``RunSpec.method`` of the run that trains the shared original (``--share-original``).
@@ -128,17 +129,26 @@ def parse_set(items: Sequence[str] | None) -> dict:
         if not key:
             raise ValueError(f"--set expects key=value with a key, got {item!r}")
         if key in RESERVED_KEYS:
-            raise ValueError(f"--set {key}=...: {key!r} is set by this command; use "
-                             f"{RESERVED_KEYS[key]} instead")
+            raise ValueError(
+                f"--set {key}=...: {key!r} is set by this command; use {RESERVED_KEYS[key]} instead"
+            )
         if key not in known:
-            raise ValueError(f"--set {item!r}: unknown run-config key {key!r}; known keys: "
-                             f"{', '.join(sorted(known - set(RESERVED_KEYS)))}")
+            raise ValueError(
+                f"--set {item!r}: unknown run-config key {key!r}; known keys: "
+                f"{', '.join(sorted(known - set(RESERVED_KEYS)))}"
+            )
         out[key] = parse_value(value)
     return out
 
 
-def scenario_config(scenario: str, *, alpha: float = 0.1, target: int = 0,
-                    classes: Sequence[int] = (3,), class_scope: str = "federation") -> dict:
+def scenario_config(
+    scenario: str,
+    *,
+    alpha: float = 0.1,
+    target: int = 0,
+    classes: Sequence[int] = (3,),
+    class_scope: str = "federation",
+) -> dict:
     """Run-config keys that define a scenario.
 
     Parameters
@@ -165,32 +175,48 @@ def scenario_config(scenario: str, *, alpha: float = 0.1, target: int = 0,
     ValueError
         For an unknown scenario.
     """
-    backdoor = {"partitioner": "iid", "backdoor-clients": str(target),
-                "backdoor-fraction": 0.4, "backdoor-target": 0}
+    backdoor = {
+        "partitioner": "iid",
+        "backdoor-clients": str(target),
+        "backdoor-fraction": 0.4,
+        "backdoor-target": 0,
+    }
     if scenario == "iid":
         return {"partitioner": "iid", "unlearn-clients": str(target)}
     if scenario == "dirichlet":
-        return {"partitioner": "dirichlet", "dirichlet-alpha": float(alpha),
-                "unlearn-clients": str(target)}
+        return {
+            "partitioner": "dirichlet",
+            "dirichlet-alpha": float(alpha),
+            "unlearn-clients": str(target),
+        }
     if scenario == "backdoor":
         return {**backdoor, "unlearn-clients": str(target)}
     if scenario == "class":
         if class_scope not in CLASS_SCOPES:
-            raise ValueError(f"unknown class scope {class_scope!r}; choose one of: "
-                             f"{', '.join(CLASS_SCOPES)}")
+            raise ValueError(
+                f"unknown class scope {class_scope!r}; choose one of: {', '.join(CLASS_SCOPES)}"
+            )
         if not classes:
             raise ValueError("the class scenario needs at least one class to forget")
-        return {"partitioner": "iid", "unlearn-mode": "class",
-                "unlearn-classes": ",".join(str(int(c)) for c in classes),
-                "unlearn-clients": "*" if class_scope == "federation" else str(target)}
+        return {
+            "partitioner": "iid",
+            "unlearn-mode": "class",
+            "unlearn-classes": ",".join(str(int(c)) for c in classes),
+            "unlearn-clients": "*" if class_scope == "federation" else str(target),
+        }
     if scenario == "instance":
-        return {**backdoor, "unlearn-mode": "instance", "unlearn-samples": "poisoned",
-                "unlearn-clients": str(target)}
+        return {
+            **backdoor,
+            "unlearn-mode": "instance",
+            "unlearn-samples": "poisoned",
+            "unlearn-clients": str(target),
+        }
     raise ValueError(f"unknown scenario {scenario!r}; choose one of: {', '.join(SCENARIOS)}")
 
 
-def run_config_for(args: argparse.Namespace, scenario: str, seed: int, method: str, *,
-                   own_keys: bool = True) -> dict:
+def run_config_for(
+    args: argparse.Namespace, scenario: str, seed: int, method: str, *, own_keys: bool = True
+) -> dict:
     """The run config of one run (dashed keys, as ``flwr run --run-config`` takes).
 
     ``--set`` keys, then the method's ``--set-for`` keys, then a variant's fixed keys
@@ -214,18 +240,28 @@ def run_config_for(args: argparse.Namespace, scenario: str, seed: int, method: s
         raise ValueError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
     folder = Path(args.out) / "runs" / scenario / f"seed{seed}" / method
     scenario_keys = scenario_config(
-        scenario, alpha=args.alpha, target=args.target,
+        scenario,
+        alpha=args.alpha,
+        target=args.target,
         classes=getattr(args, "forget_classes", (3,)),
-        class_scope=getattr(args, "class_scope", "federation"))
+        class_scope=getattr(args, "class_scope", "federation"),
+    )
     lira = getattr(args, "mia_reference_models", 0)
     cfg = {
         **scenario_keys,
         # the per-example attack: one cache per comparison, shared by all its methods
-        **({"mia-reference-models": int(lira),
-            "mia-cache-dir": str(Path(args.out) / "mia-reference")} if lira else {}),
+        **(
+            {
+                "mia-reference-models": int(lira),
+                "mia-cache-dir": str(Path(args.out) / "mia-reference"),
+            }
+            if lira
+            else {}
+        ),
         **args.overrides,
-        **((getattr(args, "method_overrides", None) or {}).get(method, {})
-           if own_keys else {}),  # --set-for
+        **(
+            (getattr(args, "method_overrides", None) or {}).get(method, {}) if own_keys else {}
+        ),  # --set-for
         **(REGISTRY[method].run_config if own_keys else {}),  # a variant's (compare checks)
         "out-dir": str(folder),
         "seed": int(seed),
@@ -288,8 +324,13 @@ def plan_runs(args: argparse.Namespace) -> list[RunSpec]:
             for method in args.methods:
                 cfg = run_config_for(args, scenario, seed, method)
                 if original and shares_original(method):
-                    cfg.update({"num-train-rounds": 0, "init-checkpoint":
-                                str(Path(original["out-dir"]) / "checkpoint-final.pt")})
+                    cfg.update(
+                        {
+                            "num-train-rounds": 0,
+                            "init-checkpoint": str(
+                                Path(original["out-dir"]) / "checkpoint-final.pt"
+                            ),
+                        }
+                    )
                 specs.append(RunSpec(scenario, seed, method, cfg))
     return specs
-

@@ -12,12 +12,14 @@ from .compare_plan import ORIGINAL, RunSpec, shares_original
 from .config import RunConfig, parse_run_config, to_run_config
 from .outdir import CONTROL_KEYS
 
+
 def _pct(value) -> str:
     return "–" if value is None else f"{100 * float(value):.1f}"
 
 
-def summary_line(spec: RunSpec, results: Mapping, seconds: float | None = None,
-                 status: str = "ok") -> str:
+def summary_line(
+    spec: RunSpec, results: Mapping, seconds: float | None = None, status: str = "ok"
+) -> str:
     """One line with a finished run's key numbers (for the progress output).
 
     Parameters
@@ -38,8 +40,12 @@ def summary_line(spec: RunSpec, results: Mapping, seconds: float | None = None,
     models = results.get("models", {})
     final = results.get("final") or ("retrained" if "retrained" in models else "recovered")
     m = models.get(final, {})
-    parts = [f"test {_pct(m.get('test_acc'))}", f"retain {_pct(m.get('retain_acc'))}",
-             f"forget {_pct(m.get('forget_acc'))}", f"MIA {_pct(m.get('mia_efficacy'))}"]
+    parts = [
+        f"test {_pct(m.get('test_acc'))}",
+        f"retain {_pct(m.get('retain_acc'))}",
+        f"forget {_pct(m.get('forget_acc'))}",
+        f"MIA {_pct(m.get('mia_efficacy'))}",
+    ]
     if "lira_auc" in m:
         parts.append(f"LiRA AUC {_pct(m.get('lira_auc'))} TPR@1%FPR {_pct(m.get('lira_tpr_fpr1'))}")
     if "asr" in m:
@@ -50,8 +56,10 @@ def summary_line(spec: RunSpec, results: Mapping, seconds: float | None = None,
     if cost:
         mb = (cost.get("bytes_down", 0) + cost.get("bytes_up", 0)) / 1e6
         phase = "retraining" if spec.method == "retrain" else "recovery"
-        text += (f" | {phase} {cost.get('rounds')} rounds {mb:.2f} MB "
-                 f"{cost.get('client_seconds', 0):.1f} client-s")
+        text += (
+            f" | {phase} {cost.get('rounds')} rounds {mb:.2f} MB "
+            f"{cost.get('client_seconds', 0):.1f} client-s"
+        )
     stop = (results.get("stopping") or {}).get("chosen_recovery_rounds")
     if spec.method != "retrain" and results.get("stopping"):
         text += f" | stop at {stop if stop is not None else 'none'}"
@@ -60,8 +68,9 @@ def summary_line(spec: RunSpec, results: Mapping, seconds: float | None = None,
     return text
 
 
-def config_mismatch(run_config: Mapping, results: Mapping,
-                    num_clients: int | None = None) -> str | None:
+def config_mismatch(
+    run_config: Mapping, results: Mapping, num_clients: int | None = None
+) -> str | None:
     """Why a stored ``results.json`` does not belong to ``run_config`` (``None``: it does).
 
     Parameters
@@ -104,10 +113,14 @@ def _run_one(spec: RunSpec, args: argparse.Namespace) -> dict:
     spec.folder.mkdir(parents=True, exist_ok=True)
     # a run repeated into its folder (failed, or its config changed): the old files are
     # moved to previous-<time>/ there
-    return simulate({**spec.run_config, "overwrite": True}, num_supernodes=args.num_clients, num_cpus=args.num_cpus,
-                    cpus_per_client=args.cpus_per_client, gpus_per_client=args.gpus_per_client,
-                    verbose=args.verbose)
-
+    return simulate(
+        {**spec.run_config, "overwrite": True},
+        num_supernodes=args.num_clients,
+        num_cpus=args.num_cpus,
+        cpus_per_client=args.cpus_per_client,
+        gpus_per_client=args.gpus_per_client,
+        verbose=args.verbose,
+    )
 
 
 def stored_results(spec: RunSpec, args: argparse.Namespace) -> tuple[dict | None, str | None]:
@@ -150,9 +163,16 @@ def execute(spec: RunSpec, args: argparse.Namespace, write) -> dict:
         KeyboardInterrupt).
     """
     path = spec.folder / "results.json"
-    record = {"scenario": spec.scenario, "seed": spec.seed, "method": spec.method,
-              "status": "ok", "error": None, "path": str(path), "seconds": None,
-              "results": None}
+    record = {
+        "scenario": spec.scenario,
+        "seed": spec.seed,
+        "method": spec.method,
+        "status": "ok",
+        "error": None,
+        "path": str(path),
+        "seconds": None,
+        "results": None,
+    }
     previous, why = stored_results(spec, args)
     if previous is not None:
         write(summary_line(spec, previous, status="resumed"))
@@ -167,8 +187,11 @@ def execute(spec: RunSpec, args: argparse.Namespace, write) -> dict:
     except KeyboardInterrupt:
         raise
     except Exception as err:  # pylint: disable=broad-exception-caught
-        record.update(seconds=time.perf_counter() - start, status="failed",
-                      error=f"{type(err).__name__}: {err}")
+        record.update(
+            seconds=time.perf_counter() - start,
+            status="failed",
+            error=f"{type(err).__name__}: {err}",
+        )
         write(f"[FAILED] {spec.name}: {record['error']}")
         if args.verbose:
             write(traceback.format_exc())
@@ -195,21 +218,31 @@ def with_shared_training(records: list[dict]) -> list[dict]:
     list of dict
         The records without the original runs, those started from one spliced (new dicts).
     """
-    originals = {(r["scenario"], r["seed"]): r["results"] for r in records
-                 if r["method"] == ORIGINAL and r["results"]}
+    originals = {
+        (r["scenario"], r["seed"]): r["results"]
+        for r in records
+        if r["method"] == ORIGINAL and r["results"]
+    }
     out = []
     for record in records:
         if record["method"] == ORIGINAL:
             continue
         original = originals.get((record["scenario"], record["seed"]))
         res = record["results"]
-        if not (original and res and shares_original(record["method"])
-                and (res.get("config") or {}).get("init-checkpoint")):
+        if not (
+            original
+            and res
+            and shares_original(record["method"])
+            and (res.get("config") or {}).get("init-checkpoint")
+        ):
             out.append(record)
             continue
         training = [row for row in original["rounds"] if row["phase"] in ("init", "train")]
         shift = max((int(row["round"]) for row in training), default=0)
-        own = [{**row, "round": int(row["round"]) + shift} for row in res["rounds"]
-               if row["phase"] != "init"]
+        own = [
+            {**row, "round": int(row["round"]) + shift}
+            for row in res["rounds"]
+            if row["phase"] != "init"
+        ]
         out.append({**record, "results": {**res, "rounds": training + own}})
     return out

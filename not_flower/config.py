@@ -140,8 +140,10 @@ def _key(name: str) -> str:
 def _as_groups(key: str, value) -> tuple[tuple[str, ...], ...]:
     """``"0,3;5"`` -> ``(("0", "3"), ("5",))``: requests in sequence, separated by ``;``."""
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise ConfigError(f"{key} must be a comma-separated list such as '0,3' (';' separates "
-                          f"requests in sequence), got {value!r}")
+        raise ConfigError(
+            f"{key} must be a comma-separated list such as '0,3' (';' separates "
+            f"requests in sequence), got {value!r}"
+        )
     groups = []
     for part in str(value).split(";"):
         group = _as_list(key, part)
@@ -264,21 +266,46 @@ def _run_settings(get: Callable[[str, Any], Any], d: RunConfig) -> dict:
     """
     return dict(
         method=_choice("method", get("method", d.method), METHODS),
-        num_train_rounds=_as_int("num-train-rounds", get("num-train-rounds", d.num_train_rounds),
-                                 0 if str(get("init-checkpoint", "")).strip() else 1),
+        num_train_rounds=_as_int(
+            "num-train-rounds",
+            get("num-train-rounds", d.num_train_rounds),
+            0 if str(get("init-checkpoint", "")).strip() else 1,
+        ),
         unlearn_groups=_as_groups("unlearn-clients", get("unlearn-clients", "0")),
         unlearn_mode=_choice("unlearn-mode", get("unlearn-mode", d.unlearn_mode), UNLEARN_MODES),
-        unlearn_classes=_as_list("unlearn-classes", get("unlearn-classes", "")) if get("unlearn-classes", "") != "" else (),
-        unlearn_samples=_as_list("unlearn-samples", get("unlearn-samples", "")) if get("unlearn-samples", "") != "" else (),
+        unlearn_classes=_as_list("unlearn-classes", get("unlearn-classes", ""))
+        if get("unlearn-classes", "") != ""
+        else (),
+        unlearn_samples=_as_list("unlearn-samples", get("unlearn-samples", ""))
+        if get("unlearn-samples", "") != ""
+        else (),
         recovery_rounds=_as_int("recovery-rounds", get("recovery-rounds", d.recovery_rounds), 0),
         negate_layers=str(get("negate-layers", d.negate_layers)).strip(),
         negate_bias=_as_bool("negate-bias", get("negate-bias", d.negate_bias)),
-        batchnorm_policy=_choice("batchnorm-policy", get("batchnorm-policy", d.batchnorm_policy), BATCHNORM_POLICIES),
-        recovery_server_optimizer=_choice("recovery-server-optimizer", get("recovery-server-optimizer", d.recovery_server_optimizer), RECOVERY_OPTIMIZERS),
-        recovery_server_momentum=_in_unit("recovery-server-momentum", _as_float("recovery-server-momentum", get("recovery-server-momentum", d.recovery_server_momentum)), low_open=False, high_open=True),
-        recovery_server_lr=_as_float("recovery-server-lr", get("recovery-server-lr", d.recovery_server_lr)),
+        batchnorm_policy=_choice(
+            "batchnorm-policy", get("batchnorm-policy", d.batchnorm_policy), BATCHNORM_POLICIES
+        ),
+        recovery_server_optimizer=_choice(
+            "recovery-server-optimizer",
+            get("recovery-server-optimizer", d.recovery_server_optimizer),
+            RECOVERY_OPTIMIZERS,
+        ),
+        recovery_server_momentum=_in_unit(
+            "recovery-server-momentum",
+            _as_float(
+                "recovery-server-momentum",
+                get("recovery-server-momentum", d.recovery_server_momentum),
+            ),
+            low_open=False,
+            high_open=True,
+        ),
+        recovery_server_lr=_as_float(
+            "recovery-server-lr", get("recovery-server-lr", d.recovery_server_lr)
+        ),
         recovery_lr=_as_float("recovery-lr", get("recovery-lr", d.recovery_lr)),
-        recovery_local_epochs=_as_int("recovery-local-epochs", get("recovery-local-epochs", d.recovery_local_epochs), 0),
+        recovery_local_epochs=_as_int(
+            "recovery-local-epochs", get("recovery-local-epochs", d.recovery_local_epochs), 0
+        ),
         **_recovery_schedule(get, d),
         identify_by=str(get("identify-by", d.identify_by)).strip(),
         dataset=_choice("dataset", get("dataset", d.dataset), DATASETS),
@@ -288,27 +315,61 @@ def _run_settings(get: Callable[[str, Any], Any], d: RunConfig) -> dict:
         model=_choice("model", get("model", d.model), MODELS),
         partitioner=_choice("partitioner", get("partitioner", d.partitioner), PARTITIONERS),
         dirichlet_alpha=_as_float("dirichlet-alpha", get("dirichlet-alpha", d.dirichlet_alpha)),
-        val_fraction=_in_unit("val-fraction", _as_float("val-fraction", get("val-fraction", d.val_fraction)), low_open=False, high_open=True),
+        val_fraction=_in_unit(
+            "val-fraction",
+            _as_float("val-fraction", get("val-fraction", d.val_fraction)),
+            low_open=False,
+            high_open=True,
+        ),
         local_epochs=_as_int("local-epochs", get("local-epochs", d.local_epochs), 1),
         batch_size=_as_int("batch-size", get("batch-size", d.batch_size), 1),
         lr=_as_float("lr", get("lr", d.lr)),
-        momentum=_in_unit("momentum", _as_float("momentum", get("momentum", d.momentum)), low_open=False, high_open=True),
+        momentum=_in_unit(
+            "momentum",
+            _as_float("momentum", get("momentum", d.momentum)),
+            low_open=False,
+            high_open=True,
+        ),
         seed=_as_int("seed", get("seed", d.seed), 0),
-        fraction_train=_in_unit("fraction-train", _as_float("fraction-train", get("fraction-train", d.fraction_train)), low_open=True),
-        fraction_evaluate=_in_unit("fraction-evaluate", _as_float("fraction-evaluate", get("fraction-evaluate", d.fraction_evaluate)), low_open=False),
-        backdoor_clients=_as_list("backdoor-clients", get("backdoor-clients", "")) if get("backdoor-clients", "") != "" else (),
-        backdoor_fraction=_in_unit("backdoor-fraction", _as_float("backdoor-fraction", get("backdoor-fraction", d.backdoor_fraction)), low_open=False),
+        fraction_train=_in_unit(
+            "fraction-train",
+            _as_float("fraction-train", get("fraction-train", d.fraction_train)),
+            low_open=True,
+        ),
+        fraction_evaluate=_in_unit(
+            "fraction-evaluate",
+            _as_float("fraction-evaluate", get("fraction-evaluate", d.fraction_evaluate)),
+            low_open=False,
+        ),
+        backdoor_clients=_as_list("backdoor-clients", get("backdoor-clients", ""))
+        if get("backdoor-clients", "") != ""
+        else (),
+        backdoor_fraction=_in_unit(
+            "backdoor-fraction",
+            _as_float("backdoor-fraction", get("backdoor-fraction", d.backdoor_fraction)),
+            low_open=False,
+        ),
         backdoor_target=_as_int("backdoor-target", get("backdoor-target", d.backdoor_target), 0),
-        backdoor_trigger_size=_as_int("backdoor-trigger-size", get("backdoor-trigger-size", d.backdoor_trigger_size), 1),
+        backdoor_trigger_size=_as_int(
+            "backdoor-trigger-size", get("backdoor-trigger-size", d.backdoor_trigger_size), 1
+        ),
         init_checkpoint=str(get("init-checkpoint", d.init_checkpoint)).strip(),
         request_dir=str(get("request-dir", d.request_dir)).strip(),
         resume=_as_bool("resume", get("resume", d.resume)),
         overwrite=_as_bool("overwrite", get("overwrite", d.overwrite)),
         audit_log=str(get("audit-log", d.audit_log)).strip(),
-        stop_tolerance=_in_unit("stop-tolerance", _as_float("stop-tolerance", get("stop-tolerance", d.stop_tolerance)), low_open=False),
-        max_empty_rounds=_as_int("max-empty-rounds", get("max-empty-rounds", d.max_empty_rounds), 0),
+        stop_tolerance=_in_unit(
+            "stop-tolerance",
+            _as_float("stop-tolerance", get("stop-tolerance", d.stop_tolerance)),
+            low_open=False,
+        ),
+        max_empty_rounds=_as_int(
+            "max-empty-rounds", get("max-empty-rounds", d.max_empty_rounds), 0
+        ),
         torch_threads=_as_int("torch-threads", get("torch-threads", d.torch_threads), 1),
-        eval_recovery_rounds=_as_list("eval-recovery-rounds", get("eval-recovery-rounds", "")) if get("eval-recovery-rounds", "") != "" else (),
+        eval_recovery_rounds=_as_list("eval-recovery-rounds", get("eval-recovery-rounds", ""))
+        if get("eval-recovery-rounds", "") != ""
+        else (),
         out_dir=str(get("out-dir", d.out_dir)),
     )
 
@@ -321,15 +382,34 @@ def _baseline_settings(get: Callable[[str, Any], Any], d: RunConfig) -> dict:
     return dict(
         pgd_epochs=_as_int("pgd-epochs", get("pgd-epochs", d.pgd_epochs), 1),
         pgd_lr=_as_float("pgd-lr", get("pgd-lr", d.pgd_lr)),
-        pgd_radius_divisor=_as_float("pgd-radius-divisor", get("pgd-radius-divisor", d.pgd_radius_divisor)),
-        pgd_stop_accuracy=_in_unit("pgd-stop-accuracy", _as_float("pgd-stop-accuracy", get("pgd-stop-accuracy", d.pgd_stop_accuracy)), low_open=False),
+        pgd_radius_divisor=_as_float(
+            "pgd-radius-divisor", get("pgd-radius-divisor", d.pgd_radius_divisor)
+        ),
+        pgd_stop_accuracy=_in_unit(
+            "pgd-stop-accuracy",
+            _as_float("pgd-stop-accuracy", get("pgd-stop-accuracy", d.pgd_stop_accuracy)),
+            low_open=False,
+        ),
         retain_interval=_as_int("retain-interval", get("retain-interval", d.retain_interval), 1),
-        calibration_ratio=_in_unit("calibration-ratio", _as_float("calibration-ratio", get("calibration-ratio", d.calibration_ratio)), low_open=True),
-        server_data_fraction=_in_unit("server-data-fraction", _as_float("server-data-fraction", get("server-data-fraction", d.server_data_fraction)), low_open=False, high_open=True),
+        calibration_ratio=_in_unit(
+            "calibration-ratio",
+            _as_float("calibration-ratio", get("calibration-ratio", d.calibration_ratio)),
+            low_open=True,
+        ),
+        server_data_fraction=_in_unit(
+            "server-data-fraction",
+            _as_float("server-data-fraction", get("server-data-fraction", d.server_data_fraction)),
+            low_open=False,
+            high_open=True,
+        ),
         fukd_epochs=_as_int("fukd-epochs", get("fukd-epochs", d.fukd_epochs), 1),
         fukd_temperature=_as_float("fukd-temperature", get("fukd-temperature", d.fukd_temperature)),
-        mia_reference_models=_as_int("mia-reference-models", get("mia-reference-models", d.mia_reference_models), 0),
-        mia_reference_epochs=_as_int("mia-reference-epochs", get("mia-reference-epochs", d.mia_reference_epochs), 0),
+        mia_reference_models=_as_int(
+            "mia-reference-models", get("mia-reference-models", d.mia_reference_models), 0
+        ),
+        mia_reference_epochs=_as_int(
+            "mia-reference-epochs", get("mia-reference-epochs", d.mia_reference_epochs), 0
+        ),
         mia_cache_dir=str(get("mia-cache-dir", d.mia_cache_dir)).strip(),
     )
 
@@ -355,94 +435,144 @@ def _check_run_config(cfg: RunConfig) -> None:
     if cfg.method == "retrain" and not cfg.unlearn_clients:
         raise ConfigError("method 'retrain' needs unlearn-clients (the clients to leave out)")
     if cfg.method == "retrain" and cfg.init_checkpoint:
-        raise ConfigError(f"method 'retrain' trains from scratch without the forgotten "
-                          f"clients; it cannot start from init-checkpoint "
-                          f"{cfg.init_checkpoint!r} (unset init-checkpoint)")
+        raise ConfigError(
+            f"method 'retrain' trains from scratch without the forgotten "
+            f"clients; it cannot start from init-checkpoint "
+            f"{cfg.init_checkpoint!r} (unset init-checkpoint)"
+        )
     if cfg.resume and cfg.overwrite:
-        raise ConfigError("resume = true continues the run in out-dir, overwrite = true moves "
-                          "it aside and starts afresh: set one of them, not both")
+        raise ConfigError(
+            "resume = true continues the run in out-dir, overwrite = true moves "
+            "it aside and starts afresh: set one of them, not both"
+        )
     if cfg.mia_reference_models == 1 or cfg.mia_reference_models % 2:
-        raise ConfigError(f"mia-reference-models must be 0 (attack off) or an even number >= 2 "
-                          f"(each sample in half of them), got {cfg.mia_reference_models}")
+        raise ConfigError(
+            f"mia-reference-models must be 0 (attack off) or an even number >= 2 "
+            f"(each sample in half of them), got {cfg.mia_reference_models}"
+        )
     if cfg.dirichlet_alpha <= 0:
         raise ConfigError(f"dirichlet-alpha must be > 0, got {cfg.dirichlet_alpha}")
     if cfg.lr <= 0:
         raise ConfigError(f"lr must be > 0, got {cfg.lr}")
     _check_recovery(cfg)
     if not cfg.negate_layers:
-        raise ConfigError("negate-layers must not be empty; use 'first', a module name, a glob or an index")
+        raise ConfigError(
+            "negate-layers must not be empty; use 'first', a module name, a glob or an index"
+        )
     if not cfg.identify_by:
-        raise ConfigError("identify-by must be 'partition-id' (or another node-config key), 'supernode-name' or 'node-id'")
+        raise ConfigError(
+            "identify-by must be 'partition-id' (or another node-config key), 'supernode-name' or 'node-id'"
+        )
     if cfg.unlearn_clients and cfg.recovery_rounds < 1:
-        raise ConfigError(f"recovery-rounds must be >= 1 when unlearn-clients is set, got {cfg.recovery_rounds}")
+        raise ConfigError(
+            f"recovery-rounds must be >= 1 when unlearn-clients is set, got {cfg.recovery_rounds}"
+        )
 
 
 def _recovery_schedule(get, d: RunConfig) -> dict:
     """The recovery-schedule keys (layer-wise rounds, lr warm-up, distillation), parsed."""
     return dict(
-        recovery_layerwise_rounds=_as_int("recovery-layerwise-rounds", get("recovery-layerwise-rounds", d.recovery_layerwise_rounds), 0),
-        recovery_lr_warmup_rounds=_as_int("recovery-lr-warmup-rounds", get("recovery-lr-warmup-rounds", d.recovery_lr_warmup_rounds), 0),
-        recovery_distill_weight=_as_float("recovery-distill-weight", get("recovery-distill-weight", d.recovery_distill_weight)),
-        recovery_distill_temperature=_as_float("recovery-distill-temperature", get("recovery-distill-temperature", d.recovery_distill_temperature)),
+        recovery_layerwise_rounds=_as_int(
+            "recovery-layerwise-rounds",
+            get("recovery-layerwise-rounds", d.recovery_layerwise_rounds),
+            0,
+        ),
+        recovery_lr_warmup_rounds=_as_int(
+            "recovery-lr-warmup-rounds",
+            get("recovery-lr-warmup-rounds", d.recovery_lr_warmup_rounds),
+            0,
+        ),
+        recovery_distill_weight=_as_float(
+            "recovery-distill-weight", get("recovery-distill-weight", d.recovery_distill_weight)
+        ),
+        recovery_distill_temperature=_as_float(
+            "recovery-distill-temperature",
+            get("recovery-distill-temperature", d.recovery_distill_temperature),
+        ),
     )
 
 
 def _check_recovery(cfg: RunConfig) -> None:
     """The recovery-only settings: server update, client lr, schedules."""
     if cfg.recovery_server_optimizer != "sgd" and cfg.recovery_server_momentum > 0:
-        raise ConfigError("recovery-server-momentum applies to recovery-server-optimizer "
-                          f"'sgd' only; got {cfg.recovery_server_momentum} with "
-                          f"{cfg.recovery_server_optimizer!r} (its own beta_1 is 0.9)")
+        raise ConfigError(
+            "recovery-server-momentum applies to recovery-server-optimizer "
+            f"'sgd' only; got {cfg.recovery_server_momentum} with "
+            f"{cfg.recovery_server_optimizer!r} (its own beta_1 is 0.9)"
+        )
     if cfg.recovery_server_lr <= 0:
         raise ConfigError(f"recovery-server-lr must be > 0, got {cfg.recovery_server_lr}")
     if cfg.recovery_lr < 0:
         raise ConfigError(f"recovery-lr must be >= 0 (0: the same as lr), got {cfg.recovery_lr}")
     if cfg.recovery_distill_weight < 0:
-        raise ConfigError(f"recovery-distill-weight must be >= 0 (0: off), got "
-                          f"{cfg.recovery_distill_weight}")
+        raise ConfigError(
+            f"recovery-distill-weight must be >= 0 (0: off), got {cfg.recovery_distill_weight}"
+        )
     if cfg.recovery_distill_temperature <= 0:
-        raise ConfigError(f"recovery-distill-temperature must be > 0, got "
-                          f"{cfg.recovery_distill_temperature}")
-    scheduled = [k for k, on in (
-        ("recovery-layerwise-rounds", cfg.recovery_layerwise_rounds > 0),
-        ("recovery-lr-warmup-rounds", cfg.recovery_lr_warmup_rounds > 0),
-        ("recovery-distill-weight", cfg.recovery_distill_weight > 0)) if on]
+        raise ConfigError(
+            f"recovery-distill-temperature must be > 0, got {cfg.recovery_distill_temperature}"
+        )
+    scheduled = [
+        k
+        for k, on in (
+            ("recovery-layerwise-rounds", cfg.recovery_layerwise_rounds > 0),
+            ("recovery-lr-warmup-rounds", cfg.recovery_lr_warmup_rounds > 0),
+            ("recovery-distill-weight", cfg.recovery_distill_weight > 0),
+        )
+        if on
+    ]
     if cfg.method == "retrain":  # trains from scratch: no recovery, the keys do not apply
         return
     if cfg.recovery_layerwise_rounds > 0 and cfg.method != "not":
-        raise ConfigError(f"recovery-layerwise-rounds trains the negated tensors first: it "
-                          f"needs method 'not', got {cfg.method!r} (set it to 0)")
+        raise ConfigError(
+            f"recovery-layerwise-rounds trains the negated tensors first: it "
+            f"needs method 'not', got {cfg.method!r} (set it to 0)"
+        )
     if scheduled and cfg.method not in ("not", "ft"):
-        raise ConfigError(f"{', '.join(scheduled)}: supported for methods 'not' and 'ft' "
-                          f"only, got {cfg.method!r}")
+        raise ConfigError(
+            f"{', '.join(scheduled)}: supported for methods 'not' and 'ft' only, got {cfg.method!r}"
+        )
     if scheduled and cfg.resume:
-        raise ConfigError(f"{', '.join(scheduled)}: not supported with resume = true (the "
-                          "schedule and the distillation teacher start at the request)")
+        raise ConfigError(
+            f"{', '.join(scheduled)}: not supported with resume = true (the "
+            "schedule and the distillation teacher start at the request)"
+        )
 
 
 def _check_baseline(cfg: RunConfig) -> None:
     """Settings of the baselines (``pgd``, ``federaser``, ``fukd``) and what they need."""
-    for key, value in (("pgd-lr", cfg.pgd_lr), ("pgd-radius-divisor", cfg.pgd_radius_divisor),
-                       ("fukd-temperature", cfg.fukd_temperature)):
+    for key, value in (
+        ("pgd-lr", cfg.pgd_lr),
+        ("pgd-radius-divisor", cfg.pgd_radius_divisor),
+        ("fukd-temperature", cfg.fukd_temperature),
+    ):
         if value <= 0:
             raise ConfigError(f"{key} must be > 0, got {value}")
     method = cfg.method
     if method not in BASELINE_METHODS:
         return
     if cfg.unlearn_mode != "client":
-        raise ConfigError(f"method {method!r} forgets whole clients only: unlearn-mode must be "
-                          f"'client', got {cfg.unlearn_mode!r}")
+        raise ConfigError(
+            f"method {method!r} forgets whole clients only: unlearn-mode must be "
+            f"'client', got {cfg.unlearn_mode!r}"
+        )
     if cfg.resume:
-        raise ConfigError(f"resume is supported for methods not, ft and retrain, not {method!r} "
-                          "(its stored history / last-round models are not part of the saved state)")
+        raise ConfigError(
+            f"resume is supported for methods not, ft and retrain, not {method!r} "
+            "(its stored history / last-round models are not part of the saved state)"
+        )
     if method in ("federaser", "fukd") and cfg.init_checkpoint:
-        raise ConfigError(f"method {method!r} needs the training history of this run (stored "
-                          f"client updates); it cannot start from init-checkpoint "
-                          f"{cfg.init_checkpoint!r}")
+        raise ConfigError(
+            f"method {method!r} needs the training history of this run (stored "
+            f"client updates); it cannot start from init-checkpoint "
+            f"{cfg.init_checkpoint!r}"
+        )
     if method == "fukd" and cfg.server_data_fraction <= 0:
-        raise ConfigError("method 'fukd' distils on server-side unlabelled data: set "
-                          "server-data-fraction > 0 (the share of the training set kept by the "
-                          f"server and given to no client), got {cfg.server_data_fraction}")
+        raise ConfigError(
+            "method 'fukd' distils on server-side unlabelled data: set "
+            "server-data-fraction > 0 (the share of the training set kept by the "
+            f"server and given to no client), got {cfg.server_data_fraction}"
+        )
 
 
 def _check_unlearn_mode(cfg: RunConfig) -> None:
@@ -450,15 +580,20 @@ def _check_unlearn_mode(cfg: RunConfig) -> None:
     mode = cfg.unlearn_mode
     if mode == "client":
         if cfg.unlearn_classes or cfg.unlearn_samples:
-            raise ConfigError("unlearn-classes / unlearn-samples need unlearn-mode 'class' / "
-                              f"'instance' (unlearn-mode is {mode!r})")
+            raise ConfigError(
+                "unlearn-classes / unlearn-samples need unlearn-mode 'class' / "
+                f"'instance' (unlearn-mode is {mode!r})"
+            )
         if "*" in cfg.unlearn_clients:
-            raise ConfigError("unlearn-clients '*' (every client) is only allowed with "
-                              "unlearn-mode 'class'")
+            raise ConfigError(
+                "unlearn-clients '*' (every client) is only allowed with unlearn-mode 'class'"
+            )
         return
     if cfg.num_requests > 1:
-        raise ConfigError(f"requests in sequence (';' in unlearn-clients) are supported for "
-                          f"unlearn-mode 'client' only, not {mode!r}")
+        raise ConfigError(
+            f"requests in sequence (';' in unlearn-clients) are supported for "
+            f"unlearn-mode 'client' only, not {mode!r}"
+        )
     if mode == "class":
         if not cfg.unlearn_classes:
             raise ConfigError("unlearn-mode 'class' needs unlearn-classes (e.g. '3' or '3,5')")
@@ -466,20 +601,27 @@ def _check_unlearn_mode(cfg: RunConfig) -> None:
         if bad:
             raise ConfigError(f"unlearn-classes must be class labels (integers >= 0), got {bad}")
         if not cfg.unlearn_clients:
-            raise ConfigError("unlearn-mode 'class' needs unlearn-clients: the clients whose "
-                              "examples to forget, or '*' for the whole federation")
+            raise ConfigError(
+                "unlearn-mode 'class' needs unlearn-clients: the clients whose "
+                "examples to forget, or '*' for the whole federation"
+            )
         return
     if cfg.unlearn_classes:
         raise ConfigError("unlearn-classes is for unlearn-mode 'class', not 'instance'")
     if len(cfg.unlearn_clients) != 1 or "*" in cfg.unlearn_clients:
-        raise ConfigError(f"unlearn-mode 'instance' needs exactly one client in unlearn-clients "
-                          f"(the one whose samples to forget), got {list(cfg.unlearn_clients)}")
+        raise ConfigError(
+            f"unlearn-mode 'instance' needs exactly one client in unlearn-clients "
+            f"(the one whose samples to forget), got {list(cfg.unlearn_clients)}"
+        )
     if not cfg.unlearn_samples:
-        raise ConfigError("unlearn-mode 'instance' needs unlearn-samples: sample ids (indices "
-                          "into the client's training split) or 'poisoned'")
+        raise ConfigError(
+            "unlearn-mode 'instance' needs unlearn-samples: sample ids (indices "
+            "into the client's training split) or 'poisoned'"
+        )
     if cfg.unlearn_samples != ("poisoned",) and not all(s.isdigit() for s in cfg.unlearn_samples):
-        raise ConfigError(f"unlearn-samples must be 'poisoned' or integers >= 0, got "
-                          f"{list(cfg.unlearn_samples)}")
+        raise ConfigError(
+            f"unlearn-samples must be 'poisoned' or integers >= 0, got {list(cfg.unlearn_samples)}"
+        )
 
 
 def to_run_config(cfg: RunConfig) -> dict:

@@ -114,7 +114,10 @@ class Dataset:
     num_classes: int
 
     def __post_init__(self) -> None:
-        for split, x, y in (("train", self.x_train, self.y_train), ("test", self.x_test, self.y_test)):
+        for split, x, y in (
+            ("train", self.x_train, self.y_train),
+            ("test", self.x_test, self.y_test),
+        ):
             if x.ndim != 4:
                 raise ValueError(f"x_{split} must have shape (N, C, H, W), got shape {x.shape}")
             if y.ndim != 1 or len(y) != len(x):
@@ -254,7 +257,9 @@ def _load_digits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     digits = load_digits()
     x = (digits.images.astype(np.float32) / 16.0).reshape(-1, 1, 8, 8)
     y = digits.target.astype(np.int64)
-    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.2, stratify=y, random_state=0)
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, y, test_size=0.2, stratify=y, random_state=0
+    )
     return x_train, y_train, x_test, y_test
 
 
@@ -275,7 +280,8 @@ def _mnist_missing_message(name: str, root: Path, raw: Path, missing: list[str])
             f"\nOr, on Debian or Ubuntu, `apt-get install dataset-fashion-mnist` (31 MB, offline "
             f"from the distribution's mirror) and leave data-dir empty: the files it installs in "
             f"{DEBIAN_FASHION_MNIST_DIR} are then read directly."
-            if name == "fashion-mnist" else ""
+            if name == "fashion-mnist"
+            else ""
         )
     )
 
@@ -313,15 +319,19 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     with opener(path, "rb") as f:
         payload = f.read()
     if len(payload) < 4 or payload[0] != 0 or payload[1] != 0 or payload[2] != 0x08:
-        raise ValueError(f"{path} is not a uint8 idx file (header {payload[:4].hex() or 'empty'}; "
-                         f"expected 000008 followed by the number of dimensions)")
+        raise ValueError(
+            f"{path} is not a uint8 idx file (header {payload[:4].hex() or 'empty'}; "
+            f"expected 000008 followed by the number of dimensions)"
+        )
     ndim = payload[3]
     header = 4 + 4 * ndim
     shape = tuple(int(v) for v in np.frombuffer(payload[4:header], dtype=">u4"))
     data = np.frombuffer(payload, dtype=np.uint8, offset=header)
     if len(shape) != ndim or data.size != int(np.prod(shape)):
-        raise ValueError(f"{path}: header says shape {shape} ({int(np.prod(shape))} bytes) "
-                         f"but {data.size} data bytes follow")
+        raise ValueError(
+            f"{path}: header says shape {shape} ({int(np.prod(shape))} bytes) "
+            f"but {data.size} data bytes follow"
+        )
     return data.reshape(shape)
 
 

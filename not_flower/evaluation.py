@@ -78,8 +78,10 @@ def split_forget_retain(
         forget_y.append(part.y_train[mask])
         retain_x.append(part.x_train[~mask])
         retain_y.append(part.y_train[~mask])
-    return {"forget": (np.concatenate(forget_x), np.concatenate(forget_y)),
-            "retain": (np.concatenate(retain_x), np.concatenate(retain_y))}
+    return {
+        "forget": (np.concatenate(forget_x), np.concatenate(forget_y)),
+        "retain": (np.concatenate(retain_x), np.concatenate(retain_y)),
+    }
 
 
 class Evaluator:
@@ -101,8 +103,9 @@ class Evaluator:
         self.sets: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
         self.triggered = None
         if cfg.backdoor_clients:
-            self.triggered = triggered_test_set(data.x_test, data.y_test, cfg.backdoor_target,
-                                                size=cfg.backdoor_trigger_size)
+            self.triggered = triggered_test_set(
+                data.x_test, data.y_test, cfg.backdoor_target, size=cfg.backdoor_trigger_size
+            )
 
         self.classes: list[int] = []
         # per-example membership inference (LiRA) when mia-reference-models > 0
@@ -232,5 +235,3 @@ def evaluation_kind_from_config(cfg: RunConfig, kind: dict, ids: set[int]) -> di
     if "samples" in kind:
         return {"samples": {pid: set(kind["samples"]) for pid in ids}}
     return {}
-
-

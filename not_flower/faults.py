@@ -48,8 +48,10 @@ def parse_kill_point(text: str) -> tuple[int, str]:
     """
     number, _, stage = text.partition(":")
     if not number.strip().isdigit() or int(number) < 1 or stage not in STAGES:
-        raise ValueError(f"{ENV}={text!r}: expected N:before or N:after with N an integer "
-                         ">= 1 (the N-th durable write of the process)")
+        raise ValueError(
+            f"{ENV}={text!r}: expected N:before or N:after with N an integer "
+            ">= 1 (the N-th durable write of the process)"
+        )
     return int(number), stage
 
 

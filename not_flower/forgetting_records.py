@@ -78,17 +78,23 @@ def check_audit_log(path: Path, *, moved_away: bool = False) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise ValueError(f"audit-log {str(path)!r}: its folder cannot be created ({err}); set "
-                         "audit-log to a file in a writable folder") from None
+        raise ValueError(
+            f"audit-log {str(path)!r}: its folder cannot be created ({err}); set "
+            "audit-log to a file in a writable folder"
+        ) from None
     writable = os.access(path, os.W_OK) if path.exists() else os.access(path.parent, os.W_OK)
     if path.is_dir() or not writable:
-        raise ValueError(f"audit-log {str(path)!r} is not a writable file; set audit-log to "
-                         "a file in a writable folder")
+        raise ValueError(
+            f"audit-log {str(path)!r} is not a writable file; set audit-log to "
+            "a file in a writable folder"
+        )
     if path.exists() and not moved_away:
         ok, problems = verify_log(path)
         if not ok:
-            raise AuditLogError(f"audit log {str(path)!r} fails its chain check, no record "
-                                "can be appended: " + "; ".join(problems[:5]))
+            raise AuditLogError(
+                f"audit log {str(path)!r} fails its chain check, no record "
+                "can be appended: " + "; ".join(problems[:5])
+            )
 
 
 def record_id(applied_round: int, sha_before: str) -> str:
@@ -96,8 +102,9 @@ def record_id(applied_round: int, sha_before: str) -> str:
     return hashlib.sha256(f"{applied_round}|{sha_before}".encode()).hexdigest()[:16]
 
 
-def write_records(out_dir: Path, cfg: RunConfig, results: dict, final: ArrayRecord | None,
-                  grid: Grid, run_id=None) -> list[dict]:
+def write_records(
+    out_dir: Path, cfg: RunConfig, results: dict, final: ArrayRecord | None, grid: Grid, run_id=None
+) -> list[dict]:
     """Write the record of every request boundary and append it to the hash-chained log.
 
     One ``unlearning-record.json`` per boundary (``unlearning-record-<k>.json`` for the
@@ -144,17 +151,34 @@ def write_records(out_dir: Path, cfg: RunConfig, results: dict, final: ArrayReco
     written = []
     for k, group in enumerate(groups):
         end = groups[k + 1][0]["round"] if k + 1 < len(groups) else None
-        record = _record(cfg, results, group, end, names, sha_after if end is None else None,
-                         run_id, done=final is not None)
+        record = _record(
+            cfg,
+            results,
+            group,
+            end,
+            names,
+            sha_after if end is None else None,
+            run_id,
+            done=final is not None,
+        )
         entry = find_logged(log_path, record)  # written before a restart: kept as it is
         record = record if entry is None else entry["record"]
-        path = write_json(out_dir / f"unlearning-record-{k + 1}.json", record) \
-            if len(groups) > 1 else write_record(out_dir, record)
+        path = (
+            write_json(out_dir / f"unlearning-record-{k + 1}.json", record)
+            if len(groups) > 1
+            else write_record(out_dir, record)
+        )
         if len(groups) > 1 and k + 1 == len(groups):
             write_record(out_dir, record)
         entry = entry or append_to_log(log_path, record)
-        log(INFO, "record of forgetting (%s): %s (log %s, head %s)", record["status"], path,
-            log_path, entry["hash"])
+        log(
+            INFO,
+            "record of forgetting (%s): %s (log %s, head %s)",
+            record["status"],
+            path,
+            log_path,
+            entry["hash"],
+        )
         written.append({"record": str(path), "log": str(log_path), "head": entry["hash"]})
     return written
 
@@ -184,13 +208,19 @@ def update_progress(out_dir: Path, cfg: RunConfig, results: dict, grid: Grid | N
         names = {info.node_id: getattr(info, "name", "") for info in grid.get_nodes()}
     except Exception:  # noqa: BLE001 - names are informative only
         names = {}
-    entry = find_logged(audit_log_path(cfg, out_dir),
-                        _record(cfg, results, groups[-1], None, names, None, None, done=False))
+    entry = find_logged(
+        audit_log_path(cfg, out_dir),
+        _record(cfg, results, groups[-1], None, names, None, None, done=False),
+    )
     if entry is None:  # the applied record is not logged (yet): nothing to update
         return
-    record = {**entry["record"], "status": "recovering",
-              "recovery_rounds": _record(cfg, results, groups[-1], None, names, None, None,
-                                         done=True)["recovery_rounds"]}
+    record = {
+        **entry["record"],
+        "status": "recovering",
+        "recovery_rounds": _record(cfg, results, groups[-1], None, names, None, None, done=True)[
+            "recovery_rounds"
+        ],
+    }
     if len(groups) > 1:
         write_json(out_dir / f"unlearning-record-{len(groups)}.json", record)
     write_record(out_dir, record)
@@ -221,17 +251,23 @@ def find_logged(log_path: Path, record: dict) -> dict | None:
     AuditLogError
         The log fails its chain check.
     """
+
     def same(a: dict, b: dict) -> bool:
-        return ({k: v for k, v in a.items() if k != "written_at"}
-                == {k: v for k, v in b.items() if k != "written_at"})
+        return {k: v for k, v in a.items() if k != "written_at"} == {
+            k: v for k, v in b.items() if k != "written_at"
+        }
 
     if log_path.is_file():
         ok, problems = verify_log(log_path)
         if not ok:  # never "already logged" in a broken log
-            raise AuditLogError(f"audit log {str(log_path)!r} is broken, not appending: "
-                                + "; ".join(problems[:5]))
-        mine = [e for e in read_log(log_path)
-                if isinstance(e["record"], dict) and e["record"].get("id") == record["id"]]
+            raise AuditLogError(
+                f"audit log {str(log_path)!r} is broken, not appending: " + "; ".join(problems[:5])
+            )
+        mine = [
+            e
+            for e in read_log(log_path)
+            if isinstance(e["record"], dict) and e["record"].get("id") == record["id"]
+        ]
         if mine and same(mine[-1]["record"], _as_stored(record)):
             return mine[-1]
     return None
@@ -253,26 +289,47 @@ def _boundaries(requests: list[dict]) -> list[list[dict]]:
     return groups
 
 
-def _record(cfg: RunConfig, results: dict, group: list[dict], end: int | None,
-            names: dict, sha_after: str | None, run_id, *, done: bool) -> dict:
+def _record(
+    cfg: RunConfig,
+    results: dict,
+    group: list[dict],
+    end: int | None,
+    names: dict,
+    sha_after: str | None,
+    run_id,
+    *,
+    done: bool,
+) -> dict:
     """The record of one boundary (its requests share one unlearning step)."""
     first = group[0]
     start = first["round"]
     rounds = [
-        {"round": row["round"], "evaluated": row.get("evaluated", []), "participants": [
-            {**p, "name": names.get(p["node_id"], "")} for p in row.get("participants_detail", [])
-        ]}
-        for row in results["rounds"] if row["round"] >= start and (end is None or row["round"] < end)
+        {
+            "round": row["round"],
+            "evaluated": row.get("evaluated", []),
+            "participants": [
+                {**p, "name": names.get(p["node_id"], "")}
+                for p in row.get("participants_detail", [])
+            ],
+        }
+        for row in results["rounds"]
+        if row["round"] >= start and (end is None or row["round"] < end)
     ]
     targets = list({t.get("node_id"): t for r in group for t in r["targets"]}.values())
     record = build_record(
-        request=first["request"], round=start, targets=targets,
-        layers=first["layers"], keys=first["keys"],
-        sha_before=first["sha256_before"], sha_negated=first["sha256_negated"],
-        sha_after=sha_after, recovery_rounds=rounds if done else [],
+        request=first["request"],
+        round=start,
+        targets=targets,
+        layers=first["layers"],
+        keys=first["keys"],
+        sha_before=first["sha256_before"],
+        sha_negated=first["sha256_negated"],
+        sha_after=sha_after,
+        recovery_rounds=rounds if done else [],
         stopping=_request_stopping(results, results["requests"].index(first)) if done else {},
         final_metrics=results["models"].get(results.get("final"), {}) if done else {},
-        method=cfg.method, run_id=None if run_id is None else str(run_id),
+        method=cfg.method,
+        run_id=None if run_id is None else str(run_id),
     )
     if len(group) > 1:
         record["also_requested"] = [_request_part(r["request"]) for r in group[1:]]
@@ -290,5 +347,14 @@ def _request_stopping(results: dict, k: int) -> dict:
     return stopping
 
 
-__all__ = ["RECORD_STATUSES", "AuditLogError", "append_once", "audit_log_path",
-           "check_audit_log", "find_logged", "record_id", "update_progress", "write_records"]
+__all__ = [
+    "RECORD_STATUSES",
+    "AuditLogError",
+    "append_once",
+    "audit_log_path",
+    "check_audit_log",
+    "find_logged",
+    "record_id",
+    "update_progress",
+    "write_records",
+]

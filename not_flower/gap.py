@@ -63,18 +63,14 @@ def avg_gap(
         vals = []
         for name, d in (("method", method), ("retrain", retrain)):
             if key not in d:
-                raise ValueError(
-                    f"metric {key!r} missing from {name}; it has {sorted(d)}"
-                )
+                raise ValueError(f"metric {key!r} missing from {name}; it has {sorted(d)}")
             v = d[key]
             try:
                 v = float(v)
             except (TypeError, ValueError):
                 raise ValueError(f"{name}[{key!r}] must be a number; got {v!r}") from None
             if not math.isfinite(v) or not 0.0 <= v <= 1.0:
-                raise ValueError(
-                    f"{name}[{key!r}] must be a fraction in [0, 1]; got {v!r}"
-                )
+                raise ValueError(f"{name}[{key!r}] must be a fraction in [0, 1]; got {v!r}")
             vals.append(v)
         gaps.append(abs(vals[0] - vals[1]) * 100.0)
     return float(np.mean(gaps))

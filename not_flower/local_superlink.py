@@ -62,8 +62,9 @@ def candidate_ports(key: str, low: int = LOW, high: int = HIGH) -> Iterable[int]
         yield low + (start + i) % size
 
 
-def choose_ports(key: str, is_free: Callable[[int], bool], count: int = 2,
-                 low: int = LOW, high: int = HIGH) -> list[int]:
+def choose_ports(
+    key: str, is_free: Callable[[int], bool], count: int = 2, low: int = LOW, high: int = HIGH
+) -> list[int]:
     """The first ``count`` distinct ports of :func:`candidate_ports` that are free.
 
     Parameters
@@ -129,8 +130,10 @@ def parse_env(text: str) -> dict[str, int] | None:
 
 def format_env(ports: Mapping[str, int]) -> str:
     """The env-file text for ``ports`` (also valid shell: ``export NAME=PORT`` lines)."""
-    lines = ["# Ports of this FLWR_HOME's local SuperLink (scripts/flwr-env.sh chose them;"
-             " edit to change)."]
+    lines = [
+        "# Ports of this FLWR_HOME's local SuperLink (scripts/flwr-env.sh chose them;"
+        " edit to change)."
+    ]
     lines += [f"export {name}={ports[name]}" for name in PORT_VARS]
     return "\n".join(lines) + "\n"
 
@@ -145,7 +148,9 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
-def ports_for_home(flwr_home: Path, is_free: Callable[[int], bool] = port_is_free) -> dict[str, int]:
+def ports_for_home(
+    flwr_home: Path, is_free: Callable[[int], bool] = port_is_free
+) -> dict[str, int]:
     """This ``FLWR_HOME``'s ports: the kept ones, or new free ones written to its env file.
 
     Parameters
@@ -207,7 +212,7 @@ def _flag(argv: list[str], name: str) -> str | None:
         if arg == name and i + 1 < len(argv):
             return argv[i + 1]
         if arg.startswith(name + "="):
-            return arg[len(name) + 1:]
+            return arg[len(name) + 1 :]
     return None
 
 
@@ -225,7 +230,9 @@ def read_cmdlines() -> dict[int, list[str]]:
         except OSError:
             continue
         if raw:
-            out[int(entry.name)] = [a.decode(errors="replace") for a in raw.rstrip(b"\0").split(b"\0")]
+            out[int(entry.name)] = [
+                a.decode(errors="replace") for a in raw.rstrip(b"\0").split(b"\0")
+            ]
     return out
 
 

@@ -94,8 +94,10 @@ def logit_confidence(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     if not np.all(np.isfinite(z)):
         raise ValueError("logits must be finite (found NaN or inf)")
     if y.size and (not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= z.shape[1]):
-        raise ValueError(f"labels must be integers in [0, {z.shape[1]}), got dtype {y.dtype} "
-                         f"and range [{y.min()}, {y.max()}]")
+        raise ValueError(
+            f"labels must be integers in [0, {z.shape[1]}), got dtype {y.dtype} "
+            f"and range [{y.min()}, {y.max()}]"
+        )
     rows = np.arange(len(y))
     true = z[rows, y]
     others = z.copy()
@@ -128,8 +130,15 @@ def balanced_membership(num_models: int, num_samples: int, seed: int) -> np.ndar
     ValueError
         If ``num_models`` is odd or below 2, or ``num_samples < 1``.
     """
-    if isinstance(num_models, bool) or int(num_models) != num_models or num_models < 2 or num_models % 2:
-        raise ValueError(f"num_models must be an even integer >= 2 (half in, half out), got {num_models}")
+    if (
+        isinstance(num_models, bool)
+        or int(num_models) != num_models
+        or num_models < 2
+        or num_models % 2
+    ):
+        raise ValueError(
+            f"num_models must be an even integer >= 2 (half in, half out), got {num_models}"
+        )
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
     noise = np.random.default_rng(seed).random((int(num_models), int(num_samples)))
@@ -175,8 +184,9 @@ def _check_lira_inputs(
     if ref.ndim != 2 or ref.shape[1] != c.shape[0]:
         raise ValueError(f"reference_conf must have shape (M, {c.shape[0]}), got {ref.shape}")
     if ins.shape != ref.shape or ins.dtype != bool:
-        raise ValueError(f"reference_in must be a bool array of shape {ref.shape}, got "
-                         f"{ins.dtype} {ins.shape}")
+        raise ValueError(
+            f"reference_in must be a bool array of shape {ref.shape}, got {ins.dtype} {ins.shape}"
+        )
     if not (np.all(np.isfinite(c)) and np.all(np.isfinite(ref))):
         raise ValueError("confidences must be finite (found NaN or inf)")
     if min_std <= 0:

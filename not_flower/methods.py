@@ -21,8 +21,9 @@ from types import MappingProxyType
 from typing import Any
 
 #: What a method needs, for NoT, FT and Retrain: nothing kept, no target involvement.
-NOTHING_NEEDED = MappingProxyType({"storage": "none", "target_data": False,
-                                   "target_participation": False, "server_data": False})
+NOTHING_NEEDED = MappingProxyType(
+    {"storage": "none", "target_data": False, "target_participation": False, "server_data": False}
+)
 
 
 @dataclass(frozen=True)
@@ -93,33 +94,89 @@ _B = "not_flower.strategy_builders:"
 _C = "not_flower.baseline_client:"
 
 #: Every method, keyed by its run-config name (in the order of the config's choices).
-REGISTRY: MappingProxyType[str, Method] = MappingProxyType({m.name: m for m in (
-    Method("not", "NoT", _B + "build_not", report_rank=2, color="tab:blue", linestyle="-"),
-    Method("ft", "FT", _B + "build_ft", report_rank=1, color="tab:orange", linestyle="--"),
-    Method("retrain", "Retrain", _B + "build_ft", report_rank=0, color="tab:green",
-           linestyle="-", recovers=False),
-    Method("pgd", "PGD", _B + "build_pgd", report_rank=4, color="tab:red", linestyle="-.",
-           baseline=True, client_handlers=(("pgd", _C + "pgd_fn"),),
-           requirements=MappingProxyType({
-               "storage": "every client's latest local model, in server memory",
-               "target_data": True, "target_participation": True, "server_data": False})),
-    Method("federaser", "FedEraser", _B + "build_federaser", report_rank=5,
-           color="tab:purple", linestyle=":", baseline=True,
-           client_handlers=(("calibrate", _C + "calibrate_fn"),),
-           requirements=MappingProxyType({
-               "storage": "every client's update of every retained round, on disk",
-               "target_data": False, "target_participation": False, "server_data": False})),
-    Method("fukd", "FUKD", _B + "build_fukd", report_rank=6, color="tab:brown",
-           linestyle="-.", baseline=True,
-           requirements=MappingProxyType({
-               "storage": "every client's accumulated weighted update, in server memory",
-               "target_data": False, "target_participation": False, "server_data": True})),
-    # a variant: NoT with the weights negated and the biases kept (``negate-bias = false``),
-    # the setting BENCHMARKS.md "Faster recovery" recommends; comparisons only
-    Method("not-weights-only", "NoT weights-only", _B + "build_not", report_rank=3,
-           color="tab:cyan", linestyle="-", runs_as="not",
-           run_config=MappingProxyType({"negate-bias": False})),
-)})
+REGISTRY: MappingProxyType[str, Method] = MappingProxyType(
+    {
+        m.name: m
+        for m in (
+            Method("not", "NoT", _B + "build_not", report_rank=2, color="tab:blue", linestyle="-"),
+            Method("ft", "FT", _B + "build_ft", report_rank=1, color="tab:orange", linestyle="--"),
+            Method(
+                "retrain",
+                "Retrain",
+                _B + "build_ft",
+                report_rank=0,
+                color="tab:green",
+                linestyle="-",
+                recovers=False,
+            ),
+            Method(
+                "pgd",
+                "PGD",
+                _B + "build_pgd",
+                report_rank=4,
+                color="tab:red",
+                linestyle="-.",
+                baseline=True,
+                client_handlers=(("pgd", _C + "pgd_fn"),),
+                requirements=MappingProxyType(
+                    {
+                        "storage": "every client's latest local model, in server memory",
+                        "target_data": True,
+                        "target_participation": True,
+                        "server_data": False,
+                    }
+                ),
+            ),
+            Method(
+                "federaser",
+                "FedEraser",
+                _B + "build_federaser",
+                report_rank=5,
+                color="tab:purple",
+                linestyle=":",
+                baseline=True,
+                client_handlers=(("calibrate", _C + "calibrate_fn"),),
+                requirements=MappingProxyType(
+                    {
+                        "storage": "every client's update of every retained round, on disk",
+                        "target_data": False,
+                        "target_participation": False,
+                        "server_data": False,
+                    }
+                ),
+            ),
+            Method(
+                "fukd",
+                "FUKD",
+                _B + "build_fukd",
+                report_rank=6,
+                color="tab:brown",
+                linestyle="-.",
+                baseline=True,
+                requirements=MappingProxyType(
+                    {
+                        "storage": "every client's accumulated weighted update, in server memory",
+                        "target_data": False,
+                        "target_participation": False,
+                        "server_data": True,
+                    }
+                ),
+            ),
+            # a variant: NoT with the weights negated and the biases kept (``negate-bias = false``),
+            # the setting BENCHMARKS.md "Faster recovery" recommends; comparisons only
+            Method(
+                "not-weights-only",
+                "NoT weights-only",
+                _B + "build_not",
+                report_rank=3,
+                color="tab:cyan",
+                linestyle="-",
+                runs_as="not",
+                run_config=MappingProxyType({"negate-bias": False}),
+            ),
+        )
+    }
+)
 
 #: Run-config names of the app's methods (the allowed ``method`` values; no variants).
 METHOD_NAMES: tuple[str, ...] = tuple(m for m, s in REGISTRY.items() if not s.runs_as)
@@ -147,9 +204,21 @@ def resolve(target: str) -> Callable:
 
 def client_handlers() -> list[tuple[str, Callable]]:
     """Every registered ``(action, handler)`` pair for the ClientApp, imported now."""
-    return [(action, resolve(target)) for spec in REGISTRY.values()
-            for action, target in spec.client_handlers]
+    return [
+        (action, resolve(target))
+        for spec in REGISTRY.values()
+        for action, target in spec.client_handlers
+    ]
 
 
-__all__ = ["BASELINE_METHODS", "METHOD_NAMES", "Method", "NOTHING_NEEDED", "REGISTRY",
-           "REPORT_ORDER", "VARIANT_NAMES", "client_handlers", "resolve"]
+__all__ = [
+    "BASELINE_METHODS",
+    "METHOD_NAMES",
+    "Method",
+    "NOTHING_NEEDED",
+    "REGISTRY",
+    "REPORT_ORDER",
+    "VARIANT_NAMES",
+    "client_handlers",
+    "resolve",
+]

@@ -147,12 +147,23 @@ def evaluate_model(
     out = {**_set_metrics("test", te_lg, y_te), **_set_metrics("retain", re_lg, y_re)}
     if forget is not None:
         x_fo, y_fo = _split(forget, "forget")
-        out.update(_forget_metrics(run(x_fo), y_fo, re_lg, y_re, te_lg, y_te, seed=seed,
-                                   mia_max_per_class=mia_max_per_class))
+        out.update(
+            _forget_metrics(
+                run(x_fo),
+                y_fo,
+                re_lg,
+                y_re,
+                te_lg,
+                y_te,
+                seed=seed,
+                mia_max_per_class=mia_max_per_class,
+            )
+        )
     if triggered_test_x is not None:
         tr_lg = run(np.asarray(triggered_test_x))
         out["asr"] = attack_success_rate(
-            tr_lg, _triggered_labels(tr_lg, triggered_test_y, backdoor_target), backdoor_target)
+            tr_lg, _triggered_labels(tr_lg, triggered_test_y, backdoor_target), backdoor_target
+        )
     return out
 
 
@@ -207,8 +218,14 @@ def _forget_metrics(
         "forget_acc": accuracy(forget_logits, forget_labels),
         "forget_loss": cross_entropy(forget_logits, forget_labels),
         "mia_efficacy": mia_efficacy(
-            forget_logits, forget_labels, retain_logits, retain_labels,
-            test_logits, test_labels, seed=seed, max_per_class=mia_max_per_class,
+            forget_logits,
+            forget_labels,
+            retain_logits,
+            retain_labels,
+            test_logits,
+            test_labels,
+            seed=seed,
+            max_per_class=mia_max_per_class,
         ),
         "mia_loss_auc": loss_threshold_auc(
             per_sample_loss(forget_logits, forget_labels),

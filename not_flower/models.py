@@ -87,7 +87,9 @@ def _resnet18(in_channels: int, num_classes: int) -> nn.Module:
     # Small-image stem (as for CIFAR): 3x3 stride-1 conv and no max-pool, so 8x8
     # inputs still reach layer4 at 1x1 and the adaptive avg-pool handles the rest.
     model.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
-    nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")  # as torchvision
+    nn.init.kaiming_normal_(
+        model.conv1.weight, mode="fan_out", nonlinearity="relu"
+    )  # as torchvision
     model.maxpool = nn.Identity()
     return model
 
@@ -118,7 +120,9 @@ def _vit(input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
 
     c, h, w = input_shape
     if h != w:
-        raise ValueError(f"model 'vit' needs square images, got input_shape (C, H, W) = {tuple(input_shape)}")
+        raise ValueError(
+            f"model 'vit' needs square images, got input_shape (C, H, W) = {tuple(input_shape)}"
+        )
     patch = vit_patch_size(h)
     hidden_dim = 64
     model = VisionTransformer(
@@ -143,7 +147,9 @@ def _check_shape(input_shape: tuple[int, int, int]) -> tuple[int, int, int]:
     try:
         shape = tuple(int(s) for s in input_shape)
     except (TypeError, ValueError):
-        raise ValueError(f"input_shape must be (C, H, W) of positive ints, got {input_shape!r}") from None
+        raise ValueError(
+            f"input_shape must be (C, H, W) of positive ints, got {input_shape!r}"
+        ) from None
     if len(shape) != 3 or min(shape) < 1:
         raise ValueError(f"input_shape must be (C, H, W) of positive ints, got {input_shape!r}")
     return shape  # type: ignore[return-value]
@@ -181,12 +187,18 @@ def build_model(name: str, input_shape: tuple[int, int, int], num_classes: int) 
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
     c, h, w = _check_shape(input_shape)
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
+    if (
+        isinstance(num_classes, bool)
+        or not isinstance(num_classes, (int, np.integer))
+        or num_classes < 1
+    ):
         raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
     num_classes = int(num_classes)
     if name == "cnn":
         if h < 2 or w < 2:
-            raise ValueError(f"model 'cnn' needs images of at least 2x2 pixels, got input_shape {(c, h, w)}")
+            raise ValueError(
+                f"model 'cnn' needs images of at least 2x2 pixels, got input_shape {(c, h, w)}"
+            )
         return CNN(c, num_classes)
     if name == "mlp":
         return MLP(c * h * w, num_classes)

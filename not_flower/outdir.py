@@ -27,8 +27,12 @@ from pathlib import Path
 
 #: What a run writes into its out-dir (glob patterns, relative to it).
 RUN_FILES: tuple[str, ...] = (
-    "results.json", "state.json", "checkpoint-*.pt", "unlearning-record*.json",
-    "unlearning-log.jsonl", "federaser-history",
+    "results.json",
+    "state.json",
+    "checkpoint-*.pt",
+    "unlearning-record*.json",
+    "unlearning-log.jsonl",
+    "federaser-history",
 )
 #: Run-config keys that say where the run's folder is and how to treat it, not what the
 #: run does (a resumed run need not repeat them, and a run folder moved elsewhere can be
@@ -73,8 +77,10 @@ def lock_out_dir(out_dir: Path) -> int:
         out_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(out_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as err:
-        raise OutDirError(f"out-dir {str(out_dir)!r} cannot be used as the run's folder: "
-                          f"{err.strerror or err} (set out-dir to a folder path)") from None
+        raise OutDirError(
+            f"out-dir {str(out_dir)!r} cannot be used as the run's folder: "
+            f"{err.strerror or err} (set out-dir to a folder path)"
+        ) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -83,7 +89,8 @@ def lock_out_dir(out_dir: Path) -> int:
         raise OutDirError(
             f"out-dir {out_dir} is in use by another run (process {holder} holds "
             f"{out_dir / LOCK_NAME}); nothing was changed. Wait for it to finish, stop it, "
-            "or choose another out-dir") from None
+            "or choose another out-dir"
+        ) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
@@ -109,8 +116,7 @@ def _check_folder_path(out_dir: Path) -> None:
         if path.exists():
             if not path.is_dir():
                 where = "is a file" if path == out_dir else f"is under the file {path}"
-                raise OutDirError(f"out-dir {str(out_dir)!r} {where}; set out-dir to a "
-                                  "folder path")
+                raise OutDirError(f"out-dir {str(out_dir)!r} {where}; set out-dir to a folder path")
             return
 
 
@@ -132,8 +138,9 @@ def run_files(out_dir: Path) -> list[Path]:
     return sorted(found)
 
 
-def check_out_dir(out_dir: Path, *, resume: bool, overwrite: bool,
-                  init_checkpoint: str = "") -> list[Path]:
+def check_out_dir(
+    out_dir: Path, *, resume: bool, overwrite: bool, init_checkpoint: str = ""
+) -> list[Path]:
     """Whether a run may start in ``out_dir``; returns the files ``overwrite`` would move.
 
     Parameters
@@ -169,19 +176,22 @@ def check_out_dir(out_dir: Path, *, resume: bool, overwrite: bool,
         raise OutDirError(
             f"resume = true, but out-dir {out_dir} has no state.json to resume from; it holds "
             f"another run's files ({names}). Set overwrite = true instead of resume to move "
-            "them aside and start afresh, or choose another out-dir")
+            "them aside and start afresh, or choose another out-dir"
+        )
     if not overwrite:
         raise OutDirError(
             f"out-dir {out_dir} holds another run's results ({names}); nothing was changed. "
             "Set resume = true to continue that run (same run config), overwrite = true to "
             f"move its files into {out_dir}/previous-<time>/ and start afresh, or choose "
-            "another out-dir")
+            "another out-dir"
+        )
     if init_checkpoint:
         ckpt = Path(init_checkpoint).expanduser().resolve()
         if any(ckpt == p.resolve() or p.resolve() in ckpt.parents for p in files):
             raise OutDirError(
                 f"init-checkpoint {init_checkpoint!r} is a file of the previous run in out-dir "
-                f"{out_dir}, which overwrite = true would move away; choose another out-dir")
+                f"{out_dir}, which overwrite = true would move away; choose another out-dir"
+            )
     return files
 
 
@@ -214,8 +224,9 @@ def move_aside(out_dir: Path, files: list[Path], *, now: datetime | None = None)
     return target
 
 
-def prepare_out_dir(out_dir: Path, *, resume: bool, overwrite: bool,
-                    init_checkpoint: str = "") -> str | None:
+def prepare_out_dir(
+    out_dir: Path, *, resume: bool, overwrite: bool, init_checkpoint: str = ""
+) -> str | None:
     """:func:`check_out_dir`, then move the previous run's files aside if asked to.
 
     The ServerApp does the two steps apart (every other check of the run in between);
@@ -226,8 +237,9 @@ def prepare_out_dir(out_dir: Path, *, resume: bool, overwrite: bool,
     str or None
         A line for the log when files were moved.
     """
-    files = check_out_dir(out_dir, resume=resume, overwrite=overwrite,
-                          init_checkpoint=init_checkpoint)
+    files = check_out_dir(
+        out_dir, resume=resume, overwrite=overwrite, init_checkpoint=init_checkpoint
+    )
     return move_previous(out_dir, files)
 
 
@@ -249,5 +261,6 @@ def move_previous(out_dir: Path, files: list[Path]) -> str | None:
     if not files:
         return None
     target = move_aside(out_dir, files)
-    return (f"overwrite = true: moved the previous run's {len(files)} file(s) in {out_dir} "
-            f"to {target}")
+    return (
+        f"overwrite = true: moved the previous run's {len(files)} file(s) in {out_dir} to {target}"
+    )

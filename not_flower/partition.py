@@ -247,14 +247,18 @@ def partition(
         chosen partitioner rejects its arguments.
     """
     if method not in PARTITIONERS:
-        raise ValueError(f"unknown partitioner {method!r}; choose one of: {', '.join(PARTITIONERS)}")
+        raise ValueError(
+            f"unknown partitioner {method!r}; choose one of: {', '.join(PARTITIONERS)}"
+        )
     labels = np.asarray(labels)
     if method == "iid":
         return iid_partition(len(labels), num_partitions, seed)
     return dirichlet_partition(labels, num_partitions, alpha, seed)
 
 
-def train_val_split(indices: np.ndarray | Sequence[int], val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def train_val_split(
+    indices: np.ndarray | Sequence[int], val_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Split a partition's indices into train and validation indices.
 
     The validation size is ``round(val_fraction * n)``, clipped to at least one

@@ -244,4 +244,3 @@ def loss_threshold_auc(member_losses: np.ndarray, nonmember_losses: np.ndarray) 
     y = np.concatenate([np.ones(mem.size), np.zeros(non.size)])
     scores = -np.concatenate([mem, non])
     return float(roc_auc_score(y, scores))
-

@@ -39,13 +39,17 @@ def check_checkpoint_meta(path: str, run_meta: Mapping) -> None:
         Naming the file and, per differing key, the checkpoint's and the run's value.
     """
     _, saved = load_checkpoint(Path(path).expanduser())
-    differing = [f"{key}: checkpoint {saved[key]!r}, run {run_meta[key]!r}"
-                 for key in CHECKPOINT_KEYS
-                 if key in saved and key in run_meta and _same(saved[key]) != _same(run_meta[key])]
+    differing = [
+        f"{key}: checkpoint {saved[key]!r}, run {run_meta[key]!r}"
+        for key in CHECKPOINT_KEYS
+        if key in saved and key in run_meta and _same(saved[key]) != _same(run_meta[key])
+    ]
     if differing:
-        raise ConfigError(f"init-checkpoint {path!r} was saved by another kind of run "
-                          f"({'; '.join(differing)}); use a checkpoint of this data set and "
-                          "model, or change dataset/model to the checkpoint's")
+        raise ConfigError(
+            f"init-checkpoint {path!r} was saved by another kind of run "
+            f"({'; '.join(differing)}); use a checkpoint of this data set and "
+            "model, or change dataset/model to the checkpoint's"
+        )
 
 
 def _same(value):
@@ -69,9 +73,11 @@ def check_classes(cfg: RunConfig, num_classes: int) -> None:
     """
     bad = [c for c in cfg.unlearn_classes if int(c) >= num_classes]
     if cfg.unlearn_mode == "class" and bad:
-        raise ConfigError(f"unlearn-classes {','.join(bad)}: out of range; data set "
-                          f"{cfg.dataset!r} has {num_classes} classes (labels 0 to "
-                          f"{num_classes - 1})")
+        raise ConfigError(
+            f"unlearn-classes {','.join(bad)}: out of range; data set "
+            f"{cfg.dataset!r} has {num_classes} classes (labels 0 to "
+            f"{num_classes - 1})"
+        )
 
 
 def check_partitions(cfg: RunConfig, sizes: Sequence[tuple[int, int]]) -> None:
@@ -97,7 +103,8 @@ def check_partitions(cfg: RunConfig, sizes: Sequence[tuple[int, int]]) -> None:
                 f"{subset} with {len(sizes)} clients and val-fraction={cfg.val_fraction} "
                 f"leaves client {pid} {train} training and {val} validation example(s); every "
                 f"client needs at least one of each: raise train-subset (at least "
-                f"{2 * len(sizes)} here), use fewer clients, or set val-fraction=0")
+                f"{2 * len(sizes)} here), use fewer clients, or set val-fraction=0"
+            )
 
 
 def check_samples(cfg: RunConfig, num_train: Callable[[int], int], num_partitions: int) -> None:
@@ -118,8 +125,11 @@ def check_samples(cfg: RunConfig, num_train: Callable[[int], int], num_partition
     ConfigError
         Naming the sample ids out of range and the allowed range.
     """
-    if (cfg.unlearn_mode != "instance" or cfg.identify_by != "partition-id"
-            or cfg.unlearn_samples == ("poisoned",)):
+    if (
+        cfg.unlearn_mode != "instance"
+        or cfg.identify_by != "partition-id"
+        or cfg.unlearn_samples == ("poisoned",)
+    ):
         return
     client = cfg.unlearn_clients[0]
     if not client.isdigit() or int(client) >= num_partitions:
@@ -127,9 +137,11 @@ def check_samples(cfg: RunConfig, num_train: Callable[[int], int], num_partition
     size = num_train(int(client))
     bad = [s for s in cfg.unlearn_samples if int(s) >= size]
     if bad:
-        raise ConfigError(f"unlearn-samples {','.join(bad[:5])}{', ...' if len(bad) > 5 else ''}"
-                          f": out of range; client {client} has {size} training examples "
-                          f"(sample ids 0 to {size - 1})")
+        raise ConfigError(
+            f"unlearn-samples {','.join(bad[:5])}{', ...' if len(bad) > 5 else ''}"
+            f": out of range; client {client} has {size} training examples "
+            f"(sample ids 0 to {size - 1})"
+        )
 
 
 def check_someone_left(cfg: RunConfig, num_partitions: int) -> None:
@@ -156,7 +168,8 @@ def check_someone_left(cfg: RunConfig, num_partitions: int) -> None:
             f"unlearn-clients {';'.join(','.join(g) for g in cfg.unlearn_groups)!r} names "
             f"every one of the {num_partitions} clients (partition ids 0 to "
             f"{num_partitions - 1}): no client would be left to train or recover; leave at "
-            "least one out")
+            "least one out"
+        )
 
 
 def check_federation(cfg: RunConfig, num_classes: int, num_partitions: int) -> None:
@@ -181,7 +194,9 @@ def check_federation(cfg: RunConfig, num_classes: int, num_partitions: int) -> N
     check_classes(cfg, num_classes)
     check_someone_left(cfg, num_partitions)
     if cfg.identify_by == "partition-id":  # the partitions are the nodes' data
-        sizes = [(len(d.x_train), len(d.x_val))
-                 for d in (client_data(cfg, p, num_partitions) for p in range(num_partitions))]
+        sizes = [
+            (len(d.x_train), len(d.x_val))
+            for d in (client_data(cfg, p, num_partitions) for p in range(num_partitions))
+        ]
         check_partitions(cfg, sizes)
         check_samples(cfg, lambda p: sizes[p][0], num_partitions)

@@ -105,7 +105,7 @@ def environ_value(pid: int, name: str) -> str | None:
     prefix = name.encode() + b"="
     for item in raw.split(b"\0"):
         if item.startswith(prefix):
-            return item[len(prefix):].decode(errors="replace")
+            return item[len(prefix) :].decode(errors="replace")
     return None
 
 
@@ -179,8 +179,9 @@ def send(pids: Iterable[int], sig: int) -> None:
             pass
 
 
-def stop_processes(roots: Iterable[int], tokens: Iterable[str] = (),
-                   grace: float = 5.0) -> list[int]:
+def stop_processes(
+    roots: Iterable[int], tokens: Iterable[str] = (), grace: float = 5.0
+) -> list[int]:
     """SIGTERM the roots, their trees and the token holders; SIGKILL what is left.
 
     Parameters
@@ -208,4 +209,3 @@ def stop_processes(roots: Iterable[int], tokens: Iterable[str] = (),
     left = [p for p in pids if alive(p)] + late
     send(left, signal.SIGKILL)
     return sorted(set(pids) | set(late))
-

@@ -17,8 +17,13 @@ from .config import RunConfig, to_run_config
 from .stopping import RULE, StoppingRule
 
 #: Optional per-round numbers: left out of ``results.json`` when not measured.
-OPTIONAL_ROUND_FIELDS = ("forget_acc", "asr", "forgotten_classes_test_acc",
-                         "other_classes_test_acc", "train_loss")
+OPTIONAL_ROUND_FIELDS = (
+    "forget_acc",
+    "asr",
+    "forgotten_classes_test_acc",
+    "other_classes_test_acc",
+    "train_loss",
+)
 #: The per-round costs the strategy counts (its round log's keys).
 ROUND_COST_FIELDS = ("bytes_down", "bytes_up", "client_seconds", "server_seconds")
 
@@ -80,8 +85,11 @@ class RoundStats:  # pylint: disable=too-many-instance-attributes
 
     def to_dict(self) -> dict:
         """The ``results.json`` row (optional numbers only when measured)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)
-                if not (f.name in OPTIONAL_ROUND_FIELDS and getattr(self, f.name) is None)}
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if not (f.name in OPTIONAL_ROUND_FIELDS and getattr(self, f.name) is None)
+        }
 
     @classmethod
     def from_dict(cls, row: dict) -> RoundStats:
@@ -89,9 +97,13 @@ class RoundStats:  # pylint: disable=too-many-instance-attributes
         return cls(**row)
 
 
-def round_stats(server_round: int, phase: str, info: dict,
-                partition_of: Callable[[int], int | None], measured: dict[str, float]
-                ) -> RoundStats:
+def round_stats(
+    server_round: int,
+    phase: str,
+    info: dict,
+    partition_of: Callable[[int], int | None],
+    measured: dict[str, float],
+) -> RoundStats:
     """The statistics of one round from the strategy's round log and the measurements.
 
     Parameters
@@ -111,13 +123,16 @@ def round_stats(server_round: int, phase: str, info: dict,
     -------
     RoundStats
     """
+
     def partitions(key: str) -> list[int]:
         return sorted(int(p) for p in map(partition_of, info.get(key, [])) if p is not None)
 
     replied = info.get("train_replied", [])
     return RoundStats(
-        round=server_round, phase=phase,
-        participants=partitions("train_replied"), participant_node_ids=replied,
+        round=server_round,
+        phase=phase,
+        participants=partitions("train_replied"),
+        participant_node_ids=replied,
         participants_detail=[{"node_id": n, "partition_id": partition_of(n)} for n in replied],
         # baselines: who worked in the unlearning step at this boundary (PGD's target,
         # FedEraser's calibrating clients) and how many communication rounds it used
@@ -131,7 +146,9 @@ def round_stats(server_round: int, phase: str, info: dict,
     )
 
 
-def retained_val_acc(metrics_by_node: dict[int, dict], keep: set[int] | None = None) -> float | None:
+def retained_val_acc(
+    metrics_by_node: dict[int, dict], keep: set[int] | None = None
+) -> float | None:
     """Weighted validation accuracy over the given nodes' evaluate replies.
 
     Parameters
@@ -250,10 +267,28 @@ class RunRecorder:  # pylint: disable=too-many-instance-attributes
         self.audit: list[dict] | None = None
 
     #: ``results.json``'s keys, in order.
-    KEYS = ("method", "config", "out_dir", "negation", "rounds", "requests", "models",
-            "checkpoints", "resumed_from_round", "final", "costs", "unlearning_steps",
-            "requirements", "server_data", "stopping", "num_partitions", "membership",
-            "excluded_node_ids", "wall_seconds", "audit")
+    KEYS = (
+        "method",
+        "config",
+        "out_dir",
+        "negation",
+        "rounds",
+        "requests",
+        "models",
+        "checkpoints",
+        "resumed_from_round",
+        "final",
+        "costs",
+        "unlearning_steps",
+        "requirements",
+        "server_data",
+        "stopping",
+        "num_partitions",
+        "membership",
+        "excluded_node_ids",
+        "wall_seconds",
+        "audit",
+    )
     #: Keys written even when ``None``.
     ALWAYS = ("negation",)
 
@@ -344,8 +379,9 @@ class RunRecorder:  # pylint: disable=too-many-instance-attributes
         cap = cfg.recovery_rounds if cfg.method != "retrain" else None
         per_request = stopping.summary(cap)
         last = per_request[-1] if per_request else {}
-        last_stopped = ((self.requests[-1].get("models") or {}).get("stopped")
-                        if per_request else None)
+        last_stopped = (
+            (self.requests[-1].get("models") or {}).get("stopped") if per_request else None
+        )
         if last_stopped is not None:  # "stopped": where the LAST request's recovery stopped
             self.models["stopped"] = last_stopped
         self.stopping = {  # the last request's, and every request's in per_request
@@ -359,8 +395,15 @@ class RunRecorder:  # pylint: disable=too-many-instance-attributes
         }
         return per_request
 
-    def record_costs(self, method: str, stopping: StoppingRule, *, storage_peak: int,
-                     storage_final: int, steps: list[dict] | None) -> None:
+    def record_costs(
+        self,
+        method: str,
+        stopping: StoppingRule,
+        *,
+        storage_peak: int,
+        storage_final: int,
+        steps: list[dict] | None,
+    ) -> None:
         """Record the costs of training and of unlearning.
 
         Parameters
@@ -375,8 +418,11 @@ class RunRecorder:  # pylint: disable=too-many-instance-attributes
             The baselines' unlearning step, per request (``None``: no such step).
         """
         phases = ("retrain",) if method == "retrain" else ("recovery",)
-        needed = (self.rounds if method == "retrain" else
-                  [row for row in self.rounds if stopping.counts(row.round)])
+        needed = (
+            self.rounds
+            if method == "retrain"
+            else [row for row in self.rounds if stopping.counts(row.round)]
+        )
         self.costs = {
             "train": sum_costs(self.rounds, ("train",)),
             # each request's rounds up to its own stop round (all of them where it did not stop)
@@ -410,8 +456,13 @@ def format_summary(models: dict[str, dict[str, float]]) -> list[str]:
     -------
     list[str]
     """
-    cols = (("forget_acc", "forget"), ("retain_acc", "retain"), ("test_acc", "test"),
-            ("mia_efficacy", "MIA"), ("asr", "ASR"))
+    cols = (
+        ("forget_acc", "forget"),
+        ("retain_acc", "retain"),
+        ("test_acc", "test"),
+        ("mia_efficacy", "MIA"),
+        ("asr", "ASR"),
+    )
     shown = [(k, h) for k, h in cols if any(k in m for m in models.values())]
     lines = [f"{'model':<14}" + "".join(f"{h:>9}" for _, h in shown) + f"{'test loss':>11}"]
     for name, m in models.items():
@@ -421,4 +472,3 @@ def format_summary(models: dict[str, dict[str, float]]) -> list[str]:
         )
         lines.append(f"{name:<14}{cells}{m.get('test_loss', float('nan')):11.4f}")
     return lines
-

@@ -61,8 +61,11 @@ class RecoveryTraining:
         if self.train_keys is None:
             yield
             return
-        frozen = [p for name, p in model.named_parameters()
-                  if name not in self.train_keys and p.requires_grad]
+        frozen = [
+            p
+            for name, p in model.named_parameters()
+            if name not in self.train_keys and p.requires_grad
+        ]
         for p in frozen:
             p.requires_grad_(False)
         try:
@@ -90,8 +93,9 @@ class RecoveryTraining:
         return {k: state[k] for k in self.train_keys}
 
 
-def recovery_training(content: RecordDict, config, teacher_fn: Callable[[], nn.Module],
-                      state_keys) -> RecoveryTraining | None:
+def recovery_training(
+    content: RecordDict, config, teacher_fn: Callable[[], nn.Module], state_keys
+) -> RecoveryTraining | None:
     """The message's recovery settings, or ``None`` for a plain training round.
 
     Parameters
@@ -130,9 +134,12 @@ def recovery_training(content: RecordDict, config, teacher_fn: Callable[[], nn.M
         teacher = teacher_fn()
         teacher.load_state_dict(record.to_torch_state_dict())
         teacher.eval()
-    return RecoveryTraining(train_keys=keys or None, teacher=teacher,
-                            distill_weight=weight,
-                            temperature=float(config.get("distill-temperature", 2.0)))
+    return RecoveryTraining(
+        train_keys=keys or None,
+        teacher=teacher,
+        distill_weight=weight,
+        temperature=float(config.get("distill-temperature", 2.0)),
+    )
 
 
 __all__ = ["RecoveryTraining", "TEACHER_KEY", "TRAIN_KEYS", "recovery_training"]

@@ -183,8 +183,17 @@ def reference_confidences(
             on_model(m + 1, len(membership))
         torch.manual_seed(seed * 1000 + m)
         model = make_model().to(dev)
-        train(model, x[keep], y[keep], epochs=epochs, batch_size=batch_size, lr=lr,
-              momentum=momentum, seed=seed * 1000 + m, dev=dev)
+        train(
+            model,
+            x[keep],
+            y[keep],
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            momentum=momentum,
+            seed=seed * 1000 + m,
+            dev=dev,
+        )
         conf[m] = logit_confidence(predict_logits(model, x, device=dev), y)
     return conf, time.perf_counter() - t0
 
@@ -209,17 +218,28 @@ def reference_epochs(cfg: RunConfig) -> int:
 
 def _cache_key(cfg: RunConfig, num_partitions: int, universe: Universe) -> dict:
     return {
-        "version": _CACHE_VERSION, "dataset": cfg.dataset, "data_dir": cfg.data_dir,
-        "train_subset": cfg.train_subset, "test_subset": cfg.test_subset,
+        "version": _CACHE_VERSION,
+        "dataset": cfg.dataset,
+        "data_dir": cfg.data_dir,
+        "train_subset": cfg.train_subset,
+        "test_subset": cfg.test_subset,
         "partitioner": cfg.partitioner,
-        "dirichlet_alpha": cfg.dirichlet_alpha, "val_fraction": cfg.val_fraction,
-        "seed": cfg.seed, "num_partitions": num_partitions,
-        "backdoor_clients": sorted(cfg.backdoor_clients), "backdoor_fraction": cfg.backdoor_fraction,
+        "dirichlet_alpha": cfg.dirichlet_alpha,
+        "val_fraction": cfg.val_fraction,
+        "seed": cfg.seed,
+        "num_partitions": num_partitions,
+        "backdoor_clients": sorted(cfg.backdoor_clients),
+        "backdoor_fraction": cfg.backdoor_fraction,
         "backdoor_target": cfg.backdoor_target,
-        "backdoor_trigger_size": cfg.backdoor_trigger_size, "server_data_fraction": cfg.server_data_fraction,
-        "model": cfg.model, "num_models": cfg.mia_reference_models,
-        "epochs": reference_epochs(cfg), "batch_size": cfg.batch_size, "lr": cfg.lr,
-        "momentum": cfg.momentum, "num_samples": len(universe.y),
+        "backdoor_trigger_size": cfg.backdoor_trigger_size,
+        "server_data_fraction": cfg.server_data_fraction,
+        "model": cfg.model,
+        "num_models": cfg.mia_reference_models,
+        "epochs": reference_epochs(cfg),
+        "batch_size": cfg.batch_size,
+        "lr": cfg.lr,
+        "momentum": cfg.momentum,
+        "num_samples": len(universe.y),
         # the samples themselves: a changed data file must not reuse old models
         "labels_sha256": hashlib.sha256(universe.y.tobytes()).hexdigest(),
     }
@@ -244,31 +264,65 @@ def reference_set(cfg: RunConfig, universe: Universe, num_partitions: int) -> Re
     """
     key = _cache_key(cfg, num_partitions, universe)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
-    folder = Path(cfg.mia_cache_dir).expanduser() if cfg.mia_cache_dir else DEFAULT_CACHE_DIR.expanduser()
+    folder = (
+        Path(cfg.mia_cache_dir).expanduser()
+        if cfg.mia_cache_dir
+        else DEFAULT_CACHE_DIR.expanduser()
+    )
     path = folder / f"reference-{cfg.dataset}-seed{cfg.seed}-{digest}.npz"
     if path.is_file():
         with np.load(path) as f:
             if json.loads(str(f["key"])) == key:
-                log(INFO, "membership: %d reference models loaded from %s", cfg.mia_reference_models, path)
-                return ReferenceSet(f["confidences"], f["membership"].astype(bool),
-                                    float(f["train_seconds"]), path, loaded=True)
-    membership = balanced_membership(cfg.mia_reference_models, len(universe.y), seed=cfg.seed + 4243)
+                log(
+                    INFO,
+                    "membership: %d reference models loaded from %s",
+                    cfg.mia_reference_models,
+                    path,
+                )
+                return ReferenceSet(
+                    f["confidences"],
+                    f["membership"].astype(bool),
+                    float(f["train_seconds"]),
+                    path,
+                    loaded=True,
+                )
+    membership = balanced_membership(
+        cfg.mia_reference_models, len(universe.y), seed=cfg.seed + 4243
+    )
     data = dataset_for(cfg)
     epochs = reference_epochs(cfg)
-    log(INFO, "membership: training %d reference models (%s, %d epochs on ~%d samples each; "
+    log(
+        INFO,
+        "membership: training %d reference models (%s, %d epochs on ~%d samples each; "
         "run-config mia-reference-models = 0 turns the attack off)",
-        cfg.mia_reference_models, cfg.model, epochs, len(universe.y) // 2)
+        cfg.mia_reference_models,
+        cfg.model,
+        epochs,
+        len(universe.y) // 2,
+    )
     conf, seconds = reference_confidences(
-        universe.x, universe.y, membership,
+        universe.x,
+        universe.y,
+        membership,
         lambda: build_model(cfg.model, data.input_shape, data.num_classes),
-        epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr, momentum=cfg.momentum, seed=cfg.seed,
+        epochs=epochs,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        seed=cfg.seed,
         on_model=lambda done, total: progress.report(
-            "membership: reference model", done, total, f"{epochs} epochs"),
+            "membership: reference model", done, total, f"{epochs} epochs"
+        ),
     )
     folder.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
-    np.savez(tmp, confidences=conf, membership=membership, train_seconds=seconds,
-             key=json.dumps(key, sort_keys=True))
+    np.savez(
+        tmp,
+        confidences=conf,
+        membership=membership,
+        train_seconds=seconds,
+        key=json.dumps(key, sort_keys=True),
+    )
     os.replace(tmp, path)
     log(INFO, "membership: reference models trained in %.1f s, cached in %s", seconds, path)
     return ReferenceSet(conf, membership, seconds, path, loaded=False)
@@ -322,9 +376,12 @@ class MembershipHarness:
             "attack": "LiRA (online, one fixed variance), logit-scaled confidence of the true label",
             "reference_models": self.cfg.mia_reference_models,
             "reference_epochs": reference_epochs(self.cfg),
-            "universe": None if self.universe is None else {
+            "universe": None
+            if self.universe is None
+            else {
                 "train": int(self.universe.offsets[-1]),
-                "heldout": int(len(self.universe.y) - self.universe.offsets[-1])},
+                "heldout": int(len(self.universe.y) - self.universe.offsets[-1]),
+            },
             "train_seconds": None if ref is None else ref.train_seconds,
             "loaded_from_cache": None if ref is None else ref.loaded,
             "cache": None if ref is None else str(ref.path),

@@ -13,8 +13,10 @@ from collections.abc import Mapping, Sequence
 
 from .report_rows import _finite
 
-TABLE_HEADER = ("| method | retain | forget | test | MIA | ASR | Avg Gap | rounds | MB | "
-                "client-s | cost vs Retrain |")
+TABLE_HEADER = (
+    "| method | retain | forget | test | MIA | ASR | Avg Gap | rounds | MB | "
+    "client-s | cost vs Retrain |"
+)
 #: Columns added to a scenario's table when any of its rows has the number (class-wise).
 EXTRA_COLUMNS: tuple[tuple[str, str], ...] = (
     ("forgotten classes (test)", "forgotten_classes"),
@@ -46,8 +48,9 @@ def _rounds_cell(stat: Mapping | None) -> str:
 
 
 def _cost_cell(stats: Mapping) -> str:
-    parts = [stats[k].get("mean") for k in ("cost_rounds_pct", "cost_mb_pct",
-                                            "cost_client_seconds_pct")]
+    parts = [
+        stats[k].get("mean") for k in ("cost_rounds_pct", "cost_mb_pct", "cost_client_seconds_pct")
+    ]
     if all(p is None for p in parts):
         return "–"
     return " / ".join("–" if p is None else f"{p:.0f}%" for p in parts)
@@ -67,25 +70,40 @@ def render_table(summary: Mapping) -> list[str]:
         Header, separator and one line per row.
     """
     rows = summary["methods"]
-    extra = [(title, key) for title, key in EXTRA_COLUMNS
-             if any((row["stats"].get(key) or {}).get("mean") is not None
-                    for row in rows.values())]
+    extra = [
+        (title, key)
+        for title, key in EXTRA_COLUMNS
+        if any((row["stats"].get(key) or {}).get("mean") is not None for row in rows.values())
+    ]
     header = TABLE_HEADER + "".join(f" {title} |" for title, _ in extra)
     lines = [header, "|" + "---|" * (11 + len(extra))]
     for label, row in rows.items():
         st = row["stats"]
-        lines.append(_md_row([
-            label,
-            _cell(st["retain"]), _cell(st["forget"]), _cell(st["test"]), _cell(st["mia"]),
-            _cell(st["asr"]), _cell(st["avg_gap"]),
-            _rounds_cell(st["rounds"]), _cell(st["mb"]), _cell(st["client_seconds"], 1),
-            _cost_cell(st), *(_cell(st.get(key)) for _, key in extra),
-        ]))
+        lines.append(
+            _md_row(
+                [
+                    label,
+                    _cell(st["retain"]),
+                    _cell(st["forget"]),
+                    _cell(st["test"]),
+                    _cell(st["mia"]),
+                    _cell(st["asr"]),
+                    _cell(st["avg_gap"]),
+                    _rounds_cell(st["rounds"]),
+                    _cell(st["mb"]),
+                    _cell(st["client_seconds"], 1),
+                    _cost_cell(st),
+                    *(_cell(st.get(key)) for _, key in extra),
+                ]
+            )
+        )
     return lines
 
 
-LIRA_HEADER = ("| method | LiRA AUC | TPR@1%FPR | TPR@0.1%FPR | retain TPR@1%FPR | MIA-efficacy | "
-               "Avg Gap | Avg Gap (LiRA) |")
+LIRA_HEADER = (
+    "| method | LiRA AUC | TPR@1%FPR | TPR@0.1%FPR | retain TPR@1%FPR | MIA-efficacy | "
+    "Avg Gap | Avg Gap (LiRA) |"
+)
 
 
 def render_lira_table(summary: Mapping) -> list[str]:
@@ -102,23 +120,38 @@ def render_lira_table(summary: Mapping) -> list[str]:
         Header, separator, one line per row with LiRA numbers, then the noise floor and
         whether the attack separates Original from Retrain (:func:`lira_separation`).
     """
-    rows = {label: row for label, row in summary["methods"].items()
-            if (row["stats"].get("lira_auc") or {}).get("mean") is not None}
+    rows = {
+        label: row
+        for label, row in summary["methods"].items()
+        if (row["stats"].get("lira_auc") or {}).get("mean") is not None
+    }
     if not rows:
         return []
     lines = [LIRA_HEADER, "|" + "---|" * 8]
     for label, row in rows.items():
         st = row["stats"]
-        lines.append(_md_row([label, _cell(st["lira_auc"]), _cell(st["lira_tpr1"]),
-                              _cell(st["lira_tpr01"]), _cell(st["lira_retain_tpr1"]),
-                              _cell(st["mia"]), _cell(st["avg_gap"]), _cell(st["avg_gap_lira"])]))
+        lines.append(
+            _md_row(
+                [
+                    label,
+                    _cell(st["lira_auc"]),
+                    _cell(st["lira_tpr1"]),
+                    _cell(st["lira_tpr01"]),
+                    _cell(st["lira_retain_tpr1"]),
+                    _cell(st["mia"]),
+                    _cell(st["avg_gap"]),
+                    _cell(st["avg_gap_lira"]),
+                ]
+            )
+        )
     lira_nf = (summary.get("noise_floor") or {}).get("lira")
     lines.append("")
     if lira_nf:
         lines.append(
             f"Retrain vs Retrain (seed noise): Avg Gap (LiRA) {_cell(lira_nf['avg_gap_lira'])} "
             f"points; |LiRA AUC difference| {_cell(lira_nf['lira_auc_diff'])}, |TPR@1%FPR "
-            f"difference| {_cell(lira_nf['lira_tpr1_diff'])} points.")
+            f"difference| {_cell(lira_nf['lira_tpr1_diff'])} points."
+        )
     verdict = lira_separation(summary)
     if verdict:
         lines.append(verdict)
@@ -146,23 +179,33 @@ def lira_separation(summary: Mapping) -> str | None:
     methods = summary.get("methods", {})
     orig = (methods.get("Original") or {}).get("per_seed", {})
     ret = (methods.get("Retrain") or {}).get("per_seed", {})
-    seeds = [s for s in orig if s in ret and orig[s].get("lira_tpr1") is not None
-             and ret[s].get("lira_tpr1") is not None]
+    seeds = [
+        s
+        for s in orig
+        if s in ret and orig[s].get("lira_tpr1") is not None and ret[s].get("lira_tpr1") is not None
+    ]
     if not seeds:
         return None
-    pairs = ", ".join(f"seed {s}: {orig[s]['lira_tpr1']:.1f} vs {ret[s]['lira_tpr1']:.1f}"
-                      for s in seeds)
+    pairs = ", ".join(
+        f"seed {s}: {orig[s]['lira_tpr1']:.1f} vs {ret[s]['lira_tpr1']:.1f}" for s in seeds
+    )
     if all(orig[s]["lira_tpr1"] > ret[s]["lira_tpr1"] + 2.0 for s in seeds):
-        return (f"Sanity check: LiRA separates Original from Retrain on the forget set "
-                f"(TPR@1%FPR, Original vs Retrain: {pairs} %).")
-    return (f"Sanity check: LiRA does NOT separate Original from Retrain on the forget set "
-            f"(TPR@1%FPR, Original vs Retrain: {pairs} %): in this scenario there is nothing "
-            f"for the attack to detect, so a method's low TPR here says nothing about how well "
-            f"it forgot.")
+        return (
+            f"Sanity check: LiRA separates Original from Retrain on the forget set "
+            f"(TPR@1%FPR, Original vs Retrain: {pairs} %)."
+        )
+    return (
+        f"Sanity check: LiRA does NOT separate Original from Retrain on the forget set "
+        f"(TPR@1%FPR, Original vs Retrain: {pairs} %): in this scenario there is nothing "
+        f"for the attack to detect, so a method's low TPR here says nothing about how well "
+        f"it forgot."
+    )
 
 
-REQUIREMENTS_HEADER = ("| method | storage kept (MB) | target data | target participation | "
-                       "server-side data | server-s |")
+REQUIREMENTS_HEADER = (
+    "| method | storage kept (MB) | target data | target participation | "
+    "server-side data | server-s |"
+)
 
 
 def _yes_no(value) -> str:
@@ -188,31 +231,37 @@ def render_requirements(requirements_: Mapping) -> list[str]:
         storage = "–" if mb.get("mean") is None else (_cell(mb, 3) if mb["mean"] else "0")
         if mb.get("mean") and req.get("storage") not in (None, "none"):
             storage += f" ({req['storage']})"
-        lines.append(_md_row([
-            name, storage, _yes_no(req.get("target_data")),
-            _yes_no(req.get("target_participation")), _yes_no(req.get("server_data")),
-            _cell(req.get("server_seconds"), 1),
-        ]))
+        lines.append(
+            _md_row(
+                [
+                    name,
+                    storage,
+                    _yes_no(req.get("target_data")),
+                    _yes_no(req.get("target_participation")),
+                    _yes_no(req.get("server_data")),
+                    _cell(req.get("server_seconds"), 1),
+                ]
+            )
+        )
     return lines
 
 
 #: What each comparison scenario is (printed under its heading in report.md).
 SCENARIO_TEXT: dict[str, str] = {
     "iid": "Client-wise: IID partition; the target client is forgotten.",
-    "dirichlet": "Client-wise: Dirichlet label-skewed partition; the target client is "
-                 "forgotten.",
+    "dirichlet": "Client-wise: Dirichlet label-skewed partition; the target client is forgotten.",
     "backdoor": "Client-wise: IID; the target client planted a backdoor trigger on part of "
-                "its samples; the target client is forgotten. ASR = share of triggered "
-                "test images (true label not the backdoor's) classified as the backdoor "
-                "label.",
+    "its samples; the target client is forgotten. ASR = share of triggered "
+    "test images (true label not the backdoor's) classified as the backdoor "
+    "label.",
     "class": "Class-wise: the forgotten class(es) are removed from the clients' data "
-             "after the request (every client keeps training on its other classes); "
-             "forget = accuracy on the forgotten classes' training samples; Retrain = "
-             "FedAvg from scratch without them.",
+    "after the request (every client keeps training on its other classes); "
+    "forget = accuracy on the forgotten classes' training samples; Retrain = "
+    "FedAvg from scratch without them.",
     "instance": "Instance-wise: the backdoor client asks to forget exactly its poisoned "
-                "samples and keeps training on its clean ones; forget = accuracy on the "
-                "forgotten samples with their poisoned labels; Retrain = FedAvg from "
-                "scratch without them.",
+    "samples and keeps training on its clean ones; forget = accuracy on the "
+    "forgotten samples with their poisoned labels; Retrain = FedAvg from "
+    "scratch without them.",
 }
 
 
@@ -256,8 +305,9 @@ def render_noise_floor(summary: Mapping) -> str:
             f"{nf['n']} pair(s) of seeds. An Avg Gap at or below this is "
             "indistinguishable from retraining."
         )
-    return ("Retrain vs Retrain (seed noise): needs Retrain runs of at least two "
-            "seeds; not available.")
+    return (
+        "Retrain vs Retrain (seed noise): needs Retrain runs of at least two seeds; not available."
+    )
 
 
 def render_stopping(summary: Mapping) -> list[str]:
@@ -278,7 +328,8 @@ def render_stopping(summary: Mapping) -> list[str]:
         first = next(iter(per_seed.values()))
         chosen = ", ".join(
             f"seed {s}: {'none' if v.get('chosen_recovery_rounds') is None else v['chosen_recovery_rounds']}"
-            for s, v in per_seed.items())
+            for s, v in per_seed.items()
+        )
         out.append("")
         tol = _finite(first.get("tolerance"))
         tol_text = "?" if tol is None else f"{100 * tol:g} points"
@@ -294,8 +345,7 @@ def render_stopping(summary: Mapping) -> list[str]:
 BACKDOOR_LEARNED_MARGIN = 20.0
 
 
-def backdoor_not_learned(summary: Mapping,
-                         margin: float = BACKDOOR_LEARNED_MARGIN) -> list[str]:
+def backdoor_not_learned(summary: Mapping, margin: float = BACKDOOR_LEARNED_MARGIN) -> list[str]:
     """A warning for the seeds whose Original never learned the backdoor.
 
     Where the model trained with the target client has an attack success rate within
@@ -325,21 +375,27 @@ def backdoor_not_learned(summary: Mapping,
             weak.append(f"seed {seed} (Original {asr:.2f} %{ref_text})")
     if not weak:
         return []
-    return [f"**Warning: the Original never learned the backdoor** in {'; '.join(weak)}: "
-            f"its ASR is less than {margin:g} points above Retrain's, so ASR cannot show "
-            "forgetting there (train longer, or use a larger trigger or poisoned "
-            "fraction).", ""]
+    return [
+        f"**Warning: the Original never learned the backdoor** in {'; '.join(weak)}: "
+        f"its ASR is less than {margin:g} points above Retrain's, so ASR cannot show "
+        "forgetting there (train longer, or use a larger trigger or poisoned "
+        "fraction).",
+        "",
+    ]
 
 
 def _failed_runs(report: Mapping, scenario: str) -> list[str]:
     """Lines listing the failed runs of a scenario; empty without any."""
-    missing = [r for r in report.get("runs", [])
-               if r["scenario"] == scenario and r.get("status") == "failed"]
+    missing = [
+        r
+        for r in report.get("runs", [])
+        if r["scenario"] == scenario and r.get("status") == "failed"
+    ]
     if not missing:
         return []
     return ["", "Failed runs (left out of the table):", ""] + [
-        f"- seed {r['seed']} {r['method']}: {r.get('error') or 'unknown error'}"
-        for r in missing]
+        f"- seed {r['seed']} {r['method']}: {r.get('error') or 'unknown error'}" for r in missing
+    ]
 
 
 def render_scenario(
@@ -380,8 +436,15 @@ def render_scenario(
         out += render_requirements(summary["requirements"]) + [""]
     lira = render_lira_table(summary)
     if lira:
-        out += ["Per-example membership inference (LiRA, online, against the forget set; "
-                "non-members = the held-out test split):", ""] + lira + [""]
+        out += (
+            [
+                "Per-example membership inference (LiRA, online, against the forget set; "
+                "non-members = the held-out test split):",
+                "",
+            ]
+            + lira
+            + [""]
+        )
     out.append(render_noise_floor(summary))
     out += render_stopping(summary)
     out += _failed_runs(report, scenario)

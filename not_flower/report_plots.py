@@ -14,7 +14,14 @@ from pathlib import Path
 import numpy as np
 
 from .methods import REGISTRY
-from .report_rows import METHOD_NAMES, METHODS, RECOVERY_METHODS, STEP_METHODS, _finite, _phase_rounds
+from .report_rows import (
+    METHOD_NAMES,
+    METHODS,
+    RECOVERY_METHODS,
+    STEP_METHODS,
+    _finite,
+    _phase_rounds,
+)
 from .report_summary import _by_seed
 
 
@@ -44,8 +51,9 @@ def round_series(
                 values.setdefault(int(row["round"]), []).append(100.0 * v)
     rounds = np.array(sorted(values), dtype=np.int64)
     mean = np.array([np.mean(values[r]) for r in rounds], dtype=np.float64)
-    std = np.array([np.std(values[r], ddof=1) if len(values[r]) > 1 else 0.0 for r in rounds],
-                   dtype=np.float64)
+    std = np.array(
+        [np.std(values[r], ddof=1) if len(values[r]) > 1 else 0.0 for r in rounds], dtype=np.float64
+    )
     return rounds, mean, std
 
 
@@ -53,10 +61,11 @@ PLOTS: dict[str, tuple[str, str]] = {
     "test_acc": ("test-acc", "test accuracy (%)"),
     "forget_acc": ("forget-acc", "forget accuracy (%)"),
     "asr": ("asr", "attack success rate (%)"),
-    "forgotten_classes_test_acc": ("forgotten-classes-acc",
-                                   "test accuracy on the forgotten class(es) (%)"),
+    "forgotten_classes_test_acc": (
+        "forgotten-classes-acc",
+        "test accuracy on the forgotten class(es) (%)",
+    ),
 }
-
 
 
 def _request_boundary(by_method: Mapping[str, Mapping[int, Mapping]]) -> float | None:
@@ -73,39 +82,67 @@ def _request_boundary(by_method: Mapping[str, Mapping[int, Mapping]]) -> float |
 
 def _model_values(by_seed: Mapping[int, Mapping], model: str, key: str) -> list[float]:
     """``key`` of ``models[model]`` in points, over the seeds that have it."""
-    return [100.0 * v for res in by_seed.values()
-            if (v := _finite((res.get("models", {}).get(model) or {}).get(key))) is not None]
+    return [
+        100.0 * v
+        for res in by_seed.values()
+        if (v := _finite((res.get("models", {}).get(model) or {}).get(key))) is not None
+    ]
 
 
 def _draw_curves(ax, by_method: Mapping[str, Mapping[int, Mapping]], series: Mapping) -> None:
     """One line per method with a shaded band of +- one std."""
     for m, (x, mean, std) in series.items():
         n = len(by_method[m])
-        ax.plot(x, mean, label=f"{METHOD_NAMES[m]} (n={n})", color=REGISTRY[m].color,
-                linestyle=REGISTRY[m].linestyle, marker="." if x.size < 40 else None)
-        ax.fill_between(x, mean - std, mean + std, color=REGISTRY[m].color, alpha=0.2,
-                        linewidth=0)
+        ax.plot(
+            x,
+            mean,
+            label=f"{METHOD_NAMES[m]} (n={n})",
+            color=REGISTRY[m].color,
+            linestyle=REGISTRY[m].linestyle,
+            marker="." if x.size < 40 else None,
+        )
+        ax.fill_between(x, mean - std, mean + std, color=REGISTRY[m].color, alpha=0.2, linewidth=0)
 
 
-def _draw_request(ax, by_method: Mapping[str, Mapping[int, Mapping]], key: str,
-                  boundary: float | None) -> None:
+def _draw_request(
+    ax, by_method: Mapping[str, Mapping[int, Mapping]], key: str, boundary: float | None
+) -> None:
     """The unlearning request: NoT's negated model, the baselines' unlearned ones, a line."""
     if boundary is None:
         return
-    markers = [(m, "negated", "x", 8, f"{METHOD_NAMES[m]} negated (before recovery)")
-               for m in METHODS if REGISTRY[m].app_method == "not"]  # NoT and its variants
-    markers += [(m, "unlearned", "+", 9, f"{METHOD_NAMES[m]} unlearned (before recovery)")
-                for m in STEP_METHODS]  # the baselines' models right after their step
+    markers = [
+        (m, "negated", "x", 8, f"{METHOD_NAMES[m]} negated (before recovery)")
+        for m in METHODS
+        if REGISTRY[m].app_method == "not"
+    ]  # NoT and its variants
+    markers += [
+        (m, "unlearned", "+", 9, f"{METHOD_NAMES[m]} unlearned (before recovery)")
+        for m in STEP_METHODS
+    ]  # the baselines' models right after their step
     for m, model, fmt, size, label in markers:
         values = _model_values(by_method[m], model, key)
         if values:
-            ax.errorbar([boundary], [float(np.mean(values))],
-                        yerr=[float(np.std(values, ddof=1)) if len(values) > 1 else 0.0],
-                        fmt=fmt, color=REGISTRY[m].color, markersize=size, capsize=3,
-                        label=label)
+            ax.errorbar(
+                [boundary],
+                [float(np.mean(values))],
+                yerr=[float(np.std(values, ddof=1)) if len(values) > 1 else 0.0],
+                fmt=fmt,
+                color=REGISTRY[m].color,
+                markersize=size,
+                capsize=3,
+                label=label,
+            )
     ax.axvline(boundary, color="grey", linestyle=":", linewidth=1)
-    ax.text(boundary, 1.0, " unlearning request", transform=ax.get_xaxis_transform(),
-            va="top", ha="left", fontsize=8, color="grey")
+    ax.text(
+        boundary,
+        1.0,
+        " unlearning request",
+        transform=ax.get_xaxis_transform(),
+        va="top",
+        ha="left",
+        fontsize=8,
+        color="grey",
+    )
 
 
 def _label_axes(ax, scenario: str, ylabel: str) -> None:

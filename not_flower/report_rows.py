@@ -29,11 +29,27 @@ STEP_METHODS: tuple[str, ...] = tuple(m for m in METHODS if REGISTRY[m].baseline
 DEFAULT_REQUIREMENTS: dict[str, dict] = {m: dict(REGISTRY[m].requirements) for m in METHODS}
 #: Per-seed numbers of a report row, in table order.
 ROW_KEYS: tuple[str, ...] = (
-    "retain", "forget", "test", "mia", "asr", "avg_gap",
-    "rounds", "mb", "client_seconds",
-    "cost_rounds_pct", "cost_mb_pct", "cost_client_seconds_pct",
-    "mia_loss_auc", "stopping_round", "forgotten_classes", "other_classes",
-    "lira_auc", "lira_tpr1", "lira_tpr01", "lira_retain_tpr1", "avg_gap_lira",
+    "retain",
+    "forget",
+    "test",
+    "mia",
+    "asr",
+    "avg_gap",
+    "rounds",
+    "mb",
+    "client_seconds",
+    "cost_rounds_pct",
+    "cost_mb_pct",
+    "cost_client_seconds_pct",
+    "mia_loss_auc",
+    "stopping_round",
+    "forgotten_classes",
+    "other_classes",
+    "lira_auc",
+    "lira_tpr1",
+    "lira_tpr01",
+    "lira_retain_tpr1",
+    "avg_gap_lira",
 )
 UNITS: dict[str, str] = {
     "retain": "% retain-set accuracy",
@@ -43,8 +59,8 @@ UNITS: dict[str, str] = {
     "asr": "% attack success rate of the backdoor (backdoor scenario only)",
     "avg_gap": "points: mean |x - Retrain| over retain/forget/test/MIA, per seed vs the same seed's Retrain",
     "rounds": "communication rounds of the unlearning phase (recovery for FT/NoT and the "
-              "baselines, retraining for Retrain, plus the rounds of a baseline's unlearning "
-              "step: PGD's ascent, FedEraser's calibration)",
+    "baselines, retraining for Retrain, plus the rounds of a baseline's unlearning "
+    "step: PGD's ascent, FedEraser's calibration)",
     "mb": "MB (1e6 bytes) sent down + up during the unlearning phase",
     "client_seconds": "client CPU seconds (process time of local training) during the unlearning phase",
     "cost_rounds_pct": "% of the same seed's Retrain rounds",
@@ -55,20 +71,27 @@ UNITS: dict[str, str] = {
     "forgotten_classes": "% test accuracy on the forgotten class(es) (class scenario only)",
     "other_classes": "% test accuracy on the other classes (class scenario only)",
     "lira_auc": "% ROC AUC of the per-example attack (LiRA) on the forget set against the "
-                "held-out test samples",
+    "held-out test samples",
     "lira_tpr1": "% of forget samples LiRA calls members at the threshold that calls 1 % of "
-                 "the held-out samples members (TPR at 1 % FPR)",
+    "the held-out samples members (TPR at 1 % FPR)",
     "lira_tpr01": "% TPR at 0.1 % FPR (resolved to 1/N held-out samples)",
     "lira_retain_tpr1": "% of retain samples (trained on by every model but Original's "
-                        "target) LiRA calls members at the 1 % FPR threshold",
+    "target) LiRA calls members at the 1 % FPR threshold",
     "avg_gap_lira": "points: mean |x - Retrain| over retain/forget/test accuracy and LiRA "
-                    "AUC, per seed vs the same seed's Retrain",
+    "AUC, per seed vs the same seed's Retrain",
 }
 _SCALE_TO_POINTS = {
-    "retain": "retain_acc", "forget": "forget_acc", "test": "test_acc",
-    "mia": "mia_efficacy", "asr": "asr", "mia_loss_auc": "mia_loss_auc",
-    "forgotten_classes": "forgotten_classes_test_acc", "other_classes": "other_classes_test_acc",
-    "lira_auc": "lira_auc", "lira_tpr1": "lira_tpr_fpr1", "lira_tpr01": "lira_tpr_fpr01",
+    "retain": "retain_acc",
+    "forget": "forget_acc",
+    "test": "test_acc",
+    "mia": "mia_efficacy",
+    "asr": "asr",
+    "mia_loss_auc": "mia_loss_auc",
+    "forgotten_classes": "forgotten_classes_test_acc",
+    "other_classes": "other_classes_test_acc",
+    "lira_auc": "lira_auc",
+    "lira_tpr1": "lira_tpr_fpr1",
+    "lira_tpr01": "lira_tpr_fpr01",
     "lira_retain_tpr1": "lira_retain_tpr_fpr1",
 }
 
@@ -131,7 +154,9 @@ def row_label(method: str, k: int | str | None = None) -> str:
     elif method in METHOD_NAMES:
         name = METHOD_NAMES[method]
     else:
-        raise ValueError(f"unknown method {method!r}; choose one of: original, {', '.join(METHODS)}")
+        raise ValueError(
+            f"unknown method {method!r}; choose one of: original, {', '.join(METHODS)}"
+        )
     if method in RECOVERY_METHODS:
         if k is None:
             raise ValueError(f"method {method!r} needs k (recovery rounds or 'stop')")
@@ -171,8 +196,13 @@ def _phase_rounds(results: Mapping, phases: Sequence[str]) -> list[dict]:
 
 def _sum_rows(rows: Sequence[Mapping]) -> dict | None:
     """Rounds, bytes and client-seconds summed over round rows (None if any is missing)."""
-    total = {"rounds": len(rows), "bytes_down": 0.0, "bytes_up": 0.0, "client_seconds": 0.0,
-             "extra_rounds": float(sum(_finite(r.get("extra_rounds")) or 0 for r in rows))}
+    total = {
+        "rounds": len(rows),
+        "bytes_down": 0.0,
+        "bytes_up": 0.0,
+        "client_seconds": 0.0,
+        "extra_rounds": float(sum(_finite(r.get("extra_rounds")) or 0 for r in rows)),
+    }
     for r in rows:
         for key in ("bytes_down", "bytes_up", "client_seconds"):
             v = _finite(r.get(key))
@@ -209,13 +239,18 @@ def unlearning_cost(results: Mapping, k: int | None = None) -> dict | None:
         step = (results.get("costs") or {}).get("unlearning_step")
         if step is None:
             return None
-        out = {"rounds": 0.0, "extra_rounds": _finite(step.get("rounds")) or 0.0,
-               **{key: _finite(step.get(key)) for key in ("bytes_down", "bytes_up",
-                                                          "client_seconds")}}
+        out = {
+            "rounds": 0.0,
+            "extra_rounds": _finite(step.get("rounds")) or 0.0,
+            **{key: _finite(step.get(key)) for key in ("bytes_down", "bytes_up", "client_seconds")},
+        }
         return out if all(v is not None for v in out.values()) else None
     costs = (results.get("costs") or {}).get("unlearning")
     if costs is not None and (k is None or _finite(costs.get("rounds")) == k):
-        out = {key: _finite(costs.get(key)) for key in ("rounds", "bytes_down", "bytes_up", "client_seconds")}
+        out = {
+            key: _finite(costs.get(key))
+            for key in ("rounds", "bytes_down", "bytes_up", "client_seconds")
+        }
         if all(v is not None for v in out.values()):
             out["extra_rounds"] = _finite(costs.get("extra_rounds")) or 0.0
             return out
@@ -312,12 +347,15 @@ def seed_row(
     ref_cost = unlearning_cost(retrain, None) if retrain is not None else None
     if ref_cost is not None:
         ref_mb = (ref_cost["bytes_down"] + ref_cost["bytes_up"]) / 1e6
-        for key, mine, theirs in (("cost_rounds_pct", row["rounds"],
-                                   ref_cost["rounds"] + ref_cost.get("extra_rounds", 0.0)),
-                                  ("cost_mb_pct", row["mb"], ref_mb),
-                                  ("cost_client_seconds_pct", row["client_seconds"],
-                                   ref_cost["client_seconds"])):
+        for key, mine, theirs in (
+            (
+                "cost_rounds_pct",
+                row["rounds"],
+                ref_cost["rounds"] + ref_cost.get("extra_rounds", 0.0),
+            ),
+            ("cost_mb_pct", row["mb"], ref_mb),
+            ("cost_client_seconds_pct", row["client_seconds"], ref_cost["client_seconds"]),
+        ):
             if mine is not None and theirs:
                 row[key] = 100.0 * mine / theirs
     return row
-

@@ -34,8 +34,11 @@ def _ok(run: Mapping) -> bool:
 
 
 def _by_seed(runs: Iterable[Mapping], scenario: str, method: str) -> dict[int, Mapping]:
-    return {int(r["seed"]): r["results"] for r in runs
-            if r["scenario"] == scenario and r["method"] == method and _ok(r)}
+    return {
+        int(r["seed"]): r["results"]
+        for r in runs
+        if r["scenario"] == scenario and r["method"] == method and _ok(r)
+    }
 
 
 def noise_floor(retrains: Mapping[int, Mapping]) -> dict:
@@ -70,8 +73,10 @@ def noise_floor(retrains: Mapping[int, Mapping]) -> dict:
     out = {**mean_std(p["avg_gap"] for p in pairs), "pairs": pairs}
     lira = [p for p in pairs if "avg_gap_lira" in p]
     if lira:  # the per-example attack's own seed noise, and the second gap's
-        out["lira"] = {key: mean_std(p[key] for p in lira)
-                       for key in ("avg_gap_lira", "lira_auc_diff", "lira_tpr1_diff")}
+        out["lira"] = {
+            key: mean_std(p[key] for p in lira)
+            for key in ("avg_gap_lira", "lira_auc_diff", "lira_tpr1_diff")
+        }
     return out
 
 
@@ -99,13 +104,16 @@ def _table_rows(
         by_seed = unlearners[method]
         if not by_seed:
             continue
-        if method in STEP_METHODS and any("unlearned" in res.get("models", {})
-                                          for res in by_seed.values()):
+        if method in STEP_METHODS and any(
+            "unlearned" in res.get("models", {}) for res in by_seed.values()
+        ):
             rows.append((row_label(method, 0), method, 0, by_seed))
         for k in ks:
             rows.append((row_label(method, k), method, k, by_seed))
-        if any((res.get("stopping") or {}).get("chosen_recovery_rounds") is not None
-               for res in by_seed.values()):
+        if any(
+            (res.get("stopping") or {}).get("chosen_recovery_rounds") is not None
+            for res in by_seed.values()
+        ):
             rows.append((row_label(method, "stop"), method, "stop", by_seed))
     return rows
 
@@ -161,8 +169,13 @@ def summarize_scenario(
     seeds = sorted({int(r["seed"]) for r in runs if r["scenario"] == scenario})
     unlearners = {m: _by_seed(runs, scenario, m) for m in RECOVERY_METHODS}
     if ks is None:
-        ks = sorted({k for res in itertools.chain(*(u.values() for u in unlearners.values()))
-                     for k in recovery_ks(res)})
+        ks = sorted(
+            {
+                k
+                for res in itertools.chain(*(u.values() for u in unlearners.values()))
+                for k in recovery_ks(res)
+            }
+        )
     ks = sorted(set(int(k) for k in ks))
 
     methods: dict = {}
@@ -172,8 +185,11 @@ def summarize_scenario(
             methods[label] = entry
     stopping: dict = {}
     for method in RECOVERY_METHODS:
-        info = {str(s): res["stopping"] for s, res in sorted(unlearners[method].items())
-                if res.get("stopping")}
+        info = {
+            str(s): res["stopping"]
+            for s, res in sorted(unlearners[method].items())
+            if res.get("stopping")
+        }
         if info:
             stopping[METHOD_NAMES[method]] = info
     return {
@@ -209,9 +225,14 @@ def requirements(runs: Sequence[Mapping], scenario: str) -> dict:
         by_seed = _by_seed(runs, scenario, method)
         if not by_seed:
             continue
-        declared = next((res["requirements"] for res in by_seed.values()
-                         if isinstance(res.get("requirements"), Mapping)),
-                        DEFAULT_REQUIREMENTS[method])
+        declared = next(
+            (
+                res["requirements"]
+                for res in by_seed.values()
+                if isinstance(res.get("requirements"), Mapping)
+            ),
+            DEFAULT_REQUIREMENTS[method],
+        )
         storage, seconds = [], []
         for res in by_seed.values():
             costs = res.get("costs") or {}
@@ -221,8 +242,10 @@ def requirements(runs: Sequence[Mapping], scenario: str) -> dict:
             seconds.append(_finite(phase.get("server_seconds")))
         out[METHOD_NAMES[method]] = {
             "method": method,
-            **{key: declared.get(key) for key in ("storage", "target_data",
-                                                   "target_participation", "server_data")},
+            **{
+                key: declared.get(key)
+                for key in ("storage", "target_data", "target_participation", "server_data")
+            },
             "storage_mb": mean_std(storage),
             "server_seconds": mean_std(seconds),
         }
@@ -261,9 +284,13 @@ def build_report(
         "command": command,
         "settings": dict(settings or {}),
         "units": dict(UNITS),
-        "runs": [{key: r.get(key) for key in ("scenario", "seed", "method", "status", "error",
-                                               "path", "seconds")} for r in runs],
+        "runs": [
+            {
+                key: r.get(key)
+                for key in ("scenario", "seed", "method", "status", "error", "path", "seconds")
+            }
+            for r in runs
+        ],
         "failed": sum(1 for r in runs if r.get("status") == "failed"),
         "scenarios": {s: summarize_scenario(runs, s, ks) for s in scenarios},
     }
-

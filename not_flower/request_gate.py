@@ -75,8 +75,12 @@ class RequestGate:  # pylint: disable=too-few-public-methods
         list[dict]
             Requests with at least one new target.
         """
-        queued = {(r.rule.by, v) for r in self.strategy.pending_requests if r.kind == "client"
-                  for v in r.rule.values}
+        queued = {
+            (r.rule.by, v)
+            for r in self.strategy.pending_requests
+            if r.kind == "client"
+            for v in r.rule.values
+        }
         out = []
         for spec in self.source.poll():
             by = spec.get("by", "partition-id")
@@ -85,8 +89,14 @@ class RequestGate:  # pylint: disable=too-few-public-methods
                 why = self._dropped(by, str(value), queued)
                 (dropped if why else kept).append((str(value), why))
             for value, why in dropped:
-                log(WARNING, "request from %s: %s=%s %s; not applied again",
-                    spec.get("requested_by"), by, value, why)
+                log(
+                    WARNING,
+                    "request from %s: %s=%s %s; not applied again",
+                    spec.get("requested_by"),
+                    by,
+                    value,
+                    why,
+                )
             if not kept:
                 settle = spec.get("on_settled")
                 if settle is not None and self._applied_before(spec):
@@ -105,15 +115,16 @@ class RequestGate:  # pylint: disable=too-few-public-methods
         """Whether this very request (same requester, same file) was applied already."""
         by = spec.get("by", "partition-id")
         entries = [self.state.forgotten(by, str(v)) for v in spec.get("targets", [])]
-        return all(e is not None and e["requested_by"] == spec.get("requested_by")
-                   for e in entries)
+        return all(e is not None and e["requested_by"] == spec.get("requested_by") for e in entries)
 
     def _dropped(self, by: str, value: str, queued: set) -> str:
         """Why the target ``by=value`` is not asked for again ("" : it is new)."""
         entry = self.state.forgotten(by, value)
         if entry is not None:
-            return (f"was already forgotten at round {entry['round']} (asked by "
-                    f"{entry['requested_by']})")
+            return (
+                f"was already forgotten at round {entry['round']} (asked by "
+                f"{entry['requested_by']})"
+            )
         if (by, value) in queued:
             return "is already requested for this round boundary"
         return ""

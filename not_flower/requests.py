@@ -67,26 +67,33 @@ def parse_request(text: str, name: str = "<request>") -> dict:
     except (ValueError, RecursionError) as err:  # too deep, or integers over the digit limit
         raise RequestFileError(f"{name}: not valid JSON ({type(err).__name__})") from None
     if not isinstance(obj, dict):
-        raise RequestFileError(f"{name}: expected a JSON object with 'targets', got "
-                               f"{type(obj).__name__}")
+        raise RequestFileError(
+            f"{name}: expected a JSON object with 'targets', got {type(obj).__name__}"
+        )
     unknown = sorted(set(obj) - ALLOWED_KEYS)
     if unknown:
-        raise RequestFileError(f"{name}: unknown key(s) {unknown}; allowed: "
-                               f"{sorted(ALLOWED_KEYS)}")
+        raise RequestFileError(f"{name}: unknown key(s) {unknown}; allowed: {sorted(ALLOWED_KEYS)}")
     if "targets" not in obj:
         raise RequestFileError(f"{name}: missing 'targets' (a list of client ids)")
     targets = obj["targets"]
     if isinstance(targets, (str, int)) and not isinstance(targets, bool):
         targets = [targets]
-    if (not isinstance(targets, list) or not targets
-            or not all(isinstance(t, (str, int)) and not isinstance(t, bool) for t in targets)
-            or any(str(t).strip() == "" for t in targets)):
-        raise RequestFileError(f"{name}: 'targets' must be a non-empty list of strings or "
-                               f"integers, got {obj['targets']!r}")
+    if (
+        not isinstance(targets, list)
+        or not targets
+        or not all(isinstance(t, (str, int)) and not isinstance(t, bool) for t in targets)
+        or any(str(t).strip() == "" for t in targets)
+    ):
+        raise RequestFileError(
+            f"{name}: 'targets' must be a non-empty list of strings or "
+            f"integers, got {obj['targets']!r}"
+        )
     by = obj.get("by", "partition-id")
     if not isinstance(by, str) or not by.strip():
-        raise RequestFileError(f"{name}: 'by' must be 'partition-id' (or another node-config "
-                               f"key), 'supernode-name' or 'node-id', got {by!r}")
+        raise RequestFileError(
+            f"{name}: 'by' must be 'partition-id' (or another node-config "
+            f"key), 'supernode-name' or 'node-id', got {by!r}"
+        )
     if by == "node-id" and not all(str(t).strip().isdigit() for t in targets):
         raise RequestFileError(f"{name}: node ids are non-negative integers, got {targets!r}")
     requested_by = obj.get("requested_by", "operator")
@@ -94,10 +101,14 @@ def parse_request(text: str, name: str = "<request>") -> dict:
         raise RequestFileError(f"{name}: 'requested_by' must be a string, got {requested_by!r}")
     reason = obj.get("reason", "")
     if not isinstance(reason, str):
-        raise RequestFileError(f"{name}: 'reason' must be a string (e.g. \"GDPR art. 17\"), "
-                               f"got {reason!r}")
-    request = {"targets": [str(t).strip() for t in targets], "by": by.strip(),
-               "requested_by": requested_by}
+        raise RequestFileError(
+            f"{name}: 'reason' must be a string (e.g. \"GDPR art. 17\"), got {reason!r}"
+        )
+    request = {
+        "targets": [str(t).strip() for t in targets],
+        "by": by.strip(),
+        "requested_by": requested_by,
+    }
     if reason.strip():
         request["reason"] = reason.strip()
     return request
@@ -136,11 +147,17 @@ class RequestFolder:
             if not entry.name.lower().endswith(".json") or entry.name.startswith("."):
                 continue
             if entry.is_symlink() or not entry.is_file():
-                what = ("a symbolic link" + ("" if entry.exists() else " that leads nowhere")
-                        if entry.is_symlink() else "a folder" if entry.is_dir() else
-                        "not a plain file")
-                reason = (f"{entry.name}: {what}; a request must be a plain file in the "
-                          "request folder (links are not followed)")
+                what = (
+                    "a symbolic link" + ("" if entry.exists() else " that leads nowhere")
+                    if entry.is_symlink()
+                    else "a folder"
+                    if entry.is_dir()
+                    else "not a plain file"
+                )
+                reason = (
+                    f"{entry.name}: {what}; a request must be a plain file in the "
+                    "request folder (links are not followed)"
+                )
                 log(WARNING, "rejected request file %s: %s", entry, reason)
                 self._move(entry, False, reason)
                 continue

@@ -70,31 +70,47 @@ class RunState:
 
     def to_dict(self) -> dict:
         """The JSON form kept in ``state.json`` (``forget_ids`` sorted)."""
-        return {"num_partitions": self.num_partitions,
-                "reference_val_acc": self.reference_val_acc,
-                "forget_ids": sorted(self.forget_ids), "stopping": self.stopping,
-                "requests": self.requests, "durable_round": self.durable_round}
+        return {
+            "num_partitions": self.num_partitions,
+            "reference_val_acc": self.reference_val_acc,
+            "forget_ids": sorted(self.forget_ids),
+            "stopping": self.stopping,
+            "requests": self.requests,
+            "durable_round": self.durable_round,
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> RunState:
         """Read back :meth:`to_dict`'s form."""
-        return cls(num_partitions=data["num_partitions"],
-                   reference_val_acc=data["reference_val_acc"],
-                   forget_ids=set(data["forget_ids"]), stopping=data.get("stopping", []),
-                   requests=data.get("requests", []),
-                   durable_round=data.get("durable_round", 0))
+        return cls(
+            num_partitions=data["num_partitions"],
+            reference_val_acc=data["reference_val_acc"],
+            forget_ids=set(data["forget_ids"]),
+            stopping=data.get("stopping", []),
+            requests=data.get("requests", []),
+            durable_round=data.get("durable_round", 0),
+        )
 
     def mark_applied(self, request: dict) -> None:
         """A request was applied at its boundary (``request``: the results' form)."""
-        self.requests.append({
-            "round": request["round"], "by": request["request"]["rule"]["by"],
-            "values": list(request["request"]["rule"]["values"]),
-            "requested_by": request["request"]["requested_by"], "status": "applied",
-            "kind": request["request"].get("kind", "client"),
-            "targets": [{"node_id": t.get("node_id"),
-                         "partition_id": (t.get("identity") or {}).get("partition-id"),
-                         "status": "forgotten"} for t in request["targets"]],
-        })
+        self.requests.append(
+            {
+                "round": request["round"],
+                "by": request["request"]["rule"]["by"],
+                "values": list(request["request"]["rule"]["values"]),
+                "requested_by": request["request"]["requested_by"],
+                "status": "applied",
+                "kind": request["request"].get("kind", "client"),
+                "targets": [
+                    {
+                        "node_id": t.get("node_id"),
+                        "partition_id": (t.get("identity") or {}).get("partition-id"),
+                        "status": "forgotten",
+                    }
+                    for t in request["targets"]
+                ],
+            }
+        )
 
     def mark_durable(self, server_round: int, *, finished: bool = False) -> None:
         """Round ``server_round`` is on disk: requests before it are recovering (or done)."""
@@ -112,8 +128,9 @@ class RunState:
         """
         for entry in (e for e in self.requests if e.get("kind", "client") == "client"):
             for target in entry["targets"]:
-                if ((by == "partition-id" and str(target["partition_id"]) == str(value))
-                        or (by == "node-id" and str(target["node_id"]) == str(value))):
+                if (by == "partition-id" and str(target["partition_id"]) == str(value)) or (
+                    by == "node-id" and str(target["node_id"]) == str(value)
+                ):
                     return entry
         return None
 
@@ -184,9 +201,17 @@ def load_initial_checkpoint(path: str, model: torch.nn.Module) -> dict[str, torc
     return {k: state[k] for k in expected}
 
 
-def save_run_state(out_dir: Path, cfg: RunConfig, server_round: int, arrays: ArrayRecord,
-                   results: dict, state: RunState, strategy: NoT, offset: int,
-                   meta: dict) -> None:
+def save_run_state(
+    out_dir: Path,
+    cfg: RunConfig,
+    server_round: int,
+    arrays: ArrayRecord,
+    results: dict,
+    state: RunState,
+    strategy: NoT,
+    offset: int,
+    meta: dict,
+) -> None:
     """Write ``checkpoint-latest.pt`` then ``state.json`` (both atomically) after a round.
 
     ``state.json`` names the round the checkpoint holds, the requests applied so far (their
@@ -224,10 +249,15 @@ def save_run_state(out_dir: Path, cfg: RunConfig, server_round: int, arrays: Arr
         "applied": [{"by": r.by, "values": list(r.values)} for r in strategy.applied_rules],
         "forget_specs": strategy.forget_specs,
         "pending": [
-            {"by": r.rule.by, "values": list(r.rule.values), "requested_by": r.requested_by,
-             "at_round": None if r.at_round is None else offset + r.at_round,
-             "requested_at": r.requested_at,
-             "classes": list(r.classes), "samples": list(r.samples)}
+            {
+                "by": r.rule.by,
+                "values": list(r.rule.values),
+                "requested_by": r.requested_by,
+                "at_round": None if r.at_round is None else offset + r.at_round,
+                "requested_at": r.requested_at,
+                "classes": list(r.classes),
+                "samples": list(r.samples),
+            }
             for r in strategy.pending_requests
         ],
         "state": state.to_dict(),
@@ -236,8 +266,9 @@ def save_run_state(out_dir: Path, cfg: RunConfig, server_round: int, arrays: Arr
     # one atomic step: the checkpoint carries the state it belongs to; state.json, written
     # next, is its readable copy (a kill between the two leaves a newer checkpoint, whose
     # own state load_run_state then uses)
-    save_checkpoint(out_dir / "checkpoint-latest.pt", arrays,
-                    {**meta, "round": server_round, "state": saved})
+    save_checkpoint(
+        out_dir / "checkpoint-latest.pt", arrays, {**meta, "round": server_round, "state": saved}
+    )
     write_json(out_dir / "state.json", saved)
 
 
@@ -285,7 +316,8 @@ def load_run_state(out_dir: Path, cfg: RunConfig) -> SavedRun | None:
         raise OutDirError(
             f"resume = true, but out-dir {out_dir} holds no run to resume (no state.json, no "
             "checkpoint-latest.pt); is the out-dir mistyped? Nothing was started. To start a "
-            "new run there, set resume = false")
+            "new run there, set resume = false"
+        )
     if not path.is_file():
         saved = _checkpoint_state(out_dir, None)
     else:
@@ -296,7 +328,8 @@ def load_run_state(out_dir: Path, cfg: RunConfig) -> SavedRun | None:
         raise RunFinishedError(
             f"resume: the run in out-dir {out_dir} already finished all {cfg.total_rounds} "
             "rounds (results.json, checkpoint-final.pt); nothing was changed. Raise "
-            "recovery-rounds to continue it, or choose another out-dir")
+            "recovery-rounds to continue it, or choose another out-dir"
+        )
     return _saved_run(out_dir, cfg, saved)
 
 
@@ -305,9 +338,11 @@ def _read_state(path: Path) -> dict:
     try:
         saved = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:  # truncated or not JSON
-        raise ValueError(f"resume: {path} is not a readable state file ({err}); the run's "
-                         "checkpoints are untouched: restore the file, or set overwrite = "
-                         "true to start afresh") from None
+        raise ValueError(
+            f"resume: {path} is not a readable state file ({err}); the run's "
+            "checkpoints are untouched: restore the file, or set overwrite = "
+            "true to start afresh"
+        ) from None
     return saved
 
 
@@ -321,9 +356,14 @@ def _saved_run(out_dir: Path, cfg: RunConfig, saved: dict) -> SavedRun:
             f"resume: {path} was written by a run with a different configuration "
             f"(differs in {differing}); resume with the same run config or another out-dir"
         )
-    return SavedRun(round=saved["round"], applied=saved["applied"],
-                    forget_specs=saved.get("forget_specs", {}), pending=saved["pending"],
-                    state=RunState.from_dict(saved["state"]), results=saved["results"])
+    return SavedRun(
+        round=saved["round"],
+        applied=saved["applied"],
+        forget_specs=saved.get("forget_specs", {}),
+        pending=saved["pending"],
+        state=RunState.from_dict(saved["state"]),
+        results=saved["results"],
+    )
 
 
 def _checkpoint_state(out_dir: Path, saved: dict | None) -> dict:
@@ -353,15 +393,21 @@ def _checkpoint_state(out_dir: Path, saved: dict | None) -> dict:
     if saved is not None and saved.get("round") == meta.get("round"):
         return saved
     if isinstance(own, dict) and own.get("round") == meta.get("round"):
-        log(WARNING, "resume: %s holds round %s but state.json round %s (stopped between "
-            "the two writes); resuming from the checkpoint's own state", ckpt,
-            meta.get("round"), None if saved is None else saved.get("round"))
+        log(
+            WARNING,
+            "resume: %s holds round %s but state.json round %s (stopped between "
+            "the two writes); resuming from the checkpoint's own state",
+            ckpt,
+            meta.get("round"),
+            None if saved is None else saved.get("round"),
+        )
         return own
     raise ValueError(
         f"resume: {ckpt} holds round {meta.get('round')} but {out_dir / 'state.json'} "
         f"describes round {None if saved is None else saved.get('round')}, and the "
         "checkpoint carries no state of its own; they do not belong together. Restore the "
-        "pair, or set overwrite = true to start afresh")
+        "pair, or set overwrite = true to start afresh"
+    )
 
 
 def restore_requests(strategy: NoT, saved: SavedRun) -> None:
@@ -383,7 +429,9 @@ def restore_requests(strategy: NoT, saved: SavedRun) -> None:
     strategy.restore_forget_specs(saved.forget_specs)
     for req in saved.pending:
         request = strategy.request_unlearning(
-            req["values"], by=req["by"], requested_by=req["requested_by"],
+            req["values"],
+            by=req["by"],
+            requested_by=req["requested_by"],
             at_round=None if req["at_round"] is None else max(1, req["at_round"] - saved.round),
             **({"classes": req["classes"]} if req.get("classes") else {}),
             **({"samples": req["samples"]} if req.get("samples") else {}),

@@ -57,9 +57,13 @@ def _with_run_config(run_config: dict):
     """Client mod that hands the handlers a Context carrying ``run_config``."""
 
     def mod(message: Message, context: Context, call_next) -> Message:
-        ctx = Context(run_id=context.run_id, node_id=context.node_id,
-                      node_config=context.node_config, state=context.state,
-                      run_config=dict(run_config))
+        ctx = Context(
+            run_id=context.run_id,
+            node_id=context.node_id,
+            node_config=context.node_config,
+            state=context.state,
+            run_config=dict(run_config),
+        )
         return call_next(message, ctx)
 
     return mod
@@ -80,8 +84,12 @@ def build_apps(run_config: dict) -> tuple[ServerApp, ClientApp]:
     cfg = parse_run_config(run_config)  # fail fast, before Ray starts
     if not cfg.out_dir:
         raise ValueError("simulate() needs an absolute 'out-dir' in run_config")
-    check_out_dir(Path(cfg.out_dir), resume=cfg.resume, overwrite=cfg.overwrite,
-                  init_checkpoint=cfg.init_checkpoint)  # refused before Ray starts
+    check_out_dir(
+        Path(cfg.out_dir),
+        resume=cfg.resume,
+        overwrite=cfg.overwrite,
+        init_checkpoint=cfg.init_checkpoint,
+    )  # refused before Ray starts
     server = ServerApp()
 
     @server.main()
@@ -142,10 +150,11 @@ def simulate(
             client_app=client,
             num_supernodes=num_supernodes,
             backend_config={
-                "client_resources": {"num_cpus": cpus_per_client,
-                                     "num_gpus": gpus_per_client},
-                "init_args": {"num_cpus": num_cpus,
-                              "logging_level": "INFO" if verbose else "ERROR"},
+                "client_resources": {"num_cpus": cpus_per_client, "num_gpus": gpus_per_client},
+                "init_args": {
+                    "num_cpus": num_cpus,
+                    "logging_level": "INFO" if verbose else "ERROR",
+                },
             },
         )
     if not out.exists() or out.stat().st_mtime_ns == before:

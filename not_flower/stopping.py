@@ -19,8 +19,10 @@ The entries are plain dicts (JSON-ready), kept in the run's ``state.json`` for r
 from __future__ import annotations
 
 #: What the rule is, as written into ``results.json``.
-RULE = ("first recovery round of each request whose retained clients' validation accuracy "
-        "is within stop-tolerance of its value in the last round before that request")
+RULE = (
+    "first recovery round of each request whose retained clients' validation accuracy "
+    "is within stop-tolerance of its value in the last round before that request"
+)
 
 
 class StoppingRule:
@@ -56,8 +58,13 @@ class StoppingRule:
             if previous["chosen_round"] is None and previous["reference_val_acc"] is not None:
                 inherited = len(self.entries) - 1  # cut short: its target still stands
                 reference = previous["reference_val_acc"]
-        entry = {"request_round": int(request_round), "reference_val_acc": reference,
-                 "reference_of_request": inherited, "chosen_round": None, "last_round": None}
+        entry = {
+            "request_round": int(request_round),
+            "reference_val_acc": reference,
+            "reference_of_request": inherited,
+            "chosen_round": None,
+            "last_round": None,
+        }
         self.entries.append(entry)
         return entry
 
@@ -67,16 +74,23 @@ class StoppingRule:
         Only the requests of the latest window (applied at the latest request round, at or
         before ``server_round``) are judged, each against its own reference.
         """
-        open_round = max((e["request_round"] for e in self.entries
-                          if e["request_round"] <= server_round), default=None)
+        open_round = max(
+            (e["request_round"] for e in self.entries if e["request_round"] <= server_round),
+            default=None,
+        )
         stopped = []
         for index, entry in enumerate(self.entries):
             if entry["request_round"] != open_round:
                 continue
             entry["last_round"] = server_round
             ref = entry["reference_val_acc"]
-            if (phase == "recovery" and entry["chosen_round"] is None and ref is not None
-                    and val_acc is not None and val_acc >= ref - self.tolerance):
+            if (
+                phase == "recovery"
+                and entry["chosen_round"] is None
+                and ref is not None
+                and val_acc is not None
+                and val_acc >= ref - self.tolerance
+            ):
                 entry["chosen_round"] = int(server_round)
                 stopped.append(index)
         return stopped
@@ -100,16 +114,18 @@ class StoppingRule:
         out = []
         for entry in self.entries:
             start, chosen, last = entry["request_round"], entry["chosen_round"], entry["last_round"]
-            out.append({
-                "request_round": start,
-                "reference_val_acc": entry["reference_val_acc"],
-                # index of the earlier request whose reference this one inherited, or None
-                "reference_of_request": entry.get("reference_of_request"),
-                "chosen_round": chosen,
-                "chosen_recovery_rounds": None if chosen is None else chosen - start + 1,
-                "observed_rounds": 0 if last is None else last - start + 1,
-                "cap": cap,
-            })
+            out.append(
+                {
+                    "request_round": start,
+                    "reference_val_acc": entry["reference_val_acc"],
+                    # index of the earlier request whose reference this one inherited, or None
+                    "reference_of_request": entry.get("reference_of_request"),
+                    "chosen_round": chosen,
+                    "chosen_recovery_rounds": None if chosen is None else chosen - start + 1,
+                    "observed_rounds": 0 if last is None else last - start + 1,
+                    "cap": cap,
+                }
+            )
         return out
 
     def counts(self, server_round: int) -> bool:
@@ -126,8 +142,10 @@ class StoppingRule:
         -------
         bool
         """
-        window = max((e["request_round"] for e in self.entries
-                      if e["request_round"] <= server_round), default=None)
+        window = max(
+            (e["request_round"] for e in self.entries if e["request_round"] <= server_round),
+            default=None,
+        )
         if window is None:
             return False
         chosen = [e["chosen_round"] for e in self.entries if e["request_round"] == window]
@@ -158,23 +176,40 @@ def summary_lines(per_request: list[dict], requests: list[dict]) -> list[str]:
     many = len(per_request) > 1
     for k, (stop, request) in enumerate(zip(per_request, requests)):
         rule = request.get("request", {}).get("rule", {})
-        name = (f"request {k + 1} ({rule.get('by', '?')}={','.join(rule.get('values', []))}, "
-                f"round {stop['request_round']}): " if many else "")
+        name = (
+            f"request {k + 1} ({rule.get('by', '?')}={','.join(rule.get('values', []))}, "
+            f"round {stop['request_round']}): "
+            if many
+            else ""
+        )
         cap = stop["cap"] if stop["cap"] is not None else stop["observed_rounds"]
         j = stop.get("reference_of_request")
-        target = (f" (target: {100 * stop['reference_val_acc']:.2f} %, the level before request "
-                  f"{j + 1}, which had not recovered)" if j is not None else "")
+        target = (
+            f" (target: {100 * stop['reference_val_acc']:.2f} %, the level before request "
+            f"{j + 1}, which had not recovered)"
+            if j is not None
+            else ""
+        )
         if stop["reference_val_acc"] is None:
-            lines.append(f"{name}stopping rule: no reference (no retained clients' validation "
-                         "accuracy in the round before the request)")
+            lines.append(
+                f"{name}stopping rule: no reference (no retained clients' validation "
+                "accuracy in the round before the request)"
+            )
             continue
         if stop["chosen_round"] is None:
-            lines.append(f"{name}stopping rule: retained val acc not back within tolerance in "
-                         f"its {stop['observed_rounds']} recovery rounds{target}")
+            lines.append(
+                f"{name}stopping rule: retained val acc not back within tolerance in "
+                f"its {stop['observed_rounds']} recovery rounds{target}"
+            )
             continue
         stopped = (request.get("models") or {}).get("stopped") or {}
-        acc = (f", test acc {100 * stopped['test_acc']:.2f} %"
-               if many and stopped.get("test_acc") is not None else "")
-        lines.append(f"{name}stopping rule chose round {stop['chosen_round']} "
-                     f"({stop['chosen_recovery_rounds']} recovery rounds of {cap}){acc}{target}")
+        acc = (
+            f", test acc {100 * stopped['test_acc']:.2f} %"
+            if many and stopped.get("test_acc") is not None
+            else ""
+        )
+        lines.append(
+            f"{name}stopping rule chose round {stop['chosen_round']} "
+            f"({stop['chosen_recovery_rounds']} recovery rounds of {cap}){acc}{target}"
+        )
     return lines

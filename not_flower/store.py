@@ -135,11 +135,15 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated or foreign files raise many types
-        raise ValueError(f"checkpoint {str(path)!r} cannot be read ({err.__class__.__name__}: "
-                         f"{err}); is it truncated?") from None
+        raise ValueError(
+            f"checkpoint {str(path)!r} cannot be read ({err.__class__.__name__}: "
+            f"{err}); is it truncated?"
+        ) from None
     if not isinstance(blob, dict) or "state_dict" not in blob:
-        raise ValueError(f"checkpoint {str(path)!r} is not a not-flower checkpoint "
-                         "(expected a dict with 'state_dict' and 'meta')")
+        raise ValueError(
+            f"checkpoint {str(path)!r} is not a not-flower checkpoint "
+            "(expected a dict with 'state_dict' and 'meta')"
+        )
     for key, tensor in blob["state_dict"].items():
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise ValueError(f"checkpoint {str(path)!r}: tensor {key!r} holds NaN or inf")

@@ -28,11 +28,13 @@ def recovery_schedule(cfg: RunConfig) -> dict:
     """
     if cfg.method == "retrain":
         return {}
-    return {"layerwise_rounds": cfg.recovery_layerwise_rounds,
-            "warmup_rounds": cfg.recovery_lr_warmup_rounds,
-            "base_lr": cfg.recovery_lr if cfg.recovery_lr > 0 else cfg.lr,
-            "distill_weight": cfg.recovery_distill_weight,
-            "distill_temperature": cfg.recovery_distill_temperature}
+    return {
+        "layerwise_rounds": cfg.recovery_layerwise_rounds,
+        "warmup_rounds": cfg.recovery_lr_warmup_rounds,
+        "base_lr": cfg.recovery_lr if cfg.recovery_lr > 0 else cfg.lr,
+        "distill_weight": cfg.recovery_distill_weight,
+        "distill_temperature": cfg.recovery_distill_temperature,
+    }
 
 
 def build_not(cfg: RunConfig, plan, *, out_dir: Path | None = None, **kwargs) -> NoT:
@@ -55,10 +57,17 @@ def build_pgd(cfg: RunConfig, plan, *, out_dir: Path | None = None, **kwargs):
     from strategies.pgd import PGD, random_state_fn  # pylint: disable=import-outside-toplevel
 
     _, build = _builder(cfg)
-    return PGD(epochs=cfg.pgd_epochs, lr=cfg.pgd_lr, momentum=cfg.momentum,
-               stop_accuracy=cfg.pgd_stop_accuracy, radius_divisor=cfg.pgd_radius_divisor,
-               random_model_fn=random_state_fn(build), seed=cfg.seed,
-               param_keys=[name for name, _ in build().named_parameters()], **kwargs)
+    return PGD(
+        epochs=cfg.pgd_epochs,
+        lr=cfg.pgd_lr,
+        momentum=cfg.momentum,
+        stop_accuracy=cfg.pgd_stop_accuracy,
+        radius_divisor=cfg.pgd_radius_divisor,
+        random_model_fn=random_state_fn(build),
+        seed=cfg.seed,
+        param_keys=[name for name, _ in build().named_parameters()],
+        **kwargs,
+    )
 
 
 def build_federaser(cfg: RunConfig, plan, *, out_dir: Path | None = None, **kwargs):
@@ -68,9 +77,13 @@ def build_federaser(cfg: RunConfig, plan, *, out_dir: Path | None = None, **kwar
     if out_dir is None:
         raise ValueError("method 'federaser' needs out_dir (its history is stored there)")
     dataset_for(cfg)  # as before: the data set is loaded when the strategy is built
-    return FedEraser(store_dir=out_dir / "federaser-history", local_epochs=cfg.local_epochs,
-                     retain_interval=cfg.retain_interval,
-                     calibration_ratio=cfg.calibration_ratio, **kwargs)
+    return FedEraser(
+        store_dir=out_dir / "federaser-history",
+        local_epochs=cfg.local_epochs,
+        retain_interval=cfg.retain_interval,
+        calibration_ratio=cfg.calibration_ratio,
+        **kwargs,
+    )
 
 
 def build_fukd(cfg: RunConfig, plan, *, out_dir: Path | None = None, **kwargs):
@@ -78,11 +91,25 @@ def build_fukd(cfg: RunConfig, plan, *, out_dir: Path | None = None, **kwargs):
     from strategies.fukd import FUKD  # pylint: disable=import-outside-toplevel
 
     data, build = _builder(cfg)
-    return FUKD(model=build(), server_x=data.x_train[server_indices(cfg)],
-                epochs=cfg.fukd_epochs, temperature=cfg.fukd_temperature, lr=cfg.lr,
-                momentum=cfg.momentum, batch_size=cfg.batch_size, seed=cfg.seed,
-                device=device(), **kwargs)
+    return FUKD(
+        model=build(),
+        server_x=data.x_train[server_indices(cfg)],
+        epochs=cfg.fukd_epochs,
+        temperature=cfg.fukd_temperature,
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        batch_size=cfg.batch_size,
+        seed=cfg.seed,
+        device=device(),
+        **kwargs,
+    )
 
 
-__all__ = ["build_federaser", "build_fukd", "build_ft", "build_not", "build_pgd",
-           "recovery_schedule"]
+__all__ = [
+    "build_federaser",
+    "build_fukd",
+    "build_ft",
+    "build_not",
+    "build_pgd",
+    "recovery_schedule",
+]

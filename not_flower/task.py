@@ -99,8 +99,10 @@ def stratified_choice(labels: np.ndarray, size: int, *, what: str, name: str) ->
     total = len(labels)
     if size > total:
         kind = "training" if what == "train-subset" else "test"
-        raise ValueError(f"{what}={size} exceeds the {total} {kind} images of "
-                         f"{name!r}; use at most {total} (0 = all)")
+        raise ValueError(
+            f"{what}={size} exceeds the {total} {kind} images of "
+            f"{name!r}; use at most {total} (0 = all)"
+        )
     if size == total:
         return None
     classes, counts = np.unique(labels, return_counts=True)
@@ -109,10 +111,14 @@ def stratified_choice(labels: np.ndarray, size: int, *, what: str, name: str) ->
     order = np.argsort(-(exact - take), kind="stable")
     take[order[: size - int(take.sum())]] += 1
     rng = np.random.default_rng(0)
-    return np.sort(np.concatenate([
-        rng.choice(np.flatnonzero(labels == label), int(k), replace=False)
-        for label, k in zip(classes, take)
-    ]))
+    return np.sort(
+        np.concatenate(
+            [
+                rng.choice(np.flatnonzero(labels == label), int(k), replace=False)
+                for label, k in zip(classes, take)
+            ]
+        )
+    )
 
 
 def _read_only(*arrays: np.ndarray) -> None:
@@ -137,13 +143,19 @@ def _subset(data: Dataset, train_size: int, test_size: int) -> Dataset:
         ``data`` itself when nothing is cut, else a new read-only one.
     """
     x, y, xt, yt = data.x_train, data.y_train, data.x_test, data.y_test
-    chosen = stratified_choice(y, train_size, what="train-subset", name=data.name) \
-        if train_size > 0 else None
+    chosen = (
+        stratified_choice(y, train_size, what="train-subset", name=data.name)
+        if train_size > 0
+        else None
+    )
     if chosen is not None:
         x, y = x[chosen], y[chosen]
         _read_only(x, y)
-    chosen_test = stratified_choice(yt, test_size, what="test-subset", name=data.name) \
-        if test_size > 0 else None
+    chosen_test = (
+        stratified_choice(yt, test_size, what="test-subset", name=data.name)
+        if test_size > 0
+        else None
+    )
     if chosen_test is not None:
         xt, yt = xt[chosen_test], yt[chosen_test]
         _read_only(xt, yt)
@@ -178,8 +190,9 @@ def server_indices(cfg: RunConfig) -> np.ndarray:
     chosen = []
     for label in np.unique(labels):
         members = np.flatnonzero(labels == label)
-        chosen.append(rng.choice(members, int(round(cfg.server_data_fraction * len(members))),
-                                 replace=False))
+        chosen.append(
+            rng.choice(members, int(round(cfg.server_data_fraction * len(members))), replace=False)
+        )
     return np.sort(np.concatenate(chosen)).astype(np.int64)
 
 
@@ -189,8 +202,12 @@ def _partitions(cfg: RunConfig, num_partitions: int) -> tuple[np.ndarray, ...]:
     # the clients share what the server does not keep (everything, by default)
     pool = np.setdiff1d(np.arange(len(data.y_train)), server_indices(cfg))
     return tuple(
-        pool[part] for part in partition(
-            data.y_train[pool], num_partitions, cfg.partitioner, alpha=cfg.dirichlet_alpha,
+        pool[part]
+        for part in partition(
+            data.y_train[pool],
+            num_partitions,
+            cfg.partitioner,
+            alpha=cfg.dirichlet_alpha,
             seed=cfg.seed,
         )
     )
@@ -214,9 +231,7 @@ def client_data(cfg: RunConfig, partition_id: int, num_partitions: int) -> Clien
     ClientData
     """
     if not 0 <= partition_id < num_partitions:
-        raise ValueError(
-            f"partition-id must be in [0, {num_partitions}), got {partition_id}"
-        )
+        raise ValueError(f"partition-id must be in [0, {num_partitions}), got {partition_id}")
     data = dataset_for(cfg)
     indices = _partitions(cfg, num_partitions)[partition_id]
     train_idx, val_idx = train_val_split(indices, cfg.val_fraction, cfg.seed + partition_id)
@@ -224,8 +239,12 @@ def client_data(cfg: RunConfig, partition_id: int, num_partitions: int) -> Clien
     poisoned = np.zeros(0, dtype=np.int64)
     if str(partition_id) in cfg.backdoor_clients:
         x_train, y_train, poisoned = poison(
-            x_train, y_train, cfg.backdoor_fraction, cfg.backdoor_target,
-            seed=cfg.seed + 1000 + partition_id, size=cfg.backdoor_trigger_size,
+            x_train,
+            y_train,
+            cfg.backdoor_fraction,
+            cfg.backdoor_target,
+            seed=cfg.seed + 1000 + partition_id,
+            size=cfg.backdoor_trigger_size,
         )
     return ClientData(
         partition_id=partition_id,
@@ -352,7 +371,11 @@ def train(
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, x: np.ndarray, y: np.ndarray, *, batch_size: int = 512,
+    model: nn.Module,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    batch_size: int = 512,
     dev: torch.device | None = None,
 ) -> tuple[float, float]:
     """Return ``(accuracy, mean cross-entropy loss)`` of ``model`` on ``(x, y)``.

@@ -98,8 +98,9 @@ def failure_reasons(replies: Iterable[Message], rejected: Mapping[int, str]) -> 
     -------
     dict[int, str]
     """
-    out = {m.metadata.src_node_id: f"error reply: {m.error.reason}"
-           for m in replies if m.has_error()}
+    out = {
+        m.metadata.src_node_id: f"error reply: {m.error.reason}" for m in replies if m.has_error()
+    }
     out.update(rejected)
     return out
 
@@ -115,10 +116,12 @@ class EmptyRoundGuard:
     """
 
     def __init__(self, max_in_a_row: int | None) -> None:
-        if max_in_a_row is not None and (isinstance(max_in_a_row, bool)
-                                         or not isinstance(max_in_a_row, int) or max_in_a_row < 0):
-            raise ValueError(f"max_empty_rounds must be an integer >= 0 or None, got "
-                             f"{max_in_a_row!r}")
+        if max_in_a_row is not None and (
+            isinstance(max_in_a_row, bool) or not isinstance(max_in_a_row, int) or max_in_a_row < 0
+        ):
+            raise ValueError(
+                f"max_empty_rounds must be an integer >= 0 or None, got {max_in_a_row!r}"
+            )
         self.max_in_a_row = max_in_a_row or None
         self.empty: list[int] = []  # the current run of empty rounds
 
@@ -146,11 +149,20 @@ class EmptyRoundGuard:
         shown = "; ".join(f"node {n}: {r}" for n, r in list(reasons.items())[:3]) or "no reply"
         if len(reasons) > 3:
             shown += f"; ... ({len(reasons)} nodes in all)"
-        log(ERROR, "round %d aggregated no train reply (%d empty round(s) in a row); the "
-            "global model did not change: %s", server_round, len(self.empty), shown)
+        log(
+            ERROR,
+            "round %d aggregated no train reply (%d empty round(s) in a row); the "
+            "global model did not change: %s",
+            server_round,
+            len(self.empty),
+            shown,
+        )
         if self.max_in_a_row is not None and len(self.empty) >= self.max_in_a_row:
-            which = (f"{len(self.empty)} rounds in a row (rounds {self.empty[0]}-"
-                     f"{self.empty[-1]})" if len(self.empty) > 1 else f"round {server_round}")
+            which = (
+                f"{len(self.empty)} rounds in a row (rounds {self.empty[0]}-{self.empty[-1]})"
+                if len(self.empty) > 1
+                else f"round {server_round}"
+            )
             raise EmptyRoundsError(
                 f"{which} aggregated no train reply (limit {self.max_in_a_row}: run-config key "
                 f"max-empty-rounds, NoT(max_empty_rounds=...)); the run stops. Round "

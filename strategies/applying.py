@@ -30,9 +30,12 @@ class RequestsMixin:
                 settle = spec.get("on_settled")
                 try:
                     self.request_unlearning(
-                        spec["targets"], by=spec.get("by", "partition-id"),
+                        spec["targets"],
+                        by=spec.get("by", "partition-id"),
                         requested_by=str(spec.get("requested_by", "operator")),
-                        strict=False, on_settled=settle)
+                        strict=False,
+                        on_settled=settle,
+                    )
                 except (KeyError, TypeError, ValueError) as err:
                     log(WARNING, "%s: rejected unlearning request %s: %s", self.tag, spec, err)
                     if settle is not None:
@@ -45,15 +48,25 @@ class RequestsMixin:
             pending = {v for r in self._pending if r.rule.by == BY_NODE_ID for v in r.rule.values}
         for n in node_ids:
             identity = self.book.identities.get(n) or {}
-            if (n not in self.book.excluded and str(n) not in pending
-                    and truthy(identity.get(self.forget_me_key))):
-                log(INFO, "%s: node %d asks to be forgotten (%s=true)", self.tag, n,
-                    self.forget_me_key)
-                self.request_unlearning([n], by=BY_NODE_ID, requested_by=f"client:{n}",
-                                        strict=False)
+            if (
+                n not in self.book.excluded
+                and str(n) not in pending
+                and truthy(identity.get(self.forget_me_key))
+            ):
+                log(
+                    INFO,
+                    "%s: node %d asks to be forgotten (%s=true)",
+                    self.tag,
+                    n,
+                    self.forget_me_key,
+                )
+                self.request_unlearning(
+                    [n], by=BY_NODE_ID, requested_by=f"client:{n}", strict=False
+                )
 
-    def _apply(self, requests: list[UnlearningRequest], server_round: int, arrays: ArrayRecord,
-               grid: Grid) -> ArrayRecord:
+    def _apply(
+        self, requests: list[UnlearningRequest], server_round: int, arrays: ArrayRecord, grid: Grid
+    ) -> ArrayRecord:
         """Apply the due requests at this boundary; return the model to send."""
         try:
             matched, accepted = self.book.accept(requests, grid)
@@ -72,37 +85,57 @@ class RequestsMixin:
         negated_metrics = self._evaluate_step(server_round, arrays, unlearned)
         for request, hits in accepted:
             event = UnlearningEvent(
-                request=request, round=server_round, targets=list(hits.values()),
-                layers=list(self.unlearner.layers), keys=list(self.unlearner.keys),
-                negation_seconds=0.0 if self.unlearner.records_step else seconds)
+                request=request,
+                round=server_round,
+                targets=list(hits.values()),
+                layers=list(self.unlearner.layers),
+                keys=list(self.unlearner.keys),
+                negation_seconds=0.0 if self.unlearner.records_step else seconds,
+            )
             request.outcome.round = server_round
             request.outcome.node_ids = sorted(hits)
             request.outcome.negated = list(event.layers or event.keys)
             request.outcome.negated_metrics = negated_metrics
             self._in_flight.append(event)
-            what = {"client": "", "class": f" classes {list(request.classes)} of",
-                    "instance": f" {len(request.samples)} samples of"}[request.kind]
-            log(INFO, "%s: round %d: unlearning%s %s=%s (asked by %s) -> nodes %s; negated %s",
-                self.tag, server_round, what, request.rule.by,
-                ",".join(request.rule.values), request.requested_by,
+            what = {
+                "client": "",
+                "class": f" classes {list(request.classes)} of",
+                "instance": f" {len(request.samples)} samples of",
+            }[request.kind]
+            log(
+                INFO,
+                "%s: round %d: unlearning%s %s=%s (asked by %s) -> nodes %s; negated %s",
+                self.tag,
+                server_round,
+                what,
+                request.rule.by,
+                ",".join(request.rule.values),
+                request.requested_by,
                 [t["node_id"] for t in event.targets],
-                event.layers or event.keys or "nothing")
+                event.layers or event.keys or "nothing",
+            )
             if request.on_settled is not None:
                 request.on_settled(request, True, "")
             if self.on_unlearning is not None:
                 self.on_unlearning(event, arrays, unlearned)
         return unlearned
 
-    def _evaluate_step(self, server_round: int, before: ArrayRecord,
-                       after: ArrayRecord) -> dict | None:
+    def _evaluate_step(
+        self, server_round: int, before: ArrayRecord, after: ArrayRecord
+    ) -> dict | None:
         """``start()``'s ``evaluate_fn`` on the model the step produced (if it changed it)."""
         if self._evaluate_fn is None or after is before:
             return None
         metrics = self._evaluate_fn(server_round, after)
         if metrics is None:
             return None
-        log(INFO, "%s: round %d: the unlearned model before recovery: %s", self.tag,
-            server_round, dict(metrics))
+        log(
+            INFO,
+            "%s: round %d: the unlearned model before recovery: %s",
+            self.tag,
+            server_round,
+            dict(metrics),
+        )
         return dict(metrics)
 
     def _confirm(self, server_round: int) -> None:

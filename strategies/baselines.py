@@ -47,7 +47,8 @@ class Retrain(FT):
     Start it from a freshly initialised model: ``strategy.start(grid, fresh_arrays, ...)``.
     """
 
-    def __init__(self, targets: Iterable | str | int, *, by: str = "partition-id",
-                 **kwargs) -> None:
+    def __init__(
+        self, targets: Iterable | str | int, *, by: str = "partition-id", **kwargs
+    ) -> None:
         super().__init__(**kwargs)
         self.request_unlearning(targets, by=by, at_round=1, requested_by="retrain")

@@ -60,7 +60,8 @@ def pristine_copy(strategy: Strategy) -> Strategy:
         raise TypeError(
             f"Unlearning: cannot copy the wrapped strategy {describe(strategy)} to give it a "
             f"fresh server state at each request ({type(err).__name__}: {err}); pass "
-            "keep_server_state=True to keep its state across requests instead") from err
+            "keep_server_state=True to keep its state across requests instead"
+        ) from err
 
 
 def fresh_copy(template: Strategy, previous: Strategy | None) -> Strategy:
@@ -96,8 +97,12 @@ def outer_strategies(wrapper: Strategy, depth: int = 40) -> list[Strategy]:
     frame = sys._getframe(1)  # pylint: disable=protected-access
     while frame is not None and depth > 0:
         obj = frame.f_locals.get("self")
-        if (isinstance(obj, Strategy) and obj is not wrapper and obj not in out
-                and any(inner is wrapper for inner in chain(obj)[1:])):
+        if (
+            isinstance(obj, Strategy)
+            and obj is not wrapper
+            and obj not in out
+            and any(inner is wrapper for inner in chain(obj)[1:])
+        ):
             out.append(obj)
         frame, depth = frame.f_back, depth - 1
     return out
@@ -118,7 +123,8 @@ def refuse_outer_model_keepers(wrapper: Strategy) -> None:
                 f"{name} wraps the Unlearning wrapper: it measures every reply against the "
                 "model it sent itself, the one from before the unlearning step, and so undoes "
                 f"the step. Put it inside instead: Unlearning({name}(FedAvg(...), ...), "
-                "unlearner)")
+                "unlearner)"
+            )
 
 
 def dp_sample_warning(strategy: Strategy, sampled: int, excluded: int) -> str | None:
@@ -145,7 +151,8 @@ def dp_sample_warning(strategy: Strategy, sampled: int, excluded: int) -> str | 
                 f"{type(part).__name__} calibrates its noise for num_sampled_clients="
                 f"{expected}, but with {excluded} node(s) excluded by unlearning this round "
                 f"samples {sampled}: its noise per client is off by {expected}/{sampled}. "
-                f"Give Unlearning a recovery_strategy with num_sampled_clients={sampled}")
+                f"Give Unlearning a recovery_strategy with num_sampled_clients={sampled}"
+            )
     return None
 
 
@@ -172,8 +179,9 @@ def expected_nodes(identities: Mapping[int, Mapping | None], min_available: int)
         reported = set()
     if len(reported) == 1:
         return max(reported.pop(), len(identities))
-    return max(len(identities), min_available) if len(identities) >= min_available \
-        else min_available
+    return (
+        max(len(identities), min_available) if len(identities) >= min_available else min_available
+    )
 
 
 def check_by(by: str, identities: Mapping[int, Mapping | None]) -> None:
@@ -197,9 +205,11 @@ def check_by(by: str, identities: Mapping[int, Mapping | None]) -> None:
         return
     norm = by.strip().lower().replace("_", "-").replace(" ", "-")
     if norm in builtin:
-        raise ValueError(f"unlearning request: by={by!r} is not a kind of target; did you mean "
-                         f"{norm!r}? Allowed: {builtin[0]!r}, {builtin[1]!r} or a node-config "
-                         "key the nodes report (such as 'partition-id')")
+        raise ValueError(
+            f"unlearning request: by={by!r} is not a kind of target; did you mean "
+            f"{norm!r}? Allowed: {builtin[0]!r}, {builtin[1]!r} or a node-config "
+            "key the nodes report (such as 'partition-id')"
+        )
     known = list(identities.values())
     if not known or any(ident is None for ident in known):
         return
@@ -207,10 +217,21 @@ def check_by(by: str, identities: Mapping[int, Mapping | None]) -> None:
     if by not in keys:
         close = difflib.get_close_matches(by, keys + list(builtin), n=1, cutoff=0.6)
         hint = f"; did you mean {close[0]!r}?" if close else "."
-        raise ValueError(f"unlearning request: by={by!r} is no node-config key of the "
-                         f"connected nodes (they report {keys}){hint} Allowed: "
-                         f"{builtin[0]!r}, {builtin[1]!r} or one of those keys")
+        raise ValueError(
+            f"unlearning request: by={by!r} is no node-config key of the "
+            f"connected nodes (they report {keys}){hint} Allowed: "
+            f"{builtin[0]!r}, {builtin[1]!r} or one of those keys"
+        )
 
 
-__all__ = ["check_by", "chain", "describe", "dp_sample_warning", "expected_nodes", "fresh_copy",
-           "outer_strategies", "pristine_copy", "refuse_outer_model_keepers"]
+__all__ = [
+    "check_by",
+    "chain",
+    "describe",
+    "dp_sample_warning",
+    "expected_nodes",
+    "fresh_copy",
+    "outer_strategies",
+    "pristine_copy",
+    "refuse_outer_model_keepers",
+]

@@ -81,9 +81,11 @@ CALIBRATE_MESSAGE_TYPE = "train.calibrate"
 INDEX_FILE = "index.json"
 
 
-def calibrated_step(model: dict[str, np.ndarray],
-                    updates: list[tuple[float, dict[str, np.ndarray], dict[str, np.ndarray]]],
-                    keys: list[str]) -> dict[str, np.ndarray]:
+def calibrated_step(
+    model: dict[str, np.ndarray],
+    updates: list[tuple[float, dict[str, np.ndarray], dict[str, np.ndarray]]],
+    keys: list[str],
+) -> dict[str, np.ndarray]:
     """One FedEraser step: ``model + sum_k w_k |U_old_k| U_cal_k / |U_cal_k|`` per tensor.
 
     Parameters
@@ -116,8 +118,11 @@ def calibrated_step(model: dict[str, np.ndarray],
     return out
 
 
-def overlay(model: dict[str, np.ndarray], updates: list[tuple[float, dict[str, np.ndarray]]],
-            keys: list[str]) -> dict[str, np.ndarray]:
+def overlay(
+    model: dict[str, np.ndarray],
+    updates: list[tuple[float, dict[str, np.ndarray]]],
+    keys: list[str],
+) -> dict[str, np.ndarray]:
     """``model + sum_k w_k U_k`` (weights normalised): FedAvg of stored updates."""
     total = float(sum(w for w, _ in updates))
     out = dict(model)
@@ -175,21 +180,30 @@ class FedEraserUnlearner:
         "server_data": False,
     }
 
-    def __init__(self, *, store_dir: str | Path, local_epochs: int, retain_interval: int = 1,
-                 calibration_ratio: float = 0.5,
-                 message_type: str = CALIBRATE_MESSAGE_TYPE) -> None:
+    def __init__(
+        self,
+        *,
+        store_dir: str | Path,
+        local_epochs: int,
+        retain_interval: int = 1,
+        calibration_ratio: float = 0.5,
+        message_type: str = CALIBRATE_MESSAGE_TYPE,
+    ) -> None:
         if retain_interval < 1:
             raise ValueError(f"FedEraser retain_interval must be >= 1, got {retain_interval}")
         if not 0 < calibration_ratio <= 1:
-            raise ValueError(f"FedEraser calibration_ratio must be in (0, 1], got "
-                             f"{calibration_ratio}")
+            raise ValueError(
+                f"FedEraser calibration_ratio must be in (0, 1], got {calibration_ratio}"
+            )
         if local_epochs < 1:
             raise ValueError(f"FedEraser local_epochs must be >= 1, got {local_epochs}")
         self.store_dir = Path(store_dir)
         if self.store_dir.exists() and any(self.store_dir.iterdir()):
             if not (self.store_dir / INDEX_FILE).is_file():
-                raise ValueError(f"FedEraser store_dir {self.store_dir} is not empty and holds no "
-                                 f"{INDEX_FILE}: choose an empty or new folder")
+                raise ValueError(
+                    f"FedEraser store_dir {self.store_dir} is not empty and holds no "
+                    f"{INDEX_FILE}: choose an empty or new folder"
+                )
             shutil.rmtree(self.store_dir)
         self.store_dir.mkdir(parents=True, exist_ok=True)
         self.local_epochs = local_epochs
@@ -228,16 +242,21 @@ class FedEraserUnlearner:
         return (server_round - 1) % self.retain_interval == 0
 
     def _write_index(self) -> None:
-        data = {"retain_interval": self.retain_interval,
-                "initial": self._initial.name if self._initial else None,
-                "rounds": {str(r): {str(n): e for n, e in nodes.items()}
-                           for r, nodes in sorted(self._index.items())}}
+        data = {
+            "retain_interval": self.retain_interval,
+            "initial": self._initial.name if self._initial else None,
+            "rounds": {
+                str(r): {str(n): e for n, e in nodes.items()}
+                for r, nodes in sorted(self._index.items())
+            },
+        }
         tmp = self.store_dir / (INDEX_FILE + ".tmp")
         tmp.write_text(json.dumps(data, indent=1))
         os.replace(tmp, self.store_dir / INDEX_FILE)
 
-    def observe_train(self, server_round: int, sent: ArrayRecord, replies: list[Message],
-                      weighted_by_key: str) -> None:
+    def observe_train(
+        self, server_round: int, sent: ArrayRecord, replies: list[Message], weighted_by_key: str
+    ) -> None:
         """Store round 1's model sent (once) and, in a retained round, every reply's update
         against the model sent."""
         if self._initial is None:
@@ -257,26 +276,37 @@ class FedEraserUnlearner:
             update = {k: (local[k] - glob[k]).astype(glob[k].dtype) for k in keys}
             path = folder / f"node-{node}.npz"
             _save(path, update)
-            entries[node] = {"file": str(path.relative_to(self.store_dir)),
-                             "num_examples": float(reply_metrics(msg.content)[weighted_by_key])}
+            entries[node] = {
+                "file": str(path.relative_to(self.store_dir)),
+                "num_examples": float(reply_metrics(msg.content)[weighted_by_key]),
+            }
         self._write_index()
 
     # ------------------------------------------------------------ unlearning
     def unlearn(self, step: UnlearningStep) -> ArrayRecord:
         """Rebuild the model over the retained rounds without the excluded clients."""
         rounds = [r for r in sorted(self._index) if r < step.server_round]
-        step.record.update(retained_rounds=rounds, calibration_epochs=self.calibration_epochs,
-                           storage_bytes_before=self.storage_bytes)
+        step.record.update(
+            retained_rounds=rounds,
+            calibration_epochs=self.calibration_epochs,
+            storage_bytes_before=self.storage_bytes,
+        )
         if not rounds or self._initial is None:
-            log(WARNING, "FedEraser: no stored history before round %d; the global model is "
-                "kept", step.server_round)
+            log(
+                WARNING,
+                "FedEraser: no stored history before round %d; the global model is kept",
+                step.server_round,
+            )
             step.record["status"] = "no history"
             return step.arrays
         model = _load(self._initial)
         keys = float_keys(model)
         first = {n: e for n, e in self._index[rounds[0]].items() if n not in step.excluded}
-        model = overlay(model, [(e["num_examples"], _load(self.store_dir / e["file"]))
-                                for e in first.values()], keys)
+        model = overlay(
+            model,
+            [(e["num_examples"], _load(self.store_dir / e["file"])) for e in first.values()],
+            keys,
+        )
         per_round = [{"round": rounds[0], "clients": sorted(first), "calibrated": False}]
         for r in rounds[1:]:
             model, done = self._calibrate_round(step, r, model, keys)
@@ -288,34 +318,52 @@ class FedEraserUnlearner:
         model = {k: model[k] for k in glob}
         self._forget_history(step.targets)
         step.record.update(rounds_rebuilt=per_round, storage_bytes_after=self.storage_bytes)
-        log(INFO, "FedEraser: round %d: rebuilt over %d retained rounds (%d calibrated) without "
-            "nodes %s", step.server_round, len(rounds),
-            sum(1 for p in per_round if p.get("calibrated")), sorted(step.excluded))
+        log(
+            INFO,
+            "FedEraser: round %d: rebuilt over %d retained rounds (%d calibrated) without nodes %s",
+            step.server_round,
+            len(rounds),
+            sum(1 for p in per_round if p.get("calibrated")),
+            sorted(step.excluded),
+        )
         return to_record(model)
 
-    def _calibrate_round(self, step: UnlearningStep, r: int, model: dict[str, np.ndarray],
-                         keys: list[str]) -> tuple[dict[str, np.ndarray], dict]:
+    def _calibrate_round(
+        self, step: UnlearningStep, r: int, model: dict[str, np.ndarray], keys: list[str]
+    ) -> tuple[dict[str, np.ndarray], dict]:
         """One retained round ``r``: calibration training by the remaining clients, then the
         calibrated step; returns the model and the round's record."""
         connected = set(step.grid.get_node_ids())
-        entries = {n: e for n, e in self._index[r].items()
-                   if n not in step.excluded and n in connected}
+        entries = {
+            n: e for n, e in self._index[r].items() if n not in step.excluded and n in connected
+        }
         if not entries:
             return model, {"round": r, "clients": [], "skipped": "no remaining client"}
-        config = ConfigRecord({"local-epochs": self.calibration_epochs,
-                               "server-round": step.server_round, "calibration-round": r})
-        content = RecordDict({step.arrayrecord_key: to_record(model),
-                              step.configrecord_key: config})
-        messages = [Message(content, dst_node_id=n, message_type=self.message_type)
-                    for n in entries]
+        config = ConfigRecord(
+            {
+                "local-epochs": self.calibration_epochs,
+                "server-round": step.server_round,
+                "calibration-round": r,
+            }
+        )
+        content = RecordDict(
+            {step.arrayrecord_key: to_record(model), step.configrecord_key: config}
+        )
+        messages = [
+            Message(content, dst_node_id=n, message_type=self.message_type) for n in entries
+        ]
         layout = array_layout(step.arrays)
         updates = []
         for msg in step.send(messages, who="FedEraser"):
             node = msg.metadata.src_node_id
             reason = check_train_reply(msg.content, layout, step.weighted_by_key)
             if node not in entries or reason is not None:
-                log(WARNING, "FedEraser: calibration reply of node %d dropped: %s", node,
-                    reason or "not asked")
+                log(
+                    WARNING,
+                    "FedEraser: calibration reply of node %d dropped: %s",
+                    node,
+                    reason or "not asked",
+                )
                 continue
             local = to_numpy(next(iter(msg.content.array_records.values())))
             cal = {k: local[k] - model[k] for k in keys}
@@ -323,8 +371,10 @@ class FedEraserUnlearner:
             updates.append((entries[node]["num_examples"], old, cal))
         if not updates:
             return model, {"round": r, "clients": [], "skipped": "no calibration reply"}
-        return (calibrated_step(model, updates, keys),
-                {"round": r, "clients": sorted(n for n in entries), "calibrated": True})
+        return (
+            calibrated_step(model, updates, keys),
+            {"round": r, "clients": sorted(n for n in entries), "calibrated": True},
+        )
 
     def _forget_history(self, targets: list[int]) -> None:
         """Delete the targets' stored updates."""
@@ -350,13 +400,32 @@ class FedEraser(NoT):
     REQUIREMENTS = FedEraserUnlearner.requirements
 
     # pylint: disable=too-many-arguments
-    def __init__(self, *, store_dir: str | Path, local_epochs: int, retain_interval: int = 1,
-                 calibration_ratio: float = 0.5, message_type: str = CALIBRATE_MESSAGE_TYPE,
-                 **kwargs) -> None:
-        super().__init__(FedEraserUnlearner(
-            store_dir=store_dir, local_epochs=local_epochs, retain_interval=retain_interval,
-            calibration_ratio=calibration_ratio, message_type=message_type), **kwargs)
+    def __init__(
+        self,
+        *,
+        store_dir: str | Path,
+        local_epochs: int,
+        retain_interval: int = 1,
+        calibration_ratio: float = 0.5,
+        message_type: str = CALIBRATE_MESSAGE_TYPE,
+        **kwargs,
+    ) -> None:
+        super().__init__(
+            FedEraserUnlearner(
+                store_dir=store_dir,
+                local_epochs=local_epochs,
+                retain_interval=retain_interval,
+                calibration_ratio=calibration_ratio,
+                message_type=message_type,
+            ),
+            **kwargs,
+        )
 
 
-__all__ = ["CALIBRATE_MESSAGE_TYPE", "FedEraser", "FedEraserUnlearner", "calibrated_step",
-           "overlay"]
+__all__ = [
+    "CALIBRATE_MESSAGE_TYPE",
+    "FedEraser",
+    "FedEraserUnlearner",
+    "calibrated_step",
+    "overlay",
+]

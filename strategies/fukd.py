@@ -57,10 +57,19 @@ from .unlearner import CLIENT_ONLY, UnlearningStep
 from .unlearning_step import float_keys, nbytes, to_numpy, to_record
 
 
-def distill(student: nn.Module, teacher: nn.Module, x: np.ndarray, *, epochs: int = 5,
-            temperature: float = 2.0, lr: float = 0.01, momentum: float = 0.9,
-            batch_size: int = 16, seed: int = 0, device: torch.device | None = None
-            ) -> dict[str, float]:
+def distill(
+    student: nn.Module,
+    teacher: nn.Module,
+    x: np.ndarray,
+    *,
+    epochs: int = 5,
+    temperature: float = 2.0,
+    lr: float = 0.01,
+    momentum: float = 0.9,
+    batch_size: int = 16,
+    seed: int = 0,
+    device: torch.device | None = None,
+) -> dict[str, float]:
     """Train ``student`` in place to match ``teacher``'s softened outputs on ``x``.
 
     Returns
@@ -80,7 +89,7 @@ def distill(student: nn.Module, teacher: nn.Module, x: np.ndarray, *, epochs: in
         total, count = 0.0, 0
         order = torch.randperm(len(xt), generator=gen).to(dev)
         for s in range(0, len(xt), batch_size):
-            xb = xt[order[s:s + batch_size]]
+            xb = xt[order[s : s + batch_size]]
             with torch.no_grad():
                 soft = torch.softmax(teacher(xb) / t, dim=1)
             log_p = torch.log_softmax(student(xb) / t, dim=1)
@@ -131,9 +140,19 @@ class FUKDUnlearner:
     keys: tuple[str, ...] = ()
 
     # pylint: disable=too-many-arguments
-    def __init__(self, *, model: nn.Module, server_x: np.ndarray, epochs: int = 5,
-                 temperature: float = 2.0, lr: float = 0.01, momentum: float = 0.9,
-                 batch_size: int = 16, seed: int = 0, device: torch.device | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        model: nn.Module,
+        server_x: np.ndarray,
+        epochs: int = 5,
+        temperature: float = 2.0,
+        lr: float = 0.01,
+        momentum: float = 0.9,
+        batch_size: int = 16,
+        seed: int = 0,
+        device: torch.device | None = None,
+    ) -> None:
         if len(server_x) == 0:
             raise ValueError("FUKD needs server-side data (server_x is empty)")
         if epochs < 1 or temperature <= 0 or lr <= 0:
@@ -150,13 +169,16 @@ class FUKDUnlearner:
         """Bytes of the accumulated updates kept (one per client)."""
         return sum(nbytes(a) for a in self.accumulated.values())
 
-    def observe_train(self, server_round: int, sent: ArrayRecord, replies: list[Message],
-                      weighted_by_key: str) -> None:
+    def observe_train(
+        self, server_round: int, sent: ArrayRecord, replies: list[Message], weighted_by_key: str
+    ) -> None:
         """Add each reply's FedAvg-weighted update (against the model sent) to its sum."""
         del server_round
         glob = to_numpy(sent)
-        weights = {m.metadata.src_node_id: float(reply_metrics(m.content)[weighted_by_key])
-                   for m in replies}
+        weights = {
+            m.metadata.src_node_id: float(reply_metrics(m.content)[weighted_by_key])
+            for m in replies
+        }
         total = sum(weights.values())
         keys = float_keys(glob)
         for msg in replies:
@@ -183,16 +205,31 @@ class FUKDUnlearner:
         teacher.load_state_dict(step.arrays.to_torch_state_dict())
         student = self.model
         student.load_state_dict(to_record(skewed).to_torch_state_dict())
-        stats = distill(student, teacher, self.server_x, epochs=self.epochs,
-                        temperature=self.temperature, lr=self.lr, momentum=self.momentum,
-                        batch_size=self.batch_size,
-                        seed=self.seed * 100_003 + step.server_round, device=self.device)
+        stats = distill(
+            student,
+            teacher,
+            self.server_x,
+            epochs=self.epochs,
+            temperature=self.temperature,
+            lr=self.lr,
+            momentum=self.momentum,
+            batch_size=self.batch_size,
+            seed=self.seed * 100_003 + step.server_round,
+            device=self.device,
+        )
         state = {k: v.detach().cpu().numpy() for k, v in student.state_dict().items()}
         out = {k: state[k].astype(glob[k].dtype) for k in glob}
         step.record.update(subtracted=subtracted, server_samples=int(len(self.server_x)), **stats)
-        log(INFO, "FUKD: round %d: subtracted the accumulated updates of %s, distilled %d "
-            "epochs on %d server samples (KL %.4f)", step.server_round, subtracted, self.epochs,
-            len(self.server_x), stats["distill-loss"])
+        log(
+            INFO,
+            "FUKD: round %d: subtracted the accumulated updates of %s, distilled %d "
+            "epochs on %d server samples (KL %.4f)",
+            step.server_round,
+            subtracted,
+            self.epochs,
+            len(self.server_x),
+            stats["distill-loss"],
+        )
         return to_record(out)
 
 
@@ -210,13 +247,34 @@ class FUKD(NoT):
     REQUIREMENTS = FUKDUnlearner.requirements
 
     # pylint: disable=too-many-arguments
-    def __init__(self, *, model: nn.Module, server_x: np.ndarray, epochs: int = 5,
-                 temperature: float = 2.0, lr: float = 0.01, momentum: float = 0.9,
-                 batch_size: int = 16, seed: int = 0, device: torch.device | None = None,
-                 **kwargs) -> None:
-        super().__init__(FUKDUnlearner(
-            model=model, server_x=server_x, epochs=epochs, temperature=temperature, lr=lr,
-            momentum=momentum, batch_size=batch_size, seed=seed, device=device), **kwargs)
+    def __init__(
+        self,
+        *,
+        model: nn.Module,
+        server_x: np.ndarray,
+        epochs: int = 5,
+        temperature: float = 2.0,
+        lr: float = 0.01,
+        momentum: float = 0.9,
+        batch_size: int = 16,
+        seed: int = 0,
+        device: torch.device | None = None,
+        **kwargs,
+    ) -> None:
+        super().__init__(
+            FUKDUnlearner(
+                model=model,
+                server_x=server_x,
+                epochs=epochs,
+                temperature=temperature,
+                lr=lr,
+                momentum=momentum,
+                batch_size=batch_size,
+                seed=seed,
+                device=device,
+            ),
+            **kwargs,
+        )
 
     @property
     def accumulated(self) -> dict[int, dict[str, np.ndarray]]:

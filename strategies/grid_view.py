@@ -38,8 +38,13 @@ class ExcludingGrid(Grid):
         come in :func:`strategies.replies.node_order`. ``None``: the grid's order.
     """
 
-    def __init__(self, grid: Grid, is_excluded: Callable[[int], bool], *,
-                 identities: Mapping[int, Mapping | None] | None = None) -> None:
+    def __init__(
+        self,
+        grid: Grid,
+        is_excluded: Callable[[int], bool],
+        *,
+        identities: Mapping[int, Mapping | None] | None = None,
+    ) -> None:
         self.grid = grid
         self.is_excluded = is_excluded
         self.identities = identities
@@ -52,8 +57,11 @@ class ExcludingGrid(Grid):
 
     def get_nodes(self) -> Iterable:
         """Connected nodes' infos, excluded nodes left out."""
-        infos = {info.node_id: info for info in self.grid.get_nodes()
-                 if not self.is_excluded(info.node_id)}
+        infos = {
+            info.node_id: info
+            for info in self.grid.get_nodes()
+            if not self.is_excluded(info.node_id)
+        }
         order = list(infos) if self.identities is None else node_order(infos, self.identities)
         return [infos[n] for n in order]
 
@@ -63,8 +71,9 @@ class ExcludingGrid(Grid):
     # --- messages: passed through, never to an excluded node
     def _check(self, messages: Iterable[Message]) -> list[Message]:
         messages = list(messages)
-        bad = sorted({m.metadata.dst_node_id for m in messages
-                      if self.is_excluded(m.metadata.dst_node_id)})
+        bad = sorted(
+            {m.metadata.dst_node_id for m in messages if self.is_excluded(m.metadata.dst_node_id)}
+        )
         if bad:
             raise ValueError(f"refusing to send to excluded node(s) {bad}: they were unlearnt")
         return messages
@@ -77,8 +86,9 @@ class ExcludingGrid(Grid):
         """Pull through the real grid (in node order)."""
         return self._ordered(self.grid.pull_messages(message_ids))
 
-    def send_and_receive(self, messages: Iterable[Message], *,
-                         timeout: float | None = None) -> Iterable[Message]:
+    def send_and_receive(
+        self, messages: Iterable[Message], *, timeout: float | None = None
+    ) -> Iterable[Message]:
         """Send and receive through the real grid (not to excluded nodes; replies in
         node order)."""
         return self._ordered(self.grid.send_and_receive(self._check(messages), timeout=timeout))

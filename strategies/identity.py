@@ -189,8 +189,9 @@ def identity_hint(replied: int, silent: int) -> str:
     str
         The advice, naming both lines to add (import and registration).
     """
-    handler = ("`from strategies import answer_identity` and "
-               "`app.query('identity')(answer_identity)`")
+    handler = (
+        "`from strategies import answer_identity` and `app.query('identity')(answer_identity)`"
+    )
     parts = []
     if silent:
         parts.append(
@@ -198,14 +199,17 @@ def identity_hint(replied: int, silent: int) -> str:
             "identity mod (ClientApp(mods=[identity_mod])) only adds the identity to "
             "train/evaluate replies, so before a node's first reply (a request at round 1) "
             f"only the query handler can tell. Add to the ClientApp {handler}, or apply the "
-            "request after round 1")
+            "request after round 1"
+        )
     if replied:
         parts.append(
             f"{replied} node(s) replied without an identity and did not answer the identity "
             f"query: add the query handler to the ClientApp ({handler}) or the identity mod "
-            "(`from strategies import identity_mod` and `ClientApp(mods=[identity_mod])`)")
-    return "; ".join(parts) + ("; or name targets by 'node-id' or 'supernode-name'"
-                               if parts else "")
+            "(`from strategies import identity_mod` and `ClientApp(mods=[identity_mod])`)"
+        )
+    return "; ".join(parts) + (
+        "; or name targets by 'node-id' or 'supernode-name'" if parts else ""
+    )
 
 
 def _canonical(value) -> str:

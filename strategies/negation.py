@@ -112,10 +112,16 @@ BATCHNORM_POLICIES: tuple[str, ...] = ("keep", "negate-running-mean")
 _MAX_LISTED = 20
 _GLOB_CHARS = "*?["
 _INDEX_RE = re.compile(r"[+-]?\d+")
-_BATCH_NORM_FUNCS = frozenset({"batch_norm", "native_batch_norm", "_batch_norm_impl_index",
-                               "cudnn_batch_norm", "_native_batch_norm_legit",
-                               "_native_batch_norm_legit_no_training"})
-
+_BATCH_NORM_FUNCS = frozenset(
+    {
+        "batch_norm",
+        "native_batch_norm",
+        "_batch_norm_impl_index",
+        "cudnn_batch_norm",
+        "_native_batch_norm_legit",
+        "_native_batch_norm_legit_no_training",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -138,7 +144,6 @@ class Layer:
     index: int
     param_keys: tuple[str, ...]
     kind: str
-
 
 
 # ----------------------------------------------------------------------------- tracing
@@ -210,8 +215,11 @@ class _UseRecorder(TorchFunctionMode):
         used = [self.owner[id(t)] for t in tensors if id(t) in self.owner]
         roots = []
         if used:  # before the call: an in-place op must not change what we recorded
-            roots = [t.sum() for t in tensors
-                     if id(t) not in self.owner and t.requires_grad and t.is_floating_point()]
+            roots = [
+                t.sum()
+                for t in tensors
+                if id(t) not in self.owner and t.requires_grad and t.is_floating_point()
+            ]
         out = func(*args, **kwargs)
         outputs = list(_iter_tensors(out))
         if outputs:  # metadata reads (.shape, .dim(), ...) neither use nor consume tensors
@@ -231,8 +239,11 @@ class _UseRecorder(TorchFunctionMode):
 
     def _note_consumers(self, func: Any, tensors: list[torch.Tensor]) -> None:
         """Resolve pending layer outputs consumed by this call (a BN call records its running_mean)."""
-        consumed = [self._pending.pop(id(t))[1] for t in tensors
-                    if id(t) in self._pending and self._pending[id(t)][0] is t]
+        consumed = [
+            self._pending.pop(id(t))[1]
+            for t in tensors
+            if id(t) in self._pending and self._pending[id(t)][0] is t
+        ]
         if not consumed or _func_name(func) not in _BATCH_NORM_FUNCS:
             return
         keys = [self.running_mean_keys[id(t)] for t in tensors if id(t) in self.running_mean_keys]
@@ -271,7 +282,9 @@ def _trace(model: nn.Module, example_input: Any) -> _Trace:
         for p_name, param in module.named_parameters(recurse=False):
             if id(param) not in owner:
                 owner[id(param)] = mod_name
-                direct.setdefault(mod_name, []).append(f"{mod_name}.{p_name}" if mod_name else p_name)
+                direct.setdefault(mod_name, []).append(
+                    f"{mod_name}.{p_name}" if mod_name else p_name
+                )
     running_mean_keys = {
         tid: keys[0]
         for tid, keys in _alias_keys(model.named_buffers(remove_duplicate=False)).items()
@@ -299,8 +312,13 @@ def _trace(model: nn.Module, example_input: Any) -> _Trace:
         Layer(name=name, index=i, param_keys=tuple(direct[name]), kind=type(modules[name]).__name__)
         for i, name in enumerate(order)
     ]
-    return _Trace(layers, recorder.last_layer, recorder.calls, recorder.bn_running_means,
-                  {n: type(m).__name__ for n, m in modules.items()})
+    return _Trace(
+        layers,
+        recorder.last_layer,
+        recorder.calls,
+        recorder.bn_running_means,
+        {n: type(m).__name__ for n, m in modules.items()},
+    )
 
 
 def forward_layers(model: nn.Module, example_input: torch.Tensor) -> list[Layer]:
@@ -334,7 +352,9 @@ def _listing(layers: Sequence[Layer]) -> str:
 def _split_selector(selector: Any) -> list[str | int]:
     """Flatten a selector into stripped, non-empty items (strings or ints)."""
     if isinstance(selector, bool):
-        raise NegationError(f"layer selector must be a string, an int or a list of them, got {selector!r}")
+        raise NegationError(
+            f"layer selector must be a string, an int or a list of them, got {selector!r}"
+        )
     if isinstance(selector, (int, np.integer)):
         return [int(selector)]
     if isinstance(selector, str):
@@ -346,9 +366,12 @@ def _split_selector(selector: Any) -> list[str | int]:
                 items.extend(_split_selector(item))
             else:
                 raise NegationError(
-                    f"layer selector items must be strings or ints, got {item!r} in {selector!r}")
+                    f"layer selector items must be strings or ints, got {item!r} in {selector!r}"
+                )
         return items
-    raise NegationError(f"layer selector must be a string, an int or a list of them, got {selector!r}")
+    raise NegationError(
+        f"layer selector must be a string, an int or a list of them, got {selector!r}"
+    )
 
 
 def _by_index(layers: Sequence[Layer], index: int, item: Any) -> Layer:
@@ -356,11 +379,14 @@ def _by_index(layers: Sequence[Layer], index: int, item: Any) -> Layer:
     if not -n <= index < n:
         raise NegationError(
             f"layer index {item!r} is out of range: valid indices are {-n}..{n - 1} "
-            f"for the {n} layers in forward order")
+            f"for the {n} layers in forward order"
+        )
     return layers[index]
 
 
-def _no_match(item: str, layers: Sequence[Layer], module_names: Mapping[str, str] | Iterable[str] | None) -> NegationError:
+def _no_match(
+    item: str, layers: Sequence[Layer], module_names: Mapping[str, str] | Iterable[str] | None
+) -> NegationError:
     names = set(module_names or ())
     is_glob = any(c in item for c in _GLOB_CHARS)
     hits = sorted(n for n in names if (fnmatch.fnmatchcase(n, item) if is_glob else n == item))
@@ -370,14 +396,17 @@ def _no_match(item: str, layers: Sequence[Layer], module_names: Mapping[str, str
             f"layer selector {item!r} names module(s) {shown} that own no parameters used in "
             "forward; a layer is a module with its own parameters, e.g. a Conv2d or Linear "
             f"(try a glob such as {item + '.*'!r}); available layers in forward order: "
-            f"{_listing(layers)}")
+            f"{_listing(layers)}"
+        )
     return NegationError(
         f"layer selector {item!r} matches no layer; available layers in forward order: "
-        f"{_listing(layers)}")
+        f"{_listing(layers)}"
+    )
 
 
-def _resolve(item: str | int, layers: Sequence[Layer],
-             module_names: Mapping[str, str] | Iterable[str] | None) -> list[Layer]:
+def _resolve(
+    item: str | int, layers: Sequence[Layer], module_names: Mapping[str, str] | Iterable[str] | None
+) -> list[Layer]:
     if isinstance(item, int):
         return [_by_index(layers, item, item)]
     if item == "first":
@@ -389,7 +418,8 @@ def _resolve(item: str | int, layers: Sequence[Layer],
             raise NegationError(
                 f"layer selector {item!r} is ambiguous: index {item} is {layer.name!r} but a "
                 f"layer is also named {item!r}; use the int {int(item)} for the index or the "
-                f"glob {'[' + item[0] + ']' + item[1:]!r} for the name")
+                f"glob {'[' + item[0] + ']' + item[1:]!r} for the name"
+            )
         return [layer]
     if any(c in item for c in _GLOB_CHARS):
         matched = [lay for lay in layers if fnmatch.fnmatchcase(lay.name, item)]
@@ -400,8 +430,12 @@ def _resolve(item: str | int, layers: Sequence[Layer],
     return matched
 
 
-def select_layers(layers: list[Layer], selector: str | int | Sequence[str | int], *,
-                  module_names: Mapping[str, str] | Iterable[str] | None = None) -> list[Layer]:
+def select_layers(
+    layers: list[Layer],
+    selector: str | int | Sequence[str | int],
+    *,
+    module_names: Mapping[str, str] | Iterable[str] | None = None,
+) -> list[Layer]:
     """Pick layers by name, glob, index or a combination of these.
 
     Parameters
@@ -432,11 +466,14 @@ def select_layers(layers: list[Layer], selector: str | int | Sequence[str | int]
     """
     items = _split_selector(selector)
     if not items:
-        raise NegationError(f"empty layer selector {selector!r}: give 'first', a module name, "
-                            "a glob, an index or a comma-separated list of these")
+        raise NegationError(
+            f"empty layer selector {selector!r}: give 'first', a module name, "
+            "a glob, an index or a comma-separated list of these"
+        )
     if not layers:
-        raise NegationError(f"cannot select {selector!r}: the model has no layers with "
-                            "parameters used in forward")
+        raise NegationError(
+            f"cannot select {selector!r}: the model has no layers with parameters used in forward"
+        )
     chosen: dict[int, Layer] = {}
     for item in items:
         for layer in _resolve(item, layers, module_names):
@@ -467,13 +504,15 @@ def _check_antichain(trace: _Trace, selected: Sequence[Layer]) -> None:
             raise NegationError(
                 f"{first!r} feeds {second!r} (both are used inside one fused call to "
                 f"{call.func_name}): negated layers must form an antichain (no selected "
-                "layer upstream of another)")
+                "layer upstream of another)"
+            )
     for a in selected:
         for b in selected:
             if a is not b and _feeds(trace, a.name, b.name):
                 raise NegationError(
                     f"{a.name!r} feeds {b.name!r}: negated layers must form an antichain "
-                    "(no selected layer upstream of another)")
+                    "(no selected layer upstream of another)"
+                )
 
 
 def _selector_text(selector: Any) -> str:
@@ -485,9 +524,14 @@ def _selector_text(selector: Any) -> str:
         return repr(selector)
 
 
-def plan_negation(model: nn.Module, example_input: torch.Tensor,
-                  selector: str | int | Sequence[str | int] = "first", *,
-                  include_bias: bool = True, batchnorm: str = "keep") -> NegationPlan:
+def plan_negation(
+    model: nn.Module,
+    example_input: torch.Tensor,
+    selector: str | int | Sequence[str | int] = "first",
+    *,
+    include_bias: bool = True,
+    batchnorm: str = "keep",
+) -> NegationPlan:
     """Select layers to negate, check NoT's constraints and list the keys to negate.
 
     Parameters
@@ -517,7 +561,9 @@ def plan_negation(model: nn.Module, example_input: torch.Tensor,
         that is not an antichain, or (with ``include_bias=False``) a layer without weight.
     """
     if batchnorm not in BATCHNORM_POLICIES:
-        raise NegationError(f"batchnorm policy {batchnorm!r} is not one of {', '.join(BATCHNORM_POLICIES)}")
+        raise NegationError(
+            f"batchnorm policy {batchnorm!r} is not one of {', '.join(BATCHNORM_POLICIES)}"
+        )
     if not isinstance(include_bias, (bool, np.bool_)):
         raise NegationError(f"include_bias must be True or False, got {include_bias!r}")
     trace = _trace(model, example_input)
@@ -526,27 +572,33 @@ def plan_negation(model: nn.Module, example_input: torch.Tensor,
         if layer.name == trace.output_layer:
             raise NegationError(
                 f"{layer.name!r} is the output layer; NoT never negates the output layer "
-                "(choose earlier layers, e.g. 'first')")
+                "(choose earlier layers, e.g. 'first')"
+            )
     _check_antichain(trace, selected)
 
     param_aliases = _alias_keys(model.named_parameters(remove_duplicate=False))
     params = dict(model.named_parameters(remove_duplicate=False))
     keys: dict[str, None] = {}
     for layer in selected:
-        chosen = [k for k in layer.param_keys
-                  if include_bias or k.rsplit(".", 1)[-1].endswith("weight")]
+        chosen = [
+            k for k in layer.param_keys if include_bias or k.rsplit(".", 1)[-1].endswith("weight")
+        ]
         if not chosen:
             raise NegationError(
                 f"layer {layer.name!r} ({layer.kind}) has no weight parameter to negate with "
-                f"include_bias=False; its parameters are {', '.join(layer.param_keys)}")
+                f"include_bias=False; its parameters are {', '.join(layer.param_keys)}"
+            )
         for key in chosen:
             keys.update(dict.fromkeys(param_aliases[id(params[key])]))
         if batchnorm == "negate-running-mean":
             keys.update(dict.fromkeys(trace.bn_running_means.get(layer.name, [])))
-    return NegationPlan(layers=tuple(layer.name for layer in selected), keys=tuple(keys),
-                        selector=_selector_text(selector), include_bias=bool(include_bias),
-                        batchnorm=batchnorm)
-
+    return NegationPlan(
+        layers=tuple(layer.name for layer in selected),
+        keys=tuple(keys),
+        selector=_selector_text(selector),
+        include_bias=bool(include_bias),
+        batchnorm=batchnorm,
+    )
 
 
 def negate_model_(model: nn.Module, plan: NegationPlan) -> nn.Module:
@@ -583,4 +635,3 @@ def negate_model_(model: nn.Module, plan: NegationPlan) -> nn.Module:
         for tensor in targets.values():
             tensor.neg_()
     return model
-

@@ -31,7 +31,6 @@ class NegationError(ValueError):
     """A negation request that cannot be honoured (bad selector, key, policy or layer set)."""
 
 
-
 @dataclass(frozen=True)
 class NegationPlan:
     """What NoT negates: the selected layers and the exact ``state_dict`` keys.
@@ -88,7 +87,6 @@ class NegationPlan:
         }
 
 
-
 def _key_tuple(keys: str | Iterable[str]) -> tuple[str, ...]:
     return (keys,) if isinstance(keys, str) else tuple(dict.fromkeys(keys))
 
@@ -100,7 +98,9 @@ def _unknown_key(key: str, available: Iterable[str]) -> NegationError:
 
 
 def _not_float(key: str, dtype: Any) -> NegationError:
-    return NegationError(f"key {key!r} has dtype {dtype}; only floating-point entries can be negated")
+    return NegationError(
+        f"key {key!r} has dtype {dtype}; only floating-point entries can be negated"
+    )
 
 
 def _negate_value(key: str, value: Any) -> Any:
@@ -114,8 +114,10 @@ def _negate_value(key: str, value: Any) -> Any:
         if not np.issubdtype(value.dtype, np.floating):
             raise _not_float(key, value.dtype)
         return np.asarray(np.negative(value))
-    raise NegationError(f"key {key!r} holds a {type(value).__name__}; expected a torch.Tensor, "
-                        "a numpy.ndarray or a flwr Array")
+    raise NegationError(
+        f"key {key!r} holds a {type(value).__name__}; expected a torch.Tensor, "
+        "a numpy.ndarray or a flwr Array"
+    )
 
 
 def npy_payload(array) -> tuple[bytes, np.ndarray] | None:
@@ -154,8 +156,11 @@ def npy_payload(array) -> tuple[bytes, np.ndarray] | None:
         dtype = np.dtype(array.dtype)
     except TypeError:
         return None
-    if (dtype.hasobject or b"'fortran_order': False" not in header
-            or f"'descr': '{dtype.str}'".encode() not in header):
+    if (
+        dtype.hasobject
+        or b"'fortran_order': False" not in header
+        or f"'descr': '{dtype.str}'".encode() not in header
+    ):
         return None
     count = int(np.prod(array.shape, dtype=np.int64))
     if offset + count * dtype.itemsize != len(data):
@@ -206,8 +211,10 @@ def negate(arrays: _A, keys: str | Iterable[str]) -> _A:
     from flwr.app import Array, ArrayRecord
 
     if not isinstance(arrays, (ArrayRecord, dict)):
-        raise NegationError(f"cannot negate a {type(arrays).__name__}: expected an ArrayRecord "
-                            "or a dict of torch tensors or numpy arrays")
+        raise NegationError(
+            f"cannot negate a {type(arrays).__name__}: expected an ArrayRecord "
+            "or a dict of torch tensors or numpy arrays"
+        )
     wanted = _key_tuple(keys)
     for key in wanted:
         if key not in arrays:
@@ -236,4 +243,3 @@ def negate(arrays: _A, keys: str | Iterable[str]) -> _A:
     if metadata is not None:
         out._metadata = metadata  # type: ignore[attr-defined]
     return out  # type: ignore[return-value]
-

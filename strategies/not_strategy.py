@@ -42,8 +42,9 @@ from .unlearning_request import (  # noqa: F401
 RECOVERY_OPTIMIZERS: tuple[str, ...] = ("sgd", "adam", "yogi")
 
 
-def recovery_strategy_for(optimizer: str, momentum: float, server_lr: float,
-                          **fedavg_kwargs) -> Strategy | None:
+def recovery_strategy_for(
+    optimizer: str, momentum: float, server_lr: float, **fedavg_kwargs
+) -> Strategy | None:
     """Flower's strategy for a recovery server update, or ``None`` for plain FedAvg.
 
     Parameters
@@ -69,17 +70,19 @@ def recovery_strategy_for(optimizer: str, momentum: float, server_lr: float,
     if not server_lr > 0:
         raise ValueError(f"recovery_server_lr must be > 0, got {server_lr}")
     if optimizer not in RECOVERY_OPTIMIZERS:
-        raise ValueError(f"recovery_optimizer must be one of {RECOVERY_OPTIMIZERS}, got "
-                         f"{optimizer!r}")
+        raise ValueError(
+            f"recovery_optimizer must be one of {RECOVERY_OPTIMIZERS}, got {optimizer!r}"
+        )
     if optimizer != "sgd" and momentum > 0:
-        raise ValueError("recovery_momentum applies to recovery_optimizer='sgd' only; "
-                         f"got recovery_momentum={momentum} with {optimizer!r}")
+        raise ValueError(
+            "recovery_momentum applies to recovery_optimizer='sgd' only; "
+            f"got recovery_momentum={momentum} with {optimizer!r}"
+        )
     if optimizer in ("adam", "yogi"):
         adaptive = FedAdam if optimizer == "adam" else FedYogi
         return adaptive(eta=server_lr, beta_1=0.9, beta_2=0.99, tau=1e-3, **fedavg_kwargs)
     if momentum > 0 or server_lr != 1.0:
-        return FedAvgM(server_momentum=momentum, server_learning_rate=server_lr,
-                       **fedavg_kwargs)
+        return FedAvgM(server_momentum=momentum, server_learning_rate=server_lr, **fedavg_kwargs)
     return None
 
 
@@ -160,15 +163,18 @@ class NoT(Unlearning):
         keep_rounds: int | None = None,
         step_timeout: float | None = None,
         max_empty_rounds: int | None = 3,
-        on_unlearning: Callable[[UnlearningEvent, ArrayRecord, ArrayRecord], None]
-        | None = None,
+        on_unlearning: Callable[[UnlearningEvent, ArrayRecord, ArrayRecord], None] | None = None,
         evaluate_negated: bool = False,
     ) -> None:
         fedavg_kwargs = dict(
-            fraction_train=fraction_train, fraction_evaluate=fraction_evaluate,
-            min_train_nodes=min_train_nodes, min_evaluate_nodes=min_evaluate_nodes,
-            min_available_nodes=min_available_nodes, weighted_by_key=weighted_by_key,
-            arrayrecord_key=arrayrecord_key, configrecord_key=configrecord_key,
+            fraction_train=fraction_train,
+            fraction_evaluate=fraction_evaluate,
+            min_train_nodes=min_train_nodes,
+            min_evaluate_nodes=min_evaluate_nodes,
+            min_available_nodes=min_available_nodes,
+            weighted_by_key=weighted_by_key,
+            arrayrecord_key=arrayrecord_key,
+            configrecord_key=configrecord_key,
             train_metrics_aggr_fn=train_metrics_aggr_fn,
             evaluate_metrics_aggr_fn=evaluate_metrics_aggr_fn,
         )
@@ -179,19 +185,28 @@ class NoT(Unlearning):
         else:
             unlearner = Negation(as_plan(negation))
         recovery = recovery_strategy_for(
-            recovery_optimizer, recovery_momentum, recovery_server_lr, **fedavg_kwargs)
+            recovery_optimizer, recovery_momentum, recovery_server_lr, **fedavg_kwargs
+        )
         schedule = dict(recovery_schedule or {})
         if any(schedule.get(k) for k in ("layerwise_rounds", "warmup_rounds", "distill_weight")):
-            recovery = RecoverySchedule(recovery or FedAvg(**fedavg_kwargs),
-                                        train_keys=unlearner.keys, **schedule)
+            recovery = RecoverySchedule(
+                recovery or FedAvg(**fedavg_kwargs), train_keys=unlearner.keys, **schedule
+            )
         self._user_on_unlearning = on_unlearning
         super().__init__(
-            FedAvg(**fedavg_kwargs), unlearner, recovery_strategy=recovery,
-            request_source=request_source, forget_me_key=forget_me_key,
-            identity_timeout=identity_timeout, node_wait_timeout=node_wait_timeout,
-            keep_rounds=keep_rounds, recovery_config=recovery_config,
-            step_timeout=step_timeout, max_empty_rounds=max_empty_rounds,
-            on_unlearning=self._hand_teacher if isinstance(recovery, RecoverySchedule)
+            FedAvg(**fedavg_kwargs),
+            unlearner,
+            recovery_strategy=recovery,
+            request_source=request_source,
+            forget_me_key=forget_me_key,
+            identity_timeout=identity_timeout,
+            node_wait_timeout=node_wait_timeout,
+            keep_rounds=keep_rounds,
+            recovery_config=recovery_config,
+            step_timeout=step_timeout,
+            max_empty_rounds=max_empty_rounds,
+            on_unlearning=self._hand_teacher
+            if isinstance(recovery, RecoverySchedule)
             else on_unlearning,
             evaluate_negated=evaluate_negated,
         )
@@ -201,8 +216,9 @@ class NoT(Unlearning):
         for key, value in fedavg_kwargs.items():  # FedAvg's settings, readable as before
             setattr(self, key, value)
 
-    def _hand_teacher(self, event: UnlearningEvent, before: ArrayRecord,
-                      after: ArrayRecord) -> None:
+    def _hand_teacher(
+        self, event: UnlearningEvent, before: ArrayRecord, after: ArrayRecord
+    ) -> None:
         """At a request: the model before it is the recovery's distillation teacher."""
         if isinstance(self._recovery, RecoverySchedule):
             self._recovery.set_teacher(before)
@@ -220,5 +236,11 @@ class NoT(Unlearning):
         return self.unlearner.plan if isinstance(self.unlearner, Negation) else None
 
 
-__all__ = ["NoT", "RECOVERY_OPTIMIZERS", "UnlearningError", "UnlearningEvent",
-           "UnlearningRequest", "recovery_strategy_for"]
+__all__ = [
+    "NoT",
+    "RECOVERY_OPTIMIZERS",
+    "UnlearningError",
+    "UnlearningEvent",
+    "UnlearningRequest",
+    "recovery_strategy_for",
+]

@@ -133,8 +133,14 @@ def warn_pending(outcomes: list[RequestOutcome], last_round: int, tag: str) -> N
     """
     for outcome in outcomes:
         if outcome.status == "pending":
-            log(WARNING, "%s: the run ended after round %d with an unlearning request still "
-                "pending, never applied: %s", tag, last_round, outcome.describe())
+            log(
+                WARNING,
+                "%s: the run ended after round %d with an unlearning request still "
+                "pending, never applied: %s",
+                tag,
+                last_round,
+                outcome.describe(),
+            )
 
 
 def fail_in_flight(outcomes: list[RequestOutcome], err: BaseException) -> None:

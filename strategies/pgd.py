@@ -89,8 +89,12 @@ PGD_MESSAGE_TYPE = "train.pgd"
 
 
 # --------------------------------------------------------------------------- pure parts
-def pgd_radius(reference: dict[str, np.ndarray], random_models: Iterable[dict[str, np.ndarray]],
-               keys: Sequence[str], divisor: float = 3.0) -> float:
+def pgd_radius(
+    reference: dict[str, np.ndarray],
+    random_models: Iterable[dict[str, np.ndarray]],
+    keys: Sequence[str],
+    divisor: float = 3.0,
+) -> float:
     """``sqrt(mean_j ||reference - random_j||^2 / divisor)`` over ``keys``."""
     squares = [l2_distance(reference, r, keys) ** 2 for r in random_models]
     if not squares:
@@ -135,15 +139,27 @@ class PGDUnlearner:
     layers: tuple[str, ...] = ()
     keys: tuple[str, ...] = ()
 
-    def __init__(self, *, epochs: int = 5, lr: float = 0.01, momentum: float = 0.9,
-                 clip: float = 1.0, stop_accuracy: float = 0.2, radius: float | None = None,
-                 random_model_fn: Callable[[int], dict[str, np.ndarray]] | None = None,
-                 radius_divisor: float = 3.0, radius_draws: int = 10,
-                 param_keys: Sequence[str] | None = None,
-                 message_type: str = PGD_MESSAGE_TYPE, seed: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        epochs: int = 5,
+        lr: float = 0.01,
+        momentum: float = 0.9,
+        clip: float = 1.0,
+        stop_accuracy: float = 0.2,
+        radius: float | None = None,
+        random_model_fn: Callable[[int], dict[str, np.ndarray]] | None = None,
+        radius_divisor: float = 3.0,
+        radius_draws: int = 10,
+        param_keys: Sequence[str] | None = None,
+        message_type: str = PGD_MESSAGE_TYPE,
+        seed: int = 0,
+    ) -> None:
         if radius is None and random_model_fn is None:
-            raise ValueError("PGD needs radius= or random_model_fn= (to measure the distance "
-                             "of the reference model to random models)")
+            raise ValueError(
+                "PGD needs radius= or random_model_fn= (to measure the distance "
+                "of the reference model to random models)"
+            )
         if radius is not None and not radius > 0:
             raise ValueError(f"PGD radius must be > 0, got {radius}")
         if epochs < 1 or lr <= 0 or radius_divisor <= 0 or radius_draws < 1:
@@ -164,8 +180,9 @@ class PGDUnlearner:
         """Bytes of the local models kept (one per client)."""
         return sum(nbytes(w) for _, w in self.latest.values())
 
-    def observe_train(self, server_round: int, sent: ArrayRecord, replies: list[Message],
-                      weighted_by_key: str) -> None:
+    def observe_train(
+        self, server_round: int, sent: ArrayRecord, replies: list[Message], weighted_by_key: str
+    ) -> None:
         """Keep each replying client's local model (the latest replaces the one before)."""
         del server_round, sent
         for msg in replies:
@@ -173,8 +190,9 @@ class PGDUnlearner:
             weight = float(reply_metrics(msg.content)[weighted_by_key])
             self.latest[msg.metadata.src_node_id] = (weight, to_numpy(record))
 
-    def reference_model(self, arrays: ArrayRecord, excluded=frozenset()
-                        ) -> tuple[dict[str, np.ndarray], str]:
+    def reference_model(
+        self, arrays: ArrayRecord, excluded=frozenset()
+    ) -> tuple[dict[str, np.ndarray], str]:
         """``w_ref``: weighted average of the non-excluded clients' latest local models."""
         glob = to_numpy(arrays)
         others = [(w, m) for n, (w, m) in self.latest.items() if n not in excluded]
@@ -187,8 +205,10 @@ class PGDUnlearner:
             for w, m in others:
                 acc += (w / total) * m[k].astype(np.float64)
             ref[k] = acc.astype(glob[k].dtype)
-        return ref, (f"num-examples-weighted average of the latest local models of "
-                     f"{len(others)} non-target client(s)")
+        return ref, (
+            f"num-examples-weighted average of the latest local models of "
+            f"{len(others)} non-target client(s)"
+        )
 
     def _radius(self, ref: dict[str, np.ndarray], keys: list[str]) -> float:
         if self.radius is not None:
@@ -209,8 +229,11 @@ class PGDUnlearner:
             detail: dict = {"node_id": target}
             details.append(detail)
             if target not in connected:
-                log(WARNING, "PGD: target node %d is not connected; it cannot run the ascent",
-                    target)
+                log(
+                    WARNING,
+                    "PGD: target node %d is not connected; it cannot run the ascent",
+                    target,
+                )
                 detail["status"] = "not connected"
                 continue
             w = self._ascent(step, target, ref, current, keys, radius, detail)
@@ -219,24 +242,49 @@ class PGDUnlearner:
         for target in step.targets:  # the target's local model is not kept after its removal
             self.latest.pop(target, None)
         result = current if current is not None else ref
-        step.record.update(reference=source, radius=radius,
-                           distance=l2_distance(result, ref, keys), num_keys=len(keys),
-                           targets_detail=details)
-        log(INFO, "PGD: round %d: ascent by %s, radius %.4g, distance %.4g (reference: %s)",
-            step.server_round, step.targets, radius, step.record["distance"], source)
+        step.record.update(
+            reference=source,
+            radius=radius,
+            distance=l2_distance(result, ref, keys),
+            num_keys=len(keys),
+            targets_detail=details,
+        )
+        log(
+            INFO,
+            "PGD: round %d: ascent by %s, radius %.4g, distance %.4g (reference: %s)",
+            step.server_round,
+            step.targets,
+            radius,
+            step.record["distance"],
+            source,
+        )
         return to_record(result)
 
     # pylint: disable=too-many-arguments
-    def _ascent(self, step: UnlearningStep, target: int, ref: dict[str, np.ndarray],
-                current: dict[str, np.ndarray] | None, keys: list[str], radius: float,
-                detail: dict) -> dict[str, np.ndarray] | None:
+    def _ascent(
+        self,
+        step: UnlearningStep,
+        target: int,
+        ref: dict[str, np.ndarray],
+        current: dict[str, np.ndarray] | None,
+        keys: list[str],
+        radius: float,
+        detail: dict,
+    ) -> dict[str, np.ndarray] | None:
         """One target's ascent: its checked, projected model, or ``None`` (see ``detail``)."""
-        config = ConfigRecord({
-            "server-round": step.server_round, "pgd-radius": radius, "pgd-keys": list(keys),
-            "pgd-epochs": self.epochs, "pgd-lr": self.lr, "pgd-momentum": self.momentum,
-            "pgd-clip": self.clip, "pgd-stop-accuracy": self.stop_accuracy,
-            "pgd-seed": self.seed * 100_003 + step.server_round,
-        })
+        config = ConfigRecord(
+            {
+                "server-round": step.server_round,
+                "pgd-radius": radius,
+                "pgd-keys": list(keys),
+                "pgd-epochs": self.epochs,
+                "pgd-lr": self.lr,
+                "pgd-momentum": self.momentum,
+                "pgd-clip": self.clip,
+                "pgd-stop-accuracy": self.stop_accuracy,
+                "pgd-seed": self.seed * 100_003 + step.server_round,
+            }
+        )
         content = RecordDict({"reference": to_record(ref), "config": config})
         if current is not None:
             content["arrays"] = to_record(current)
@@ -256,11 +304,19 @@ class PGDUnlearner:
         dist = l2_distance(w, ref, keys)
         detail["projected_by_server"] = dist > radius * (1 + 1e-5) + 1e-6
         if detail["projected_by_server"]:
-            log(WARNING, "PGD: node %d returned a model %.4g from w_ref (radius %.4g); "
-                "projected", target, dist, radius)
+            log(
+                WARNING,
+                "PGD: node %d returned a model %.4g from w_ref (radius %.4g); projected",
+                target,
+                dist,
+                radius,
+            )
             w = project_to_ball(w, ref, radius, keys)
-        detail.update(status="ok", distance=l2_distance(w, ref, keys), **{
-            k: v for k, v in reply_metrics(reply.content).items() if k.startswith("pgd-")})
+        detail.update(
+            status="ok",
+            distance=l2_distance(w, ref, keys),
+            **{k: v for k, v in reply_metrics(reply.content).items() if k.startswith("pgd-")},
+        )
         return w
 
 
@@ -279,17 +335,40 @@ class PGD(NoT):
     REQUIREMENTS = PGDUnlearner.requirements
 
     # pylint: disable=too-many-arguments
-    def __init__(self, *, epochs: int = 5, lr: float = 0.01, momentum: float = 0.9,
-                 clip: float = 1.0, stop_accuracy: float = 0.2, radius: float | None = None,
-                 random_model_fn: Callable[[int], dict[str, np.ndarray]] | None = None,
-                 radius_divisor: float = 3.0, radius_draws: int = 10,
-                 param_keys: Sequence[str] | None = None,
-                 message_type: str = PGD_MESSAGE_TYPE, seed: int = 0, **kwargs) -> None:
-        super().__init__(PGDUnlearner(
-            epochs=epochs, lr=lr, momentum=momentum, clip=clip, stop_accuracy=stop_accuracy,
-            radius=radius, random_model_fn=random_model_fn, radius_divisor=radius_divisor,
-            radius_draws=radius_draws, param_keys=param_keys, message_type=message_type,
-            seed=seed), **kwargs)
+    def __init__(
+        self,
+        *,
+        epochs: int = 5,
+        lr: float = 0.01,
+        momentum: float = 0.9,
+        clip: float = 1.0,
+        stop_accuracy: float = 0.2,
+        radius: float | None = None,
+        random_model_fn: Callable[[int], dict[str, np.ndarray]] | None = None,
+        radius_divisor: float = 3.0,
+        radius_draws: int = 10,
+        param_keys: Sequence[str] | None = None,
+        message_type: str = PGD_MESSAGE_TYPE,
+        seed: int = 0,
+        **kwargs,
+    ) -> None:
+        super().__init__(
+            PGDUnlearner(
+                epochs=epochs,
+                lr=lr,
+                momentum=momentum,
+                clip=clip,
+                stop_accuracy=stop_accuracy,
+                radius=radius,
+                random_model_fn=random_model_fn,
+                radius_divisor=radius_divisor,
+                radius_draws=radius_draws,
+                param_keys=param_keys,
+                message_type=message_type,
+                seed=seed,
+            ),
+            **kwargs,
+        )
 
 
 def random_state_fn(build: Callable[[], nn.Module]) -> Callable[[int], dict[str, np.ndarray]]:
@@ -304,5 +383,13 @@ def random_state_fn(build: Callable[[], nn.Module]) -> Callable[[int], dict[str,
     return make
 
 
-__all__ = ["PGD", "PGDUnlearner", "PGD_MESSAGE_TYPE", "l2_distance", "pgd_radius", "project_to_ball",
-           "projected_gradient_ascent", "random_state_fn"]
+__all__ = [
+    "PGD",
+    "PGDUnlearner",
+    "PGD_MESSAGE_TYPE",
+    "l2_distance",
+    "pgd_radius",
+    "project_to_ball",
+    "projected_gradient_ascent",
+    "random_state_fn",
+]

@@ -18,12 +18,14 @@ from torch import nn
 
 def l2_distance(a: dict[str, np.ndarray], b: dict[str, np.ndarray], keys: Iterable[str]) -> float:
     """L2 norm of ``a - b`` over ``keys`` (float64 accumulation)."""
-    return math.sqrt(sum(float(np.sum((a[k].astype(np.float64) - b[k].astype(np.float64)) ** 2))
-                         for k in keys))
+    return math.sqrt(
+        sum(float(np.sum((a[k].astype(np.float64) - b[k].astype(np.float64)) ** 2)) for k in keys)
+    )
 
 
-def project_to_ball(w: dict[str, np.ndarray], center: dict[str, np.ndarray], radius: float,
-                    keys: Sequence[str]) -> dict[str, np.ndarray]:
+def project_to_ball(
+    w: dict[str, np.ndarray], center: dict[str, np.ndarray], radius: float, keys: Sequence[str]
+) -> dict[str, np.ndarray]:
     """``w`` projected onto the L2 ball of ``radius`` around ``center`` (over ``keys``)."""
     dist = l2_distance(w, center, keys)
     if dist <= radius:
@@ -41,7 +43,7 @@ def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: in
     model.eval()
     correct = 0
     for s in range(0, len(x), batch_size):
-        correct += int((model(x[s:s + batch_size]).argmax(1) == y[s:s + batch_size]).sum())
+        correct += int((model(x[s : s + batch_size]).argmax(1) == y[s : s + batch_size]).sum())
     model.train(was)
     return correct / max(len(x), 1)
 
@@ -53,8 +55,9 @@ def _ball_parameters(model: nn.Module, keys: Sequence[str] | None) -> tuple:
     params = dict(model.named_parameters())
     missing = [k for k in keys if k not in params]
     if missing:
-        raise ValueError(f"projected_gradient_ascent: keys {missing[:3]} are not parameters "
-                         "of the model")
+        raise ValueError(
+            f"projected_gradient_ascent: keys {missing[:3]} are not parameters of the model"
+        )
     return names, keys, params
 
 
@@ -66,8 +69,9 @@ def _buffers_from(model: nn.Module, reference: dict[str, torch.Tensor]) -> None:
             buf.copy_(reference[name].to(buf.device, buf.dtype))
 
 
-def _projector(params: dict, centre: dict, keys: Sequence[str],
-               radius: float) -> Callable[[], float]:
+def _projector(
+    params: dict, centre: dict, keys: Sequence[str], radius: float
+) -> Callable[[], float]:
     """A function that projects ``params`` onto the ball and returns the distance."""
 
     def project() -> float:
@@ -85,10 +89,22 @@ def _projector(params: dict, centre: dict, keys: Sequence[str],
 
 
 # pylint: disable=too-many-arguments,too-many-locals
-def _ascend(model: nn.Module, opt, project: Callable[[], float], xt: torch.Tensor,
-            yt: torch.Tensor, *, epochs: int, batch_size: int, clip: float,
-            stop_accuracy: float, seed: int, checks_per_epoch: int,
-            on_step: Callable[[float], None] | None, start: tuple[float, float]) -> tuple:
+def _ascend(
+    model: nn.Module,
+    opt,
+    project: Callable[[], float],
+    xt: torch.Tensor,
+    yt: torch.Tensor,
+    *,
+    epochs: int,
+    batch_size: int,
+    clip: float,
+    stop_accuracy: float,
+    seed: int,
+    checks_per_epoch: int,
+    on_step: Callable[[float], None] | None,
+    start: tuple[float, float],
+) -> tuple:
     """The ascent's epochs; returns ``(steps, epochs run, stopped, accuracy, loss sum,
     count, distance)``."""
     dev = xt.device
@@ -102,7 +118,7 @@ def _ascend(model: nn.Module, opt, project: Callable[[], float], xt: torch.Tenso
         loss_sum, count = 0.0, 0
         order = torch.randperm(len(xt), generator=gen).to(dev)
         for b, s in enumerate(range(0, len(xt), batch_size)):
-            idx = order[s:s + batch_size]
+            idx = order[s : s + batch_size]
             opt.zero_grad(set_to_none=True)
             loss = loss_fn(model(xt[idx]), yt[idx])
             (-loss).backward()  # ascent
@@ -198,14 +214,31 @@ def projected_gradient_ascent(
     acc_start = _accuracy(model, xt, yt)
     opt = torch.optim.SGD([params[n] for n in names], lr=lr, momentum=momentum)
     steps, run, stopped, acc, loss_sum, count, dist = _ascend(
-        model, opt, project, xt, yt, epochs=epochs, batch_size=batch_size, clip=clip,
-        stop_accuracy=stop_accuracy, seed=seed, checks_per_epoch=checks_per_epoch,
-        on_step=on_step, start=(dist, acc_start))
+        model,
+        opt,
+        project,
+        xt,
+        yt,
+        epochs=epochs,
+        batch_size=batch_size,
+        clip=clip,
+        stop_accuracy=stop_accuracy,
+        seed=seed,
+        checks_per_epoch=checks_per_epoch,
+        on_step=on_step,
+        start=(dist, acc_start),
+    )
     _buffers_from(model, reference)  # BatchNorm statistics from the reference
-    return {"pgd-radius": float(radius), "pgd-distance": float(dist), "pgd-steps": steps,
-            "pgd-epochs-run": run, "pgd-stopped-early": int(stopped),
-            "pgd-train-acc-start": float(acc_start), "pgd-train-acc-end": float(acc),
-            "pgd-loss-end": loss_sum / max(count, 1)}
+    return {
+        "pgd-radius": float(radius),
+        "pgd-distance": float(dist),
+        "pgd-steps": steps,
+        "pgd-epochs-run": run,
+        "pgd-stopped-early": int(stopped),
+        "pgd-train-acc-start": float(acc_start),
+        "pgd-train-acc-end": float(acc),
+        "pgd-loss-end": loss_sum / max(count, 1),
+    }
 
 
 __all__ = ["l2_distance", "project_to_ball", "projected_gradient_ascent"]

@@ -110,20 +110,34 @@ class RecoverySchedule(Strategy):
     """
 
     # pylint: disable=too-many-arguments
-    def __init__(self, strategy: Strategy, *, train_keys: Sequence[str] = (),
-                 layerwise_rounds: int = 0, warmup_rounds: int = 0, base_lr: float = 0.0,
-                 distill_weight: float = 0.0, distill_temperature: float = 2.0) -> None:
+    def __init__(
+        self,
+        strategy: Strategy,
+        *,
+        train_keys: Sequence[str] = (),
+        layerwise_rounds: int = 0,
+        warmup_rounds: int = 0,
+        base_lr: float = 0.0,
+        distill_weight: float = 0.0,
+        distill_temperature: float = 2.0,
+    ) -> None:
         if layerwise_rounds < 0 or warmup_rounds < 0:
-            raise ValueError(f"layerwise_rounds and warmup_rounds must be >= 0, got "
-                             f"{layerwise_rounds}, {warmup_rounds}")
+            raise ValueError(
+                f"layerwise_rounds and warmup_rounds must be >= 0, got "
+                f"{layerwise_rounds}, {warmup_rounds}"
+            )
         if layerwise_rounds > 0 and not train_keys:
-            raise ValueError("layer-wise recovery needs train_keys (the negated tensors); "
-                             "this method negates nothing")
+            raise ValueError(
+                "layer-wise recovery needs train_keys (the negated tensors); "
+                "this method negates nothing"
+            )
         if warmup_rounds > 0 and not base_lr > 0:
             raise ValueError(f"a learning-rate warm-up needs base_lr > 0, got {base_lr}")
         if distill_weight < 0 or not distill_temperature > 0:
-            raise ValueError(f"distill_weight must be >= 0 and distill_temperature > 0, got "
-                             f"{distill_weight}, {distill_temperature}")
+            raise ValueError(
+                f"distill_weight must be >= 0 and distill_temperature > 0, got "
+                f"{distill_weight}, {distill_temperature}"
+            )
         self.strategy = strategy
         self.train_keys = tuple(train_keys)
         self.layerwise_rounds = int(layerwise_rounds)
@@ -171,14 +185,21 @@ class RecoverySchedule(Strategy):
         self.recovery_round += 1
         self._sent = arrays
         if self.layerwise:
-            log(INFO, "recovery round %d: layer-wise, training %s only",
-                self.recovery_round, list(self.train_keys))
-        messages = list(self.strategy.configure_train(
-            server_round, arrays, self.round_config(config), grid))
+            log(
+                INFO,
+                "recovery round %d: layer-wise, training %s only",
+                self.recovery_round,
+                list(self.train_keys),
+            )
+        messages = list(
+            self.strategy.configure_train(server_round, arrays, self.round_config(config), grid)
+        )
         if self.distill_weight > 0:
             if self.teacher is None:
-                raise ValueError("distillation during recovery needs the model from before "
-                                 "the request (set_teacher); none was set")
+                raise ValueError(
+                    "distillation during recovery needs the model from before "
+                    "the request (set_teacher); none was set"
+                )
             for msg in messages:
                 msg.content[TEACHER_KEY] = self.teacher
         return messages
@@ -214,10 +235,16 @@ class RecoverySchedule(Strategy):
 
     def summary(self) -> None:
         """Log the schedule, then the wrapped strategy's settings."""
-        log(INFO, "\t├──> Recovery schedule: %d layer-wise round(s) on %s, %d warm-up "
-            "round(s), distillation weight %s (T=%s)", self.layerwise_rounds,
-            list(self.train_keys), self.warmup_rounds, self.distill_weight,
-            self.distill_temperature)
+        log(
+            INFO,
+            "\t├──> Recovery schedule: %d layer-wise round(s) on %s, %d warm-up "
+            "round(s), distillation weight %s (T=%s)",
+            self.layerwise_rounds,
+            list(self.train_keys),
+            self.warmup_rounds,
+            self.distill_weight,
+            self.distill_temperature,
+        )
         self.strategy.summary()
 
 

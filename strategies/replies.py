@@ -43,7 +43,9 @@ def messages_nbytes(messages: Iterable[Message]) -> int:
     -------
     int
     """
-    return sum(arrayrecord_nbytes(rec) for m in messages for rec in m.content.array_records.values())
+    return sum(
+        arrayrecord_nbytes(rec) for m in messages for rec in m.content.array_records.values()
+    )
 
 
 def reply_metrics(content: RecordDict) -> dict:
@@ -70,7 +72,6 @@ def all_finite(array) -> bool:
     return values.dtype.kind not in "fc" or bool(np.isfinite(values).all())
 
 
-
 def same_dtype_kind(reply_dtype: str, global_dtype: str) -> bool:
     """Whether a reply's tensor dtype may stand for the global model's: equal, or both
     floating point."""
@@ -83,7 +84,9 @@ def same_dtype_kind(reply_dtype: str, global_dtype: str) -> bool:
 
 
 def check_train_reply(
-    content: RecordDict, layout: dict[str, tuple[tuple[int, ...], str]], weighted_by_key: str,
+    content: RecordDict,
+    layout: dict[str, tuple[tuple[int, ...], str]],
+    weighted_by_key: str,
     metrics: dict | None = None,
 ) -> str | None:
     """Why a train reply must not be aggregated, or ``None`` if it is fine.
@@ -121,17 +124,21 @@ def check_train_reply(
     for key, array in record.items():
         shape, dtype = layout[key]
         if tuple(array.shape) != shape or not same_dtype_kind(str(array.dtype), dtype):
-            return (f"tensor {key!r} is {tuple(array.shape)} {array.dtype}, the global model's "
-                    f"is {shape} {dtype}")
+            return (
+                f"tensor {key!r} is {tuple(array.shape)} {array.dtype}, the global model's "
+                f"is {shape} {dtype}"
+            )
         if not all_finite(array):
             return f"tensor {key!r} holds NaN or inf"
     weight = (reply_metrics(content) if metrics is None else metrics).get(weighted_by_key)
-    if (isinstance(weight, bool) or not isinstance(weight, (int, float))
-            or not np.isfinite(weight) or weight <= 0):
+    if (
+        isinstance(weight, bool)
+        or not isinstance(weight, (int, float))
+        or not np.isfinite(weight)
+        or weight <= 0
+    ):
         return f"metric {weighted_by_key!r} must be a positive number, got {weight!r}"
     return None
-
-
 
 
 def majority_metric_keys(keysets: Iterable[frozenset], weighted_by_key: str) -> frozenset | None:
@@ -160,6 +167,7 @@ def majority_metric_keys(keysets: Iterable[frozenset], weighted_by_key: str) -> 
 def node_config_key(identity: Mapping) -> tuple:
     """Sort key of a declared node config: numbers as numbers (``partition-id`` 2 before
     10), other values as text."""
+
     def sortable(value) -> tuple:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return (0, float(value), "")
@@ -194,8 +202,9 @@ def node_order(node_ids: Iterable[int], identities: Mapping[int, Mapping | None]
     return sorted(ids)
 
 
-def in_node_order(messages: Iterable[Message],
-                  identities: Mapping[int, Mapping | None]) -> list[Message]:
+def in_node_order(
+    messages: Iterable[Message], identities: Mapping[int, Mapping | None]
+) -> list[Message]:
     """Messages sorted by :func:`node_order` of their senders, whatever order they arrived in.
 
     Aggregating in a fixed order makes the aggregate the same bits in every run (a float
@@ -221,10 +230,22 @@ def in_node_order(messages: Iterable[Message],
 
 def seconds_reported(metrics: dict) -> float:
     """Client compute a reply reports: the sum of its ``*-seconds`` metrics."""
-    return float(sum(v for k, v in metrics.items()
-                     if k.endswith("-seconds") and isinstance(v, (int, float))))
+    return float(
+        sum(v for k, v in metrics.items() if k.endswith("-seconds") and isinstance(v, (int, float)))
+    )
 
 
-__all__ = ["all_finite", "array_layout", "arrayrecord_nbytes", "check_train_reply",
-           "in_node_order", "majority_metric_keys", "messages_nbytes", "node_config_key", "node_order",
-           "reply_metrics", "same_dtype_kind", "seconds_reported"]
+__all__ = [
+    "all_finite",
+    "array_layout",
+    "arrayrecord_nbytes",
+    "check_train_reply",
+    "in_node_order",
+    "majority_metric_keys",
+    "messages_nbytes",
+    "node_config_key",
+    "node_order",
+    "reply_metrics",
+    "same_dtype_kind",
+    "seconds_reported",
+]

@@ -21,8 +21,12 @@ def _sorted_values(values: Iterable[str]) -> list[str]:
     return sorted(set(values), key=lambda v: (0, int(v), "") if v.isdigit() else (1, 0, v))
 
 
-def known_values(rule: TargetRule, node_ids: Iterable[int], names: Mapping[int, str],
-                 identities: Mapping[int, dict | None]) -> list[str] | None:
+def known_values(
+    rule: TargetRule,
+    node_ids: Iterable[int],
+    names: Mapping[int, str],
+    identities: Mapping[int, dict | None],
+) -> list[str] | None:
     """The values of ``rule.by`` the connected nodes have (``None``: not known for all).
 
     Parameters
@@ -48,13 +52,19 @@ def known_values(rule: TargetRule, node_ids: Iterable[int], names: Mapping[int, 
         return _sorted_values(names[n] for n in node_ids if names.get(n))
     if any(identities.get(n) is None for n in node_ids):
         return None
-    return _sorted_values(_canonical(identities[n][rule.by]) for n in node_ids
-                          if rule.by in identities[n])
+    return _sorted_values(
+        _canonical(identities[n][rule.by]) for n in node_ids if rule.by in identities[n]
+    )
 
 
-def check_targets(requests: Iterable[UnlearningRequest], node_ids: Iterable[int],
-                  names: Mapping[int, str], identities: Mapping[int, dict | None], *,
-                  expected_nodes: int) -> list[str]:
+def check_targets(
+    requests: Iterable[UnlearningRequest],
+    node_ids: Iterable[int],
+    names: Mapping[int, str],
+    identities: Mapping[int, dict | None],
+    *,
+    expected_nodes: int,
+) -> list[str]:
     """Fail now if a queued request names a target no connected node has.
 
     Parameters
@@ -89,26 +99,33 @@ def check_targets(requests: Iterable[UnlearningRequest], node_ids: Iterable[int]
             continue
         known = known_values(rule, node_ids, names, identities)
         where = f"requested by {request.requested_by}" + (
-            f", for round {request.at_round}" if request.at_round else "")
+            f", for round {request.at_round}" if request.at_round else ""
+        )
         if known is None:
             warnings.append(
                 f"unlearning target {rule.by}={','.join(rule.values)} ({where}) cannot be "
                 f"checked before round 1: not every node reported its {rule.by!r} (the "
-                "identity query handler is missing); it is checked when the request applies")
+                "identity query handler is missing); it is checked when the request applies"
+            )
             continue
         missing = [v for v in rule.values if v not in known]
         if not missing:
             continue
-        text = (f"unlearning target {rule.by}={','.join(missing)} ({where}) matches none of "
-                f"the {len(node_ids)} connected nodes; they have {rule.by} in "
-                f"{known or '(none)'}")
+        text = (
+            f"unlearning target {rule.by}={','.join(missing)} ({where}) matches none of "
+            f"the {len(node_ids)} connected nodes; they have {rule.by} in "
+            f"{known or '(none)'}"
+        )
         # partition ids run from 0 to num-partitions - 1: others can never connect
         impossible = rule.by == "partition-id" and any(
-            not v.isdigit() or int(v) >= expected_nodes for v in missing)
+            not v.isdigit() or int(v) >= expected_nodes for v in missing
+        )
         if impossible or len(node_ids) >= expected_nodes:
             raise UnlearningError(text + "; the run stops before round 1")
-        warnings.append(text + f" ({len(node_ids)} of {expected_nodes} nodes connected so "
-                        "far; it is checked again when the request applies)")
+        warnings.append(
+            text + f" ({len(node_ids)} of {expected_nodes} nodes connected so "
+            "far; it is checked again when the request applies)"
+        )
     return warnings
 
 

@@ -54,8 +54,11 @@ class TargetBook:
         identity = read_identity(content)
         if identity is not None:
             self.identities[node_id] = identity
-        if self.rules and node_id not in self.excluded and self.is_target(
-                node_id, None, self.identities.get(node_id)):
+        if (
+            self.rules
+            and node_id not in self.excluded
+            and self.is_target(node_id, None, self.identities.get(node_id))
+        ):
             self.excluded.add(node_id)
 
     def forget_spec_for(self, node_id: int) -> dict[str, list[int]]:
@@ -76,12 +79,18 @@ class TargetBook:
         if not unknown:
             return
         self.asked.update(unknown)
-        messages = [Message(RecordDict(), dst_node_id=n, message_type=IDENTITY_QUERY)
-                    for n in unknown]
+        messages = [
+            Message(RecordDict(), dst_node_id=n, message_type=IDENTITY_QUERY) for n in unknown
+        ]
         for msg in grid.send_and_receive(messages, timeout=self.identity_timeout):
             if msg.has_error():
-                log(WARNING, "%s: node %d did not answer query.identity (%s)",
-                    self.tag, msg.metadata.src_node_id, msg.error.reason)
+                log(
+                    WARNING,
+                    "%s: node %d did not answer query.identity (%s)",
+                    self.tag,
+                    msg.metadata.src_node_id,
+                    msg.error.reason,
+                )
                 self.identities.setdefault(msg.metadata.src_node_id, None)
                 continue
             self.identities[msg.metadata.src_node_id] = read_identity(msg.content)
@@ -94,34 +103,49 @@ class TargetBook:
         """Exclude connected nodes that match any applied request (new nodes too)."""
         if any(rule.needs_identity for rule in self.rules):
             self.query_identities(
-                grid, [n for n in node_ids if n not in self.excluded and n not in self.asked])
+                grid, [n for n in node_ids if n not in self.excluded and n not in self.asked]
+            )
         names = self.names(grid) if any(r.by == BY_NAME for r in self.rules) else {}
         for n in node_ids:
-            if n not in self.excluded and self.is_target(n, names.get(n),
-                                                           self.identities.get(n)):
-                log(INFO, "%s: node %d matches an unlearning request; excluded",
-                    self.tag, n)
+            if n not in self.excluded and self.is_target(n, names.get(n), self.identities.get(n)):
+                log(INFO, "%s: node %d matches an unlearning request; excluded", self.tag, n)
                 self.excluded.add(n)
 
-    def resolve(self, rule: TargetRule, node_ids: list[int], names: dict[int, str]) -> dict[int, dict]:
+    def resolve(
+        self, rule: TargetRule, node_ids: list[int], names: dict[int, str]
+    ) -> dict[int, dict]:
         """Connected nodes a rule names; :class:`UnlearningError` if a value matches none."""
         if rule.values == ("*",):
-            return {n: {"node_id": n, "name": names.get(n, ""), "by": "*", "value": "*",
-                        "identity": self.identities.get(n)}
-                    for n in node_ids if n not in self.excluded}
+            return {
+                n: {
+                    "node_id": n,
+                    "name": names.get(n, ""),
+                    "by": "*",
+                    "value": "*",
+                    "identity": self.identities.get(n),
+                }
+                for n in node_ids
+                if n not in self.excluded
+            }
         hits = {}
         for n in node_ids:
             value = rule.match(n, names.get(n), self.identities.get(n))
             if value is not None:
-                hits[n] = {"node_id": n, "name": names.get(n, ""), "by": rule.by,
-                           "value": value, "identity": self.identities.get(n)}
+                hits[n] = {
+                    "node_id": n,
+                    "name": names.get(n, ""),
+                    "by": rule.by,
+                    "value": value,
+                    "identity": self.identities.get(n),
+                }
         missing = [v for v in rule.values if v not in {h["value"] for h in hits.values()}]
         if missing:
             raise UnlearningError(self.no_match_message(rule, missing, node_ids, names))
         return hits
 
-    def accept(self, requests: list[UnlearningRequest], grid: Grid
-                ) -> tuple[dict[int, dict], list[tuple[UnlearningRequest, dict[int, dict]]]]:
+    def accept(
+        self, requests: list[UnlearningRequest], grid: Grid
+    ) -> tuple[dict[int, dict], list[tuple[UnlearningRequest, dict[int, dict]]]]:
         """Resolve the due requests; returns the nodes to exclude and the accepted requests
         with their targets (a non-strict request that cannot be applied is rejected)."""
         node_ids = list(grid.get_node_ids())
@@ -137,19 +161,29 @@ class TargetBook:
                     hits = self.new_targets(request, hits, matched, names)
                     if not hits:
                         continue
-                remaining = [n for n in node_ids
-                             if n not in matched and n not in hits and n not in self.excluded]
+                remaining = [
+                    n
+                    for n in node_ids
+                    if n not in matched and n not in hits and n not in self.excluded
+                ]
                 if request.kind == "client" and not remaining:
                     raise UnlearningError(
                         f"unlearning request would exclude every connected node "
                         f"({len(node_ids)} connected, targets {sorted({**matched, **hits})}): "
-                        "at least one non-target node is needed to recover")
+                        "at least one non-target node is needed to recover"
+                    )
             except UnlearningError as err:
                 if request.strict:
                     raise
-                log(WARNING, "%s: rejected unlearning request from %s (%s=%s): %s",
-                    self.tag, request.requested_by, request.rule.by,
-                    ",".join(request.rule.values), err)
+                log(
+                    WARNING,
+                    "%s: rejected unlearning request from %s (%s=%s): %s",
+                    self.tag,
+                    request.requested_by,
+                    request.rule.by,
+                    ",".join(request.rule.values),
+                    err,
+                )
                 request.outcome.settle("failed", reason=str(err))
                 if request.on_settled is not None:
                     request.on_settled(request, False, str(err))
@@ -157,64 +191,96 @@ class TargetBook:
             if request.kind == "client":
                 matched.update(hits)
             else:
-                for key in (["*"] if request.rule.values == ("*",) else hits):
+                for key in ["*"] if request.rule.values == ("*",) else hits:
                     entry = self.forget.setdefault(key, {"classes": set(), "samples": set()})
                     entry["classes"].update(request.classes)
                     entry["samples"].update(request.samples)
             accepted.append((request, hits))
         return matched, accepted
 
-    def new_targets(self, request: UnlearningRequest, hits: dict[int, dict],
-                    matched: dict[int, dict], names: dict[int, str]) -> dict[int, dict]:
+    def new_targets(
+        self,
+        request: UnlearningRequest,
+        hits: dict[int, dict],
+        matched: dict[int, dict],
+        names: dict[int, str],
+    ) -> dict[int, dict]:
         """The targets of a client request not forgotten yet, nor by an earlier request at
         this boundary; none: the request is ignored (with a warning), or refused
         (:class:`UnlearningError`) if it is strict and its clients are already forgotten."""
-        forgotten = sorted(n for n in hits if n in self.excluded
-                           or self.is_target(n, names.get(n), self.identities.get(n)))
+        forgotten = sorted(
+            n
+            for n in hits
+            if n in self.excluded or self.is_target(n, names.get(n), self.identities.get(n))
+        )
         twice = sorted(n for n in hits if n in matched and n not in forgotten)
         new = {n: h for n, h in hits.items() if n not in forgotten and n not in twice}
         what = f"{request.rule.by}={','.join(request.rule.values)}"
         if new and (forgotten or twice):
-            log(WARNING, "%s: unlearning request %s: node(s) %s already forgotten or named by "
-                "another request at this boundary; only %s are new", self.tag, what,
-                forgotten + twice, sorted(new))
+            log(
+                WARNING,
+                "%s: unlearning request %s: node(s) %s already forgotten or named by "
+                "another request at this boundary; only %s are new",
+                self.tag,
+                what,
+                forgotten + twice,
+                sorted(new),
+            )
         if new:
             return new
         if forgotten:
-            reason = (f"{what} is already forgotten (node(s) {forgotten} were unlearnt by an "
-                      "earlier request): nothing to do, the model is not changed again")
+            reason = (
+                f"{what} is already forgotten (node(s) {forgotten} were unlearnt by an "
+                "earlier request): nothing to do, the model is not changed again"
+            )
             if request.strict:
                 raise UnlearningError(reason)
         else:
-            reason = (f"another request at this boundary names the same client(s) {what} "
-                      f"(node(s) {twice}): applied once")
-        log(WARNING, "%s: ignored unlearning request from %s: %s", self.tag,
-            request.requested_by, reason)
+            reason = (
+                f"another request at this boundary names the same client(s) {what} "
+                f"(node(s) {twice}): applied once"
+            )
+        log(
+            WARNING,
+            "%s: ignored unlearning request from %s: %s",
+            self.tag,
+            request.requested_by,
+            reason,
+        )
         request.outcome.settle("ignored", reason=reason)
         if request.on_settled is not None:
             request.on_settled(request, False, reason)
         return {}
 
-    def no_match_message(self, rule: TargetRule, missing: list[str], node_ids: list[int],
-                          names: dict[int, str]) -> str:
+    def no_match_message(
+        self, rule: TargetRule, missing: list[str], node_ids: list[int], names: dict[int, str]
+    ) -> str:
         if rule.by == BY_NODE_ID:
             known = [str(n) for n in node_ids]
         elif rule.by == BY_NAME:
             known = [names[n] for n in node_ids if names.get(n)]
         else:
-            known = [str(ident[rule.by]) for ident in (self.identities.get(n) for n in node_ids)
-                     if ident and rule.by in ident]
-        msg = (f"unlearning target {rule.by}={','.join(missing)} matches no connected node; "
-               f"connected nodes have {rule.by} in {sorted(set(known)) or '(none)'}")
+            known = [
+                str(ident[rule.by])
+                for ident in (self.identities.get(n) for n in node_ids)
+                if ident and rule.by in ident
+            ]
+        msg = (
+            f"unlearning target {rule.by}={','.join(missing)} matches no connected node; "
+            f"connected nodes have {rule.by} in {sorted(set(known)) or '(none)'}"
+        )
         unknown = [n for n in node_ids if self.identities.get(n) is None]
         if rule.needs_identity and unknown:
             replied = sum(n in self.replied for n in unknown)
             msg += ". " + identity_hint(replied=replied, silent=len(unknown) - replied)
         return msg
 
-
-    def with_forget_specs(self, messages: list[Message], arrayrecord_key: str = "arrays",
-                          configrecord_key: str = "config") -> list[Message]:
+    def with_forget_specs(
+        self,
+        messages: list[Message],
+        arrayrecord_key: str = "arrays",
+        configrecord_key: str = "config",
+    ) -> list[Message]:
         """Give each affected node its own config with ``forget-classes``/``forget-samples``
         (the other records, ArrayRecords included, are shared, not copied; other nodes get
         the message as it was)."""
@@ -232,8 +298,13 @@ class TargetBook:
             if spec["samples"]:
                 config["forget-samples"] = spec["samples"]
             content = RecordDict({**dict(msg.content.items()), configrecord_key: config})
-            out.append(Message(content, dst_node_id=msg.metadata.dst_node_id,
-                               message_type=msg.metadata.message_type))
+            out.append(
+                Message(
+                    content,
+                    dst_node_id=msg.metadata.dst_node_id,
+                    message_type=msg.metadata.message_type,
+                )
+            )
         return out
 
 

@@ -41,8 +41,12 @@ def nothing_needed() -> dict:
         A new dict of :data:`REQUIREMENT_KEYS`: no storage, no target data, no target
         participation, no server-side data (NoT, FT, Retrain).
     """
-    return {"storage": "none", "target_data": False, "target_participation": False,
-            "server_data": False}
+    return {
+        "storage": "none",
+        "target_data": False,
+        "target_participation": False,
+        "server_data": False,
+    }
 
 
 #: Kinds of request a method that only removes whole clients accepts.
@@ -89,13 +93,19 @@ class UnlearningStep:
     replied: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        for key, value in (("rounds", 0), ("bytes_down", 0), ("bytes_up", 0),
-                           ("client_seconds", 0.0), ("server_seconds", 0.0),
-                           ("participants", [])):
+        for key, value in (
+            ("rounds", 0),
+            ("bytes_down", 0),
+            ("bytes_up", 0),
+            ("client_seconds", 0.0),
+            ("server_seconds", 0.0),
+            ("participants", []),
+        ):
             self.record.setdefault(key, value)
 
-    def send(self, messages: Sequence[Message], *, counts_as_round: bool = True,
-             who: str = "unlearning") -> list[Message]:
+    def send(
+        self, messages: Sequence[Message], *, counts_as_round: bool = True, who: str = "unlearning"
+    ) -> list[Message]:
         """Send the step's messages and count them; return the replies without errors.
 
         Every reply's ArrayRecords count as bytes up, its ``*-seconds`` metrics as client
@@ -111,17 +121,25 @@ class UnlearningStep:
             Name used in log lines.
         """
         messages = list(messages)
-        down = sum(arrayrecord_nbytes(rec) for m in messages
-                   for rec in m.content.array_records.values())
+        down = sum(
+            arrayrecord_nbytes(rec) for m in messages for rec in m.content.array_records.values()
+        )
         t0 = time.perf_counter()
-        replies = list(self.grid.send_and_receive(messages, timeout=self.timeout)) \
-            if messages else []
+        replies = (
+            list(self.grid.send_and_receive(messages, timeout=self.timeout)) if messages else []
+        )
         self.client_wait_seconds += time.perf_counter() - t0
         ok = []
         for msg in replies:
             if msg.has_error():
-                log(WARNING, "%s: node %d failed the unlearning step (round %d): %s", who,
-                    msg.metadata.src_node_id, self.server_round, msg.error.reason)
+                log(
+                    WARNING,
+                    "%s: node %d failed the unlearning step (round %d): %s",
+                    who,
+                    msg.metadata.src_node_id,
+                    self.server_round,
+                    msg.error.reason,
+                )
                 continue
             ok.append(msg)
         up = sum(arrayrecord_nbytes(rec) for m in ok for rec in m.content.array_records.values())
@@ -163,8 +181,9 @@ class Unlearner(Protocol):
     layers: tuple[str, ...]
     keys: tuple[str, ...]
 
-    def observe_train(self, server_round: int, sent: ArrayRecord, replies: list[Message],
-                      weighted_by_key: str) -> None:
+    def observe_train(
+        self, server_round: int, sent: ArrayRecord, replies: list[Message], weighted_by_key: str
+    ) -> None:
         """See a round's checked train replies (``sent``: the model they trained from)."""
 
     def unlearn(self, step: UnlearningStep) -> ArrayRecord:
@@ -243,11 +262,21 @@ def as_plan(negation: NegationPlan | Sequence[str]) -> NegationPlan:
         return negation
     keys = [negation] if isinstance(negation, str) else list(negation)
     if not keys or not all(isinstance(k, str) for k in keys):
-        raise ValueError("NoT(negation=...) needs a NegationPlan or a non-empty list of "
-                         f"state_dict keys, got {negation!r}")
+        raise ValueError(
+            "NoT(negation=...) needs a NegationPlan or a non-empty list of "
+            f"state_dict keys, got {negation!r}"
+        )
     return NegationPlan(layers=(), keys=tuple(keys))
 
 
-__all__ = ["ALL_KINDS", "CLIENT_ONLY", "Negation", "NoStep", "REQUIREMENT_KEYS", "Unlearner",
-           "UnlearningStep", "as_plan", "nothing_needed"]
-
+__all__ = [
+    "ALL_KINDS",
+    "CLIENT_ONLY",
+    "Negation",
+    "NoStep",
+    "REQUIREMENT_KEYS",
+    "Unlearner",
+    "UnlearningStep",
+    "as_plan",
+    "nothing_needed",
+]

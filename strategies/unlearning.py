@@ -151,17 +151,19 @@ class Unlearning(RequestsMixin, WrapperRunMixin, Strategy):
         recovery_config: dict | None = None,
         step_timeout: float | None = None,
         max_empty_rounds: int | None = 3,
-        on_unlearning: Callable[[UnlearningEvent, ArrayRecord, ArrayRecord], None]
-        | None = None,
+        on_unlearning: Callable[[UnlearningEvent, ArrayRecord, ArrayRecord], None] | None = None,
         keep_server_state: bool = False,
         evaluate_negated: bool = False,
     ) -> None:
         if not isinstance(strategy, Strategy):
-            raise TypeError(f"Unlearning(strategy=...) needs a flwr Strategy, got "
-                            f"{type(strategy).__name__}")
+            raise TypeError(
+                f"Unlearning(strategy=...) needs a flwr Strategy, got {type(strategy).__name__}"
+            )
         if recovery_strategy is not None and not isinstance(recovery_strategy, Strategy):
-            raise TypeError(f"recovery_strategy must be a flwr Strategy or None, got "
-                            f"{type(recovery_strategy).__name__}")
+            raise TypeError(
+                f"recovery_strategy must be a flwr Strategy or None, got "
+                f"{type(recovery_strategy).__name__}"
+            )
         self.strategy = strategy
         self.unlearner: Unlearner = unlearner if unlearner is not None else NoStep()
         self.keep_server_state = bool(keep_server_state)
@@ -257,18 +259,31 @@ class Unlearning(RequestsMixin, WrapperRunMixin, Strategy):
         check_by(by, self.book.identities)  # a near miss (node_id) fails here, not later
         kind, classes, samples = request_kind(targets, classes, samples)
         if kind not in self.unlearner.kinds:
-            raise ValueError(f"{self.unlearner.name} forgets whole clients only; class-wise "
-                             "and instance-wise requests are NoT's (strategies.NoT)")
+            raise ValueError(
+                f"{self.unlearner.name} forgets whole clients only; class-wise "
+                "and instance-wise requests are NoT's (strategies.NoT)"
+            )
         request = UnlearningRequest(
-            rule=make_rule(targets, by), at_round=at_round, requested_by=requested_by,
-            strict=strict, on_settled=on_settled, kind=kind, classes=classes, samples=samples,
+            rule=make_rule(targets, by),
+            at_round=at_round,
+            requested_by=requested_by,
+            strict=strict,
+            on_settled=on_settled,
+            kind=kind,
+            classes=classes,
+            samples=samples,
         )
         with self._lock:
             self._pending.append(request)
             self.outcomes.append(request.outcome)
-        log(INFO, "%s: unlearning request queued: %s=%s (%s)", self.tag,
-            request.rule.by, ",".join(request.rule.values),
-            f"at round {at_round}" if at_round else "at the next round boundary")
+        log(
+            INFO,
+            "%s: unlearning request queued: %s=%s (%s)",
+            self.tag,
+            request.rule.by,
+            ",".join(request.rule.values),
+            f"at round {at_round}" if at_round else "at the next round boundary",
+        )
         return request
 
     def identify(self, grid: Grid, node_ids: Iterable[int] | None = None) -> dict[int, dict | None]:
@@ -306,8 +321,10 @@ class Unlearning(RequestsMixin, WrapperRunMixin, Strategy):
     @property
     def forget_specs(self) -> dict[str, dict[str, list[int]]]:
         """Class-/instance-wise forgetting in force: node id (or ``"*"``) -> classes, samples."""
-        return {str(k): {"classes": sorted(v["classes"]), "samples": sorted(v["samples"])}
-                for k, v in self.book.forget.items()}
+        return {
+            str(k): {"classes": sorted(v["classes"]), "samples": sorted(v["samples"])}
+            for k, v in self.book.forget.items()
+        }
 
     def restore_forget_specs(self, specs: dict) -> None:
         """Put back :attr:`forget_specs` saved before a restart (no unlearning step)."""
@@ -396,9 +413,12 @@ class Unlearning(RequestsMixin, WrapperRunMixin, Strategy):
         """
         kept = self._filter(server_round, replies, "train")
         if self._sent is not None:
-            self.unlearner.observe_train(server_round, self._sent,
-                                         [m for m in kept if not m.has_error()],
-                                         self.weighted_by_key)
+            self.unlearner.observe_train(
+                server_round,
+                self._sent,
+                [m for m in kept if not m.has_error()],
+                self.weighted_by_key,
+            )
             self._peak = max(self._peak, self.storage_bytes)
         t0 = time.perf_counter()
         arrays, metrics = self.active_strategy.aggregate_train(server_round, kept)
@@ -406,33 +426,43 @@ class Unlearning(RequestsMixin, WrapperRunMixin, Strategy):
         if arrays is not None and self._layout is not None:  # integer buffers stay integer
             arrays = restore_dtypes(arrays, self._integer_layout)
         aggregated = 0 if arrays is None else sum(not m.has_error() for m in kept)
-        self._empty_rounds.update(server_round, aggregated,
-                                  failure_reasons(kept, info.get("rejected_train", {})))
+        self._empty_rounds.update(
+            server_round, aggregated, failure_reasons(kept, info.get("rejected_train", {}))
+        )
         info["server_seconds"] = info.get("server_seconds", 0.0) + time.perf_counter() - t0
         if arrays is None and self._fallback_arrays is not None:
             # No usable reply in the first round after a request: the unlearned model stays
             # the global model (the model from before the request must not come back).
-            log(WARNING, "%s: no train reply aggregated in round %d; keeping the unlearned "
-                "model as the global model", self.tag, server_round)
+            log(
+                WARNING,
+                "%s: no train reply aggregated in round %d; keeping the unlearned "
+                "model as the global model",
+                self.tag,
+                server_round,
+            )
             arrays = self._fallback_arrays
         self._fallback_arrays = None
         self._confirm(server_round)  # requests applied at this round's start took effect
         return arrays, metrics
 
-    def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
-                           grid: Grid) -> Iterable[Message]:
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
         """Let the strategy sample evaluation nodes (never excluded ones)."""
         return self._configure("evaluate", server_round, arrays, config, grid)
 
-    def aggregate_evaluate(self, server_round: int,
-                           replies: Iterable[Message]) -> MetricRecord | None:
+    def aggregate_evaluate(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> MetricRecord | None:
         """Drop replies from excluded nodes, then let the strategy aggregate."""
         return self.active_strategy.aggregate_evaluate(
-            server_round, self._filter(server_round, replies, "evaluate"))
+            server_round, self._filter(server_round, replies, "evaluate")
+        )
 
     # ------------------------------------------------------------ sampling and exclusion
-    def _configure(self, what: str, server_round: int, arrays: ArrayRecord,
-                   config: ConfigRecord, grid: Grid) -> list[Message]:
+    def _configure(
+        self, what: str, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> list[Message]:
         """Let the active strategy sample for ``what`` (never excluded nodes); count it."""
         configure = getattr(self.active_strategy, f"configure_{what}")
         messages = list(configure(server_round, arrays, config, self._view(grid, what)))
@@ -448,8 +478,7 @@ class Unlearning(RequestsMixin, WrapperRunMixin, Strategy):
         nodes, once enough of those are connected."""
         if not self.book.rules:
             return ExcludingGrid(grid, lambda _: False, identities=self.book.identities)
-        view = ExcludingGrid(grid, self.book.excluded.__contains__,
-                             identities=self.book.identities)
+        view = ExcludingGrid(grid, self.book.excluded.__contains__, identities=self.book.identities)
         deadline = time.monotonic() + self.node_wait_timeout
         while True:
             self.book.update_exclusions(grid, list(grid.get_node_ids()))
@@ -460,9 +489,16 @@ class Unlearning(RequestsMixin, WrapperRunMixin, Strategy):
             if time.monotonic() > deadline:
                 raise UnlearningError(
                     f"recovery needs {needed} non-target node(s) for {what} but only "
-                    f"{eligible} are connected after waiting {self.node_wait_timeout:.0f}s")
-            log(INFO, "%s: waiting for nodes: %d eligible, %d needed for %s",
-                self.tag, eligible, needed, what)
+                    f"{eligible} are connected after waiting {self.node_wait_timeout:.0f}s"
+                )
+            log(
+                INFO,
+                "%s: waiting for nodes: %d eligible, %d needed for %s",
+                self.tag,
+                eligible,
+                needed,
+                what,
+            )
             time.sleep(1.0)
 
     def _start_recovery(self) -> None:
@@ -477,7 +513,8 @@ class Unlearning(RequestsMixin, WrapperRunMixin, Strategy):
             for old in [r for r in self.rounds if r <= server_round - self.keep_rounds]:
                 del self.rounds[old]
         return self.rounds.setdefault(
-            server_round, {"phase": "recovery" if self._recovering else "train"})
+            server_round, {"phase": "recovery" if self._recovering else "train"}
+        )
 
     def _filter(self, server_round: int, replies: Iterable[Message], what: str) -> list[Message]:
         """Replies the strategy may aggregate: not from excluded nodes, valid (train), and
@@ -492,14 +529,21 @@ class Unlearning(RequestsMixin, WrapperRunMixin, Strategy):
         for msg in in_node_order(replies, self.book.identities):
             node_id = msg.metadata.src_node_id
             if node_id in self.book.excluded:
-                log(WARNING, "%s: dropped a %s reply from excluded node %d (round %d)",
-                    self.tag, what, node_id, server_round)
+                log(
+                    WARNING,
+                    "%s: dropped a %s reply from excluded node %d (round %d)",
+                    self.tag,
+                    what,
+                    node_id,
+                    server_round,
+                )
                 continue
             if not msg.has_error():
                 metrics[id(msg)] = reply_metrics(msg.content)
                 if what == "train" and self._reply_layout is not None:
-                    reason = check_train_reply(msg.content, self._reply_layout,
-                                               self.weighted_by_key, metrics[id(msg)])
+                    reason = check_train_reply(
+                        msg.content, self._reply_layout, self.weighted_by_key, metrics[id(msg)]
+                    )
                     if reason is not None:
                         self._reject(server_round, what, node_id, reason)
                         continue
@@ -511,12 +555,20 @@ class Unlearning(RequestsMixin, WrapperRunMixin, Strategy):
         info[f"{what}_metrics"] = {m.metadata.src_node_id: metrics[id(m)] for m in ok}
         info["bytes_up"] = info.get("bytes_up", 0) + messages_nbytes(ok)
         info["client_seconds"] = info.get("client_seconds", 0.0) + sum(
-            seconds_reported(metrics[id(m)]) for m in ok)
+            seconds_reported(metrics[id(m)]) for m in ok
+        )
         return kept
 
     def _reject(self, server_round: int, what: str, node_id: int, reason: str) -> None:
-        log(WARNING, "%s: rejected the %s reply of node %d (round %d): %s",
-            self.tag, what, node_id, server_round, reason)
+        log(
+            WARNING,
+            "%s: rejected the %s reply of node %d (round %d): %s",
+            self.tag,
+            what,
+            node_id,
+            server_round,
+            reason,
+        )
         self._round(server_round).setdefault(f"rejected_{what}", {})[node_id] = reason
 
     def _drop_inconsistent_metrics(
@@ -524,8 +576,9 @@ class Unlearning(RequestsMixin, WrapperRunMixin, Strategy):
     ) -> list[Message]:
         """Drop replies whose metric keys differ from the most common set (FedAvg refuses
         a round whose replies differ; one odd client must not stop it for everyone)."""
-        keysets = {m.metadata.src_node_id: frozenset(metrics[id(m)])
-                   for m in replies if not m.has_error()}
+        keysets = {
+            m.metadata.src_node_id: frozenset(metrics[id(m)]) for m in replies if not m.has_error()
+        }
         if len(set(keysets.values())) <= 1:
             return replies
         majority = majority_metric_keys(keysets.values(), self.weighted_by_key)
@@ -533,9 +586,13 @@ class Unlearning(RequestsMixin, WrapperRunMixin, Strategy):
         for m in replies:
             node_id = m.metadata.src_node_id
             if not m.has_error() and keysets[node_id] != majority:
-                self._reject(server_round, what, node_id,
-                             f"metric keys {sorted(keysets[node_id])} differ from the other "
-                             f"replies' {sorted(majority)}")
+                self._reject(
+                    server_round,
+                    what,
+                    node_id,
+                    f"metric keys {sorted(keysets[node_id])} differ from the other "
+                    f"replies' {sorted(majority)}",
+                )
                 continue
             out.append(m)
         return out
@@ -544,18 +601,23 @@ class Unlearning(RequestsMixin, WrapperRunMixin, Strategy):
         return self.book.with_forget_specs(messages, self.arrayrecord_key, self.configrecord_key)
 
     # ------------------------------------------------------------ the unlearning step
-    def _run_step(self, server_round: int, arrays: ArrayRecord, targets: list[int],
-                  grid: Grid) -> tuple[ArrayRecord, float]:
+    def _run_step(
+        self, server_round: int, arrays: ArrayRecord, targets: list[int], grid: Grid
+    ) -> tuple[ArrayRecord, float]:
         """Run the unlearner's step and count it in the round; returns the unlearned model
         and the server's seconds (the step's wall time less the time waiting for clients)."""
         step = UnlearningStep(
-            server_round=server_round, arrays=arrays, targets=targets,
+            server_round=server_round,
+            arrays=arrays,
+            targets=targets,
             excluded=frozenset(self.book.excluded),
             grid=ExcludingGrid(grid, lambda _: False, identities=self.book.identities),
-            weighted_by_key=self.weighted_by_key, arrayrecord_key=self.arrayrecord_key,
-            configrecord_key=self.configrecord_key, timeout=self.step_timeout,
-            record={"method": self.unlearner.name, "round": server_round,
-                    "targets": list(targets)})
+            weighted_by_key=self.weighted_by_key,
+            arrayrecord_key=self.arrayrecord_key,
+            configrecord_key=self.configrecord_key,
+            timeout=self.step_timeout,
+            record={"method": self.unlearner.name, "round": server_round, "targets": list(targets)},
+        )
         t0 = time.perf_counter()
         unlearned = self.unlearner.unlearn(step)
         seconds = max(0.0, time.perf_counter() - t0 - step.client_wait_seconds)
@@ -575,5 +637,11 @@ class Unlearning(RequestsMixin, WrapperRunMixin, Strategy):
         return unlearned, seconds
 
 
-__all__ = ["Unlearning", "UnlearningError", "UnlearningEvent", "UnlearningRequest",
-           "innermost", "nodes_needed"]
+__all__ = [
+    "Unlearning",
+    "UnlearningError",
+    "UnlearningEvent",
+    "UnlearningRequest",
+    "innermost",
+    "nodes_needed",
+]

@@ -67,8 +67,12 @@ class UnlearningRequest:
     def __post_init__(self) -> None:
         if self.outcome is None:
             self.outcome = RequestOutcome(
-                by=self.rule.by, values=list(self.rule.values), kind=self.kind,
-                requested_by=self.requested_by, at_round=self.at_round)
+                by=self.rule.by,
+                values=list(self.rule.values),
+                kind=self.kind,
+                requested_by=self.requested_by,
+                at_round=self.at_round,
+            )
 
     @property
     def status(self) -> str:
@@ -92,9 +96,11 @@ class UnlearningEvent:
         out = asdict(self)
         out["request"].pop("on_settled", None)
         out["request"].pop("outcome", None)
-        out["request"]["rule"] = {"by": self.request.rule.by, "values": list(self.request.rule.values)}
+        out["request"]["rule"] = {
+            "by": self.request.rule.by,
+            "values": list(self.request.rule.values),
+        }
         return out
-
 
 
 def _ints(name: str, values: Iterable) -> tuple[int, ...]:
@@ -128,22 +134,28 @@ def request_kind(targets, classes, samples) -> tuple[str, tuple[int, ...], tuple
     tuple
         ``(kind, classes, samples)`` with kind ``"client"``, ``"class"`` or ``"instance"``.
     """
-    names = [t.strip() for t in targets.split(",")] if isinstance(targets, str) else (
-        [str(targets)] if isinstance(targets, int) else [str(t).strip() for t in targets])
+    names = (
+        [t.strip() for t in targets.split(",")]
+        if isinstance(targets, str)
+        else ([str(targets)] if isinstance(targets, int) else [str(t).strip() for t in targets])
+    )
     if classes is not None and samples is not None:
         raise ValueError("unlearning request: give classes or samples, not both")
     if classes is not None:
         return "class", _ints("classes", classes), ()
     if "*" in names:
-        raise ValueError("unlearning request: targets '*' (every client) is only allowed for "
-                         "class-wise forgetting; forgetting every client leaves nobody")
+        raise ValueError(
+            "unlearning request: targets '*' (every client) is only allowed for "
+            "class-wise forgetting; forgetting every client leaves nobody"
+        )
     if samples is not None:
         if len([n for n in names if n]) != 1:
-            raise ValueError(f"unlearning request: instance-wise forgetting names exactly one "
-                             f"client, got {names}")
+            raise ValueError(
+                f"unlearning request: instance-wise forgetting names exactly one "
+                f"client, got {names}"
+            )
         return "instance", (), _ints("samples", samples)
     return "client", (), ()
-
 
 
 def truthy(value) -> bool:
@@ -153,7 +165,4 @@ def truthy(value) -> bool:
     return bool(value) if isinstance(value, (bool, int, float)) else False
 
 
-
-
-__all__ = ["UnlearningError", "UnlearningEvent", "UnlearningRequest", "request_kind",
-           "truthy"]
+__all__ = ["UnlearningError", "UnlearningEvent", "UnlearningRequest", "request_kind", "truthy"]

@@ -81,25 +81,32 @@ class WrapperRunMixin:
             If a strict request can already be seen to fail (before round 1).
         """
         if should_stop is not None and not callable(should_stop):
-            raise TypeError(f"should_stop must be a callable (server_round, result) -> bool "
-                            f"or None, got {type(should_stop).__name__}")
+            raise TypeError(
+                f"should_stop must be a callable (server_round, result) -> bool "
+                f"or None, got {type(should_stop).__name__}"
+            )
         self.check_requests(grid)
         self._evaluate_fn = evaluate_fn if self.evaluate_negated else None
-        kwargs = dict(num_rounds=num_rounds, timeout=timeout, train_config=train_config,
-                      evaluate_config=evaluate_config, evaluate_fn=evaluate_fn)
+        kwargs = dict(
+            num_rounds=num_rounds,
+            timeout=timeout,
+            train_config=train_config,
+            evaluate_config=evaluate_config,
+            evaluate_fn=evaluate_fn,
+        )
         try:
             if should_stop is None:
                 result = super().start(grid, initial_arrays, **kwargs)
             elif FLOWER_SHOULD_STOP:
                 result = super().start(grid, initial_arrays, should_stop=should_stop, **kwargs)
             else:
-                result = run_rounds(self, grid, initial_arrays, should_stop=should_stop,
-                                    **kwargs)
+                result = run_rounds(self, grid, initial_arrays, should_stop=should_stop, **kwargs)
         except BaseException as err:
             self._fail_in_flight(err)
             raise
-        warn_pending([r.outcome for r in self.pending_requests],
-                     max(self.rounds, default=0), self.tag)
+        warn_pending(
+            [r.outcome for r in self.pending_requests], max(self.rounds, default=0), self.tag
+        )
         return UnlearningResult.of(result, self.outcomes)
 
     def check_requests(self, grid: Grid) -> None:
@@ -125,32 +132,43 @@ class WrapperRunMixin:
         idents = {n: self.book.identities.get(n) for n in node_ids}
         names = self.book.names(grid)
         known = all(v is not None for v in idents.values())
-        expected = expected_nodes(idents, getattr(innermost(self.strategy),
-                                                  "min_available_nodes", 1))
+        expected = expected_nodes(
+            idents, getattr(innermost(self.strategy), "min_available_nodes", 1)
+        )
         for request in pending:
             try:
                 if known:  # a near miss (by="partition_id") fails here
                     check_by(request.rule.by, idents)
-                for text in check_targets([request], node_ids, names, idents,
-                                          expected_nodes=expected):
+                for text in check_targets(
+                    [request], node_ids, names, idents, expected_nodes=expected
+                ):
                     log(INFO, "%s: %s", self.tag, text)
-                if (len(node_ids) >= expected and request.kind == "client"
-                        and (known or not request.rule.needs_identity)):
+                if (
+                    len(node_ids) >= expected
+                    and request.kind == "client"
+                    and (known or not request.rule.needs_identity)
+                ):
                     hits = self.book.resolve(request.rule, node_ids, names)
                     if set(node_ids) <= set(hits):
                         raise UnlearningError(
                             f"unlearning request {request.rule.by}="
                             f"{','.join(request.rule.values)} would exclude every connected "
                             f"node ({len(node_ids)} connected, targets {sorted(hits)}): at "
-                            "least one non-target node is needed to recover")
+                            "least one non-target node is needed to recover"
+                        )
             except (UnlearningError, ValueError) as err:
                 if request.strict:
                     request.outcome.settle("failed", reason=str(err))
                     with self._lock:
                         self._pending.remove(request)
                     raise
-                log(INFO, "%s: request %s may fail at its round: %s", self.tag,
-                    request.outcome.describe(), err)
+                log(
+                    INFO,
+                    "%s: request %s may fail at its round: %s",
+                    self.tag,
+                    request.outcome.describe(),
+                    err,
+                )
 
     def _check_composition(self, messages: list | None = None) -> None:
         """Before the first round: refuse a strategy around the wrapper that keeps its own
@@ -172,32 +190,53 @@ class WrapperRunMixin:
         return f"{type(self).__name__}({describe(self.strategy)}{step})"
 
     def __repr__(self) -> str:
-        step = ("None (no unlearning step, recovery only)"
-                if isinstance(self.unlearner, NoStep) else
-                f"{self.unlearner.name} (changes {list(self.unlearner.layers) or list(self.unlearner.keys)})")
+        step = (
+            "None (no unlearning step, recovery only)"
+            if isinstance(self.unlearner, NoStep)
+            else f"{self.unlearner.name} (changes {list(self.unlearner.layers) or list(self.unlearner.keys)})"
+        )
         recovery = describe(self.recovery_strategy) if self.recovery_strategy else None
         counts = {s: sum(o.status == s for o in self.outcomes) for s in ("pending", "applied")}
-        return (f"{type(self).__name__}(strategy={describe(self.strategy)}, unlearner={step}, "
-                f"recovery_strategy={recovery}, keep_server_state={self.keep_server_state}; "
-                f"requests: {counts['pending']} pending, {counts['applied']} applied; "
-                f"excluded nodes: {sorted(self.book.excluded)})")
+        return (
+            f"{type(self).__name__}(strategy={describe(self.strategy)}, unlearner={step}, "
+            f"recovery_strategy={recovery}, keep_server_state={self.keep_server_state}; "
+            f"requests: {counts['pending']} pending, {counts['applied']} applied; "
+            f"excluded nodes: {sorted(self.book.excluded)})"
+        )
 
     def summary(self) -> None:
         """Log the wrapper's settings, then the wrapped strategy's."""
-        step = ("no unlearning step (recovery only)" if isinstance(self.unlearner, NoStep)
-                else f"{self.unlearner.name} (changes "
-                f"{list(self.unlearner.layers) or list(self.unlearner.keys) or 'nothing'})")
-        log(INFO, "\t├──> Unlearning: %s; recovery with %s (%s)", step,
+        step = (
+            "no unlearning step (recovery only)"
+            if isinstance(self.unlearner, NoStep)
+            else f"{self.unlearner.name} (changes "
+            f"{list(self.unlearner.layers) or list(self.unlearner.keys) or 'nothing'})"
+        )
+        log(
+            INFO,
+            "\t├──> Unlearning: %s; recovery with %s (%s)",
+            step,
             describe(self.recovery_strategy or self.strategy),
-            "its state kept" if self.keep_server_state and not self.recovery_strategy
-            else "a fresh server state at every request")
+            "its state kept"
+            if self.keep_server_state and not self.recovery_strategy
+            else "a fresh server state at every request",
+        )
         self.strategy.summary()
 
 
 # pylint: disable=too-many-arguments,too-many-locals
-def run_rounds(strategy: Strategy, grid: Grid, initial_arrays: ArrayRecord, *, num_rounds: int,
-               timeout: float, train_config: ConfigRecord | None,
-               evaluate_config: ConfigRecord | None, evaluate_fn, should_stop) -> Result:
+def run_rounds(
+    strategy: Strategy,
+    grid: Grid,
+    initial_arrays: ArrayRecord,
+    *,
+    num_rounds: int,
+    timeout: float,
+    train_config: ConfigRecord | None,
+    evaluate_config: ConfigRecord | None,
+    evaluate_fn,
+    should_stop,
+) -> Result:
     """Flower 1.43's ``Strategy.start`` loop with ``should_stop``, for Flower 1.42.
 
     Parameters
@@ -225,8 +264,8 @@ def run_rounds(strategy: Strategy, grid: Grid, initial_arrays: ArrayRecord, *, n
         log(INFO, "")
         log(INFO, "[ROUND %s/%s]", current, num_rounds)
         replies = grid.send_and_receive(
-            messages=strategy.configure_train(current, arrays, train_config, grid),
-            timeout=timeout)
+            messages=strategy.configure_train(current, arrays, train_config, grid), timeout=timeout
+        )
         agg_arrays, agg_metrics = strategy.aggregate_train(current, replies)
         if agg_arrays is not None:
             result.arrays = arrays = agg_arrays
@@ -234,7 +273,8 @@ def run_rounds(strategy: Strategy, grid: Grid, initial_arrays: ArrayRecord, *, n
             result.train_metrics_clientapp[current] = agg_metrics
         replies = grid.send_and_receive(
             messages=strategy.configure_evaluate(current, arrays, evaluate_config, grid),
-            timeout=timeout)
+            timeout=timeout,
+        )
         if (agg_eval := strategy.aggregate_evaluate(current, replies)) is not None:
             result.evaluate_metrics_clientapp[current] = agg_eval
         if evaluate_fn and (res := evaluate_fn(current, arrays)) is not None:

@@ -103,6 +103,6 @@ def _processes_need_the_e2e_mark(request, monkeypatch):
             f"{request.node.nodeid} starts processes but is not marked e2e: "
             + "; ".join(seen[:3])
             + ". Mark it @pytest.mark.e2e (module: pytestmark = pytest.mark.e2e) so that "
-            "`bash scripts/test.sh -m \"not e2e\"` stays fast.",
+            '`bash scripts/test.sh -m "not e2e"` stays fast.',
             pytrace=False,
         )

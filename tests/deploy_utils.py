@@ -133,8 +133,9 @@ def stop_tree(proc: subprocess.Popen, grace: float = 10.0) -> list[int]:
     return pids + late
 
 
-def write_connection(flwr_home: Path, name: str, address: str,
-                     root_certificates: str | None = None) -> None:
+def write_connection(
+    flwr_home: Path, name: str, address: str, root_certificates: str | None = None
+) -> None:
     """Add ``[superlink.NAME]`` to FLWR_HOME/config.toml (Flower 1.42 connection format)."""
     import tomllib
 
@@ -175,15 +176,22 @@ class Deployment:
         return f"127.0.0.1:{self.port}"
 
     # -- processes ---------------------------------------------------------------------
-    def start(self, name: str, args: list[str], cwd: Path | None = None,
-              env: dict[str, str] | None = None) -> subprocess.Popen:
+    def start(
+        self, name: str, args: list[str], cwd: Path | None = None, env: dict[str, str] | None = None
+    ) -> subprocess.Popen:
         """Start args as ``name`` (log in work/NAME.log), in its own session."""
         if name in self.procs and self.procs[name].poll() is None:
             raise RuntimeError(f"{name} is already running")
         log = open(self.work / f"{name}.log", "ab")  # noqa: SIM115 - closed by the child
-        proc = subprocess.Popen(args, cwd=cwd or self.work, env=env or self.env,
-                                stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            args,
+            cwd=cwd or self.work,
+            env=env or self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         log.close()
         self.procs[name] = proc
         return proc
@@ -206,32 +214,65 @@ class Deployment:
         return path.read_text(errors="replace") if path.exists() else ""
 
     # -- SuperLink / SuperNodes --------------------------------------------------------
-    def start_superlink(self, extra: list[str] | None = None, insecure: bool = True,
-                        root_certificates: str | None = None) -> None:
-        args = ["flower-superlink", "--port", str(self.port),
-                "--database", str(self.work / "state.db"),
-                "--disable-runtime-dependency-installation"]
+    def start_superlink(
+        self,
+        extra: list[str] | None = None,
+        insecure: bool = True,
+        root_certificates: str | None = None,
+    ) -> None:
+        args = [
+            "flower-superlink",
+            "--port",
+            str(self.port),
+            "--database",
+            str(self.work / "state.db"),
+            "--disable-runtime-dependency-installation",
+        ]
         if insecure:
             args.insert(1, "--insecure")
         self.start("superlink", [*args, *(extra or [])])
-        wait_port("127.0.0.1", self.port, timeout=60, proc=self.procs["superlink"],
-                  log=lambda: self.log("superlink"))
+        wait_port(
+            "127.0.0.1",
+            self.port,
+            timeout=60,
+            proc=self.procs["superlink"],
+            log=lambda: self.log("superlink"),
+        )
         write_connection(self.flwr_home, self.connection, self.address, root_certificates)
 
-    def start_supernode(self, i: int, num: int, extra_config: str = "",
-                        extra: list[str] | None = None, insecure: bool = True,
-                        name: str | None = None) -> None:
+    def start_supernode(
+        self,
+        i: int,
+        num: int,
+        extra_config: str = "",
+        extra: list[str] | None = None,
+        insecure: bool = True,
+        name: str | None = None,
+    ) -> None:
         node_config = f"partition-id={i} num-partitions={num} {extra_config}".strip()
-        args = ["flower-supernode", "--superlink", self.address, "--port", str(free_port()),
-                "--node-config", node_config]
+        args = [
+            "flower-supernode",
+            "--superlink",
+            self.address,
+            "--port",
+            str(free_port()),
+            "--node-config",
+            node_config,
+        ]
         if insecure:
             args.insert(1, "--insecure")
         self.start(name or f"supernode-{i}", [*args, *(extra or [])])
 
     # -- flwr CLI ----------------------------------------------------------------------
     def flwr(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-        return subprocess.run([str(BIN / "flwr"), *args], cwd=ROOT, env=self.env,
-                              capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            [str(BIN / "flwr"), *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     def nodes(self) -> list[dict]:
         """`flwr supernode ls CONNECTION --format json` (nodes that are not deleted)."""
@@ -240,7 +281,7 @@ class Deployment:
         if "{" not in text:
             return []
         try:
-            return json.loads(text[text.index("{"):]).get("nodes", [])
+            return json.loads(text[text.index("{") :]).get("nodes", [])
         except ValueError:
             return []
 
@@ -256,8 +297,19 @@ class Deployment:
 
     def run_async(self, run_config: str, name: str = "flwr-run") -> subprocess.Popen:
         """`flwr run . CONNECTION --stream --run-config ...` in the background."""
-        return self.start(name, [str(BIN / "flwr"), "run", ".", self.connection, "--stream",
-                                 "--run-config", run_config], cwd=ROOT)
+        return self.start(
+            name,
+            [
+                str(BIN / "flwr"),
+                "run",
+                ".",
+                self.connection,
+                "--stream",
+                "--run-config",
+                run_config,
+            ],
+            cwd=ROOT,
+        )
 
     def run(self, run_config: str, name: str = "flwr-run", timeout: float = 400) -> str:
         """Run to the end; return its log; fail with the log tail when it fails."""
@@ -280,8 +332,9 @@ def wait_port(host: str, port: int, timeout: float = 60, proc=None, log=None) ->
             return
         except OSError:
             if proc is not None and proc.poll() is not None:
-                raise AssertionError(f"process exited ({proc.returncode})\n"
-                                     f"{log() if log else ''}") from None
+                raise AssertionError(
+                    f"process exited ({proc.returncode})\n{log() if log else ''}"
+                ) from None
             time.sleep(0.3)
     raise AssertionError(f"{host}:{port} not reachable after {timeout}s")
 

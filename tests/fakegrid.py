@@ -34,8 +34,13 @@ class FakeNode:
     context: Context = field(init=False)
 
     def __post_init__(self):
-        self.context = Context(run_id=1, node_id=0, node_config=dict(self.node_config),
-                               state=RecordDict(), run_config={})
+        self.context = Context(
+            run_id=1,
+            node_id=0,
+            node_config=dict(self.node_config),
+            state=RecordDict(),
+            run_config={},
+        )
 
 
 class FakeGrid(Grid):

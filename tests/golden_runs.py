@@ -31,17 +31,36 @@ GOLDEN_DIR = Path(__file__).parent / "golden"
 #: (``not-weights-only``) run as one of these with a run-config key fixed.
 METHODS = METHOD_NAMES
 NUM_SUPERNODES = 3
-ROUND_KEYS = ("round", "phase", "participants", "evaluated", "unlearning_participants",
-              "extra_rounds", "test_acc", "test_loss", "forget_acc", "val_acc", "train_loss",
-              "bytes_down", "bytes_up")
+ROUND_KEYS = (
+    "round",
+    "phase",
+    "participants",
+    "evaluated",
+    "unlearning_participants",
+    "extra_rounds",
+    "test_acc",
+    "test_loss",
+    "forget_acc",
+    "val_acc",
+    "train_loss",
+    "bytes_down",
+    "bytes_up",
+)
 MODEL_KEYS = ("test_acc", "test_loss", "forget_acc", "forget_loss", "retain_acc", "retain_loss")
 
 
 def run_config(method: str, out_dir: str) -> dict:
     """The demo configuration at the size the end-to-end tests use, seed 0."""
-    config = {"out-dir": out_dir, "method": method, "seed": 0, "num-train-rounds": 2,
-              "recovery-rounds": 2, "unlearn-clients": "1", "lr": 0.02,
-              "eval-recovery-rounds": "1,2"}
+    config = {
+        "out-dir": out_dir,
+        "method": method,
+        "seed": 0,
+        "num-train-rounds": 2,
+        "recovery-rounds": 2,
+        "unlearn-clients": "1",
+        "lr": 0.02,
+        "eval-recovery-rounds": "1,2",
+    }
     if REGISTRY[method].requirements["server_data"]:  # fukd distils on server-side data
         config["server-data-fraction"] = 0.1
     return config
@@ -53,10 +72,18 @@ def summary(results: dict) -> dict:
         "method": results["method"],
         "final": results["final"],
         "rounds": [{k: row.get(k) for k in ROUND_KEYS} for row in results["rounds"]],
-        "models": {name: {k: m.get(k) for k in MODEL_KEYS}
-                   for name, m in sorted(results["models"].items())},
-        "requests": [{"round": r["round"], "partition_ids": r["partition_ids"],
-                      "layers": r["layers"], "keys": r["keys"]} for r in results["requests"]],
+        "models": {
+            name: {k: m.get(k) for k in MODEL_KEYS} for name, m in sorted(results["models"].items())
+        },
+        "requests": [
+            {
+                "round": r["round"],
+                "partition_ids": r["partition_ids"],
+                "layers": r["layers"],
+                "keys": r["keys"],
+            }
+            for r in results["requests"]
+        ],
         "stopping": {k: results["stopping"][k] for k in ("reference_val_acc", "chosen_round")},
         "storage_bytes": results["costs"]["storage_bytes"],
     }
@@ -72,8 +99,13 @@ def grid_for(config: dict):
     nodes = {}
     for pid in range(NUM_SUPERNODES):
         node = FakeNode(app, {"partition-id": pid, "num-partitions": NUM_SUPERNODES})
-        node.context = Context(run_id=1, node_id=0, node_config=dict(node.node_config),
-                               state=RecordDict(), run_config=dict(config))
+        node.context = Context(
+            run_id=1,
+            node_id=0,
+            node_config=dict(node.node_config),
+            state=RecordDict(),
+            run_config=dict(config),
+        )
         nodes[101 + 11 * pid] = node
     return FakeGrid(nodes)
 

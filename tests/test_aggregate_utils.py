@@ -25,11 +25,14 @@ from tests.fakegrid import FakeGrid, FakeNode
 
 # ---------------------------------------------------------------- pure helpers
 def test_cast_like_rounds_integers_clips_and_keeps_floats():
-    np.testing.assert_array_equal(cast_like(np.array([8.335, 16.5, 17.5, -0.6]), "int64"),
-                                  np.array([8, 16, 18, -1]))  # nearest, half to even
+    np.testing.assert_array_equal(
+        cast_like(np.array([8.335, 16.5, 17.5, -0.6]), "int64"), np.array([8, 16, 18, -1])
+    )  # nearest, half to even
     assert cast_like(np.array([8.3]), "int64").dtype == np.int64
     np.testing.assert_array_equal(cast_like(np.array([300.0, -5.0]), "uint8"), [255, 0])
-    np.testing.assert_array_equal(cast_like(np.array([0.49, 0.5, 1.0]), "bool"), [False, True, True])
+    np.testing.assert_array_equal(
+        cast_like(np.array([0.49, 0.5, 1.0]), "bool"), [False, True, True]
+    )
     out = cast_like(np.array([1.25], dtype=np.float64), "float32")
     assert out.dtype == np.float32 and out[0] == np.float32(1.25)
     same = np.array([1, 2], dtype=np.int64)
@@ -37,10 +40,15 @@ def test_cast_like_rounds_integers_clips_and_keeps_floats():
 
 
 def test_restore_dtypes_follows_the_sent_models_layout():
-    sent = ArrayRecord({"w": Array(np.zeros((2, 2), np.float32)),
-                        "bn.num_batches_tracked": Array(np.array(7, dtype=np.int64))})
-    aggregate = ArrayRecord({"w": Array(np.ones((2, 2), np.float32)),
-                             "bn.num_batches_tracked": Array(np.array(8.335))})  # float64
+    sent = ArrayRecord(
+        {
+            "w": Array(np.zeros((2, 2), np.float32)),
+            "bn.num_batches_tracked": Array(np.array(7, dtype=np.int64)),
+        }
+    )
+    aggregate = ArrayRecord(
+        {"w": Array(np.ones((2, 2), np.float32)), "bn.num_batches_tracked": Array(np.array(8.335))}
+    )  # float64
     out = restore_dtypes(aggregate, array_layout(sent))
     assert array_layout(out) == array_layout(sent)
     assert int(out["bn.num_batches_tracked"].numpy()) == 8
@@ -75,7 +83,9 @@ def test_failure_reasons_names_error_replies_and_rejections():
     msg = Message(RecordDict(), dst_node_id=1, message_type="train")
     (reply,) = grid.send_and_receive([msg])
     assert failure_reasons([reply], {2: "NaN"}) == {
-        1: "error reply: RuntimeError: out of memory", 2: "NaN"}
+        1: "error reply: RuntimeError: out of memory",
+        2: "NaN",
+    }
 
 
 def test_batch_bounds_never_leaves_a_one_sample_batch_for_batchnorm():
@@ -95,9 +105,15 @@ def test_train_with_batchnorm_and_a_last_batch_of_one_sample():
     from torch import nn
 
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(),
-                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.BatchNorm1d(4),
-                          nn.Linear(4, 10))
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.BatchNorm1d(4),
+        nn.Linear(4, 10),
+    )
     assert has_batchnorm(model) and not has_batchnorm(nn.Linear(2, 2))
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(17, 1, 8, 8)).astype(np.float32), rng.integers(0, 10, 17)
@@ -105,8 +121,16 @@ def test_train_with_batchnorm_and_a_last_batch_of_one_sample():
     assert np.isfinite(stats["train-loss"])
     assert int(model[1].num_batches_tracked) == 2  # one merged batch of 17 per epoch
     # with BatchNorm a last batch under half a batch joins the previous one: 20 = 16 + 4
-    train(model, x[:16].repeat(2, 0)[:20], y[:16].repeat(2)[:20], epochs=1, batch_size=16,
-          lr=0.05, momentum=0.9, seed=0)
+    train(
+        model,
+        x[:16].repeat(2, 0)[:20],
+        y[:16].repeat(2)[:20],
+        epochs=1,
+        batch_size=16,
+        lr=0.05,
+        momentum=0.9,
+        seed=0,
+    )
     assert int(model[1].num_batches_tracked) == 3
     assert batch_bounds(130, 16, min_batch=8)[-1] == (112, 130)
     assert batch_bounds(140, 16, min_batch=8)[-1] == (128, 140)  # 12 >= 8: its own batch
@@ -116,13 +140,18 @@ def test_train_with_batchnorm_and_a_last_batch_of_one_sample():
 def _grid(train_fn, n=3) -> FakeGrid:
     app = ClientApp()
     app.train()(train_fn)
-    return FakeGrid({i + 1: FakeNode(app, {"partition-id": i, "num-partitions": n})
-                     for i in range(n)})
+    return FakeGrid(
+        {i + 1: FakeNode(app, {"partition-id": i, "num-partitions": n}) for i in range(n)}
+    )
 
 
 def _buffer_model() -> ArrayRecord:
-    return ArrayRecord({"w": Array(np.zeros(3, np.float32)),
-                        "bn.num_batches_tracked": Array(np.array(0, dtype=np.int64))})
+    return ArrayRecord(
+        {
+            "w": Array(np.zeros(3, np.float32)),
+            "bn.num_batches_tracked": Array(np.array(0, dtype=np.int64)),
+        }
+    )
 
 
 def _counting_train(msg: Message, context) -> Message:
@@ -130,9 +159,14 @@ def _counting_train(msg: Message, context) -> Message:
     pid = int(context.node_config["partition-id"])
     arrays = msg.content["arrays"]
     steps = (9, 8, 8)[pid]
-    out = ArrayRecord({"w": Array(arrays["w"].numpy() + 1),
-                       "bn.num_batches_tracked": Array(
-                           np.asarray(arrays["bn.num_batches_tracked"].numpy() + steps))})
+    out = ArrayRecord(
+        {
+            "w": Array(arrays["w"].numpy() + 1),
+            "bn.num_batches_tracked": Array(
+                np.asarray(arrays["bn.num_batches_tracked"].numpy() + steps)
+            ),
+        }
+    )
     metrics = MetricRecord({"num-examples": (130, 129, 129)[pid]})
     return Message(RecordDict({"arrays": out, "metrics": metrics}), reply_to=msg)
 
@@ -157,18 +191,24 @@ def test_integer_buffers_stay_integer_round_after_round():
 def test_every_round_rejected_stops_the_run_after_max_empty_rounds(caplog):
     def wrong_dtype(msg: Message, context) -> Message:
         arrays = msg.content["arrays"]
-        out = ArrayRecord({"w": arrays["w"],
-                           "bn.num_batches_tracked": Array(np.array(1.0))})  # float64
-        return Message(RecordDict({"arrays": out, "metrics": MetricRecord({"num-examples": 5})}),
-                       reply_to=msg)
+        out = ArrayRecord(
+            {"w": arrays["w"], "bn.num_batches_tracked": Array(np.array(1.0))}
+        )  # float64
+        return Message(
+            RecordDict({"arrays": out, "metrics": MetricRecord({"num-examples": 5})}), reply_to=msg
+        )
 
     strategy = NoT(None, fraction_evaluate=0.0, min_train_nodes=1, max_empty_rounds=2)
-    with caplog.at_level(logging.ERROR, logger="flwr"), pytest.raises(
+    with (
+        caplog.at_level(logging.ERROR, logger="flwr"),
+        pytest.raises(
             EmptyRoundsError, match=r"2 rounds in a row \(rounds 1-2\) aggregated no train reply"
-    ) as err:
+        ) as err,
+    ):
         strategy.start(_grid(wrong_dtype), _buffer_model(), num_rounds=10)
     assert "tensor 'bn.num_batches_tracked' is () float64, the global model's is () int64" in str(
-        err.value)
+        err.value
+    )
     assert sorted(strategy.rounds) == [1, 2]  # stopped at round 2 of 10
     assert "round 1 aggregated no train reply" in caplog.text
 
@@ -179,7 +219,8 @@ def test_crashing_clients_count_as_empty_rounds_and_zero_never_stops():
 
     with pytest.raises(EmptyRoundsError, match="error reply: RuntimeError: Expected more than 1"):
         NoT(None, fraction_evaluate=0.0, min_train_nodes=1).start(
-            _grid(crash), _buffer_model(), num_rounds=5)
+            _grid(crash), _buffer_model(), num_rounds=5
+        )
     strategy = NoT(None, fraction_evaluate=0.0, min_train_nodes=1, max_empty_rounds=0)
     strategy.start(_grid(crash), _buffer_model(), num_rounds=4)
     assert sorted(strategy.rounds) == [1, 2, 3, 4]

@@ -30,15 +30,18 @@ def test_bundle_holds_the_app_and_nothing_else():
     fab, names = _bundle()
     tops = {name.split("/")[0] for name in names}
     assert tops == {"pyproject.toml", ".info", "not_flower", "strategies"}, tops
-    assert all(n.endswith(".py") for n in names if n.split("/")[0] in ("not_flower",
-                                                                       "strategies"))
+    assert all(n.endswith(".py") for n in names if n.split("/")[0] in ("not_flower", "strategies"))
     # every module of both packages is in it, so the ServerApp and ClientApp import
     for package in ("not_flower", "strategies"):
-        on_disk = {p.relative_to(ROOT).as_posix() for p in (ROOT / package).rglob("*.py")
-                   if "__pycache__" not in p.parts}
+        on_disk = {
+            p.relative_to(ROOT).as_posix()
+            for p in (ROOT / package).rglob("*.py")
+            if "__pycache__" not in p.parts
+        }
         assert on_disk <= set(names), sorted(on_disk - set(names))
     components = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["flwr"]["app"][
-        "components"]
+        "components"
+    ]
     for ref in components.values():
         assert ref.split(":")[0].replace(".", "/") + ".py" in names
     assert len(fab) < 1_500_000, f"the bundle is {len(fab):,} bytes"
@@ -47,6 +50,7 @@ def test_bundle_holds_the_app_and_nothing_else():
 def test_no_docs_tests_benchmarks_or_results_in_the_bundle():
     _, names = _bundle()
     for name in names:
-        assert not name.startswith(("docs/", "tests/", "benchmarks/", "examples/", "docker/",
-                                    "outputs/", "scripts/")), name
+        assert not name.startswith(
+            ("docs/", "tests/", "benchmarks/", "examples/", "docker/", "outputs/", "scripts/")
+        ), name
         assert not name.endswith((".md", ".png", ".json", ".jsonl", ".pt")), name

@@ -47,9 +47,12 @@ def tiny_numpy() -> dict[str, np.ndarray]:
 def tiny_expected_hash() -> str:
     """The documented scheme, written out by hand with struct (no numpy)."""
     blob = (
-        b"a.bias\0float32\0[2]\0" + struct.pack("<2f", 0.5, -0.25)
-        + b"b.weight\0float32\0[2,2]\0" + struct.pack("<4f", 1.0, -2.0, 3.0, 4.0)
-        + b"c.count\0int64\0[]\0" + struct.pack("<q", 7)
+        b"a.bias\0float32\0[2]\0"
+        + struct.pack("<2f", 0.5, -0.25)
+        + b"b.weight\0float32\0[2,2]\0"
+        + struct.pack("<4f", 1.0, -2.0, 3.0, 4.0)
+        + b"c.count\0int64\0[]\0"
+        + struct.pack("<q", 7)
     )
     return hashlib.sha256(blob).hexdigest()
 
@@ -101,8 +104,9 @@ def test_sha256_of_a_real_model_matches_its_record_and_changes_when_negated():
 
 def test_sha256_bfloat16_and_bad_input():
     bf = {"w": torch.tensor([1.0, -2.0], dtype=torch.bfloat16)}
-    expected = hashlib.sha256(b"w\0bfloat16\0[2]\0" + bf["w"].view(torch.int16).numpy()
-                              .astype("<i2").tobytes()).hexdigest()
+    expected = hashlib.sha256(
+        b"w\0bfloat16\0[2]\0" + bf["w"].view(torch.int16).numpy().astype("<i2").tobytes()
+    ).hexdigest()
     assert sha256_arrays(bf) == expected
     with pytest.raises(TypeError, match="expected an ArrayRecord"):
         sha256_arrays([1, 2])
@@ -113,7 +117,10 @@ def test_sha256_bfloat16_and_bad_input():
 
 
 def test_canonical_json():
-    assert canonical_json({"b": 1, "a": [1.5, "é"], "c": None}) == '{"a":[1.5,"é"],"b":1,"c":null}'.encode()
+    assert (
+        canonical_json({"b": 1, "a": [1.5, "é"], "c": None})
+        == '{"a":[1.5,"é"],"b":1,"c":null}'.encode()
+    )
     for bad in (float("nan"), float("inf"), {"x": [float("-inf")]}):
         with pytest.raises(ValueError, match="NaN and infinity"):
             canonical_json(bad)
@@ -126,47 +133,103 @@ SHA_A, SHA_B, SHA_C = "a" * 64, "b" * 64, "c" * 64
 
 def event_request() -> dict:
     """``UnlearningEvent.to_dict()["request"]`` as the strategy produces it."""
-    return {"rule": {"by": "partition-id", "values": ["2"]}, "at_round": 3,
-            "requested_by": "alice (file r.json)", "requested_at": "2025-01-01T00:00:00+00:00",
-            "strict": False}
+    return {
+        "rule": {"by": "partition-id", "values": ["2"]},
+        "at_round": 3,
+        "requested_by": "alice (file r.json)",
+        "requested_at": "2025-01-01T00:00:00+00:00",
+        "strict": False,
+    }
 
 
 def make_record(requested_by: str = "alice", round_: int = 3, after: str = SHA_C) -> dict:
     return build_record(
-        request={"targets": ["2"], "by": "partition-id", "requested_by": requested_by,
-                 "requested_at": "2025-01-01T00:00:00+00:00"},
+        request={
+            "targets": ["2"],
+            "by": "partition-id",
+            "requested_by": requested_by,
+            "requested_at": "2025-01-01T00:00:00+00:00",
+        },
         round=round_,
-        targets=[{"node_id": 1014, "name": "site-2", "by": "partition-id", "value": "2",
-                  "identity": {"partition-id": 2, "num-partitions": 5}}],
-        layers=["conv1"], keys=["conv1.weight", "conv1.bias"],
-        sha_before=SHA_A, sha_negated=SHA_B, sha_after=after,
-        recovery_rounds=[{"round": r, "participants": [
-            {"node_id": 1000, "name": "site-0", "partition_id": 0},
-            {"node_id": 1007, "name": "site-1", "partition_id": 1}]} for r in (3, 4)],
+        targets=[
+            {
+                "node_id": 1014,
+                "name": "site-2",
+                "by": "partition-id",
+                "value": "2",
+                "identity": {"partition-id": 2, "num-partitions": 5},
+            }
+        ],
+        layers=["conv1"],
+        keys=["conv1.weight", "conv1.bias"],
+        sha_before=SHA_A,
+        sha_negated=SHA_B,
+        sha_after=after,
+        recovery_rounds=[
+            {
+                "round": r,
+                "participants": [
+                    {"node_id": 1000, "name": "site-0", "partition_id": 0},
+                    {"node_id": 1007, "name": "site-1", "partition_id": 1},
+                ],
+            }
+            for r in (3, 4)
+        ],
         stopping={"rule": "val-acc within tolerance", "round": 4, "tolerance": 0.02},
         final_metrics={"test_acc": np.float32(0.95), "forget_acc": 0.9, "mia": float("nan")},
-        method="not", run_id="1234", written_at="2025-01-01T00:05:00+00:00",
+        method="not",
+        run_id="1234",
+        written_at="2025-01-01T00:05:00+00:00",
     )
 
 
 def test_record_contents():
     record = make_record()
-    assert set(record) == {"version", "method", "run_id", "request", "applied_round", "targets",
-                           "layers_negated", "keys_negated", "model_sha256", "recovery_rounds",
-                           "stopping", "final_metrics", "written_at"}
+    assert set(record) == {
+        "version",
+        "method",
+        "run_id",
+        "request",
+        "applied_round",
+        "targets",
+        "layers_negated",
+        "keys_negated",
+        "model_sha256",
+        "recovery_rounds",
+        "stopping",
+        "final_metrics",
+        "written_at",
+    }
     assert record["version"] == 1 and record["method"] == "not" and record["run_id"] == "1234"
-    assert record["request"] == {"requested_by": "alice", "requested_at": "2025-01-01T00:00:00+00:00",
-                                 "targets": ["2"], "by": "partition-id"}
+    assert record["request"] == {
+        "requested_by": "alice",
+        "requested_at": "2025-01-01T00:00:00+00:00",
+        "targets": ["2"],
+        "by": "partition-id",
+    }
     assert record["applied_round"] == 3
-    assert record["targets"] == [{"node_id": 1014, "name": "site-2", "by": "partition-id",
-                                  "value": "2", "identity": {"partition-id": 2, "num-partitions": 5}}]
+    assert record["targets"] == [
+        {
+            "node_id": 1014,
+            "name": "site-2",
+            "by": "partition-id",
+            "value": "2",
+            "identity": {"partition-id": 2, "num-partitions": 5},
+        }
+    ]
     assert record["layers_negated"] == ["conv1"]
     assert record["keys_negated"] == ["conv1.weight", "conv1.bias"]
-    assert record["model_sha256"] == {"before_negation": SHA_A, "after_negation": SHA_B,
-                                      "after_recovery": SHA_C}
+    assert record["model_sha256"] == {
+        "before_negation": SHA_A,
+        "after_negation": SHA_B,
+        "after_recovery": SHA_C,
+    }
     assert [r["round"] for r in record["recovery_rounds"]] == [3, 4]
-    assert record["recovery_rounds"][0]["participants"][1] == {"node_id": 1007, "name": "site-1",
-                                                                "partition_id": 1}
+    assert record["recovery_rounds"][0]["participants"][1] == {
+        "node_id": 1007,
+        "name": "site-1",
+        "partition_id": 1,
+    }
     assert record["stopping"]["round"] == 4
     # numpy scalars become floats, NaN becomes null: the record is always valid JSON
     assert type(record["final_metrics"]["test_acc"]) is float
@@ -175,25 +238,53 @@ def test_record_contents():
 
 
 def test_record_accepts_event_request_and_bare_node_ids():
-    record = build_record(request=event_request(), round=3, targets=[], layers=[], keys=[],
-                          sha_before=SHA_A, sha_negated=SHA_A, sha_after=None,
-                          recovery_rounds=[{"round": 3, "participants": [1000, 1007]}],
-                          stopping={}, final_metrics={}, method="ft")
-    assert record["request"] == {"requested_by": "alice (file r.json)",
-                                 "requested_at": "2025-01-01T00:00:00+00:00",
-                                 "targets": ["2"], "by": "partition-id"}
-    assert record["recovery_rounds"][0]["participants"][0] == {"node_id": 1000, "name": "",
-                                                                "partition_id": None}
+    record = build_record(
+        request=event_request(),
+        round=3,
+        targets=[],
+        layers=[],
+        keys=[],
+        sha_before=SHA_A,
+        sha_negated=SHA_A,
+        sha_after=None,
+        recovery_rounds=[{"round": 3, "participants": [1000, 1007]}],
+        stopping={},
+        final_metrics={},
+        method="ft",
+    )
+    assert record["request"] == {
+        "requested_by": "alice (file r.json)",
+        "requested_at": "2025-01-01T00:00:00+00:00",
+        "targets": ["2"],
+        "by": "partition-id",
+    }
+    assert record["recovery_rounds"][0]["participants"][0] == {
+        "node_id": 1000,
+        "name": "",
+        "partition_id": None,
+    }
     assert record["model_sha256"]["after_recovery"] is None
     assert record["run_id"] is None and record["written_at"].endswith("+00:00")
 
 
-@pytest.mark.parametrize("field,value", [("sha_before", "abc"), ("sha_negated", None),
-                                         ("sha_after", "A" * 64)])
+@pytest.mark.parametrize(
+    "field,value", [("sha_before", "abc"), ("sha_negated", None), ("sha_after", "A" * 64)]
+)
 def test_record_refuses_bad_hashes(field, value):
-    kwargs = dict(request={}, round=1, targets=[], layers=[], keys=[], sha_before=SHA_A,
-                  sha_negated=SHA_A, sha_after=SHA_A, recovery_rounds=[], stopping={},
-                  final_metrics={}, method="not")
+    kwargs = dict(
+        request={},
+        round=1,
+        targets=[],
+        layers=[],
+        keys=[],
+        sha_before=SHA_A,
+        sha_negated=SHA_A,
+        sha_after=SHA_A,
+        recovery_rounds=[],
+        stopping={},
+        final_metrics={},
+        method="not",
+    )
     kwargs[field] = value
     with pytest.raises(ValueError, match=f"{field} must be a SHA-256 hex digest.*got {value!r}"):
         build_record(**kwargs)
@@ -206,8 +297,9 @@ def test_write_record_round_trip(tmp_path):
     assert sorted(p.name for p in path.parent.iterdir()) == ["unlearning-record.json"]
 
 
-@pytest.mark.parametrize("bad,error", [({"x": float("nan")}, ValueError),
-                                       ({"x": object()}, TypeError)])
+@pytest.mark.parametrize(
+    "bad,error", [({"x": float("nan")}, ValueError), ({"x": object()}, TypeError)]
+)
 def test_failed_write_keeps_the_old_record(tmp_path, bad, error):
     path = write_record(tmp_path, make_record())
     before = path.read_bytes()
@@ -261,9 +353,18 @@ def test_append_and_verify_round_trip(log):
     for prev, entry in zip(entries, entries[1:]):
         assert entry["prev_hash"] == prev["hash"]
     for entry in entries:
-        assert entry["hash"] == hashlib.sha256(canonical_json(
-            {"index": entry["index"], "prev_hash": entry["prev_hash"],
-             "record": entry["record"]})).hexdigest()
+        assert (
+            entry["hash"]
+            == hashlib.sha256(
+                canonical_json(
+                    {
+                        "index": entry["index"],
+                        "prev_hash": entry["prev_hash"],
+                        "record": entry["record"],
+                    }
+                )
+            ).hexdigest()
+        )
     assert [e["record"]["request"]["requested_by"] for e in entries] == ["alice", "bob", "carol"]
     assert verify_log(log) == (True, [])
     assert verify_log(log, expect_head=head_of(log)) == (True, [])
@@ -338,8 +439,12 @@ def test_truncated_last_line_is_detected(log):
 
 def test_forged_appended_entry_is_detected(log):
     record = make_record(requested_by="mallory")
-    forged = {"index": 3, "prev_hash": "f" * 64, "record": record,
-              "hash": entry_hash(3, "f" * 64, record)}  # its own hash is right
+    forged = {
+        "index": 3,
+        "prev_hash": "f" * 64,
+        "record": record,
+        "hash": entry_hash(3, "f" * 64, record),
+    }  # its own hash is right
     write_lines(log, lines_of(log) + [canonical_json(forged)])
     problems = assert_fails(log, 4, "prev_hash", "does not match the hash of line 3")
     assert len(problems) == 1
@@ -349,8 +454,12 @@ def test_inserted_entry_is_detected(log):
     lines = lines_of(log)
     first = json.loads(lines[0])
     record = make_record(requested_by="mallory")
-    inserted = {"index": 1, "prev_hash": first["hash"], "record": record,
-                "hash": entry_hash(1, first["hash"], record)}  # chained to line 1
+    inserted = {
+        "index": 1,
+        "prev_hash": first["hash"],
+        "record": record,
+        "hash": entry_hash(1, first["hash"], record),
+    }  # chained to line 1
     write_lines(log, [lines[0], canonical_json(inserted), *lines[1:]])
     assert_fails(log, 3, "index 1, expected 2")
     assert_fails(log, 3, "prev_hash", "does not match the hash of line 2")
@@ -472,7 +581,15 @@ def test_cli_missing_file_and_usage_errors(tmp_path, capsys, log):
 def test_cli_show(log, capsys):
     assert main(["show", str(log)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].split() == ["index", "round", "targets", "requested_by", "sha256", "after", "recovery"]
+    assert out[0].split() == [
+        "index",
+        "round",
+        "targets",
+        "requested_by",
+        "sha256",
+        "after",
+        "recovery",
+    ]
     assert len(out) == 4
     assert out[2].split()[:2] == ["1", "4"]
     assert "partition-id=2 (site-2)" in out[2] and "bob" in out[2] and SHA_C[:16] in out[2]
@@ -484,17 +601,31 @@ def test_cli_show(log, capsys):
 
 @pytest.mark.e2e
 def test_python_dash_m(log):
-    result = subprocess.run([sys.executable, "-m", "not_flower.audit", "verify", str(log)],
-                            capture_output=True, text=True, cwd=ROOT, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "not_flower.audit", "verify", str(log)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert result.returncode == 0 and result.stdout.startswith("OK: 3 entries, head ")
 
 
 def test_record_from_a_hostile_request_is_still_writable(tmp_path):
-    record = build_record(request={"targets": ["\ud800"], "requested_by": "x\udc80y"}, round=1,
-                          targets=[{"node_id": 1, "name": "\ud800", "value": "\ud800"}],
-                          layers=[], keys=[], sha_before=SHA_A, sha_negated=SHA_A,
-                          sha_after=SHA_A, recovery_rounds=[], stopping={"why": "\udfff"},
-                          final_metrics={"\ud801": 1.0}, method="not")
+    record = build_record(
+        request={"targets": ["\ud800"], "requested_by": "x\udc80y"},
+        round=1,
+        targets=[{"node_id": 1, "name": "\ud800", "value": "\ud800"}],
+        layers=[],
+        keys=[],
+        sha_before=SHA_A,
+        sha_negated=SHA_A,
+        sha_after=SHA_A,
+        recovery_rounds=[],
+        stopping={"why": "\udfff"},
+        final_metrics={"\ud801": 1.0},
+        method="not",
+    )
     assert record["request"]["requested_by"] == "x\\udc80y"
     write_record(tmp_path, record)
     append_to_log(tmp_path / "log.jsonl", record)
@@ -521,7 +652,9 @@ def test_same_values_other_bytes_is_detected(log):
 
 def test_hostile_log_lines_do_not_crash_verify(tmp_path):
     path = tmp_path / "log.jsonl"
-    nan_entry = b'{"hash":"' + b"0" * 64 + b'","index":0,"prev_hash":"' + b"0" * 64 + b'","record":NaN}'
+    nan_entry = (
+        b'{"hash":"' + b"0" * 64 + b'","index":0,"prev_hash":"' + b"0" * 64 + b'","record":NaN}'
+    )
     write_lines(path, [b"[" * 5000, b"\xff\xfe", b"9" * 5000, nan_entry])
     ok, problems = verify_log(path)
     assert not ok

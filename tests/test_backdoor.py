@@ -114,8 +114,9 @@ def test_poison_count_is_round_fraction_times_n(fraction, k):
 def test_poison_uses_trigger_options():
     x = np.zeros((4, 1, 4, 4))
     y = np.zeros(4, dtype=np.int64)
-    x_new, _, idx = poison(x, y, fraction=1.0, target=1, seed=0, size=1, value=0.5,
-                           corner="top-left")
+    x_new, _, idx = poison(
+        x, y, fraction=1.0, target=1, seed=0, size=1, value=0.5, corner="top-left"
+    )
     assert np.all(x_new[:, 0, 0, 0] == 0.5) and x_new.sum() == 4 * 0.5
 
 

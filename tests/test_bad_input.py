@@ -29,7 +29,6 @@ from strategies.negation import NegationError, plan_negation
 from tests.test_strategy import PLAN, make_grid, node_of, run
 
 
-
 @pytest.fixture(scope="module", autouse=True)
 def one_torch_thread():
     """Tiny tensors: one intra-op thread is much faster than several on a busy machine."""
@@ -73,39 +72,59 @@ LAYERS = "'conv1', 'conv2', 'fc1', 'fc2'"
 def test_selector_matching_nothing_lists_the_layers(cnn, selector):
     with pytest.raises(NegationError) as err:
         plan_negation(cnn, X, selector)
-    assert str(err.value) == (f"layer selector {selector!r} matches no layer; available layers "
-                              f"in forward order: {LAYERS}")
+    assert str(err.value) == (
+        f"layer selector {selector!r} matches no layer; available layers in forward order: {LAYERS}"
+    )
 
 
 def test_selector_index_out_of_range_gives_the_valid_range(cnn):
-    with pytest.raises(NegationError, match=r"layer index 4 is out of range: valid indices are "
-                                            r"-4\.\.3 for the 4 layers in forward order"):
+    with pytest.raises(
+        NegationError,
+        match=r"layer index 4 is out of range: valid indices are "
+        r"-4\.\.3 for the 4 layers in forward order",
+    ):
         plan_negation(cnn, X, 4)
 
 
 @pytest.mark.parametrize("selector", ["fc2", -1, "conv1, fc2", "fc*"])
 def test_output_layer_is_refused(cnn, selector):
-    with pytest.raises(NegationError, match=r"^'fc2' is the output layer; NoT never negates the "
-                                            r"output layer \(choose earlier layers, e\.g\. 'first'\)"):
+    with pytest.raises(
+        NegationError,
+        match=r"^'fc2' is the output layer; NoT never negates the "
+        r"output layer \(choose earlier layers, e\.g\. 'first'\)",
+    ):
         plan_negation(cnn, X, selector)
 
 
-@pytest.mark.parametrize("selector,first,second", [("conv1, conv2", "conv1", "conv2"),
-                                                   (["fc1", "conv1"], "conv1", "fc1"),
-                                                   ("conv*", "conv1", "conv2")])
+@pytest.mark.parametrize(
+    "selector,first,second",
+    [
+        ("conv1, conv2", "conv1", "conv2"),
+        (["fc1", "conv1"], "conv1", "fc1"),
+        ("conv*", "conv1", "conv2"),
+    ],
+)
 def test_non_antichain_is_refused(cnn, selector, first, second):
-    with pytest.raises(NegationError, match=f"^'{first}' feeds '{second}': negated layers must "
-                                            r"form an antichain \(no selected layer upstream of another\)"):
+    with pytest.raises(
+        NegationError,
+        match=f"^'{first}' feeds '{second}': negated layers must "
+        r"form an antichain \(no selected layer upstream of another\)",
+    ):
         plan_negation(cnn, X, selector)
 
 
 # --------------------------------------------------------- unknown names, bad values
 
 
-@pytest.mark.parametrize("key,bad,allowed", [("dataset", "imagenet", DATASETS),
-                                             ("model", "gpt2", MODELS),
-                                             ("method", "sisa", METHODS),
-                                             ("partitioner", "shards", PARTITIONERS)])
+@pytest.mark.parametrize(
+    "key,bad,allowed",
+    [
+        ("dataset", "imagenet", DATASETS),
+        ("model", "gpt2", MODELS),
+        ("method", "sisa", METHODS),
+        ("partitioner", "shards", PARTITIONERS),
+    ],
+)
 def test_unknown_choice_in_run_config(key, bad, allowed):
     with pytest.raises(ConfigError) as err:
         parse_run_config({key: bad})
@@ -124,19 +143,22 @@ def test_unknown_model_in_builder():
     assert str(err.value) == f"unknown model 'gpt2'; choose one of: {', '.join(MODELS)}"
 
 
-@pytest.mark.parametrize("key,value,message", [
-    ("num-train-rounds", -3, "num-train-rounds must be >= 1, got -3"),
-    ("recovery-rounds", -1, "recovery-rounds must be >= 0, got -1"),
-    ("local-epochs", 0, "local-epochs must be >= 1, got 0"),
-    ("dirichlet-alpha", 0, "dirichlet-alpha must be > 0, got 0.0"),
-    ("dirichlet-alpha", -0.5, "dirichlet-alpha must be > 0, got -0.5"),
-    ("dirichlet-alpha", "inf", "dirichlet-alpha must be a finite number, got 'inf'"),
-    ("fraction-train", 0.0, "fraction-train must be in (0, 1], got 0.0"),
-    ("fraction-train", -0.2, "fraction-train must be in (0, 1], got -0.2"),
-    ("fraction-train", 1.01, "fraction-train must be in (0, 1], got 1.01"),
-    ("fraction-evaluate", 2, "fraction-evaluate must be in [0, 1], got 2.0"),
-    ("lr", 0, "lr must be > 0, got 0.0"),
-])
+@pytest.mark.parametrize(
+    "key,value,message",
+    [
+        ("num-train-rounds", -3, "num-train-rounds must be >= 1, got -3"),
+        ("recovery-rounds", -1, "recovery-rounds must be >= 0, got -1"),
+        ("local-epochs", 0, "local-epochs must be >= 1, got 0"),
+        ("dirichlet-alpha", 0, "dirichlet-alpha must be > 0, got 0.0"),
+        ("dirichlet-alpha", -0.5, "dirichlet-alpha must be > 0, got -0.5"),
+        ("dirichlet-alpha", "inf", "dirichlet-alpha must be a finite number, got 'inf'"),
+        ("fraction-train", 0.0, "fraction-train must be in (0, 1], got 0.0"),
+        ("fraction-train", -0.2, "fraction-train must be in (0, 1], got -0.2"),
+        ("fraction-train", 1.01, "fraction-train must be in (0, 1], got 1.01"),
+        ("fraction-evaluate", 2, "fraction-evaluate must be in [0, 1], got 2.0"),
+        ("lr", 0, "lr must be > 0, got 0.0"),
+    ],
+)
 def test_run_config_value_out_of_range(key, value, message):
     with pytest.raises(ConfigError) as err:
         parse_run_config({key: value})
@@ -148,8 +170,9 @@ def test_run_config_value_out_of_range(key, value, message):
 
 @pytest.fixture()
 def good_ckpt(tmp_path, cnn):
-    return save_checkpoint(tmp_path / "good.pt", ArrayRecord(cnn.state_dict()),
-                           {"model": "cnn", "dataset": "digits"})
+    return save_checkpoint(
+        tmp_path / "good.pt", ArrayRecord(cnn.state_dict()), {"model": "cnn", "dataset": "digits"}
+    )
 
 
 def test_missing_checkpoint(tmp_path, cnn):
@@ -160,12 +183,15 @@ def test_missing_checkpoint(tmp_path, cnn):
         load_initial_checkpoint(str(path), cnn)
 
 
-@pytest.mark.parametrize("keep", [lambda n: 0, lambda n: 10, lambda n: n // 2, lambda n: n - 1],
-                         ids=["empty", "10-bytes", "half", "all-but-one-byte"])
+@pytest.mark.parametrize(
+    "keep",
+    [lambda n: 0, lambda n: 10, lambda n: n // 2, lambda n: n - 1],
+    ids=["empty", "10-bytes", "half", "all-but-one-byte"],
+)
 def test_truncated_checkpoint(tmp_path, good_ckpt, cnn, keep):
     data = good_ckpt.read_bytes()
     bad = tmp_path / "trunc.pt"
-    bad.write_bytes(data[:keep(len(data))])
+    bad.write_bytes(data[: keep(len(data))])
     for load in (load_checkpoint, lambda p: load_initial_checkpoint(str(p), cnn)):
         with pytest.raises(ValueError) as err:
             load(bad)
@@ -177,8 +203,11 @@ def test_truncated_checkpoint(tmp_path, good_ckpt, cnn, keep):
 def test_foreign_file_is_not_a_checkpoint(tmp_path, blob):
     path = tmp_path / "foreign.pt"
     torch.save(blob, path)
-    with pytest.raises(ValueError, match=r"is not a not-flower checkpoint \(expected a dict with "
-                                         r"'state_dict' and 'meta'\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"is not a not-flower checkpoint \(expected a dict with "
+        r"'state_dict' and 'meta'\)",
+    ):
         load_checkpoint(path)
 
 
@@ -188,7 +217,9 @@ def test_checkpoint_from_another_model(tmp_path, cnn):
     with pytest.raises(ValueError) as err:
         load_initial_checkpoint(str(path), cnn)
     message = str(err.value)
-    assert "does not fit the model" in message and "is it from another model or data set?" in message
+    assert (
+        "does not fit the model" in message and "is it from another model or data set?" in message
+    )
     assert "missing keys ['conv1.bias', 'conv1.weight'" in message  # what the model needs
     assert "unexpected keys ['fc3.bias', 'fc3.weight']" in message  # what the file has
 
@@ -196,8 +227,11 @@ def test_checkpoint_from_another_model(tmp_path, cnn):
 def test_checkpoint_with_other_shapes(tmp_path, cnn):
     other = build_model("cnn", (3, 8, 8), 100)
     path = save_checkpoint(tmp_path / "rgb.pt", ArrayRecord(other.state_dict()), {})
-    with pytest.raises(ValueError, match=r"tensor 'conv1.weight' has shape \(32, 3, 3, 3\) "
-                                         r"\(torch.float32\), the model needs \(32, 1, 3, 3\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"tensor 'conv1.weight' has shape \(32, 3, 3, 3\) "
+        r"\(torch.float32\), the model needs \(32, 1, 3, 3\)",
+    ):
         load_initial_checkpoint(str(path), cnn)
 
 
@@ -208,8 +242,9 @@ def test_checkpoint_holding_nan_or_inf(tmp_path, cnn, value):
     path = tmp_path / "nan.pt"
     torch.save({"state_dict": state, "meta": {}}, path)  # as a crashed run might have
     for load in (load_checkpoint, lambda p: load_initial_checkpoint(str(p), cnn)):
-        with pytest.raises(ValueError, match=f"checkpoint {str(path)!r}: tensor 'fc1.weight' "
-                                             "holds NaN or inf"):
+        with pytest.raises(
+            ValueError, match=f"checkpoint {str(path)!r}: tensor 'fc1.weight' holds NaN or inf"
+        ):
             load(path)
 
 

@@ -48,11 +48,14 @@ def fake_app(calibrate_step: float | None = None) -> ClientApp:
     app = ClientApp()
 
     def reply(msg, pid, delta, seconds_key):
-        arrays = {k: Array((v.numpy() + delta).astype(np.float32))
-                  for k, v in msg.content["arrays"].items()}
+        arrays = {
+            k: Array((v.numpy() + delta).astype(np.float32))
+            for k, v in msg.content["arrays"].items()
+        }
         metrics = MetricRecord({"train-loss": 1.0, "num-examples": 10 + pid, seconds_key: 0.5})
-        return Message(RecordDict({"arrays": ArrayRecord(arrays), "metrics": metrics}),
-                       reply_to=msg)
+        return Message(
+            RecordDict({"arrays": ArrayRecord(arrays), "metrics": metrics}), reply_to=msg
+        )
 
     @app.train()
     def train(msg, context):
@@ -60,6 +63,7 @@ def fake_app(calibrate_step: float | None = None) -> ClientApp:
         return reply(msg, pid, 0.1 * (pid + 1), "train-seconds")
 
     if calibrate_step is not None:
+
         @app.train("calibrate")
         def calibrate(msg, context):
             pid = int(context.node_config["partition-id"])
@@ -71,8 +75,9 @@ def fake_app(calibrate_step: float | None = None) -> ClientApp:
 
 
 def fake_grid(app: ClientApp, n: int = N) -> FakeGrid:
-    return FakeGrid({1000 + 7 * i: FakeNode(app, {"partition-id": i, "num-partitions": n})
-                     for i in range(n)})
+    return FakeGrid(
+        {1000 + 7 * i: FakeNode(app, {"partition-id": i, "num-partitions": n}) for i in range(n)}
+    )
 
 
 def node_of(grid: FakeGrid, pid: int) -> int:
@@ -96,7 +101,8 @@ def run(strategy, grid, rounds, request_round=None):
     if request_round is not None:
         strategy.request_unlearning(str(TARGET), at_round=request_round)
     strategy.on_unlearning = lambda event, before, after: captured.update(
-        event=event, before=as_np(before), after=as_np(after))
+        event=event, before=as_np(before), after=as_np(after)
+    )
     random.seed(0)
     result = strategy.start(grid, initial(), num_rounds=rounds)
     return result, captured
@@ -146,8 +152,17 @@ def test_pgd_ascent_stays_inside_the_ball_at_every_step_and_leaves_buffers():
     distances = []
     radius = 0.5
     stats = projected_gradient_ascent(
-        model, reference, x, y, radius=radius, epochs=3, lr=0.05, batch_size=16,
-        stop_accuracy=0.0, on_step=distances.append)
+        model,
+        reference,
+        x,
+        y,
+        radius=radius,
+        epochs=3,
+        lr=0.05,
+        batch_size=16,
+        stop_accuracy=0.0,
+        on_step=distances.append,
+    )
     assert stats["pgd-steps"] == len(distances) == 3 * 6 and stats["pgd-epochs-run"] == 3
     assert max(distances) <= radius * (1 + 1e-6)
     assert max(distances) > 0.99 * radius  # the projection was active
@@ -175,8 +190,9 @@ def test_pgd_stops_early_below_the_accuracy_threshold():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(32, 1, 8, 8)).astype(np.float32)
     y = rng.integers(0, 10, size=32)
-    stats = projected_gradient_ascent(model, reference, x, y, radius=5.0, epochs=4,
-                                      stop_accuracy=1.01)  # any accuracy is below: stop at once
+    stats = projected_gradient_ascent(
+        model, reference, x, y, radius=5.0, epochs=4, stop_accuracy=1.01
+    )  # any accuracy is below: stop at once
     assert stats["pgd-epochs-run"] == 1 and stats["pgd-stopped-early"] == 1
 
 
@@ -218,8 +234,12 @@ def test_pgd_over_real_clients_ends_inside_the_ball(tmp_path):
         node.context.run_config = {"local-epochs": 1, "lr": 0.05, "batch-size": 64}  # fast
     torch.manual_seed(0)
     build = lambda: build_model("cnn", (1, 8, 8), 10)  # noqa: E731
-    strategy = PGD(random_model_fn=random_state_fn(build), epochs=2,
-                   param_keys=[n for n, _ in build().named_parameters()], **KW)
+    strategy = PGD(
+        random_model_fn=random_state_fn(build),
+        epochs=2,
+        param_keys=[n for n, _ in build().named_parameters()],
+        **KW,
+    )
     strategy.request_unlearning(str(TARGET), at_round=3)
     got = {}
     strategy.on_unlearning = lambda e, before, after: got.update(after=as_np(after))
@@ -247,8 +267,7 @@ def test_federaser_storage_grows_with_rounds_and_clients(tmp_path):
         updates = sorted(folder.glob("round-*/node-*.npz"))
         # measured on disk, everything counted: the updates, the initial model, the index
         assert strategy.storage_bytes == sum(f.stat().st_size for f in files)
-        assert {f.name for f in files} - {f.name for f in updates} == {"initial.npz",
-                                                                        "index.json"}
+        assert {f.name for f in files} - {f.name for f in updates} == {"initial.npz", "index.json"}
         assert strategy.storage_peak_bytes == strategy.storage_bytes  # nothing deleted
         return strategy, sum(f.stat().st_size for f in updates), len(updates)
 
@@ -280,7 +299,12 @@ def test_federaser_rebuilds_with_stored_lengths_and_calibrated_directions(tmp_pa
     assert set(grid.sent_to(target)) == {"train", "query.identity"}
     for pid in (0, 2):
         assert grid.sent_to(node_of(grid, pid), "train") == [
-            "train", "train", "train.calibrate", "train", "train"]
+            "train",
+            "train",
+            "train.calibrate",
+            "train",
+            "train",
+        ]
     step = strategy.steps[0]
     assert step["retained_rounds"] == [1, 2] and step["rounds"] == 1  # one calibration round
     assert [r.get("calibrated") for r in step["rounds_rebuilt"]] == [False, True]
@@ -329,8 +353,13 @@ def test_fukd_distillation_pulls_the_skewed_model_towards_the_teacher():
 
     def gap():
         with torch.no_grad():
-            return float(nn.functional.kl_div(torch.log_softmax(student(xt), 1),
-                                              torch.softmax(teacher(xt), 1), reduction="batchmean"))
+            return float(
+                nn.functional.kl_div(
+                    torch.log_softmax(student(xt), 1),
+                    torch.softmax(teacher(xt), 1),
+                    reduction="batchmean",
+                )
+            )
 
     before = gap()
     stats = distill(student, teacher, x, epochs=20, lr=0.1, batch_size=16)
@@ -353,24 +382,32 @@ def test_server_data_is_held_out_from_every_client():
     assert len(union) + len(held) == len(labels)
     # without a fraction the partitions are exactly what they were
     from not_flower.partition import partition
-    assert all(np.array_equal(a, b) for a, b in zip(
-        _partitions(base, 4), partition(labels, 4, "iid", alpha=0.5, seed=0)))
+
+    assert all(
+        np.array_equal(a, b)
+        for a, b in zip(_partitions(base, 4), partition(labels, 4, "iid", alpha=0.5, seed=0))
+    )
     assert len(client_data(cfg, 0, 4).y_train) < len(client_data(base, 0, 4).y_train)
 
 
 # --------------------------------------------------------------------------- config, report
-@pytest.mark.parametrize("config,message", [
-    ({"method": "fukd"}, "server-data-fraction > 0"),
-    ({"method": "federaser", "init-checkpoint": "/x.pt", "num-train-rounds": 0},
-     "cannot start from init-checkpoint"),
-    ({"method": "pgd", "unlearn-mode": "class", "unlearn-classes": "3"}, "whole clients only"),
-    ({"method": "pgd", "resume": True}, "resume is supported for methods not, ft and retrain"),
-    ({"pgd-epochs": 0}, "pgd-epochs must be >= 1"),
-    ({"calibration-ratio": 0}, r"calibration-ratio must be in \(0, 1\]"),
-    ({"retain-interval": 0}, "retain-interval must be >= 1"),
-    ({"server-data-fraction": 1.0}, r"server-data-fraction must be in \[0, 1\)"),
-    ({"fukd-temperature": 0}, "fukd-temperature must be > 0"),
-])
+@pytest.mark.parametrize(
+    "config,message",
+    [
+        ({"method": "fukd"}, "server-data-fraction > 0"),
+        (
+            {"method": "federaser", "init-checkpoint": "/x.pt", "num-train-rounds": 0},
+            "cannot start from init-checkpoint",
+        ),
+        ({"method": "pgd", "unlearn-mode": "class", "unlearn-classes": "3"}, "whole clients only"),
+        ({"method": "pgd", "resume": True}, "resume is supported for methods not, ft and retrain"),
+        ({"pgd-epochs": 0}, "pgd-epochs must be >= 1"),
+        ({"calibration-ratio": 0}, r"calibration-ratio must be in \(0, 1\]"),
+        ({"retain-interval": 0}, "retain-interval must be >= 1"),
+        ({"server-data-fraction": 1.0}, r"server-data-fraction must be in \[0, 1\)"),
+        ({"fukd-temperature": 0}, "fukd-temperature must be > 0"),
+    ],
+)
 def test_bad_baseline_settings_are_named(config, message):
     with pytest.raises(ConfigError, match=message):
         parse_run_config(config)
@@ -387,13 +424,19 @@ def test_strategies_refuse_class_and_instance_requests(tmp_path):
 def _baseline_results(method, *, storage, step_rounds):
     from tests.test_compare import metrics, unlearner_results
 
-    res = unlearner_results(method, metrics(0.96, 0.95, 0.91, 0.05),
-                            {2: metrics(0.9, 0.5, 0.88, 0.4)}, cap=2)
+    res = unlearner_results(
+        method, metrics(0.96, 0.95, 0.91, 0.05), {2: metrics(0.9, 0.5, 0.88, 0.4)}, cap=2
+    )
     res["models"]["unlearned"] = metrics(0.5, 0.1, 0.5, 0.9)
     res["rounds"][21]["extra_rounds"] = step_rounds
     res["costs"]["unlearning"]["extra_rounds"] = step_rounds
-    res["costs"]["unlearning_step"] = {"rounds": step_rounds, "bytes_down": 3000, "bytes_up": 1000,
-                                       "client_seconds": 2.0, "server_seconds": 0.5}
+    res["costs"]["unlearning_step"] = {
+        "rounds": step_rounds,
+        "bytes_down": 3000,
+        "bytes_up": 1000,
+        "client_seconds": 2.0,
+        "server_seconds": 0.5,
+    }
     res["costs"]["storage_bytes"] = storage
     res["requirements"] = dict(report.DEFAULT_REQUIREMENTS[method])
     return res
@@ -402,15 +445,31 @@ def _baseline_results(method, *, storage, step_rounds):
 def test_report_rows_and_requirements_of_the_baselines():
     from tests.test_compare import metrics, record, retrain_results, unlearner_results
 
-    runs = [record("iid", 0, "retrain", retrain_results(metrics(0.9, 0.4, 0.88, 0.5))),
-            record("iid", 0, "not", unlearner_results("not", metrics(0.96, 0.95, 0.91, 0.05),
-                                                      {2: metrics(0.9, 0.4, 0.88, 0.5)}, cap=2)),
-            record("iid", 0, "pgd", _baseline_results("pgd", storage=3_000_000, step_rounds=1)),
-            record("iid", 0, "federaser", _baseline_results("federaser", storage=9_000_000,
-                                                            step_rounds=19))]
+    runs = [
+        record("iid", 0, "retrain", retrain_results(metrics(0.9, 0.4, 0.88, 0.5))),
+        record(
+            "iid",
+            0,
+            "not",
+            unlearner_results(
+                "not", metrics(0.96, 0.95, 0.91, 0.05), {2: metrics(0.9, 0.4, 0.88, 0.5)}, cap=2
+            ),
+        ),
+        record("iid", 0, "pgd", _baseline_results("pgd", storage=3_000_000, step_rounds=1)),
+        record(
+            "iid", 0, "federaser", _baseline_results("federaser", storage=9_000_000, step_rounds=19)
+        ),
+    ]
     s = report.summarize_scenario(runs, "iid")
-    assert list(s["methods"]) == ["Original", "Retrain", "NoT@2", "PGD@0", "PGD@2",
-                                  "FedEraser@0", "FedEraser@2"]
+    assert list(s["methods"]) == [
+        "Original",
+        "Retrain",
+        "NoT@2",
+        "PGD@0",
+        "PGD@2",
+        "FedEraser@0",
+        "FedEraser@2",
+    ]
     pgd0 = s["methods"]["PGD@0"]["per_seed"]["0"]
     assert pgd0["retain"] == pytest.approx(50.0) and pgd0["rounds"] == 1  # the ascent round
     assert pgd0["mb"] == pytest.approx(0.004)
@@ -425,19 +484,36 @@ def test_report_rows_and_requirements_of_the_baselines():
     md = report.render_markdown(report.build_report(runs))
     assert report.REQUIREMENTS_HEADER in md
     line = next(x for x in md.splitlines() if x.startswith("| PGD |"))
-    assert line.startswith("| PGD | 3.000 (every client's latest local model, in server memory) "
-                           "| yes | yes | no |")
+    assert line.startswith(
+        "| PGD | 3.000 (every client's latest local model, in server memory) | yes | yes | no |"
+    )
     assert next(x for x in md.splitlines() if x.startswith("| NoT |")).startswith(
-        "| NoT | 0 | no | no | no |")
+        "| NoT | 0 | no | no | no |"
+    )
 
 
 def test_compare_runs_the_baselines_only_when_asked(tmp_path):
     args = compare.parse_args(["--out", str(tmp_path)])
     assert args.methods == ["retrain", "ft", "not"] and args.server_data_fraction == 0.0
     assert all("server-data-fraction" not in s.run_config for s in compare.plan_runs(args))
-    args = compare.parse_args(["--out", str(tmp_path), "--seeds", "0", "--scenarios", "iid",
-                               "--methods", "fukd", "pgd", "retrain", "not", "federaser",
-                               "--recovery-rounds", "5"])
+    args = compare.parse_args(
+        [
+            "--out",
+            str(tmp_path),
+            "--seeds",
+            "0",
+            "--scenarios",
+            "iid",
+            "--methods",
+            "fukd",
+            "pgd",
+            "retrain",
+            "not",
+            "federaser",
+            "--recovery-rounds",
+            "5",
+        ]
+    )
     assert args.methods == ["retrain", "not", "pgd", "federaser", "fukd"]
     specs = {s.method: s.run_config for s in compare.plan_runs(args)}
     assert {c["server-data-fraction"] for c in specs.values()} == {0.1}  # every method
@@ -445,37 +521,49 @@ def test_compare_runs_the_baselines_only_when_asked(tmp_path):
     for cfg in specs.values():
         parse_run_config(cfg)
     with pytest.raises(SystemExit):
-        compare.parse_args(["--out", str(tmp_path), "--methods", "fukd",
-                            "--server-data-fraction", "0"])
+        compare.parse_args(
+            ["--out", str(tmp_path), "--methods", "fukd", "--server-data-fraction", "0"]
+        )
 
 
 def test_resume_accepts_results_written_before_the_new_keys_existed(tmp_path):
     from not_flower.config import to_run_config
 
-    args = compare.parse_args(["--out", str(tmp_path), "--seeds", "0", "--scenarios", "iid",
-                               "--methods", "not"])
+    args = compare.parse_args(
+        ["--out", str(tmp_path), "--seeds", "0", "--scenarios", "iid", "--methods", "not"]
+    )
     cfg = compare.plan_runs(args)[0].run_config
-    old = {k: v for k, v in to_run_config(parse_run_config(cfg)).items()
-           if not k.startswith(("pgd-", "fukd-")) and k not in (
-               "retain-interval", "calibration-ratio", "server-data-fraction")}
+    old = {
+        k: v
+        for k, v in to_run_config(parse_run_config(cfg)).items()
+        if not k.startswith(("pgd-", "fukd-"))
+        and k not in ("retain-interval", "calibration-ratio", "server-data-fraction")
+    }
     assert compare.config_mismatch(cfg, {"config": old}) is None
     assert "server-data-fraction" in compare.config_mismatch(
-        {**cfg, "server-data-fraction": 0.1}, {"config": old})
+        {**cfg, "server-data-fraction": 0.1}, {"config": old}
+    )
 
 
 # --------------------------------------------------------------------------- end to end
 def _model_bytes() -> tuple[int, int]:
     state = build_model("cnn", (1, 8, 8), 10).state_dict()
-    return (sum(t.numel() * 4 for t in state.values()),
-            arrayrecord_nbytes(ArrayRecord(state)))
+    return (sum(t.numel() * 4 for t in state.values()), arrayrecord_nbytes(ArrayRecord(state)))
 
 
 def _simulate(tmp_path, method, **extra):
     from not_flower.simulation import simulate
 
-    config = {"out-dir": str(tmp_path), "method": method, "num-train-rounds": 2,
-              "recovery-rounds": 2, "unlearn-clients": str(TARGET), "lr": 0.02,
-              "eval-recovery-rounds": "1,2", **extra}
+    config = {
+        "out-dir": str(tmp_path),
+        "method": method,
+        "num-train-rounds": 2,
+        "recovery-rounds": 2,
+        "unlearn-clients": str(TARGET),
+        "lr": 0.02,
+        "eval-recovery-rounds": "1,2",
+        **extra,
+    }
     results = simulate(config, num_supernodes=N)
     assert json.loads((tmp_path / "results.json").read_text()) == results
     rows = results["rounds"]
@@ -485,7 +573,8 @@ def _simulate(tmp_path, method, **extra):
     assert all(TARGET not in r["evaluated"] for r in rows[3:])
     assert results["final"] == "recovered"
     assert {"original", "unlearned", "recovered", "recovered@1", "recovered@2"} <= set(
-        results["models"])
+        results["models"]
+    )
     costs = results["costs"]
     assert costs["unlearning_fixed_length"]["rounds"] == 2
     assert costs["unlearning_fixed_length"]["client_seconds"] > 0
@@ -505,8 +594,10 @@ def test_baseline_runs_end_to_end(method, tmp_path):
     step_costs = results["costs"]["unlearning_step"]
     step = results["unlearning_steps"][0]
     floats, wire = _model_bytes()
-    assert results["requirements"] == {"pgd": PGD, "federaser": FedEraser,
-                                       "fukd": FUKD}[method].REQUIREMENTS
+    assert (
+        results["requirements"]
+        == {"pgd": PGD, "federaser": FedEraser, "fukd": FUKD}[method].REQUIREMENTS
+    )
     if method == "pgd":
         # the target works exactly once after the request: the ascent, at the boundary
         assert [r["unlearning_participants"] for r in rows] == [[], [], [], [TARGET], []]

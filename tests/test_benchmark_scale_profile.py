@@ -40,17 +40,21 @@ class TinyBN(torch.nn.Module):
 
 def _grid(model, nodes: int = 3) -> FakeGrid:
     app = strategy_profile.client_app({k: v.numpy().dtype for k, v in model.state_dict().items()})
-    return FakeGrid({1000 + i: FakeNode(app, {"partition-id": i, "num-partitions": nodes})
-                     for i in range(nodes)})
+    return FakeGrid(
+        {
+            1000 + i: FakeNode(app, {"partition-id": i, "num-partitions": nodes})
+            for i in range(nodes)
+        }
+    )
 
 
 def test_fedavg_baseline_aggregates_every_client_in_every_round():
     model = TinyBN()
     grid = _grid(model)
     errors = strategy_profile.count_errors(grid)
-    result = FedAvg(min_available_nodes=3).start(grid, ArrayRecord(model.state_dict()),
-                                                  num_rounds=3,
-                                                  train_config=ConfigRecord({"lr": 0.1}))
+    result = FedAvg(min_available_nodes=3).start(
+        grid, ArrayRecord(model.state_dict()), num_rounds=3, train_config=ConfigRecord({"lr": 0.1})
+    )
     assert errors == {"errors": 0, "first": ""}
     assert sorted(result.train_metrics_clientapp) == [1, 2, 3]
     assert grid.sent.count(("train", 1000)) == 3
@@ -60,10 +64,14 @@ def test_fedavg_baseline_aggregates_every_client_in_every_round():
 
 def test_profile_stops_when_a_reply_is_an_error(monkeypatch):
     monkeypatch.setattr(strategy_profile, "_updated", lambda value, dtype: 1 / 0)
-    with pytest.raises(SystemExit, match=r"client replies were errors \(first: "
-                                         r"ZeroDivisionError.*different work"):
-        strategy_profile.main(["--model", "cnn", "--clients", "2", "--rounds", "2",
-                               "--repeat", "1"])
+    with pytest.raises(
+        SystemExit,
+        match=r"client replies were errors \(first: "
+        r"ZeroDivisionError.*different work",
+    ):
+        strategy_profile.main(
+            ["--model", "cnn", "--clients", "2", "--rounds", "2", "--repeat", "1"]
+        )
 
 
 def test_target_resolution_asks_every_node_once():
@@ -76,11 +84,21 @@ def test_target_resolution_asks_every_node_once():
 
 def test_scale_waits_for_the_nodes_left_and_reads_public_attributes_only():
     tree = ast.parse((ROOT / "benchmarks" / "scale.py").read_text())
-    private = sorted({node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)
-                      and node.attr.startswith("_") and not node.attr.startswith("__")})
+    private = sorted(
+        {
+            node.attr
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute)
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+        }
+    )
     assert private == []
-    call = next(node for node in ast.walk(tree) if isinstance(node, ast.Call)
-                and getattr(node.func, "id", "") == "NoT")
+    call = next(
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "NoT"
+    )
     (minimum,) = [k.value for k in call.keywords if k.arg == "min_available_nodes"]
     assert ast.unparse(minimum) == "clients - 1"
 
@@ -94,8 +112,9 @@ def test_scale_times_identity_queries():
     strategy = NoT(plan_negation(model, example_input((1, 8, 8))), min_available_nodes=3)
     strategy.request_unlearning("0", at_round=2)
     spent = scale.time_identity_queries(strategy)
-    strategy.start(grid, ArrayRecord(model.state_dict()), num_rounds=3,
-                   train_config=ConfigRecord({"lr": 0.1}))
+    strategy.start(
+        grid, ArrayRecord(model.state_dict()), num_rounds=3, train_config=ConfigRecord({"lr": 0.1})
+    )
     assert spent["nodes"] == 4 and spent["seconds"] > 0
     (excluded,) = strategy.excluded_node_ids
     assert grid.sent_to(excluded, "train") == ["train"]  # round 1 only

@@ -23,8 +23,10 @@ def test_gpu_benchmark_names_the_missing_data_and_how_to_get_it(tmp_path, capsys
 def test_gpu_benchmark_refuses_a_bad_budget_and_the_cpu(tmp_path, capsys):
     for name in gpu.FILES:
         (tmp_path / name).write_bytes(b"")
-    assert gpu.main(["--out", str(tmp_path / "o"), "--data-dir", str(tmp_path),
-                     "--budget-s", "0"]) == 2
+    assert (
+        gpu.main(["--out", str(tmp_path / "o"), "--data-dir", str(tmp_path), "--budget-s", "0"])
+        == 2
+    )
     assert "--budget-s must be > 0, got 0.0" in capsys.readouterr().err
     import torch
 
@@ -42,14 +44,28 @@ def test_gpu_benchmark_settings_exist_and_runs_are_sized_for_fashion_mnist(tmp_p
 
 
 def _row(setting, seed, rounds, mb, cpu, reached=True):
-    return {"setting": setting, "seed": seed, "reached": reached, "rounds": rounds, "MB": mb,
-            "client_s": cpu, "epoch_rounds": rounds, "strict_reached": reached,
-            "strict_rounds": rounds, "test": 80.0, "forget": 50.0, "asr": 2.0}
+    return {
+        "setting": setting,
+        "seed": seed,
+        "reached": reached,
+        "rounds": rounds,
+        "MB": mb,
+        "client_s": cpu,
+        "epoch_rounds": rounds,
+        "strict_reached": reached,
+        "strict_rounds": rounds,
+        "test": 80.0,
+        "forget": 50.0,
+        "asr": 2.0,
+    }
 
 
 def test_recovery_table_gives_costs_as_shares_of_retrain():
-    rows = [_row("retrain", 0, 20, 200.0, 100.0), _row("paper", 0, 10, 50.0, 40.0),
-            _row("ft", 0, None, None, None, reached=False)]
+    rows = [
+        _row("retrain", 0, 20, 200.0, 100.0),
+        _row("paper", 0, 10, 50.0, 40.0),
+        _row("ft", 0, None, None, None, reached=False),
+    ]
     lines = faster_recovery.table(rows, 20, 30, {"local-epochs": 1})
     assert "Retrain (from scratch, 30 rounds; final numbers)" in lines[2]
     paper = lines[3].split(" | ")
@@ -60,12 +76,25 @@ def test_recovery_table_gives_costs_as_shares_of_retrain():
 
 def test_run_seed_starts_no_setting_after_the_deadline(tmp_path, monkeypatch, capsys):
     def fake(config, folder):
-        rows = [{"round": 1, "phase": "retrain" if config.get("method") == "retrain"
-                 else "recovery", "test_acc": 0.8, "forget_acc": 0.5, "asr": 0.02,
-                 "bytes_down": 1, "bytes_up": 1, "client_seconds": 1.0}]
+        rows = [
+            {
+                "round": 1,
+                "phase": "retrain" if config.get("method") == "retrain" else "recovery",
+                "test_acc": 0.8,
+                "forget_acc": 0.5,
+                "asr": 0.02,
+                "bytes_down": 1,
+                "bytes_up": 1,
+                "client_seconds": 1.0,
+            }
+        ]
         final = {"test_acc": 0.8, "forget_acc": 0.5, "asr": 0.02}
-        return {"rounds": rows, "config": {"local-epochs": 1},
-                "models": {"retrained": final, "trained": final}, "final": "trained"}
+        return {
+            "rounds": rows,
+            "config": {"local-epochs": 1},
+            "models": {"retrained": final, "trained": final},
+            "final": "trained",
+        }
 
     monkeypatch.setattr(faster_recovery, "_run", fake)
     rows = faster_recovery.run_seed(tmp_path, 0, ["paper", "ft"], 5, {}, 3, deadline=0.0)
@@ -74,35 +103,59 @@ def test_run_seed_starts_no_setting_after_the_deadline(tmp_path, monkeypatch, ca
 
 
 def test_client_compute_counts_epochs_times_samples_trained_up_to_the_goal():
-    rounds = [{"round": 1, "phase": "train", "trained_examples": {"0": 99}},
-              {"round": 2, "phase": "recovery", "trained_examples": {"1": 40, "2": 40}},
-              {"round": 3, "phase": "recovery", "trained_examples": {"3": 40}},
-              {"round": 4, "phase": "recovery", "trained_examples": {"1": 40}}]
+    rounds = [
+        {"round": 1, "phase": "train", "trained_examples": {"0": 99}},
+        {"round": 2, "phase": "recovery", "trained_examples": {"1": 40, "2": 40}},
+        {"round": 3, "phase": "recovery", "trained_examples": {"3": 40}},
+        {"round": 4, "phase": "recovery", "trained_examples": {"1": 40}},
+    ]
     assert faster_recovery.epoch_samples(rounds, "recovery", 3, 2) == 2 * 120
     assert faster_recovery.epoch_samples(rounds, "recovery", 4, 1) == 160
     rounds[2]["trained_examples"] = {}
     assert faster_recovery.epoch_samples(rounds, "recovery", 4, 1) is None
 
 
-def test_a_retrain_variant_trains_from_scratch_and_is_measured_against_retrain(tmp_path, monkeypatch):
+def test_a_retrain_variant_trains_from_scratch_and_is_measured_against_retrain(
+    tmp_path, monkeypatch
+):
     seen = {}
 
     def fake(config, folder):
         seen[folder.name] = config
-        phase = "retrain" if config.get("method") == "retrain" else (
-            "train" if config.get("recovery-rounds") == 0 else "recovery")
+        phase = (
+            "retrain"
+            if config.get("method") == "retrain"
+            else ("train" if config.get("recovery-rounds") == 0 else "recovery")
+        )
         test = {"retrain": [0.5, 0.8], "retrain-local-epochs-2": [0.795, 0.81]}.get(
-            folder.name, [0.8])
-        rows = [{"round": i + 1, "phase": phase, "test_acc": t, "forget_acc": 0.5, "asr": 0.02,
-                 "bytes_down": 1, "bytes_up": 1, "client_seconds": 1.0,
-                 "trained_examples": {"1": 10, "2": 10}} for i, t in enumerate(test)]
+            folder.name, [0.8]
+        )
+        rows = [
+            {
+                "round": i + 1,
+                "phase": phase,
+                "test_acc": t,
+                "forget_acc": 0.5,
+                "asr": 0.02,
+                "bytes_down": 1,
+                "bytes_up": 1,
+                "client_seconds": 1.0,
+                "trained_examples": {"1": 10, "2": 10},
+            }
+            for i, t in enumerate(test)
+        ]
         final = {"test_acc": 0.8, "forget_acc": 0.5, "asr": 0.02}
-        return {"rounds": rows, "config": {"local-epochs": config.get("local-epochs", 1)},
-                "models": {"retrained": final, "trained": final}, "final": "trained"}
+        return {
+            "rounds": rows,
+            "config": {"local-epochs": config.get("local-epochs", 1)},
+            "models": {"retrained": final, "trained": final},
+            "final": "trained",
+        }
 
     monkeypatch.setattr(faster_recovery, "_run", fake)
-    rows = faster_recovery.run_seed(tmp_path, 0, ["retrain-local-epochs-2"], 5,
-                                    {"local-epochs": 1}, 3)
+    rows = faster_recovery.run_seed(
+        tmp_path, 0, ["retrain-local-epochs-2"], 5, {"local-epochs": 1}, 3
+    )
     variant = seen["retrain-local-epochs-2"]
     assert variant["method"] == "retrain" and variant["local-epochs"] == 2
     assert "init-checkpoint" not in variant and variant["num-train-rounds"] == 3
@@ -121,12 +174,22 @@ def test_lira_checkpoint_table_has_noise_floor_and_sanity_line():
     import lira_checkpoints
 
     def m(auc, tpr):
-        return {"lira_auc": auc, "lira_tpr_fpr1": tpr, "lira_tpr_fpr01": 0.0,
-                "lira_retain_tpr_fpr1": 0.01}
+        return {
+            "lira_auc": auc,
+            "lira_tpr_fpr1": tpr,
+            "lira_tpr_fpr01": 0.0,
+            "lira_retain_tpr_fpr1": 0.01,
+        }
 
-    per_seed = {"seed0": {"original": m(0.6, 0.10), "retrain": m(0.5, 0.02), "paper": m(0.52, 0.03),
-                          "_reference_train_seconds": 1.0},
-                "seed1": {"original": m(0.62, 0.08), "retrain": m(0.54, 0.01)}}
+    per_seed = {
+        "seed0": {
+            "original": m(0.6, 0.10),
+            "retrain": m(0.5, 0.02),
+            "paper": m(0.52, 0.03),
+            "_reference_train_seconds": 1.0,
+        },
+        "seed1": {"original": m(0.62, 0.08), "retrain": m(0.54, 0.01)},
+    }
     lines = lira_checkpoints.table(per_seed)
     assert lines[2].startswith("| original | 2 | 61.00 ± 1.41 | 9.00 ± 1.41 |")
     assert lines[3].startswith("| retrain | 2 | 52.00 ± 2.83 |")
@@ -146,9 +209,19 @@ def _write_run(folder, method, rounds, final=None):
 
 
 def _rounds(phase, tests, mb=10.0, cpu=2.0):
-    return [{"round": i + 1, "phase": phase, "test_acc": t, "forget_acc": 0.5, "asr": 0.02,
-             "bytes_down": mb * 1e6 / 2, "bytes_up": mb * 1e6 / 2, "client_seconds": cpu}
-            for i, t in enumerate(tests)]
+    return [
+        {
+            "round": i + 1,
+            "phase": phase,
+            "test_acc": t,
+            "forget_acc": 0.5,
+            "asr": 0.02,
+            "bytes_down": mb * 1e6 / 2,
+            "bytes_up": mb * 1e6 / 2,
+            "client_seconds": cpu,
+        }
+        for i, t in enumerate(tests)
+    ]
 
 
 def test_cost_to_forget_skips_the_shared_original_and_gives_shares_per_seed(tmp_path):
@@ -157,8 +230,9 @@ def test_cost_to_forget_skips_the_shared_original_and_gives_shares_per_seed(tmp_
     final = {"test_acc": 0.80, "forget_acc": 0.5, "asr": 0.02}
     for seed, (retrain_n, not_n) in enumerate([(4, 1), (8, 6)]):
         base = tmp_path / "runs" / "backdoor" / f"seed{seed}"
-        _write_run(base / "retrain", "retrain", _rounds("retrain", [0.5] * (retrain_n - 1) + [0.8]),
-                   final)
+        _write_run(
+            base / "retrain", "retrain", _rounds("retrain", [0.5] * (retrain_n - 1) + [0.8]), final
+        )
         _write_run(base / "not", "not", _rounds("recovery", [0.6] * (not_n - 1) + [0.795]))
         _write_run(base / "ft", "ft", _rounds("recovery", [0.9, 0.9]))
         # the shared original: method "not", training rows only; not a method's run

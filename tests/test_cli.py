@@ -8,8 +8,14 @@ from pathlib import Path
 import pytest
 
 from not_flower.cli import (
-    RunConfigError, app_config_keys, check_run_config, failure_message, main, override_keys,
-    run_config_values, run_outcome,
+    RunConfigError,
+    app_config_keys,
+    check_run_config,
+    failure_message,
+    main,
+    override_keys,
+    run_config_values,
+    run_outcome,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,7 +30,13 @@ def test_app_keys_are_pyprojects():
 def test_override_keys_split_as_flwr_does(tmp_path):
     text = "out-dir='/a b/c=d' unlearn-clients='0;3' lr=0.1 negate-bias=false model=\"cnn\""
     assert override_keys([text, "seed=2"]) == [
-        "out-dir", "unlearn-clients", "lr", "negate-bias", "model", "seed"]
+        "out-dir",
+        "unlearn-clients",
+        "lr",
+        "negate-bias",
+        "model",
+        "seed",
+    ]
     toml = tmp_path / "over.toml"
     toml.write_text('lr = 0.1\n"num-train-rounds" = 3\n[a]\nb = 1\n')
     assert override_keys([str(toml)]) == ["lr", "num-train-rounds", "a.b"]
@@ -37,13 +49,19 @@ def test_known_keys_pass():
     check_run_config([], KEYS)
 
 
-@pytest.mark.parametrize("override, message", [
-    ("num-rounds=3", r"unknown run-config key 'num-rounds'; nearest: num-train-rounds"),
-    ("unlearn-client='3'", r"unknown run-config key 'unlearn-client'; nearest: unlearn-clients"),
-    ("lr=0.1 recovery_rounds=2", r"'recovery_rounds'; nearest: recovery-rounds"),
-    ("rounds=2", r"'rounds'; nearest: .*num-train-rounds"),
-    ("zzzzzz=1", r"unknown run-config key 'zzzzzz' \(the keys are pyproject.toml's"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("num-rounds=3", r"unknown run-config key 'num-rounds'; nearest: num-train-rounds"),
+        (
+            "unlearn-client='3'",
+            r"unknown run-config key 'unlearn-client'; nearest: unlearn-clients",
+        ),
+        ("lr=0.1 recovery_rounds=2", r"'recovery_rounds'; nearest: recovery-rounds"),
+        ("rounds=2", r"'rounds'; nearest: .*num-train-rounds"),
+        ("zzzzzz=1", r"unknown run-config key 'zzzzzz' \(the keys are pyproject.toml's"),
+    ],
+)
 def test_unknown_keys_are_named_with_the_nearest_valid_ones(override, message):
     with pytest.raises(RunConfigError, match=message):
         check_run_config([override], KEYS)
@@ -57,8 +75,18 @@ def test_every_unknown_key_is_named_once():
 
 
 def test_run_config_values_found_in_flwr_run_arguments():
-    args = [".", "local", "--stream", "--run-config", "a=1", "-c", "b=2", "--run-config=c=3",
-            "--federation-config", "num-supernodes=3"]
+    args = [
+        ".",
+        "local",
+        "--stream",
+        "--run-config",
+        "a=1",
+        "-c",
+        "b=2",
+        "--run-config=c=3",
+        "--federation-config",
+        "num-supernodes=3",
+    ]
     assert run_config_values(args) == ["a=1", "b=2", "c=3"]
 
 
@@ -76,17 +104,24 @@ def test_run_refuses_a_bad_key_before_starting_flwr(capsys, tmp_path):
 
 
 def _ls(status, details=""):
-    return json.dumps({"success": True, "runs": [
-        {"run-id": "7", "status": status, "status-details": details}]})
+    return json.dumps(
+        {"success": True, "runs": [{"run-id": "7", "status": status, "status-details": details}]}
+    )
 
 
 def test_outcome_of_a_completed_and_a_failed_run():
     assert run_outcome(_ls("finished:completed")) == ("finished:completed", "")
     assert failure_message("7", *run_outcome(_ls("finished:completed"))) is None
-    failed = _ls("finished:failed", "Simulation failed with exception: unknown model 'x'\nTraceback...")
+    failed = _ls(
+        "finished:failed", "Simulation failed with exception: unknown model 'x'\nTraceback..."
+    )
     assert failure_message("7", *run_outcome(failed)) == (
-        "error: run 7 finished:failed: Simulation failed with exception: unknown model 'x'")
-    assert failure_message("7", *run_outcome(_ls("finished:stopped"))) == "error: run 7 finished:stopped"
+        "error: run 7 finished:failed: Simulation failed with exception: unknown model 'x'"
+    )
+    assert (
+        failure_message("7", *run_outcome(_ls("finished:stopped")))
+        == "error: run 7 finished:stopped"
+    )
     assert run_outcome("not json")[0] == "unknown"
     assert run_outcome(json.dumps({"runs": []})) == ("unknown", "`flwr ls` lists no such run")
     assert failure_message("7", *run_outcome("")).startswith("error: run 7 unknown: unreadable")

@@ -18,12 +18,23 @@ PYPROJECT = ROOT / "pyproject.toml"
 
 def test_a_key_given_again_takes_its_later_value_in_one_run_config():
     script = "out-dir='/tmp/x y' num-train-rounds=20 recovery-rounds=15 overwrite=true"
-    args = checked_args([".", "local", "--stream", "--run-config", script,
-                         "--run-config", "recovery-rounds=2 lr=0.1"], PYPROJECT)
+    args = checked_args(
+        [
+            ".",
+            "local",
+            "--stream",
+            "--run-config",
+            script,
+            "--run-config",
+            "recovery-rounds=2 lr=0.1",
+        ],
+        PYPROJECT,
+    )
     assert args[:3] == [".", "local", "--stream"] and args.count("--run-config") == 1
     merged = args[-1]
-    assert merged == ("out-dir='/tmp/x y' num-train-rounds=20 recovery-rounds=2 "
-                      "overwrite=true lr=0.1")
+    assert merged == (
+        "out-dir='/tmp/x y' num-train-rounds=20 recovery-rounds=2 overwrite=true lr=0.1"
+    )
     # what Flower itself makes of it (it refuses a key twice in one string)
     assert parse_config_args([merged])["recovery-rounds"] == 2
     assert parse_config_args([merged])["out-dir"] == "/tmp/x y"
@@ -40,13 +51,16 @@ def test_no_run_config_and_a_toml_file_pass_through(tmp_path):
         checked_args([".", "-c", str(toml), "-c", "lr=0.1"], PYPROJECT)
 
 
-@pytest.mark.parametrize("override, message", [
-    ("recovery-rounds=-1", "recovery-rounds must be >= 0, got -1"),
-    ("model='transformer'", "unknown model 'transformer'; choose one of: cnn, mlp"),
-    ("unlearn-mode='class' unlearn-classes='x'", r"unlearn-classes must be class labels"),
-    ("method='retrain' init-checkpoint='/x.pt'", "method 'retrain' .* init-checkpoint"),
-    ("model=cnn", r"model=cnn is not a number, true/false or quoted text \(write model='cnn'"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("recovery-rounds=-1", "recovery-rounds must be >= 0, got -1"),
+        ("model='transformer'", "unknown model 'transformer'; choose one of: cnn, mlp"),
+        ("unlearn-mode='class' unlearn-classes='x'", r"unlearn-classes must be class labels"),
+        ("method='retrain' init-checkpoint='/x.pt'", "method 'retrain' .* init-checkpoint"),
+        ("model=cnn", r"model=cnn is not a number, true/false or quoted text \(write model='cnn'"),
+    ],
+)
 def test_bad_values_are_refused_naming_them(override, message):
     with pytest.raises(RunConfigError, match=message):
         checked_args([".", "--run-config", override], PYPROJECT)
@@ -67,9 +81,12 @@ def test_run_refuses_a_bad_value_before_starting_flwr(capsys):
 def test_other_apps_values_are_theirs(tmp_path):
     (tmp_path / "pyproject.toml").write_text(
         '[tool.flwr.app.components]\nserverapp = "mine.server:app"\n'
-        '[tool.flwr.app.config]\nrecovery-rounds = 1\n')
-    assert checked_args([".", "-c", "recovery-rounds=-1"], tmp_path / "pyproject.toml")[-1] \
+        "[tool.flwr.app.config]\nrecovery-rounds = 1\n"
+    )
+    assert (
+        checked_args([".", "-c", "recovery-rounds=-1"], tmp_path / "pyproject.toml")[-1]
         == "recovery-rounds=-1"
+    )
 
 
 def test_override_values_keep_first_order_and_last_value():
@@ -78,12 +95,26 @@ def test_override_values_keep_first_order_and_last_value():
 
 @pytest.mark.e2e  # runs cli.py as a file, as the scripts do
 def test_the_file_checks_values_without_importing_torch():
-    out = subprocess.run([sys.executable, "-X", "importtime", "not_flower/cli.py",
-                          "check-run-config", "unlearn-mode='class' unlearn-classes='x'"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-X",
+            "importtime",
+            "not_flower/cli.py",
+            "check-run-config",
+            "unlearn-mode='class' unlearn-classes='x'",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 2, out.stderr[-2000:]
     assert "unlearn-classes must be class labels" in out.stderr
-    imported = [line.rsplit("|", 1)[-1].strip() for line in out.stderr.splitlines()
-                if line.startswith("import time:")]
+    imported = [
+        line.rsplit("|", 1)[-1].strip()
+        for line in out.stderr.splitlines()
+        if line.startswith("import time:")
+    ]
     assert "not_flower.methods" in imported  # what not_flower/config.py imports
     assert not [m for m in imported if m.split(".")[0] in ("torch", "flwr", "numpy")]

@@ -20,17 +20,33 @@ T = 20  # training rounds of the hand-made runs
 # hand-made results.json dicts
 # --------------------------------------------------------------------------- #
 def metrics(retain, forget, test, mia, asr=None, auc=0.5):
-    m = {"retain_acc": retain, "retain_loss": 0.1, "forget_acc": forget, "forget_loss": 0.2,
-         "test_acc": test, "test_loss": 0.3, "mia_efficacy": mia, "mia_loss_auc": auc}
+    m = {
+        "retain_acc": retain,
+        "retain_loss": 0.1,
+        "forget_acc": forget,
+        "forget_loss": 0.2,
+        "test_acc": test,
+        "test_loss": 0.3,
+        "mia_efficacy": mia,
+        "mia_loss_auc": auc,
+    }
     if asr is not None:
         m["asr"] = asr
     return m
 
 
 def round_row(r, phase, acc, *, down=1000, up=1000, secs=1.0, forget=None, asr=None):
-    row = {"round": r, "phase": phase, "participants": [1, 2], "test_acc": acc,
-           "test_loss": 1.0, "val_acc": acc, "bytes_down": down, "bytes_up": up,
-           "client_seconds": secs}
+    row = {
+        "round": r,
+        "phase": phase,
+        "participants": [1, 2],
+        "test_acc": acc,
+        "test_loss": 1.0,
+        "val_acc": acc,
+        "bytes_down": down,
+        "bytes_up": up,
+        "client_seconds": secs,
+    }
     if forget is not None:
         row["forget_acc"] = forget
     if asr is not None:
@@ -39,67 +55,112 @@ def round_row(r, phase, acc, *, down=1000, up=1000, secs=1.0, forget=None, asr=N
 
 
 def cost(rounds, down, up, secs):
-    return {"rounds": rounds, "bytes_down": down, "bytes_up": up, "client_seconds": secs,
-            "server_seconds": 0.1}
+    return {
+        "rounds": rounds,
+        "bytes_down": down,
+        "bytes_up": up,
+        "client_seconds": secs,
+        "server_seconds": 0.1,
+    }
 
 
 def retrain_results(final, *, rounds=T, down=100_000, up=100_000, secs=10.0):
     """Retrain: ``rounds`` rounds, each ``down``+``up`` bytes and ``secs`` client-seconds."""
     rows = [round_row(0, "init", 0.1, down=0, up=0, secs=0.0)]
-    rows += [round_row(r, "retrain", 0.5 + 0.02 * r, down=down, up=up, secs=secs, forget=0.4,
-                       asr=0.05) for r in range(1, rounds + 1)]
+    rows += [
+        round_row(r, "retrain", 0.5 + 0.02 * r, down=down, up=up, secs=secs, forget=0.4, asr=0.05)
+        for r in range(1, rounds + 1)
+    ]
     return {
-        "method": "retrain", "final": "retrained", "models": {"retrained": final},
-        "rounds": rows, "config": {"recovery-rounds": 15},
-        "costs": {"train": cost(0, 0, 0, 0.0),
-                  "unlearning": cost(rounds, down * rounds, up * rounds, secs * rounds),
-                  "storage_bytes": 0},
-        "stopping": {"rule": "r", "tolerance": 0.02, "reference_val_acc": None,
-                     "chosen_round": None, "chosen_recovery_rounds": None, "cap": None},
+        "method": "retrain",
+        "final": "retrained",
+        "models": {"retrained": final},
+        "rounds": rows,
+        "config": {"recovery-rounds": 15},
+        "costs": {
+            "train": cost(0, 0, 0, 0.0),
+            "unlearning": cost(rounds, down * rounds, up * rounds, secs * rounds),
+            "storage_bytes": 0,
+        },
+        "stopping": {
+            "rule": "r",
+            "tolerance": 0.02,
+            "reference_val_acc": None,
+            "chosen_round": None,
+            "chosen_recovery_rounds": None,
+            "cap": None,
+        },
     }
 
 
-def unlearner_results(method, original, at, *, cap=20, stop=None, stopped=None,
-                      down=50_000, up=50_000, secs=4.0):
+def unlearner_results(
+    method, original, at, *, cap=20, stop=None, stopped=None, down=50_000, up=50_000, secs=4.0
+):
     """FT/NoT: T training rounds, ``cap`` recovery rounds of known cost, models ``at[K]``."""
     rows = [round_row(0, "init", 0.1, down=0, up=0, secs=0.0)]
-    rows += [round_row(r, "train", 0.5 + 0.02 * r, down=9, up=9, secs=9.0, forget=0.9, asr=0.9)
-             for r in range(1, T + 1)]
-    rows += [round_row(T + i, "recovery", 0.9, down=down, up=up, secs=secs, forget=0.5,
-                       asr=0.1) for i in range(1, cap + 1)]
-    models = {"original": original, "recovered": at[max(at)],
-              **{f"recovered@{k}": m for k, m in at.items()}}
+    rows += [
+        round_row(r, "train", 0.5 + 0.02 * r, down=9, up=9, secs=9.0, forget=0.9, asr=0.9)
+        for r in range(1, T + 1)
+    ]
+    rows += [
+        round_row(T + i, "recovery", 0.9, down=down, up=up, secs=secs, forget=0.5, asr=0.1)
+        for i in range(1, cap + 1)
+    ]
+    models = {
+        "original": original,
+        "recovered": at[max(at)],
+        **{f"recovered@{k}": m for k, m in at.items()},
+    }
     if method == "not":
         models["negated"] = metrics(0.05, 0.05, 0.05, 0.9, asr=0.0 if "asr" in original else None)
     n_unl = cap if stop is None else stop
     if stop is not None:
         models["stopped"] = stopped
     return {
-        "method": method, "final": "recovered", "models": models, "rounds": rows,
+        "method": method,
+        "final": "recovered",
+        "models": models,
+        "rounds": rows,
         "config": {"recovery-rounds": cap},
-        "costs": {"train": cost(T, 9 * T, 9 * T, 9.0 * T),
-                  "unlearning": cost(n_unl, down * n_unl, up * n_unl, secs * n_unl),
-                  "unlearning_fixed_length": cost(cap, down * cap, up * cap, secs * cap),
-                  "storage_bytes": 0},
-        "stopping": {"rule": "val-acc within tolerance", "tolerance": 0.02,
-                     "reference_val_acc": 0.9,
-                     "chosen_round": None if stop is None else T + stop,
-                     "chosen_recovery_rounds": stop, "cap": cap},
+        "costs": {
+            "train": cost(T, 9 * T, 9 * T, 9.0 * T),
+            "unlearning": cost(n_unl, down * n_unl, up * n_unl, secs * n_unl),
+            "unlearning_fixed_length": cost(cap, down * cap, up * cap, secs * cap),
+            "storage_bytes": 0,
+        },
+        "stopping": {
+            "rule": "val-acc within tolerance",
+            "tolerance": 0.02,
+            "reference_val_acc": 0.9,
+            "chosen_round": None if stop is None else T + stop,
+            "chosen_recovery_rounds": stop,
+            "cap": cap,
+        },
     }
 
 
 def record(scenario, seed, method, results, status="ok", error=None):
-    return {"scenario": scenario, "seed": seed, "method": method, "status": status,
-            "error": error, "path": f"/x/{scenario}/seed{seed}/{method}/results.json",
-            "seconds": 1.0, "results": results}
+    return {
+        "scenario": scenario,
+        "seed": seed,
+        "method": method,
+        "status": status,
+        "error": error,
+        "path": f"/x/{scenario}/seed{seed}/{method}/results.json",
+        "seconds": 1.0,
+        "results": results,
+    }
 
 
-RETRAIN = {0: metrics(0.90, 0.10, 0.88, 0.50, asr=0.02),
-           1: metrics(0.92, 0.12, 0.90, 0.52, asr=0.04)}
-NOT10 = {0: metrics(0.91, 0.12, 0.87, 0.49, asr=0.03),
-         1: metrics(0.90, 0.10, 0.92, 0.56, asr=0.05)}
-NOT20 = {0: metrics(0.90, 0.10, 0.88, 0.50, asr=0.02),  # == Retrain: gap 0
-         1: metrics(0.93, 0.13, 0.91, 0.53, asr=0.05)}
+RETRAIN = {
+    0: metrics(0.90, 0.10, 0.88, 0.50, asr=0.02),
+    1: metrics(0.92, 0.12, 0.90, 0.52, asr=0.04),
+}
+NOT10 = {0: metrics(0.91, 0.12, 0.87, 0.49, asr=0.03), 1: metrics(0.90, 0.10, 0.92, 0.56, asr=0.05)}
+NOT20 = {
+    0: metrics(0.90, 0.10, 0.88, 0.50, asr=0.02),  # == Retrain: gap 0
+    1: metrics(0.93, 0.13, 0.91, 0.53, asr=0.05),
+}
 FT10 = {s: metrics(0.95, 0.9, 0.9, 0.1, asr=0.8) for s in (0, 1)}
 ORIG = {s: metrics(0.96, 0.95, 0.91, 0.05, asr=0.9) for s in (0, 1)}
 STOPPED = {0: metrics(0.89, 0.11, 0.87, 0.5, asr=0.03), 1: metrics(0.9, 0.1, 0.9, 0.5, asr=0.04)}
@@ -110,11 +171,28 @@ def runs():
     out = []
     for seed in (0, 1):
         out.append(record("backdoor", seed, "retrain", retrain_results(RETRAIN[seed])))
-        out.append(record("backdoor", seed, "ft", unlearner_results(
-            "ft", ORIG[seed], {10: FT10[seed], 20: FT10[seed]})))
-        out.append(record("backdoor", seed, "not", unlearner_results(
-            "not", ORIG[seed], {10: NOT10[seed], 20: NOT20[seed]},
-            stop=4 + seed, stopped=STOPPED[seed])))
+        out.append(
+            record(
+                "backdoor",
+                seed,
+                "ft",
+                unlearner_results("ft", ORIG[seed], {10: FT10[seed], 20: FT10[seed]}),
+            )
+        )
+        out.append(
+            record(
+                "backdoor",
+                seed,
+                "not",
+                unlearner_results(
+                    "not",
+                    ORIG[seed],
+                    {10: NOT10[seed], 20: NOT20[seed]},
+                    stop=4 + seed,
+                    stopped=STOPPED[seed],
+                ),
+            )
+        )
     return out
 
 
@@ -126,7 +204,10 @@ def test_mean_std_known_values():
     assert report.mean_std([5.0]) == {"mean": 5.0, "std": None, "n": 1}
     assert report.mean_std([]) == {"mean": None, "std": None, "n": 0}
     assert report.mean_std([1.0, None, float("nan"), 3.0]) == {
-        "mean": 2.0, "std": pytest.approx(math.sqrt(2)), "n": 2}
+        "mean": 2.0,
+        "std": pytest.approx(math.sqrt(2)),
+        "n": 2,
+    }
 
 
 def test_row_labels():
@@ -142,8 +223,15 @@ def test_row_labels():
 
 def test_rows_means_stds_and_gaps_per_seed_against_the_same_seeds_retrain(runs):
     s = report.summarize_scenario(runs, "backdoor")
-    assert list(s["methods"]) == ["Original", "Retrain", "FT@10", "FT@20", "NoT@10", "NoT@20",
-                                  "NoT@stop"]
+    assert list(s["methods"]) == [
+        "Original",
+        "Retrain",
+        "FT@10",
+        "FT@20",
+        "NoT@10",
+        "NoT@20",
+        "NoT@stop",
+    ]
     not10 = s["methods"]["NoT@10"]
     assert not10["seeds"] == [0, 1] and not10["k"] == 10
     st = not10["stats"]
@@ -200,8 +288,11 @@ def test_stop_row_uses_the_stopped_model_and_the_stopped_cost(runs):
 
 
 def test_noise_floor_is_the_mean_gap_over_pairs_of_retrain_seeds():
-    rts = {0: metrics(0.90, 0.10, 0.90, 0.50), 1: metrics(0.92, 0.10, 0.90, 0.50),
-           2: metrics(0.90, 0.14, 0.90, 0.50)}
+    rts = {
+        0: metrics(0.90, 0.10, 0.90, 0.50),
+        1: metrics(0.92, 0.10, 0.90, 0.50),
+        2: metrics(0.90, 0.14, 0.90, 0.50),
+    }
     nf = report.noise_floor({s: retrain_results(m) for s, m in rts.items()})
     gaps = {(0, 1): 0.5, (0, 2): 1.0, (1, 2): 1.5}  # (|dretain| + |dforget|) / 4 in points
     assert [tuple(p["seeds"]) for p in nf["pairs"]] == list(gaps)
@@ -232,8 +323,10 @@ def test_markdown_table_layout(runs):
     md = report.render_markdown(rep)
     assert "python -m not_flower.compare --out /tmp/x --seeds 0 1" in md
     lines = md.splitlines()
-    header = ("| method | retain | forget | test | MIA | ASR | Avg Gap | rounds | MB | "
-              "client-s | cost vs Retrain |")
+    header = (
+        "| method | retain | forget | test | MIA | ASR | Avg Gap | rounds | MB | "
+        "client-s | cost vs Retrain |"
+    )
     assert header in lines
     row = next(line for line in lines if line.startswith("| NoT@10 |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
@@ -250,20 +343,29 @@ def test_markdown_table_layout(runs):
 
 
 def test_single_seed_cells_have_no_std_and_iid_has_no_asr():
-    runs = [record("iid", 0, "retrain", retrain_results(metrics(0.9, 0.9, 0.9, 0.5))),
-            record("iid", 0, "not", unlearner_results(
-                "not", metrics(0.95, 0.95, 0.9, 0.4), {10: metrics(0.91, 0.9, 0.9, 0.5)},
-                cap=10))]
+    runs = [
+        record("iid", 0, "retrain", retrain_results(metrics(0.9, 0.9, 0.9, 0.5))),
+        record(
+            "iid",
+            0,
+            "not",
+            unlearner_results(
+                "not", metrics(0.95, 0.95, 0.9, 0.4), {10: metrics(0.91, 0.9, 0.9, 0.5)}, cap=10
+            ),
+        ),
+    ]
     rep = report.build_report(runs)
-    row = next(line for line in report.render_markdown(rep).splitlines()
-               if line.startswith("| NoT@10 |"))
+    row = next(
+        line for line in report.render_markdown(rep).splitlines() if line.startswith("| NoT@10 |")
+    )
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[1] == "91.00" and cells[5] == "–" and cells[6] == "0.25"
 
 
 def test_results_without_per_k_metrics_fall_back_to_the_final_model():
-    res = unlearner_results("not", metrics(0.9, 0.9, 0.9, 0.5), {10: metrics(0.8, 0.8, 0.8, 0.5)},
-                            cap=10)
+    res = unlearner_results(
+        "not", metrics(0.9, 0.9, 0.9, 0.5), {10: metrics(0.8, 0.8, 0.8, 0.5)}, cap=10
+    )
     del res["models"]["recovered@10"]
     row = report.seed_row(res, None, 10)
     assert row["retain"] == pytest.approx(80.0) and row["rounds"] == 10
@@ -302,9 +404,16 @@ def test_write_report_writes_json_md_and_plots(runs, tmp_path):
     on_disk = json.loads((tmp_path / "report.json").read_text())  # strict JSON: NaN -> null
     assert on_disk["settings"] == {"seeds": [0, 1]}
     assert list(on_disk["scenarios"]["backdoor"]["methods"]) == [
-        "Original", "Retrain", "FT@10", "NoT@10", "NoT@stop"]
-    assert on_disk["scenarios"]["backdoor"]["methods"]["Retrain"]["per_seed"]["0"][
-        "mia_loss_auc"] is None
+        "Original",
+        "Retrain",
+        "FT@10",
+        "NoT@10",
+        "NoT@stop",
+    ]
+    assert (
+        on_disk["scenarios"]["backdoor"]["methods"]["Retrain"]["per_seed"]["0"]["mia_loss_auc"]
+        is None
+    )
     assert "results" not in on_disk["runs"][0]
     assert rep["plots"]["backdoor"] == on_disk["plots"]["backdoor"]
     md = (tmp_path / "report.md").read_text()
@@ -334,17 +443,20 @@ def test_bad_scenario_is_an_argparse_error_naming_it(tmp_path, capsys):
     assert "noniid" in err and "--scenarios" in err
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["--methods", "fedEraser"], "fedEraser"),
-    (["--seeds", "-1"], "must be >= 0"),
-    (["--recovery-rounds", "0"], "must be >= 1"),
-    (["--num-clients", "3", "--target", "3"], "--target 3"),
-    (["--alpha", "0"], "> 0"),
-    (["--set", "lr"], "key=value"),
-    (["--set", "learning-rate=0.1"], "'learning-rate'"),
-    (["--set", "seed=3"], "--seeds"),
-    (["--set", "out-dir=/x"], "--out"),
-])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--methods", "fedEraser"], "fedEraser"),
+        (["--seeds", "-1"], "must be >= 0"),
+        (["--recovery-rounds", "0"], "must be >= 1"),
+        (["--num-clients", "3", "--target", "3"], "--target 3"),
+        (["--alpha", "0"], "> 0"),
+        (["--set", "lr"], "key=value"),
+        (["--set", "learning-rate=0.1"], "'learning-rate'"),
+        (["--set", "seed=3"], "--seeds"),
+        (["--set", "out-dir=/x"], "--out"),
+    ],
+)
 def test_bad_arguments(tmp_path, capsys, argv, needle):
     with pytest.raises(SystemExit) as exc:
         compare.parse_args(["--out", str(tmp_path), *argv])
@@ -359,29 +471,76 @@ def test_out_is_required(capsys):
 
 
 def test_set_values_are_typed():
-    assert compare.parse_set(["lr=0.02", "local-epochs=3", "negate-bias=false",
-                              "negate-layers=conv1", "backdoor-target=2", "negate-bias=True"]) == {
-        "lr": 0.02, "local-epochs": 3, "negate-bias": True, "negate-layers": "conv1",
-        "backdoor-target": 2}
+    assert compare.parse_set(
+        [
+            "lr=0.02",
+            "local-epochs=3",
+            "negate-bias=false",
+            "negate-layers=conv1",
+            "backdoor-target=2",
+            "negate-bias=True",
+        ]
+    ) == {
+        "lr": 0.02,
+        "local-epochs": 3,
+        "negate-bias": True,
+        "negate-layers": "conv1",
+        "backdoor-target": 2,
+    }
     assert compare.parse_value("1e-3") == pytest.approx(0.001)
     assert compare.parse_value("0,3") == "0,3"
     assert isinstance(compare.parse_value("5"), int)
 
 
 def test_lists_are_deduplicated_and_ordered(tmp_path):
-    args = compare.parse_args(["--out", str(tmp_path), "--seeds", "2", "0", "2",
-                               "--methods", "not", "retrain", "--recovery-rounds", "20", "5", "20",
-                               "--scenarios", "backdoor", "iid", "backdoor"])
+    args = compare.parse_args(
+        [
+            "--out",
+            str(tmp_path),
+            "--seeds",
+            "2",
+            "0",
+            "2",
+            "--methods",
+            "not",
+            "retrain",
+            "--recovery-rounds",
+            "20",
+            "5",
+            "20",
+            "--scenarios",
+            "backdoor",
+            "iid",
+            "backdoor",
+        ]
+    )
     assert args.seeds == [2, 0] and args.methods == ["retrain", "not"]
     assert args.recovery_rounds == [5, 20] and args.scenarios == ["backdoor", "iid"]
     assert args.out.is_absolute()
 
 
 def test_run_configs_per_scenario_and_method(tmp_path):
-    args = compare.parse_args(["--out", str(tmp_path), "--seeds", "3", "--target", "2",
-                               "--train-rounds", "7", "--recovery-rounds", "4", "2",
-                               "--alpha", "0.3", "--set", "lr=0.05",
-                               "--set", "backdoor-fraction=0.5"])
+    args = compare.parse_args(
+        [
+            "--out",
+            str(tmp_path),
+            "--seeds",
+            "3",
+            "--target",
+            "2",
+            "--train-rounds",
+            "7",
+            "--recovery-rounds",
+            "4",
+            "2",
+            "--alpha",
+            "0.3",
+            "--set",
+            "lr=0.05",
+            "--set",
+            "backdoor-fraction=0.5",
+        ]
+    )
     specs = compare.plan_runs(args)
     assert len(specs) == 9
     by = {(s.scenario, s.method): s.run_config for s in specs}
@@ -408,8 +567,9 @@ def test_config_mismatch_detects_a_changed_setting(tmp_path):
         pytest.skip("the app has no 'method' run-config key yet")
     from not_flower.config import to_run_config
 
-    args = compare.parse_args(["--out", str(tmp_path), "--seeds", "0", "--scenarios", "iid",
-                               "--methods", "not"])
+    args = compare.parse_args(
+        ["--out", str(tmp_path), "--seeds", "0", "--scenarios", "iid", "--methods", "not"]
+    )
     cfg = compare.plan_runs(args)[0].run_config
     stored = {"config": to_run_config(parse_run_config(cfg)), "num_partitions": 10}
     assert compare.config_mismatch(cfg, stored, 10) is None
@@ -453,8 +613,19 @@ def fake_sim(monkeypatch):
 
 
 def test_main_reports_a_failed_run_continues_and_exits_nonzero(tmp_path, fake_sim, capsys):
-    argv = ["--out", str(tmp_path), "--seeds", "0", "1", "--scenarios", "backdoor",
-            "--train-rounds", "20", "--recovery-rounds", "10"]
+    argv = [
+        "--out",
+        str(tmp_path),
+        "--seeds",
+        "0",
+        "1",
+        "--scenarios",
+        "backdoor",
+        "--train-rounds",
+        "20",
+        "--recovery-rounds",
+        "10",
+    ]
     assert compare.main(argv) == 1
     assert len(fake_sim) == 6  # went on after the failure
     captured = capsys.readouterr()
@@ -498,14 +669,36 @@ def test_end_to_end_backdoor_reduced(tmp_path, capsys):
     if "method" not in {f.name for f in fields(RunConfig)}:
         pytest.skip("the app has no 'method' run-config key yet (method = not | ft | retrain)")
     out = tmp_path / "cmp"
-    rc = compare.main(["--out", str(out), "--seeds", "0", "--scenarios", "backdoor",
-                       "--methods", "retrain", "ft", "not", "--num-clients", "3",
-                       "--train-rounds", "3", "--recovery-rounds", "2"])
+    rc = compare.main(
+        [
+            "--out",
+            str(out),
+            "--seeds",
+            "0",
+            "--scenarios",
+            "backdoor",
+            "--methods",
+            "retrain",
+            "ft",
+            "not",
+            "--num-clients",
+            "3",
+            "--train-rounds",
+            "3",
+            "--recovery-rounds",
+            "2",
+        ]
+    )
     printed = capsys.readouterr().out
     assert rc == 0, printed
     assert printed.count("[ok] backdoor seed0") == 3
-    for name in ("report.json", "report.md", "backdoor-test-acc.png", "backdoor-forget-acc.png",
-                 "backdoor-asr.png"):
+    for name in (
+        "report.json",
+        "report.md",
+        "backdoor-test-acc.png",
+        "backdoor-forget-acc.png",
+        "backdoor-asr.png",
+    ):
         assert (out / name).stat().st_size > 0, name
     rep = json.loads((out / "report.json").read_text())
     assert rep["failed"] == 0
@@ -514,8 +707,9 @@ def test_end_to_end_backdoor_reduced(tmp_path, capsys):
     assert {"Original", "Retrain", "FT@2", "NoT@2"} <= set(rows)
 
     # Retrain never trained on the target's (forget) data
-    retrain = json.loads((out / "runs" / "backdoor" / "seed0" / "retrain" / "results.json")
-                         .read_text())
+    retrain = json.loads(
+        (out / "runs" / "backdoor" / "seed0" / "retrain" / "results.json").read_text()
+    )
     assert retrain["method"] == "retrain"
     trained = [r for r in retrain["rounds"] if r["phase"] != "init"]
     assert len(trained) == 3 and all(0 not in r["participants"] for r in trained)
@@ -543,9 +737,26 @@ def test_end_to_end_backdoor_reduced(tmp_path, capsys):
 @pytest.mark.e2e
 def test_end_to_end_share_original_trains_once(tmp_path, capsys):
     out = tmp_path / "cmp"
-    rc = compare.main(["--out", str(out), "--seeds", "0", "--scenarios", "backdoor",
-                       "--methods", "ft", "not", "--num-clients", "3",
-                       "--train-rounds", "3", "--recovery-rounds", "2", "--share-original"])
+    rc = compare.main(
+        [
+            "--out",
+            str(out),
+            "--seeds",
+            "0",
+            "--scenarios",
+            "backdoor",
+            "--methods",
+            "ft",
+            "not",
+            "--num-clients",
+            "3",
+            "--train-rounds",
+            "3",
+            "--recovery-rounds",
+            "2",
+            "--share-original",
+        ]
+    )
     printed = capsys.readouterr().out
     assert rc == 0, printed
     assert "[ok] backdoor seed0 Original" in printed and printed.count("[ok] backdoor seed0") == 3
@@ -570,36 +781,60 @@ def test_end_to_end_share_original_trains_once(tmp_path, capsys):
 # partial forgetting scenarios (class, instance)
 # --------------------------------------------------------------------------- #
 def test_partial_scenarios_plan_their_own_requests_and_retrain(tmp_path):
-    args = compare.parse_args(["--out", str(tmp_path), "--seeds", "1", "--target", "2",
-                               "--scenarios", "class", "instance", "--forget-classes", "7", "3"])
+    args = compare.parse_args(
+        [
+            "--out",
+            str(tmp_path),
+            "--seeds",
+            "1",
+            "--target",
+            "2",
+            "--scenarios",
+            "class",
+            "instance",
+            "--forget-classes",
+            "7",
+            "3",
+        ]
+    )
     by = {(s.scenario, s.method): s.run_config for s in compare.plan_runs(args)}
     assert len(by) == 6
     for method in ("retrain", "ft", "not"):
         cls = by[("class", method)]
         assert (cls["unlearn-mode"], cls["unlearn-classes"], cls["unlearn-clients"]) == (
-            "class", "3,7", "*")  # federation-wide by default
+            "class",
+            "3,7",
+            "*",
+        )  # federation-wide by default
         assert "backdoor-clients" not in cls
         inst = by[("instance", method)]
         assert (inst["unlearn-mode"], inst["unlearn-samples"], inst["unlearn-clients"]) == (
-            "instance", "poisoned", "2")
+            "instance",
+            "poisoned",
+            "2",
+        )
         assert inst["backdoor-clients"] == "2" and inst["backdoor-fraction"] == 0.4
         for cfg in (cls, inst):  # Retrain leaves out exactly the same data (from round 1)
             parsed = parse_run_config(cfg)
             assert parsed.method == method
             assert parsed.request_round(0) == (1 if method == "retrain" else 21)
-    one = compare.parse_args(["--out", str(tmp_path), "--scenarios", "class",
-                              "--class-scope", "client", "--target", "4"])
+    one = compare.parse_args(
+        ["--out", str(tmp_path), "--scenarios", "class", "--class-scope", "client", "--target", "4"]
+    )
     assert compare.plan_runs(one)[0].run_config["unlearn-clients"] == "4"
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["--scenarios", "class", "--methods", "not", "pgd"], "forget whole clients only"),
-    (["--scenarios", "instance", "--methods", "fukd"], "instance"),
-    (["--scenarios", "class", "--class-scope", "half"], "half"),
-    (["--forget-classes", "-2"], "must be >= 0"),
-    (["--set", "unlearn-mode=class"], "--scenarios class / instance"),
-    (["--set", "unlearn-classes=3"], "--forget-classes"),
-])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--scenarios", "class", "--methods", "not", "pgd"], "forget whole clients only"),
+        (["--scenarios", "instance", "--methods", "fukd"], "instance"),
+        (["--scenarios", "class", "--class-scope", "half"], "half"),
+        (["--forget-classes", "-2"], "must be >= 0"),
+        (["--set", "unlearn-mode=class"], "--scenarios class / instance"),
+        (["--set", "unlearn-classes=3"], "--forget-classes"),
+    ],
+)
 def test_bad_partial_arguments(tmp_path, capsys, argv, needle):
     with pytest.raises(SystemExit) as exc:
         compare.parse_args(["--out", str(tmp_path), *argv])
@@ -614,12 +849,23 @@ def _with_classes(m, forgotten, other):
 def test_class_scenario_table_adds_forgotten_and_other_class_columns():
     runs = []
     for seed in (0, 1):
-        runs.append(record("class", seed, "retrain", retrain_results(
-            _with_classes(RETRAIN[seed], 0.0, 0.97))))
-        at = {10: _with_classes(NOT10[seed], 0.02 * seed, 0.96),
-              20: _with_classes(NOT20[seed], 0.0, 0.98)}
-        runs.append(record("class", seed, "not", unlearner_results(
-            "not", _with_classes(ORIG[seed], 0.97, 0.97), at)))
+        runs.append(
+            record(
+                "class", seed, "retrain", retrain_results(_with_classes(RETRAIN[seed], 0.0, 0.97))
+            )
+        )
+        at = {
+            10: _with_classes(NOT10[seed], 0.02 * seed, 0.96),
+            20: _with_classes(NOT20[seed], 0.0, 0.98),
+        }
+        runs.append(
+            record(
+                "class",
+                seed,
+                "not",
+                unlearner_results("not", _with_classes(ORIG[seed], 0.97, 0.97), at),
+            )
+        )
     rep = report.build_report(runs)
     summary = rep["scenarios"]["class"]
     st = summary["methods"]["NoT@10"]["stats"]
@@ -627,28 +873,57 @@ def test_class_scenario_table_adds_forgotten_and_other_class_columns():
     assert st["other_classes"]["mean"] == pytest.approx(96.0)
     assert summary["methods"]["Retrain"]["stats"]["forgotten_classes"]["mean"] == 0.0
     lines = report.render_table(summary)
-    assert lines[0].endswith("| cost vs Retrain | forgotten classes (test) | other classes (test) |")
+    assert lines[0].endswith(
+        "| cost vs Retrain | forgotten classes (test) | other classes (test) |"
+    )
     row = next(line for line in lines if line.startswith("| NoT@10 |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert len(cells) == 13 and cells[-2] == "1.00 ± 1.41" and cells[-1] == "96.00 ± 0.00"
     md = report.render_markdown(rep)
     assert "Class-wise: the forgotten class(es) are removed" in md
     # a client-wise scenario keeps its 11 columns
-    assert len(report.render_table(report.summarize_scenario(
-        [record("iid", 0, "retrain", retrain_results(RETRAIN[0]))], "iid"))[0].split("|")) == 13
+    assert (
+        len(
+            report.render_table(
+                report.summarize_scenario(
+                    [record("iid", 0, "retrain", retrain_results(RETRAIN[0]))], "iid"
+                )
+            )[0].split("|")
+        )
+        == 13
+    )
 
 
 # --------------------------------------------------------------------------- share-original
 def test_share_original_plans_one_original_and_starts_not_and_ft_from_it(tmp_path):
-    args = compare.parse_args(["--out", str(tmp_path), "--seeds", "0", "1", "--scenarios",
-                               "backdoor", "--methods", "retrain", "ft", "not", "pgd",
-                               "--train-rounds", "7", "--recovery-rounds", "3",
-                               "--share-original"])
+    args = compare.parse_args(
+        [
+            "--out",
+            str(tmp_path),
+            "--seeds",
+            "0",
+            "1",
+            "--scenarios",
+            "backdoor",
+            "--methods",
+            "retrain",
+            "ft",
+            "not",
+            "pgd",
+            "--train-rounds",
+            "7",
+            "--recovery-rounds",
+            "3",
+            "--share-original",
+        ]
+    )
     specs = compare.plan_runs(args)
     assert [s.method for s in specs] == ["original", "retrain", "ft", "not", "pgd"] * 2
     original = specs[0]
     assert original.name == "backdoor seed0 Original"
-    assert original.run_config["unlearn-clients"] == "" and original.run_config["recovery-rounds"] == 0
+    assert (
+        original.run_config["unlearn-clients"] == "" and original.run_config["recovery-rounds"] == 0
+    )
     assert original.run_config["num-train-rounds"] == 7
     assert original.folder == tmp_path / "runs" / "backdoor" / "seed0" / "original"
     ckpt = str(original.folder / "checkpoint-final.pt")
@@ -658,30 +933,55 @@ def test_share_original_plans_one_original_and_starts_not_and_ft_from_it(tmp_pat
     for method in ("retrain", "pgd"):  # Retrain from scratch; PGD keeps the clients' models
         assert "init-checkpoint" not in by[method] and by[method]["num-train-rounds"] == 7
     assert specs[5].run_config["seed"] == 1 and specs[7].run_config["init-checkpoint"].endswith(
-        "seed1/original/checkpoint-final.pt")
+        "seed1/original/checkpoint-final.pt"
+    )
     plain = compare.plan_runs(compare.parse_args(["--out", str(tmp_path), "--scenarios", "iid"]))
     assert "original" not in [s.method for s in plain]
     assert all("init-checkpoint" not in s.run_config for s in plain)
 
 
 def test_share_original_with_only_retrain_plans_no_original(tmp_path):
-    args = compare.parse_args(["--out", str(tmp_path), "--seeds", "0", "--scenarios", "iid",
-                               "--methods", "retrain", "--share-original"])
+    args = compare.parse_args(
+        [
+            "--out",
+            str(tmp_path),
+            "--seeds",
+            "0",
+            "--scenarios",
+            "iid",
+            "--methods",
+            "retrain",
+            "--share-original",
+        ]
+    )
     assert [s.method for s in compare.plan_runs(args)] == ["retrain"]
 
 
 def test_share_original_refuses_an_init_checkpoint_of_its_own(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
-        compare.parse_args(["--out", str(tmp_path), "--share-original",
-                            "--set", "init-checkpoint=/tmp/x.pt"])
+        compare.parse_args(
+            ["--out", str(tmp_path), "--share-original", "--set", "init-checkpoint=/tmp/x.pt"]
+        )
     assert exc.value.code == 2
     assert "--share-original sets init-checkpoint itself" in capsys.readouterr().err
 
 
 def test_main_with_share_original_runs_the_original_first_and_reports_methods_only(
-        tmp_path, fake_sim):
-    argv = ["--out", str(tmp_path), "--seeds", "0", "--scenarios", "backdoor",
-            "--train-rounds", "20", "--recovery-rounds", "10", "--share-original"]
+    tmp_path, fake_sim
+):
+    argv = [
+        "--out",
+        str(tmp_path),
+        "--seeds",
+        "0",
+        "--scenarios",
+        "backdoor",
+        "--train-rounds",
+        "20",
+        "--recovery-rounds",
+        "10",
+        "--share-original",
+    ]
     compare.main(argv)
     assert fake_sim[0] == "backdoor seed0 Original" and len(fake_sim) == 4
     rep = json.loads((tmp_path / "report.json").read_text())
@@ -693,17 +993,26 @@ def test_with_shared_training_puts_the_original_training_in_front_of_the_curves(
         return {"round": r, "phase": phase, "test_acc": acc}
 
     original = {"rounds": [row(0, "init", 0.1), row(1, "train", 0.5), row(2, "train", 0.8)]}
-    ft = {"config": {"init-checkpoint": "runs/x/original/checkpoint-final.pt"},
-          "costs": {"train": {"rounds": 0}},
-          "rounds": [row(0, "init", 0.8), row(1, "recovery", 0.85), row(2, "recovery", 0.9)]}
+    ft = {
+        "config": {"init-checkpoint": "runs/x/original/checkpoint-final.pt"},
+        "costs": {"train": {"rounds": 0}},
+        "rounds": [row(0, "init", 0.8), row(1, "recovery", 0.85), row(2, "recovery", 0.9)],
+    }
     retrain = {"config": {"init-checkpoint": ""}, "rounds": [row(0, "init", 0.1)]}
-    records = [{"scenario": "iid", "seed": 0, "method": m, "results": r}
-               for m, r in (("original", original), ("retrain", retrain), ("ft", ft))]
+    records = [
+        {"scenario": "iid", "seed": 0, "method": m, "results": r}
+        for m, r in (("original", original), ("retrain", retrain), ("ft", ft))
+    ]
     out = compare_runs.with_shared_training(records)
     assert [r["method"] for r in out] == ["retrain", "ft"]
     assert out[0]["results"] is retrain  # trained itself: untouched
     rounds = out[1]["results"]["rounds"]
     assert [(r["round"], r["phase"]) for r in rounds] == [
-        (0, "init"), (1, "train"), (2, "train"), (3, "recovery"), (4, "recovery")]
+        (0, "init"),
+        (1, "train"),
+        (2, "train"),
+        (3, "recovery"),
+        (4, "recovery"),
+    ]
     assert [r["test_acc"] for r in rounds] == [0.1, 0.5, 0.8, 0.85, 0.9]
     assert out[1]["results"]["costs"] == ft["costs"] and ft["rounds"][1]["round"] == 1

@@ -53,11 +53,12 @@ def plain_app(mods=(), identity=False) -> ClientApp:
     @app.train()
     def train(msg: Message, context):
         pid = int(context.node_config["partition-id"])
-        new = {k: Array((v.numpy() + 0.1 * (pid + 1)).astype(np.float32))
-               for k, v in msg.content["arrays"].items()}
+        new = {
+            k: Array((v.numpy() + 0.1 * (pid + 1)).astype(np.float32))
+            for k, v in msg.content["arrays"].items()
+        }
         metrics = MetricRecord({"train-loss": float(pid), "num-examples": 10})
-        return Message(RecordDict({"arrays": ArrayRecord(new), "metrics": metrics}),
-                       reply_to=msg)
+        return Message(RecordDict({"arrays": ArrayRecord(new), "metrics": metrics}), reply_to=msg)
 
     @app.evaluate()
     def evaluate(msg: Message, context):
@@ -71,8 +72,9 @@ def plain_app(mods=(), identity=False) -> ClientApp:
 
 def grid_of(n=4, **app_kwargs) -> FakeGrid:
     app = plain_app(**app_kwargs)
-    return FakeGrid({1000 + 7 * i: FakeNode(app, {"partition-id": i}, name=f"site-{i}")
-                     for i in range(n)})
+    return FakeGrid(
+        {1000 + 7 * i: FakeNode(app, {"partition-id": i}, name=f"site-{i}") for i in range(n)}
+    )
 
 
 def initial() -> ArrayRecord:
@@ -89,8 +91,7 @@ def start(strategy, grid, rounds=4, **kwargs):
     def central(server_round, arrays):
         seen[server_round] = {k: arrays[k].numpy().copy() for k in KEYS}
 
-    return strategy.start(grid, initial(), num_rounds=rounds, evaluate_fn=central,
-                          **kwargs), seen
+    return strategy.start(grid, initial(), num_rounds=rounds, evaluate_fn=central, **kwargs), seen
 
 
 def cosine(a, b) -> float:
@@ -99,17 +100,25 @@ def cosine(a, b) -> float:
 
 
 # ------------------------------------------------------------------ 1. DP nesting
-@pytest.mark.parametrize("dp", [DifferentialPrivacyServerSideFixedClipping,
-                                DifferentialPrivacyServerSideAdaptiveClipping])
+@pytest.mark.parametrize(
+    "dp",
+    [DifferentialPrivacyServerSideFixedClipping, DifferentialPrivacyServerSideAdaptiveClipping],
+)
 def test_server_side_dp_around_the_wrapper_is_refused_before_round_1(dp):
     grid = grid_of()
     inner = Unlearning(FedAvg(**ALL), Negation(PLAN))
     inner.request_unlearning(1000, by="node-id", at_round=2)
-    clip = ({"clipping_norm": 1.0} if dp is DifferentialPrivacyServerSideFixedClipping
-            else {"initial_clipping_norm": 1.0})
+    clip = (
+        {"clipping_norm": 1.0}
+        if dp is DifferentialPrivacyServerSideFixedClipping
+        else {"initial_clipping_norm": 1.0}
+    )
     outer = dp(inner, noise_multiplier=0.0, num_sampled_clients=4, **clip)
-    with pytest.raises(TypeError, match=rf"{dp.__name__} wraps the Unlearning wrapper.*"
-                       rf"Put it inside instead: Unlearning\({dp.__name__}\(FedAvg"):
+    with pytest.raises(
+        TypeError,
+        match=rf"{dp.__name__} wraps the Unlearning wrapper.*"
+        rf"Put it inside instead: Unlearning\({dp.__name__}\(FedAvg",
+    ):
         start(outer, grid)
     assert grid.sent == []  # nothing was sent
 
@@ -117,9 +126,12 @@ def test_server_side_dp_around_the_wrapper_is_refused_before_round_1(dp):
 def test_server_side_dp_inside_the_wrapper_keeps_the_negation():
     grid = grid_of()
     target = 1000
-    strategy = Unlearning(DifferentialPrivacyServerSideFixedClipping(
-        FedAvg(**ALL), noise_multiplier=0.0, clipping_norm=1.0, num_sampled_clients=3),
-        Negation(PLAN))
+    strategy = Unlearning(
+        DifferentialPrivacyServerSideFixedClipping(
+            FedAvg(**ALL), noise_multiplier=0.0, clipping_norm=1.0, num_sampled_clients=3
+        ),
+        Negation(PLAN),
+    )
     strategy.request_unlearning(target, by="node-id", at_round=3)
     _, seen = start(strategy, grid, rounds=3)
     for key in PLAN.keys:  # the recovery round moves the negated layer by at most the clip
@@ -138,8 +150,10 @@ def test_client_side_dp_either_way_keeps_the_negation(outside):
         inner = Unlearning(FedAvg(**ALL), Negation(PLAN))
         strategy = dp(inner, noise_multiplier=0.0, clipping_norm=1.0, num_sampled_clients=3)
     else:
-        inner = strategy = Unlearning(dp(FedAvg(**ALL), noise_multiplier=0.0, clipping_norm=1.0,
-                                         num_sampled_clients=3), Negation(PLAN))
+        inner = strategy = Unlearning(
+            dp(FedAvg(**ALL), noise_multiplier=0.0, clipping_norm=1.0, num_sampled_clients=3),
+            Negation(PLAN),
+        )
     inner.request_unlearning(1000, by="node-id", at_round=3)
     _, seen = start(strategy, grid, rounds=3)
     for key in PLAN.keys:
@@ -154,7 +168,8 @@ STATEFUL = {
     "FedAdagrad": lambda: FedAdagrad(eta=0.05, **ALL),
     "FedAvgM": lambda: FedAvgM(server_momentum=0.9, **ALL),
     "DP": lambda: DifferentialPrivacyServerSideFixedClipping(
-        FedAvg(**ALL), noise_multiplier=0.0, clipping_norm=0.5, num_sampled_clients=3),
+        FedAvg(**ALL), noise_multiplier=0.0, clipping_norm=0.5, num_sampled_clients=3
+    ),
 }
 
 
@@ -164,8 +179,11 @@ def test_each_request_gets_a_fresh_server_state_unless_kept(name):
     itself would (``recovery_strategy`` = the same strategy, copied afresh); with
     ``keep_server_state=True`` its moments/momentum/model copy from before carry over."""
     runs = {}
-    for variant, kwargs in {"default": {}, "fresh": {"recovery_strategy": STATEFUL[name]()},
-                            "kept": {"keep_server_state": True}}.items():
+    for variant, kwargs in {
+        "default": {},
+        "fresh": {"recovery_strategy": STATEFUL[name]()},
+        "kept": {"keep_server_state": True},
+    }.items():
         strategy = Unlearning(STATEFUL[name](), Negation(PLAN), **kwargs)
         strategy.request_unlearning(1000, by="node-id", at_round=3)
         _, runs[variant] = start(strategy, grid_of(), rounds=5)
@@ -176,8 +194,7 @@ def test_each_request_gets_a_fresh_server_state_unless_kept(name):
         for key in KEYS:
             np.testing.assert_array_equal(runs["default"][r][key], runs["fresh"][r][key])
     if name != "DP":  # the DP wrapper's model copy is renewed every round anyway
-        assert not np.array_equal(runs["default"][3]["conv.weight"],
-                                  runs["kept"][3]["conv.weight"])
+        assert not np.array_equal(runs["default"][3]["conv.weight"], runs["kept"][3]["conv.weight"])
 
 
 def test_fedavgm_fresh_state_steps_from_the_negated_model():
@@ -185,8 +202,9 @@ def test_fedavgm_fresh_state_steps_from_the_negated_model():
     the model before the negation; fresh, exactly from the negated one."""
     seen = {}
     for keep in (False, True):
-        strategy = Unlearning(FedAvgM(server_momentum=0.9, **ALL), Negation(PLAN),
-                              keep_server_state=keep)
+        strategy = Unlearning(
+            FedAvgM(server_momentum=0.9, **ALL), Negation(PLAN), keep_server_state=keep
+        )
         strategy.request_unlearning(1000, by="node-id", at_round=3)
         _, seen[keep] = start(strategy, grid_of(), rounds=3)
     step = np.mean([0.1 * (p + 1) for p in (1, 2, 3)])  # the 3 other clients' mean shift
@@ -197,7 +215,8 @@ def test_fedavgm_fresh_state_steps_from_the_negated_model():
 
 def test_fresh_copy_shares_the_privacy_accountant():
     template = DifferentialPrivacyServerSideFixedClipping(
-        FedAvg(), noise_multiplier=1.0, clipping_norm=1.0, num_sampled_clients=3)
+        FedAvg(), noise_multiplier=1.0, clipping_norm=1.0, num_sampled_clients=3
+    )
     used = fresh_copy(template, None)
     used.accountant = ledger = object()  # what a real accountant has spent so far
     used.current_arrays = initial()
@@ -218,12 +237,23 @@ def test_outcomes_in_the_result_and_on_the_request(caplog):
     assert result.unlearning == strategy.outcomes == [applied.outcome, late.outcome]
     assert applied.status == "applied"
     assert applied.outcome.to_dict() == {
-        "by": "supernode-name", "values": ["site-1"], "kind": "client",
-        "requested_by": "operator", "at_round": 2, "status": "applied", "round": 2,
-        "node_ids": [1007], "negated": ["conv"], "reason": "", "negated_metrics": None}
+        "by": "supernode-name",
+        "values": ["site-1"],
+        "kind": "client",
+        "requested_by": "operator",
+        "at_round": 2,
+        "status": "applied",
+        "round": 2,
+        "node_ids": [1007],
+        "negated": ["conv"],
+        "reason": "",
+        "negated_metrics": None,
+    }
     assert late.status == "pending"
-    assert ("the run ended after round 3 with an unlearning request still pending, never "
-            "applied: node-id=1000 (asked for round 10): pending") in caplog.text
+    assert (
+        "the run ended after round 3 with an unlearning request still pending, never "
+        "applied: node-id=1000 (asked for round 10): pending"
+    ) in caplog.text
     assert len(strategy.events) == 1
 
 
@@ -241,7 +271,8 @@ def test_the_negated_model_reaches_evaluate_fn(evaluate_negated):
 
     before = {}
     strategy.on_unlearning = lambda event, old, new: before.update(
-        old=float(old["conv.weight"].numpy().sum()), new=float(new["conv.weight"].numpy().sum()))
+        old=float(old["conv.weight"].numpy().sum()), new=float(new["conv.weight"].numpy().sum())
+    )
     result = strategy.start(grid_of(), initial(), num_rounds=3, evaluate_fn=central)
     assert request.status == "applied"
     if evaluate_negated:
@@ -256,8 +287,11 @@ def test_the_negated_model_reaches_evaluate_fn(evaluate_negated):
 def test_a_round_that_fails_after_the_step_fails_the_request():
     """The round after the step cannot sample (min_available_nodes can no longer be met):
     the request is failed with the reason, and no event is recorded."""
-    strategy = Unlearning(FedAvg(min_train_nodes=4, min_evaluate_nodes=4,
-                                 min_available_nodes=4), Negation(PLAN), node_wait_timeout=0)
+    strategy = Unlearning(
+        FedAvg(min_train_nodes=4, min_evaluate_nodes=4, min_available_nodes=4),
+        Negation(PLAN),
+        node_wait_timeout=0,
+    )
     request = strategy.request_unlearning(1000, by="node-id", at_round=2)
     with pytest.raises(UnlearningError, match="recovery needs 4 non-target node"):
         start(strategy, grid_of(), rounds=3)
@@ -269,8 +303,11 @@ def test_a_round_that_fails_after_the_step_fails_the_request():
 # ------------------------------------------------------------------ 4. early checks
 def test_by_near_miss_of_a_builtin_kind_is_refused_at_once():
     strategy = Unlearning(FedAvg(**ALL), Negation(PLAN))
-    with pytest.raises(ValueError, match=r"by='node_id' is not a kind of target; did you mean "
-                       r"'node-id'\? Allowed: 'node-id', 'supernode-name' or a node-config"):
+    with pytest.raises(
+        ValueError,
+        match=r"by='node_id' is not a kind of target; did you mean "
+        r"'node-id'\? Allowed: 'node-id', 'supernode-name' or a node-config",
+    ):
         strategy.request_unlearning(1000, by="node_id")
     assert strategy.outcomes == []
 
@@ -279,9 +316,12 @@ def test_by_near_miss_of_a_reported_key_fails_before_round_1():
     grid = grid_of(identity=True)
     strategy = Unlearning(FedAvg(**ALL), Negation(PLAN))
     strategy.request_unlearning(1, by="partition_id", at_round=3)
-    with pytest.raises(ValueError, match=r"by='partition_id' is no node-config key of the "
-                       r"connected nodes \(they report \['partition-id'\]\); did you mean "
-                       r"'partition-id'\?"):
+    with pytest.raises(
+        ValueError,
+        match=r"by='partition_id' is no node-config key of the "
+        r"connected nodes \(they report \['partition-id'\]\); did you mean "
+        r"'partition-id'\?",
+    ):
         start(strategy, grid)
     assert not [t for t, _ in grid.sent if t == "train"]
     assert strategy.outcomes[0].status == "failed"
@@ -291,24 +331,32 @@ def test_unknown_node_id_fails_before_round_1():
     grid = grid_of()
     strategy = Unlearning(FedAvg(**ALL), Negation(PLAN))
     strategy.request_unlearning(4242, by="node-id", at_round=3)
-    with pytest.raises(UnlearningError, match=r"node-id=4242 \(requested by operator, for "
-                       r"round 3\) matches none of the 4 connected nodes; they have node-id in "
-                       r"\['1000', '1007', '1014', '1021'\]; the run stops before round 1"):
+    with pytest.raises(
+        UnlearningError,
+        match=r"node-id=4242 \(requested by operator, for "
+        r"round 3\) matches none of the 4 connected nodes; they have node-id in "
+        r"\['1000', '1007', '1014', '1021'\]; the run stops before round 1",
+    ):
         start(strategy, grid)
     assert grid.sent == []
 
 
 # ------------------------------------------------------------------ 5. DP sample size
 def test_dp_num_sampled_clients_after_exclusion_warns_once_with_the_numbers(caplog):
-    strategy = Unlearning(DifferentialPrivacyServerSideFixedClipping(
-        FedAvg(**ALL), noise_multiplier=0.0, clipping_norm=1.0, num_sampled_clients=4),
-        Negation(PLAN))
+    strategy = Unlearning(
+        DifferentialPrivacyServerSideFixedClipping(
+            FedAvg(**ALL), noise_multiplier=0.0, clipping_norm=1.0, num_sampled_clients=4
+        ),
+        Negation(PLAN),
+    )
     strategy.request_unlearning(1000, by="node-id", at_round=2)
     with caplog.at_level(logging.WARNING, logger="flwr"):
         start(strategy, grid_of(), rounds=4)
-    text = ("DifferentialPrivacyServerSideFixedClipping calibrates its noise for "
-            "num_sampled_clients=4, but with 1 node(s) excluded by unlearning this round "
-            "samples 3")
+    text = (
+        "DifferentialPrivacyServerSideFixedClipping calibrates its noise for "
+        "num_sampled_clients=4, but with 1 node(s) excluded by unlearning this round "
+        "samples 3"
+    )
     assert caplog.text.count(text) == 1
     assert "recovery_strategy with num_sampled_clients=3" in caplog.text
 
@@ -338,12 +386,17 @@ def test_the_wrapper_names_itself_after_the_strategy(caplog):
         plain.request_unlearning(1000, by="node-id")
     assert "Unlearning(FedAvg): unlearning request queued: node-id=1000" in caplog.text
     assert "FT" not in caplog.text
-    assert repr(plain) == ("Unlearning(strategy=FedAvg, unlearner=None (no unlearning step, "
-                           "recovery only), recovery_strategy=None, keep_server_state=False; "
-                           "requests: 1 pending, 0 applied; excluded nodes: [])")
-    dp = Unlearning(DifferentialPrivacyServerSideFixedClipping(
-        FedAdam(), noise_multiplier=1.0, clipping_norm=1.0, num_sampled_clients=3),
-        Negation(PLAN))
+    assert repr(plain) == (
+        "Unlearning(strategy=FedAvg, unlearner=None (no unlearning step, "
+        "recovery only), recovery_strategy=None, keep_server_state=False; "
+        "requests: 1 pending, 0 applied; excluded nodes: [])"
+    )
+    dp = Unlearning(
+        DifferentialPrivacyServerSideFixedClipping(
+            FedAdam(), noise_multiplier=1.0, clipping_norm=1.0, num_sampled_clients=3
+        ),
+        Negation(PLAN),
+    )
     assert dp.tag == "Unlearning(DifferentialPrivacyServerSideFixedClipping(FedAdam), NoT)"
     assert "unlearner=NoT (changes ['conv'])" in repr(dp)
 
@@ -358,8 +411,11 @@ def test_a_client_already_forgotten_is_not_negated_again(strict, caplog):
     sent = {}
     with caplog.at_level(logging.WARNING, logger="flwr"):
         if strict:
-            with pytest.raises(UnlearningError, match=r"node-id=1007 is already forgotten "
-                               r"\(node\(s\) \[1007\] were unlearnt by an earlier request\)"):
+            with pytest.raises(
+                UnlearningError,
+                match=r"node-id=1007 is already forgotten "
+                r"\(node\(s\) \[1007\] were unlearnt by an earlier request\)",
+            ):
                 start(strategy, grid, rounds=5)
         else:
             _, sent = start(strategy, grid, rounds=5)
@@ -368,8 +424,7 @@ def test_a_client_already_forgotten_is_not_negated_again(strict, caplog):
     assert "already forgotten" in again.outcome.reason
     if not strict:  # round 4 trained on round 3's model, not a negated one
         step = np.mean([0.1 * (p + 1) for p in (0, 2, 3)])
-        np.testing.assert_allclose(sent[4]["conv.weight"], sent[3]["conv.weight"] + step,
-                                   rtol=1e-5)
+        np.testing.assert_allclose(sent[4]["conv.weight"], sent[3]["conv.weight"] + step, rtol=1e-5)
         assert "ignored unlearning request from operator" in caplog.text
 
 
@@ -396,7 +451,9 @@ def test_a_target_that_may_still_connect_is_checked_at_its_round(caplog):
     with caplog.at_level(logging.INFO, logger="flwr"):
         with pytest.raises(UnlearningError, match="partition-id=5 matches no connected node"):
             start(strategy, grid, rounds=3)
-    assert "(4 of 6 nodes connected so far; it is checked again when the request applies)" \
+    assert (
+        "(4 of 6 nodes connected so far; it is checked again when the request applies)"
         in caplog.text
+    )
     assert [t for t, _ in grid.sent if t == "train"]  # round 1 trained
     assert strategy.outcomes[0].status == "failed" and strategy.outcomes[0].round == 2

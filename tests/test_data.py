@@ -64,7 +64,9 @@ def write_mnist(root: Path, folder: str, gz: bool = False) -> dict[str, np.ndarr
     return arrays
 
 
-def _write_cifar_batch(path: Path, images_chw: np.ndarray, labels: np.ndarray, label_key: str, bytes_keys: bool) -> None:
+def _write_cifar_batch(
+    path: Path, images_chw: np.ndarray, labels: np.ndarray, label_key: str, bytes_keys: bool
+) -> None:
     entry = {"data": images_chw.reshape(len(images_chw), -1), label_key: [int(v) for v in labels]}
     if bytes_keys:  # the real files, pickled by python 2, read with encoding="bytes"
         entry = {k.encode(): v for k, v in entry.items()}
@@ -80,7 +82,9 @@ def write_cifar(root: Path, name: str, bytes_keys: bool = False) -> dict[str, np
         y_train, y_test = _labels(N_TRAIN, 10, 7), _labels(N_TEST, 10, 8)
         base, key = root / "cifar-10-batches-py", "labels"
         for i, chunk in enumerate(np.array_split(np.arange(N_TRAIN), 5)):
-            _write_cifar_batch(base / f"data_batch_{i + 1}", x_train[chunk], y_train[chunk], key, bytes_keys)
+            _write_cifar_batch(
+                base / f"data_batch_{i + 1}", x_train[chunk], y_train[chunk], key, bytes_keys
+            )
         _write_cifar_batch(base / "test_batch", x_test, y_test, key, bytes_keys)
     else:
         y_train, y_test = _labels(N_TRAIN, 100, 7), _labels(N_TEST, 100, 8)
@@ -91,7 +95,9 @@ def write_cifar(root: Path, name: str, bytes_keys: bool = False) -> dict[str, np
     return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
 
 
-def _assert_round_trip(ds: Dataset, arrays: dict[str, np.ndarray], shape: tuple[int, int, int]) -> None:
+def _assert_round_trip(
+    ds: Dataset, arrays: dict[str, np.ndarray], shape: tuple[int, int, int]
+) -> None:
     assert ds.x_train.shape == (N_TRAIN, *shape)
     assert ds.x_test.shape == (N_TEST, *shape)
     assert ds.y_train.shape == (N_TRAIN,) and ds.y_test.shape == (N_TEST,)
@@ -100,7 +106,9 @@ def _assert_round_trip(ds: Dataset, arrays: dict[str, np.ndarray], shape: tuple[
     for split in ("train", "test"):
         expected = arrays[f"x_{split}"].astype(np.float32).reshape(-1, *shape) / 255.0
         np.testing.assert_allclose(getattr(ds, f"x_{split}"), expected, rtol=0, atol=1e-7)
-        np.testing.assert_array_equal(getattr(ds, f"y_{split}"), arrays[f"y_{split}"].astype(np.int64))
+        np.testing.assert_array_equal(
+            getattr(ds, f"y_{split}"), arrays[f"y_{split}"].astype(np.int64)
+        )
     assert ds.x_train.min() == 0.0 and ds.x_train.max() == 1.0
 
 
@@ -161,7 +169,9 @@ def test_unknown_dataset_lists_choices():
 # --------------------------------------------------------------------------- MNIST / Fashion-MNIST
 
 
-@pytest.mark.parametrize(("name", "folder"), [("mnist", "MNIST"), ("fashion-mnist", "FashionMNIST")])
+@pytest.mark.parametrize(
+    ("name", "folder"), [("mnist", "MNIST"), ("fashion-mnist", "FashionMNIST")]
+)
 def test_mnist_like_round_trip(tmp_path, name, folder):
     arrays = write_mnist(tmp_path, folder)
     ds = load_dataset(name, tmp_path, download=False)
@@ -235,10 +245,13 @@ def test_cifar_matches_torchvision_reader(tmp_path, monkeypatch):
     np.testing.assert_array_equal(ds.y_train, np.asarray(tv.targets))
 
 
-@pytest.mark.parametrize(("name", "folder", "cls"), [
-    ("cifar10", "cifar-10-batches-py", "CIFAR10"),
-    ("cifar100", "cifar-100-python", "CIFAR100"),
-])
+@pytest.mark.parametrize(
+    ("name", "folder", "cls"),
+    [
+        ("cifar10", "cifar-10-batches-py", "CIFAR10"),
+        ("cifar100", "cifar-100-python", "CIFAR100"),
+    ],
+)
 def test_cifar_not_found_message(tmp_path, name, folder, cls):
     with pytest.raises(FileNotFoundError) as err:
         load_dataset(name, tmp_path, download=False)
@@ -260,7 +273,10 @@ def test_cifar_wrong_row_size_rejected(tmp_path):
     write_cifar(tmp_path, "cifar100")
     _write_cifar_batch(
         tmp_path / "cifar-100-python" / "test",
-        np.zeros((N_TEST, 100), dtype=np.uint8), np.zeros(N_TEST), "fine_labels", False,
+        np.zeros((N_TEST, 100), dtype=np.uint8),
+        np.zeros(N_TEST),
+        "fine_labels",
+        False,
     )
     with pytest.raises(ValueError, match=r"\(N, 3072\)"):
         load_dataset("cifar100", tmp_path, download=False)

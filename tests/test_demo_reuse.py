@@ -20,13 +20,20 @@ pytestmark = pytest.mark.e2e  # runs bash
 
 @pytest.mark.parametrize(
     ("overrides", "expected"),
-    [("", "overwrite=true"), ("unlearn-clients='3'", "overwrite=true"),
-     ("resume=true", ""), ("overwrite=false", "")],
+    [
+        ("", "overwrite=true"),
+        ("unlearn-clients='3'", "overwrite=true"),
+        ("resume=true", ""),
+        ("overwrite=false", ""),
+    ],
 )
 def test_deploy_scripts_reuse_key(overrides, expected):
     out = subprocess.run(
         ["bash", "-c", 'source examples/deploy/lib.sh; nf_reuse_key "$1"', "_", overrides],
-        cwd=ROOT, capture_output=True, text=True, check=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert out.stdout.strip() == expected
 
@@ -36,4 +43,4 @@ def test_every_demo_script_passes_the_reuse_key():
         text = (ROOT / "examples" / "deploy" / name).read_text()
         assert "out-dir='$OUT' $(nf_reuse_key \"$EXTRA\")" in text, name
     quick = (ROOT / "examples" / "quickstart.sh").read_text()
-    assert "REUSE=\"overwrite=true\"" in quick and "out-dir='$OUT' $REUSE" in quick
+    assert 'REUSE="overwrite=true"' in quick and "out-dir='$OUT' $REUSE" in quick

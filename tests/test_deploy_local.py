@@ -13,8 +13,17 @@ import subprocess
 import pytest
 
 from tests.deploy_utils import (
-    DEPLOY, FAST, ROOT, assert_forgotten, base_env, free_port, load_results, pid_alive,
-    processes_mentioning, request_round, wait_for_text,
+    DEPLOY,
+    FAST,
+    ROOT,
+    assert_forgotten,
+    base_env,
+    free_port,
+    load_results,
+    pid_alive,
+    processes_mentioning,
+    request_round,
+    wait_for_text,
 )
 
 pytestmark = pytest.mark.e2e  # starts Flower / Ray / processes: see tests/conftest.py
@@ -24,12 +33,32 @@ def test_local_sh_trains_unlearns_recovers_and_cleans_up(tmp_path):
     out, work, port = tmp_path / "out", tmp_path / "work", free_port()
     env = base_env(tmp_path / "flwr-home")
     proc = subprocess.run(
-        ["bash", str(DEPLOY / "local.sh"), "--nodes", "3", "--port", str(port),
-         "--train-rounds", "2", "--recovery-rounds", "5", "--unlearn", "1",
-         "--out", str(out), "--work", str(work),
-         # a key the script sets itself (from --recovery-rounds): the later value wins
-         "--run-config", f"{FAST} recovery-rounds=2"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=400,
+        [
+            "bash",
+            str(DEPLOY / "local.sh"),
+            "--nodes",
+            "3",
+            "--port",
+            str(port),
+            "--train-rounds",
+            "2",
+            "--recovery-rounds",
+            "5",
+            "--unlearn",
+            "1",
+            "--out",
+            str(out),
+            "--work",
+            str(work),
+            # a key the script sets itself (from --recovery-rounds): the later value wins
+            "--run-config",
+            f"{FAST} recovery-rounds=2",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
     )
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-4000:]
@@ -63,17 +92,33 @@ def _started_and_stopped(work) -> set[int]:
 def test_local_sh_stops_everything_when_the_run_fails(tmp_path):
     work, port = tmp_path / "work", free_port()
     proc = subprocess.run(
-        ["bash", str(DEPLOY / "local.sh"), "--nodes", "2", "--port", str(port),
-         "--out", str(tmp_path / "out"), "--work", str(work),
-         "--unlearn", "7"],  # no such partition: the ServerApp rejects it before round 1
-        cwd=ROOT, env=base_env(tmp_path / "flwr-home"), capture_output=True, text=True,
+        [
+            "bash",
+            str(DEPLOY / "local.sh"),
+            "--nodes",
+            "2",
+            "--port",
+            str(port),
+            "--out",
+            str(tmp_path / "out"),
+            "--work",
+            str(work),
+            "--unlearn",
+            "7",
+        ],  # no such partition: the ServerApp rejects it before round 1
+        cwd=ROOT,
+        env=base_env(tmp_path / "flwr-home"),
+        capture_output=True,
+        text=True,
         timeout=300,
     )
     assert proc.returncode == 1, proc.stderr[-3000:]
     # flwr run exits 0 here; the script asks for the run's status and says why, last
-    assert re.fullmatch(r"error: run \d+ finished:failed: .*unlearning target partition-id=7 "
-                        r".*matches none of the 2 connected nodes.*",
-                        proc.stderr.strip().splitlines()[-1]), proc.stderr[-2000:]
+    assert re.fullmatch(
+        r"error: run \d+ finished:failed: .*unlearning target partition-id=7 "
+        r".*matches none of the 2 connected nodes.*",
+        proc.stderr.strip().splitlines()[-1],
+    ), proc.stderr[-2000:]
     assert not (tmp_path / "out" / "results.json").exists()
     assert len(_started_and_stopped(work)) >= 3
     assert not [p for p in _started_and_stopped(work) if pid_alive(p)]
@@ -83,25 +128,56 @@ def test_local_sh_stops_everything_when_the_run_fails(tmp_path):
 def test_local_sh_refuses_a_bad_value_before_starting_anything(tmp_path):
     work = tmp_path / "work"
     proc = subprocess.run(
-        ["bash", str(DEPLOY / "local.sh"), "--nodes", "2", "--out", str(tmp_path / "out"),
-         "--work", str(work), "--run-config", "model='transformer'"],
-        cwd=ROOT, env=base_env(tmp_path / "flwr-home"), capture_output=True, text=True,
+        [
+            "bash",
+            str(DEPLOY / "local.sh"),
+            "--nodes",
+            "2",
+            "--out",
+            str(tmp_path / "out"),
+            "--work",
+            str(work),
+            "--run-config",
+            "model='transformer'",
+        ],
+        cwd=ROOT,
+        env=base_env(tmp_path / "flwr-home"),
+        capture_output=True,
+        text=True,
         timeout=60,
     )
     assert proc.returncode == 2, proc.stderr[-3000:]
-    assert ("error: unknown model 'transformer'; choose one of: cnn, mlp, resnet18, vit"
-            in proc.stderr.splitlines()), proc.stderr
+    assert (
+        "error: unknown model 'transformer'; choose one of: cnn, mlp, resnet18, vit"
+        in proc.stderr.splitlines()
+    ), proc.stderr
     assert (work / "pids").read_text() == ""  # no SuperLink, no SuperNode was started
 
 
 def test_local_sh_stops_everything_on_sigterm_mid_run(tmp_path):
     work, port = tmp_path / "work", free_port()
     proc = subprocess.Popen(
-        ["bash", str(DEPLOY / "local.sh"), "--nodes", "2", "--port", str(port),
-         "--train-rounds", "3", "--out", str(tmp_path / "out"), "--work", str(work),
-         "--run-config", FAST],
-        cwd=ROOT, env=base_env(tmp_path / "flwr-home"), stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE, text=True,
+        [
+            "bash",
+            str(DEPLOY / "local.sh"),
+            "--nodes",
+            "2",
+            "--port",
+            str(port),
+            "--train-rounds",
+            "3",
+            "--out",
+            str(tmp_path / "out"),
+            "--work",
+            str(work),
+            "--run-config",
+            FAST,
+        ],
+        cwd=ROOT,
+        env=base_env(tmp_path / "flwr-home"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert wait_for_text(work / "flwr-run.log", "configure_train", timeout=240, proc=proc)

@@ -15,8 +15,16 @@ import subprocess
 import pytest
 
 from tests.deploy_utils import (
-    DEPLOY, FAST, ROOT, assert_forgotten, base_env, free_port, load_results, pid_alive,
-    processes_mentioning, rounds,
+    DEPLOY,
+    FAST,
+    ROOT,
+    assert_forgotten,
+    base_env,
+    free_port,
+    load_results,
+    pid_alive,
+    processes_mentioning,
+    rounds,
 )
 
 pytestmark = pytest.mark.e2e  # starts Flower / Ray / processes: see tests/conftest.py
@@ -31,8 +39,11 @@ def _netns_refused() -> str | None:
     if res.returncode != 0:
         return f"`ip netns add` is not permitted here ({res.stderr.strip()}); needs root"
     subprocess.run(["ip", "netns", "del", probe], capture_output=True)
-    res = subprocess.run(["ip", "link", "add", f"nfbr-p{os.getpid() % 10000}", "type", "bridge"],
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        ["ip", "link", "add", f"nfbr-p{os.getpid() % 10000}", "type", "bridge"],
+        capture_output=True,
+        text=True,
+    )
     if res.returncode != 0:
         return f"cannot create a bridge ({res.stderr.strip()})"
     subprocess.run(["ip", "link", "del", f"nfbr-p{os.getpid() % 10000}"], capture_output=True)
@@ -47,12 +58,38 @@ def test_netns_nodes_survive_a_killed_node(tmp_path):
     tag = f"t{random.randrange(16**4):04x}"
     subnet = f"10.77.{random.randrange(1, 250)}"
     proc = subprocess.run(
-        ["bash", str(DEPLOY / "netns.sh"), "--nodes", "3", "--port", str(port),
-         "--tag", tag, "--subnet", subnet,
-         "--train-rounds", "2", "--recovery-rounds", "2", "--unlearn", "0",
-         "--kill-node", "2", "--kill-at-round", "3",
-         "--out", str(out), "--work", str(work), "--run-config", FAST],
-        cwd=ROOT, env=base_env(tmp_path / "flwr-home"), capture_output=True, text=True,
+        [
+            "bash",
+            str(DEPLOY / "netns.sh"),
+            "--nodes",
+            "3",
+            "--port",
+            str(port),
+            "--tag",
+            tag,
+            "--subnet",
+            subnet,
+            "--train-rounds",
+            "2",
+            "--recovery-rounds",
+            "2",
+            "--unlearn",
+            "0",
+            "--kill-node",
+            "2",
+            "--kill-at-round",
+            "3",
+            "--out",
+            str(out),
+            "--work",
+            str(work),
+            "--run-config",
+            FAST,
+        ],
+        cwd=ROOT,
+        env=base_env(tmp_path / "flwr-home"),
+        capture_output=True,
+        text=True,
         timeout=400,
     )
     log = proc.stdout + proc.stderr

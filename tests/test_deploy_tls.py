@@ -11,8 +11,16 @@ import subprocess
 import pytest
 
 from tests.deploy_utils import (
-    DEPLOY, FAST, ROOT, assert_forgotten, base_env, free_port, load_results, pid_alive,
-    processes_mentioning, rounds,
+    DEPLOY,
+    FAST,
+    ROOT,
+    assert_forgotten,
+    base_env,
+    free_port,
+    load_results,
+    pid_alive,
+    processes_mentioning,
+    rounds,
 )
 
 pytestmark = pytest.mark.e2e  # starts Flower / Ray / processes: see tests/conftest.py
@@ -22,11 +30,34 @@ pytestmark = pytest.mark.e2e  # starts Flower / Ray / processes: see tests/conft
 def test_tls_auth_named_target_restarted_keeps_id_and_stays_excluded(tmp_path):
     out, work, port = tmp_path / "out", tmp_path / "work", free_port()
     proc = subprocess.run(
-        ["bash", str(DEPLOY / "tls_auth.sh"), "--nodes", "3", "--port", str(port),
-         "--train-rounds", "2", "--recovery-rounds", "2", "--unlearn", "site-1",
-         "--restart-node", "1", "--restart-at-round", "3",
-         "--out", str(out), "--work", str(work), "--run-config", FAST],
-        cwd=ROOT, env=base_env(tmp_path / "flwr-home"), capture_output=True, text=True,
+        [
+            "bash",
+            str(DEPLOY / "tls_auth.sh"),
+            "--nodes",
+            "3",
+            "--port",
+            str(port),
+            "--train-rounds",
+            "2",
+            "--recovery-rounds",
+            "2",
+            "--unlearn",
+            "site-1",
+            "--restart-node",
+            "1",
+            "--restart-at-round",
+            "3",
+            "--out",
+            str(out),
+            "--work",
+            str(work),
+            "--run-config",
+            FAST,
+        ],
+        cwd=ROOT,
+        env=base_env(tmp_path / "flwr-home"),
+        capture_output=True,
+        text=True,
         timeout=400,
     )
     log = proc.stdout + proc.stderr
@@ -49,8 +80,7 @@ def test_tls_auth_named_target_restarted_keeps_id_and_stays_excluded(tmp_path):
     for i in range(3):
         ids = re.findall(r"SuperNode ID: (\d+)", (work / f"supernode-{i}.log").read_text())
         assert ids == [registered[f"site-{i}"]]
-    again = re.findall(r"SuperNode ID: (\d+)",
-                       (work / "supernode-1-restarted.log").read_text())
+    again = re.findall(r"SuperNode ID: (\d+)", (work / "supernode-1-restarted.log").read_text())
     assert again == [str(target_id)]
     assert "back online before round 4" in (work / "restarted").read_text()
 

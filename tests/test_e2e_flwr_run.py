@@ -23,8 +23,11 @@ BIN = Path(sys.executable).parent
 def flwr_env(tmp_path):
     home = tmp_path / "flwr-home"
     env = dict(os.environ)
-    env.update(FLWR_HOME=str(home), FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION="1",
-               PATH=f"{BIN}:{env.get('PATH', '')}")
+    env.update(
+        FLWR_HOME=str(home),
+        FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION="1",
+        PATH=f"{BIN}:{env.get('PATH', '')}",
+    )
     # this FLWR_HOME's own local-SuperLink ports, as scripts/flwr-env.sh sets them: a test
     # run in another checkout at the same time has its own SuperLink
     env.update({k: str(v) for k, v in local_superlink.ports_for_home(home).items()})
@@ -35,12 +38,25 @@ def flwr_env(tmp_path):
 def test_flwr_run_trains_unlearns_recovers(flwr_env, tmp_path):
     env, _ = flwr_env
     out = tmp_path / "out"
-    run_config = (f"out-dir='{out}' num-train-rounds=5 recovery-rounds=3 "
-                  "unlearn-clients='2' local-epochs=2")
+    run_config = (
+        f"out-dir='{out}' num-train-rounds=5 recovery-rounds=3 unlearn-clients='2' local-epochs=2"
+    )
     proc = subprocess.run(
-        [str(BIN / "flwr"), "run", ".", "--stream", "--run-config", run_config,
-         "--federation-config", "num-supernodes=4 client-resources-num-cpus=1"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=400,
+        [
+            str(BIN / "flwr"),
+            "run",
+            ".",
+            "--stream",
+            "--run-config",
+            run_config,
+            "--federation-config",
+            "num-supernodes=4 client-resources-num-cpus=1",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
     )
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-3000:]
@@ -57,10 +73,15 @@ def test_flwr_run_trains_unlearns_recovers(flwr_env, tmp_path):
 
 def _quickstart(env: dict, tmp_path: Path, overrides: str) -> tuple[int, list[str]]:
     """`bash examples/quickstart.sh OVERRIDES` (stdout and stderr in order), its lines."""
-    proc = subprocess.run(["bash", str(ROOT / "examples" / "quickstart.sh"), overrides],
-                          cwd=ROOT, env={**env, "OUT": str(tmp_path / "demo")},
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          timeout=400)
+    proc = subprocess.run(
+        ["bash", str(ROOT / "examples" / "quickstart.sh"), overrides],
+        cwd=ROOT,
+        env={**env, "OUT": str(tmp_path / "demo")},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=400,
+    )
     return proc.returncode, [line for line in proc.stdout.splitlines() if line.strip()]
 
 
@@ -71,8 +92,9 @@ def test_quickstart_exits_1_with_the_error_last_when_the_serverapp_fails(flwr_en
     assert code == 1, "\n".join(lines[-30:])
     assert re.fullmatch(
         r"error: run \d+ finished:failed: Simulation failed with exception: unlearn-classes "
-        r"42: out of range; data set 'digits' has 10 classes \(labels 0 to 9\)", lines[-1]), \
-        lines[-5:]
+        r"42: out of range; data set 'digits' has 10 classes \(labels 0 to 9\)",
+        lines[-1],
+    ), lines[-5:]
     assert not any(line.startswith("results:") for line in lines)
     assert not (tmp_path / "demo" / "results.json").exists()
 
@@ -82,7 +104,9 @@ def test_quickstart_names_an_unknown_key_before_running(flwr_env, tmp_path):
     code, lines = _quickstart(env, tmp_path, "num-rounds=3")
     assert code == 2, "\n".join(lines[-30:])
     # the nearest keys by spelling, best first (others may follow as keys are added)
-    assert lines[-1].startswith("error: unknown run-config key 'num-rounds'; nearest: num-train-rounds")
+    assert lines[-1].startswith(
+        "error: unknown run-config key 'num-rounds'; nearest: num-train-rounds"
+    )
     assert lines[-1].endswith("(the keys are pyproject.toml's [tool.flwr.app.config])")
     assert not any("Starting local SuperLink" in line for line in lines)
     assert not (home / "local-superlink").exists()  # flwr was never started

@@ -19,7 +19,7 @@ from tests.conftest import process_violation, starts_runtime
 
 ROOT = Path(__file__).resolve().parents[1]
 
-BODIES = '''
+BODIES = """
 import subprocess, sys
 import pytest
 
@@ -32,21 +32,28 @@ def test_unmarked_subprocess():
 @pytest.mark.e2e
 def test_marked_subprocess():
     subprocess.run([sys.executable, "-c", "pass"], check=True)
-'''
+"""
 
 
 def test_unmarked_process_start_fails_and_marked_passes(pytester):
-    pytester.makeconftest((ROOT / "tests" / "conftest.py").read_text()
-                          .replace('pytest_plugins = ["pytester"]', ""))
-    pytester.makeini('[pytest]\nmarkers =\n    e2e: end to end\n')
-    pytester.makepyfile(test_functions=BODIES, test_module=(
-        "import subprocess, sys\nimport pytest\npytestmark = pytest.mark.e2e\n\n"
-        "def test_in_marked_module():\n"
-        "    subprocess.run([sys.executable, '-c', 'pass'], check=True)\n"))
+    pytester.makeconftest(
+        (ROOT / "tests" / "conftest.py").read_text().replace('pytest_plugins = ["pytester"]', "")
+    )
+    pytester.makeini("[pytest]\nmarkers =\n    e2e: end to end\n")
+    pytester.makepyfile(
+        test_functions=BODIES,
+        test_module=(
+            "import subprocess, sys\nimport pytest\npytestmark = pytest.mark.e2e\n\n"
+            "def test_in_marked_module():\n"
+            "    subprocess.run([sys.executable, '-c', 'pass'], check=True)\n"
+        ),
+    )
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=4, errors=1)
     text = result.stdout.str()
-    assert "test_functions.py::test_unmarked_subprocess starts processes but is not marked e2e" in text
+    assert (
+        "test_functions.py::test_unmarked_subprocess starts processes but is not marked e2e" in text
+    )
     assert "Mark it @pytest.mark.e2e" in text
     fast = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-m", "not e2e")
     fast.assert_outcomes(passed=2, errors=1, deselected=2)  # the unmarked one still fails

@@ -12,15 +12,26 @@ N = 4
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("model,rounds,local_epochs,floor", [
-    # measured on 2 busy cores: ResNet-18 77 % after 3 rounds, ViT 51 % after 4 (chance: 10 %)
-    ("resnet18", 3, 1, 0.4),  # 0.497 on an AMD EPYC, 10 classes
-    ("vit", 4, 2, 0.3),
-])
+@pytest.mark.parametrize(
+    "model,rounds,local_epochs,floor",
+    [
+        # measured on 2 busy cores: ResNet-18 77 % after 3 rounds, ViT 51 % after 4 (chance: 10 %)
+        ("resnet18", 3, 1, 0.4),  # 0.497 on an AMD EPYC, 10 classes
+        ("vit", 4, 2, 0.3),
+    ],
+)
 def test_model_learns_through_the_app(tmp_path, model, rounds, local_epochs, floor):
-    results = simulate({"out-dir": str(tmp_path), "model": model, "num-train-rounds": rounds,
-                        "recovery-rounds": 0, "unlearn-clients": "", "local-epochs": local_epochs},
-                       num_supernodes=N)
+    results = simulate(
+        {
+            "out-dir": str(tmp_path),
+            "model": model,
+            "num-train-rounds": rounds,
+            "recovery-rounds": 0,
+            "unlearn-clients": "",
+            "local-epochs": local_epochs,
+        },
+        num_supernodes=N,
+    )
     rows = results["rounds"]
     assert [r["round"] for r in rows] == list(range(rounds + 1))
     # every client's reply was aggregated in every round (none rejected, none crashed)

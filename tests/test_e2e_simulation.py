@@ -25,8 +25,13 @@ TARGET = 1
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("sim")
     config = {
-        "out-dir": str(out), "num-train-rounds": 6, "recovery-rounds": 4,
-        "unlearn-clients": str(TARGET), "lr": 0.02, "local-epochs": 2, "batch-size": 16,
+        "out-dir": str(out),
+        "num-train-rounds": 6,
+        "recovery-rounds": 4,
+        "unlearn-clients": str(TARGET),
+        "lr": 0.02,
+        "local-epochs": 2,
+        "batch-size": 16,
     }
     return out, config, simulate(config, num_supernodes=N)
 
@@ -65,20 +70,29 @@ def test_numbers_come_from_real_training(run):
     data = dataset_for(cfg)
     model = build_model(cfg.model, data.input_shape, data.num_classes)
     forget = client_data(cfg, TARGET, N)
-    for name, ckpt in (("original", "checkpoint-original.pt"), ("recovered", "checkpoint-final.pt")):
+    for name, ckpt in (
+        ("original", "checkpoint-original.pt"),
+        ("recovered", "checkpoint-final.pt"),
+    ):
         state, meta = load_checkpoint(out / ckpt)
         model.load_state_dict(state)
-        assert evaluate(model, data.x_test, data.y_test)[0] == pytest.approx(models[name]["test_acc"])
+        assert evaluate(model, data.x_test, data.y_test)[0] == pytest.approx(
+            models[name]["test_acc"]
+        )
         assert evaluate(model, forget.x_train, forget.y_train)[0] == pytest.approx(
-            models[name]["forget_acc"])
+            models[name]["forget_acc"]
+        )
     assert meta["round"] == 10 and meta["phase"] == "recovered"
 
     # negated = original with conv1 times -1, nothing else changed
     original, _ = load_checkpoint(out / "checkpoint-original.pt")
     from strategies.negation import negate
+
     negated = negate(ArrayRecord(original), ["conv1.weight", "conv1.bias"]).to_torch_state_dict()
     model.load_state_dict(negated)
-    assert evaluate(model, data.x_test, data.y_test)[0] == pytest.approx(models["negated"]["test_acc"])
+    assert evaluate(model, data.x_test, data.y_test)[0] == pytest.approx(
+        models["negated"]["test_acc"]
+    )
     assert torch.equal(negated["fc2.weight"], original["fc2.weight"])
 
 
@@ -96,6 +110,7 @@ def test_results_json_is_written_and_complete(run):
     # model goes down for train and evaluate and comes back up from train
     # (serialized Array payloads: the tensor bytes plus each Array's small header)
     from strategies.not_strategy import arrayrecord_nbytes
+
     state = build_model("cnn", (1, 8, 8), 10).state_dict()
     model_bytes = arrayrecord_nbytes(ArrayRecord(state))
     assert 0 < model_bytes - sum(t.numel() * 4 for t in state.values()) < 200 * len(state)
@@ -116,8 +131,14 @@ def test_results_json_is_written_and_complete(run):
 
 @pytest.mark.parametrize("method", ["ft", "retrain"])
 def test_reference_methods_run_through_the_same_app(method, tmp_path):
-    config = {"out-dir": str(tmp_path), "method": method, "num-train-rounds": 3,
-              "recovery-rounds": 2, "unlearn-clients": "0", "lr": 0.02}
+    config = {
+        "out-dir": str(tmp_path),
+        "method": method,
+        "num-train-rounds": 3,
+        "recovery-rounds": 2,
+        "unlearn-clients": "0",
+        "lr": 0.02,
+    }
     results = simulate(config, num_supernodes=3)
     rows = results["rounds"]
     if method == "retrain":
@@ -137,13 +158,29 @@ def test_reference_methods_run_through_the_same_app(method, tmp_path):
 
 def test_unlearning_from_a_checkpoint_after_training_finished(tmp_path):
     """The production path: training is over; a later run loads its checkpoint and unlearns."""
-    first = simulate({"out-dir": str(tmp_path / "train"), "num-train-rounds": 3,
-                      "recovery-rounds": 0, "unlearn-clients": "", "lr": 0.02}, num_supernodes=3)
+    first = simulate(
+        {
+            "out-dir": str(tmp_path / "train"),
+            "num-train-rounds": 3,
+            "recovery-rounds": 0,
+            "unlearn-clients": "",
+            "lr": 0.02,
+        },
+        num_supernodes=3,
+    )
     assert first["requests"] == [] and first["final"] == "original"
     ckpt = first["checkpoints"]["final"]
-    second = simulate({"out-dir": str(tmp_path / "unlearn"), "init-checkpoint": ckpt,
-                       "num-train-rounds": 0, "recovery-rounds": 2, "unlearn-clients": "1",
-                       "lr": 0.02}, num_supernodes=3)
+    second = simulate(
+        {
+            "out-dir": str(tmp_path / "unlearn"),
+            "init-checkpoint": ckpt,
+            "num-train-rounds": 0,
+            "recovery-rounds": 2,
+            "unlearn-clients": "1",
+            "lr": 0.02,
+        },
+        num_supernodes=3,
+    )
     assert second["requests"][0]["round"] == 1
     assert [r["participants"] for r in second["rounds"][1:]] == [[0, 2], [0, 2]]
     # "original" of the unlearning run is exactly the trained model it loaded
@@ -154,6 +191,7 @@ def test_unlearning_from_a_checkpoint_after_training_finished(tmp_path):
 def test_bad_init_checkpoint_fails_before_training(tmp_path):
     from not_flower.server_app import load_initial_checkpoint
     from not_flower.store import save_checkpoint
+
     model = build_model("cnn", (1, 8, 8), 10)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_initial_checkpoint(str(tmp_path / "nope.pt"), model)
@@ -172,6 +210,7 @@ def test_bad_init_checkpoint_fails_before_training(tmp_path):
 
 def test_record_of_forgetting_matches_the_checkpoints(run):
     from not_flower.audit import sha256_arrays, verify_log
+
     out, _, results = run
     record = json.loads((out / "unlearning-record.json").read_text())
     original, _ = load_checkpoint(out / "checkpoint-original.pt")
@@ -180,8 +219,10 @@ def test_record_of_forgetting_matches_the_checkpoints(run):
     assert hashes["before_negation"] == sha256_arrays(original)
     assert hashes["after_recovery"] == sha256_arrays(final)
     from strategies.negation import negate
+
     assert hashes["after_negation"] == sha256_arrays(
-        negate(original, ["conv1.weight", "conv1.bias"]))
+        negate(original, ["conv1.weight", "conv1.bias"])
+    )
     assert record["applied_round"] == 7 and record["layers_negated"] == ["conv1"]
     assert [r["round"] for r in record["recovery_rounds"]] == [7, 8, 9, 10]
     for r in record["recovery_rounds"]:
@@ -189,5 +230,7 @@ def test_record_of_forgetting_matches_the_checkpoints(run):
     assert record["request"]["requested_by"] == "operator (run config)"
     ok, problems = verify_log(out / "unlearning-log.jsonl")
     assert ok and problems == []
-    assert results["audit"][0]["head"] == json.loads(
-        (out / "unlearning-log.jsonl").read_text().splitlines()[-1])["hash"]
+    assert (
+        results["audit"][0]["head"]
+        == json.loads((out / "unlearning-log.jsonl").read_text().splitlines()[-1])["hash"]
+    )

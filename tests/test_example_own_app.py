@@ -21,9 +21,13 @@ def test_readme_shows_the_tested_sample():
 @pytest.mark.e2e  # Flower's Ray simulation
 def test_own_serverapp_forgets_client_1():
     run_simulation(
-        server_app=server_app.app, client_app=client_app.app, num_supernodes=4,
-        backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-                        "init_args": {"num_cpus": 2, "logging_level": "ERROR"}},
+        server_app=server_app.app,
+        client_app=client_app.app,
+        num_supernodes=4,
+        backend_config={
+            "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+            "init_args": {"num_cpus": 2, "logging_level": "ERROR"},
+        },
     )
     strategy, result = server_app.RUNS[-1]
     event = strategy.events[0]

@@ -22,8 +22,12 @@ def test_readme_shows_the_tested_sample():
 @pytest.mark.e2e  # a whole in-process federation per base strategy
 @pytest.mark.parametrize("base", ["fedprox", "fedadam"])
 def test_not_around_fedprox_and_fedadam_forgets_client_1(base):
-    grid = FakeGrid({10 + p: FakeNode(client_app.app, {"partition-id": p, "num-partitions": 4})
-                     for p in range(4)})
+    grid = FakeGrid(
+        {
+            10 + p: FakeNode(client_app.app, {"partition-id": p, "num-partitions": 4})
+            for p in range(4)
+        }
+    )
     strategy, result = server_app.run(grid, base)
     target = 11
     event = strategy.events[0]

@@ -15,11 +15,17 @@ from not_flower.data import DEBIAN_FASHION_MNIST_DIR, load_dataset, read_idx
 from not_flower.task import dataset_for
 from tests.test_data import N_TEST, N_TRAIN, _assert_round_trip, write_mnist
 
-_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-          "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
 _HAVE_DEBIAN = all((DEBIAN_FASHION_MNIST_DIR / f"{f}.gz").is_file() for f in _FILES)
-_SKIP_REASON = (f"Debian's Fashion-MNIST is not in {DEBIAN_FASHION_MNIST_DIR}; install it with "
-                "`apt-get install dataset-fashion-mnist` (Debian/Ubuntu, 31 MB)")
+_SKIP_REASON = (
+    f"Debian's Fashion-MNIST is not in {DEBIAN_FASHION_MNIST_DIR}; install it with "
+    "`apt-get install dataset-fashion-mnist` (Debian/Ubuntu, 31 MB)"
+)
 
 
 def _flat(tmp_path: Path, gz: bool = True) -> tuple[Path, dict[str, np.ndarray]]:
@@ -34,8 +40,9 @@ def _flat(tmp_path: Path, gz: bool = True) -> tuple[Path, dict[str, np.ndarray]]
 def no_default_dir(monkeypatch, tmp_path):
     """An empty default data folder, and no download."""
     monkeypatch.setattr(data_mod, "DEFAULT_DATA_DIR", tmp_path / "default")
-    monkeypatch.setattr(data_mod, "_download", lambda name, root: (_ for _ in ()).throw(
-        RuntimeError("offline")))
+    monkeypatch.setattr(
+        data_mod, "_download", lambda name, root: (_ for _ in ()).throw(RuntimeError("offline"))
+    )
     data_mod._load_cached.cache_clear()
     yield
     data_mod._load_cached.cache_clear()
@@ -60,7 +67,10 @@ def test_debian_fashion_mnist_counts_and_pixels(monkeypatch, tmp_path):
     raw = read_idx(DEBIAN_FASHION_MNIST_DIR / "t10k-images-idx3-ubyte.gz")
     np.testing.assert_array_equal(np.rint(ds.x_test[:, 0] * 255).astype(np.uint8), raw)
     # and the same data when the folder is named explicitly
-    assert load_dataset("fashion-mnist", DEBIAN_FASHION_MNIST_DIR, download=False).y_test.sum() == ds.y_test.sum()
+    assert (
+        load_dataset("fashion-mnist", DEBIAN_FASHION_MNIST_DIR, download=False).y_test.sum()
+        == ds.y_test.sum()
+    )
 
 
 @pytest.mark.skipif(not _HAVE_DEBIAN, reason=_SKIP_REASON)
@@ -75,10 +85,12 @@ def test_debian_fashion_mnist_matches_torchvisions_reader(tmp_path):
     for f in _FILES[:2]:
         (raw / f).touch()  # torchvision checks that the train files exist
     tv = torchvision.datasets.FashionMNIST(str(tmp_path), train=False, download=False)
-    np.testing.assert_array_equal(read_idx(DEBIAN_FASHION_MNIST_DIR / "t10k-images-idx3-ubyte.gz"),
-                                  tv.data.numpy())
-    np.testing.assert_array_equal(read_idx(DEBIAN_FASHION_MNIST_DIR / "t10k-labels-idx1-ubyte.gz"),
-                                  tv.targets.numpy())
+    np.testing.assert_array_equal(
+        read_idx(DEBIAN_FASHION_MNIST_DIR / "t10k-images-idx3-ubyte.gz"), tv.data.numpy()
+    )
+    np.testing.assert_array_equal(
+        read_idx(DEBIAN_FASHION_MNIST_DIR / "t10k-labels-idx1-ubyte.gz"), tv.targets.numpy()
+    )
 
 
 # --------------------------------------------------------------------------- layout and fallback
@@ -149,8 +161,9 @@ def test_train_subset_is_stratified_fixed_and_keeps_the_test_set():
     share_sub = np.bincount(sub.y_train, minlength=10) / 500
     assert np.abs(share_full - share_sub).max() <= 1 / 500 + 1e-12  # per class within one image
     # the same images for every seed, and every image one of the training set's
-    assert np.array_equal(dataset_for(parse_run_config({"train-subset": 500, "seed": 3})).x_train,
-                          sub.x_train)
+    assert np.array_equal(
+        dataset_for(parse_run_config({"train-subset": 500, "seed": 3})).x_train, sub.x_train
+    )
     flat_full = full.x_train.reshape(len(full.x_train), -1)
     rows = {r.tobytes() for r in flat_full}
     assert all(r.tobytes() in rows for r in sub.x_train.reshape(500, -1))

@@ -34,8 +34,16 @@ from strategies.negation_arrays import negate
 pytestmark = pytest.mark.e2e  # whole runs of the app in process, and a subprocess
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG = {"seed": 0, "num-train-rounds": 2, "recovery-rounds": 2, "unlearn-clients": "1",
-          "lr": 0.02, "local-epochs": 1, "train-subset": 600, "test-subset": 300}
+CONFIG = {
+    "seed": 0,
+    "num-train-rounds": 2,
+    "recovery-rounds": 2,
+    "unlearn-clients": "1",
+    "lr": 0.02,
+    "local-epochs": 1,
+    "train-subset": 600,
+    "test-subset": 300,
+}
 #: Kill points tried (of every "before"/"after" of every durable write of the run).
 KILL_POINTS = 22
 
@@ -66,11 +74,14 @@ def check_run(out: Path, request_round: int = 3, target: int = 1) -> None:
     results = json.loads((out / "results.json").read_text())
     assert [r["round"] for r in results["rounds"]] == list(range(5))
     assert [(r["round"], r["partition_ids"]) for r in results["requests"]] == [
-        (request_round, [target])]
+        (request_round, [target])
+    ]
     for row in results["rounds"][request_round:]:
         assert target not in row["participants"] and target not in row["evaluated"]
-    log = [json.loads(line)["record"] for line in
-           (out / "unlearning-log.jsonl").read_text().splitlines()]
+    log = [
+        json.loads(line)["record"]
+        for line in (out / "unlearning-log.jsonl").read_text().splitlines()
+    ]
     assert [r["status"] for r in log] == ["applied", "done"] and log[0]["id"] == log[1]["id"]
     record = json.loads((out / "unlearning-record.json").read_text())
     assert record == log[1]
@@ -128,11 +139,18 @@ def test_sigkill_between_checkpoint_and_state_at_the_request_never_negates_twice
     # before its state.json: the process ends right after it, as with SIGKILL
     at = writes.index("checkpoint-latest.pt", writes.index("checkpoint-original.pt")) + 1
     out = tmp_path / "run"
-    code = ("import json, sys; from pathlib import Path; from tests.test_fault_injection "
-            "import run; run(json.loads(sys.argv[1]), Path(sys.argv[2]))")
-    proc = subprocess.run([sys.executable, "-c", code, json.dumps(CONFIG), str(out)], cwd=ROOT,
-                          env={**os.environ, faults.ENV: f"{at}:after"}, capture_output=True,
-                          timeout=300, check=False)
+    code = (
+        "import json, sys; from pathlib import Path; from tests.test_fault_injection "
+        "import run; run(json.loads(sys.argv[1]), Path(sys.argv[2]))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(CONFIG), str(out)],
+        cwd=ROOT,
+        env={**os.environ, faults.ENV: f"{at}:after"},
+        capture_output=True,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 137, proc.stderr[-2000:]
     _, meta = load_checkpoint(out / "checkpoint-latest.pt")
     assert meta["round"] == 3 and json.loads((out / "state.json").read_text())["round"] == 2
@@ -161,8 +179,10 @@ def test_two_request_files_for_one_client_give_one_negation_and_one_record(tmp_p
         faults.arm(None)
     assert sorted(p.name for p in requests.glob("*.json")) == ["a.json"]  # not yet settled
     assert (requests / "rejected" / "b.json").is_file()
-    assert "already requested for this round boundary" in (
-        requests / "rejected" / "b.json.reason.txt").read_text()
+    assert (
+        "already requested for this round boundary"
+        in (requests / "rejected" / "b.json.reason.txt").read_text()
+    )
     resume(out, config)  # the file is applied again, to the same model: the same record
     check_run(out, request_round=1)
     assert [p.name for p in (requests / "accepted").iterdir()] == ["a.json"]
@@ -170,18 +190,22 @@ def test_two_request_files_for_one_client_give_one_negation_and_one_record(tmp_p
 
 def test_verify_run_dir_catches_an_edited_record_and_a_swapped_checkpoint(tmp_path, capsys):
     from not_flower.audit import main  # pylint: disable=import-outside-toplevel
+
     out = tmp_path / "run"
     run(CONFIG, out)
     assert main(["verify", str(out)]) == 0
     assert capsys.readouterr().out.startswith(f"OK: {out}: log ")
     record = out / "unlearning-record.json"
     text = record.read_text()
-    record.write_text(text.replace('"requested_by": "operator (run config)"',
-                                   '"requested_by": "someone else"'))
+    record.write_text(
+        text.replace('"requested_by": "operator (run config)"', '"requested_by": "someone else"')
+    )
     assert main(["verify", str(out)]) == 1
     assert "unlearning-record.json: not a record the audit log holds" in capsys.readouterr().out
     record.write_text(text)
     (out / "checkpoint-final.pt").write_bytes((out / "checkpoint-original.pt").read_bytes())
     assert main(["verify", str(out)]) == 1
-    assert "checkpoint-final.pt: its hash differs from the record's after_recovery" in \
-        capsys.readouterr().out
+    assert (
+        "checkpoint-final.pt: its hash differs from the record's after_recovery"
+        in capsys.readouterr().out
+    )

@@ -28,8 +28,12 @@ from strategies.negation import NegationError, NegationPlan, plan_negation
 # 200 examples per test, always the same ones (CI stays reproducible and fast); set
 # NF_FUZZ_EXAMPLES=5000 for a deeper, randomised run.
 _DEEP = os.environ.get("NF_FUZZ_EXAMPLES")
-FUZZ = settings(max_examples=int(_DEEP or 200), deadline=None, derandomize=not _DEEP,
-                suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=int(_DEEP or 200),
+    deadline=None,
+    derandomize=not _DEEP,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 # ------------------------------------------------------------------- run config
 
@@ -43,9 +47,36 @@ scalars = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
     st.sampled_from([0.0, -0.0, 0.5, 1.0, 1.5, -1.0, 1e-12, 1e308]),
     st.text(max_size=20),
-    st.sampled_from(["", " ", "0", "1", "-1", "1.5", "nan", "inf", "-inf", "1e400", "true",
-                     "False", "0,1", "0,,3", "cnn", "digits", "not", "retrain", "iid",
-                     "dirichlet", "first", "keep", "partition-id", "ünïcødé", "\x00", "∞"]),
+    st.sampled_from(
+        [
+            "",
+            " ",
+            "0",
+            "1",
+            "-1",
+            "1.5",
+            "nan",
+            "inf",
+            "-inf",
+            "1e400",
+            "true",
+            "False",
+            "0,1",
+            "0,,3",
+            "cnn",
+            "digits",
+            "not",
+            "retrain",
+            "iid",
+            "dirichlet",
+            "first",
+            "keep",
+            "partition-id",
+            "ünïcødé",
+            "\x00",
+            "∞",
+        ]
+    ),
     st.booleans(),
 )
 values = st.one_of(scalars, st.lists(scalars, max_size=3))
@@ -62,8 +93,9 @@ def plausible_configs(draw):
 
 
 run_configs = st.one_of(
-    st.dictionaries(st.one_of(st.sampled_from(KNOWN_KEYS), st.sampled_from(UNKNOWN_KEYS)),
-                    values, max_size=8),
+    st.dictionaries(
+        st.one_of(st.sampled_from(KNOWN_KEYS), st.sampled_from(UNKNOWN_KEYS)), values, max_size=8
+    ),
     plausible_configs(),
 )
 
@@ -71,7 +103,8 @@ run_configs = st.one_of(
 def _named(message: str, config: dict) -> bool:
     """The message names a key of the config (bare or quoted) or one of its values."""
     return any((k and k in message) or repr(k) in message for k in config) or any(
-        repr(v) in message or str(v) in message for v in config.values())
+        repr(v) in message or str(v) in message for v in config.values()
+    )
 
 
 @FUZZ
@@ -101,52 +134,90 @@ def test_run_config_huge_integer(key):
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=10),
-    lambda children: st.lists(children, max_size=3)
-    | st.dictionaries(st.text(max_size=8), children, max_size=3),
-    max_leaves=10)
-target_values = st.one_of(st.text(max_size=6), st.integers(), st.booleans(), st.none(),
-                          st.floats(allow_nan=False), st.lists(st.one_of(
-                              st.text(max_size=4), st.integers(-5, 50), st.booleans(), st.none()),
-                              max_size=4))
-request_objects = st.fixed_dictionaries({}, optional={
-    "targets": target_values,
-    "by": st.one_of(st.sampled_from(["partition-id", "node-id", "supernode-name", "", " "]),
-                    st.text(max_size=6), st.integers(), st.none()),
-    "requested_by": st.one_of(st.text(max_size=6), st.integers(), st.none()),
-    "reason": json_values,
-    "extra": json_values,
-})
-plausible_requests = st.fixed_dictionaries({
-    "targets": st.one_of(st.integers(0, 20), st.lists(st.one_of(
-        st.integers(-1, 20), st.sampled_from(["0", " 3 ", "site-1", "", "x"])), max_size=3)),
-}, optional={
-    "by": st.sampled_from(["partition-id", "node-id", "supernode-name", "region"]),
-    "requested_by": st.sampled_from(["alice", "", "ünï"]),
-    "reason": st.text(max_size=10),
-})
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
+    ),
+    max_leaves=10,
+)
+target_values = st.one_of(
+    st.text(max_size=6),
+    st.integers(),
+    st.booleans(),
+    st.none(),
+    st.floats(allow_nan=False),
+    st.lists(
+        st.one_of(st.text(max_size=4), st.integers(-5, 50), st.booleans(), st.none()), max_size=4
+    ),
+)
+request_objects = st.fixed_dictionaries(
+    {},
+    optional={
+        "targets": target_values,
+        "by": st.one_of(
+            st.sampled_from(["partition-id", "node-id", "supernode-name", "", " "]),
+            st.text(max_size=6),
+            st.integers(),
+            st.none(),
+        ),
+        "requested_by": st.one_of(st.text(max_size=6), st.integers(), st.none()),
+        "reason": json_values,
+        "extra": json_values,
+    },
+)
+plausible_requests = st.fixed_dictionaries(
+    {
+        "targets": st.one_of(
+            st.integers(0, 20),
+            st.lists(
+                st.one_of(st.integers(-1, 20), st.sampled_from(["0", " 3 ", "site-1", "", "x"])),
+                max_size=3,
+            ),
+        ),
+    },
+    optional={
+        "by": st.sampled_from(["partition-id", "node-id", "supernode-name", "region"]),
+        "requested_by": st.sampled_from(["alice", "", "ünï"]),
+        "reason": st.text(max_size=10),
+    },
+)
 request_texts = st.one_of(
     json_values.map(json.dumps),
     request_objects.map(json.dumps),
     plausible_requests.map(json.dumps),
     st.binary(max_size=200).map(lambda b: b.decode("utf-8", errors="replace")),
     st.text(max_size=100),
-    st.sampled_from(['{"targets": ["1"]}', '{"targets": 3, "by": "node-id"}', "",
-                     '{"targets": ["x"]', "\ufeff{}", "[" * 500, '{"targets": ["\\ud800"]}',
-                     '{"targets": [' + "9" * 4000 + "]}", '{"targets": ["1"], "by": "node-id"}']),
+    st.sampled_from(
+        [
+            '{"targets": ["1"]}',
+            '{"targets": 3, "by": "node-id"}',
+            "",
+            '{"targets": ["x"]',
+            "\ufeff{}",
+            "[" * 500,
+            '{"targets": ["\\ud800"]}',
+            '{"targets": [' + "9" * 4000 + "]}",
+            '{"targets": ["1"], "by": "node-id"}',
+        ]
+    ),
 )
 
 # JSON that Python's decoder refuses with RecursionError / a plain ValueError instead of
 # JSONDecodeError (nesting deeper than the recursion limit, integers over 4300 digits):
 # found by fuzzing; one such file in request-dir must not stop the ServerApp.
-PATHOLOGICAL = {"deep-nesting": "[" * 3000, "huge-int": "1" * 5000,
-                "huge-int-target": '{"targets": [' + "9" * 5000 + "]}"}
+PATHOLOGICAL = {
+    "deep-nesting": "[" * 3000,
+    "huge-int": "1" * 5000,
+    "huge-int-target": '{"targets": [' + "9" * 5000 + "]}",
+}
 
 
 def check_request(request: dict) -> None:
     assert set(request) >= {"targets", "by", "requested_by"}
     assert isinstance(request["targets"], list) and request["targets"]
     assert all(isinstance(t, str) and t and t == t.strip() for t in request["targets"])
-    assert isinstance(request["by"], str) and request["by"] and request["by"] == request["by"].strip()
+    assert (
+        isinstance(request["by"], str) and request["by"] and request["by"] == request["by"].strip()
+    )
     assert isinstance(request["requested_by"], str)
     if request["by"] == "node-id":
         assert all(t.isdigit() for t in request["targets"])
@@ -163,7 +234,11 @@ def test_parse_request_returns_a_request_or_names_the_file(text):
         return
     event("valid request")
     check_request(request)
-    assert {"targets", "by", "requested_by"} <= set(request) <= {"targets", "by", "requested_by", "reason"}
+    assert (
+        {"targets", "by", "requested_by"}
+        <= set(request)
+        <= {"targets", "by", "requested_by", "reason"}
+    )
 
 
 @pytest.mark.parametrize("text", PATHOLOGICAL.values(), ids=PATHOLOGICAL.keys())
@@ -183,8 +258,10 @@ def test_request_folder_rejects_pathological_json(tmp_path, text):
 
 
 @FUZZ
-@given(st.lists(st.one_of(request_texts, request_objects.map(json.dumps)), max_size=5),
-       st.lists(st.sampled_from(["a.json.tmp", "notes.txt", "README"]), max_size=2, unique=True))
+@given(
+    st.lists(st.one_of(request_texts, request_objects.map(json.dumps)), max_size=5),
+    st.lists(st.sampled_from(["a.json.tmp", "notes.txt", "README"]), max_size=2, unique=True),
+)
 def test_request_folder_poll_never_raises_and_sorts_every_file(texts, others):
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "requests"
@@ -250,8 +327,31 @@ def one_torch_thread():
 
 MODEL = Small()
 EXAMPLE = torch.zeros(1, 1, 4, 4)
-NAMES = ["first", "head", "conv1", "conv2", "side", "pool", "idle", "conv*", "*", "c?nv1",
-         "[cs]*", "0", "1", "2", "3", "-1", "-4", "4", "+1", "", " ", ",", "conv1, side"]
+NAMES = [
+    "first",
+    "head",
+    "conv1",
+    "conv2",
+    "side",
+    "pool",
+    "idle",
+    "conv*",
+    "*",
+    "c?nv1",
+    "[cs]*",
+    "0",
+    "1",
+    "2",
+    "3",
+    "-1",
+    "-4",
+    "4",
+    "+1",
+    "",
+    " ",
+    ",",
+    "conv1, side",
+]
 
 selector_items = st.one_of(
     st.sampled_from(NAMES),
@@ -272,7 +372,9 @@ selectors = st.one_of(
 @given(selectors, st.booleans(), st.sampled_from(["keep", "negate-running-mean", "flip"]))
 def test_plan_negation_returns_a_plan_or_refuses(selector, include_bias, batchnorm):
     try:
-        plan = plan_negation(MODEL, EXAMPLE, selector, include_bias=include_bias, batchnorm=batchnorm)
+        plan = plan_negation(
+            MODEL, EXAMPLE, selector, include_bias=include_bias, batchnorm=batchnorm
+        )
     except NegationError as err:
         event("NegationError")
         assert str(err)
@@ -293,8 +395,15 @@ def _valid_log() -> bytes:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "log.jsonl"
         for i in range(3):
-            append_to_log(path, {"i": i, "who": "ålice", "metrics": {"acc": 0.5 + i / 10, "t": 1e-05},
-                                 "tags": ["a\tb", None, True]})
+            append_to_log(
+                path,
+                {
+                    "i": i,
+                    "who": "ålice",
+                    "metrics": {"acc": 0.5 + i / 10, "t": 1e-05},
+                    "tags": ["a\tb", None, True],
+                },
+            )
         return path.read_bytes()
 
 
@@ -317,9 +426,14 @@ def test_any_changed_byte_of_the_log_is_detected(position, value):
 
 
 @FUZZ
-@given(st.one_of(st.binary(max_size=300),
-                 st.lists(st.sampled_from(VALID_LOG.split(b"\n")[:-1]), max_size=5)
-                 .map(lambda lines: b"".join(line + b"\n" for line in lines))))
+@given(
+    st.one_of(
+        st.binary(max_size=300),
+        st.lists(st.sampled_from(VALID_LOG.split(b"\n")[:-1]), max_size=5).map(
+            lambda lines: b"".join(line + b"\n" for line in lines)
+        ),
+    )
+)
 def test_verify_never_raises_on_any_bytes(data):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "log.jsonl"

@@ -31,8 +31,10 @@ from tests.golden_runs import GOLDEN_DIR, METHODS, run
 def test_fixed_seed_results_are_unchanged(method):
     path = GOLDEN_DIR / f"{method}.json"
     if not path.is_file():
-        pytest.fail(f"method {method!r} is registered but has no fixed-seed results in {path}: "
-                    f"record them with `python -m tests.golden_runs {method}` and commit the file")
+        pytest.fail(
+            f"method {method!r} is registered but has no fixed-seed results in {path}: "
+            f"record them with `python -m tests.golden_runs {method}` and commit the file"
+        )
     golden = json.loads(path.read_text())
     fresh = json.loads(json.dumps(run(method), sort_keys=True))
     if fresh == golden:  # bit for bit (the kind of CPU that recorded the files)
@@ -55,11 +57,17 @@ def _mismatches(fresh, golden, where="") -> list[str]:
     if isinstance(golden, list) and isinstance(fresh, list):
         if len(fresh) != len(golden):
             return [f"{where}: length {len(fresh)} != {len(golden)}"]
-        return [m for i, (f, g) in enumerate(zip(fresh, golden))
-                for m in _mismatches(f, g, f"{where}[{i}]")]
+        return [
+            m
+            for i, (f, g) in enumerate(zip(fresh, golden))
+            for m in _mismatches(f, g, f"{where}[{i}]")
+        ]
     if isinstance(golden, float) or isinstance(fresh, float):
-        if (isinstance(fresh, (int, float)) and isinstance(golden, (int, float))
-                and math.isclose(fresh, golden, rel_tol=REL_TOL, abs_tol=ABS_TOL)):
+        if (
+            isinstance(fresh, (int, float))
+            and isinstance(golden, (int, float))
+            and math.isclose(fresh, golden, rel_tol=REL_TOL, abs_tol=ABS_TOL)
+        ):
             return []
         return [f"{where}: {fresh!r} != {golden!r}"]
     return [] if fresh == golden else [f"{where}: {fresh!r} != {golden!r}"]
@@ -73,5 +81,7 @@ def test_tolerant_comparison_keeps_counts_exact_and_floats_close():
     far = {"rounds": [{"round": 1, "bytes_up": 100, "test_acc": 0.80, "participants": [0, 2]}]}
     assert _mismatches(far, golden) == [".rounds[0].test_acc: 0.8 != 0.936"]
     count = {"rounds": [{"round": 1, "bytes_up": 101, "test_acc": 0.936, "participants": [0]}]}
-    assert _mismatches(count, golden) == [".rounds[0].bytes_up: 101 != 100",
-                                          ".rounds[0].participants: length 1 != 2"]
+    assert _mismatches(count, golden) == [
+        ".rounds[0].bytes_up: 101 != 100",
+        ".rounds[0].participants: length 1 != 2",
+    ]

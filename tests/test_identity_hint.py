@@ -13,10 +13,12 @@ HANDLER = "`from strategies import answer_identity` and `app.query('identity')(a
 
 def test_hint_for_nodes_that_have_not_replied_yet_names_the_query_handler():
     text = identity_hint(replied=0, silent=5)
-    assert text.startswith("5 node(s) did not answer the identity query and have not replied "
-                           "yet: the identity mod (ClientApp(mods=[identity_mod])) only adds the "
-                           "identity to train/evaluate replies, so before a node's first reply "
-                           "(a request at round 1) only the query handler can tell.")
+    assert text.startswith(
+        "5 node(s) did not answer the identity query and have not replied "
+        "yet: the identity mod (ClientApp(mods=[identity_mod])) only adds the "
+        "identity to train/evaluate replies, so before a node's first reply "
+        "(a request at round 1) only the query handler can tell."
+    )
     assert f"Add to the ClientApp {HANDLER}, or apply" in text
     assert "``" not in identity_hint(replied=2, silent=3)  # each snippet quoted once
     assert "from strategies import identity_mod" not in text  # the mod is not the fix here
@@ -38,9 +40,11 @@ def test_identity_mod_alone_with_a_request_at_round_1():
     with pytest.raises(UnlearningError) as err:
         run(strategy, grid, rounds=2)
     text = str(err.value)
-    assert text.startswith("unlearning target partition-id=1 matches no connected node; "
-                           "connected nodes have partition-id in (none). 5 node(s) did not "
-                           "answer the identity query and have not replied yet")
+    assert text.startswith(
+        "unlearning target partition-id=1 matches no connected node; "
+        "connected nodes have partition-id in (none). 5 node(s) did not "
+        "answer the identity query and have not replied yet"
+    )
     assert HANDLER in text and "replied without an identity" not in text
     assert not grid.sent_to(next(iter(grid.nodes)), "train")  # failed before any training
 

@@ -26,14 +26,23 @@ sys.meta_path.insert(0, NoTorch())
 
 def _python(code: str) -> str:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=env, cwd=ROOT, timeout=300, check=False)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr
     return out.stdout.strip().splitlines()[-1]
 
 
 def test_the_wrapper_and_not_import_and_negate_without_torch():
-    code = BLOCK_TORCH + """
+    code = (
+        BLOCK_TORCH
+        + """
 import json
 import numpy as np
 from flwr.app import Array, ArrayRecord
@@ -45,17 +54,21 @@ negated = NoT(["w"]).unlearner.plan.apply(arrays)
 print(json.dumps({"torch": "torch" in sys.modules, "w": negated["w"].numpy().tolist(),
                   "b": negated["b"].numpy().tolist()}))
 """
+    )
     out = json.loads(_python(code))
     assert out == {"torch": False, "w": [-0.0, -1.0, -2.0], "b": [1.0, 1.0]}
 
 
 def test_plan_negation_still_loads_torch_when_asked_for():
-    code = BLOCK_TORCH + """
+    code = (
+        BLOCK_TORCH
+        + """
 try:
     from strategies import plan_negation
 except ImportError as err:
     print("blocked:", "torch" in str(err))
 """
+    )
     assert _python(code) == "blocked: True"
 
 

@@ -23,7 +23,14 @@ from pathlib import Path
 import pytest
 
 from tests.deploy_utils import (
-    DEPLOY, FAST, ROOT, base_env, cmdline, descendants, free_port, pid_alive,
+    DEPLOY,
+    FAST,
+    ROOT,
+    base_env,
+    cmdline,
+    descendants,
+    free_port,
+    pid_alive,
 )
 
 pytestmark = pytest.mark.e2e  # starts Flower / Ray / processes: see tests/conftest.py
@@ -75,11 +82,20 @@ def _wait(condition, timeout: float, proc: subprocess.Popen, what: str) -> None:
 def _start(args: list[str], env: dict, log: Path, how: str) -> tuple[subprocess.Popen, object]:
     """Start args in a new session, output to log; through a ``cat`` reader for "pipe"."""
     with open(log, "wb") as out:
-        reader = (subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=out,
-                                   start_new_session=True) if how == "pipe" else None)
-        proc = subprocess.Popen(args, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
-                                stdout=reader.stdin if reader else out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        reader = (
+            subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=out, start_new_session=True)
+            if how == "pipe"
+            else None
+        )
+        proc = subprocess.Popen(
+            args,
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=reader.stdin if reader else out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     if reader is not None:
         reader.stdin.close()  # the script holds the only write end
     return proc, reader
@@ -124,21 +140,27 @@ def _stop_leftovers(proc: subprocess.Popen, home: Path) -> None:
     proc.wait(timeout=10)
 
 
-@pytest.mark.parametrize("how, status", [("INT", 130), ("TERM", 143), ("HUP", 129),
-                                         ("pipe", 141)])
+@pytest.mark.parametrize("how, status", [("INT", 130), ("TERM", 143), ("HUP", 129), ("pipe", 141)])
 def test_quickstart_stops_the_whole_run(tmp_path, how, status):
     home, out = tmp_path / "flwr-home", tmp_path / "demo"
     env = {**base_env(home), "OUT": str(out)}
     for var in ("FLWR_LOCAL_SUPERLINK_HTTP_API_PORT", "FLWR_LOCAL_CONTROL_API_PORT"):
         env.pop(var, None)  # flwr-env.sh chooses this FLWR_HOME's own
-    proc, reader = _start(["bash", str(ROOT / "examples" / "quickstart.sh"), QUICK], env,
-                          tmp_path / "quickstart.log", how)
+    proc, reader = _start(
+        ["bash", str(ROOT / "examples" / "quickstart.sh"), QUICK],
+        env,
+        tmp_path / "quickstart.log",
+        how,
+    )
     try:
         # training: round 1 wrote its checkpoint and state.json, round 2 is under way
         _wait(lambda: (out / "state.json").is_file(), 300, proc, "state.json")
         tracked = {proc.pid, *descendants(proc.pid), *_with_env("FLWR_HOME", str(home))}
-        assert any("flwr-simulation" in Path(f"/proc/{p}/cmdline").read_text(errors="replace")
-                   for p in tracked if pid_alive(p))
+        assert any(
+            "flwr-simulation" in Path(f"/proc/{p}/cmdline").read_text(errors="replace")
+            for p in tracked
+            if pid_alive(p)
+        )
         _interrupt(proc, how, reader)
         assert proc.wait(timeout=90) == status, (tmp_path / "quickstart.log").read_text()[-3000:]
         _assert_all_stopped_and_quiet(proc, tracked, home, out)
@@ -151,23 +173,44 @@ def test_quickstart_stops_the_whole_run(tmp_path, how, status):
 @pytest.mark.parametrize("how", ["INT through tee", "pipe"])
 def test_deploy_local_stops_everything(tmp_path, how):
     home, out, work = tmp_path / "flwr-home", tmp_path / "out", tmp_path / "work"
-    script = ["bash", str(DEPLOY / "local.sh"), "--nodes", "2", "--port", str(free_port()),
-              "--train-rounds", "5", "--out", str(out), "--work", str(work),
-              "--run-config", FAST]
+    script = [
+        "bash",
+        str(DEPLOY / "local.sh"),
+        "--nodes",
+        "2",
+        "--port",
+        str(free_port()),
+        "--train-rounds",
+        "5",
+        "--out",
+        str(out),
+        "--work",
+        str(work),
+        "--run-config",
+        FAST,
+    ]
     if how == "pipe":
         proc, reader = _start(script, base_env(home), tmp_path / "deploy.log", how)
     else:  # the issue's case: `local.sh ... 2>&1 | tee log`, then Ctrl-C
-        line = (" ".join(f"'{a}'" for a in script)
-                + f" 2>&1; echo $? > '{tmp_path}/rc'")
+        line = " ".join(f"'{a}'" for a in script) + f" 2>&1; echo $? > '{tmp_path}/rc'"
         reader = None
-        proc = subprocess.Popen(["bash", "-c", f"{{ {line}; }} | tee '{tmp_path}/tee.log'"],
-                                cwd=ROOT, env=base_env(home), stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            ["bash", "-c", f"{{ {line}; }} | tee '{tmp_path}/tee.log'"],
+            cwd=ROOT,
+            env=base_env(home),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     try:
         run_log = work / "flwr-run.log"
-        _wait(lambda: run_log.is_file() and "configure_train" in run_log.read_text(errors="replace"),
-              300, proc, "a training round")
+        _wait(
+            lambda: run_log.is_file() and "configure_train" in run_log.read_text(errors="replace"),
+            300,
+            proc,
+            "a training round",
+        )
         tracked = {proc.pid, *descendants(proc.pid), *_with_env("FLWR_HOME", str(home))}
         _interrupt(proc, "INT" if how.startswith("INT") else "pipe", reader)
         code = proc.wait(timeout=120)
@@ -179,4 +222,3 @@ def test_deploy_local_stops_everything(tmp_path, how):
         assert len(tracked) >= 6  # SuperLink, 2 SuperNodes, SuperExecs, ServerApp, flwr run
     finally:
         _stop_leftovers(proc, home)
-

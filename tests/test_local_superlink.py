@@ -10,8 +10,16 @@ from pathlib import Path
 import pytest
 
 from not_flower.local_superlink import (
-    CONTROL_PORT_VAR, ENV_FILE, HTTP_PORT_VAR, candidate_ports, choose_ports, format_env,
-    parse_env, ports_for_home, read_cmdlines, superlink_pids,
+    CONTROL_PORT_VAR,
+    ENV_FILE,
+    HTTP_PORT_VAR,
+    candidate_ports,
+    choose_ports,
+    format_env,
+    parse_env,
+    ports_for_home,
+    read_cmdlines,
+    superlink_pids,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,10 +43,16 @@ def test_choose_skips_busy_ports_and_fails_when_too_few_are_free():
         choose_ports("k", lambda p: p == order[7], 2, 100, 109)
 
 
-@pytest.mark.parametrize("text", [
-    "", f"{HTTP_PORT_VAR}=20001\n", f"{HTTP_PORT_VAR}=20001\n{CONTROL_PORT_VAR}=20001\n",
-    f"{HTTP_PORT_VAR}=x\n{CONTROL_PORT_VAR}=20002\n", f"{HTTP_PORT_VAR}=70000\n{CONTROL_PORT_VAR}=2\n",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        f"{HTTP_PORT_VAR}=20001\n",
+        f"{HTTP_PORT_VAR}=20001\n{CONTROL_PORT_VAR}=20001\n",
+        f"{HTTP_PORT_VAR}=x\n{CONTROL_PORT_VAR}=20002\n",
+        f"{HTTP_PORT_VAR}=70000\n{CONTROL_PORT_VAR}=2\n",
+    ],
+)
 def test_parse_env_rejects_incomplete_or_bad_files(text):
     assert parse_env(text) is None
 
@@ -46,7 +60,9 @@ def test_parse_env_rejects_incomplete_or_bad_files(text):
 def test_format_and_parse_round_trip_and_tolerate_comments_and_quotes():
     ports = {HTTP_PORT_VAR: 20001, CONTROL_PORT_VAR: 20002}
     assert parse_env(format_env(ports)) == ports
-    assert parse_env(f"# x\n\n{HTTP_PORT_VAR}='20001'\nexport {CONTROL_PORT_VAR}=\"20002\"\n") == ports
+    assert (
+        parse_env(f"# x\n\n{HTTP_PORT_VAR}='20001'\nexport {CONTROL_PORT_VAR}=\"20002\"\n") == ports
+    )
 
 
 def test_ports_are_chosen_once_and_kept(tmp_path):
@@ -71,15 +87,29 @@ def test_ports_are_chosen_once_and_kept(tmp_path):
 
 def test_superlink_pids_match_only_this_home_and_port(tmp_path):
     def superlink(home, port):
-        return ["/venv/bin/python", "/venv/bin/flower-superlink", "--insecure", "--simulation",
-                "--port", str(port), "--log-file", f"{home}/local-superlink/superlink.log"]
+        return [
+            "/venv/bin/python",
+            "/venv/bin/flower-superlink",
+            "--insecure",
+            "--simulation",
+            "--port",
+            str(port),
+            "--log-file",
+            f"{home}/local-superlink/superlink.log",
+        ]
 
     a, b = tmp_path / "a", tmp_path / "b"
     cmdlines = {
-        10: superlink(a, 20001), 11: superlink(b, 20005), 12: superlink(a, 39091),
+        10: superlink(a, 20001),
+        11: superlink(b, 20005),
+        12: superlink(a, 39091),
         13: ["grep", "--port", "20001", "--log-file", f"{a}/local-superlink/superlink.log"],
-        14: ["/venv/bin/flower-superlink", f"--port=20001",
-             f"--log-file={a}/local-superlink/superlink.log"], 15: [],
+        14: [
+            "/venv/bin/flower-superlink",
+            f"--port=20001",
+            f"--log-file={a}/local-superlink/superlink.log",
+        ],
+        15: [],
     }
     assert superlink_pids(cmdlines, a, 20001) == [10, 14]
     assert superlink_pids(cmdlines, b, 20005) == [11]
@@ -87,22 +117,31 @@ def test_superlink_pids_match_only_this_home_and_port(tmp_path):
 
 
 def test_read_cmdlines_sees_this_process():
-    assert any("pytest" in " ".join(argv) for pid, argv in read_cmdlines().items()
-               if pid == os.getpid())
+    assert any(
+        "pytest" in " ".join(argv) for pid, argv in read_cmdlines().items() if pid == os.getpid()
+    )
 
 
 def _source(home: Path, script: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in (HTTP_PORT_VAR, CONTROL_PORT_VAR)}
     env["FLWR_HOME"] = str(home)
-    return subprocess.run(["bash", "-c", f"source scripts/flwr-env.sh && {script}"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        ["bash", "-c", f"source scripts/flwr-env.sh && {script}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def _pids(home: Path) -> list[int]:
     log = f"{home}/local-superlink/superlink.log"
-    return sorted(pid for pid, argv in read_cmdlines().items()
-                  if any(os.path.basename(a) == "flower-superlink" for a in argv[:2])
-                  and log in argv)
+    return sorted(
+        pid
+        for pid, argv in read_cmdlines().items()
+        if any(os.path.basename(a) == "flower-superlink" for a in argv[:2]) and log in argv
+    )
 
 
 @pytest.mark.e2e
@@ -114,8 +153,9 @@ def test_two_flwr_homes_get_their_own_superlinks_and_stop_only_their_own(tmp_pat
             shown = _source(home, f'echo "${HTTP_PORT_VAR} ${CONTROL_PORT_VAR}"; flwr ls')
             assert shown.returncode == 0, shown.stdout + shown.stderr
             ports.append(tuple(map(int, shown.stdout.split("\n", 1)[0].split())))
-            assert _source(home, f'echo "${HTTP_PORT_VAR} ${CONTROL_PORT_VAR}"'
-                           ).stdout.split() == list(map(str, ports[-1]))  # kept
+            assert _source(
+                home, f'echo "${HTTP_PORT_VAR} ${CONTROL_PORT_VAR}"'
+            ).stdout.split() == list(map(str, ports[-1]))  # kept
         assert len(set(ports[0] + ports[1])) == 4
         assert 39091 not in ports[0] + ports[1]
         running = [_pids(h) for h in homes]

@@ -41,12 +41,15 @@ def test_logit_confidence_matches_the_softmax_formula_and_stays_finite():
     assert got == pytest.approx(200.0 - math.log(1.0 + math.exp(-5.0)), rel=1e-12)
 
 
-@pytest.mark.parametrize(("logits", "labels", "match"), [
-    (np.zeros((3, 1)), np.zeros(3, dtype=int), "K >= 2"),
-    (np.zeros((3, 2)), np.zeros(2, dtype=int), r"shape \(3,\)"),
-    (np.array([[np.nan, 0.0]]), np.array([0]), "finite"),
-    (np.zeros((2, 2)), np.array([0, 2]), r"\[0, 2\)"),
-])
+@pytest.mark.parametrize(
+    ("logits", "labels", "match"),
+    [
+        (np.zeros((3, 1)), np.zeros(3, dtype=int), "K >= 2"),
+        (np.zeros((3, 2)), np.zeros(2, dtype=int), r"shape \(3,\)"),
+        (np.array([[np.nan, 0.0]]), np.array([0]), "finite"),
+        (np.zeros((2, 2)), np.array([0, 2]), r"\[0, 2\)"),
+    ],
+)
 def test_logit_confidence_bad_input(logits, labels, match):
     with pytest.raises(ValueError, match=match):
         logit_confidence(logits, labels)
@@ -86,8 +89,13 @@ def test_lira_score_known_answer_fixed_variance():
     target = np.array([1.0, -1.0, 0.0, 3.0, -3.0])
     got = lira_scores(target, ref, ins)
     var = 0.02
-    expected = [2.0 ** 2 / (2 * var), -(2.0 ** 2) / (2 * var), 0.0,
-                (16 - 4) / (2 * var), -(16 - 4) / (2 * var)]
+    expected = [
+        2.0**2 / (2 * var),
+        -(2.0**2) / (2 * var),
+        0.0,
+        (16 - 4) / (2 * var),
+        -(16 - 4) / (2 * var),
+    ]
     np.testing.assert_allclose(got, expected, rtol=1e-9)
     assert got[0] == pytest.approx(100.0)
 
@@ -147,8 +155,12 @@ def test_lira_score_floor_and_errors():
     with pytest.raises(ValueError, match="at least 1 'in' and 1 'out'"):
         lira_scores(np.zeros(3), ref, np.ones((4, 3), dtype=bool))
     with pytest.raises(ValueError, match="at least 2 'in'"):
-        lira_scores(np.zeros(3), ref, np.array([[True] * 3, [False] * 3, [False] * 3, [False] * 3]),
-                    fixed_variance=False)
+        lira_scores(
+            np.zeros(3),
+            ref,
+            np.array([[True] * 3, [False] * 3, [False] * 3, [False] * 3]),
+            fixed_variance=False,
+        )
     with pytest.raises(ValueError, match="bool array of shape"):
         lira_scores(np.zeros(3), ref, ins.astype(int))
     with pytest.raises(ValueError, match=r"shape \(M, 2\)"):
@@ -175,7 +187,9 @@ def test_lira_on_gaussian_model_of_training_reaches_the_theoretical_tpr():
     # null: a fresh set of non-members against the same threshold -> about 1 %
     fresh = rng.normal(0, 3, size=n)
     ins2 = balanced_membership(m, n, seed=1)
-    null = lira_scores(fresh + rng.normal(size=n), fresh + rng.normal(size=(m, n)) + shift * ins2, ins2)
+    null = lira_scores(
+        fresh + rng.normal(size=n), fresh + rng.normal(size=(m, n)) + shift * ins2, ins2
+    )
     assert 0.005 < tpr_at_fpr(null, nonmembers, 0.01) < 0.02
     # the confidence alone (no reference models) is much weaker
     assert tpr_at_fpr(target[:n], target[n:], 0.01) < 0.5 * tpr
@@ -211,14 +225,19 @@ def test_membership_metrics_keys_and_values():
     assert set(got) == {"lira_auc", "lira_tpr_fpr1", "lira_tpr_fpr01", "lira_retain_tpr_fpr1"}
     assert got["lira_tpr_fpr1"] == 0.5 and got["lira_tpr_fpr01"] == 0.25
     assert got["lira_retain_tpr_fpr1"] == pytest.approx(0.4)
-    assert got["lira_auc"] == pytest.approx(np.mean([0.996, 1.0, 0.0105, 0.0205]),  # ties with a negative count half
-                                            abs=1e-9)
+    assert got["lira_auc"] == pytest.approx(
+        np.mean([0.996, 1.0, 0.0105, 0.0205]),  # ties with a negative count half
+        abs=1e-9,
+    )
 
 
-@pytest.mark.parametrize(("args", "match"), [
-    (([], [1.0]), "member_scores must be a non-empty"),
-    (([1.0], [np.nan]), "must not contain NaN"),
-])
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (([], [1.0]), "member_scores must be a non-empty"),
+        (([1.0], [np.nan]), "must not contain NaN"),
+    ],
+)
 def test_metrics_bad_input(args, match):
     with pytest.raises(ValueError, match=match):
         membership_metrics(*args)

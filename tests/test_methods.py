@@ -6,8 +6,15 @@ from __future__ import annotations
 import pytest
 
 from not_flower import compare, config, report
-from not_flower.methods import (BASELINE_METHODS, METHOD_NAMES, REGISTRY, REPORT_ORDER,
-                                VARIANT_NAMES, Method, resolve)
+from not_flower.methods import (
+    BASELINE_METHODS,
+    METHOD_NAMES,
+    REGISTRY,
+    REPORT_ORDER,
+    VARIANT_NAMES,
+    Method,
+    resolve,
+)
 from tests.golden_runs import GOLDEN_DIR
 
 #: The app's methods (what ``method = ...`` takes); the registry adds comparison variants.
@@ -24,8 +31,7 @@ def _cfg(method: str, tmp_path):
 def test_the_six_methods_are_registered_in_config_and_report_order():
     assert METHODS == ("not", "ft", "retrain", "pgd", "federaser", "fukd")
     assert VARIANT_NAMES == ("not-weights-only",)
-    assert REPORT_ORDER == ("retrain", "ft", "not", "not-weights-only", "pgd", "federaser",
-                            "fukd")
+    assert REPORT_ORDER == ("retrain", "ft", "not", "not-weights-only", "pgd", "federaser", "fukd")
     assert BASELINE_METHODS == ("pgd", "federaser", "fukd")
     assert all(isinstance(spec, Method) and spec.name == name for name, spec in REGISTRY.items())
 
@@ -47,8 +53,13 @@ def test_every_method_has_a_report_label_and_plot_style(method):
     from matplotlib.colors import is_color_like
 
     spec = REGISTRY[method]
-    assert method in report.METHODS and method in compare.parse_args(
-        ["--out", "unused", "--methods", method, "--scenarios", "iid"]).methods
+    assert (
+        method in report.METHODS
+        and method
+        in compare.parse_args(
+            ["--out", "unused", "--methods", method, "--scenarios", "iid"]
+        ).methods
+    )
     assert report.METHOD_NAMES[method] == spec.label
     assert report.DEFAULT_REQUIREMENTS[method] == dict(spec.requirements)
     assert is_color_like(spec.color) and spec.linestyle in ("-", "--", "-.", ":")
@@ -60,8 +71,20 @@ def test_a_variant_runs_as_its_app_method_with_its_keys_fixed(tmp_path):
     spec = REGISTRY["not-weights-only"]
     assert spec.app_method == "not" and dict(spec.run_config) == {"negate-bias": False}
     assert REGISTRY["not"].app_method == "not" and not REGISTRY["not"].run_config
-    args = compare.parse_args(["--out", str(tmp_path), "--methods", "not", "not-weights-only",
-                               "--scenarios", "iid", "--seeds", "0", "--share-original"])
+    args = compare.parse_args(
+        [
+            "--out",
+            str(tmp_path),
+            "--methods",
+            "not",
+            "not-weights-only",
+            "--scenarios",
+            "iid",
+            "--seeds",
+            "0",
+            "--share-original",
+        ]
+    )
     runs = {r.method: r for r in compare.plan_runs(args)}
     wo, plain = runs["not-weights-only"].run_config, runs["not"].run_config
     assert wo["method"] == plain["method"] == "not"
@@ -77,14 +100,34 @@ def test_a_variant_runs_as_its_app_method_with_its_keys_fixed(tmp_path):
 
 def test_a_set_that_contradicts_a_variant_is_refused(capsys):
     with pytest.raises(SystemExit) as exc:
-        compare.parse_args(["--out", "unused", "--methods", "not-weights-only",
-                            "--scenarios", "iid", "--set", "negate-bias=true"])
+        compare.parse_args(
+            [
+                "--out",
+                "unused",
+                "--methods",
+                "not-weights-only",
+                "--scenarios",
+                "iid",
+                "--set",
+                "negate-bias=true",
+            ]
+        )
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "not-weights-only fixes negate-bias=false" in err and "negate-bias=True" in err
     # saying the same is fine
-    args = compare.parse_args(["--out", "unused", "--methods", "not-weights-only",
-                               "--scenarios", "iid", "--set", "negate-bias=false"])
+    args = compare.parse_args(
+        [
+            "--out",
+            "unused",
+            "--methods",
+            "not-weights-only",
+            "--scenarios",
+            "iid",
+            "--set",
+            "negate-bias=false",
+        ]
+    )
     assert args.methods == ["not-weights-only"]
 
 
@@ -100,8 +143,9 @@ def test_every_method_builds_a_strategy_that_needs_what_the_registry_says(method
     from not_flower.server_app import REQUIREMENTS, make_strategy
 
     spec = REGISTRY[method]
-    strategy = make_strategy(_cfg(method, tmp_path), NegationPlan((), ("fc.weight",)), None,
-                             out_dir=tmp_path)
+    strategy = make_strategy(
+        _cfg(method, tmp_path), NegationPlan((), ("fc.weight",)), None, out_dir=tmp_path
+    )
     assert isinstance(strategy, NoT)
     assert tuple(spec.requirements) == REQUIREMENT_KEYS
     assert strategy.unlearner.requirements == dict(spec.requirements) == REQUIREMENTS[method]
@@ -115,14 +159,18 @@ def test_every_method_builds_a_strategy_that_needs_what_the_registry_says(method
 def test_every_method_has_its_fixed_seed_results_recorded(method):
     # tests/test_golden.py runs each one end to end against this file (marked e2e)
     assert (GOLDEN_DIR / f"{method}.json").is_file(), (
-        f"record it: python -m tests.golden_runs {method}")
+        f"record it: python -m tests.golden_runs {method}"
+    )
 
 
 def test_the_clientapp_registers_every_handler_the_registry_names():
     from not_flower.client_app import app
 
-    handlers = {action: resolve(target) for spec in REGISTRY.values()
-                for action, target in spec.client_handlers}
+    handlers = {
+        action: resolve(target)
+        for spec in REGISTRY.values()
+        for action, target in spec.client_handlers
+    }
     assert set(handlers) == {"pgd", "calibrate"} and all(map(callable, handlers.values()))
     registered = app._registered_funcs  # pylint: disable=protected-access
     assert {f"train.{action}" for action in handlers} <= set(registered)
@@ -144,18 +192,41 @@ def test_the_readme_registry_entry_is_a_valid_method():
     assert block, "README's 'Adding an unlearning method' shows no registry entry"
     entry = eval(  # pylint: disable=eval-used
         "\n".join(line.strip() for line in block.group(1).splitlines()),
-        {"Method": Method, "MappingProxyType": MappingProxyType})
+        {"Method": Method, "MappingProxyType": MappingProxyType},
+    )
     assert entry.name == "x" and entry.baseline and entry.client_handlers[0][0] == "x"
-    assert tuple(entry.requirements) == ("storage", "target_data", "target_participation",
-                                         "server_data")
+    assert tuple(entry.requirements) == (
+        "storage",
+        "target_data",
+        "target_participation",
+        "server_data",
+    )
 
 
 def test_set_for_gives_one_method_its_own_keys_and_not_the_shared_original(tmp_path, capsys):
-    args = compare.parse_args([
-        "--out", str(tmp_path), "--methods", "retrain", "not", "not-weights-only",
-        "--scenarios", "backdoor", "--seeds", "0", "--share-original", "--set", "lr=0.02",
-        "--set-for", "not-weights-only", "recovery-local-epochs=2",
-        "--set-for", "not", "recovery-lr=0.01"])
+    args = compare.parse_args(
+        [
+            "--out",
+            str(tmp_path),
+            "--methods",
+            "retrain",
+            "not",
+            "not-weights-only",
+            "--scenarios",
+            "backdoor",
+            "--seeds",
+            "0",
+            "--share-original",
+            "--set",
+            "lr=0.02",
+            "--set-for",
+            "not-weights-only",
+            "recovery-local-epochs=2",
+            "--set-for",
+            "not",
+            "recovery-lr=0.01",
+        ]
+    )
     runs = {r.method: r.run_config for r in compare.plan_runs(args)}
     assert runs["not-weights-only"]["recovery-local-epochs"] == 2
     assert runs["not-weights-only"]["negate-bias"] is False
@@ -164,11 +235,25 @@ def test_set_for_gives_one_method_its_own_keys_and_not_the_shared_original(tmp_p
     # the shared original is no method's: only --set reaches it
     assert runs["original"]["lr"] == 0.02 and "recovery-lr" not in runs["original"]
     assert all(cfg["lr"] == 0.02 for cfg in runs.values())
-    for bad, says in ((["--set-for", "ft", "lr=0.1"], "'ft' is not among --methods"),
-                      (["--set-for", "not", "lr"], "expects key=value"),
-                      (["--set-for", "not-weights-only", "negate-bias=true"],
-                       "not-weights-only fixes negate-bias=false")):
+    for bad, says in (
+        (["--set-for", "ft", "lr=0.1"], "'ft' is not among --methods"),
+        (["--set-for", "not", "lr"], "expects key=value"),
+        (
+            ["--set-for", "not-weights-only", "negate-bias=true"],
+            "not-weights-only fixes negate-bias=false",
+        ),
+    ):
         with pytest.raises(SystemExit):
-            compare.parse_args(["--out", "unused", "--methods", "not", "not-weights-only",
-                                "--scenarios", "iid", *bad])
+            compare.parse_args(
+                [
+                    "--out",
+                    "unused",
+                    "--methods",
+                    "not",
+                    "not-weights-only",
+                    "--scenarios",
+                    "iid",
+                    *bad,
+                ]
+            )
         assert says in capsys.readouterr().err

@@ -158,7 +158,7 @@ def test_mia_balances_groups(spy):
     t = _nonmember_like(rng, 50)
     f = _member_like(rng, 20)
     mia_efficacy(*f, *r, *t, seed=0)
-    (x, y), = spy
+    ((x, y),) = spy
     assert x.shape == (100, 2)
     assert (y == 1).sum() == 50 and (y == 0).sum() == 50
     # Non-members are the whole test set, in order.
@@ -173,8 +173,10 @@ def test_mia_cap_and_seed_determinism(spy):
     rng = np.random.default_rng(5)
     r = _member_like(rng, 200)
     t = _nonmember_like(rng, 150)
-    f = (np.concatenate([_member_like(rng, 30)[0], _nonmember_like(rng, 30)[0]]),
-         rng.integers(0, 10, 60))
+    f = (
+        np.concatenate([_member_like(rng, 30)[0], _nonmember_like(rng, 30)[0]]),
+        rng.integers(0, 10, 60),
+    )
     a = mia_efficacy(*f, *r, *t, seed=7, max_per_class=40)
     b = mia_efficacy(*f, *r, *t, seed=7, max_per_class=40)
     c = mia_efficacy(*f, *r, *t, seed=8, max_per_class=40)
@@ -267,9 +269,19 @@ def test_asr_errors():
 # avg gap
 # --------------------------------------------------------------------------- #
 def test_avg_gap_hand_computed():
-    retrain = {"retain_acc": 0.9166, "forget_acc": 0.8305, "test_acc": 0.8232, "mia_efficacy": 0.5023}
-    method = {"retain_acc": 0.9169, "forget_acc": 0.8386, "test_acc": 0.8265, "mia_efficacy": 0.5023,
-              "extra": 7.0}
+    retrain = {
+        "retain_acc": 0.9166,
+        "forget_acc": 0.8305,
+        "test_acc": 0.8232,
+        "mia_efficacy": 0.5023,
+    }
+    method = {
+        "retain_acc": 0.9169,
+        "forget_acc": 0.8386,
+        "test_acc": 0.8265,
+        "mia_efficacy": 0.5023,
+        "extra": 7.0,
+    }
     # (0.03 + 0.81 + 0.33 + 0) / 4 = 0.2925 points
     assert avg_gap(method, retrain) == pytest.approx(0.2925, abs=1e-9)
     assert avg_gap(method, retrain, keys=("forget_acc",)) == pytest.approx(0.81, abs=1e-9)
@@ -352,9 +364,9 @@ def test_evaluate_model_known_numbers():
         y[n_right:] = 1 - y[n_right:]
         return x.astype(np.float32), y
 
-    retain = make(8, 2)   # 0.8
-    test = make(3, 1)     # 0.75
-    forget = make(1, 3)   # 0.25
+    retain = make(8, 2)  # 0.8
+    test = make(3, 1)  # 0.75
+    forget = make(1, 3)  # 0.25
     out = evaluate_model(model, forget=forget, retain=retain, test=test)
     assert out["retain_acc"] == 0.8
     assert out["test_acc"] == 0.75
@@ -367,8 +379,14 @@ def test_evaluate_model_known_numbers():
         per_sample_loss(*forget), per_sample_loss(*test)
     )
     assert set(out) == {
-        "test_acc", "test_loss", "retain_acc", "retain_loss",
-        "forget_acc", "forget_loss", "mia_efficacy", "mia_loss_auc",
+        "test_acc",
+        "test_loss",
+        "retain_acc",
+        "retain_loss",
+        "forget_acc",
+        "forget_loss",
+        "mia_efficacy",
+        "mia_loss_auc",
     }
 
 
@@ -377,15 +395,22 @@ def test_evaluate_model_without_forget_and_with_asr():
     x = np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
     y = np.array([0, 1])
     trig = np.array([[0.0, 1.0], [0.0, 1.0], [1.0, 0.0]], dtype=np.float32)
-    out = evaluate_model(model, forget=None, retain=(x, y), test=(x, y),
-                         backdoor_target=1, triggered_test_x=trig)
+    out = evaluate_model(
+        model, forget=None, retain=(x, y), test=(x, y), backdoor_target=1, triggered_test_x=trig
+    )
     assert out["test_acc"] == 1.0 and out["retain_acc"] == 1.0
     assert out["asr"] == pytest.approx(2 / 3)
     assert "forget_acc" not in out and "mia_efficacy" not in out
     # With true labels, the class-1 image is excluded: 1 of 2 eligible hits.
-    out = evaluate_model(model, forget=None, retain=(x, y), test=(x, y),
-                         backdoor_target=1, triggered_test_x=trig,
-                         triggered_test_y=np.array([0, 1, 0]))
+    out = evaluate_model(
+        model,
+        forget=None,
+        retain=(x, y),
+        test=(x, y),
+        backdoor_target=1,
+        triggered_test_x=trig,
+        triggered_test_y=np.array([0, 1, 0]),
+    )
     assert out["asr"] == 0.5
     with pytest.raises(ValueError, match="together"):
         evaluate_model(model, forget=None, retain=(x, y), test=(x, y), backdoor_target=1)

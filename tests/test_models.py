@@ -47,7 +47,11 @@ def test_forward_shape_and_one_sgd_step(name, shape):
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
     opt.step()
-    changed = [k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.equal(v, before[k])]
+    changed = [
+        k
+        for k, v in model.state_dict().items()
+        if v.is_floating_point() and not torch.equal(v, before[k])
+    ]
     assert changed, "an SGD step must change some parameter"
     assert torch.isfinite(nn.functional.cross_entropy(model(x), y))
 
@@ -74,7 +78,11 @@ def test_mlp_layers_and_param_count():
 
 def test_resnet18_stem_and_param_count():
     model = build_model("resnet18", (1, 8, 8), 10)
-    assert model.conv1.in_channels == 1 and model.conv1.kernel_size == (3, 3) and model.conv1.stride == (1, 1)
+    assert (
+        model.conv1.in_channels == 1
+        and model.conv1.kernel_size == (3, 3)
+        and model.conv1.stride == (1, 1)
+    )
     assert isinstance(model.maxpool, nn.Identity)
     assert model.fc.out_features == 10
     assert 11_000_000 < _count(model) < 11_300_000

@@ -143,8 +143,14 @@ def resnet() -> nn.Module:
 def vit() -> nn.Module:
     torch.manual_seed(0)
     return torchvision.models.VisionTransformer(
-        image_size=32, patch_size=4, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64,
-        num_classes=10)
+        image_size=32,
+        patch_size=4,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=32,
+        mlp_dim=64,
+        num_classes=10,
+    )
 
 
 IMG = _x(2, 3, 32, 32)
@@ -177,7 +183,10 @@ def test_vit_first_layer_is_patch_embedding(vit):
     assert list(vit.state_dict())[:2] == ["class_token", "conv_proj.weight"]
     layers = forward_layers(vit, IMG)
     assert [(l.name, l.kind) for l in layers[:3]] == [
-        ("conv_proj", "Conv2d"), ("", "VisionTransformer"), ("encoder", "Encoder")]
+        ("conv_proj", "Conv2d"),
+        ("", "VisionTransformer"),
+        ("encoder", "Encoder"),
+    ]
     assert layers[1].param_keys == ("class_token",)
     assert layers[2].param_keys == ("encoder.pos_embedding",)
     attn = "encoder.layers.encoder_layer_0.self_attention"
@@ -246,8 +255,10 @@ def _names(layers: list[Layer]) -> list[str]:
         ("first", ["conv1"]),
         ("layer2.0.conv1", ["layer2.0.conv1"]),
         ("layer1.*.conv1", ["layer1.0.conv1", "layer1.1.conv1"]),
-        ("layer?.0.downsample.[0]", ["layer2.0.downsample.0", "layer3.0.downsample.0",
-                                    "layer4.0.downsample.0"]),
+        (
+            "layer?.0.downsample.[0]",
+            ["layer2.0.downsample.0", "layer3.0.downsample.0", "layer4.0.downsample.0"],
+        ),
         (2, ["layer1.0.conv1"]),
         (-1, ["fc"]),
         (-2, ["layer4.1.bn2"]),
@@ -257,8 +268,10 @@ def _names(layers: list[Layer]) -> list[str]:
         (" 2 ,conv1 ", ["conv1", "layer1.0.conv1"]),
         (["layer1.0.conv1", 0], ["conv1", "layer1.0.conv1"]),
         (["first", "conv1", 0, "0", "c*1"], ["conv1"]),
-        ("layer1.0.conv1, layer1.0.*, 2", ["layer1.0.conv1", "layer1.0.bn1", "layer1.0.conv2",
-                                          "layer1.0.bn2"]),
+        (
+            "layer1.0.conv1, layer1.0.*, 2",
+            ["layer1.0.conv1", "layer1.0.bn1", "layer1.0.conv2", "layer1.0.bn2"],
+        ),
     ],
 )
 def test_selectors(resnet_layers, selector, expected):
@@ -282,8 +295,13 @@ def test_selectors(resnet_layers, selector, expected):
     ],
 )
 def test_selector_errors(resnet_layers, selector, message):
-    with pytest.raises(NegationError, match=message.replace("?", r"\?").replace("*", r"\*")
-                       .replace("[", r"\[").replace(".", r"\.")):
+    with pytest.raises(
+        NegationError,
+        match=message.replace("?", r"\?")
+        .replace("*", r"\*")
+        .replace("[", r"\[")
+        .replace(".", r"\."),
+    ):
         select_layers(resnet_layers, selector)
 
 
@@ -297,7 +315,9 @@ def test_no_match_lists_at_most_twenty_layers(resnet_layers):
 
 def test_module_without_parameters_is_explained(resnet):
     for selector in ("layer1", "relu", "layer1.0"):
-        with pytest.raises(NegationError, match=f"'{selector}' names module.*own no parameters used in forward"):
+        with pytest.raises(
+            NegationError, match=f"'{selector}' names module.*own no parameters used in forward"
+        ):
             plan_negation(resnet, IMG, selector)
     with pytest.raises(NegationError, match="'unused'.*own no parameters used in forward"):
         plan_negation(Chain(), SMALL, "unused")
@@ -324,12 +344,16 @@ def test_digit_names_and_ambiguity():
 # --------------------------------------------------------------------------- #
 def test_output_layer_refused_even_with_others(resnet):
     for selector in ("fc", -1, "conv1, fc"):
-        with pytest.raises(NegationError, match="'fc' is the output layer; NoT never negates the output layer"):
+        with pytest.raises(
+            NegationError, match="'fc' is the output layer; NoT never negates the output layer"
+        ):
             plan_negation(resnet, IMG, selector)
 
 
 def test_sequential_layers_are_not_an_antichain():
-    with pytest.raises(NegationError, match="'conv1' feeds 'conv2': negated layers must form an antichain"):
+    with pytest.raises(
+        NegationError, match="'conv1' feeds 'conv2': negated layers must form an antichain"
+    ):
         plan_negation(Chain(), SMALL, "conv1, conv2")
     with pytest.raises(NegationError, match="'conv1' feeds 'conv3'"):
         plan_negation(Chain(), SMALL, ["conv3", "conv1"])
@@ -352,13 +376,19 @@ def test_resnet_block_branches(resnet):
 
 
 def test_vit_class_token_and_patch_embedding_are_parallel(vit):
-    assert plan_negation(vit, IMG, "0, 1").keys == ("conv_proj.weight", "conv_proj.bias", "class_token")
+    assert plan_negation(vit, IMG, "0, 1").keys == (
+        "conv_proj.weight",
+        "conv_proj.bias",
+        "class_token",
+    )
     with pytest.raises(NegationError, match="'' feeds 'encoder'"):
         plan_negation(vit, IMG, "1, 2")
 
 
 def test_fused_attention_call_is_not_an_antichain():
-    with pytest.raises(NegationError, match="'attn' feeds 'attn.out_proj' .*multi_head_attention_forward"):
+    with pytest.raises(
+        NegationError, match="'attn' feeds 'attn.out_proj' .*multi_head_attention_forward"
+    ):
         plan_negation(Attention(), _x(2, 5, 4), "attn, attn.out_proj")
 
 
@@ -367,10 +397,18 @@ def test_bad_policies_refused():
         plan_negation(ConvBN(), SMALL, batchnorm="drop")
     with pytest.raises(NegationError, match="include_bias must be True or False, got 'no'"):
         plan_negation(ConvBN(), SMALL, include_bias="no")
-    with pytest.raises(NegationError, match="'' .*VisionTransformer.*no weight parameter.*class_token"):
+    with pytest.raises(
+        NegationError, match="'' .*VisionTransformer.*no weight parameter.*class_token"
+    ):
         vit = torchvision.models.VisionTransformer(
-            image_size=8, patch_size=4, num_layers=1, num_heads=1, hidden_dim=8, mlp_dim=8,
-            num_classes=2)
+            image_size=8,
+            patch_size=4,
+            num_layers=1,
+            num_heads=1,
+            hidden_dim=8,
+            mlp_dim=8,
+            num_classes=2,
+        )
         plan_negation(vit, _x(1, 3, 8, 8), 1, include_bias=False)
 
 
@@ -383,7 +421,11 @@ def test_negating_twice_restores_model_bit_for_bit(resnet):
     plan = plan_negation(model, SMALL, batchnorm="negate-running-mean")
     negate_model_(model, plan)
     after = _state_bits(model)
-    assert {k for k in before if before[k] != after[k]} == {"conv.weight", "conv.bias", "bn.running_mean"}
+    assert {k for k in before if before[k] != after[k]} == {
+        "conv.weight",
+        "conv.bias",
+        "bn.running_mean",
+    }
     assert negate_model_(model, plan) is model
     assert _state_bits(model) == before
 
@@ -428,7 +470,10 @@ def test_include_bias_false_keeps_bias():
     assert torch.equal(model.conv1.bias, bias) and torch.equal(model.conv1.weight, -weight)
     mha = plan_negation(Attention(), _x(2, 5, 4), "attn", include_bias=False)
     assert mha.keys == ("attn.in_proj_weight",)
-    assert plan_negation(Attention(), _x(2, 5, 4), "attn").keys == ("attn.in_proj_weight", "attn.in_proj_bias")
+    assert plan_negation(Attention(), _x(2, 5, 4), "attn").keys == (
+        "attn.in_proj_weight",
+        "attn.in_proj_bias",
+    )
 
 
 def test_batchnorm_keep_leaves_running_mean():
@@ -462,7 +507,10 @@ def test_batchnorm_policy_on_resnet(resnet):
     plan = plan_negation(resnet, IMG, "first", batchnorm="negate-running-mean")
     assert plan.keys == ("conv1.weight", "bn1.running_mean")
     # a BN is a layer like any other; its output feeds no batch norm
-    assert plan_negation(resnet, IMG, "bn1", batchnorm="negate-running-mean").keys == ("bn1.weight", "bn1.bias")
+    assert plan_negation(resnet, IMG, "bn1", batchnorm="negate-running-mean").keys == (
+        "bn1.weight",
+        "bn1.bias",
+    )
     assert BATCHNORM_POLICIES == ("keep", "negate-running-mean")
 
 
@@ -490,7 +538,9 @@ def test_tied_parameters_are_negated_once_under_every_key():
 
 def test_negate_errors():
     state = Chain().state_dict()
-    with pytest.raises(NegationError, match="key 'conv9.weight' is not in the arrays .*'conv1.weight'"):
+    with pytest.raises(
+        NegationError, match="key 'conv9.weight' is not in the arrays .*'conv1.weight'"
+    ):
         negate(state, ["conv1.weight", "conv9.weight"])
     ints = {"w": np.ones(3), "n": np.arange(3)}
     with pytest.raises(NegationError, match="key 'n' has dtype int64"):
@@ -506,7 +556,9 @@ def test_negate_errors():
     with pytest.raises(NegationError, match="'nope'"):
         negate_model_(model, NegationPlan(layers=(), keys=("conv.weight", "nope")))
     with pytest.raises(NegationError, match="num_batches_tracked"):
-        negate_model_(model, NegationPlan(layers=(), keys=("conv.weight", "bn.num_batches_tracked")))
+        negate_model_(
+            model, NegationPlan(layers=(), keys=("conv.weight", "bn.num_batches_tracked"))
+        )
     assert _state_bits(model) == before  # nothing changed on refusal
 
 
@@ -540,8 +592,13 @@ def test_plan_to_dict_is_json():
 
     plan = plan_negation(TwoBranch(), SMALL, ["left", "right"], include_bias=False)
     data = json.loads(json.dumps(plan.to_dict()))
-    assert data == {"layers": ["left", "right"], "keys": ["left.weight", "right.weight"],
-                    "selector": "left, right", "include_bias": False, "batchnorm": "keep"}
+    assert data == {
+        "layers": ["left", "right"],
+        "keys": ["left.weight", "right.weight"],
+        "selector": "left, right",
+        "include_bias": False,
+        "batchnorm": "keep",
+    }
 
 
 def test_nan_and_signed_zero_round_trip():
@@ -568,8 +625,9 @@ _float_arrays = hnp.arrays(
 
 @settings(max_examples=60, deadline=None)
 @given(
-    arrays=st.dictionaries(st.text("abcdefgh.", min_size=1, max_size=6), _float_arrays,
-                           min_size=1, max_size=6),
+    arrays=st.dictionaries(
+        st.text("abcdefgh.", min_size=1, max_size=6), _float_arrays, min_size=1, max_size=6
+    ),
     data=st.data(),
     container=st.sampled_from(["numpy", "torch", "arrayrecord"]),
 )
@@ -625,13 +683,16 @@ def test_npy_payload_is_a_zero_copy_view_of_c_ordered_arrays():
     assert npy_payload(other) is None  # header dtype disagrees with the Array's
 
 
-@pytest.mark.parametrize("values, finite", [
-    (np.ones((4, 4), dtype=np.float32), True),
-    (np.array([1.0, np.nan], dtype=np.float32), False),
-    (np.array([[1.0], [-np.inf]], dtype=np.float64), False),
-    (np.asfortranarray(np.array([[1.0, 2.0], [np.inf, 0.0]], dtype=np.float32)), False),
-    (np.array([1, 2, 3], dtype=np.int64), True),
-])
+@pytest.mark.parametrize(
+    "values, finite",
+    [
+        (np.ones((4, 4), dtype=np.float32), True),
+        (np.array([1.0, np.nan], dtype=np.float32), False),
+        (np.array([[1.0], [-np.inf]], dtype=np.float64), False),
+        (np.asfortranarray(np.array([[1.0, 2.0], [np.inf, 0.0]], dtype=np.float32)), False),
+        (np.array([1, 2, 3], dtype=np.int64), True),
+    ],
+)
 def test_all_finite(values, finite):
     from flwr.app import Array
 

@@ -21,8 +21,14 @@ from tests.fakegrid import FakeGrid, FakeNode
 
 def _finished_run(folder):
     folder.mkdir(parents=True, exist_ok=True)
-    for name in ("results.json", "state.json", "checkpoint-final.pt", "checkpoint-latest.pt",
-                 "unlearning-record.json", "unlearning-log.jsonl"):
+    for name in (
+        "results.json",
+        "state.json",
+        "checkpoint-final.pt",
+        "checkpoint-latest.pt",
+        "unlearning-record.json",
+        "unlearning-log.jsonl",
+    ):
         (folder / name).write_text(name)
     (folder / "federaser-history").mkdir()
     (folder / "notes.txt").write_text("mine")  # not a run's file: never moved
@@ -44,8 +50,17 @@ def test_a_finished_run_is_refused_naming_its_files_and_both_keys(tmp_path):
     assert f"out-dir {tmp_path} holds another run's results (checkpoint-final.pt, " in text
     assert "Set resume = true to continue" in text and "overwrite = true to move" in text
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        ["results.json", "state.json", "checkpoint-final.pt", "checkpoint-latest.pt",
-         "unlearning-record.json", "unlearning-log.jsonl", "federaser-history", "notes.txt"])
+        [
+            "results.json",
+            "state.json",
+            "checkpoint-final.pt",
+            "checkpoint-latest.pt",
+            "unlearning-record.json",
+            "unlearning-log.jsonl",
+            "federaser-history",
+            "notes.txt",
+        ]
+    )
 
 
 def test_resume_needs_a_state_json(tmp_path):
@@ -73,8 +88,12 @@ def test_overwrite_moves_the_previous_run_aside_and_deletes_nothing(tmp_path):
 def test_overwrite_refuses_to_move_the_init_checkpoint_away(tmp_path):
     _finished_run(tmp_path)
     with pytest.raises(OutDirError, match="init-checkpoint .* overwrite = true would move away"):
-        check_out_dir(tmp_path, resume=False, overwrite=True,
-                      init_checkpoint=str(tmp_path / "checkpoint-final.pt"))
+        check_out_dir(
+            tmp_path,
+            resume=False,
+            overwrite=True,
+            init_checkpoint=str(tmp_path / "checkpoint-final.pt"),
+        )
 
 
 def test_resume_and_overwrite_exclude_each_other():
@@ -116,8 +135,13 @@ def _sha(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-CONFIG = {"num-train-rounds": 3, "recovery-rounds": 0, "unlearn-clients": "", "local-epochs": 1,
-          "max-empty-rounds": 1}
+CONFIG = {
+    "num-train-rounds": 3,
+    "recovery-rounds": 0,
+    "unlearn-clients": "",
+    "local-epochs": 1,
+    "max-empty-rounds": 1,
+}
 
 
 @pytest.mark.e2e  # runs the whole app in process (tens of seconds)

@@ -33,8 +33,9 @@ def test_strategy_sends_forget_specs_only_to_affected_nodes():
 
     def spy(messages, *, timeout=None):
         messages = list(messages)  # snapshot configs now: Flower reuses the ConfigRecord
-        sent.extend((m, dict(m.content["config"]) if "config" in m.content else {})
-                    for m in messages)
+        sent.extend(
+            (m, dict(m.content["config"]) if "config" in m.content else {}) for m in messages
+        )
         return original(messages, timeout=timeout)
 
     grid.send_and_receive = spy
@@ -43,7 +44,9 @@ def test_strategy_sends_forget_specs_only_to_affected_nodes():
     for m, config in sent:
         if m.metadata.message_type == "train":
             by_round.setdefault(int(config["server-round"]), {})[m.metadata.dst_node_id] = (
-                m, config)
+                m,
+                config,
+            )
     one, two = node_of(grid, 1), node_of(grid, 2)
     assert all("forget-classes" not in c for _, c in by_round[1].values())
     assert list(by_round[2][one][1]["forget-classes"]) == [3, 5]
@@ -59,16 +62,23 @@ def test_strategy_sends_forget_specs_only_to_affected_nodes():
     assert [e.request.kind for e in strategy.events] == ["class", "instance"]
 
 
-@pytest.mark.parametrize("config,message", [
-    ({"unlearn-mode": "class"}, "needs unlearn-classes"),
-    ({"unlearn-mode": "instance", "unlearn-clients": "0,1", "unlearn-samples": "1"},
-     "exactly one client"),
-    ({"unlearn-mode": "instance", "unlearn-samples": "a"}, "'poisoned' or integers"),
-    ({"unlearn-clients": "*"}, "only allowed with unlearn-mode 'class'"),
-    ({"unlearn-classes": "3"}, "need unlearn-mode 'class'"),
-    ({"unlearn-mode": "class", "unlearn-classes": "3", "unlearn-clients": "0;1"},
-     "requests in sequence"),
-])
+@pytest.mark.parametrize(
+    "config,message",
+    [
+        ({"unlearn-mode": "class"}, "needs unlearn-classes"),
+        (
+            {"unlearn-mode": "instance", "unlearn-clients": "0,1", "unlearn-samples": "1"},
+            "exactly one client",
+        ),
+        ({"unlearn-mode": "instance", "unlearn-samples": "a"}, "'poisoned' or integers"),
+        ({"unlearn-clients": "*"}, "only allowed with unlearn-mode 'class'"),
+        ({"unlearn-classes": "3"}, "need unlearn-mode 'class'"),
+        (
+            {"unlearn-mode": "class", "unlearn-classes": "3", "unlearn-clients": "0;1"},
+            "requests in sequence",
+        ),
+    ],
+)
 def test_bad_partial_configs(config, message):
     with pytest.raises(ConfigError, match=message):
         parse_run_config(config)
@@ -76,10 +86,19 @@ def test_bad_partial_configs(config, message):
 
 @pytest.mark.e2e
 def test_federation_wide_class_forgetting(tmp_path):
-    results = simulate({**BASE, "out-dir": str(tmp_path), "unlearn-mode": "class",
-                        "unlearn-classes": "3", "unlearn-clients": "*"}, num_supernodes=N)
-    cfg = parse_run_config({**BASE, "unlearn-mode": "class", "unlearn-classes": "3",
-                            "unlearn-clients": "*"})
+    results = simulate(
+        {
+            **BASE,
+            "out-dir": str(tmp_path),
+            "unlearn-mode": "class",
+            "unlearn-classes": "3",
+            "unlearn-clients": "*",
+        },
+        num_supernodes=N,
+    )
+    cfg = parse_run_config(
+        {**BASE, "unlearn-mode": "class", "unlearn-classes": "3", "unlearn-clients": "*"}
+    )
     for row in results["rounds"][4:]:
         assert row["participants"] == [0, 1, 2]  # everyone stays
         for pid in range(N):  # ...and trains on exactly its non-3 samples: no 3 is ever used
@@ -94,10 +113,19 @@ def test_federation_wide_class_forgetting(tmp_path):
 
 @pytest.mark.e2e
 def test_class_forgetting_for_one_client_leaves_others_unchanged(tmp_path):
-    results = simulate({**BASE, "out-dir": str(tmp_path), "unlearn-mode": "class",
-                        "unlearn-classes": "3", "unlearn-clients": "2"}, num_supernodes=N)
-    cfg = parse_run_config({**BASE, "unlearn-mode": "class", "unlearn-classes": "3",
-                            "unlearn-clients": "2"})
+    results = simulate(
+        {
+            **BASE,
+            "out-dir": str(tmp_path),
+            "unlearn-mode": "class",
+            "unlearn-classes": "3",
+            "unlearn-clients": "2",
+        },
+        num_supernodes=N,
+    )
+    cfg = parse_run_config(
+        {**BASE, "unlearn-mode": "class", "unlearn-classes": "3", "unlearn-clients": "2"}
+    )
     for row in results["rounds"][4:]:
         for pid in (0, 1):
             assert row["trained_examples"][str(pid)] == len(client_data(cfg, pid, N).y_train)
@@ -108,8 +136,14 @@ def test_class_forgetting_for_one_client_leaves_others_unchanged(tmp_path):
 
 @pytest.mark.e2e
 def test_instance_wise_forgetting_of_poisoned_samples(tmp_path):
-    config = {**BASE, "out-dir": str(tmp_path), "backdoor-clients": "0", "unlearn-mode": "instance",
-              "unlearn-samples": "poisoned", "unlearn-clients": "0"}
+    config = {
+        **BASE,
+        "out-dir": str(tmp_path),
+        "backdoor-clients": "0",
+        "unlearn-mode": "instance",
+        "unlearn-samples": "poisoned",
+        "unlearn-clients": "0",
+    }
     results = simulate(config, num_supernodes=N)
     cfg = parse_run_config(config)
     data0 = client_data(cfg, 0, N)
@@ -126,8 +160,10 @@ def test_instance_wise_forgetting_of_poisoned_samples(tmp_path):
 
 @pytest.mark.e2e
 def test_requests_in_sequence_each_with_its_own_negation(tmp_path):
-    results = simulate({**BASE, "out-dir": str(tmp_path), "unlearn-clients": "0;2",
-                        "recovery-rounds": 2}, num_supernodes=4)
+    results = simulate(
+        {**BASE, "out-dir": str(tmp_path), "unlearn-clients": "0;2", "recovery-rounds": 2},
+        num_supernodes=4,
+    )
     assert [r["round"] for r in results["requests"]] == [4, 6]
     assert [r["partition_ids"] for r in results["requests"]] == [[0], [2]]
     assert all(r["layers"] == ["conv1"] for r in results["requests"])
@@ -142,7 +178,9 @@ def test_requests_in_sequence_each_with_its_own_negation(tmp_path):
     # the stopping rule judges each request on its own rounds (4-5 and 6-7)
     per_request = results["stopping"]["per_request"]
     assert [(s["request_round"], s["observed_rounds"], s["cap"]) for s in per_request] == [
-        (4, 2, 2), (6, 2, 2)]
+        (4, 2, 2),
+        (6, 2, 2),
+    ]
     for s, start in zip(per_request, (4, 6)):
         assert s["chosen_round"] is None or start <= s["chosen_round"] < start + 2
     first, second = results["requests"]

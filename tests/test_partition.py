@@ -67,7 +67,9 @@ def test_iid_single_partition_and_one_per_sample():
 
 @pytest.mark.parametrize("bad", [0, -1, 11])
 def test_iid_bad_num_partitions(bad):
-    with pytest.raises(ValueError, match=rf"num_partitions must be between 1 and .*\(10\), got {bad}"):
+    with pytest.raises(
+        ValueError, match=rf"num_partitions must be between 1 and .*\(10\), got {bad}"
+    ):
         iid_partition(10, bad, seed=0)
 
 
@@ -113,7 +115,10 @@ def test_dirichlet_no_positional_bias_on_small_classes():
     """Flooring cumulative proportions would leave partitions 0, 1, 3 always empty here."""
     labels = np.repeat(np.arange(10), 2)  # 10 classes of 2 samples
     mean_sizes = np.mean(
-        [[len(p) for p in dirichlet_partition(labels, 5, 100.0, seed, min_partition_size=0)] for seed in range(60)],
+        [
+            [len(p) for p in dirichlet_partition(labels, 5, 100.0, seed, min_partition_size=0)]
+            for seed in range(60)
+        ],
         axis=0,
     )
     assert np.all(np.abs(mean_sizes - 4.0) < 0.6), mean_sizes

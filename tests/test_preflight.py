@@ -20,8 +20,13 @@ from not_flower import client_app as ca
 from not_flower.config import ConfigError, parse_run_config
 from not_flower.models import build_model
 from not_flower.outdir import OutDirError, check_out_dir, lock_out_dir, unlock_out_dir
-from not_flower.preflight import (check_checkpoint_meta, check_classes, check_partitions,
-                                  check_samples, check_someone_left)
+from not_flower.preflight import (
+    check_checkpoint_meta,
+    check_classes,
+    check_partitions,
+    check_samples,
+    check_someone_left,
+)
 from not_flower.run_state import load_run_state
 from not_flower.server_app import run_experiment
 from not_flower.store import save_checkpoint
@@ -44,15 +49,20 @@ def _grid(run_config, nodes: int = 3) -> FakeGrid:
 
 
 def _snapshot(folder) -> dict:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != ".lock"}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != ".lock"
+    }
 
 
 def _refused(config: dict, nodes: int = 3, error=ConfigError, match: str = "") -> FakeGrid:
     """Run the app on a fake grid; it must raise ``error`` before sending any train message."""
     grid = _grid(config, nodes)
     with pytest.raises(error, match=match):
-        run_experiment(grid, parse_run_config(config), __import__("pathlib").Path(config["out-dir"]))
+        run_experiment(
+            grid, parse_run_config(config), __import__("pathlib").Path(config["out-dir"])
+        )
     assert not any(kind.startswith("train") for kind, _ in grid.sent), "trained before refusing"
     return grid
 
@@ -60,59 +70,82 @@ def _refused(config: dict, nodes: int = 3, error=ConfigError, match: str = "") -
 # ----------------------------------------------------------------- pure checks ----------
 def test_classes_out_of_range_name_the_value_and_the_range():
     cfg = parse_run_config({"unlearn-mode": "class", "unlearn-classes": "3,42"})
-    with pytest.raises(ConfigError, match=r"unlearn-classes 42: out of range; .*10 classes "
-                                          r"\(labels 0 to 9\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"unlearn-classes 42: out of range; .*10 classes "
+        r"\(labels 0 to 9\)",
+    ):
         check_classes(cfg, 10)
     check_classes(parse_run_config({"unlearn-mode": "class", "unlearn-classes": "9"}), 10)
 
 
 def test_samples_out_of_range_name_the_value_and_the_client_size():
     cfg = parse_run_config({"unlearn-mode": "instance", "unlearn-samples": "5,999999"})
-    with pytest.raises(ConfigError, match=r"unlearn-samples 999999: out of range; client 0 has "
-                                          r"120 training examples \(sample ids 0 to 119\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"unlearn-samples 999999: out of range; client 0 has "
+        r"120 training examples \(sample ids 0 to 119\)",
+    ):
         check_samples(cfg, lambda pid: 120, 3)
-    check_samples(parse_run_config({"unlearn-mode": "instance", "unlearn-samples": "119"}),
-                  lambda pid: 120, 3)
+    check_samples(
+        parse_run_config({"unlearn-mode": "instance", "unlearn-samples": "119"}), lambda pid: 120, 3
+    )
 
 
 def test_every_client_targeted_is_refused_one_left_is_fine():
-    with pytest.raises(ConfigError, match=r"unlearn-clients '0,1;2' names every one of the 3 "
-                                          "clients"):
+    with pytest.raises(
+        ConfigError,
+        match=r"unlearn-clients '0,1;2' names every one of the 3 "
+        "clients",
+    ):
         check_someone_left(parse_run_config({"unlearn-clients": "0,1;2"}), 3)
     check_someone_left(parse_run_config({"unlearn-clients": "0,1"}), 3)
 
 
 def test_a_client_without_examples_is_refused_naming_train_subset():
     cfg = parse_run_config({"train-subset": 3})
-    with pytest.raises(ConfigError, match=r"train-subset=3 with 3 clients and val-fraction=0.1 "
-                                          r"leaves client 0 1 training and 0 validation"):
+    with pytest.raises(
+        ConfigError,
+        match=r"train-subset=3 with 3 clients and val-fraction=0.1 "
+        r"leaves client 0 1 training and 0 validation",
+    ):
         check_partitions(cfg, [(1, 0)] * 3)
     check_partitions(parse_run_config({"train-subset": 3, "val-fraction": 0}), [(1, 0)] * 3)
 
 
 def test_checkpoint_of_another_data_set_is_refused_naming_both(tmp_path):
     model = build_model("cnn", (1, 8, 8), 10)
-    path = save_checkpoint(tmp_path / "fmnist.pt", ArrayRecord(model.state_dict()),
-                           {"dataset": "fashion-mnist", "model": "cnn",
-                            "input_shape": [1, 28, 28], "num_classes": 10})
+    path = save_checkpoint(
+        tmp_path / "fmnist.pt",
+        ArrayRecord(model.state_dict()),
+        {"dataset": "fashion-mnist", "model": "cnn", "input_shape": [1, 28, 28], "num_classes": 10},
+    )
     run = {"dataset": "digits", "model": "cnn", "input_shape": [1, 8, 8], "num_classes": 10}
-    with pytest.raises(ConfigError, match=r"dataset: checkpoint 'fashion-mnist', run 'digits'; "
-                                          r"input_shape: checkpoint \[1, 28, 28\], run \[1, 8, 8\]"):
+    with pytest.raises(
+        ConfigError,
+        match=r"dataset: checkpoint 'fashion-mnist', run 'digits'; "
+        r"input_shape: checkpoint \[1, 28, 28\], run \[1, 8, 8\]",
+    ):
         check_checkpoint_meta(str(path), run)
-    check_checkpoint_meta(str(path), {**run, "dataset": "fashion-mnist",
-                                      "input_shape": (1, 28, 28)})
+    check_checkpoint_meta(
+        str(path), {**run, "dataset": "fashion-mnist", "input_shape": (1, 28, 28)}
+    )
 
 
 def test_retrain_with_init_checkpoint_is_refused():
-    with pytest.raises(ConfigError, match="method 'retrain' .* cannot start from "
-                                          "init-checkpoint '/x.pt'"):
+    with pytest.raises(
+        ConfigError, match="method 'retrain' .* cannot start from init-checkpoint '/x.pt'"
+    ):
         parse_run_config({"method": "retrain", "init-checkpoint": "/x.pt"})
 
 
 def test_out_dir_under_a_file_names_the_key(tmp_path):
     (tmp_path / "file").write_text("x")
-    with pytest.raises(OutDirError, match=r"out-dir '.*file/run' is under the file .*file; "
-                                          "set out-dir to a folder path"):
+    with pytest.raises(
+        OutDirError,
+        match=r"out-dir '.*file/run' is under the file .*file; "
+        "set out-dir to a folder path",
+    ):
         check_out_dir(tmp_path / "file" / "run", resume=False, overwrite=False)
     with pytest.raises(OutDirError, match=r"out-dir '.*file' is a file"):
         lock_out_dir(tmp_path / "file")
@@ -126,16 +159,29 @@ def test_truncated_state_json_names_the_file(tmp_path):
 
 def test_a_moved_run_folder_resumes(tmp_path):
     cfg = parse_run_config({"out-dir": str(tmp_path / "a"), "resume": True})
-    state = {"version": 1, "round": 2, "applied": [], "pending": [], "forget_specs": {},
-             "state": {"num_partitions": 3, "reference_val_acc": None, "forget_ids": []},
-             "results": {},
-             "config": {k: v for k, v in json.loads(json.dumps(
-                 __import__("not_flower.config", fromlist=["x"]).to_run_config(cfg))).items()
-                 if k not in ("resume", "overwrite", "out-dir")}}
+    state = {
+        "version": 1,
+        "round": 2,
+        "applied": [],
+        "pending": [],
+        "forget_specs": {},
+        "state": {"num_partitions": 3, "reference_val_acc": None, "forget_ids": []},
+        "results": {},
+        "config": {
+            k: v
+            for k, v in json.loads(
+                json.dumps(__import__("not_flower.config", fromlist=["x"]).to_run_config(cfg))
+            ).items()
+            if k not in ("resume", "overwrite", "out-dir")
+        },
+    }
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "state.json").write_text(json.dumps(state))
-    save_checkpoint(tmp_path / "b" / "checkpoint-latest.pt",
-                    ArrayRecord(build_model("cnn", (1, 8, 8), 10).state_dict()), {"round": 2})
+    save_checkpoint(
+        tmp_path / "b" / "checkpoint-latest.pt",
+        ArrayRecord(build_model("cnn", (1, 8, 8), 10).state_dict()),
+        {"round": 2},
+    )
     moved = parse_run_config({"out-dir": str(tmp_path / "b"), "resume": True})
     assert load_run_state(tmp_path / "b", moved).round == 2
 
@@ -144,13 +190,18 @@ def test_a_moved_run_folder_resumes(tmp_path):
 BASE = {"num-train-rounds": 1, "recovery-rounds": 1, "local-epochs": 1, "train-subset": 300}
 
 
-@pytest.mark.parametrize("extra, match", [
-    ({"unlearn-mode": "class", "unlearn-classes": "42"}, "unlearn-classes 42: out of range"),
-    ({"unlearn-mode": "instance", "unlearn-samples": "999999"},
-     r"unlearn-samples 999999: out of range; client 0 has \d+ training examples"),
-    ({"unlearn-clients": "0,1,2"}, "names every one of the 3 clients"),
-    ({"train-subset": 3}, "train-subset=3 with 3 clients"),
-])
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        ({"unlearn-mode": "class", "unlearn-classes": "42"}, "unlearn-classes 42: out of range"),
+        (
+            {"unlearn-mode": "instance", "unlearn-samples": "999999"},
+            r"unlearn-samples 999999: out of range; client 0 has \d+ training examples",
+        ),
+        ({"unlearn-clients": "0,1,2"}, "names every one of the 3 clients"),
+        ({"train-subset": 3}, "train-subset=3 with 3 clients"),
+    ],
+)
 def test_the_app_refuses_bad_values_before_round_1(tmp_path, extra, match):
     _refused({**BASE, **extra, "out-dir": str(tmp_path)}, match=match)
     assert not (tmp_path / "state.json").exists()
@@ -158,26 +209,42 @@ def test_the_app_refuses_bad_values_before_round_1(tmp_path, extra, match):
 
 def test_the_app_refuses_a_checkpoint_of_another_data_set(tmp_path):
     model = build_model("cnn", (1, 8, 8), 10)
-    path = save_checkpoint(tmp_path / "other.pt", ArrayRecord(model.state_dict()),
-                           {"dataset": "fashion-mnist", "model": "cnn",
-                            "input_shape": [1, 28, 28], "num_classes": 10})
-    _refused({**BASE, "num-train-rounds": 0, "init-checkpoint": str(path),
-              "out-dir": str(tmp_path / "run")},
-             match=r"init-checkpoint .*\(dataset: checkpoint 'fashion-mnist', run 'digits'")
+    path = save_checkpoint(
+        tmp_path / "other.pt",
+        ArrayRecord(model.state_dict()),
+        {"dataset": "fashion-mnist", "model": "cnn", "input_shape": [1, 28, 28], "num_classes": 10},
+    )
+    _refused(
+        {
+            **BASE,
+            "num-train-rounds": 0,
+            "init-checkpoint": str(path),
+            "out-dir": str(tmp_path / "run"),
+        },
+        match=r"init-checkpoint .*\(dataset: checkpoint 'fashion-mnist', run 'digits'",
+    )
 
 
 # -------------------------------------------------- a failed run moves nothing aside -------
-@pytest.mark.parametrize("extra, error, match", [
-    ({"unlearn-clients": "99"}, UnlearningError, "partition-id=99"),
-    ({"unlearn-mode": "class", "unlearn-classes": "42"}, ConfigError, "unlearn-classes 42"),
-    ({"init-checkpoint": "/nonexistent/x.pt", "num-train-rounds": 0}, FileNotFoundError, "x.pt"),
-])
+@pytest.mark.parametrize(
+    "extra, error, match",
+    [
+        ({"unlearn-clients": "99"}, UnlearningError, "partition-id=99"),
+        ({"unlearn-mode": "class", "unlearn-classes": "42"}, ConfigError, "unlearn-classes 42"),
+        (
+            {"init-checkpoint": "/nonexistent/x.pt", "num-train-rounds": 0},
+            FileNotFoundError,
+            "x.pt",
+        ),
+    ],
+)
 def test_overwrite_moves_nothing_when_the_run_fails_its_checks(tmp_path, extra, error, match):
     for name in ("results.json", "state.json", "checkpoint-final.pt", "unlearning-log.jsonl"):
         (tmp_path / name).write_text(name)
     before = _snapshot(tmp_path)
-    _refused({**BASE, **extra, "overwrite": True, "out-dir": str(tmp_path)}, error=error,
-             match=match)
+    _refused(
+        {**BASE, **extra, "overwrite": True, "out-dir": str(tmp_path)}, error=error, match=match
+    )
     assert _snapshot(tmp_path) == before
     assert not list(tmp_path.glob("previous-*"))
 
@@ -196,12 +263,16 @@ time.sleep(60)
 @pytest.mark.e2e  # starts a second Python process that holds the lock
 def test_a_second_run_on_a_locked_out_dir_stops_naming_the_holder(tmp_path):
     out = tmp_path / "run"
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(out)], stdout=subprocess.PIPE,
-                              text=True, cwd=os.getcwd())
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(out)], stdout=subprocess.PIPE, text=True, cwd=os.getcwd()
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(OutDirError, match=rf"out-dir {out} is in use by another run "
-                                              rf"\(process {holder.pid} holds"):
+        with pytest.raises(
+            OutDirError,
+            match=rf"out-dir {out} is in use by another run "
+            rf"\(process {holder.pid} holds",
+        ):
             lock_out_dir(out)
         grid = _refused({**BASE, "out-dir": str(out)}, error=OutDirError, match="in use")
         assert grid.sent == []  # not even the identity query

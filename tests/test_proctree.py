@@ -52,8 +52,14 @@ print(child.pid, flush=True)
 @pytest.mark.e2e  # starts processes
 def test_stop_processes_finds_an_orphan_by_its_token():
     token = proctree.new_token()
-    out = subprocess.run([sys.executable, "-c", _ORPHAN_MAKER], capture_output=True, text=True,
-                         env={**os.environ, proctree.TOKEN_VAR: token}, timeout=60, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _ORPHAN_MAKER],
+        capture_output=True,
+        text=True,
+        env={**os.environ, proctree.TOKEN_VAR: token},
+        timeout=60,
+        check=True,
+    )
     orphan = int(out.stdout.split()[0])
     try:
         assert proctree.alive(orphan)

@@ -50,8 +50,11 @@ def shell_commands(markdown: str) -> list[str]:
         elif fence:
             if language in ("bash", "sh", ""):
                 joined = re.sub(r"\s*\\\n\s*", " ", "\n".join(block))
-                commands += [c.strip() for c in joined.splitlines()
-                             if c.strip() and not c.strip().startswith("#")]
+                commands += [
+                    c.strip()
+                    for c in joined.splitlines()
+                    if c.strip() and not c.strip().startswith("#")
+                ]
             block = None
         elif block is not None:
             block.append(line)
@@ -64,38 +67,49 @@ def shell_commands(markdown: str) -> list[str]:
 def local_simulation_runs(commands: list[str]) -> list[str]:
     """The complete `flwr run .` commands on the local simulation (no connection named)
     with a run config; placeholders (`...`) left out."""
-    return [c for c in commands
-            if re.search(r"\bflwr run \. --", c) and "--run-config" in c and "..." not in c]
+    return [
+        c
+        for c in commands
+        if re.search(r"\bflwr run \. --", c) and "--run-config" in c and "..." not in c
+    ]
 
 
 def test_shell_commands_are_found_in_blocks_and_inline_spans():
-    text = ("x\n```bash\nflwr run . --stream \\\n  --run-config \"a=1\"\n```\n"
-            "and `flwr run . --run-config \"b=2\"` and `flwr run . --run-config \"k=v ...\"`")
+    text = (
+        'x\n```bash\nflwr run . --stream \\\n  --run-config "a=1"\n```\n'
+        'and `flwr run . --run-config "b=2"` and `flwr run . --run-config "k=v ..."`'
+    )
     cmds = shell_commands(text)
     assert 'flwr run . --stream --run-config "a=1"' in cmds
-    assert local_simulation_runs(cmds) == ['flwr run . --stream --run-config "a=1"',
-                                           'flwr run . --run-config "b=2"']
+    assert local_simulation_runs(cmds) == [
+        'flwr run . --stream --run-config "a=1"',
+        'flwr run . --run-config "b=2"',
+    ]
 
 
 def test_every_local_simulation_command_names_its_supernodes_and_streams():
     runs = local_simulation_runs(shell_commands(README.read_text()))
     assert runs, "the README shows no `flwr run .` command with a run config"
     bad = [c for c in runs if "num-supernodes=" not in c or "--stream" not in c]
-    assert not bad, ("commands that would run Flower's default 2 SuperNodes or show "
-                     f"nothing: {bad}")
+    assert not bad, f"commands that would run Flower's default 2 SuperNodes or show nothing: {bad}"
 
 
 def _fmnist_command() -> str:
-    lines = [c for c in shell_commands(README.read_text())
-             if "examples/quickstart.sh" in c and "fashion-mnist" in c]
+    lines = [
+        c
+        for c in shell_commands(README.read_text())
+        if "examples/quickstart.sh" in c and "fashion-mnist" in c
+    ]
     assert len(lines) == 1, lines
     return lines[0]
 
 
 def test_fashion_mnist_command_goes_through_the_quickstart():
     words = shlex.split(_fmnist_command())
-    assert words[0] == "OUT=$PWD/outputs/fmnist" and words[1:3] == ["bash",
-                                                                   "examples/quickstart.sh"]
+    assert words[0] == "OUT=$PWD/outputs/fmnist" and words[1:3] == [
+        "bash",
+        "examples/quickstart.sh",
+    ]
     assert "dataset='fashion-mnist'" in words[3] and "train-subset=12000" in words[3]
 
 
@@ -105,14 +119,25 @@ def test_fashion_mnist_command_runs_as_shown(tmp_path):
     """The README's line, in a shell, with cheaper rounds appended to its overrides: ten
     clients train, client 0 is left out after the request, results where it says."""
     home = tmp_path / "flwr-home"
-    env = {**os.environ, "FLWR_HOME": str(home), "PWD": str(tmp_path),
-           **{k: str(v) for k, v in local_superlink.ports_for_home(home).items()}}
+    env = {
+        **os.environ,
+        "FLWR_HOME": str(home),
+        "PWD": str(tmp_path),
+        **{k: str(v) for k, v in local_superlink.ports_for_home(home).items()},
+    }
     cheap = " num-train-rounds=1 recovery-rounds=1 test-subset=500 local-epochs=1"
     command = re.sub(r'"$', cheap + '"', _fmnist_command())
     command = command.replace("$PWD/outputs", str(tmp_path / "outputs"))
     try:
-        proc = subprocess.run(["bash", "-c", command], cwd=ROOT, env=env, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=600)
+        proc = subprocess.run(
+            ["bash", "-c", command],
+            cwd=ROOT,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            timeout=600,
+        )
     finally:
         local_superlink.stop(home, grace=10.0)
     assert proc.returncode == 0, proc.stdout[-3000:]

@@ -23,10 +23,18 @@ def _train(run_config: dict, config: dict) -> dict[str, np.ndarray]:
     torch.manual_seed(0)
     torch_model = build_model("cnn", (1, 8, 8), 10)
     arrays = ArrayRecord(torch_model.state_dict())
-    msg = Message(RecordDict({"arrays": arrays, "config": ConfigRecord(config)}),
-                  dst_node_id=1, message_type="train")
-    ctx = Context(run_id=1, node_id=1, node_config={"partition-id": 0, "num-partitions": 3},
-                  state=RecordDict(), run_config=dict(run_config))
+    msg = Message(
+        RecordDict({"arrays": arrays, "config": ConfigRecord(config)}),
+        dst_node_id=1,
+        message_type="train",
+    )
+    ctx = Context(
+        run_id=1,
+        node_id=1,
+        node_config={"partition-id": 0, "num-partitions": 3},
+        state=RecordDict(),
+        run_config=dict(run_config),
+    )
     reply = app(msg, ctx)  # the real ClientApp (with its mods), as a SuperNode calls it
     before = {k: v.numpy() for k, v in arrays.items()}
     after = {k: v.numpy() for k, v in reply.content["arrays"].items()}
@@ -49,38 +57,56 @@ def test_client_takes_lr_and_epochs_from_the_message_config():
     assert size(tiny) < 1e-3 * size(base)
 
 
-@pytest.mark.parametrize("key,value,message", [
-    ("recovery-server-momentum", 1.0, r"recovery-server-momentum must be in \[0, 1\), got 1.0"),
-    ("recovery-server-momentum", -0.1, r"recovery-server-momentum must be in \[0, 1\)"),
-    ("recovery-server-lr", 0.0, r"recovery-server-lr must be > 0, got 0.0"),
-    ("recovery-lr", -0.01, r"recovery-lr must be >= 0 \(0: the same as lr\), got -0.01"),
-    ("recovery-local-epochs", -1, r"recovery-local-epochs"),
-    ("recovery-lr", "fast", r"recovery-lr must be a number, got 'fast'"),
-    ("recovery-server-optimizer", "rmsprop", r"recovery-server-optimizer.*'rmsprop'.*sgd.*adam.*yogi"),
-])
+@pytest.mark.parametrize(
+    "key,value,message",
+    [
+        ("recovery-server-momentum", 1.0, r"recovery-server-momentum must be in \[0, 1\), got 1.0"),
+        ("recovery-server-momentum", -0.1, r"recovery-server-momentum must be in \[0, 1\)"),
+        ("recovery-server-lr", 0.0, r"recovery-server-lr must be > 0, got 0.0"),
+        ("recovery-lr", -0.01, r"recovery-lr must be >= 0 \(0: the same as lr\), got -0.01"),
+        ("recovery-local-epochs", -1, r"recovery-local-epochs"),
+        ("recovery-lr", "fast", r"recovery-lr must be a number, got 'fast'"),
+        (
+            "recovery-server-optimizer",
+            "rmsprop",
+            r"recovery-server-optimizer.*'rmsprop'.*sgd.*adam.*yogi",
+        ),
+    ],
+)
 def test_bad_recovery_settings_are_named(key, value, message):
     with pytest.raises(ConfigError, match=message):
         parse_run_config({key: value})
 
 
 def test_recovery_options_from_run_config():
-    cfg = parse_run_config({"recovery-server-momentum": 0.7, "recovery-server-lr": 1.5,
-                            "recovery-lr": 0.1, "recovery-local-epochs": 3})
-    assert recovery_options(cfg) == {"recovery_optimizer": "sgd", "recovery_momentum": 0.7,
-                                     "recovery_server_lr": 1.5,
-                                     "recovery_config": {"lr": 0.1, "local-epochs": 3}}
+    cfg = parse_run_config(
+        {
+            "recovery-server-momentum": 0.7,
+            "recovery-server-lr": 1.5,
+            "recovery-lr": 0.1,
+            "recovery-local-epochs": 3,
+        }
+    )
+    assert recovery_options(cfg) == {
+        "recovery_optimizer": "sgd",
+        "recovery_momentum": 0.7,
+        "recovery_server_lr": 1.5,
+        "recovery_config": {"lr": 0.1, "local-epochs": 3},
+    }
     # defaults: plain FedAvg recovery with the training settings (the paper's)
     assert recovery_options(parse_run_config({})) == {
-        "recovery_optimizer": "sgd", "recovery_momentum": 0.0, "recovery_server_lr": 1.0,
-        "recovery_config": {}}
+        "recovery_optimizer": "sgd",
+        "recovery_momentum": 0.0,
+        "recovery_server_lr": 1.0,
+        "recovery_config": {},
+    }
     adam = parse_run_config({"recovery-server-optimizer": "adam", "recovery-server-lr": 0.01})
     assert recovery_options(adam)["recovery_optimizer"] == "adam"
 
 
 @pytest.mark.parametrize("method,applies", [("not", True), ("ft", True), ("retrain", False)])
 def test_recovery_options_reach_not_and_ft_but_not_retrain(method, applies):
-    cfg = parse_run_config({"method": method, "recovery-server-momentum": 0.5,
-                            "recovery-lr": 0.1})
+    cfg = parse_run_config({"method": method, "recovery-server-momentum": 0.5, "recovery-lr": 0.1})
     model = build_model("cnn", (1, 8, 8), 10)
     from not_flower.models import example_input  # pylint: disable=import-outside-toplevel
 
@@ -91,8 +117,11 @@ def test_recovery_options_reach_not_and_ft_but_not_retrain(method, applies):
 
 
 def test_adam_with_server_momentum_is_refused():
-    with pytest.raises(ConfigError, match=r"recovery-server-momentum applies to "
-                                          r"recovery-server-optimizer 'sgd' only"):
+    with pytest.raises(
+        ConfigError,
+        match=r"recovery-server-momentum applies to "
+        r"recovery-server-optimizer 'sgd' only",
+    ):
         parse_run_config({"recovery-server-optimizer": "adam", "recovery-server-momentum": 0.5})
     with pytest.raises(ValueError, match="recovery_momentum applies to"):
         NoT(["fc.weight"], recovery_optimizer="adam", recovery_momentum=0.5)
@@ -115,14 +144,24 @@ def test_adam_applies_in_recovery_only():
 
     grid = make_grid(n=3, with_query=True)
     seen = {}
-    strategy = NoT(["fc.weight"], min_train_nodes=1, min_evaluate_nodes=1,
-                   recovery_optimizer="adam", recovery_server_lr=0.05)
+    strategy = NoT(
+        ["fc.weight"],
+        min_train_nodes=1,
+        min_evaluate_nodes=1,
+        recovery_optimizer="adam",
+        recovery_server_lr=0.05,
+    )
     strategy.request_unlearning("0", at_round=3)
-    run(strategy, grid, rounds=4,
-        evaluate_fn=lambda r, a: seen.__setitem__(r, a["conv.weight"].numpy().copy()))
+    run(
+        strategy,
+        grid,
+        rounds=4,
+        evaluate_fn=lambda r, a: seen.__setitem__(r, a["conv.weight"].numpy().copy()),
+    )
     w3 = np.array([10.0, 11.0, 12.0])
-    np.testing.assert_allclose(seen[2], seen[1] + float(np.dot(w3 / w3.sum(), [0.1, 0.2, 0.3])),
-                               rtol=1e-5)  # before the request: plain FedAvg
+    np.testing.assert_allclose(
+        seen[2], seen[1] + float(np.dot(w3 / w3.sum(), [0.1, 0.2, 0.3])), rtol=1e-5
+    )  # before the request: plain FedAvg
     w2 = np.array([11.0, 12.0])
     shift = np.full_like(seen[2], float(np.dot(w2 / w2.sum(), [0.2, 0.3])))  # clients 1, 2
     m, v, up = fedadam_step(shift, None, None, 3, 0.05)

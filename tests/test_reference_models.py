@@ -48,8 +48,9 @@ def overfit():
         target = make()
         train(target, x[members], y[members], seed=99, dev=torch.device("cpu"), **TRAIN)
         keep = balanced_membership(8, n, seed=0)
-        conf, seconds = reference_confidences(x, y, keep, make, seed=0, dev=torch.device("cpu"),
-                                              **TRAIN)
+        conf, seconds = reference_confidences(
+            x, y, keep, make, seed=0, dev=torch.device("cpu"), **TRAIN
+        )
         target_conf = logit_confidence(predict_logits(target, x), y)
     finally:
         torch.set_num_threads(threads)
@@ -62,8 +63,10 @@ def test_overfit_models_training_samples_are_detected(overfit):
     calib, unseen = nonmember[::2], nonmember[1::2]  # threshold set on one half only
     tpr_members = tpr_at_fpr(scores[members], scores[calib], 0.01)
     tpr_unseen = tpr_at_fpr(scores[unseen], scores[calib], 0.01)
-    print(f"LiRA TPR@1%FPR: members {tpr_members:.3f}, unseen {tpr_unseen:.3f}; "
-          f"8 reference MLPs in {seconds:.1f} s")
+    print(
+        f"LiRA TPR@1%FPR: members {tpr_members:.3f}, unseen {tpr_unseen:.3f}; "
+        f"8 reference MLPs in {seconds:.1f} s"
+    )
     assert tpr_members > 0.15  # far above the 1 % of chance (measured 0.276)
     assert tpr_unseen < 0.035  # about 1 % (250 samples, threshold from 250 others; measured 0.020)
     # the reference models are what makes it work: raw confidence does much worse
@@ -74,9 +77,16 @@ def test_overfit_models_training_samples_are_detected(overfit):
 
 
 def _cfg(tmp_path, **extra):
-    return parse_run_config({"mia-reference-models": 4, "mia-reference-epochs": 3,
-                             "mia-cache-dir": str(tmp_path / "cache"), "model": "mlp",
-                             "backdoor-clients": "1", **extra})
+    return parse_run_config(
+        {
+            "mia-reference-models": 4,
+            "mia-reference-epochs": 3,
+            "mia-cache-dir": str(tmp_path / "cache"),
+            "model": "mlp",
+            "backdoor-clients": "1",
+            **extra,
+        }
+    )
 
 
 def test_universe_is_the_clients_data_then_the_test_split(tmp_path):

@@ -56,33 +56,69 @@ def runs() -> list[dict]:
     out = []
     for seed in (0, 1):
         out.append(record("backdoor", seed, "retrain", retrain_results(RETRAIN[seed])))
-        out.append(record("backdoor", seed, "ft", unlearner_results(
-            "ft", ORIG[seed], {10: FT10[seed], 20: FT10[seed]})))
-        out.append(record("backdoor", seed, "not", unlearner_results(
-            "not", ORIG[seed], {10: NOT10[seed], 20: NOT20[seed]},
-            stop=4 + seed, stopped=STOPPED[seed])))
+        out.append(
+            record(
+                "backdoor",
+                seed,
+                "ft",
+                unlearner_results("ft", ORIG[seed], {10: FT10[seed], 20: FT10[seed]}),
+            )
+        )
+        out.append(
+            record(
+                "backdoor",
+                seed,
+                "not",
+                unlearner_results(
+                    "not",
+                    ORIG[seed],
+                    {10: NOT10[seed], 20: NOT20[seed]},
+                    stop=4 + seed,
+                    stopped=STOPPED[seed],
+                ),
+            )
+        )
     out[0]["results"]["models"]["retrained"]["mia_loss_auc"] = float("nan")
     out.append(record("backdoor", 2, "ft", None, status="failed", error="boom"))
     out.append(record("backdoor", 2, "not", None, status="failed"))
     for seed in (0, 1):
-        out.append(record("class", seed, "retrain", retrain_results(
-            _with_classes(RETRAIN[seed], 0.0, 0.97))))
-        at = {10: _with_classes(NOT10[seed], 0.02 * seed, 0.96),
-              20: _with_classes(NOT20[seed], 0.0, 0.98)}
-        out.append(record("class", seed, "not", unlearner_results(
-            "not", _with_classes(ORIG[seed], 0.97, 0.97), at)))
-    for scenario, orig in (("lira", None),
-                           ("lira-none", {s: lira(metrics(0.96, 0.95, 0.91, 0.05), 0.5, 0.011)
-                                          for s in (0, 1)})):
+        out.append(
+            record(
+                "class", seed, "retrain", retrain_results(_with_classes(RETRAIN[seed], 0.0, 0.97))
+            )
+        )
+        at = {
+            10: _with_classes(NOT10[seed], 0.02 * seed, 0.96),
+            20: _with_classes(NOT20[seed], 0.0, 0.98),
+        }
+        out.append(
+            record(
+                "class",
+                seed,
+                "not",
+                unlearner_results("not", _with_classes(ORIG[seed], 0.97, 0.97), at),
+            )
+        )
+    for scenario, orig in (
+        ("lira", None),
+        ("lira-none", {s: lira(metrics(0.96, 0.95, 0.91, 0.05), 0.5, 0.011) for s in (0, 1)}),
+    ):
         for r in lira_runs() if orig is None else lira_runs(orig):
             out.append({**r, "scenario": scenario})
     out += [
         record("iid", 0, "retrain", retrain_results(metrics(0.9, 0.4, 0.88, 0.5))),
-        record("iid", 0, "not", unlearner_results("not", metrics(0.96, 0.95, 0.91, 0.05),
-                                                  {2: metrics(0.9, 0.4, 0.88, 0.5)}, cap=2)),
+        record(
+            "iid",
+            0,
+            "not",
+            unlearner_results(
+                "not", metrics(0.96, 0.95, 0.91, 0.05), {2: metrics(0.9, 0.4, 0.88, 0.5)}, cap=2
+            ),
+        ),
         record("iid", 0, "pgd", _baseline_results("pgd", storage=3_000_000, step_rounds=1)),
-        record("iid", 0, "federaser", _baseline_results("federaser", storage=9_000_000,
-                                                        step_rounds=19)),
+        record(
+            "iid", 0, "federaser", _baseline_results("federaser", storage=9_000_000, step_rounds=19)
+        ),
         record("iid", 0, "fukd", _baseline_results("fukd", storage=0, step_rounds=2)),
         record("iid", 1, "fukd", _baseline_results("fukd", storage=5, step_rounds=2)),
         record("instance", 0, "retrain", None, status="failed", error="no data"),
@@ -99,7 +135,8 @@ def test_report_is_the_recorded_one_byte_for_byte(tmp_path):
     rep = write(tmp_path)
     for name in ("report.md", "report.json"):
         assert (tmp_path / name).read_bytes() == (GOLDEN / name).read_bytes(), (
-            f"{name} differs from tests/golden/report/{name}")
+            f"{name} differs from tests/golden/report/{name}"
+        )
     assert rep["plots"] == PLOTS
     written = sorted(p.name for p in tmp_path.glob("*.png"))
     assert written == sorted(name for names in PLOTS.values() for name in names)

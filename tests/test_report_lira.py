@@ -10,24 +10,36 @@ from tests.test_compare import metrics, record, retrain_results, unlearner_resul
 
 
 def lira(m, auc, tpr1, tpr01=0.0, retain_tpr1=0.3):
-    return {**m, "lira_auc": auc, "lira_tpr_fpr1": tpr1, "lira_tpr_fpr01": tpr01,
-            "lira_retain_tpr_fpr1": retain_tpr1}
+    return {
+        **m,
+        "lira_auc": auc,
+        "lira_tpr_fpr1": tpr1,
+        "lira_tpr_fpr01": tpr01,
+        "lira_retain_tpr_fpr1": retain_tpr1,
+    }
 
 
-RETRAIN = {0: lira(metrics(0.90, 0.10, 0.88, 0.50), 0.52, 0.010),
-           1: lira(metrics(0.92, 0.12, 0.90, 0.52), 0.50, 0.020)}
-ORIG = {0: lira(metrics(0.96, 0.95, 0.91, 0.05), 0.80, 0.150, 0.05),
-        1: lira(metrics(0.96, 0.95, 0.91, 0.05), 0.78, 0.120, 0.04)}
-NOT10 = {0: lira(metrics(0.91, 0.12, 0.87, 0.49), 0.55, 0.015),
-         1: lira(metrics(0.90, 0.10, 0.92, 0.56), 0.54, 0.030)}
+RETRAIN = {
+    0: lira(metrics(0.90, 0.10, 0.88, 0.50), 0.52, 0.010),
+    1: lira(metrics(0.92, 0.12, 0.90, 0.52), 0.50, 0.020),
+}
+ORIG = {
+    0: lira(metrics(0.96, 0.95, 0.91, 0.05), 0.80, 0.150, 0.05),
+    1: lira(metrics(0.96, 0.95, 0.91, 0.05), 0.78, 0.120, 0.04),
+}
+NOT10 = {
+    0: lira(metrics(0.91, 0.12, 0.87, 0.49), 0.55, 0.015),
+    1: lira(metrics(0.90, 0.10, 0.92, 0.56), 0.54, 0.030),
+}
 
 
 def _runs(orig=ORIG):
     out = []
     for seed in (0, 1):
         out.append(record("backdoor", seed, "retrain", retrain_results(RETRAIN[seed])))
-        out.append(record("backdoor", seed, "not", unlearner_results(
-            "not", orig[seed], {10: NOT10[seed]})))
+        out.append(
+            record("backdoor", seed, "not", unlearner_results("not", orig[seed], {10: NOT10[seed]}))
+        )
     return out
 
 
@@ -74,9 +86,12 @@ def test_compare_turns_the_attack_on_by_default(tmp_path):
     cfg = compare.run_config_for(args, "backdoor", 0, "not")
     assert cfg["mia-reference-models"] == 8
     assert cfg["mia-cache-dir"] == str(tmp_path.resolve() / "mia-reference")
-    off = compare.run_config_for(compare.parse_args(["--out", str(tmp_path),
-                                                     "--mia-reference-models", "0"]),
-                                 "backdoor", 0, "not")
+    off = compare.run_config_for(
+        compare.parse_args(["--out", str(tmp_path), "--mia-reference-models", "0"]),
+        "backdoor",
+        0,
+        "not",
+    )
     assert "mia-reference-models" not in off
     with pytest.raises(SystemExit):
         compare.parse_args(["--out", str(tmp_path), "--mia-reference-models", "3"])
@@ -84,14 +99,17 @@ def test_compare_turns_the_attack_on_by_default(tmp_path):
 
 # -- a backdoor the Original never learned is named in the report (#25.9) ----------------
 def _asr_summary(original: dict, retrain: dict) -> dict:
-    return {"methods": {
-        "Original": {"per_seed": {s: {"asr": v} for s, v in original.items()}},
-        "Retrain": {"per_seed": {s: {"asr": v} for s, v in retrain.items()}},
-    }}
+    return {
+        "methods": {
+            "Original": {"per_seed": {s: {"asr": v} for s, v in original.items()}},
+            "Retrain": {"per_seed": {s: {"asr": v} for s, v in retrain.items()}},
+        }
+    }
 
 
 def test_report_warns_when_the_original_never_learned_the_backdoor():
     from not_flower.report_markdown import backdoor_not_learned
+
     lines = backdoor_not_learned(_asr_summary({"0": 3.4, "1": 96.0}, {"0": 1.6, "1": 1.2}))
     assert len(lines) == 2 and "never learned the backdoor" in lines[0]
     assert "seed 0 (Original 3.40 %, Retrain 1.60 %)" in lines[0] and "seed 1" not in lines[0]
@@ -99,6 +117,7 @@ def test_report_warns_when_the_original_never_learned_the_backdoor():
 
 def test_report_says_nothing_when_the_backdoor_was_learned_or_absent():
     from not_flower.report_markdown import backdoor_not_learned
+
     assert backdoor_not_learned(_asr_summary({"0": 90.0}, {"0": 2.0})) == []
     assert backdoor_not_learned({"methods": {"Original": {"per_seed": {"0": {"asr": None}}}}}) == []
     assert backdoor_not_learned({"methods": {}}) == []

@@ -48,8 +48,12 @@ def test_node_order_falls_back_to_node_ids_while_a_config_is_unknown():
 
 def _reply(node_id: int, values: np.ndarray, weight: int) -> Message:
     query = Message(RecordDict(), dst_node_id=node_id, message_type="train")
-    content = RecordDict({"arrays": ArrayRecord({"w": Array(np.asarray(values))}),
-                          "metrics": MetricRecord({"num-examples": weight})})
+    content = RecordDict(
+        {
+            "arrays": ArrayRecord({"w": Array(np.asarray(values))}),
+            "metrics": MetricRecord({"num-examples": weight}),
+        }
+    )
     reply = Message(content, reply_to=query)
     reply.metadata.__dict__["_src_node_id"] = node_id  # as Flower sets it
     return reply
@@ -59,8 +63,14 @@ def _replies(seed: int = 0, n: int = 7) -> list[Message]:
     rng = np.random.default_rng(seed)
     node_ids = [int(i) for i in rng.integers(1, 2**63, size=n)]
     # magnitudes far apart: a float sum of these depends on its order
-    return [_reply(node_id, (rng.standard_normal(64) * 10.0 ** rng.integers(-6, 7)),
-                   int(rng.integers(10, 100))) for node_id in node_ids]
+    return [
+        _reply(
+            node_id,
+            (rng.standard_normal(64) * 10.0 ** rng.integers(-6, 7)),
+            int(rng.integers(10, 100)),
+        )
+        for node_id in node_ids
+    ]
 
 
 def test_in_node_order_sorts_replies_by_their_senders_node_order():
@@ -69,7 +79,8 @@ def test_in_node_order_sorts_replies_by_their_senders_node_order():
     shuffled = replies[::-1]
     assert in_node_order(shuffled, identities) == replies  # partition 0, 1, ...
     assert [m.metadata.src_node_id for m in in_node_order(shuffled, {})] == sorted(
-        m.metadata.src_node_id for m in replies)
+        m.metadata.src_node_id for m in replies
+    )
 
 
 def _aggregate(strategy, replies) -> bytes:
@@ -119,11 +130,13 @@ def test_seeded_sampling_picks_the_same_partitions_whatever_order_flower_lists_n
     for _ in range(5):
         random.seed(0)
         messages = FedAvg(fraction_train=0.5).configure_train(
-            1, ArrayRecord({"w": Array(np.zeros(2))}), ConfigRecord(), view)
+            1, ArrayRecord({"w": Array(np.zeros(2))}), ConfigRecord(), view
+        )
         picks.add(tuple(identities[m.metadata.dst_node_id]["partition-id"] for m in messages))
         replies = view.send_and_receive(messages)
         assert [m.metadata.src_node_id for m in replies] == node_order(
-            [m.metadata.dst_node_id for m in messages], identities)
+            [m.metadata.dst_node_id for m in messages], identities
+        )
     assert len(picks) == 1
 
 
@@ -133,10 +146,23 @@ def test_seeded_sampling_picks_the_same_partitions_whatever_order_flower_lists_n
 #: or hold what differs by design between two runs: the ids Flower draws at random for
 #: the nodes of each run, the output folder and what depends on them (the audit log's
 #: hash chain holds node ids and times). Everything else must be equal, bit for bit.
-MEASURED = ("client_seconds", "server_seconds", "wall_seconds", "negation_seconds",
-            "train_seconds", "requested_at")
-PER_RUN = ("participant_node_ids", "node_id", "excluded_node_ids", "out_dir", "out-dir",
-           "checkpoints", "audit")
+MEASURED = (
+    "client_seconds",
+    "server_seconds",
+    "wall_seconds",
+    "negation_seconds",
+    "train_seconds",
+    "requested_at",
+)
+PER_RUN = (
+    "participant_node_ids",
+    "node_id",
+    "excluded_node_ids",
+    "out_dir",
+    "out-dir",
+    "checkpoints",
+    "audit",
+)
 
 
 def comparable(value):
@@ -154,17 +180,27 @@ def test_the_same_simulated_command_twice_gives_the_same_results(tmp_path):
 
     results = []
     for name in ("first", "second"):
-        config = {"out-dir": str(tmp_path / name), "num-train-rounds": 2, "recovery-rounds": 2,
-                  "unlearn-clients": "1", "lr": 0.02, "fraction-train": 0.75,
-                  "eval-recovery-rounds": "1,2"}
+        config = {
+            "out-dir": str(tmp_path / name),
+            "num-train-rounds": 2,
+            "recovery-rounds": 2,
+            "unlearn-clients": "1",
+            "lr": 0.02,
+            "fraction-train": 0.75,
+            "eval-recovery-rounds": "1,2",
+        }
         results.append(simulate(config, num_supernodes=4))
     first, second = results
     # the node ids are Flower's random draw: they differ, the partitions they stand for not
     assert first["excluded_node_ids"] != second["excluded_node_ids"]
     assert [r["participants"] for r in first["rounds"]] == [
-        r["participants"] for r in second["rounds"]]
+        r["participants"] for r in second["rounds"]
+    ]
     assert json.dumps(comparable(first), sort_keys=True) == json.dumps(
-        comparable(second), sort_keys=True)
+        comparable(second), sort_keys=True
+    )
     assert first["models"]["recovered"]["test_acc"] > 0.5  # it did learn
     # what is left out is what was measured: present in both, the machine's own numbers
-    assert first["costs"]["train"]["client_seconds"] > 0 < second["costs"]["train"]["client_seconds"]
+    assert (
+        first["costs"]["train"]["client_seconds"] > 0 < second["costs"]["train"]["client_seconds"]
+    )

@@ -19,7 +19,13 @@ import pytest
 import torch
 
 from tests.deploy_utils import (
-    FAST, Deployment, assert_forgotten, load_results, pid_alive, request_round, rounds,
+    FAST,
+    Deployment,
+    assert_forgotten,
+    load_results,
+    pid_alive,
+    request_round,
+    rounds,
     wait_for_text,
 )
 
@@ -49,19 +55,23 @@ def _metrics(model: dict) -> dict:
 
 def test_unlearn_from_a_checkpoint_in_a_second_run(deployment, tmp_path):
     first, second = tmp_path / "first", tmp_path / "second"
-    deployment.run(f"out-dir='{first}' num-train-rounds=2 recovery-rounds=0 "
-                   f"unlearn-clients='' {FAST}", name="train-run")
+    deployment.run(
+        f"out-dir='{first}' num-train-rounds=2 recovery-rounds=0 unlearn-clients='' {FAST}",
+        name="train-run",
+    )
     trained = load_results(first)
     assert trained["requests"] == [] and [r["phase"] for r in rounds(trained)] == ["train"] * 2
     checkpoint = first / "checkpoint-final.pt"
     assert checkpoint.is_file()
 
-    deployment.run(f"out-dir='{second}' init-checkpoint='{checkpoint}' num-train-rounds=0 "
-                   f"recovery-rounds=2 unlearn-clients='1' {FAST}", name="unlearn-run")
+    deployment.run(
+        f"out-dir='{second}' init-checkpoint='{checkpoint}' num-train-rounds=0 "
+        f"recovery-rounds=2 unlearn-clients='1' {FAST}",
+        name="unlearn-run",
+    )
     results = load_results(second)
     # the second run's "original" model is the first run's final model
-    assert _metrics(results["models"]["original"]) == _metrics(
-        trained["models"][trained["final"]])
+    assert _metrics(results["models"]["original"]) == _metrics(trained["models"][trained["final"]])
     before = torch.load(checkpoint, weights_only=False)["state_dict"]
     original = torch.load(second / "checkpoint-original.pt", weights_only=False)["state_dict"]
     assert before.keys() == original.keys()
@@ -84,16 +94,22 @@ def _drop(folder: Path, name: str, text: str) -> None:
 def test_operator_request_file_during_a_live_run(deployment, tmp_path):
     out, requests = tmp_path / "out", tmp_path / "requests"
     requests.mkdir()
-    proc = deployment.run_async(f"out-dir='{out}' request-dir='{requests}' "
-                                f"num-train-rounds=2 recovery-rounds=2 unlearn-clients='' {FAST}",
-                                name="live-run")
+    proc = deployment.run_async(
+        f"out-dir='{out}' request-dir='{requests}' "
+        f"num-train-rounds=2 recovery-rounds=2 unlearn-clients='' {FAST}",
+        name="live-run",
+    )
     log_path = deployment.work / "live-run.log"
     # round 1 is over once round 2 starts: then an operator drops two files
-    assert wait_for_text(log_path, "[ROUND 2/", timeout=300, proc=proc), \
-        deployment.log("live-run")[-3000:]
+    assert wait_for_text(log_path, "[ROUND 2/", timeout=300, proc=proc), deployment.log("live-run")[
+        -3000:
+    ]
     _drop(requests, "bad.json", json.dumps({"targets": [], "requested_by": "ops"}))
-    _drop(requests, "ok.json", json.dumps(
-        {"targets": ["0"], "by": "partition-id", "requested_by": "ops"}))
+    _drop(
+        requests,
+        "ok.json",
+        json.dumps({"targets": ["0"], "by": "partition-id", "requested_by": "ops"}),
+    )
     proc.wait(timeout=400)
     log = deployment.log("live-run")
     assert proc.returncode == 0, log[-4000:]
@@ -127,8 +143,9 @@ def test_client_initiated_forget_me(tmp_path):
         for i in range(NODES):
             dep.start_supernode(i, NODES, extra_config="forget-me=true" if i == 2 else "")
         dep.wait_nodes(NODES)
-        log = dep.run(f"out-dir='{out}' num-train-rounds=2 recovery-rounds=1 "
-                      f"unlearn-clients='' {FAST}")
+        log = dep.run(
+            f"out-dir='{out}' num-train-rounds=2 recovery-rounds=1 unlearn-clients='' {FAST}"
+        )
         node_id = int(re.search(r"SuperNode ID: (\d+)", dep.log("supernode-2")).group(1))
     assert "asks to be forgotten" in log
     results = load_results(out)
@@ -140,6 +157,9 @@ def test_client_initiated_forget_me(tmp_path):
     # honoured at the next round boundary; the node is in no round from then on
     assert_forgotten(results, 2)
     assert [r["round"] for r in rounds(results)] == [1, 2, 3]
-    assert all(2 not in r["participants"] and r["participants"]
-               for r in rounds(results) if r["round"] >= req["round"])
+    assert all(
+        2 not in r["participants"] and r["participants"]
+        for r in rounds(results)
+        if r["round"] >= req["round"]
+    )
     assert not [p for p in dep.stopped if pid_alive(p)]

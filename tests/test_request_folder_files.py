@@ -71,11 +71,18 @@ def test_a_name_used_again_never_overwrites(tmp_path):
         request["on_settled"](None, True, "")
         (folder.path / "bad.json").write_text("{oops")
         assert folder.poll() == []
-    accepted = {p.name: json.loads(p.read_text())["requested_by"] for p in folder.accepted.iterdir()}
+    accepted = {
+        p.name: json.loads(p.read_text())["requested_by"] for p in folder.accepted.iterdir()
+    }
     assert accepted == {"r.json": "a0", "r-2.json": "a1", "r-3.json": "a2"}
     assert sorted(p.name for p in folder.rejected.iterdir()) == [
-        "bad-2.json", "bad-2.json.reason.txt", "bad-3.json", "bad-3.json.reason.txt",
-        "bad.json", "bad.json.reason.txt"]
+        "bad-2.json",
+        "bad-2.json.reason.txt",
+        "bad-3.json",
+        "bad-3.json.reason.txt",
+        "bad.json",
+        "bad.json.reason.txt",
+    ]
     assert free_name(folder.accepted, "new.json") == folder.accepted / "new.json"
 
 
@@ -97,9 +104,15 @@ def test_the_reason_reaches_results_record_and_audit_log(tmp_path):
     requests.mkdir()
     (requests / "forget-1.json").write_text(json.dumps(GOOD))
     out = tmp_path / "run"
-    config = {"num-train-rounds": 1, "recovery-rounds": 1, "local-epochs": 1,
-              "train-subset": 300, "unlearn-clients": "", "request-dir": str(requests),
-              "out-dir": str(out)}
+    config = {
+        "num-train-rounds": 1,
+        "recovery-rounds": 1,
+        "local-epochs": 1,
+        "train-subset": 300,
+        "unlearn-clients": "",
+        "request-dir": str(requests),
+        "out-dir": str(out),
+    }
     results = run_experiment(_grid(config), parse_run_config(config), out)
     (request,) = results["requests"]
     assert request["request"]["reason"] == "GDPR art. 17"
@@ -108,8 +121,7 @@ def test_the_reason_reaches_results_record_and_audit_log(tmp_path):
     record = json.loads((out / "unlearning-record.json").read_text())
     assert record["request"]["reason"] == "GDPR art. 17"
     assert record["request"]["requested_by"] == "alice (file forget-1.json)"
-    entries = [json.loads(line) for line in
-               (out / "unlearning-log.jsonl").read_text().splitlines()]
+    entries = [json.loads(line) for line in (out / "unlearning-log.jsonl").read_text().splitlines()]
     assert entries and all(e["record"]["request"]["reason"] == "GDPR art. 17" for e in entries)
     assert (requests / "accepted" / "forget-1.json").exists()
     assert sorted(os.listdir(requests)) == ["accepted", "rejected"]

@@ -13,18 +13,21 @@ from tests.fakegrid import FakeGrid, FakeNode
 from tests.test_strategy import PLAN, make_grid, node_of, quickstart_app, run
 
 
-@pytest.mark.parametrize("text,message", [
-    ("{not json", "not valid JSON"),
-    ("[1, 2]", "expected a JSON object"),
-    ('{"targets": 5, "extra": 1}', r"unknown key\(s\) \['extra'\]"),
-    ('{"by": "partition-id"}', "missing 'targets'"),
-    ('{"targets": []}', "'targets' must be a non-empty list"),
-    ('{"targets": [true]}', "'targets' must be a non-empty list"),
-    ('{"targets": [""]}', "'targets' must be a non-empty list"),
-    ('{"targets": ["1"], "by": ""}', "'by' must be 'partition-id'"),
-    ('{"targets": ["x"], "by": "node-id"}', "node ids are non-negative integers"),
-    ('{"targets": ["1"], "requested_by": 3}', "'requested_by' must be a string"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "expected a JSON object"),
+        ('{"targets": 5, "extra": 1}', r"unknown key\(s\) \['extra'\]"),
+        ('{"by": "partition-id"}', "missing 'targets'"),
+        ('{"targets": []}', "'targets' must be a non-empty list"),
+        ('{"targets": [true]}', "'targets' must be a non-empty list"),
+        ('{"targets": [""]}', "'targets' must be a non-empty list"),
+        ('{"targets": ["1"], "by": ""}', "'by' must be 'partition-id'"),
+        ('{"targets": ["x"], "by": "node-id"}', "node ids are non-negative integers"),
+        ('{"targets": ["1"], "requested_by": 3}', "'requested_by' must be a string"),
+    ],
+)
 def test_malformed_request_files_are_named(text, message):
     with pytest.raises(RequestFileError, match=message):
         parse_request(text, "r.json")
@@ -32,7 +35,10 @@ def test_malformed_request_files_are_named(text, message):
 
 def test_parse_request_normalises():
     assert parse_request('{"targets": [2, "3 "], "requested_by": "ops"}') == {
-        "targets": ["2", "3"], "by": "partition-id", "requested_by": "ops"}
+        "targets": ["2", "3"],
+        "by": "partition-id",
+        "requested_by": "ops",
+    }
     assert parse_request('{"targets": 4}')["targets"] == ["4"]
 
 
@@ -60,8 +66,10 @@ def test_request_folder_applies_valid_and_rejects_bad_without_stopping(tmp_path,
     assert sorted(p.name for p in folder.accepted.iterdir()) == ["ok.json"]
     assert sorted(p.name for p in folder.rejected.glob("*.json")) == ["bad.json", "ghost.json"]
     assert "unknown key(s) ['oops']" in (folder.rejected / "bad.json.reason.txt").read_text()
-    assert "partition-id=77 matches no connected node" in (
-        folder.rejected / "ghost.json.reason.txt").read_text()
+    assert (
+        "partition-id=77 matches no connected node"
+        in (folder.rejected / "ghost.json.reason.txt").read_text()
+    )
     assert "rejected request file" in caplog.text
     (event,) = strategy.events
     assert event.round == 3 and event.request.requested_by == "alice (file ok.json)"
@@ -77,8 +85,9 @@ def test_node_asks_to_be_forgotten_itself():
     def flip(server_round, arrays):
         if server_round == 2:  # the node restarts with forget-me=true
             node = grid.nodes[asker]
-            grid.nodes[asker] = FakeNode(node.app, {**node.node_config, "forget-me": "true"},
-                                         name=node.name)
+            grid.nodes[asker] = FakeNode(
+                node.app, {**node.node_config, "forget-me": "true"}, name=node.name
+            )
             strategy.book.identities.pop(asker)  # a restarted node is a node not seen before
             strategy.book.asked.discard(asker)
         return None
@@ -92,8 +101,12 @@ def test_node_asks_to_be_forgotten_itself():
 
 def test_forget_me_can_only_remove_the_asking_node():
     app = quickstart_app(with_query=True)
-    nodes = {i: FakeNode(app, {"partition-id": i, "num-partitions": 3,
-                                "forget-me": "false" if i else "true"}) for i in range(3)}
+    nodes = {
+        i: FakeNode(
+            app, {"partition-id": i, "num-partitions": 3, "forget-me": "false" if i else "true"}
+        )
+        for i in range(3)
+    }
     grid = FakeGrid(nodes)
     strategy = NoT(PLAN, min_train_nodes=1, min_evaluate_nodes=1, forget_me_key="forget-me")
     run(strategy, grid, rounds=2)

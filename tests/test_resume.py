@@ -23,8 +23,11 @@ CONFIG = {"num-train-rounds": 3, "recovery-rounds": 5, "unlearn-clients": "1", "
 def _session_pids(sid: int) -> list[int]:
     """Live (non-zombie) processes of a session."""
     out = subprocess.run(["ps", "-eo", "pid=,sid=,stat="], capture_output=True, text=True).stdout
-    return [int(p) for p, s, st in (line.split()[:3] for line in out.splitlines())
-            if int(s) == sid and not st.startswith("Z")]
+    return [
+        int(p)
+        for p, s, st in (line.split()[:3] for line in out.splitlines())
+        if int(s) == sid and not st.startswith("Z")
+    ]
 
 
 def _kill_session(sid: int, timeout: float = 20.0) -> None:
@@ -42,11 +45,16 @@ def _kill_session(sid: int, timeout: float = 20.0) -> None:
 def test_killed_mid_recovery_then_resumed(tmp_path):
     out = tmp_path / "run"
     config = {**CONFIG, "out-dir": str(out)}
-    code = ("import sys, json; from not_flower.simulation import simulate; "
-            "simulate(json.loads(sys.argv[1]), num_supernodes=3)")
-    proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(config)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    code = (
+        "import sys, json; from not_flower.simulation import simulate; "
+        "simulate(json.loads(sys.argv[1]), num_supernodes=3)"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, json.dumps(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.time() + 240
         killed_at = None

@@ -32,9 +32,15 @@ SHA = "a" * 64
 
 def _applied(pid: int, node_id: int, round_: int = 3) -> dict:
     """An applied request in the results' form."""
-    return {"round": round_, "request": {"rule": {"by": "partition-id", "values": [str(pid)]},
-                                         "requested_by": "alice", "kind": "client"},
-            "targets": [{"node_id": node_id, "identity": {"partition-id": pid}}]}
+    return {
+        "round": round_,
+        "request": {
+            "rule": {"by": "partition-id", "values": [str(pid)]},
+            "requested_by": "alice",
+            "kind": "client",
+        },
+        "targets": [{"node_id": node_id, "identity": {"partition-id": pid}}],
+    }
 
 
 class _Source:
@@ -44,8 +50,14 @@ class _Source:
     def poll(self):
         out = []
         for spec in self.specs:
-            out.append({**spec, "on_settled": lambda _r, ok, why, s=spec: self.settled.append(
-                (s["requested_by"], ok, why))})
+            out.append(
+                {
+                    **spec,
+                    "on_settled": lambda _r, ok, why, s=spec: self.settled.append(
+                        (s["requested_by"], ok, why)
+                    ),
+                }
+            )
         self.specs = []
         return out
 
@@ -56,20 +68,33 @@ class _Strategy:  # pylint: disable=too-few-public-methods
 
 
 def test_two_files_for_one_client_at_one_boundary_give_one_request():
-    source = _Source([{"targets": ["1"], "by": "partition-id", "requested_by": "a.json"},
-                      {"targets": ["1"], "by": "partition-id", "requested_by": "b.json"}])
+    source = _Source(
+        [
+            {"targets": ["1"], "by": "partition-id", "requested_by": "a.json"},
+            {"targets": ["1"], "by": "partition-id", "requested_by": "b.json"},
+        ]
+    )
     out = RequestGate(source, RunState(), _Strategy()).poll()
     assert [s["requested_by"] for s in out] == ["a.json"]
-    assert source.settled == [("b.json", False, ("partition-id=1 is already requested for "
-                                                 "this round boundary; nothing to do"))]
+    assert source.settled == [
+        (
+            "b.json",
+            False,
+            ("partition-id=1 is already requested for this round boundary; nothing to do"),
+        )
+    ]
 
 
 def test_a_request_for_an_already_forgotten_client_is_not_applied_again():
     state = RunState()
     state.mark_applied(_applied(1, 112))
-    source = _Source([{"targets": ["1"], "by": "partition-id", "requested_by": "late.json"},
-                      {"targets": ["112"], "by": "node-id", "requested_by": "by-id.json"},
-                      {"targets": ["1", "2"], "by": "partition-id", "requested_by": "both.json"}])
+    source = _Source(
+        [
+            {"targets": ["1"], "by": "partition-id", "requested_by": "late.json"},
+            {"targets": ["112"], "by": "node-id", "requested_by": "by-id.json"},
+            {"targets": ["1", "2"], "by": "partition-id", "requested_by": "both.json"},
+        ]
+    )
     out = RequestGate(source, state, _Strategy()).poll()
     assert [(s["requested_by"], s["targets"]) for s in out] == [("both.json", ["2"])]
     assert [s[:2] for s in source.settled] == [("late.json", False), ("by-id.json", False)]
@@ -84,8 +109,9 @@ def test_request_statuses_and_the_last_durable_round():
     assert state.requests[0]["status"] == "applied" and state.durable_round == 2
     state.mark_durable(3)
     assert state.requests[0]["status"] == "recovering"
-    assert state.requests[0]["targets"] == [{"node_id": 112, "partition_id": 1,
-                                             "status": "forgotten"}]
+    assert state.requests[0]["targets"] == [
+        {"node_id": 112, "partition_id": 1, "status": "forgotten"}
+    ]
     state.mark_durable(5, finished=True)
     again = RunState.from_dict(json.loads(json.dumps(state.to_dict())))
     assert again.requests[0]["status"] == "done" and again.durable_round == 5
@@ -97,18 +123,28 @@ def test_request_statuses_and_the_last_durable_round():
 CONFIG = {"num-train-rounds": 2, "recovery-rounds": 2, "unlearn-clients": "1"}
 
 
-def _saved_run(out, server_round: int, *, checkpoint_round: int | None = None,
-               own_state: bool = True) -> dict:
+def _saved_run(
+    out, server_round: int, *, checkpoint_round: int | None = None, own_state: bool = True
+) -> dict:
     """A state.json and checkpoint-latest.pt as a run leaves them."""
     cfg = parse_run_config({**CONFIG, "out-dir": str(out)})
-    state = {"version": 1, "round": server_round,
-             "config": {k: v for k, v in to_run_config(cfg).items() if k not in CONTROL_KEYS},
-             "applied": [], "forget_specs": {}, "pending": [], "state": RunState().to_dict(),
-             "results": {}}
+    state = {
+        "version": 1,
+        "round": server_round,
+        "config": {k: v for k, v in to_run_config(cfg).items() if k not in CONTROL_KEYS},
+        "applied": [],
+        "forget_specs": {},
+        "pending": [],
+        "state": RunState().to_dict(),
+        "results": {},
+    }
     ckpt_round = server_round if checkpoint_round is None else checkpoint_round
     own = {**state, "round": ckpt_round, "pending": [{"by": "partition-id", "values": ["1"]}]}
-    save_checkpoint(out / "checkpoint-latest.pt", ArrayRecord({"w": torch.ones(2)}),
-                    {"round": ckpt_round, **({"state": own} if own_state else {})})
+    save_checkpoint(
+        out / "checkpoint-latest.pt",
+        ArrayRecord({"w": torch.ones(2)}),
+        {"round": ckpt_round, **({"state": own} if own_state else {})},
+    )
     write_json(out / "state.json", state)
     return state
 
@@ -116,8 +152,11 @@ def _saved_run(out, server_round: int, *, checkpoint_round: int | None = None,
 def test_resume_of_a_missing_or_mistyped_out_dir_fails_naming_it(tmp_path):
     cfg = parse_run_config({**CONFIG, "resume": True})
     missing = tmp_path / "rnu1"
-    with pytest.raises(OutDirError, match=rf"out-dir {missing} holds no run to resume .*"
-                                          r"mistyped.*set resume = false"):
+    with pytest.raises(
+        OutDirError,
+        match=rf"out-dir {missing} holds no run to resume .*"
+        r"mistyped.*set resume = false",
+    ):
         load_run_state(missing, cfg)
     assert not missing.exists()
 
@@ -127,8 +166,11 @@ def test_resume_of_a_finished_run_refuses_and_changes_nothing(tmp_path):
     (tmp_path / "results.json").write_text("{}")
     save_checkpoint(tmp_path / "checkpoint-final.pt", ArrayRecord({"w": torch.ones(2)}), {})
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
-    with pytest.raises(RunFinishedError, match=r"already finished all 4 rounds .*nothing was "
-                                               "changed"):
+    with pytest.raises(
+        RunFinishedError,
+        match=r"already finished all 4 rounds .*nothing was "
+        "changed",
+    ):
         load_run_state(tmp_path, parse_run_config({**CONFIG, "resume": True}))
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
@@ -148,8 +190,11 @@ def test_checkpoint_and_state_that_do_not_belong_together_are_refused(tmp_path):
 
 # ------------------------------------------------------------------ the audit log
 def test_audit_log_path_is_checked_before_round_one(tmp_path):
-    with pytest.raises(ValueError, match=r"audit-log '/etc/hostname/log.jsonl': its folder "
-                                         "cannot be created"):
+    with pytest.raises(
+        ValueError,
+        match=r"audit-log '/etc/hostname/log.jsonl': its folder "
+        "cannot be created",
+    ):
         check_audit_log(Path("/etc/hostname/log.jsonl"))
     check_audit_log(tmp_path / "new" / "log.jsonl")  # a new folder is fine
     broken = tmp_path / "log.jsonl"
@@ -160,10 +205,21 @@ def test_audit_log_path_is_checked_before_round_one(tmp_path):
 
 
 def _record(status: str, **request) -> dict:
-    record = build_record(request={"requested_by": "a", "targets": ["1"], **request}, round=3,
-                          targets=[], layers=[], keys=[], sha_before=SHA, sha_negated=SHA,
-                          sha_after=None, recovery_rounds=[], stopping={}, final_metrics={},
-                          method="not", written_at="t1")
+    record = build_record(
+        request={"requested_by": "a", "targets": ["1"], **request},
+        round=3,
+        targets=[],
+        layers=[],
+        keys=[],
+        sha_before=SHA,
+        sha_negated=SHA,
+        sha_after=None,
+        recovery_rounds=[],
+        stopping={},
+        final_metrics={},
+        method="not",
+        written_at="t1",
+    )
     return {**record, "id": record_id(3, SHA), "status": status}
 
 
@@ -194,8 +250,10 @@ def test_a_broken_log_is_an_error_not_a_warning(tmp_path):
 
 def test_a_bad_audit_log_stops_the_run_before_round_one(tmp_path):
     from not_flower.server_app import Experiment  # pylint: disable=import-outside-toplevel
-    cfg = parse_run_config({**CONFIG, "audit-log": "/etc/hostname/log.jsonl",
-                            "train-subset": 60, "test-subset": 60})
+
+    cfg = parse_run_config(
+        {**CONFIG, "audit-log": "/etc/hostname/log.jsonl", "train-subset": 60, "test-subset": 60}
+    )
     with pytest.raises(ValueError, match="audit-log '/etc/hostname/log.jsonl'"):
         Experiment(cfg, tmp_path / "run")
     assert not (tmp_path / "run" / "checkpoint-latest.pt").exists()

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Stand-in interpreter: `-m venv DIR` copies itself to DIR/bin/python; `-c CODE` fails
 # until `-m pip install -e ...` has run, then prints versions if asked to; every call is logged.
-FAKE = r'''#!/usr/bin/env bash
+FAKE = r"""#!/usr/bin/env bash
 here="$(cd "$(dirname "$0")" && pwd)"
 echo "$*" >> "$FAKE_LOG"
 case "$1 $2" in
@@ -28,17 +28,27 @@ case "$1 $2" in
   -c*) [ -f "$here/installed" ] || exit 1
        case "$2" in *print*) echo "flwr 1.42.0, torch 2.14.1" ;; esac ;;
 esac
-'''
+"""
 
 
 def _setup(tmp_path: Path, venv: Path) -> subprocess.CompletedProcess:
     fake = tmp_path / "python3"
     fake.write_text(FAKE)
     fake.chmod(0o755)
-    env = {**os.environ, "PYTHON": str(fake), "NF_VENV": str(venv),
-           "FAKE_LOG": str(tmp_path / "calls.log")}
-    return subprocess.run(["bash", str(ROOT / "scripts" / "setup.sh")], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)
+    env = {
+        **os.environ,
+        "PYTHON": str(fake),
+        "NF_VENV": str(venv),
+        "FAKE_LOG": str(tmp_path / "calls.log"),
+    }
+    return subprocess.run(
+        ["bash", str(ROOT / "scripts" / "setup.sh")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_setup_says_what_it_installs_then_done_with_the_time(tmp_path):
@@ -46,10 +56,13 @@ def test_setup_says_what_it_installs_then_done_with_the_time(tmp_path):
     proc = _setup(tmp_path, venv)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[0] == f"setup: creating the virtual environment {venv} ({tmp_path}/python3 -m venv)"
+    assert (
+        lines[0] == f"setup: creating the virtual environment {venv} ({tmp_path}/python3 -m venv)"
+    )
     assert lines[1] == (
         "setup: installing not-flower and its pinned dependencies (flwr[simulation] 1.42.0, "
-        f"torch 2.14.1, torchvision 0.29.1) and the test tools into {venv}; takes about 2 minutes")
+        f"torch 2.14.1, torchvision 0.29.1) and the test tools into {venv}; takes about 2 minutes"
+    )
     assert re.fullmatch(r"setup: done in \d+ s \(flwr 1\.42\.0, torch 2\.14\.1\)", lines[-1])
     calls = (tmp_path / "calls.log").read_text()
     assert "-m pip install --quiet -e .[dev]" in calls

@@ -22,8 +22,10 @@ class _Collect(logging.Handler):
 
 def _deprecation() -> None:
     # the very call flwr.simulation.run_simulation makes
-    warn_deprecated_feature("The `run_simulation` function is deprecated and will be "
-                            "removed in a future version of Flower.")
+    warn_deprecated_feature(
+        "The `run_simulation` function is deprecated and will be "
+        "removed in a future version of Flower."
+    )
 
 
 def test_only_the_run_simulation_deprecation_is_dropped_and_only_inside():

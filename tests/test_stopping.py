@@ -8,9 +8,19 @@ from not_flower.stopping import StoppingRule, summary_lines
 
 # retained clients' validation accuracy per round: requests at rounds 6 and 9
 # (num-train-rounds 5, recovery-rounds 3, unlearn-clients '0;3')
-VAL = {1: 0.5, 2: 0.8, 3: 0.9, 4: 0.94, 5: 0.95,
-       6: 0.10, 7: 0.80, 8: 0.90,   # request 1: never back within 2 points of 0.95
-       9: 0.89, 10: 0.94, 11: 0.96}  # request 2: 0.89 is within 2 points of round 8's 0.90
+VAL = {
+    1: 0.5,
+    2: 0.8,
+    3: 0.9,
+    4: 0.94,
+    5: 0.95,
+    6: 0.10,
+    7: 0.80,
+    8: 0.90,  # request 1: never back within 2 points of 0.95
+    9: 0.89,
+    10: 0.94,
+    11: 0.96,
+}  # request 2: 0.89 is within 2 points of round 8's 0.90
 
 
 def _run(val, requests, tolerance=0.02):
@@ -29,14 +39,26 @@ def test_each_request_is_judged_on_its_own_rounds():
     rule, stops = _run(VAL, {6, 9})
     first, second = rule.summary(cap=3)
     # request 1 never got back in its rounds 6-8: no stop, and round 9 is not credited to it
-    assert first == {"request_round": 6, "reference_val_acc": 0.95, "reference_of_request": None,
-                     "chosen_round": None, "chosen_recovery_rounds": None,
-                     "observed_rounds": 3, "cap": 3}
+    assert first == {
+        "request_round": 6,
+        "reference_val_acc": 0.95,
+        "reference_of_request": None,
+        "chosen_round": None,
+        "chosen_recovery_rounds": None,
+        "observed_rounds": 3,
+        "cap": 3,
+    }
     # request 2 inherits 0.95 (request 1 had not recovered), so round 9's 0.89 (within 2
     # points of the still-recovering round 8's 0.90) is NOT a stop; round 10's 0.94 is
-    assert second == {"request_round": 9, "reference_val_acc": 0.95, "reference_of_request": 0,
-                      "chosen_round": 10, "chosen_recovery_rounds": 2,
-                      "observed_rounds": 3, "cap": 3}
+    assert second == {
+        "request_round": 9,
+        "reference_val_acc": 0.95,
+        "reference_of_request": 0,
+        "chosen_round": 10,
+        "chosen_recovery_rounds": 2,
+        "observed_rounds": 3,
+        "cap": 3,
+    }
     assert stops == {1: 10}
 
 
@@ -61,9 +83,13 @@ def test_costs_count_each_request_up_to_its_own_stop():
 
 def test_summary_lines_report_every_request():
     rule, _ = _run(VAL, {6, 9})
-    requests = [{"request": {"rule": {"by": "partition-id", "values": ["0"]}}, "models": {}},
-                {"request": {"rule": {"by": "partition-id", "values": ["3"]}},
-                 "models": {"stopped": {"test_acc": 0.9215}}}]
+    requests = [
+        {"request": {"rule": {"by": "partition-id", "values": ["0"]}}, "models": {}},
+        {
+            "request": {"rule": {"by": "partition-id", "values": ["3"]}},
+            "models": {"stopped": {"test_acc": 0.9215}},
+        },
+    ]
     assert summary_lines(rule.summary(cap=3), requests) == [
         "request 1 (partition-id=0, round 6): stopping rule: retained val acc not back within "
         "tolerance in its 3 recovery rounds",
@@ -73,7 +99,8 @@ def test_summary_lines_report_every_request():
     ]
     single, _ = _run({r: v for r, v in VAL.items() if r <= 8} | {8: 0.94}, {6})
     assert summary_lines(single.summary(cap=15), requests[:1]) == [
-        "stopping rule chose round 8 (3 recovery rounds of 15)"]
+        "stopping rule chose round 8 (3 recovery rounds of 15)"
+    ]
     none = StoppingRule(0.02)
     none.start(6, None)
     none.observe(6, "recovery", 0.9)
@@ -109,8 +136,14 @@ def test_a_sequence_through_the_servers_run(tmp_path):
     from not_flower.server_app import run_experiment
     from tests.fakegrid import FakeGrid, FakeNode
 
-    config = {"num-train-rounds": 2, "recovery-rounds": 2, "unlearn-clients": "0;1",
-              "local-epochs": 1, "out-dir": str(tmp_path), "stop-tolerance": 1.0}
+    config = {
+        "num-train-rounds": 2,
+        "recovery-rounds": 2,
+        "unlearn-clients": "0;1",
+        "local-epochs": 1,
+        "out-dir": str(tmp_path),
+        "stop-tolerance": 1.0,
+    }
     nodes = {}
     for pid in range(3):
         node = FakeNode(ca.app, {"partition-id": pid, "num-partitions": 3})
@@ -120,12 +153,16 @@ def test_a_sequence_through_the_servers_run(tmp_path):
     per_request = results["stopping"]["per_request"]
     # tolerance 1.0: each request stops at its own first recovery round (3 and 5), never
     # the first request at the second's round
-    assert [(s["request_round"], s["chosen_round"], s["chosen_recovery_rounds"],
-             s["observed_rounds"]) for s in per_request] == [(3, 3, 1, 2), (5, 5, 1, 2)]
+    assert [
+        (s["request_round"], s["chosen_round"], s["chosen_recovery_rounds"], s["observed_rounds"])
+        for s in per_request
+    ] == [(3, 3, 1, 2), (5, 5, 1, 2)]
     assert results["stopping"]["chosen_round"] == 5  # the last request's
     assert results["costs"]["unlearning"]["rounds"] == 2  # rounds 3 and 5
     assert results["costs"]["unlearning_fixed_length"]["rounds"] == 4
     first, second = results["requests"]
-    assert "stopped" in first["models"] and results["models"]["stopped"] == second["models"]["stopped"]
+    assert (
+        "stopped" in first["models"] and results["models"]["stopped"] == second["models"]["stopped"]
+    )
     records = [json.loads((tmp_path / f"unlearning-record-{k}.json").read_text()) for k in (1, 2)]
     assert [r["stopping"]["chosen_round"] for r in records] == [3, 5]

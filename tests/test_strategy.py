@@ -32,7 +32,9 @@ def quickstart_app(with_query: bool = False, with_mod: bool = False) -> ClientAp
         arrays = msg.content["arrays"]
         pid = int(context.node_config["partition-id"])
         # "training": move every weight towards the client's own value
-        new = {k: Array((v.numpy() + 0.1 * (pid + 1)).astype(np.float32)) for k, v in arrays.items()}
+        new = {
+            k: Array((v.numpy() + 0.1 * (pid + 1)).astype(np.float32)) for k, v in arrays.items()
+        }
         metrics = MetricRecord({"train-loss": float(pid), "num-examples": 10 + pid})
         return Message(RecordDict({"arrays": ArrayRecord(new), "metrics": metrics}), reply_to=msg)
 
@@ -130,8 +132,11 @@ def test_partition_id_needs_the_one_line_and_says_so():
     grid = make_grid()  # plain app: cannot answer query.identity
     strategy = NoT(PLAN, min_train_nodes=1)
     strategy.request_unlearning("1", at_round=2)
-    with pytest.raises(UnlearningError, match=r"partition-id=1 matches no connected node.*"
-                       r"app.query\('identity'\)\(answer_identity\)"):
+    with pytest.raises(
+        UnlearningError,
+        match=r"partition-id=1 matches no connected node.*"
+        r"app.query\('identity'\)\(answer_identity\)",
+    ):
         run(strategy, grid, rounds=3)
 
 
@@ -149,9 +154,12 @@ def test_unknown_target_is_an_error_naming_value_and_choices():
     grid = make_grid(with_query=True)
     strategy = NoT(PLAN, min_train_nodes=1)
     strategy.request_unlearning("0,42", at_round=2)
-    with pytest.raises(UnlearningError, match=r"partition-id=42 \(requested by operator, for "
-                       r"round 2\) matches none of the 5 connected nodes; they have "
-                       r"partition-id in \['0', '1', '2', '3', '4'\]; the run stops before"):
+    with pytest.raises(
+        UnlearningError,
+        match=r"partition-id=42 \(requested by operator, for "
+        r"round 2\) matches none of the 5 connected nodes; they have "
+        r"partition-id in \['0', '1', '2', '3', '4'\]; the run stops before",
+    ):
         run(strategy, grid, rounds=2)
     assert not [t for t, _ in grid.sent if t == "train"]  # before round 1 trained
 
@@ -174,8 +182,12 @@ def test_reply_from_excluded_node_is_dropped_and_logged(caplog):
     strategy.request_unlearning("0", at_round=2)
     seen = {}
     with caplog.at_level(logging.WARNING, logger="flwr"):
-        run(strategy, grid, rounds=3,
-            evaluate_fn=lambda r, a: seen.__setitem__(r, a["fc.weight"].numpy().copy()))
+        run(
+            strategy,
+            grid,
+            rounds=3,
+            evaluate_fn=lambda r, a: seen.__setitem__(r, a["fc.weight"].numpy().copy()),
+        )
     assert "dropped a train reply from excluded node %d" % target in caplog.text
     # aggregate of round 3 uses clients 1 and 2 only
     w = np.array([11.0, 12.0])
@@ -254,8 +266,12 @@ def _bad_app(kind: str) -> ClientApp:
             arrays["conv.weight"] = np.zeros((4, 2), np.float32)
         elif kind == "weight":
             n = 0
-        content = RecordDict({"arrays": ArrayRecord({k: Array(v) for k, v in arrays.items()}),
-                              "metrics": MetricRecord({"train-loss": 0.0, "num-examples": n})})
+        content = RecordDict(
+            {
+                "arrays": ArrayRecord({k: Array(v) for k, v in arrays.items()}),
+                "metrics": MetricRecord({"train-loss": 0.0, "num-examples": n}),
+            }
+        )
         return Message(content, reply_to=msg)
 
     @app.evaluate()
@@ -265,23 +281,37 @@ def _bad_app(kind: str) -> ClientApp:
     return app
 
 
-@pytest.mark.parametrize("kind,reason", [
-    ("nan", "tensor 'fc.weight' holds NaN or inf"),
-    ("inf", "tensor 'conv.bias' holds NaN or inf"),
-    ("keys", r"keys differ from the global model: missing \['fc.weight'\], unexpected \['extra.weight'\]"),
-    ("shape", r"tensor 'conv.weight' is \(4, 2\) float32, the global model's is \(3, 2\) float32"),
-    ("weight", "metric 'num-examples' must be a positive number, got 0"),
-])
+@pytest.mark.parametrize(
+    "kind,reason",
+    [
+        ("nan", "tensor 'fc.weight' holds NaN or inf"),
+        ("inf", "tensor 'conv.bias' holds NaN or inf"),
+        (
+            "keys",
+            r"keys differ from the global model: missing \['fc.weight'\], unexpected \['extra.weight'\]",
+        ),
+        (
+            "shape",
+            r"tensor 'conv.weight' is \(4, 2\) float32, the global model's is \(3, 2\) float32",
+        ),
+        ("weight", "metric 'num-examples' must be a positive number, got 0"),
+    ],
+)
 def test_untrusted_replies_are_rejected_and_the_rest_aggregated(kind, reason, caplog):
     grid = make_grid(n=3, with_query=True)
     grid.nodes[666] = FakeNode(_bad_app(kind), {"partition-id": 9, "num-partitions": 4})
     seen = {}
     strategy = NoT(PLAN, min_train_nodes=1, min_evaluate_nodes=1)
     with caplog.at_level(logging.WARNING, logger="flwr"):
-        run(strategy, grid, rounds=2,
-            evaluate_fn=lambda r, a: seen.__setitem__(r, {k: a[k].numpy().copy() for k in KEYS}))
+        run(
+            strategy,
+            grid,
+            rounds=2,
+            evaluate_fn=lambda r, a: seen.__setitem__(r, {k: a[k].numpy().copy() for k in KEYS}),
+        )
     assert "rejected the train reply of node 666" in caplog.text
     import re
+
     assert re.search(reason, strategy.rounds[1]["rejected_train"][666])
     assert "metric keys ['num-examples'] differ" in strategy.rounds[1]["rejected_evaluate"][666]
     assert 666 not in strategy.rounds[1]["train_replied"]
@@ -300,16 +330,26 @@ def test_server_momentum_and_config_apply_in_recovery_only():
 
     def spy(messages, *, timeout=None):
         messages = list(messages)
-        configs.extend(dict(m.content["config"]) for m in messages
-                       if m.metadata.message_type == "train")
+        configs.extend(
+            dict(m.content["config"]) for m in messages if m.metadata.message_type == "train"
+        )
         return original(messages, timeout=timeout)
 
     grid.send_and_receive = spy
-    strategy = NoT(["fc.weight"], min_train_nodes=1, min_evaluate_nodes=1,
-                   recovery_momentum=0.5, recovery_config={"lr": 0.123})
+    strategy = NoT(
+        ["fc.weight"],
+        min_train_nodes=1,
+        min_evaluate_nodes=1,
+        recovery_momentum=0.5,
+        recovery_config={"lr": 0.123},
+    )
     strategy.request_unlearning("0", at_round=3)
-    run(strategy, grid, rounds=4,
-        evaluate_fn=lambda r, a: seen.__setitem__(r, a["conv.weight"].numpy().copy()))
+    run(
+        strategy,
+        grid,
+        rounds=4,
+        evaluate_fn=lambda r, a: seen.__setitem__(r, a["conv.weight"].numpy().copy()),
+    )
     w2 = np.array([11.0, 12.0])
     shift = float(np.dot(w2 / w2.sum(), [0.2, 0.3]))  # clients 1, 2 in recovery
     w3 = np.array([10.0, 11.0, 12.0])

@@ -32,11 +32,17 @@ def _restore_threads():
 
 def _ask_identity(run_config: dict) -> Message:
     node = FakeNode(app, {"partition-id": 0, "num-partitions": 2})
-    node.context = Context(run_id=1, node_id=0, node_config=dict(node.node_config),
-                           state=RecordDict(), run_config=dict(run_config))
+    node.context = Context(
+        run_id=1,
+        node_id=0,
+        node_config=dict(node.node_config),
+        state=RecordDict(),
+        run_config=dict(run_config),
+    )
     grid = FakeGrid({7: node})
     [reply] = grid.send_and_receive(
-        [Message(RecordDict(), dst_node_id=7, message_type="query.identity")])
+        [Message(RecordDict(), dst_node_id=7, message_type="query.identity")]
+    )
     return reply
 
 
@@ -69,17 +75,26 @@ def test_a_bad_torch_threads_value_is_refused_naming_it(bad):
 
 
 def test_reference_models_report_each_model_as_it_starts(tmp_path):
-    cfg = parse_run_config({"mia-reference-models": 2, "mia-reference-epochs": 1,
-                            "mia-cache-dir": str(tmp_path), "model": "mlp",
-                            "num-train-rounds": 1, "batch-size": 64})
+    cfg = parse_run_config(
+        {
+            "mia-reference-models": 2,
+            "mia-reference-epochs": 1,
+            "mia-cache-dir": str(tmp_path),
+            "model": "mlp",
+            "num-train-rounds": 1,
+            "batch-size": 64,
+        }
+    )
     use_threads(1)  # as the ServerApp sets it
     lines: list[str] = []
     with progress.listening(lines.append):
         first = reference_set(cfg, build_universe(cfg, 3), 3)
         again = reference_set(cfg, build_universe(cfg, 3), 3)  # from the cache: no training
     assert not first.loaded and again.loaded
-    assert lines == ["membership: reference model 1/2 (1 epochs)",
-                     "membership: reference model 2/2 (1 epochs)"]
+    assert lines == [
+        "membership: reference model 1/2 (1 epochs)",
+        "membership: reference model 2/2 (1 epochs)",
+    ]
 
 
 def test_reference_confidences_calls_on_model_before_each_model():
@@ -87,9 +102,18 @@ def test_reference_confidences_calls_on_model_before_each_model():
     x, y = rng.standard_normal((20, 4)).astype(np.float32), rng.integers(0, 2, 20)
     seen = []
     membership = np.array([[True] * 10 + [False] * 10, [False] * 10 + [True] * 10])
-    reference_confidences(x, y, membership, lambda: torch.nn.Linear(4, 2), epochs=1,
-                          batch_size=8, lr=0.1, momentum=0.0, seed=0,
-                          on_model=lambda done, total: seen.append((done, total)))
+    reference_confidences(
+        x,
+        y,
+        membership,
+        lambda: torch.nn.Linear(4, 2),
+        epochs=1,
+        batch_size=8,
+        lr=0.1,
+        momentum=0.0,
+        seed=0,
+        on_model=lambda done, total: seen.append((done, total)),
+    )
     assert seen == [(1, 2), (2, 2)]
 
 
@@ -108,14 +132,22 @@ def test_report_logs_and_tells_listeners_only_inside_listening(caplog):
 def test_the_comparisons_progress_bar_names_the_stage(monkeypatch, capsys, tmp_path):
     def fake_execute(spec, args, write):  # a run that trains reference models, then fails
         progress.report("membership: reference model", 3, 8, "5 epochs")
-        return {"scenario": spec.scenario, "seed": spec.seed, "method": spec.method,
-                "status": "failed", "error": "stopped by the test", "results": None,
-                "path": str(tmp_path), "seconds": 0.0}
+        return {
+            "scenario": spec.scenario,
+            "seed": spec.seed,
+            "method": spec.method,
+            "status": "failed",
+            "error": "stopped by the test",
+            "results": None,
+            "path": str(tmp_path),
+            "seconds": 0.0,
+        }
 
     monkeypatch.setattr(compare, "execute", fake_execute)
     monkeypatch.setattr(compare, "write_report", lambda *a, **k: None)
-    status = compare.main(["--out", str(tmp_path), "--seeds", "0", "--scenarios", "backdoor",
-                           "--methods", "retrain"])
+    status = compare.main(
+        ["--out", str(tmp_path), "--seeds", "0", "--scenarios", "backdoor", "--methods", "retrain"]
+    )
     err = capsys.readouterr().err
     assert status == 1
     assert "backdoor seed0 Retrain" in err and "membership: reference model 3/8 (5 epochs)" in err

@@ -28,8 +28,13 @@ from tests.fakegrid import FakeGrid
 from tests.test_strategy import KEYS, initial_arrays, make_grid, node_of
 
 PLAN = NegationPlan(layers=("conv",), keys=("conv.weight", "conv.bias"))
-SAMPLING = dict(fraction_train=0.6, fraction_evaluate=0.4, min_train_nodes=2,
-                min_evaluate_nodes=2, min_available_nodes=2)
+SAMPLING = dict(
+    fraction_train=0.6,
+    fraction_evaluate=0.4,
+    min_train_nodes=2,
+    min_evaluate_nodes=2,
+    min_available_nodes=2,
+)
 
 
 def _fedavg():
@@ -46,7 +51,8 @@ def _fedadam():
 
 def _dp():
     return DifferentialPrivacyServerSideFixedClipping(
-        FedAvg(**SAMPLING), noise_multiplier=0.5, clipping_norm=10.0, num_sampled_clients=3)
+        FedAvg(**SAMPLING), noise_multiplier=0.5, clipping_norm=10.0, num_sampled_clients=3
+    )
 
 
 STRATEGIES = {"FedAvg": _fedavg, "FedProx": _fedprox, "FedAdam": _fedadam, "DP": _dp}
@@ -108,9 +114,9 @@ def test_request_sends_the_negated_model_and_never_the_target(name, caplog):
     with caplog.at_level(logging.WARNING, logger="flwr"):
         start(strategy, grid, rounds=5, evaluate_fn=central)
 
-    after = grid.messages[sent_before[2]:]
+    after = grid.messages[sent_before[2] :]
     assert after and all(m.metadata.dst_node_id != target for m in after)
-    assert [t for t, d in grid.sent[:sent_before[2]] if d == target]  # it did train before
+    assert [t for t, d in grid.sent[: sent_before[2]] if d == target]  # it did train before
     round3 = [m for m in after if m.metadata.message_type == "train"][:2]
     for msg in round3:  # the negated round-2 model, bit for bit
         arrays = msg.content["arrays"]
@@ -128,12 +134,17 @@ def test_recovery_strategy_is_used_after_the_request_and_fresh_at_each():
     grid = make_grid(n=5, with_query=True, with_mod=True)
     seen = {}
     kwargs = dict(min_train_nodes=1, min_evaluate_nodes=1, min_available_nodes=1)
-    strategy = Unlearning(FedAvg(**kwargs), Negation(PLAN),
-                          recovery_strategy=FedAvgM(server_momentum=0.5, **kwargs))
+    strategy = Unlearning(
+        FedAvg(**kwargs), Negation(PLAN), recovery_strategy=FedAvgM(server_momentum=0.5, **kwargs)
+    )
     strategy.request_unlearning([4], at_round=3)
     strategy.request_unlearning([3], at_round=5)
-    start(strategy, grid, rounds=6,
-          evaluate_fn=lambda r, a: seen.__setitem__(r, a["fc.weight"].numpy().copy()))
+    start(
+        strategy,
+        grid,
+        rounds=6,
+        evaluate_fn=lambda r, a: seen.__setitem__(r, a["fc.weight"].numpy().copy()),
+    )
 
     def shift(pids):  # FedAvg's step when clients ``pids`` each add 0.1 * (pid + 1)
         w = np.array([10 + p for p in pids], float)

@@ -29,18 +29,22 @@ def load_partition(partition_id: int, num_partitions: int):
 def train(msg: Message, context: Context) -> Message:
     model = Net()
     model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
-    x, y = load_partition(context.node_config["partition-id"], context.node_config["num-partitions"])
+    x, y = load_partition(
+        context.node_config["partition-id"], context.node_config["num-partitions"]
+    )
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     for _ in range(2):
         for i in range(0, len(x), 16):
             opt.zero_grad()
-            loss = torch.nn.functional.cross_entropy(model(x[i:i + 16]), y[i:i + 16])
+            loss = torch.nn.functional.cross_entropy(model(x[i : i + 16]), y[i : i + 16])
             loss.backward()
             opt.step()
-    content = RecordDict({
-        "arrays": ArrayRecord(model.state_dict()),
-        "metrics": MetricRecord({"train-loss": loss.item(), "num-examples": len(x)}),
-    })
+    content = RecordDict(
+        {
+            "arrays": ArrayRecord(model.state_dict()),
+            "metrics": MetricRecord({"train-loss": loss.item(), "num-examples": len(x)}),
+        }
+    )
     return Message(content=content, reply_to=msg)
 
 
@@ -48,8 +52,11 @@ def train(msg: Message, context: Context) -> Message:
 def evaluate(msg: Message, context: Context) -> Message:
     model = Net()
     model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
-    x, y = load_partition(context.node_config["partition-id"], context.node_config["num-partitions"])
+    x, y = load_partition(
+        context.node_config["partition-id"], context.node_config["num-partitions"]
+    )
     with torch.no_grad():
         acc = (model(x).argmax(1) == y).float().mean().item()
-    return Message(RecordDict({"metrics": MetricRecord({"acc": acc, "num-examples": len(x)})}),
-                   reply_to=msg)
+    return Message(
+        RecordDict({"metrics": MetricRecord({"acc": acc, "num-examples": len(x)})}), reply_to=msg
+    )
