@@ -46,6 +46,7 @@ from .request_gate import RequestGate
 from .requests import RequestFolder
 from .run_state import (RunState, load_initial_checkpoint, load_run_state, restore_requests,
                         save_finished_state, save_run_state)
+from .forgotten_check import nothing_forgotten, target_keys
 from .stopping import StoppingRule, summary_lines
 from .store import load_checkpoint, save_checkpoint, write_json
 from .task import client_data, dataset_for, server_indices, use_threads
@@ -306,6 +307,7 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
                 cfg.total_rounds, out_dir, cfg.total_rounds - self.offset, self.offset + 1)
         self.stopping = StoppingRule(cfg.stop_tolerance, self.state.stopping)  # per request
         #: server round -> the name of the model measured after it
+        self._instance_events: list[UnlearningEvent] = []  # to check they forgot something
         self.snapshots = {cfg.num_train_rounds + int(k): f"recovered@{k}"
                           for k in cfg.eval_recovery_rounds}
         self.strategy = make_strategy(cfg, self.plan, self.on_unlearning, out_dir=out_dir)
@@ -369,6 +371,8 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
         before, after : ArrayRecord
             The global model before and right after the method's step.
         """
+        if event.request.kind == "instance":
+            self._instance_events.append(event)  # judged when its targets reply
         new_ids = {
             int(t["identity"]["partition-id"]) for t in event.targets
             if t.get("identity") and "partition-id" in t["identity"]
@@ -399,6 +403,16 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
         )
         self.stopping.start(self.offset + event.round, self.state.reference_val_acc)
         self._record_applied()
+
+    def _check_forgotten(self, row: RoundStats) -> None:
+        """Stop the run when an instance-wise request's targets forgot no sample."""
+        for event in list(self._instance_events):
+            message = nothing_forgotten(target_keys(event.targets), row.forgotten_examples,
+                                        list(event.request.samples))
+            if message is not None:
+                raise ValueError(message)
+            if target_keys(event.targets) & set(row.forgotten_examples):
+                self._instance_events.remove(event)  # judged: it forgot something
 
     def _record_applied(self) -> None:
         """Write the record of the request just applied (status ``applied``) and log it."""
@@ -462,6 +476,7 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
         row = round_stats(server_round, phase, info, self.partition_of,
                           self.evaluator.quick(arrays))
         self.recorder.add_round(row)
+        self._check_forgotten(row)
         self._observe_stopping(row, arrays)
         if server_round in self.snapshots:
             self.recorder.add_model(self.snapshots[server_round], self.evaluator.full(arrays))
