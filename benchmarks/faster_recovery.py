@@ -117,8 +117,12 @@ DESCRIPTIONS: dict[str, str] = {
     "layer-fc1": "NoT, last hidden layer (fc1) instead of the first",
     "layer-fc1-weights-only": "NoT, last hidden layer (fc1), weights only",
     "pgd": "PGD (the target's projected gradient ascent), then FedAvg recovery",
-    "layerwise-3": "NoT + layer-wise recovery: 3 rounds training the negated layer alone, then FedAvg",
-    "layerwise-10": "NoT + layer-wise recovery: 10 rounds training the negated layer alone, then FedAvg",
+    "layerwise-3": (
+        "NoT + layer-wise recovery: 3 rounds training the negated layer alone, then FedAvg"
+    ),
+    "layerwise-10": (
+        "NoT + layer-wise recovery: 10 rounds training the negated layer alone, then FedAvg"
+    ),
     "weights-only+layerwise-3": "NoT, weights only, + 3 layer-wise rounds",
     "server-yogi-0.01": "NoT + FedYogi server update in recovery (eta 0.01)",
     "distill-1": "NoT + distillation toward the pre-unlearning model (weight 1, T 2)",
@@ -126,7 +130,9 @@ DESCRIPTIONS: dict[str, str] = {
     "warmup-5": "NoT + client lr warm-up over 5 recovery rounds",
     "weights-only+server-momentum-0.9": "NoT, weights only, + server momentum 0.9 (FedAvgM)",
     "weights-only+client-lr-0.1": "NoT, weights only, + client lr 0.1 in recovery (training: {lr})",
-    "weights-only+local-epochs-2+fraction-0.5": "NoT, weights only, + 2 local epochs, half the retained clients per round",
+    "weights-only+local-epochs-2+fraction-0.5": (
+        "NoT, weights only, + 2 local epochs, half the retained clients per round"
+    ),
     "retrain-local-epochs-2": (
         "Retrain with 2 local epochs (training: {local_epochs}), from scratch; "
         "its last columns: after as many rounds as Retrain"
@@ -318,7 +324,8 @@ def run_seed(
         print(
             f"seed {seed} {name}: reached at {rows[-1].get('rounds')} rounds "
             f"({rows[-1].get('strict_rounds')} with forget acc); after "
-            f"{len(rows[-1]['curve']['test'])}: test {rows[-1]['test']:.2f} forget {rows[-1]['forget']:.2f} "
+            f"{len(rows[-1]['curve']['test'])}: test {rows[-1]['test']:.2f} "
+            f"forget {rows[-1]['forget']:.2f} "
             f"ASR {rows[-1]['asr']:.2f}",
             flush=True,
         )
@@ -351,7 +358,8 @@ def _share(hit: list[dict], base: list[dict], key: str) -> str:
     """Mean cost of the settings' runs that got there as % of Retrain's mean cost."""
     if not hit or not base:
         return "–"
-    return f"{100 * statistics.mean(r[key] for r in hit) / statistics.mean(r[key] for r in base):.0f} %"
+    ratio = statistics.mean(r[key] for r in hit) / statistics.mean(r[key] for r in base)
+    return f"{100 * ratio:.0f} %"
 
 
 def _compute_key(rows: list[dict]) -> str:

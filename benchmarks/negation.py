@@ -26,10 +26,9 @@ import numpy as np
 import torch
 from flwr.app import ArrayRecord
 
+from common import write_json  # benchmarks/common.py
 from not_flower.models import build_model, example_input
 from strategies.negation import forward_layers, negate, plan_negation
-
-from common import write_json  # benchmarks/common.py
 
 SHAPE = (3, 32, 32)
 
@@ -69,10 +68,10 @@ def bench_model(name: str, repeat: int) -> list[dict]:
     for label, keys in (("first layer", list(first)), ("all but output", all_keys)):
         negated_bytes = sum(arrays[k].numpy().nbytes for k in keys)
         sources = [arrays[k].numpy() for k in keys]
-        t_neg = timed(lambda: negate(arrays, keys), repeat)
-        t_copy = timed(lambda: [np.copy(a) for a in sources], repeat)
-        m_neg = peak_extra_bytes(lambda: negate(arrays, keys))
-        m_copy = peak_extra_bytes(lambda: [np.copy(a) for a in sources])
+        t_neg = timed(lambda keys=keys: negate(arrays, keys), repeat)
+        t_copy = timed(lambda sources=sources: [np.copy(a) for a in sources], repeat)
+        m_neg = peak_extra_bytes(lambda keys=keys: negate(arrays, keys))
+        m_copy = peak_extra_bytes(lambda sources=sources: [np.copy(a) for a in sources])
         rows.append(
             {
                 "model": name,

@@ -29,12 +29,11 @@ from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg
 from flwr.simulation import run_simulation
 
+from common import instrument, write_json  # benchmarks/common.py
 from not_flower.config import parse_run_config
 from not_flower.models import build_model, example_input
 from not_flower.simulation import build_apps
 from strategies import NoT, plan_negation
-
-from common import instrument, write_json  # benchmarks/common.py
 
 
 def one_run(kind: str, clients: int, rounds: int, seed: int) -> dict:

@@ -42,12 +42,11 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, Re
 from flwr.clientapp import ClientApp  # noqa: E402
 from flwr.serverapp.strategy import FedAvg  # noqa: E402
 
+from common import instrument, write_json  # noqa: E402  # benchmarks/common.py
 from not_flower.models import build_model, example_input  # noqa: E402
 from strategies import NoT, plan_negation  # noqa: E402
 from strategies.identity import answer_identity, identity_mod  # noqa: E402
 from tests.fakegrid import FakeGrid, FakeNode  # noqa: E402
-
-from common import instrument, write_json  # noqa: E402  # benchmarks/common.py
 
 SHAPES = {"cnn": (1, 8, 8), "resnet18": (3, 32, 32), "vit": (3, 32, 32)}
 

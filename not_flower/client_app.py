@@ -3,7 +3,8 @@
 It answers ``train`` (SGD on its partition's training split), ``evaluate`` (its validation
 split) and ``query.identity`` (its node config, so that the server can name targets by
 ``partition-id``), plus the handlers the method registry names (:mod:`not_flower.methods`;
-the baselines' ``train.pgd`` and ``train.calibrate`` of :mod:`not_flower.baseline_client`). Its replies also carry the identity (``identity_mod``).
+the baselines' ``train.pgd`` and ``train.calibrate`` of :mod:`not_flower.baseline_client`).
+Its replies also carry the identity (``identity_mod``).
 Before every handler ``threads_mod`` sets torch's thread count to the run config's
 ``torch-threads`` (default 1: one CPU per simulated client).
 """

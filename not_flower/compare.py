@@ -71,6 +71,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from . import progress
 from .compare_plan import (
     CLASS_SCOPES,
     DEFAULT_METHODS,
@@ -95,7 +96,6 @@ from .compare_runs import (
     summary_line,
     with_shared_training,
 )
-from . import progress
 from .config import ConfigError, parse_run_config
 from .methods import REGISTRY
 from .report import METHODS, STEP_METHODS, write_report
@@ -247,6 +247,19 @@ def build_parser() -> argparse.ArgumentParser:
         "applied to every method (fukd distils on it); default "
         f"{DEFAULT_SERVER_DATA_FRACTION} when fukd is among the methods, else 0",
     )
+    _add_run_options(p)
+    return p
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """Add the options of how the runs are made: overrides, the membership attack, reuse,
+    resources and logs.
+
+    Parameters
+    ----------
+    p : argparse.ArgumentParser
+        The command's parser (:func:`build_parser`).
+    """
     p.add_argument(
         "--set",
         dest="overrides",
@@ -297,7 +310,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--gpus-per-client", type=_non_negative_float, default=0.0, help="GPUs per ClientApp actor"
     )
     p.add_argument("--verbose", action="store_true", help="show Flower's and Ray's logs")
-    return p
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

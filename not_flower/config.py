@@ -271,42 +271,7 @@ def _run_settings(get: Callable[[str, Any], Any], d: RunConfig) -> dict:
             get("num-train-rounds", d.num_train_rounds),
             0 if str(get("init-checkpoint", "")).strip() else 1,
         ),
-        unlearn_groups=_as_groups("unlearn-clients", get("unlearn-clients", "0")),
-        unlearn_mode=_choice("unlearn-mode", get("unlearn-mode", d.unlearn_mode), UNLEARN_MODES),
-        unlearn_classes=_as_list("unlearn-classes", get("unlearn-classes", ""))
-        if get("unlearn-classes", "") != ""
-        else (),
-        unlearn_samples=_as_list("unlearn-samples", get("unlearn-samples", ""))
-        if get("unlearn-samples", "") != ""
-        else (),
-        recovery_rounds=_as_int("recovery-rounds", get("recovery-rounds", d.recovery_rounds), 0),
-        negate_layers=str(get("negate-layers", d.negate_layers)).strip(),
-        negate_bias=_as_bool("negate-bias", get("negate-bias", d.negate_bias)),
-        batchnorm_policy=_choice(
-            "batchnorm-policy", get("batchnorm-policy", d.batchnorm_policy), BATCHNORM_POLICIES
-        ),
-        recovery_server_optimizer=_choice(
-            "recovery-server-optimizer",
-            get("recovery-server-optimizer", d.recovery_server_optimizer),
-            RECOVERY_OPTIMIZERS,
-        ),
-        recovery_server_momentum=_in_unit(
-            "recovery-server-momentum",
-            _as_float(
-                "recovery-server-momentum",
-                get("recovery-server-momentum", d.recovery_server_momentum),
-            ),
-            low_open=False,
-            high_open=True,
-        ),
-        recovery_server_lr=_as_float(
-            "recovery-server-lr", get("recovery-server-lr", d.recovery_server_lr)
-        ),
-        recovery_lr=_as_float("recovery-lr", get("recovery-lr", d.recovery_lr)),
-        recovery_local_epochs=_as_int(
-            "recovery-local-epochs", get("recovery-local-epochs", d.recovery_local_epochs), 0
-        ),
-        **_recovery_schedule(get, d),
+        **_unlearning_settings(get, d),
         identify_by=str(get("identify-by", d.identify_by)).strip(),
         dataset=_choice("dataset", get("dataset", d.dataset), DATASETS),
         data_dir=str(get("data-dir", d.data_dir)),
@@ -371,6 +336,51 @@ def _run_settings(get: Callable[[str, Any], Any], d: RunConfig) -> dict:
         if get("eval-recovery-rounds", "") != ""
         else (),
         out_dir=str(get("out-dir", d.out_dir)),
+    )
+
+
+def _unlearning_settings(get: Callable[[str, Any], Any], d: RunConfig) -> dict:
+    """The settings of the unlearning request, the negation and the recovery.
+
+    Parameters and returns as :func:`_run_settings` (part of it, checked in the same order).
+    """
+    return dict(
+        unlearn_groups=_as_groups("unlearn-clients", get("unlearn-clients", "0")),
+        unlearn_mode=_choice("unlearn-mode", get("unlearn-mode", d.unlearn_mode), UNLEARN_MODES),
+        unlearn_classes=_as_list("unlearn-classes", get("unlearn-classes", ""))
+        if get("unlearn-classes", "") != ""
+        else (),
+        unlearn_samples=_as_list("unlearn-samples", get("unlearn-samples", ""))
+        if get("unlearn-samples", "") != ""
+        else (),
+        recovery_rounds=_as_int("recovery-rounds", get("recovery-rounds", d.recovery_rounds), 0),
+        negate_layers=str(get("negate-layers", d.negate_layers)).strip(),
+        negate_bias=_as_bool("negate-bias", get("negate-bias", d.negate_bias)),
+        batchnorm_policy=_choice(
+            "batchnorm-policy", get("batchnorm-policy", d.batchnorm_policy), BATCHNORM_POLICIES
+        ),
+        recovery_server_optimizer=_choice(
+            "recovery-server-optimizer",
+            get("recovery-server-optimizer", d.recovery_server_optimizer),
+            RECOVERY_OPTIMIZERS,
+        ),
+        recovery_server_momentum=_in_unit(
+            "recovery-server-momentum",
+            _as_float(
+                "recovery-server-momentum",
+                get("recovery-server-momentum", d.recovery_server_momentum),
+            ),
+            low_open=False,
+            high_open=True,
+        ),
+        recovery_server_lr=_as_float(
+            "recovery-server-lr", get("recovery-server-lr", d.recovery_server_lr)
+        ),
+        recovery_lr=_as_float("recovery-lr", get("recovery-lr", d.recovery_lr)),
+        recovery_local_epochs=_as_int(
+            "recovery-local-epochs", get("recovery-local-epochs", d.recovery_local_epochs), 0
+        ),
+        **_recovery_schedule(get, d),
     )
 
 
@@ -461,7 +471,8 @@ def _check_run_config(cfg: RunConfig) -> None:
         )
     if not cfg.identify_by:
         raise ConfigError(
-            "identify-by must be 'partition-id' (or another node-config key), 'supernode-name' or 'node-id'"
+            "identify-by must be 'partition-id' (or another node-config key), "
+            "'supernode-name' or 'node-id'"
         )
     if cfg.unlearn_clients and cfg.recovery_rounds < 1:
         raise ConfigError(

@@ -126,7 +126,8 @@ class Dataset:
                 )
         if self.x_train.shape[1:] != self.x_test.shape[1:]:
             raise ValueError(
-                f"train and test images differ in shape: {self.x_train.shape[1:]} vs {self.x_test.shape[1:]}"
+                f"train and test images differ in shape: {self.x_train.shape[1:]} "
+                f"vs {self.x_test.shape[1:]}"
             )
 
     @property
@@ -235,7 +236,8 @@ def _load_cached(name: str, root: str | None) -> Dataset:
         if len(y) and (y.min() < 0 or y.max() >= num_classes):
             raise ValueError(
                 f"dataset {name!r} ({root}): {split} labels must be in [0, {num_classes}), "
-                f"found range [{y.min()}, {y.max()}]; the files are corrupt or belong to another data set"
+                f"found range [{y.min()}, {y.max()}]; the files are corrupt or belong to "
+                "another data set"
             )
     arrays = []
     for x, y in ((x_train, y_train), (x_test, y_test)):
@@ -270,7 +272,8 @@ def _mnist_missing_message(name: str, root: Path, raw: Path, missing: list[str])
     cls = _MNIST_CLASS[name]
     expected = "\n".join(f"  {raw / f}   (or {f}.gz)" for f in _MNIST_FILES)
     return (
-        f"dataset {name!r} not found in data directory {root}: missing {', '.join(missing)} in {raw}.\n"
+        f"dataset {name!r} not found in data directory {root}: "
+        f"missing {', '.join(missing)} in {raw}.\n"
         f"Expected layout (torchvision's {cls} layout; idx files, plain or .gz):\n{expected}\n"
         f"To provide them, download them on a machine with internet with\n"
         f"  python -c 'import torchvision; torchvision.datasets.{cls}(\"DIR\", download=True)'\n"
@@ -395,7 +398,8 @@ def _load_mnist(name: str, root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarr
             ds = cls(root=str(root), train=train, download=False)
         except (AssertionError, TypeError, ValueError, RuntimeError) as exc:
             raise ValueError(
-                f"dataset {name!r}: the idx files in {raw} could not be read ({type(exc).__name__}: {exc}); "
+                f"dataset {name!r}: the idx files in {raw} could not be read "
+                f"({type(exc).__name__}: {exc}); "
                 f"they must be uint8 idx files (magic 2051 for images, 2049 for labels)"
             ) from exc
         images = ds.data.numpy()
@@ -465,7 +469,8 @@ def _load_cifar(name: str, root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarr
         if archive.is_file():
             message += (
                 f"\nNote: the archive {archive} is present but not extracted; extract it with "
-                f"`tar -xzf {archive} -C {root}` or load with download enabled (torchvision extracts it)."
+                f"`tar -xzf {archive} -C {root}` or load with download enabled "
+                "(torchvision extracts it)."
             )
         raise FileNotFoundError(message)
     out = []

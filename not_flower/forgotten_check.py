@@ -33,8 +33,7 @@ def target_keys(targets: list[dict]) -> set[str]:
     return keys
 
 
-def nothing_forgotten(keys: set[str], forgotten: dict[str, int],
-                      samples: list[int]) -> str | None:
+def nothing_forgotten(keys: set[str], forgotten: dict[str, int], samples: list[int]) -> str | None:
     """The error for an instance-wise request whose targets forgot no example, if so.
 
     Parameters
@@ -56,6 +55,8 @@ def nothing_forgotten(keys: set[str], forgotten: dict[str, int],
     if not replied or any(n > 0 for n in replied.values()):
         return None
     shown = ", ".join(map(str, samples[:10])) + (", ..." if len(samples) > 10 else "")
-    return (f"unlearn-samples: client(s) {', '.join(sorted(replied))} forgot none of the "
-            f"samples asked for ({shown}): every id is beyond the client's training split "
-            "(ids are positions 0..N-1 in it); nothing was forgotten, so the run stops")
+    return (
+        f"unlearn-samples: client(s) {', '.join(sorted(replied))} forgot none of the "
+        f"samples asked for ({shown}): every id is beyond the client's training split "
+        "(ids are positions 0..N-1 in it); nothing was forgotten, so the run stops"
+    )

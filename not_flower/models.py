@@ -55,7 +55,9 @@ class CNN(nn.Module):
 
 
 class MLP(nn.Module):
-    """Three-layer perceptron: ``fc1(C*H*W->256) - ReLU - fc2(256->128) - ReLU - fc3(128->num_classes)``.
+    """Three-layer perceptron.
+
+    ``fc1(C*H*W->256) - ReLU - fc2(256->128) - ReLU - fc3(128->num_classes)``.
 
     Parameters
     ----------

@@ -107,8 +107,8 @@ def _check_dirichlet_args(
         raise ValueError(f"min_partition_size must be >= 0, got {min_partition_size}")
     if min_partition_size * num_partitions > num_samples:
         raise ValueError(
-            f"cannot give each of {num_partitions} partitions at least {min_partition_size} samples "
-            f"with only {num_samples} samples; lower num_partitions or min_partition_size"
+            f"cannot give each of {num_partitions} partitions at least {min_partition_size} "
+            f"samples with only {num_samples} samples; lower num_partitions or min_partition_size"
         )
     return alpha
 
@@ -205,8 +205,9 @@ def dirichlet_partition(
         if sizes.min() >= min_partition_size:
             return [np.sort(np.concatenate(pieces)).astype(np.int64) for pieces in parts]
     raise ValueError(
-        f"could not draw a dirichlet partition (dirichlet-alpha={alpha}, num_partitions={num_partitions}, "
-        f"{num_samples} samples) in which every partition has at least {min_partition_size} samples "
+        f"could not draw a dirichlet partition (dirichlet-alpha={alpha}, "
+        f"num_partitions={num_partitions}, {num_samples} samples) in which every partition has "
+        f"at least {min_partition_size} samples "
         f"after {MAX_DIRICHLET_TRIES} tries (smallest partition in the last try: {sizes.min()}); "
         f"increase dirichlet-alpha, reduce num_partitions or lower min_partition_size"
     )
@@ -291,7 +292,8 @@ def train_val_split(
     indices = np.asarray(indices, dtype=np.int64)
     if indices.ndim != 1 or len(indices) == 0:
         raise ValueError(
-            f"indices must be a non-empty 1-D array (at least 1 training sample), got shape {indices.shape}"
+            "indices must be a non-empty 1-D array (at least 1 training sample), "
+            f"got shape {indices.shape}"
         )
     n = len(indices)
     n_val = int(round(val_fraction * n))

@@ -21,12 +21,12 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from logging import INFO
 from pathlib import Path
 
 import numpy as np
 import torch
 from flwr.common.logger import log
-from logging import INFO
 
 from . import progress
 from .config import RunConfig
@@ -373,7 +373,9 @@ class MembershipHarness:
         """What ``results.json`` keeps about the attack: models, epochs, time, cache."""
         ref = self.reference
         return {
-            "attack": "LiRA (online, one fixed variance), logit-scaled confidence of the true label",
+            "attack": (
+                "LiRA (online, one fixed variance), logit-scaled confidence of the true label"
+            ),
             "reference_models": self.cfg.mia_reference_models,
             "reference_epochs": reference_epochs(self.cfg),
             "universe": None

@@ -208,6 +208,11 @@ REQUIREMENTS_HEADER = (
 )
 
 
+def _or_none(value):
+    """The value, or ``"none"`` for None."""
+    return "none" if value is None else value
+
+
 def _yes_no(value) -> str:
     return "–" if value is None else ("yes" if value else "no")
 
@@ -327,8 +332,7 @@ def render_stopping(summary: Mapping) -> list[str]:
     for name, per_seed in summary.get("stopping", {}).items():
         first = next(iter(per_seed.values()))
         chosen = ", ".join(
-            f"seed {s}: {'none' if v.get('chosen_recovery_rounds') is None else v['chosen_recovery_rounds']}"
-            for s, v in per_seed.items()
+            f"seed {s}: {_or_none(v.get('chosen_recovery_rounds'))}" for s, v in per_seed.items()
         )
         out.append("")
         tol = _finite(first.get("tolerance"))

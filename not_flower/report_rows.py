@@ -57,12 +57,17 @@ UNITS: dict[str, str] = {
     "test": "% test accuracy",
     "mia": "% MIA-efficacy (share of forget samples predicted non-member)",
     "asr": "% attack success rate of the backdoor (backdoor scenario only)",
-    "avg_gap": "points: mean |x - Retrain| over retain/forget/test/MIA, per seed vs the same seed's Retrain",
+    "avg_gap": (
+        "points: mean |x - Retrain| over retain/forget/test/MIA, per seed vs the same seed's "
+        "Retrain"
+    ),
     "rounds": "communication rounds of the unlearning phase (recovery for FT/NoT and the "
     "baselines, retraining for Retrain, plus the rounds of a baseline's unlearning "
     "step: PGD's ascent, FedEraser's calibration)",
     "mb": "MB (1e6 bytes) sent down + up during the unlearning phase",
-    "client_seconds": "client CPU seconds (process time of local training) during the unlearning phase",
+    "client_seconds": (
+        "client CPU seconds (process time of local training) during the unlearning phase"
+    ),
     "cost_rounds_pct": "% of the same seed's Retrain rounds",
     "cost_mb_pct": "% of the same seed's Retrain MB",
     "cost_client_seconds_pct": "% of the same seed's Retrain client-seconds",

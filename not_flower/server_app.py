@@ -32,26 +32,33 @@ from strategies.negation import plan_negation
 from strategies.not_strategy import NoT, UnlearningEvent
 from strategies.target_check import check_targets, node_names
 
+from . import progress
 from .audit import sha256_arrays
 from .config import BASELINE_METHODS, RunConfig, parse_run_config
 from .evaluation import Evaluator, evaluation_kind, evaluation_kind_from_config
 from .forgetting_records import audit_log_path, check_audit_log, update_progress, write_records
+from .forgotten_check import nothing_forgotten, target_keys
 from .methods import REGISTRY
-from . import progress
 from .models import build_model, example_input
 from .outdir import check_out_dir, lock_out_dir, move_previous, unlock_out_dir
 from .preflight import check_checkpoint_meta, check_federation
 from .recorder import RoundStats, RunRecorder, format_summary, retained_val_acc, round_stats
 from .request_gate import RequestGate
 from .requests import RequestFolder
-from .run_state import (RunState, load_initial_checkpoint, load_run_state, restore_requests,
-                        save_finished_state, save_run_state)
-from .forgotten_check import nothing_forgotten, target_keys
+from .run_state import (
+    RunState,
+    load_initial_checkpoint,
+    load_run_state,
+    restore_requests,
+    save_finished_state,
+    save_run_state,
+)
 from .stopping import StoppingRule, summary_lines
 from .store import load_checkpoint, save_checkpoint, write_json
 from .task import client_data, dataset_for, server_indices, use_threads
 
 app = ServerApp()
+
 
 def resolve_out_dir(cfg: RunConfig, run_id: int | None = None) -> Path:
     """Absolute output folder: ``out-dir`` or ``~/not-flower-runs/<time>-<run id>``.
@@ -89,8 +96,10 @@ def save_original(path: Path, arrays: ArrayRecord, meta: dict) -> Path:
         state, _ = load_checkpoint(path)
         if sha256_arrays(state) == sha256_arrays(arrays):
             return path
-        raise ValueError(f"{path} holds another model than the one this request is applied "
-                         "to; it is kept, the run stops (was the out-dir used by another run?)")
+        raise ValueError(
+            f"{path} holds another model than the one this request is applied "
+            "to; it is kept, the run stops (was the out-dir used by another run?)"
+        )
     return save_checkpoint(path, arrays, meta)
 
 
@@ -179,9 +188,12 @@ def recovery_options(cfg: RunConfig) -> dict:
         config["lr"] = float(cfg.recovery_lr)
     if cfg.recovery_local_epochs > 0:
         config["local-epochs"] = int(cfg.recovery_local_epochs)
-    return {"recovery_optimizer": cfg.recovery_server_optimizer,
-            "recovery_momentum": cfg.recovery_server_momentum,
-            "recovery_server_lr": cfg.recovery_server_lr, "recovery_config": config}
+    return {
+        "recovery_optimizer": cfg.recovery_server_optimizer,
+        "recovery_momentum": cfg.recovery_server_momentum,
+        "recovery_server_lr": cfg.recovery_server_lr,
+        "recovery_config": config,
+    }
 
 
 def scheduled_kind(cfg: RunConfig, num_partitions: int) -> dict:
@@ -193,12 +205,13 @@ def scheduled_kind(cfg: RunConfig, num_partitions: int) -> dict:
             pid = int(cfg.unlearn_clients[0])
             poisoned = client_data(cfg, pid, num_partitions).poisoned
             if len(poisoned) == 0:
-                raise ValueError(f"unlearn-samples 'poisoned': client {pid} poisoned no sample "
-                                 "(set backdoor-clients to include it)")
+                raise ValueError(
+                    f"unlearn-samples 'poisoned': client {pid} poisoned no sample "
+                    "(set backdoor-clients to include it)"
+                )
             return {"samples": [int(i) for i in poisoned]}
         return {"samples": [int(i) for i in cfg.unlearn_samples]}
     return {}
-
 
 
 def run_experiment(grid: Grid, cfg: RunConfig, out_dir: Path, run_id: int | None = None) -> dict:
@@ -225,8 +238,9 @@ def run_experiment(grid: Grid, cfg: RunConfig, out_dir: Path, run_id: int | None
     try:
         # another run's files in out-dir: refused now; moved aside (overwrite) only once
         # every other check passed, so a run that fails its checks changes nothing
-        previous = check_out_dir(out_dir, resume=cfg.resume, overwrite=cfg.overwrite,
-                                 init_checkpoint=cfg.init_checkpoint)
+        previous = check_out_dir(
+            out_dir, resume=cfg.resume, overwrite=cfg.overwrite, init_checkpoint=cfg.init_checkpoint
+        )
         run = Experiment(cfg, out_dir)  # model, negation plan, evaluator, strategy; or resumed
         run.connect(grid, wait_for_nodes(grid, 1))  # identities; the requests queued
         moved = move_previous(out_dir, previous)
@@ -246,7 +260,9 @@ def run_experiment(grid: Grid, cfg: RunConfig, out_dir: Path, run_id: int | None
     finally:
         unlock_out_dir(lock)
     log(INFO, "")
-    log(INFO, "not-flower summary, method %s (results in %s):", cfg.method, out_dir / "results.json")
+    log(
+        INFO, "not-flower summary, method %s (results in %s):", cfg.method, out_dir / "results.json"
+    )
     for line in format_summary(results["models"]):
         log(INFO, "  %s", line)
     for line in summary_lines(results["stopping"]["per_request"], results["requests"]):
@@ -279,19 +295,28 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
         data = dataset_for(cfg)
         model = build_model(cfg.model, data.input_shape, data.num_classes)
         self.initial = ArrayRecord(model.state_dict())
-        self.meta = {"model": cfg.model, "dataset": cfg.dataset,
-                     "input_shape": list(data.input_shape), "num_classes": data.num_classes,
-                     "seed": cfg.seed, "method": cfg.method}
+        self.meta = {
+            "model": cfg.model,
+            "dataset": cfg.dataset,
+            "input_shape": list(data.input_shape),
+            "num_classes": data.num_classes,
+            "seed": cfg.seed,
+            "method": cfg.method,
+        }
         if cfg.init_checkpoint and cfg.method != "retrain":
             check_checkpoint_meta(cfg.init_checkpoint, self.meta)  # another data set: refused
             self.initial = ArrayRecord(load_initial_checkpoint(cfg.init_checkpoint, model))
         self.plan = plan_negation(
-            model, example_input(data.input_shape), cfg.negate_layers,
-            include_bias=cfg.negate_bias, batchnorm=cfg.batchnorm_policy,
+            model,
+            example_input(data.input_shape),
+            cfg.negate_layers,
+            include_bias=cfg.negate_bias,
+            batchnorm=cfg.batchnorm_policy,
         )
         self.evaluator = Evaluator(cfg, model)
-        self.recorder = RunRecorder(cfg, str(out_dir),
-                                    self.plan.to_dict() if cfg.method == "not" else None)
+        self.recorder = RunRecorder(
+            cfg, str(out_dir), self.plan.to_dict() if cfg.method == "not" else None
+        )
         self.state = RunState()
         self.saved = load_run_state(out_dir, cfg) if cfg.resume else None
         self.offset = 0  # rounds already done by the interrupted run this one resumes
@@ -300,23 +325,34 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
             self.recorder = RunRecorder.from_dict(self.saved.results)
             self.state = self.saved.state
             self.initial = ArrayRecord(
-                load_initial_checkpoint(str(out_dir / "checkpoint-latest.pt"), model))
+                load_initial_checkpoint(str(out_dir / "checkpoint-latest.pt"), model)
+            )
             self.recorder.mark_resumed(self.offset)
-            log(INFO, "resuming from round %d of %d (%s); Flower's own log counts this "
-                "run's rounds from 1: its [ROUND 1/%d] is the app's round %d", self.offset,
-                cfg.total_rounds, out_dir, cfg.total_rounds - self.offset, self.offset + 1)
+            log(
+                INFO,
+                "resuming from round %d of %d (%s); Flower's own log counts this "
+                "run's rounds from 1: its [ROUND 1/%d] is the app's round %d",
+                self.offset,
+                cfg.total_rounds,
+                out_dir,
+                cfg.total_rounds - self.offset,
+                self.offset + 1,
+            )
         self.stopping = StoppingRule(cfg.stop_tolerance, self.state.stopping)  # per request
         #: server round -> the name of the model measured after it
         self._instance_events: list[UnlearningEvent] = []  # to check they forgot something
-        self.snapshots = {cfg.num_train_rounds + int(k): f"recovered@{k}"
-                          for k in cfg.eval_recovery_rounds}
+        self.snapshots = {
+            cfg.num_train_rounds + int(k): f"recovered@{k}" for k in cfg.eval_recovery_rounds
+        }
         self.strategy = make_strategy(cfg, self.plan, self.on_unlearning, out_dir=out_dir)
         if self.strategy.request_source is not None:  # nothing forgotten twice
-            self.strategy.request_source = RequestGate(self.strategy.request_source,
-                                                       self.state, self.strategy)
+            self.strategy.request_source = RequestGate(
+                self.strategy.request_source, self.state, self.strategy
+            )
         # the audit log is writable and verifies, before round 1
-        check_audit_log(audit_log_path(cfg, out_dir),
-                        moved_away=cfg.overwrite and not cfg.audit_log)
+        check_audit_log(
+            audit_log_path(cfg, out_dir), moved_away=cfg.overwrite and not cfg.audit_log
+        )
         self.grid: Grid | None = None  # set by connect
 
     def partition_of(self, node_id: int) -> int | None:
@@ -336,8 +372,9 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
         cfg, strategy = self.cfg, self.strategy
         self.grid = grid
         identities = strategy.identify(grid, node_ids)
-        declared = [int(i["num-partitions"]) for i in identities.values()
-                    if i and "num-partitions" in i]
+        declared = [
+            int(i["num-partitions"]) for i in identities.values() if i and "num-partitions" in i
+        ]
         self.state.num_partitions = max(declared) if declared else len(node_ids)
         if self.saved is not None:
             restore_requests(strategy, self.saved)
@@ -346,22 +383,31 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
         kind = scheduled_kind(cfg, self.state.num_partitions)
         if cfg.identify_by == "partition-id" and cfg.unlearn_clients:
             ids = {int(c) for c in cfg.unlearn_clients if c != "*"}
-            self.evaluator.set_forget(self.state.num_partitions, ids,
-                                      **evaluation_kind_from_config(cfg, kind, ids))
+            self.evaluator.set_forget(
+                self.state.num_partitions, ids, **evaluation_kind_from_config(cfg, kind, ids)
+            )
         if self.saved is None:
             for index, group in enumerate(cfg.unlearn_groups):
                 strategy.request_unlearning(
-                    group, by=cfg.identify_by, at_round=cfg.request_round(index),
-                    requested_by="operator (run config)", **kind,
+                    group,
+                    by=cfg.identify_by,
+                    at_round=cfg.request_round(index),
+                    requested_by="operator (run config)",
+                    **kind,
                 )
         # a scheduled target that names no connected node fails now, not after training
-        for warning in check_targets(strategy.pending_requests, node_ids, node_names(grid),
-                                     strategy.identities,
-                                     expected_nodes=self.state.num_partitions):
+        for warning in check_targets(
+            strategy.pending_requests,
+            node_ids,
+            node_names(grid),
+            strategy.identities,
+            expected_nodes=self.state.num_partitions,
+        ):
             log(WARNING, "%s", warning)
 
-    def on_unlearning(self, event: UnlearningEvent, before: ArrayRecord,
-                      after: ArrayRecord) -> None:
+    def on_unlearning(
+        self, event: UnlearningEvent, before: ArrayRecord, after: ArrayRecord
+    ) -> None:
         """The strategy's hook at a request: record it, measure the models, start stopping.
 
         Parameters
@@ -374,17 +420,22 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
         if event.request.kind == "instance":
             self._instance_events.append(event)  # judged when its targets reply
         new_ids = {
-            int(t["identity"]["partition-id"]) for t in event.targets
+            int(t["identity"]["partition-id"])
+            for t in event.targets
             if t.get("identity") and "partition-id" in t["identity"]
         }
         self.state.forget_ids = self.state.forget_ids | new_ids
-        self.evaluator.set_forget(self.state.num_partitions, self.state.forget_ids,
-                                  **evaluation_kind(event.request, new_ids))
+        self.evaluator.set_forget(
+            self.state.num_partitions,
+            self.state.forget_ids,
+            **evaluation_kind(event.request, new_ids),
+        )
         request = event.to_dict()
         # a request file's reason ("GDPR art. 17"): into results.json, the record, the log
         source = self.strategy.request_source  # the RequestFolder, maybe inside a gate
         reasons = getattr(source, "reasons", None) or getattr(
-            getattr(source, "source", None), "reasons", {})
+            getattr(source, "source", None), "reasons", {}
+        )
         if reasons.get(request["request"].get("requested_by")):
             request["request"]["reason"] = reasons[request["request"]["requested_by"]]
         request["round"] = self.offset + event.round
@@ -407,8 +458,9 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
     def _check_forgotten(self, row: RoundStats) -> None:
         """Stop the run when an instance-wise request's targets forgot no sample."""
         for event in list(self._instance_events):
-            message = nothing_forgotten(target_keys(event.targets), row.forgotten_examples,
-                                        list(event.request.samples))
+            message = nothing_forgotten(
+                target_keys(event.targets), row.forgotten_examples, list(event.request.samples)
+            )
             if message is not None:
                 raise ValueError(message)
             if target_keys(event.targets) & set(row.forgotten_examples):
@@ -416,18 +468,27 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
 
     def _record_applied(self) -> None:
         """Write the record of the request just applied (status ``applied``) and log it."""
-        write_records(self.out_dir, self.cfg, self.recorder.to_dict(), None, self.grid,
-                      run_id=_run_id(self.grid))
+        write_records(
+            self.out_dir,
+            self.cfg,
+            self.recorder.to_dict(),
+            None,
+            self.grid,
+            run_id=_run_id(self.grid),
+        )
 
-    def _measure_request(self, request: dict, local_round: int, before: ArrayRecord,
-                         after: ArrayRecord) -> None:
+    def _measure_request(
+        self, request: dict, local_round: int, before: ArrayRecord, after: ArrayRecord
+    ) -> None:
         """Hash and measure the models of a request; the first one's are the run's."""
         cfg, recorder = self.cfg, self.recorder
         first = "original" not in recorder.models
         if first:  # the pre-unlearning model of the first request is "original"
-            path = save_original(self.out_dir / "checkpoint-original.pt", before,
-                                 {**self.meta, "round": self.offset + local_round - 1,
-                                  "phase": "train"})
+            path = save_original(
+                self.out_dir / "checkpoint-original.pt",
+                before,
+                {**self.meta, "round": self.offset + local_round - 1, "phase": "train"},
+            )
             recorder.add_checkpoint("original", path)
         request["sha256_before"] = sha256_arrays(before)
         request["sha256_negated"] = sha256_arrays(after)
@@ -442,13 +503,21 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
         recorder.add_model("original", models["before"])
         if cfg.method == "not":
             recorder.add_model("negated", models["negated"])
-            log(INFO, "NoT: negated model: test acc %.2f %% (original %.2f %%)",
-                100 * models["negated"]["test_acc"], 100 * models["before"]["test_acc"])
+            log(
+                INFO,
+                "NoT: negated model: test acc %.2f %% (original %.2f %%)",
+                100 * models["negated"]["test_acc"],
+                100 * models["before"]["test_acc"],
+            )
         if cfg.method in BASELINE_METHODS:
             recorder.add_model("unlearned", models["unlearned"])
-            log(INFO, "%s: unlearned model: test acc %.2f %% (original %.2f %%)",
-                cfg.method, 100 * models["unlearned"]["test_acc"],
-                100 * models["before"]["test_acc"])
+            log(
+                INFO,
+                "%s: unlearned model: test acc %.2f %% (original %.2f %%)",
+                cfg.method,
+                100 * models["unlearned"]["test_acc"],
+                100 * models["before"]["test_acc"],
+            )
 
     def central_eval(self, local_round: int, arrays: ArrayRecord) -> MetricRecord | None:
         """The strategy's evaluate hook after every round: measure, record, save the state.
@@ -473,8 +542,9 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
         if self.cfg.method == "retrain" and phase != "init":
             phase = "retrain"
         progress.report("round", server_round, self.cfg.total_rounds, phase, log_it=False)
-        row = round_stats(server_round, phase, info, self.partition_of,
-                          self.evaluator.quick(arrays))
+        row = round_stats(
+            server_round, phase, info, self.partition_of, self.evaluator.quick(arrays)
+        )
         self.recorder.add_round(row)
         self._check_forgotten(row)
         self._observe_stopping(row, arrays)
@@ -482,21 +552,42 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
             self.recorder.add_model(self.snapshots[server_round], self.evaluator.full(arrays))
         if server_round >= 1:
             results = self.recorder.to_dict()
-            save_run_state(self.out_dir, self.cfg, server_round, arrays, results, self.state,
-                           self.strategy, self.offset, self.meta)
+            save_run_state(
+                self.out_dir,
+                self.cfg,
+                server_round,
+                arrays,
+                results,
+                self.state,
+                self.strategy,
+                self.offset,
+                self.meta,
+            )
             if isinstance(self.strategy.request_source, RequestGate):  # files now settled
                 self.strategy.request_source.durable()
             update_progress(self.out_dir, self.cfg, results, self.grid)  # record: rounds so far
-        return MetricRecord({k: v for k, v in row.to_dict().items()
-                             if k in ("test_acc", "test_loss", "forget_acc", "asr")})
+        return MetricRecord(
+            {
+                k: v
+                for k, v in row.to_dict().items()
+                if k in ("test_acc", "test_loss", "forget_acc", "asr")
+            }
+        )
 
     def _observe_stopping(self, row: RoundStats, arrays: ArrayRecord) -> None:
         """Judge a round for each open request; measure the model where one stops."""
         for k in self.stopping.observe(row.round, row.phase, row.val_acc):  # each its own
             self.recorder.add_stopped(k, self.evaluator.full(arrays))
-            log(INFO, "stopping rule: request %d: retained val acc %.2f %% is within %.1f points "
-                "of %.2f %% at round %d", k + 1, 100 * row.val_acc, 100 * self.cfg.stop_tolerance,
-                100 * self.stopping.entries[k]["reference_val_acc"], row.round)
+            log(
+                INFO,
+                "stopping rule: request %d: retained val acc %.2f %% is within %.1f points "
+                "of %.2f %% at round %d",
+                k + 1,
+                100 * row.val_acc,
+                100 * self.cfg.stop_tolerance,
+                100 * self.stopping.entries[k]["reference_val_acc"],
+                row.round,
+            )
 
     def finish(self, grid: Grid, result, *, run_id: int | None, t_start: float) -> dict:
         """Save and measure the final model, record costs and stopping, write the results.
@@ -523,28 +614,39 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
         final = result.arrays if result.arrays is not None and len(result.arrays) else self.initial
         self.state.mark_durable(cfg.total_rounds, finished=True)
         final_name = {"retrain": "retrained"}.get(
-            cfg.method, "recovered" if strategy.in_recovery or strategy.applied_rules else "original")
-        path = save_checkpoint(self.out_dir / "checkpoint-final.pt", final,
-                               {**self.meta, "round": cfg.total_rounds, "phase": final_name})
+            cfg.method,
+            "recovered" if strategy.in_recovery or strategy.applied_rules else "original",
+        )
+        path = save_checkpoint(
+            self.out_dir / "checkpoint-final.pt",
+            final,
+            {**self.meta, "round": cfg.total_rounds, "phase": final_name},
+        )
         recorder.add_checkpoint("final", path)
         recorder.add_model(final_name, self.evaluator.full(final))
         recorder.final = final_name
         recorder.record_stopping(cfg, self.stopping)
         recorder.record_costs(
-            cfg.method, self.stopping, storage_peak=getattr(strategy, "storage_peak_bytes", 0),
+            cfg.method,
+            self.stopping,
+            storage_peak=getattr(strategy, "storage_peak_bytes", 0),
             storage_final=getattr(strategy, "storage_bytes", 0),
-            steps=strategy.steps if strategy.unlearner.records_step else None)
+            steps=strategy.steps if strategy.unlearner.records_step else None,
+        )
         recorder.requirements = dict(REQUIREMENTS[cfg.method])
         if cfg.server_data_fraction > 0:
-            recorder.server_data = {"fraction": cfg.server_data_fraction,
-                                    "samples": int(len(server_indices(cfg)))}
+            recorder.server_data = {
+                "fraction": cfg.server_data_fraction,
+                "samples": int(len(server_indices(cfg))),
+            }
         recorder.num_partitions = self.state.num_partitions
         if self.evaluator.membership is not None:
             recorder.membership = self.evaluator.membership.info()
         recorder.excluded_node_ids = sorted(strategy.excluded_node_ids)
         recorder.wall_seconds = time.perf_counter() - t_start
-        recorder.audit = write_records(self.out_dir, cfg, recorder.to_dict(), final, grid,
-                                       run_id=run_id)
+        recorder.audit = write_records(
+            self.out_dir, cfg, recorder.to_dict(), final, grid, run_id=run_id
+        )
         results = recorder.to_dict()
         save_finished_state(self.out_dir, self.state)  # every request: done
         write_json(self.out_dir / "results.json", results)

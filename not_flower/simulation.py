@@ -24,7 +24,6 @@ from .methods import client_handlers
 from .outdir import check_out_dir
 from .server_app import run_experiment
 
-
 RUN_SIMULATION_DEPRECATED = "`run_simulation` function is deprecated"
 
 

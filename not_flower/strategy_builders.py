@@ -71,7 +71,10 @@ def build_pgd(cfg: RunConfig, plan, *, out_dir: Path | None = None, **kwargs):
 
 
 def build_federaser(cfg: RunConfig, plan, *, out_dir: Path | None = None, **kwargs):
-    """FedEraser (:class:`strategies.federaser.FedEraser`), history in ``<out_dir>/federaser-history``."""
+    """FedEraser (:class:`strategies.federaser.FedEraser`).
+
+    Its history is kept in ``<out_dir>/federaser-history``.
+    """
     from strategies.federaser import FedEraser  # pylint: disable=import-outside-toplevel
 
     if out_dir is None:

@@ -238,7 +238,10 @@ class _UseRecorder(TorchFunctionMode):
         return out
 
     def _note_consumers(self, func: Any, tensors: list[torch.Tensor]) -> None:
-        """Resolve pending layer outputs consumed by this call (a BN call records its running_mean)."""
+        """Resolve pending layer outputs consumed by this call.
+
+        A batch-norm call records its ``running_mean``.
+        """
         consumed = [
             self._pending.pop(id(t))[1]
             for t in tensors

@@ -1,4 +1,6 @@
-"""Checks and measures of reply messages (pure functions, numpy only): what a strategy may aggregate.
+"""Checks and measures of reply messages: what a strategy may aggregate.
+
+Pure functions, numpy only.
 
 :func:`check_train_reply` says why a train reply must not be aggregated (wrong keys,
 shapes, dtypes, NaN/inf, a bad weight); :func:`majority_metric_keys` finds the metric

@@ -193,7 +193,8 @@ class WrapperRunMixin:
         step = (
             "None (no unlearning step, recovery only)"
             if isinstance(self.unlearner, NoStep)
-            else f"{self.unlearner.name} (changes {list(self.unlearner.layers) or list(self.unlearner.keys)})"
+            else f"{self.unlearner.name} (changes "
+            f"{list(self.unlearner.layers) or list(self.unlearner.keys)})"
         )
         recovery = describe(self.recovery_strategy) if self.recovery_strategy else None
         counts = {s: sum(o.status == s for o in self.outcomes) for s in ("pending", "applied")}

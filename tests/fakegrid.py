@@ -96,7 +96,7 @@ class FakeGrid(Grid):
             if dst in self.nodes:
                 replies.append(self._call(dst, msg))
         # a node that keeps answering although nobody asked it (after its exclusion)
-        for node_id, make in self.rogue.items():
+        for node_id in self.rogue:
             for msg in messages:
                 if msg.metadata.dst_node_id != node_id and node_id in self.nodes:
                     replies.append(self._call(node_id, _readdress(msg, node_id)))

@@ -1,4 +1,5 @@
-"""FedAvg keeps every tensor's dtype; rounds with nothing to aggregate are noticed and stop the run."""
+"""FedAvg keeps every tensor's dtype; rounds with nothing to aggregate are noticed and stop
+the run."""
 
 from __future__ import annotations
 

@@ -3,7 +3,8 @@ is allowed, and a failed write leaves what was on disk untouched.
 
 Covered elsewhere, not repeated here:
 
-* unknown target: ``tests/test_strategy.py::test_unknown_target_is_an_error_naming_value_and_choices``
+* unknown target:
+  ``tests/test_strategy.py::test_unknown_target_is_an_error_naming_value_and_choices``
   (``UnlearningError`` naming ``partition-id=42`` and the values the connected nodes have);
 * a request file naming no connected node, rejected without stopping training:
   ``tests/test_requests.py::test_request_folder_applies_valid_and_rejects_bad_without_stopping``.

@@ -85,7 +85,7 @@ def test_local_sh_trains_unlearns_recovers_and_cleans_up(tmp_path):
 
 
 def _started_and_stopped(work) -> set[int]:
-    started = {int(l.split()[1]) for l in (work / "pids").read_text().splitlines() if l}
+    started = {int(line.split()[1]) for line in (work / "pids").read_text().splitlines() if line}
     return started | {int(p) for p in (work / "stopped-pids").read_text().split()}
 
 

@@ -111,7 +111,7 @@ def test_netns_nodes_survive_a_killed_node(tmp_path):
         names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
         links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout
         leaked_ns = [n for n in names.split() if n.startswith(f"nf-{tag}-")]
-        leaked_links = [l for l in links.splitlines() if tag in l.split()[0]]
+        leaked_links = [link for link in links.splitlines() if tag in link.split()[0]]
         for ns in leaked_ns:  # clean up what the script did not, then fail
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         assert not leaked_ns and not leaked_links, (leaked_ns, leaked_links)

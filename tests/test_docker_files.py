@@ -11,8 +11,8 @@ No container engine runs here, so images are not built; `docker-compose` (Debian
 
 from __future__ import annotations
 
-import re
 import os
+import re
 import shutil
 import subprocess
 import tomllib
@@ -291,7 +291,7 @@ def test_compose_services_images_and_flags():
 def _script_flags(script: str, exe: str) -> set[str]:
     """Flags of the `exe ...` command in a deploy script (with continuation lines)."""
     text = (DEPLOY / script).read_text().replace("\\\n", " ")
-    line = next(l for l in text.splitlines() if re.search(rf"nf_start .*\b{exe} ", l))
+    line = next(ln for ln in text.splitlines() if re.search(rf"nf_start .*\b{exe} ", ln))
     return set(re.findall(r"(--[a-z][a-z-]*)", line.split(exe, 1)[1]))
 
 

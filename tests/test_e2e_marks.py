@@ -8,12 +8,8 @@ The marker is registered in pyproject.toml, so ``-m "not e2e"`` is not a typo-pr
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
-
-import pytest
 
 from tests.conftest import process_violation, starts_runtime
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from flwr.simulation import run_simulation
 
 from examples.own_app import client_app, server_app

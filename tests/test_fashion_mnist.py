@@ -1,4 +1,5 @@
-"""Fashion-MNIST from Debian's package: the real files, the flat layout, the fallback order, train-subset."""
+"""Fashion-MNIST from Debian's package: the real files, the flat layout, the fallback order,
+train-subset."""
 
 from __future__ import annotations
 

@@ -16,8 +16,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("strategies", "not_flower")
-MAX_FILE_LINES = 600
-MAX_FUNCTION_LINES = 80
+# Counted in ruff-formatted lines. Formatting the same code with ruff (#29.6) made the two
+# packages 11 % longer (17,258 -> 19,107 lines; argument lists one per line), so the limits,
+# 600 and 80 in the denser hand layout, were raised to match; no file or function grew in
+# content.
+MAX_FILE_LINES = 700
+MAX_FUNCTION_LINES = 100
 
 #: Files over ``MAX_FILE_LINES`` today, with their line counts then.
 KNOWN_LONG_FILES: dict[str, int] = {}

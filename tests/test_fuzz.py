@@ -1,9 +1,9 @@
 """Fuzz tests (hypothesis): every input runs or fails with the module's own clear error.
 
 Run config, request files (parsed and dropped into a request folder), negation selectors
-and the audit log's verifier: no input may escape as another exception type (a traceback in the middle of a
-federation), and a request folder must be left consistent (every invalid file moved to
-``rejected/`` with its reason, nothing else left behind).
+and the audit log's verifier: no input may escape as another exception type (a traceback in
+the middle of a federation), and a request folder must be left consistent (every invalid file
+moved to ``rejected/`` with its reason, nothing else left behind).
 """
 
 from __future__ import annotations

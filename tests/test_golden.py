@@ -49,7 +49,10 @@ REL_TOL, ABS_TOL = 0.1, 0.03
 
 
 def _mismatches(fresh, golden, where="") -> list[str]:
-    """Paths where ``fresh`` differs from ``golden``: non-floats exactly, floats within tolerance."""
+    """Paths where ``fresh`` differs from ``golden``.
+
+    Non-floats must be equal, floats within tolerance.
+    """
     if isinstance(golden, dict) and isinstance(fresh, dict):
         if set(fresh) != set(golden):
             return [f"{where}: keys {sorted(set(fresh) ^ set(golden))}"]

@@ -49,7 +49,8 @@ from flwr.app import Array, ArrayRecord
 from strategies import NegationPlan, NoT, Negation, Unlearning
 from flwr.serverapp.strategy import FedProx
 strategy = Unlearning(FedProx(proximal_mu=0.1), Negation(NegationPlan((), ("w",))))
-arrays = ArrayRecord({"w": Array(np.arange(3, dtype=np.float32)), "b": Array(np.ones(2, np.float32))})
+arrays = ArrayRecord({"w": Array(np.arange(3, dtype=np.float32)),
+                      "b": Array(np.ones(2, np.float32))})
 negated = NoT(["w"]).unlearner.plan.apply(arrays)
 print(json.dumps({"torch": "torch" in sys.modules, "w": negated["w"].numpy().tolist(),
                   "b": negated["b"].numpy().tolist()}))

@@ -106,7 +106,7 @@ def test_superlink_pids_match_only_this_home_and_port(tmp_path):
         13: ["grep", "--port", "20001", "--log-file", f"{a}/local-superlink/superlink.log"],
         14: [
             "/venv/bin/flower-superlink",
-            f"--port=20001",
+            "--port=20001",
             f"--log-file={a}/local-superlink/superlink.log",
         ],
         15: [],

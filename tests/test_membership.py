@@ -1,4 +1,5 @@
-"""not_flower.membership: LiRA's statistic, score and low-FPR metrics on cases with known answers."""
+"""not_flower.membership: LiRA's statistic, score and low-FPR metrics on cases with known
+answers."""
 
 from __future__ import annotations
 

@@ -137,10 +137,9 @@ def test_report_colours_tell_the_methods_apart():
 
 @pytest.mark.parametrize("method", METHODS)
 def test_every_method_builds_a_strategy_that_needs_what_the_registry_says(method, tmp_path):
+    from not_flower.server_app import REQUIREMENTS, make_strategy
     from strategies import NegationPlan, NoT
     from strategies.unlearner import REQUIREMENT_KEYS
-
-    from not_flower.server_app import REQUIREMENTS, make_strategy
 
     spec = REGISTRY[method]
     strategy = make_strategy(

@@ -110,7 +110,10 @@ class Attention(nn.Module):
 
 
 class Digits(nn.Module):
-    """A root Sequential-like module whose children are named by digits, with the first child parameter-free."""
+    """A root Sequential-like module whose children are named by digits.
+
+    Its first child has no parameters.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -182,7 +185,7 @@ def test_unused_and_parameter_free_modules_are_not_layers():
 def test_vit_first_layer_is_patch_embedding(vit):
     assert list(vit.state_dict())[:2] == ["class_token", "conv_proj.weight"]
     layers = forward_layers(vit, IMG)
-    assert [(l.name, l.kind) for l in layers[:3]] == [
+    assert [(layer.name, layer.kind) for layer in layers[:3]] == [
         ("conv_proj", "Conv2d"),
         ("", "VisionTransformer"),
         ("encoder", "Encoder"),
@@ -190,16 +193,16 @@ def test_vit_first_layer_is_patch_embedding(vit):
     assert layers[1].param_keys == ("class_token",)
     assert layers[2].param_keys == ("encoder.pos_embedding",)
     attn = "encoder.layers.encoder_layer_0.self_attention"
-    names = [l.name for l in layers]
+    names = [layer.name for layer in layers]
     assert names.index(attn) + 1 == names.index(attn + ".out_proj")
     assert names[-1] == "heads.head"
-    assert [l.index for l in layers] == list(range(len(layers)))
+    assert [layer.index for layer in layers] == list(range(len(layers)))
     assert plan_negation(vit, IMG).keys == ("conv_proj.weight", "conv_proj.bias")
 
 
 def test_resnet18_order(resnet):
     layers = forward_layers(resnet, IMG)
-    names = [l.name for l in layers]
+    names = [layer.name for layer in layers]
     assert names[:4] == ["conv1", "bn1", "layer1.0.conv1", "layer1.0.bn1"]
     assert names[-1] == "fc"
     assert len(names) == len({k.rsplit(".", 1)[0] for k, _ in resnet.named_parameters()})
@@ -209,7 +212,7 @@ def test_resnet18_order(resnet):
 
 def test_mha_and_out_proj_are_separate_layers_in_order():
     layers = forward_layers(Attention(), _x(2, 5, 4))
-    assert [(l.name, l.param_keys) for l in layers] == [
+    assert [(layer.name, layer.param_keys) for layer in layers] == [
         ("embed", ("embed.weight", "embed.bias")),
         ("attn", ("attn.in_proj_weight", "attn.in_proj_bias")),
         ("attn.out_proj", ("attn.out_proj.weight", "attn.out_proj.bias")),

@@ -9,10 +9,8 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import pytest
-import torch
 from flwr.app import ArrayRecord
 from flwr.clientapp import ClientApp
 

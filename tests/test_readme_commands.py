@@ -1,9 +1,14 @@
-"""The README's run commands run as shown and give what the README says.
+"""Every shell command the README shows is run by a test, and runs as shown.
 
-A static check reads every `flwr run .` command in the README: one on the local simulation
-must say how many SuperNodes (Flower's default is 2, where "forget client 0" removes half
-the data) and stream its log. The Fashion-MNIST command is then run exactly as the README
-shows it (a few cheap overrides appended to its own), where Debian's files are present.
+`README_COMMANDS` maps each shell command of the README (each line of its ```bash blocks,
+trailing comment dropped, and each inline code span that is a command) to the tests that
+run it; a README command without an entry, or an entry whose test does not exist, fails.
+The cheap ones are run here: the quickstart with fewer rounds (its summary must have the
+README's layout), the two test commands (collection only), the Fashion-MNIST line with
+fewer rounds appended to its overrides. A static check reads every `flwr run .` command
+in the README and the docs pages: one on the local simulation must say how many
+SuperNodes (Flower's default is 2, where "forget client 0" removes half the data) and
+stream its log.
 """
 
 from __future__ import annotations
@@ -22,6 +27,34 @@ from not_flower import local_superlink
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
+DOC_PAGES = sorted((ROOT / "docs").rglob("*.md"))
+THIS = "tests/test_readme_commands.py"
+QUICKSTART_TEST = f"{THIS}::test_quickstart_runs_as_shown"
+DEPLOY_TEST = "tests/test_deploy_local.py::test_local_sh_trains_unlearns_recovers_and_cleans_up"
+DOCS_TEST = "tests/test_docs_site.py::test_docs_build_strictly_as_shown"
+
+#: Each shell command the README shows -> the tests that run it ("file::test").
+README_COMMANDS = {
+    "bash examples/quickstart.sh": (QUICKSTART_TEST,),
+    'bash examples/quickstart.sh "recovery-rounds=5"': (QUICKSTART_TEST,),
+    "flwr run": (QUICKSTART_TEST,),  # what the quickstart runs
+    "flwr run . --stream": (QUICKSTART_TEST,),
+    "bash scripts/test.sh": (f"{THIS}::test_test_commands_run_as_shown",),
+    'bash scripts/test.sh -m "not e2e"': (f"{THIS}::test_test_commands_run_as_shown",),
+    "OUT=$PWD/outputs/fmnist bash examples/quickstart.sh \"dataset='fashion-mnist' "
+    "model='cnn' train-subset=12000\"": (f"{THIS}::test_fashion_mnist_command_runs_as_shown",),
+    "bash examples/deploy/local.sh": (DEPLOY_TEST,),
+    "flwr run . <connection>": (DEPLOY_TEST,),  # what local.sh runs
+    "python -m not_flower.audit verify RUN_DIR": (
+        "tests/test_audit.py::test_python_dash_m",
+        "tests/test_fault_injection.py::"
+        "test_verify_run_dir_catches_an_edited_record_and_a_swapped_checkpoint",
+    ),
+    "bash scripts/docs.sh": (DOCS_TEST,),
+    "mkdocs build --strict": (DOCS_TEST,),  # what scripts/docs.sh runs
+}
+#: How an inline code span that is a shell command begins.
+COMMAND_START = re.compile(r"(bash|flwr|python3?|source|mkdocs|pip|sudo|\.venv/bin/\S+) |[A-Z_]+=\S* ")
 BIN = Path(sys.executable).parent
 FMNIST = Path("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz")
 
@@ -64,6 +97,72 @@ def shell_commands(markdown: str) -> list[str]:
     return commands
 
 
+def readme_commands(markdown: str) -> list[str]:
+    """The shell commands a Markdown text shows, as `README_COMMANDS` names them: each line
+    of a ```bash or ```sh block (continuation lines joined, a trailing comment dropped) and
+    each inline code span outside blocks that begins like a command (`COMMAND_START`).
+
+    Parameters
+    ----------
+    markdown : str
+        The document.
+
+    Returns
+    -------
+    list[str]
+    """
+    commands: list[str] = []
+    prose: list[str] = []
+    block: list[str] | None = None
+    language = ""
+    for line in markdown.splitlines():
+        fence = re.match(r"\s*```(\w*)", line)
+        if fence and block is None:
+            block, language = [], fence.group(1)
+        elif fence:
+            if language in ("bash", "sh"):
+                joined = re.sub(r"\s*\\\n\s*", " ", "\n".join(block))
+                for c in joined.splitlines():
+                    c = re.split(r"\s+#\s", c.strip(), maxsplit=1)[0].strip()
+                    if c and not c.startswith("#"):
+                        commands.append(c)
+            block = None
+        elif block is not None:
+            block.append(line)
+        else:
+            prose.append(line)
+    spans = re.findall(r"`([^`\n]+)`", "\n".join(prose))
+    return commands + [s for s in spans if COMMAND_START.match(s + " ")]
+
+
+def _test_exists(test_id: str) -> bool:
+    """Whether ``file::name`` names a test function defined in that file."""
+    path, name = test_id.split("::")
+    source = (ROOT / path).read_text() if (ROOT / path).is_file() else ""
+    return re.search(rf"^def {re.escape(name)}\(", source, re.M) is not None
+
+
+def test_readme_commands_are_found_in_bash_blocks_and_command_spans():
+    text = (
+        "See `bash a.sh \"k=1\"` and `strategies.NoT`.\n```bash\nbash b.sh \\\n  --x 1"
+        "   # a comment\n# only a comment\n```\n```text\nnot-flower summary\n```\n"
+    )
+    assert readme_commands(text) == ["bash b.sh --x 1", 'bash a.sh "k=1"']
+
+
+def test_every_readme_command_has_a_test_that_runs_it():
+    found = readme_commands(README.read_text())
+    untested = [c for c in found if c not in README_COMMANDS]
+    assert not untested, (
+        f"README commands that no test runs: {untested}; add each to README_COMMANDS with "
+        "the test that runs it"
+    )
+    stale = [c for c in README_COMMANDS if c not in found]
+    assert not stale, f"README_COMMANDS names commands the README no longer shows: {stale}"
+    missing = [t for tests in README_COMMANDS.values() for t in tests if not _test_exists(t)]
+    assert not missing, f"README_COMMANDS names tests that do not exist: {missing}"
+
+
 def local_simulation_runs(commands: list[str]) -> list[str]:
     """The complete `flwr run .` commands on the local simulation (no connection named)
     with a run config; placeholders (`...`) left out."""
@@ -88,8 +187,12 @@ def test_shell_commands_are_found_in_blocks_and_inline_spans():
 
 
 def test_every_local_simulation_command_names_its_supernodes_and_streams():
-    runs = local_simulation_runs(shell_commands(README.read_text()))
-    assert runs, "the README shows no `flwr run .` command with a run config"
+    runs = [
+        c
+        for page in [README, *DOC_PAGES]
+        for c in local_simulation_runs(shell_commands(page.read_text()))
+    ]
+    assert runs, "the README and the docs show no `flwr run .` command with a run config"
     bad = [c for c in runs if "num-supernodes=" not in c or "--stream" not in c]
     assert not bad, f"commands that would run Flower's default 2 SuperNodes or show nothing: {bad}"
 

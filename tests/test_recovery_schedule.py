@@ -20,8 +20,8 @@ from not_flower.strategy_builders import recovery_schedule
 from strategies import NoT, answer_identity, plan_negation
 from strategies.negation import NegationPlan
 from strategies.not_strategy import recovery_strategy_for
-from strategies.replies import arrayrecord_nbytes
 from strategies.recovery_schedule import RecoverySchedule, merge_partial, warmup_lr
+from strategies.replies import arrayrecord_nbytes
 from tests.fakegrid import FakeGrid, FakeNode
 
 KEYS = ("conv.weight", "conv.bias", "fc.weight")

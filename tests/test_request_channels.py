@@ -119,7 +119,7 @@ def test_operator_request_file_during_a_live_run(deployment, tmp_path):
     assert not (requests / "bad.json").exists()
     reason = next((requests / "rejected").glob("bad.json*reason*")).read_text()
     assert "'targets' must be a non-empty list" in reason
-    warning = [l for l in log.splitlines() if "WARNING" in l and "bad.json" in l]
+    warning = [line for line in log.splitlines() if "WARNING" in line and "bad.json" in line]
     assert warning, log[-3000:]
     assert "'targets' must be a non-empty list" in warning[0]
     # the valid one: applied at the next boundary and moved to accepted/

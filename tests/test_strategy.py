@@ -288,7 +288,8 @@ def _bad_app(kind: str) -> ClientApp:
         ("inf", "tensor 'conv.bias' holds NaN or inf"),
         (
             "keys",
-            r"keys differ from the global model: missing \['fc.weight'\], unexpected \['extra.weight'\]",
+            r"keys differ from the global model: missing \['fc.weight'\], "
+            r"unexpected \['extra.weight'\]",
         ),
         (
             "shape",
