@@ -1,16 +1,54 @@
 """Flower strategies for federated unlearning: the Unlearning wrapper, NoT and its references.
 
 ``Unlearning(strategy, unlearner)`` adds unlearning to any Flower Message-API strategy;
-``NoT(plan)`` is its short form (FedAvg with weight negation). Names are loaded on first
-use, so that ``from strategies.identity import identity_mod`` (the one piece a ClientApp
-needs) loads no server code, and ``from strategies import Unlearning`` needs numpy and
-Flower but not torch (only :func:`plan_negation` and :func:`forward_layers`, which trace a
-torch model, load torch).
+``NoT(plan)`` is its short form (FedAvg with weight negation). The names in ``__all__``
+are imported the ordinary way (``from strategies import Unlearning``); editors and type
+checkers read them from the ``TYPE_CHECKING`` block below. At run time each is loaded from
+its module on first use, so that ``from strategies.identity import identity_mod`` (the one
+piece a ClientApp needs) loads no server code, and ``from strategies import Unlearning``
+needs numpy and Flower but not torch (only :func:`plan_negation` and
+:func:`forward_layers`, which trace a torch model, load torch).
 """
 
-from importlib import import_module
+from __future__ import annotations
 
-#: Public name -> the module that defines it.
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .grid_view import ExcludingGrid
+    from .identity import IDENTITY_QUERY, IDENTITY_RECORD_KEY, answer_identity, identity_mod
+    from .negation import forward_layers, plan_negation  # needs torch
+    from .negation_arrays import NegationError, NegationPlan, negate
+    from .not_strategy import NoT
+    from .unlearner import Negation, NoStep, Unlearner, UnlearningStep
+    from .unlearning import Unlearning
+    from .unlearning_request import UnlearningError, UnlearningEvent, UnlearningRequest
+
+__all__ = [
+    "IDENTITY_QUERY",
+    "IDENTITY_RECORD_KEY",
+    "ExcludingGrid",
+    "Negation",
+    "NegationError",
+    "NegationPlan",
+    "NoStep",
+    "NoT",
+    "Unlearner",
+    "Unlearning",
+    "UnlearningError",
+    "UnlearningEvent",
+    "UnlearningRequest",
+    "UnlearningStep",
+    "answer_identity",
+    "forward_layers",
+    "identity_mod",
+    "negate",
+    "plan_negation",
+]
+
+#: Public name -> the module that defines it (the imports above, for run time; a test
+#: checks that both and ``__all__`` name the same things).
 _NAMES = {
     "ExcludingGrid": ".grid_view",
     "IDENTITY_QUERY": ".identity",
@@ -45,6 +83,3 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted(list(globals()) + list(_NAMES))
-
-
-__all__ = sorted(_NAMES)

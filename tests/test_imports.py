@@ -1,16 +1,17 @@
-"""What importing costs: the strategies import without torch; the ClientApp loads no server code."""
+"""What importing costs: the strategies import without torch; the ClientApp loads no server
+code; what type checkers see of ``strategies`` is its ``__all__``."""
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
 import sys
+from importlib import import_module
 from pathlib import Path
 
 import pytest
-
-pytestmark = pytest.mark.e2e  # each test runs a fresh Python
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,6 +40,7 @@ def _python(code: str) -> str:
     return out.stdout.strip().splitlines()[-1]
 
 
+@pytest.mark.e2e  # a fresh Python
 def test_the_wrapper_and_not_import_and_negate_without_torch():
     code = (
         BLOCK_TORCH
@@ -60,6 +62,7 @@ print(json.dumps({"torch": "torch" in sys.modules, "w": negated["w"].numpy().tol
     assert out == {"torch": False, "w": [-0.0, -1.0, -2.0], "b": [1.0, 1.0]}
 
 
+@pytest.mark.e2e  # a fresh Python
 def test_plan_negation_still_loads_torch_when_asked_for():
     code = (
         BLOCK_TORCH
@@ -73,6 +76,7 @@ except ImportError as err:
     assert _python(code) == "blocked: True"
 
 
+@pytest.mark.e2e  # a fresh Python
 def test_the_clientapp_imports_no_server_strategy():
     code = """
 import sys
@@ -82,3 +86,26 @@ print(",".join(sorted(m for m in sys.modules if m.startswith("strategies"))))
     loaded = set(_python(code).split(","))
     # the identity protocol (client and server both speak it) and PGD's client half only
     assert loaded == {"strategies", "strategies.identity", "strategies.pgd_ascent"}
+
+
+def _type_checking_imports(path: Path) -> dict[str, str]:
+    """Name -> module (relative, ``.x``) of the imports under ``if TYPE_CHECKING:``."""
+    names: dict[str, str] = {}
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING":
+            for imp in node.body:
+                assert isinstance(imp, ast.ImportFrom), ast.unparse(imp)
+                names.update({a.asname or a.name: "." * imp.level + imp.module for a in imp.names})
+    return names
+
+
+def test_type_checkers_see_every_public_name_where_it_is_loaded_from():
+    import strategies
+
+    seen = _type_checking_imports(ROOT / "strategies" / "__init__.py")
+    assert sorted(seen) == sorted(strategies.__all__)
+    assert len(set(strategies.__all__)) == len(strategies.__all__) == 19
+    assert seen == strategies._NAMES  # the lazy loader loads each from the same module
+    assert set(strategies.__all__) <= set(dir(strategies))
+    for name in strategies.__all__:
+        assert getattr(strategies, name) is getattr(import_module(f"strategies{seen[name]}"), name)
