@@ -11,14 +11,14 @@ if [ ! -x "$VENV/bin/python" ]; then
   echo "setup: creating the virtual environment $VENV ($PYTHON -m venv)"
   "$PYTHON" -m venv "$VENV"
 fi
-if ! "$VENV/bin/python" -c "import not_flower, strategies, flwr, torch, torchvision, pytest, hypothesis" 2>/dev/null; then
+if ! "$VENV/bin/python" -c "import not_flower, strategies, flwr, torch, torchvision, pytest, hypothesis, ruff" 2>/dev/null; then
   # the pins as pyproject.toml states them, e.g. "flwr[simulation] 1.42.0, torch 2.14.1, ..."
   pins="$(sed -n 's/^ *"\(flwr\[simulation\]\|torch\|torchvision\)==\([^"]*\)".*/\1 \2/p' pyproject.toml \
     | paste -sd, - | sed 's/,/, /g')"
   echo "setup: installing not-flower and its pinned dependencies ($pins) and the test tools into $VENV; takes about 2 minutes"
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
   "$VENV/bin/python" -m pip install --quiet -e ".[dev]"
-  "$VENV/bin/python" -c "import not_flower, strategies, flwr, torch, torchvision, pytest, hypothesis" \
+  "$VENV/bin/python" -c "import not_flower, strategies, flwr, torch, torchvision, pytest, hypothesis, ruff" \
     || { echo "setup: installed, but the imports above still fail in $VENV" >&2; exit 1; }
   echo "setup: done in $((SECONDS - T0)) s ($("$VENV/bin/python" -c "import flwr, torch; print(f'flwr {flwr.__version__}, torch {torch.__version__}')"))"
 fi
