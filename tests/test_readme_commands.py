@@ -54,7 +54,9 @@ README_COMMANDS = {
     "mkdocs build --strict": (DOCS_TEST,),  # what scripts/docs.sh runs
 }
 #: How an inline code span that is a shell command begins.
-COMMAND_START = re.compile(r"(bash|flwr|python3?|source|mkdocs|pip|sudo|\.venv/bin/\S+) |[A-Z_]+=\S* ")
+COMMAND_START = re.compile(
+    r"(bash|flwr|python3?|source|mkdocs|pip|sudo|\.venv/bin/\S+) |[A-Z_]+=\S* "
+)
 BIN = Path(sys.executable).parent
 FMNIST = Path("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz")
 
@@ -144,7 +146,7 @@ def _test_exists(test_id: str) -> bool:
 
 def test_readme_commands_are_found_in_bash_blocks_and_command_spans():
     text = (
-        "See `bash a.sh \"k=1\"` and `strategies.NoT`.\n```bash\nbash b.sh \\\n  --x 1"
+        'See `bash a.sh "k=1"` and `strategies.NoT`.\n```bash\nbash b.sh \\\n  --x 1'
         "   # a comment\n# only a comment\n```\n```text\nnot-flower summary\n```\n"
     )
     assert readme_commands(text) == ["bash b.sh --x 1", 'bash a.sh "k=1"']
@@ -249,3 +251,84 @@ def test_fashion_mnist_command_runs_as_shown(tmp_path):
     rows = {r["round"]: r for r in results["rounds"]}
     assert rows[1]["participants"] == list(range(10))
     assert rows[2]["participants"] == list(range(1, 10))
+
+
+def _readme_command(start: str) -> str:
+    """The one README command that begins with ``start`` and has overrides in quotes."""
+    lines = [c for c in readme_commands(README.read_text()) if c.startswith(start) and '"' in c]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def _expected_summary() -> list[str]:
+    """The lines of the README's expected quickstart summary (its ```text block)."""
+    block = re.search(r"```text\n(not-flower summary.*?)```", README.read_text(), re.S)
+    assert block, "the README shows no expected quickstart summary"
+    return block.group(1).splitlines()
+
+
+@pytest.mark.e2e
+def test_quickstart_runs_as_shown(tmp_path):
+    """The README's override example, with fewer training rounds appended: the summary has
+    the README's layout, and client 0 is in every training round and in no recovery round.
+    """
+    home = tmp_path / "flwr-home"
+    out = tmp_path / "demo"
+    env = {
+        **os.environ,
+        "FLWR_HOME": str(home),
+        "OUT": str(out),
+        **{k: str(v) for k, v in local_superlink.ports_for_home(home).items()},
+    }
+    command = _readme_command('bash examples/quickstart.sh "recovery-rounds=')
+    command = re.sub(r'"$', ' num-train-rounds=3 local-epochs=1 test-subset=200"', command)
+    try:
+        proc = subprocess.run(
+            ["bash", "-c", command],
+            cwd=ROOT,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            timeout=400,
+        )
+    finally:
+        local_superlink.stop(home, grace=10.0)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    expected = _expected_summary()
+    assert expected[0].split(" (results in")[0] in proc.stdout
+    assert expected[1].strip() in proc.stdout  # the column header
+    for row in ("original", "negated", "recovered"):
+        assert re.search(rf"^.*\s{row}(\s+\d+\.\d+){{5}}$", proc.stdout, re.M), row
+    assert "stopping rule" in proc.stdout
+    results = json.loads((out / "results.json").read_text())
+    rows = {r["round"]: r for r in results["rounds"]}
+    assert sorted(rows) == list(range(9))  # round 0, 3 training rounds, 5 recovery rounds
+    assert all(rows[r]["participants"] == list(range(10)) for r in (1, 2, 3))
+    assert all(rows[r]["participants"] == list(range(1, 10)) for r in range(4, 9))
+
+
+@pytest.mark.e2e
+def test_test_commands_run_as_shown():
+    """Both README test commands, collecting only: the fast loop leaves the e2e tests out."""
+    counts = {}
+    for command in ("bash scripts/test.sh", 'bash scripts/test.sh -m "not e2e"'):
+        assert command in README_COMMANDS
+        proc = subprocess.run(
+            ["bash", "-c", f"{command} --collect-only -p no:cacheprovider"],
+            cwd=ROOT,
+            text=True,
+            capture_output=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        match = re.search(
+            r"^(\d+)(?:/(\d+))? tests? collected(?: \((\d+) deselected\))?", proc.stdout, re.M
+        )
+        assert match, proc.stdout[-2000:]
+        counts[command] = match
+    everything = counts["bash scripts/test.sh"]
+    fast = counts['bash scripts/test.sh -m "not e2e"']
+    assert everything.group(2) is None and int(everything.group(1)) > 800
+    assert int(fast.group(2)) == int(everything.group(1))  # the same suite
+    assert int(fast.group(3)) > 0 and int(fast.group(1)) + int(fast.group(3)) == int(fast.group(2))
