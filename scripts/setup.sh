@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Create .venv (if missing) and install not-flower with its pinned dependencies and test
-# tools. Idempotent: a second run only checks that everything is installed, and prints
-# nothing. NF_VENV names another venv folder (default .venv; used by the tests).
+# Create .venv (if missing) and install not-flower with its dependencies and test tools at
+# the tested versions (constraints.txt). Idempotent: a second run only checks that
+# everything is installed, and prints nothing. NF_VENV names another venv folder (default .venv; used by the tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
@@ -12,12 +12,13 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 if ! "$VENV/bin/python" -c "import not_flower, strategies, flwr, torch, torchvision, pytest, hypothesis, ruff" 2>/dev/null; then
-  # the pins as pyproject.toml states them, e.g. "flwr[simulation] 1.42.0, torch 2.14.1, ..."
-  pins="$(sed -n 's/^ *"\(flwr\[simulation\]\|torch\|torchvision\)==\([^"]*\)".*/\1 \2/p' pyproject.toml \
+  # the tested versions constraints.txt pins, e.g. "flwr 1.42.0, torch 2.14.1, ..."
+  pins="$(sed -n 's/^\(flwr\|torch\|torchvision\)==\([^ #]*\).*/\1 \2/p' constraints.txt \
     | paste -sd, - | sed 's/,/, /g')"
-  echo "setup: installing not-flower and its pinned dependencies ($pins) and the test tools into $VENV; takes about 2 minutes"
+  more=$(($(grep -c '^[A-Za-z].*==' constraints.txt) - 3))
+  echo "setup: installing not-flower and the test tools into $VENV at the tested versions of constraints.txt ($pins and $more more); takes about 2 minutes"
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
-  "$VENV/bin/python" -m pip install --quiet -e ".[dev]"
+  "$VENV/bin/python" -m pip install --quiet -c constraints.txt -e ".[dev]"
   "$VENV/bin/python" -c "import not_flower, strategies, flwr, torch, torchvision, pytest, hypothesis, ruff" \
     || { echo "setup: installed, but the imports above still fail in $VENV" >&2; exit 1; }
   echo "setup: done in $((SECONDS - T0)) s ($("$VENV/bin/python" -c "import flwr, torch; print(f'flwr {flwr.__version__}, torch {torch.__version__}')"))"

@@ -20,6 +20,7 @@ import tomllib
 import flwr
 import pytest
 import yaml
+from packaging.requirements import Requirement
 
 from tests.deploy_utils import (
     DEPLOY,
@@ -136,6 +137,30 @@ def _dockerfile_arg_value(name: str) -> str:
     return match.group(2)
 
 
+def _constraint_pins() -> dict[str, str]:
+    """constraints.txt as ``{name: version}``."""
+    lines = (ROOT / "constraints.txt").read_text().splitlines()
+    pairs = [line.split("#", 1)[0].strip().split("==") for line in lines]
+    return {p[0]: p[1] for p in pairs if len(p) == 2}
+
+
+def _dockerfile_sed(target: str) -> str:
+    """Run the Dockerfile's ``sed -i -e '...' ... TARGET`` on the repository's TARGET and
+    return what it makes (the file itself is not changed)."""
+    text = DOCKERFILE.read_text()
+    found = re.search(rf"sed -i ((?:-e '[^']*'\s*(?:\\\n\s*)?)+){re.escape(target)}", text)
+    assert found, f"no `sed -i ... {target}` in {DOCKERFILE}"
+    exprs = re.findall(r"-e '([^']*)'", found.group(1))
+    res = subprocess.run(
+        ["sed", *[a for e in exprs for a in ("-e", e)]],
+        input=(ROOT / target).read_text(),
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0, res.stderr
+    return res.stdout
+
+
 def _entrypoint(service: dict) -> str:
     """The executable a service runs: the app image's ENTRYPOINT, or Flower's image's."""
     build = service.get("build")
@@ -219,31 +244,45 @@ def test_dockerfile_builds_app_from_flower_superexec_at_pinned_version():
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     for pkg in pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]:
         assert re.search(rf"^COPY .*\b{pkg}\b", text, re.M), pkg
-    assert re.search(r"^COPY .*pyproject\.toml", text, re.M)
-    assert "pip install --no-cache-dir --find-links /tmp/wheelhouse ." in text
+    assert re.search(r"^COPY .*pyproject\.toml .*constraints\.txt", text, re.M)
+    assert re.search(r"^!constraints\.txt$", (DOCKER / "Dockerfile.dockerignore").read_text(), re.M)
     assert re.search(r'^ENTRYPOINT \["flower-superexec"\]', text, re.M)
-    # torch's own layer installs pyproject's torch pins unless a build argument says otherwise
-    deps = pyproject["project"]["dependencies"]
-    torch_pins = sorted(d for d in deps if re.match(r"(torch|torchvision)==", d))
+    # torch's own layer installs the tested torch pins (constraints.txt) unless a build
+    # argument says otherwise
+    pins = _constraint_pins()
+    torch_pins = sorted(f"{n}=={pins[n]}" for n in ("torch", "torchvision"))
     assert sorted(_dockerfile_arg_value("TORCH_REQUIREMENTS").split()) == torch_pins
     assert "pip install --no-cache-dir --find-links /tmp/wheelhouse ${TORCH_REQUIREMENTS}" in text
-    # the sed in the Dockerfile keeps the Flower pin but drops the simulation extra and the
-    # torch pins (installed in the layer before)
-    sed = re.search(r"sed -i ((?:-e '[^']*'\s*(?:\\\n\s*)?)+)pyproject.toml", text).group(1)
-    exprs = re.findall(r"-e '([^']*)'", sed)
-    res = subprocess.run(
-        ["sed", *[a for e in exprs for a in ("-e", e)]],
-        input=(ROOT / "pyproject.toml").read_text(),
+    # the sed in the Dockerfile keeps Flower's range but drops the simulation extra and the
+    # torch lines (installed in the layer before)
+    deps = pyproject["project"]["dependencies"]
+    flwr_dep = next(d for d in deps if d.startswith("flwr[simulation]"))
+    torch_deps = {d for d in deps if re.match(r"(torch|torchvision)\b", d)}
+    assert len(torch_deps) == 2
+    image_deps = tomllib.loads(_dockerfile_sed("pyproject.toml"))["project"]["dependencies"]
+    assert flwr_dep.replace("flwr[simulation]", "flwr") in image_deps
+    assert not any("simulation" in d or d.startswith("torch") for d in image_deps)
+    assert set(deps) - set(image_deps) == {flwr_dep, *torch_deps}
+    # the rest is installed at constraints.txt's versions, less the pins of what the layers
+    # before hold (Flower and Ray from the base image, torch from its own layer)
+    grep = re.search(r"grep -v -E '([^']*)' constraints\.txt > (\S+)", text)
+    assert grep, "the Dockerfile filters no constraints"
+    app_constraints = subprocess.run(
+        ["grep", "-v", "-E", grep.group(1)],
+        input=(ROOT / "constraints.txt").read_text(),
         capture_output=True,
         text=True,
+    ).stdout
+    kept = {line.split("==")[0] for line in app_constraints.splitlines() if "==" in line}
+    assert kept == set(pins) - {"flwr", "ray", "torch", "torchvision"}
+    assert "numpy" in kept and "scikit-learn" in kept
+    assert re.search(
+        rf"pip install --no-cache-dir --find-links /tmp/wheelhouse \\\n\s*-c {grep.group(2)} \. ",
+        text,
     )
-    assert res.returncode == 0, res.stderr
-    image_deps = tomllib.loads(res.stdout)["project"]["dependencies"]
-    assert "flwr==1.42.0" in image_deps and not any("simulation" in d for d in image_deps)
-    assert not any(d.startswith(("torch", "torchvision")) for d in image_deps)
-    assert set(deps) - set(image_deps) == {"flwr[simulation]==1.42.0", *torch_pins}
-    # Flower's pin in pyproject is the image's version
-    assert "flwr[simulation]==1.42.0" in pyproject["project"]["dependencies"]
+    # Flower's pin in constraints.txt is the image's version, inside pyproject's range
+    assert pins["flwr"] == args["FLWR_VERSION"]
+    assert Requirement(flwr_dep).specifier.contains(pins["flwr"])
 
 
 def test_compose_services_images_and_flags():

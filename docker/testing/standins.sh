@@ -2,8 +2,9 @@
 # Test scaffolding, not for users: make what the compose test needs where Docker Hub
 # cannot be reached, without any network but the Python package index.
 #   1. docker/wheelhouse: wheels for Flower and for the app image (CPU-only torch from
-#      TORCH_REQUIREMENTS, not-flower's other dependencies, hatchling), via `pip download`
-#      with PYTHON (the host's Python must be 3.11, as in the images);
+#      TORCH_REQUIREMENTS, not-flower's other dependencies at constraints.txt's versions,
+#      hatchling), via `pip download` with PYTHON (the host's Python must be 3.11, as in
+#      the images);
 #   2. a Debian bookworm base image with Python 3.11 (debootstrap, then `docker import`),
 #      once;
 #   3. stand-ins for flwr/superlink, flwr/supernode and flwr/superexec at FLWR_VERSION
@@ -25,10 +26,17 @@ deps = tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]
 print(" ".join(d for d in deps if not re.match(r"(flwr|torch|torchvision)\b", d)))
 PY
 )
-say "pip download into docker/wheelhouse: flwr==$FLWR_VERSION $TORCH_REQUIREMENTS $deps hatchling"
+# the versions docker/Dockerfile installs: constraints.txt's, less the pins of Flower, Ray
+# and torch (named here by FLWR_VERSION and TORCH_REQUIREMENTS)
+constraints=$(mktemp /tmp/not-flower-constraints.XXXXXX)
+trap 'rm -f "$constraints"' EXIT
+grep -v -E '^(flwr|ray|torch|torchvision)==' constraints.txt >"$constraints"
+say "pip download into docker/wheelhouse: flwr==$FLWR_VERSION $TORCH_REQUIREMENTS $deps hatchling (-c constraints.txt)"
 # shellcheck disable=SC2086
-"$PYTHON" -m pip download -q -d docker/wheelhouse "flwr==$FLWR_VERSION" $TORCH_REQUIREMENTS \
-  $deps hatchling 2>&1 | grep -v "is neither a file nor a directory" || true
+"$PYTHON" -m pip download -q -d docker/wheelhouse -c "$constraints" "flwr==$FLWR_VERSION" \
+  $TORCH_REQUIREMENTS $deps hatchling 2>&1 | grep -v "is neither a file nor a directory" || true
+rm -f "$constraints"
+trap - EXIT
 ls docker/wheelhouse/flwr-"$FLWR_VERSION"-*.whl >/dev/null
 
 # 2. base image
