@@ -23,6 +23,16 @@ def _ruff(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+def test_lint_script_runs_as_shown():
+    res = subprocess.run(
+        ["bash", "scripts/lint.sh"], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
+    assert res.stdout.splitlines()[-1].startswith(
+        "lint: ruff check and ruff format --check passed (ruff 0.17."
+    )
+
+
 def test_ruff_check_passes():
     res = _ruff("check", "--no-cache", ".")
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]

@@ -51,6 +51,7 @@ README_COMMANDS = {
         "test_verify_run_dir_catches_an_edited_record_and_a_swapped_checkpoint",
     ),
     "bash scripts/docs.sh": (DOCS_TEST,),
+    "bash scripts/lint.sh": ("tests/test_lint.py::test_lint_script_runs_as_shown",),
     "mkdocs build --strict": (DOCS_TEST,),  # what scripts/docs.sh runs
 }
 #: How an inline code span that is a shell command begins.
