@@ -55,6 +55,7 @@ class RunConfig:
     recovery_server_lr: float = 1.0
     recovery_lr: float = 0.0
     recovery_local_epochs: int = 0
+    recovery_fraction_train: float = 0.0
     recovery_layerwise_rounds: int = 0
     recovery_lr_warmup_rounds: int = 0
     recovery_distill_weight: float = 0.0
@@ -379,6 +380,14 @@ def _unlearning_settings(get: Callable[[str, Any], Any], d: RunConfig) -> dict:
         recovery_lr=_as_float("recovery-lr", get("recovery-lr", d.recovery_lr)),
         recovery_local_epochs=_as_int(
             "recovery-local-epochs", get("recovery-local-epochs", d.recovery_local_epochs), 0
+        ),
+        recovery_fraction_train=_in_unit(
+            "recovery-fraction-train",
+            _as_float(
+                "recovery-fraction-train",
+                get("recovery-fraction-train", d.recovery_fraction_train),
+            ),
+            low_open=False,
         ),
         **_recovery_schedule(get, d),
     )

@@ -170,7 +170,8 @@ def recovery_options(cfg: RunConfig) -> dict:
     ``recovery_server_lr``); ``recovery-lr`` and
     ``recovery-local-epochs`` (0: as in training) go to the clients in the train config
     of recovery rounds (``recovery_config``), where :func:`not_flower.client_app.train_fn`
-    reads them.
+    reads them; ``recovery-fraction-train`` samples that share of the retained clients
+    in recovery rounds only.
 
     Parameters
     ----------
@@ -180,8 +181,8 @@ def recovery_options(cfg: RunConfig) -> dict:
     Returns
     -------
     dict
-        ``recovery_optimizer``, ``recovery_momentum``, ``recovery_server_lr`` and
-        ``recovery_config``.
+        ``recovery_optimizer``, ``recovery_momentum``, ``recovery_server_lr``,
+        ``recovery_config`` and ``recovery_fraction_train`` (``None``: as ``fraction-train``).
     """
     config: dict = {}
     if cfg.recovery_lr > 0:
@@ -193,6 +194,7 @@ def recovery_options(cfg: RunConfig) -> dict:
         "recovery_momentum": cfg.recovery_server_momentum,
         "recovery_server_lr": cfg.recovery_server_lr,
         "recovery_config": config,
+        "recovery_fraction_train": cfg.recovery_fraction_train or None,
     }
 
 

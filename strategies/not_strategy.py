@@ -131,6 +131,9 @@ class NoT(Unlearning):
         (``layerwise_rounds``, ``warmup_rounds``, ``base_lr``, ``distill_weight``,
         ``distill_temperature``; its ``train_keys`` are the negated keys); ``None`` or all
         off: no schedule. The distillation teacher is the model from before each request.
+    recovery_fraction_train : float or None (default: None)
+        Share of the connected clients (the forgotten ones never among them) sampled in
+        recovery rounds only, in (0, 1]; ``None``: ``fraction_train``, as in training.
     recovery_config, identity_timeout, node_wait_timeout, forget_me_key, request_source,
     keep_rounds, step_timeout, max_empty_rounds, on_unlearning, evaluate_negated
         As :class:`strategies.unlearning.Unlearning`.
@@ -156,6 +159,7 @@ class NoT(Unlearning):
         recovery_optimizer: str = "sgd",
         recovery_schedule: dict | None = None,
         recovery_config: dict | None = None,
+        recovery_fraction_train: float | None = None,
         identity_timeout: float = 60.0,
         node_wait_timeout: float = 600.0,
         forget_me_key: str | None = None,
@@ -184,13 +188,22 @@ class NoT(Unlearning):
             unlearner = negation
         else:
             unlearner = Negation(as_plan(negation))
+        if recovery_fraction_train is not None and not 0.0 < recovery_fraction_train <= 1.0:
+            raise ValueError(
+                f"recovery_fraction_train must be in (0, 1] or None, got {recovery_fraction_train}"
+            )
+        recovery_kwargs = dict(fedavg_kwargs)
+        if recovery_fraction_train is not None:  # recovery rounds only
+            recovery_kwargs["fraction_train"] = recovery_fraction_train
         recovery = recovery_strategy_for(
-            recovery_optimizer, recovery_momentum, recovery_server_lr, **fedavg_kwargs
+            recovery_optimizer, recovery_momentum, recovery_server_lr, **recovery_kwargs
         )
+        if recovery is None and recovery_kwargs != fedavg_kwargs:
+            recovery = FedAvg(**recovery_kwargs)
         schedule = dict(recovery_schedule or {})
         if any(schedule.get(k) for k in ("layerwise_rounds", "warmup_rounds", "distill_weight")):
             recovery = RecoverySchedule(
-                recovery or FedAvg(**fedavg_kwargs), train_keys=unlearner.keys, **schedule
+                recovery or FedAvg(**recovery_kwargs), train_keys=unlearner.keys, **schedule
             )
         self._user_on_unlearning = on_unlearning
         super().__init__(

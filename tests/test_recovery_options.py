@@ -65,6 +65,7 @@ def test_client_takes_lr_and_epochs_from_the_message_config():
         ("recovery-server-lr", 0.0, r"recovery-server-lr must be > 0, got 0.0"),
         ("recovery-lr", -0.01, r"recovery-lr must be >= 0 \(0: the same as lr\), got -0.01"),
         ("recovery-local-epochs", -1, r"recovery-local-epochs"),
+        ("recovery-fraction-train", 1.5, r"recovery-fraction-train must be in \[0, 1\], got 1.5"),
         ("recovery-lr", "fast", r"recovery-lr must be a number, got 'fast'"),
         (
             "recovery-server-optimizer",
@@ -92,6 +93,7 @@ def test_recovery_options_from_run_config():
         "recovery_momentum": 0.7,
         "recovery_server_lr": 1.5,
         "recovery_config": {"lr": 0.1, "local-epochs": 3},
+        "recovery_fraction_train": None,
     }
     # defaults: plain FedAvg recovery with the training settings (the paper's)
     assert recovery_options(parse_run_config({})) == {
@@ -99,6 +101,7 @@ def test_recovery_options_from_run_config():
         "recovery_momentum": 0.0,
         "recovery_server_lr": 1.0,
         "recovery_config": {},
+        "recovery_fraction_train": None,
     }
     adam = parse_run_config({"recovery-server-optimizer": "adam", "recovery-server-lr": 0.01})
     assert recovery_options(adam)["recovery_optimizer"] == "adam"
@@ -169,3 +172,28 @@ def test_adam_applies_in_recovery_only():
     _, _, up = fedadam_step(shift, m, v, 4, 0.05)
     np.testing.assert_allclose(seen[4], seen[3] + up, rtol=1e-5)
     assert not np.allclose(seen[4] - seen[3], shift, rtol=1e-2)  # not FedAvg's step
+
+
+def test_recovery_fraction_train_samples_recovery_rounds_only():
+    """recovery-fraction-train: every client trains before the request; half of the
+    retained ones per recovery round after it (the forgotten one never)."""
+    from tests.test_strategy import make_grid, node_of, run
+
+    grid = make_grid(n=5, with_query=True)
+    target = node_of(grid, 0)
+    cfg = parse_run_config({"recovery-fraction-train": 0.5})
+    assert recovery_options(cfg)["recovery_fraction_train"] == 0.5
+    strategy = NoT(
+        ["fc.weight"],
+        min_train_nodes=1,
+        min_evaluate_nodes=1,
+        recovery_fraction_train=recovery_options(cfg)["recovery_fraction_train"],
+    )
+    strategy.request_unlearning("0", at_round=3)
+    run(strategy, grid, rounds=5)
+    assert [len(strategy.rounds[r]["train_replied"]) for r in (1, 2)] == [5, 5]
+    for r in (3, 4, 5):
+        replied = strategy.rounds[r]["train_replied"]
+        assert len(replied) == 2 and target not in replied  # int(0.5 * 4 retained)
+    with pytest.raises(ValueError, match=r"recovery_fraction_train must be in \(0, 1\]"):
+        NoT(["fc.weight"], recovery_fraction_train=0.0)
