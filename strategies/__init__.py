@@ -72,13 +72,15 @@ _NAMES = {
 }
 
 
-def __getattr__(name: str):
-    """Load a public name from its module on first use."""
-    if name in _NAMES:
-        value = getattr(import_module(_NAMES[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+if not TYPE_CHECKING:  # hidden from type checkers, which then flag a name not listed above
+
+    def __getattr__(name: str):
+        """Load a public name from its module on first use."""
+        if name in _NAMES:
+            value = getattr(import_module(_NAMES[name], __name__), name)
+            globals()[name] = value
+            return value
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
