@@ -86,14 +86,22 @@ def test_killed_mid_recovery_then_resumed(tmp_path):
     seen: list[str] = []
     collect = logging.Handler()
     collect.emit = lambda record: seen.append(record.getMessage())
-    logging.getLogger("flwr").addHandler(collect)
+    flwr_logger = logging.getLogger("flwr")
+    # an earlier test's Ray or a logging config may have disabled or quieted the logger
+    before = (flwr_logger.level, flwr_logger.disabled)
+    flwr_logger.setLevel(logging.INFO)
+    flwr_logger.disabled = False
+    flwr_logger.addHandler(collect)
     try:
         results = simulate({**config, "resume": True}, num_supernodes=3)
     finally:
-        logging.getLogger("flwr").removeHandler(collect)
+        flwr_logger.removeHandler(collect)
+        flwr_logger.setLevel(before[0])
+        flwr_logger.disabled = before[1]
     # Flower counts the resumed run's rounds from 1: the log says which app round that is
     n = saved["round"]
-    assert any(f"its [ROUND 1/{8 - n}] is the app's round {n + 1}" in m for m in seen)
+    expected = f"its [ROUND 1/{8 - n}] is the app's round {n + 1}"
+    assert any(expected in m for m in seen), [m for m in seen if "resum" in m]
     rounds = [r["round"] for r in results["rounds"]]
     assert rounds == list(range(9))  # every round once, none repeated or lost
     assert results["resumed_from_round"] == [saved["round"]]
