@@ -62,6 +62,37 @@ BIN = Path(sys.executable).parent
 FMNIST = Path("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz")
 
 
+def split_markdown(markdown: str) -> tuple[list[tuple[str, str]], str]:
+    """The fenced blocks of a Markdown text, as ``(language, text with continuation lines
+    joined)``, and the prose outside them.
+
+    Parameters
+    ----------
+    markdown : str
+        The document.
+
+    Returns
+    -------
+    tuple[list[tuple[str, str]], str]
+    """
+    blocks: list[tuple[str, str]] = []
+    prose: list[str] = []
+    block: list[str] | None = None
+    language = ""
+    for line in markdown.splitlines():
+        fence = re.match(r"\s*```(\w*)", line)
+        if fence and block is None:
+            block, language = [], fence.group(1)
+        elif fence:
+            blocks.append((language, re.sub(r"\s*\\\n\s*", " ", "\n".join(block))))
+            block = None
+        elif block is not None:
+            block.append(line)
+        else:
+            prose.append(line)
+    return blocks, "\n".join(prose)
+
+
 def shell_commands(markdown: str) -> list[str]:
     """The shell commands a Markdown text shows: each line of a ```bash block (with its
     continuation lines joined) and each inline code span.
@@ -75,29 +106,15 @@ def shell_commands(markdown: str) -> list[str]:
     -------
     list[str]
     """
-    commands: list[str] = []
-    prose: list[str] = []
-    block: list[str] | None = None
-    language = ""
-    for line in markdown.splitlines():
-        fence = re.match(r"\s*```(\w*)", line)
-        if fence and block is None:
-            block, language = [], fence.group(1)
-        elif fence:
-            if language in ("bash", "sh", ""):
-                joined = re.sub(r"\s*\\\n\s*", " ", "\n".join(block))
-                commands += [
-                    c.strip()
-                    for c in joined.splitlines()
-                    if c.strip() and not c.strip().startswith("#")
-                ]
-            block = None
-        elif block is not None:
-            block.append(line)
-        else:
-            prose.append(line)
-    commands += re.findall(r"`([^`\n]+)`", "\n".join(prose))
-    return commands
+    blocks, prose = split_markdown(markdown)
+    commands = [
+        c.strip()
+        for language, text in blocks
+        if language in ("bash", "sh", "")
+        for c in text.splitlines()
+        if c.strip() and not c.strip().startswith("#")
+    ]
+    return commands + re.findall(r"`([^`\n]+)`", prose)
 
 
 def readme_commands(markdown: str) -> list[str]:
@@ -114,27 +131,16 @@ def readme_commands(markdown: str) -> list[str]:
     -------
     list[str]
     """
-    commands: list[str] = []
-    prose: list[str] = []
-    block: list[str] | None = None
-    language = ""
-    for line in markdown.splitlines():
-        fence = re.match(r"\s*```(\w*)", line)
-        if fence and block is None:
-            block, language = [], fence.group(1)
-        elif fence:
-            if language in ("bash", "sh"):
-                joined = re.sub(r"\s*\\\n\s*", " ", "\n".join(block))
-                for c in joined.splitlines():
-                    c = re.split(r"\s+#\s", c.strip(), maxsplit=1)[0].strip()
-                    if c and not c.startswith("#"):
-                        commands.append(c)
-            block = None
-        elif block is not None:
-            block.append(line)
-        else:
-            prose.append(line)
-    spans = re.findall(r"`([^`\n]+)`", "\n".join(prose))
+    blocks, prose = split_markdown(markdown)
+    commands = []
+    for language, text in blocks:
+        if language not in ("bash", "sh"):
+            continue
+        for c in text.splitlines():
+            c = re.split(r"\s+#\s", c.strip(), maxsplit=1)[0].strip()
+            if c and not c.startswith("#"):
+                commands.append(c)
+    spans = re.findall(r"`([^`\n]+)`", prose)
     return commands + [s for s in spans if COMMAND_START.match(s + " ")]
 
 
