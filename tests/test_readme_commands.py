@@ -225,33 +225,39 @@ def test_fashion_mnist_command_goes_through_the_quickstart():
     assert "dataset='fashion-mnist'" in words[3] and "train-subset=12000" in words[3]
 
 
-@pytest.mark.e2e
-@pytest.mark.skipif(not FMNIST.exists(), reason="Debian's dataset-fashion-mnist is absent")
-def test_fashion_mnist_command_runs_as_shown(tmp_path):
-    """The README's line, in a shell, with cheaper rounds appended to its overrides: ten
-    clients train, client 0 is left out after the request, results where it says."""
+def _run_in_shell(command: str, tmp_path: Path, timeout: int, **env_extra: str):
+    """``bash -c COMMAND`` from the checkout with a FLWR_HOME of its own (whose local
+    SuperLink is stopped afterwards, by pid); stdout and stderr together."""
     home = tmp_path / "flwr-home"
     env = {
         **os.environ,
         "FLWR_HOME": str(home),
-        "PWD": str(tmp_path),
+        **env_extra,
         **{k: str(v) for k, v in local_superlink.ports_for_home(home).items()},
     }
-    cheap = " num-train-rounds=1 recovery-rounds=1 test-subset=500 local-epochs=1"
-    command = re.sub(r'"$', cheap + '"', _fmnist_command())
-    command = command.replace("$PWD/outputs", str(tmp_path / "outputs"))
     try:
-        proc = subprocess.run(
+        return subprocess.run(
             ["bash", "-c", command],
             cwd=ROOT,
             env=env,
             text=True,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            timeout=600,
+            timeout=timeout,
         )
     finally:
         local_superlink.stop(home, grace=10.0)
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(not FMNIST.exists(), reason="Debian's dataset-fashion-mnist is absent")
+def test_fashion_mnist_command_runs_as_shown(tmp_path):
+    """The README's line, in a shell, with cheaper rounds appended to its overrides: ten
+    clients train, client 0 is left out after the request, results where it says."""
+    cheap = " num-train-rounds=1 recovery-rounds=1 test-subset=500 local-epochs=1"
+    command = re.sub(r'"$', cheap + '"', _fmnist_command())
+    command = command.replace("$PWD/outputs", str(tmp_path / "outputs"))
+    proc = _run_in_shell(command, tmp_path, 600, PWD=str(tmp_path))
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "not-flower summary" in proc.stdout
     results = json.loads((tmp_path / "outputs" / "fmnist" / "results.json").read_text())
@@ -279,28 +285,10 @@ def test_quickstart_runs_as_shown(tmp_path):
     """The README's override example, with fewer training rounds appended: the summary has
     the README's layout, and client 0 is in every training round and in no recovery round.
     """
-    home = tmp_path / "flwr-home"
     out = tmp_path / "demo"
-    env = {
-        **os.environ,
-        "FLWR_HOME": str(home),
-        "OUT": str(out),
-        **{k: str(v) for k, v in local_superlink.ports_for_home(home).items()},
-    }
     command = _readme_command('bash examples/quickstart.sh "recovery-rounds=')
     command = re.sub(r'"$', ' num-train-rounds=3 local-epochs=1 test-subset=200"', command)
-    try:
-        proc = subprocess.run(
-            ["bash", "-c", command],
-            cwd=ROOT,
-            env=env,
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            timeout=400,
-        )
-    finally:
-        local_superlink.stop(home, grace=10.0)
+    proc = _run_in_shell(command, tmp_path, 400, OUT=str(out))
     assert proc.returncode == 0, proc.stdout[-3000:]
     expected = _expected_summary()
     assert expected[0].split(" (results in")[0] in proc.stdout
