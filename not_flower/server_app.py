@@ -156,6 +156,8 @@ def make_strategy(cfg: RunConfig, plan, on_unlearning, *, out_dir: Path | None =
         # memory does not grow with the number of rounds
         keep_rounds=2,
         max_empty_rounds=cfg.max_empty_rounds,
+        # Flower's own threads draw from the process-wide random: sampling gets its own
+        sampling_seed=cfg.seed,
     )
     if spec.recovers:  # Retrain, the reference, trains as the original training did
         kwargs.update(recovery_options(cfg))

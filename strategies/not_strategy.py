@@ -135,7 +135,8 @@ class NoT(Unlearning):
         Share of the connected clients (the forgotten ones never among them) sampled in
         recovery rounds only, in (0, 1]; ``None``: ``fraction_train``, as in training.
     recovery_config, identity_timeout, node_wait_timeout, forget_me_key, request_source,
-    keep_rounds, step_timeout, max_empty_rounds, on_unlearning, evaluate_negated
+    keep_rounds, step_timeout, max_empty_rounds, on_unlearning, evaluate_negated,
+    sampling_seed
         As :class:`strategies.unlearning.Unlearning`.
     """
 
@@ -169,6 +170,7 @@ class NoT(Unlearning):
         max_empty_rounds: int | None = 3,
         on_unlearning: Callable[[UnlearningEvent, ArrayRecord, ArrayRecord], None] | None = None,
         evaluate_negated: bool = False,
+        sampling_seed: int | None = None,
     ) -> None:
         fedavg_kwargs = dict(
             fraction_train=fraction_train,
@@ -222,6 +224,7 @@ class NoT(Unlearning):
             if isinstance(recovery, RecoverySchedule)
             else on_unlearning,
             evaluate_negated=evaluate_negated,
+            sampling_seed=sampling_seed,
         )
         self.recovery_optimizer = recovery_optimizer
         self.recovery_momentum = recovery_momentum

@@ -68,6 +68,7 @@ from .replies import (
     reply_metrics,
     seconds_reported,
 )
+from .sampling import seeded_sampling
 from .targets import TargetBook
 from .unlearner import NoStep, Unlearner, UnlearningStep
 from .unlearning_request import (
@@ -134,6 +135,11 @@ class Unlearning(RequestsMixin, WrapperRunMixin, Strategy):
     on_unlearning : Callable or None
         ``f(event, arrays_before, arrays_after)`` called right after each applied request
         (``arrays_after``: the unlearned model, sharing every untouched Array).
+    sampling_seed : int or None (default: None)
+        Seed of node sampling: Flower's ``sample_nodes`` draws from a generator seeded by
+        this seed, the round and the phase (:func:`strategies.sampling.seeded_sampling`), so
+        the same nodes are sampled in every run. ``None``: Python's process-wide ``random``,
+        which Flower's background threads also draw from at times that vary from run to run.
     """
 
     # pylint: disable=too-many-arguments
@@ -154,6 +160,7 @@ class Unlearning(RequestsMixin, WrapperRunMixin, Strategy):
         on_unlearning: Callable[[UnlearningEvent, ArrayRecord, ArrayRecord], None] | None = None,
         keep_server_state: bool = False,
         evaluate_negated: bool = False,
+        sampling_seed: int | None = None,
     ) -> None:
         if not isinstance(strategy, Strategy):
             raise TypeError(
@@ -168,6 +175,7 @@ class Unlearning(RequestsMixin, WrapperRunMixin, Strategy):
         self.unlearner: Unlearner = unlearner if unlearner is not None else NoStep()
         self.keep_server_state = bool(keep_server_state)
         self.evaluate_negated = bool(evaluate_negated)
+        self.sampling_seed = None if sampling_seed is None else int(sampling_seed)
         self._evaluate_fn = None  # start()'s evaluate_fn, for the negated model
         self._pristine = None if keep_server_state else pristine_copy(strategy)
         #: Every request's outcome, in the order they were made.
@@ -465,7 +473,9 @@ class Unlearning(RequestsMixin, WrapperRunMixin, Strategy):
     ) -> list[Message]:
         """Let the active strategy sample for ``what`` (never excluded nodes); count it."""
         configure = getattr(self.active_strategy, f"configure_{what}")
-        messages = list(configure(server_round, arrays, config, self._view(grid, what)))
+        view = self._view(grid, what)
+        with seeded_sampling(self.sampling_seed, server_round, what):
+            messages = list(configure(server_round, arrays, config, view))
         messages = self._with_forget_specs(messages)
         info = self._round(server_round)
         info[f"{what}_sampled"] = [m.metadata.dst_node_id for m in messages]

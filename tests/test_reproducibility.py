@@ -140,6 +140,48 @@ def test_seeded_sampling_picks_the_same_partitions_whatever_order_flower_lists_n
     assert len(picks) == 1
 
 
+def _sampled_partitions(wrapped, grid, identities, server_round):
+    messages = wrapped.configure_train(
+        server_round, ArrayRecord({"w": Array(np.zeros(2))}), ConfigRecord(), grid
+    )
+    return sorted(identities[m.metadata.dst_node_id]["partition-id"] for m in messages)
+
+
+def test_sampling_seed_ignores_what_else_draws_from_the_process_wide_random():
+    # Flower's heartbeat and retry jitter draw from `random` a timing-dependent number of
+    # times: seeding it once at start does not fix round 2's sample. sampling_seed does.
+    node_ids = [int(n) for n in np.random.default_rng(4).integers(1, 2**63, size=10)]
+    identities = _identities(node_ids, num=10)
+    runs, plain = [], set()
+    for extra_draws in (0, 1, 7):
+        wrapped = Unlearning(FedAvg(fraction_train=0.5), sampling_seed=3)
+        wrapped.book.identities.update(identities)
+        unseeded = Unlearning(FedAvg(fraction_train=0.5))
+        unseeded.book.identities.update(identities)
+        random.seed(3)
+        picks = []
+        for server_round in (1, 2, 3):
+            for _ in range(extra_draws):
+                random.uniform(0.7, 0.9)  # what a heartbeat thread does between rounds
+            picks.append(
+                _sampled_partitions(wrapped, _ShuffledGrid(node_ids), identities, server_round)
+            )
+        runs.append(picks)
+        random.seed(3)
+        for _ in range(extra_draws):
+            random.uniform(0.7, 0.9)
+        plain.add(tuple(_sampled_partitions(unseeded, _ShuffledGrid(node_ids), identities, 2)))
+    assert runs[0] == runs[1] == runs[2]
+    assert all(len(p) == 5 for p in runs[0]) and runs[0][0] != runs[0][1]  # a new draw per round
+    assert len(plain) > 1  # without it, the draws in between change the sample
+    wrapped = Unlearning(FedAvg(fraction_train=0.5), sampling_seed=4)
+    wrapped.book.identities.update(identities)
+    other = [
+        _sampled_partitions(wrapped, _ShuffledGrid(node_ids), identities, r) for r in (1, 2, 3)
+    ]
+    assert other != runs[0]  # another seed, another sample
+
+
 # ---------------------------------------------------------------- end to end (Ray)
 
 #: Fields of results.json that measure the machine or the clock (seconds, times of day),
