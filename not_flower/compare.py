@@ -39,7 +39,13 @@ Methods
 -------
 ``retrain``
     FedAvg from scratch for ``--train-rounds`` rounds without the target (the gold
-    standard).
+    standard); ``--retrain-rounds N`` gives Retrain its own length, e.g. long enough for
+    its curve to be flat (a converged reference).
+``retrain-recipe`` (a variant, not run by default)
+    Retrain with a recovery's recipe, given with ``--set-for retrain-recipe
+    fraction-train=0.5 --set-for retrain-recipe local-epochs=2``: the same clients per
+    round and local epochs as a recovery, so that a method's saving over it is the
+    method's own and not the recipe's. Same length as Retrain (``--retrain-rounds``).
 ``ft``, ``not``
     ``--train-rounds`` rounds of FedAvg with everyone, then recovery without the target
     (NoT negates the first layer first); run once with ``recovery-rounds = max(K)`` and
@@ -210,7 +216,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--train-rounds",
         type=_int_at_least(1),
         default=20,
-        help="FedAvg rounds before unlearning (and Retrain's rounds)",
+        help="FedAvg rounds before unlearning (and Retrain's rounds unless --retrain-rounds)",
+    )
+    p.add_argument(
+        "--retrain-rounds",
+        type=_int_at_least(1),
+        default=None,
+        help="Retrain's own length (retrain and retrain-recipe, from scratch): run it to "
+        "convergence for a converged reference; default: --train-rounds",
     )
     p.add_argument(
         "--recovery-rounds",

@@ -36,7 +36,7 @@ RESERVED_KEYS: dict[str, str] = {
     "out-dir": "--out",
     "seed": "--seeds",
     "method": "--methods",
-    "num-train-rounds": "--train-rounds",
+    "num-train-rounds": "--train-rounds / --retrain-rounds",
     "recovery-rounds": "--recovery-rounds",
     "eval-recovery-rounds": "--recovery-rounds",
     "unlearn-clients": "--target",
@@ -220,7 +220,9 @@ def run_config_for(
     """The run config of one run (dashed keys, as ``flwr run --run-config`` takes).
 
     ``--set`` keys, then the method's ``--set-for`` keys, then a variant's fixed keys
-    (:attr:`not_flower.methods.Method.run_config`).
+    (:attr:`not_flower.methods.Method.run_config`). ``num-train-rounds`` is
+    ``--train-rounds``, or ``--retrain-rounds`` (when given) for Retrain and the variants
+    that run as Retrain (``retrain-recipe``).
 
     Parameters
     ----------
@@ -266,7 +268,7 @@ def run_config_for(
         "out-dir": str(folder),
         "seed": int(seed),
         "method": REGISTRY[method].app_method,
-        "num-train-rounds": int(args.train_rounds),
+        "num-train-rounds": _train_rounds(args, method if own_keys else ""),
         "unlearn-clients": scenario_keys["unlearn-clients"],
     }
     fraction = getattr(args, "server_data_fraction", 0.0) or 0.0
@@ -276,6 +278,15 @@ def run_config_for(
         cfg["recovery-rounds"] = max(args.recovery_rounds)
         cfg["eval-recovery-rounds"] = ",".join(str(k) for k in args.recovery_rounds)
     return cfg
+
+
+def _train_rounds(args: argparse.Namespace, method: str) -> int:
+    """``num-train-rounds`` of a run: ``--retrain-rounds`` for Retrain and its variants
+    (from scratch, so their whole length), ``--train-rounds`` for every other run."""
+    retrain_rounds = getattr(args, "retrain_rounds", None)
+    if method in REGISTRY and REGISTRY[method].app_method == "retrain" and retrain_rounds:
+        return int(retrain_rounds)
+    return int(args.train_rounds)
 
 
 def shares_original(method: str) -> bool:

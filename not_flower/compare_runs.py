@@ -10,11 +10,17 @@ from collections.abc import Mapping
 
 from .compare_plan import ORIGINAL, RunSpec, shares_original
 from .config import RunConfig, parse_run_config, to_run_config
+from .methods import REGISTRY
 from .outdir import CONTROL_KEYS
 
 
 def _pct(value) -> str:
     return "–" if value is None else f"{100 * float(value):.1f}"
+
+
+def _is_retrain(method: str) -> bool:
+    """Retrain or a variant of it (``retrain-recipe``): trains from scratch, no recovery."""
+    return method in REGISTRY and REGISTRY[method].app_method == "retrain"
 
 
 def summary_line(
@@ -55,13 +61,13 @@ def summary_line(
     cost = costs.get("unlearning_fixed_length") or costs.get("unlearning")
     if cost:
         mb = (cost.get("bytes_down", 0) + cost.get("bytes_up", 0)) / 1e6
-        phase = "retraining" if spec.method == "retrain" else "recovery"
+        phase = "retraining" if _is_retrain(spec.method) else "recovery"
         text += (
             f" | {phase} {cost.get('rounds')} rounds {mb:.2f} MB "
             f"{cost.get('client_seconds', 0):.1f} client-s"
         )
     stop = (results.get("stopping") or {}).get("chosen_recovery_rounds")
-    if spec.method != "retrain" and results.get("stopping"):
+    if not _is_retrain(spec.method) and results.get("stopping"):
         text += f" | stop at {stop if stop is not None else 'none'}"
     if seconds is not None:
         text += f" ({seconds:.0f} s)"

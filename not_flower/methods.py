@@ -98,8 +98,8 @@ REGISTRY: MappingProxyType[str, Method] = MappingProxyType(
     {
         m.name: m
         for m in (
-            Method("not", "NoT", _B + "build_not", report_rank=2, color="tab:blue", linestyle="-"),
-            Method("ft", "FT", _B + "build_ft", report_rank=1, color="tab:orange", linestyle="--"),
+            Method("not", "NoT", _B + "build_not", report_rank=3, color="tab:blue", linestyle="-"),
+            Method("ft", "FT", _B + "build_ft", report_rank=2, color="tab:orange", linestyle="--"),
             Method(
                 "retrain",
                 "Retrain",
@@ -113,7 +113,7 @@ REGISTRY: MappingProxyType[str, Method] = MappingProxyType(
                 "pgd",
                 "PGD",
                 _B + "build_pgd",
-                report_rank=4,
+                report_rank=5,
                 color="tab:red",
                 linestyle="-.",
                 baseline=True,
@@ -131,7 +131,7 @@ REGISTRY: MappingProxyType[str, Method] = MappingProxyType(
                 "federaser",
                 "FedEraser",
                 _B + "build_federaser",
-                report_rank=5,
+                report_rank=6,
                 color="tab:purple",
                 linestyle=":",
                 baseline=True,
@@ -149,7 +149,7 @@ REGISTRY: MappingProxyType[str, Method] = MappingProxyType(
                 "fukd",
                 "FUKD",
                 _B + "build_fukd",
-                report_rank=6,
+                report_rank=7,
                 color="tab:brown",
                 linestyle="-.",
                 baseline=True,
@@ -168,11 +168,24 @@ REGISTRY: MappingProxyType[str, Method] = MappingProxyType(
                 "not-weights-only",
                 "NoT weights-only",
                 _B + "build_not",
-                report_rank=3,
+                report_rank=4,
                 color="tab:cyan",
                 linestyle="-",
                 runs_as="not",
                 run_config=MappingProxyType({"negate-bias": False}),
+            ),
+            # a variant: Retrain with the recipe a recovery uses (clients per round, local
+            # epochs), given with ``--set-for retrain-recipe fraction-train=0.5`` etc.; the
+            # reference that shows which part of a saving is NoT's own; comparisons only
+            Method(
+                "retrain-recipe",
+                "Retrain same recipe",
+                _B + "build_ft",
+                report_rank=1,
+                color="tab:olive",
+                linestyle="--",
+                recovers=False,
+                runs_as="retrain",
             ),
         )
     }

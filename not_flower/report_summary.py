@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
 
+from .methods import REGISTRY
 from .metrics import GAP_KEYS, GAP_KEYS_LIRA, avg_gap
 from .report_rows import (
     DEFAULT_REQUIREMENTS,
@@ -88,8 +89,13 @@ def _table_rows(
     retrains: Mapping[int, Mapping],
     unlearners: Mapping[str, Mapping[int, Mapping]],
     ks: Sequence[int],
+    retrain_variants: Mapping[str, Mapping[int, Mapping]] | None = None,
 ) -> list[tuple[str, str, int | str | None, Mapping[int, Mapping]]]:
-    """The rows of a scenario's table, in order: ``(label, method, k, seed -> results)``."""
+    """The rows of a scenario's table, in order: ``(label, method, k, seed -> results)``.
+
+    ``retrain_variants`` (method -> seed -> results: the variants that run as Retrain, such
+    as ``retrain-recipe``) get a row each after Retrain's, compared with Retrain.
+    """
     rows: list[tuple[str, str, int | str | None, Mapping[int, Mapping]]] = []
     # Original: the pre-unlearning model of the first recovery method that ran for the
     # seed, in RECOVERY_METHODS order (FT's, else NoT's, ...). Their training is the same
@@ -100,6 +106,9 @@ def _table_rows(
         originals.update(unlearners[method])
     rows.append(("Original", "original", "original", originals))
     rows.append(("Retrain", "retrain", None, retrains))
+    for method, by_seed in (retrain_variants or {}).items():
+        if by_seed:
+            rows.append((METHOD_NAMES[method], method, None, by_seed))
     for method in RECOVERY_METHODS:
         by_seed = unlearners[method]
         if not by_seed:
@@ -179,7 +188,12 @@ def summarize_scenario(
     ks = sorted(set(int(k) for k in ks))
 
     methods: dict = {}
-    for label, method, k, by_seed in _table_rows(retrains, unlearners, ks):
+    variants = {
+        m: _by_seed(runs, scenario, m)
+        for m in METHODS
+        if m != "retrain" and REGISTRY[m].app_method == "retrain"
+    }
+    for label, method, k, by_seed in _table_rows(retrains, unlearners, ks, variants):
         entry = _summarize_row(method, k, by_seed, retrains)
         if entry is not None:
             methods[label] = entry

@@ -30,8 +30,17 @@ def _cfg(method: str, tmp_path):
 
 def test_the_six_methods_are_registered_in_config_and_report_order():
     assert METHODS == ("not", "ft", "retrain", "pgd", "federaser", "fukd")
-    assert VARIANT_NAMES == ("not-weights-only",)
-    assert REPORT_ORDER == ("retrain", "ft", "not", "not-weights-only", "pgd", "federaser", "fukd")
+    assert VARIANT_NAMES == ("not-weights-only", "retrain-recipe")
+    assert REPORT_ORDER == (
+        "retrain",
+        "retrain-recipe",
+        "ft",
+        "not",
+        "not-weights-only",
+        "pgd",
+        "federaser",
+        "fukd",
+    )
     assert BASELINE_METHODS == ("pgd", "federaser", "fukd")
     assert all(isinstance(spec, Method) and spec.name == name for name, spec in REGISTRY.items())
 
@@ -256,3 +265,71 @@ def test_set_for_gives_one_method_its_own_keys_and_not_the_shared_original(tmp_p
                 ]
             )
         assert says in capsys.readouterr().err
+
+
+def _recipe_args(tmp_path, *extra):
+    return compare.parse_args(
+        [
+            "--out",
+            str(tmp_path),
+            "--methods",
+            "retrain",
+            "retrain-recipe",
+            "not",
+            "--scenarios",
+            "backdoor",
+            "--seeds",
+            "0",
+            "--share-original",
+            "--train-rounds",
+            "30",
+            *extra,
+            "--set-for",
+            "retrain-recipe",
+            "fraction-train=0.5",
+            "--set-for",
+            "retrain-recipe",
+            "local-epochs=2",
+        ]
+    )
+
+
+def test_retrain_recipe_runs_as_retrain_with_its_recipe_and_retrain_rounds(tmp_path):
+    spec = REGISTRY["retrain-recipe"]
+    assert spec.app_method == "retrain" and not spec.recovers and not spec.run_config
+    runs = {r.method: r.run_config for r in compare.plan_runs(_recipe_args(tmp_path))}
+    # without --retrain-rounds Retrain is as long as the training
+    assert runs["retrain"]["num-train-rounds"] == runs["retrain-recipe"]["num-train-rounds"] == 30
+    runs = {
+        r.method: r.run_config
+        for r in compare.plan_runs(_recipe_args(tmp_path, "--retrain-rounds", "80"))
+    }
+    recipe, plain = runs["retrain-recipe"], runs["retrain"]
+    assert recipe["method"] == plain["method"] == "retrain"
+    assert recipe["num-train-rounds"] == plain["num-train-rounds"] == 80
+    # the original NoT starts from, and NoT itself, keep --train-rounds
+    assert runs["original"]["num-train-rounds"] == 30 and runs["not"]["num-train-rounds"] == 0
+    assert recipe["fraction-train"] == 0.5 and recipe["local-epochs"] == 2
+    assert "fraction-train" not in plain and "local-epochs" not in plain
+    # trains from scratch: no shared original, no recovery keys
+    assert "init-checkpoint" not in recipe and "recovery-rounds" not in recipe
+    assert recipe["out-dir"].endswith("retrain-recipe")
+    config.parse_run_config(recipe)
+
+
+def test_the_retrain_recipe_row_is_compared_with_retrain(tmp_path):
+    from tests.test_compare import RETRAIN, record, retrain_results
+
+    runs = []
+    for seed in (0, 1):
+        runs.append(record("backdoor", seed, "retrain", retrain_results(RETRAIN[seed], rounds=20)))
+        half = retrain_results(RETRAIN[seed], rounds=20, down=50_000, up=50_000, secs=10.0)
+        runs.append(record("backdoor", seed, "retrain-recipe", half))
+    methods = report.summarize_scenario(runs, "backdoor")["methods"]
+    assert list(methods)[:2] == ["Retrain", "Retrain same recipe"]
+    row = methods["Retrain same recipe"]
+    assert row["k"] is None and row["seeds"] == [0, 1]
+    assert row["stats"]["avg_gap"]["mean"] == pytest.approx(0.0)
+    assert row["stats"]["cost_mb_pct"]["mean"] == pytest.approx(50.0)
+    assert row["stats"]["cost_rounds_pct"]["mean"] == pytest.approx(100.0)
+    assert report.plot_scenario(runs, "backdoor", tmp_path)  # its curve is drawn too
