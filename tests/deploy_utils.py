@@ -27,6 +27,59 @@ DEPLOY = ROOT / "examples" / "deploy"
 FAST = "local-epochs=1 fraction-evaluate=0"
 
 
+def run_script(
+    cmd: list[str], *, timeout: float, grace: float = 60.0, merge_stderr: bool = False, **kwargs
+) -> subprocess.CompletedProcess:
+    """``subprocess.run(cmd, capture_output=True, text=True, timeout=...)`` for a script that
+    starts servers, stopping what it started on every exit of the test.
+
+    ``subprocess.run`` SIGKILLs the script on a timeout or when the test run is
+    interrupted (Ctrl-C), so its trap never runs and its SuperLink and SuperNodes live on.
+    Here the script gets SIGTERM first (its trap stops what it started) and ``grace``
+    seconds; then every process of its tree, as listed before the signal, that is still
+    alive is stopped by pid (:func:`not_flower.proctree.stop_processes`); the exception is
+    raised again.
+
+    Parameters
+    ----------
+    cmd : list[str]
+        The command.
+    timeout : float
+        Seconds before the script is stopped and ``subprocess.TimeoutExpired`` raised.
+    grace : float (default: 60.0)
+        Seconds the script's own trap gets to stop its processes.
+    merge_stderr : bool (default: False)
+        stderr into stdout (``stderr`` of the result is then ``None``).
+    **kwargs
+        ``cwd``, ``env`` ... as for ``subprocess.Popen``.
+    """
+    from not_flower.proctree import collect, stop_processes  # pylint: disable=import-outside-toplevel
+
+    kwargs.pop("capture_output", None)
+    kwargs.pop("text", None)
+    proc = subprocess.Popen(  # pylint: disable=consider-using-with
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except BaseException:
+        tree = collect([proc.pid])  # before the signal: its children are re-parented after
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.communicate(timeout=grace)
+        except subprocess.TimeoutExpired:
+            pass
+        stop_processes(tree)
+        proc.kill()
+        proc.wait()
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
 def free_port() -> int:
     """A TCP port that is free on 127.0.0.1 now."""
     with socket.socket() as sock:

@@ -23,6 +23,7 @@ from tests.deploy_utils import (
     pid_alive,
     processes_mentioning,
     request_round,
+    run_script,
     wait_for_text,
 )
 
@@ -32,7 +33,7 @@ pytestmark = pytest.mark.e2e  # starts Flower / Ray / processes: see tests/conft
 def test_local_sh_trains_unlearns_recovers_and_cleans_up(tmp_path):
     out, work, port = tmp_path / "out", tmp_path / "work", free_port()
     env = base_env(tmp_path / "flwr-home")
-    proc = subprocess.run(
+    proc = run_script(
         [
             "bash",
             str(DEPLOY / "local.sh"),
@@ -91,7 +92,7 @@ def _started_and_stopped(work) -> set[int]:
 
 def test_local_sh_stops_everything_when_the_run_fails(tmp_path):
     work, port = tmp_path / "work", free_port()
-    proc = subprocess.run(
+    proc = run_script(
         [
             "bash",
             str(DEPLOY / "local.sh"),
@@ -127,7 +128,7 @@ def test_local_sh_stops_everything_when_the_run_fails(tmp_path):
 
 def test_local_sh_refuses_a_bad_value_before_starting_anything(tmp_path):
     work = tmp_path / "work"
-    proc = subprocess.run(
+    proc = run_script(
         [
             "bash",
             str(DEPLOY / "local.sh"),

@@ -25,6 +25,7 @@ from tests.deploy_utils import (
     pid_alive,
     processes_mentioning,
     rounds,
+    run_script,
 )
 
 pytestmark = pytest.mark.e2e  # starts Flower / Ray / processes: see tests/conftest.py
@@ -57,7 +58,7 @@ def test_netns_nodes_survive_a_killed_node(tmp_path):
     out, work, port = tmp_path / "out", tmp_path / "work", free_port()
     tag = f"t{random.randrange(16**4):04x}"
     subnet = f"10.77.{random.randrange(1, 250)}"
-    proc = subprocess.run(
+    proc = run_script(
         [
             "bash",
             str(DEPLOY / "netns.sh"),

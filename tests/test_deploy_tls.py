@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 
 import pytest
 
@@ -21,6 +20,7 @@ from tests.deploy_utils import (
     pid_alive,
     processes_mentioning,
     rounds,
+    run_script,
 )
 
 pytestmark = pytest.mark.e2e  # starts Flower / Ray / processes: see tests/conftest.py
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.e2e  # starts Flower / Ray / processes: see tests/conft
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
 def test_tls_auth_named_target_restarted_keeps_id_and_stays_excluded(tmp_path):
     out, work, port = tmp_path / "out", tmp_path / "work", free_port()
-    proc = subprocess.run(
+    proc = run_script(
         [
             "bash",
             str(DEPLOY / "tls_auth.sh"),

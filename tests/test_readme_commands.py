@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from not_flower import local_superlink
+from tests.deploy_utils import run_script
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -236,14 +237,8 @@ def _run_in_shell(command: str, tmp_path: Path, timeout: int, **env_extra: str):
         **{k: str(v) for k, v in local_superlink.ports_for_home(home).items()},
     }
     try:
-        return subprocess.run(
-            ["bash", "-c", command],
-            cwd=ROOT,
-            env=env,
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            timeout=timeout,
+        return run_script(
+            ["bash", "-c", command], cwd=ROOT, env=env, merge_stderr=True, timeout=timeout
         )
     finally:
         local_superlink.stop(home, grace=10.0)
