@@ -237,7 +237,7 @@ def test_cost_to_forget_skips_the_shared_original_and_gives_shares_per_seed(tmp_
         _write_run(base / "ft", "ft", _rounds("recovery", [0.9, 0.9]))
         # the shared original: method "not", training rows only; not a method's run
         _write_run(base / "original", "not", _rounds("train", [0.8, 0.8]))
-    rows = cost_to_forget.analyse(tmp_path)
+    rows = cost_to_forget.analyse(tmp_path, window=0)  # the final model's level
     assert sorted(r["method"] for r in rows) == ["ft", "ft", "not", "not", "retrain", "retrain"]
     summary = {r["method"]: r for r in cost_to_forget.summarize(rows)}
     # NoT: 1 of 4 and 6 of 8 rounds -> 25 % and 75 %, mean 50 %; MB and CPU-s alike
@@ -248,3 +248,39 @@ def test_cost_to_forget_skips_the_shared_original_and_gives_shares_per_seed(tmp_
     assert summary["not"]["rounds"]["mean"] == pytest.approx(3.5)
     assert summary["retrain"]["pct_rounds"] == pytest.approx(100.0)
     assert summary["ft"]["reached"] == 0 and summary["ft"]["pct_rounds"] is None
+
+
+def test_cost_to_forget_level_is_retrains_last_rounds_and_shares_of_both_references(tmp_path):
+    import cost_to_forget
+
+    final = {"test_acc": 0.90, "forget_acc": 0.5, "asr": 0.02}  # not the level any more
+    base = tmp_path / "runs" / "backdoor" / "seed0"
+    # Retrain: 10 rounds, the last five at 0.80-0.84 (mean 0.82, the level); it is first
+    # within a point of it at round 7 (0.81); the recipe run, at half the bytes a round,
+    # at round 4
+    retrain = [0.5] * 5 + [0.8, 0.81, 0.84, 0.83, 0.82]
+    _write_run(base / "retrain", "retrain", _rounds("retrain", retrain), final)
+    recipe = _rounds("retrain", [0.5, 0.5, 0.5, 0.82] + [0.82] * 6, mb=5.0)
+    _write_run(base / "retrain-recipe", "retrain", recipe, final)
+    _write_run(base / "not", "not", _rounds("recovery", [0.6, 0.812]))
+    _write_run(base / "not-weights-only", "not", _rounds("recovery", [0.6, 0.6, 0.6, 0.6]))
+    rows = {r["method"]: r for r in cost_to_forget.analyse(tmp_path)}
+    assert rows["retrain"]["reference"]["test"] == pytest.approx(82.0)
+    assert rows["retrain"]["reference"]["window"] == 5
+    assert rows["retrain"]["rounds"] == 7  # round 6's 0.80 is 2 points below
+    assert rows["retrain-recipe"]["rounds"] == 4 and rows["retrain-recipe"]["MB"] == 20.0
+    assert rows["not"]["pct_rounds"] == pytest.approx(100 * 2 / 7)
+    assert rows["not"]["recipe_pct_rounds"] == pytest.approx(50.0)
+    assert rows["not"]["recipe_pct_MB"] == pytest.approx(100.0)  # 2 x 10 MB vs 4 x 5 MB
+    assert rows["retrain"]["slope_per_10_rounds"] is not None
+    checks = {c["method"]: c for c in cost_to_forget.goal_check(list(rows.values()))}
+    # 29 % of Retrain's rounds and MB: met by 1 point; but as many MB as the recipe: missed
+    assert checks["not"]["rounds"]["margin_retrain"] == pytest.approx(100 * 2 / 7 - 30)
+    assert checks["not"]["MB"]["margin_recipe"] == pytest.approx(0.0)
+    assert checks["not"]["met"] is False
+    assert checks["not-weights-only"]["reached"] is False and not checks["not-weights-only"]["met"]
+    summary = {r["method"]: r for r in cost_to_forget.summarize(list(rows.values()))}
+    assert summary["not"]["recipe_pct_rounds"] == pytest.approx(50.0)
+    assert summary["not-weights-only"]["pct_rounds"] is None
+    cost_to_forget.plot_retrain(tmp_path, tmp_path / "retrain.png")
+    assert (tmp_path / "retrain.png").stat().st_size > 0
