@@ -47,6 +47,8 @@ RESERVED_KEYS: dict[str, str] = {
     "unlearn-classes": "--forget-classes",
     "unlearn-samples": "--scenarios instance",
     "server-data-fraction": "--server-data-fraction",
+    # the X@K rows need every round up to max(K); the X@stop row reports the rule's stop
+    "recovery-run-to-cap": "--recovery-rounds (a comparison runs every recovery round)",
 }
 
 
@@ -274,6 +276,7 @@ def run_config_for(
     fraction = getattr(args, "server_data_fraction", 0.0) or 0.0
     if fraction > 0:  # the same for every method: the clients hold the same data
         cfg["server-data-fraction"] = float(fraction)
+    cfg["recovery-run-to-cap"] = True  # the stopping rule reports, never ends a run here
     if method in RECOVERY_METHODS:
         cfg["recovery-rounds"] = max(args.recovery_rounds)
         cfg["eval-recovery-rounds"] = ",".join(str(k) for k in args.recovery_rounds)

@@ -74,6 +74,11 @@ def summary_line(
     return text
 
 
+#: Run-config keys whose value was fixed before the key existed: every earlier run ran to
+#: the recovery cap.
+BEFORE_THE_KEY: dict = {"recovery-run-to-cap": True}
+
+
 def config_mismatch(
     run_config: Mapping, results: Mapping, num_clients: int | None = None
 ) -> str | None:
@@ -102,8 +107,10 @@ def config_mismatch(
         if key in ("out-dir", *CONTROL_KEYS):
             continue
         if key not in stored:
-            if value == defaults.get(key):
-                continue  # a key added to the app after that run, planned at its default
+            # a key added to the app after that run, planned at its default (or at the
+            # value every run had before the key existed)
+            if value == defaults.get(key) or value == BEFORE_THE_KEY.get(key, defaults.get(key)):
+                continue
             return f"the stored run has no {key!r} (planned {value!r})"
         if stored[key] != value:
             return f"{key} differs (stored {stored[key]!r}, planned {value!r})"

@@ -86,6 +86,10 @@ class RunConfig:
     overwrite: bool = False
     audit_log: str = ""
     stop_tolerance: float = 0.02
+    stop_plateau_window: int = 3
+    stop_plateau_min_delta: float = 0.005
+    stop_min_rounds: int = 5
+    recovery_run_to_cap: bool = False
     max_empty_rounds: int = 3
     torch_threads: int = 1
     eval_recovery_rounds: tuple[str, ...] = ()
@@ -324,11 +328,7 @@ def _run_settings(get: Callable[[str, Any], Any], d: RunConfig) -> dict:
         resume=_as_bool("resume", get("resume", d.resume)),
         overwrite=_as_bool("overwrite", get("overwrite", d.overwrite)),
         audit_log=str(get("audit-log", d.audit_log)).strip(),
-        stop_tolerance=_in_unit(
-            "stop-tolerance",
-            _as_float("stop-tolerance", get("stop-tolerance", d.stop_tolerance)),
-            low_open=False,
-        ),
+        **_stopping_settings(get, d),
         max_empty_rounds=_as_int(
             "max-empty-rounds", get("max-empty-rounds", d.max_empty_rounds), 0
         ),
@@ -337,6 +337,34 @@ def _run_settings(get: Callable[[str, Any], Any], d: RunConfig) -> dict:
         if get("eval-recovery-rounds", "") != ""
         else (),
         out_dir=str(get("out-dir", d.out_dir)),
+    )
+
+
+def _stopping_settings(get: Callable[[str, Any], Any], d: RunConfig) -> dict:
+    """The stopping rule's settings (:mod:`strategies.stopping`) and ``recovery-run-to-cap``.
+
+    Parameters and returns as :func:`_run_settings` (part of it).
+    """
+    return dict(
+        stop_tolerance=_in_unit(
+            "stop-tolerance",
+            _as_float("stop-tolerance", get("stop-tolerance", d.stop_tolerance)),
+            low_open=False,
+        ),
+        stop_plateau_window=_as_int(
+            "stop-plateau-window", get("stop-plateau-window", d.stop_plateau_window), 0
+        ),
+        stop_plateau_min_delta=_in_unit(
+            "stop-plateau-min-delta",
+            _as_float(
+                "stop-plateau-min-delta", get("stop-plateau-min-delta", d.stop_plateau_min_delta)
+            ),
+            low_open=False,
+        ),
+        stop_min_rounds=_as_int("stop-min-rounds", get("stop-min-rounds", d.stop_min_rounds), 0),
+        recovery_run_to_cap=_as_bool(
+            "recovery-run-to-cap", get("recovery-run-to-cap", d.recovery_run_to_cap)
+        ),
     )
 
 

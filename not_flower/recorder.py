@@ -361,15 +361,19 @@ class RunRecorder:  # pylint: disable=too-many-instance-attributes
             if rec is not None and "train-loss" in rec:
                 row.train_loss = float(rec["train-loss"])
 
-    def record_stopping(self, cfg: RunConfig, stopping: StoppingRule) -> list[dict]:
+    def record_stopping(
+        self, cfg: RunConfig, stopping: StoppingRule, *, ended_at: int | None = None
+    ) -> list[dict]:
         """Record the stopping rule's decisions and the last request's stopped model.
 
         Parameters
         ----------
         cfg : RunConfig
-            The run configuration (tolerance, recovery rounds).
+            The run configuration (the rule's settings, recovery rounds).
         stopping : StoppingRule
             The run's stopping rule.
+        ended_at : int or None
+            The round the rule ended the run at (``None``: it ran all its rounds).
 
         Returns
         -------
@@ -387,10 +391,18 @@ class RunRecorder:  # pylint: disable=too-many-instance-attributes
         self.stopping = {  # the last request's, and every request's in per_request
             "rule": RULE,
             "tolerance": cfg.stop_tolerance,
+            "plateau_window": cfg.stop_plateau_window,
+            "plateau_min_delta": cfg.stop_plateau_min_delta,
+            "min_rounds": cfg.stop_min_rounds,
+            "run_to_cap": cfg.recovery_run_to_cap,
             "reference_val_acc": last.get("reference_val_acc"),
             "chosen_round": last.get("chosen_round"),
+            "branch": last.get("branch"),
             "chosen_recovery_rounds": last.get("chosen_recovery_rounds"),
             "cap": cap,
+            # recovery rounds of the cap the stop spares (run anyway with run_to_cap)
+            "rounds_saved": last.get("rounds_saved"),
+            "ended_run": ended_at is not None,  # the run ended at chosen_round
             "per_request": per_request,
         }
         return per_request

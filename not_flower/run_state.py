@@ -330,7 +330,26 @@ def load_run_state(out_dir: Path, cfg: RunConfig) -> SavedRun | None:
             "rounds (results.json, checkpoint-final.pt); nothing was changed. Raise "
             "recovery-rounds to continue it, or choose another out-dir"
         )
+    if _ended_by_rule(out_dir, saved["round"]):
+        raise RunFinishedError(
+            f"resume: the run in out-dir {out_dir} already finished: the stopping rule ended "
+            f"it after round {saved['round']} (results.json, checkpoint-final.pt); nothing "
+            "was changed. Choose another out-dir"
+        )
     return _saved_run(out_dir, cfg, saved)
+
+
+def _ended_by_rule(out_dir: Path, server_round: int) -> bool:
+    """Whether ``results.json`` says the stopping rule ended the run after ``server_round``."""
+    path = out_dir / "results.json"
+    if not path.is_file():
+        return False
+    try:
+        results = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False
+    stopping = results.get("stopping") or {}
+    return bool(stopping.get("ended_run")) and stopping.get("chosen_round") == server_round
 
 
 def _read_state(path: Path) -> dict:

@@ -259,6 +259,7 @@ def run_experiment(grid: Grid, cfg: RunConfig, out_dir: Path, run_id: int | None
             train_config=ConfigRecord({"lr": cfg.lr}),
             evaluate_config=ConfigRecord(),
             evaluate_fn=run.central_eval,
+            should_stop=run.should_stop,  # the stopping rule ends the run (recovery-run-to-cap)
         )
         results = run.finish(grid, result, run_id=run_id, t_start=t_start)
     finally:
@@ -342,7 +343,8 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
                 cfg.total_rounds - self.offset,
                 self.offset + 1,
             )
-        self.stopping = StoppingRule(cfg.stop_tolerance, self.state.stopping)  # per request
+        self.stopping = StoppingRule.from_config(cfg, self.state.stopping)  # per request
+        self.ended_at: int | None = None  # the round the stopping rule ended the run at
         #: server round -> the name of the model measured after it
         self._instance_events: list[UnlearningEvent] = []  # to check they forgot something
         self.snapshots = {
@@ -582,16 +584,27 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
         """Judge a round for each open request; measure the model where one stops."""
         for k in self.stopping.observe(row.round, row.phase, row.val_acc):  # each its own
             self.recorder.add_stopped(k, self.evaluator.full(arrays))
+            entry = self.stopping.entries[k]
             log(
                 INFO,
-                "stopping rule: request %d: retained val acc %.2f %% is within %.1f points "
-                "of %.2f %% at round %d",
+                "stopping rule: request %d stops at round %d (%s): retained val acc %.2f %%, "
+                "%.2f %% before the request",
                 k + 1,
-                100 * row.val_acc,
-                100 * self.cfg.stop_tolerance,
-                100 * self.stopping.entries[k]["reference_val_acc"],
                 row.round,
+                "back within tolerance" if entry["branch"] == "tolerance" else "plateau",
+                100 * row.val_acc,
+                100 * entry["reference"] if entry["reference"] is not None else float("nan"),
             )
+
+    def should_stop(self, local_round: int, _result=None) -> bool:
+        """``should_stop`` of ``strategy.start``: :meth:`StoppingRule.ends_run` (``_result``,
+        Flower's results so far, is unused: the rule reads the app's own rounds)."""
+        server_round = self.offset + local_round
+        pending = bool(self.strategy.pending_requests)
+        if not self.stopping.ends_run(self.cfg, server_round, pending, self.snapshots):
+            return False
+        self.ended_at = server_round
+        return True
 
     def finish(self, grid: Grid, result, *, run_id: int | None, t_start: float) -> dict:
         """Save and measure the final model, record costs and stopping, write the results.
@@ -616,7 +629,8 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
         recorder.fill_train_loss(result.train_metrics_clientapp, self.offset)
         # no round left to run (resumed after the last round): the checkpoint's model
         final = result.arrays if result.arrays is not None and len(result.arrays) else self.initial
-        self.state.mark_durable(cfg.total_rounds, finished=True)
+        last_round = self.ended_at or cfg.total_rounds  # the stopping rule may end it early
+        self.state.mark_durable(last_round, finished=True)
         final_name = {"retrain": "retrained"}.get(
             cfg.method,
             "recovered" if strategy.in_recovery or strategy.applied_rules else "original",
@@ -624,12 +638,12 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
         path = save_checkpoint(
             self.out_dir / "checkpoint-final.pt",
             final,
-            {**self.meta, "round": cfg.total_rounds, "phase": final_name},
+            {**self.meta, "round": last_round, "phase": final_name},
         )
         recorder.add_checkpoint("final", path)
         recorder.add_model(final_name, self.evaluator.full(final))
         recorder.final = final_name
-        recorder.record_stopping(cfg, self.stopping)
+        recorder.record_stopping(cfg, self.stopping, ended_at=self.ended_at)
         recorder.record_costs(
             cfg.method,
             self.stopping,

@@ -1,32 +1,37 @@
-"""The stopping rule of recovery, judged per unlearning request.
+"""The stopping rule of recovery in the app: :mod:`strategies.stopping`, fed by the rounds.
 
-Each request opens a window of rounds that lasts until the next request. Its reference is
-the retained clients' validation accuracy in the last round before it; its recovery
-"stops" at the first recovery round of its own window whose retained validation accuracy
-is within ``stop-tolerance`` of that reference. A request that is not back within the
-tolerance before the next one starts (or the run ends) has no stop round, and a later
-round is never credited to it.
-
-The level before a request is only a fair target if the federation had recovered by
-then: when the previous request did not stop (its recovery was cut short by this one),
-this request inherits the previous request's reference, the last level the federation
-had before an unrecovered negation, instead of the lower accuracy of a model that was
-still recovering.
+The rule itself (back within ``stop-tolerance`` of the level before the request, or a
+plateau of ``stop-plateau-window`` rounds with less than ``stop-plateau-min-delta`` of
+improvement after at least ``stop-min-rounds``) is :mod:`strategies.stopping`'s, judged
+per request on the retained clients' validation accuracy (``val_acc`` of each round).
+Each request opens a window of rounds that lasts until the next request; a request that
+does not stop before the next one starts (or the run ends) has no stop round, and the
+next one inherits its reference. When the last request has stopped and none is pending,
+the ServerApp ends the run (:meth:`StoppingRule.ends_run`) unless ``recovery-run-to-cap``.
 
 The entries are plain dicts (JSON-ready), kept in the run's ``state.json`` for resume.
 """
 
 from __future__ import annotations
 
+from logging import INFO
+
+from flwr.supercore import log
+
+from strategies.stopping import RequestStops, StopSettings
+
 #: What the rule is, as written into ``results.json``.
 RULE = (
     "first recovery round of each request whose retained clients' validation accuracy "
-    "is within stop-tolerance of its value in the last round before that request"
+    "is within stop-tolerance of its value in the last round before that request, or "
+    "(stop-plateau-window > 0) from stop-min-rounds recovery rounds on, whose best value "
+    "of the last stop-plateau-window rounds is at most stop-plateau-min-delta above the "
+    "best value before them"
 )
 
 
-class StoppingRule:
-    """Per-request stopping rule over the rounds of a run.
+class StoppingRule(RequestStops):
+    """Per-request stopping rule over the rounds of a run (the app's run-config form).
 
     Parameters
     ----------
@@ -34,69 +39,48 @@ class StoppingRule:
         ``stop-tolerance`` (0.02 = 2 points).
     entries : list[dict] or None
         Entries of an interrupted run to continue (updated in place); ``None``: a new list.
+    window, min_delta, min_rounds : int, float, int
+        ``stop-plateau-window`` (0: no plateau test), ``stop-plateau-min-delta`` and
+        ``stop-min-rounds``.
     """
 
-    def __init__(self, tolerance: float, entries: list[dict] | None = None) -> None:
-        self.tolerance = tolerance
-        self.entries: list[dict] = [] if entries is None else entries
+    # pylint: disable=too-many-arguments
+    def __init__(
+        self,
+        tolerance: float,
+        entries: list[dict] | None = None,
+        *,
+        window: int = 0,
+        min_delta: float = 0.0,
+        min_rounds: int = 0,
+    ) -> None:
+        for entry in entries or []:  # state.json of an older run: its reference's old name
+            if "reference" not in entry:
+                entry["reference"] = entry.pop("reference_val_acc", None)
+        super().__init__(StopSettings(tolerance, window, min_delta, min_rounds), entries)
 
-    def start(self, request_round: int, reference: float | None) -> dict:
-        """Open the window of a request applied at ``request_round`` and return its entry.
+    @classmethod
+    def from_config(cls, cfg, entries: list[dict] | None = None) -> StoppingRule:
+        """The rule of a :class:`not_flower.config.RunConfig`."""
+        return cls(
+            cfg.stop_tolerance,
+            entries,
+            window=cfg.stop_plateau_window,
+            min_delta=cfg.stop_plateau_min_delta,
+            min_rounds=cfg.stop_min_rounds,
+        )
 
-        Parameters
-        ----------
-        request_round : int
-            The round the request was applied at (its first recovery round).
-        reference : float or None
-            Retained clients' validation accuracy in the round before it (``None``: no
-            reference; the rule cannot fire for this request). Replaced by the previous
-            request's reference when that request did not stop.
-        """
-        inherited = None
-        if self.entries:
-            previous = self.entries[-1]
-            if previous["chosen_round"] is None and previous["reference_val_acc"] is not None:
-                inherited = len(self.entries) - 1  # cut short: its target still stands
-                reference = previous["reference_val_acc"]
-        entry = {
-            "request_round": int(request_round),
-            "reference_val_acc": reference,
-            "reference_of_request": inherited,
-            "chosen_round": None,
-            "last_round": None,
-        }
-        self.entries.append(entry)
-        return entry
-
-    def observe(self, server_round: int, phase: str, val_acc: float | None) -> list[int]:
+    def observe(self, server_round: int, phase: str, val_acc: float | None) -> list[int]:  # type: ignore[override]
         """Record one round; return the indices of the requests whose recovery stops here.
 
         Only the requests of the latest window (applied at the latest request round, at or
-        before ``server_round``) are judged, each against its own reference.
+        before ``server_round``) are judged, each against its own reference, in recovery
+        rounds only.
         """
-        open_round = max(
-            (e["request_round"] for e in self.entries if e["request_round"] <= server_round),
-            default=None,
-        )
-        stopped = []
-        for index, entry in enumerate(self.entries):
-            if entry["request_round"] != open_round:
-                continue
-            entry["last_round"] = server_round
-            ref = entry["reference_val_acc"]
-            if (
-                phase == "recovery"
-                and entry["chosen_round"] is None
-                and ref is not None
-                and val_acc is not None
-                and val_acc >= ref - self.tolerance
-            ):
-                entry["chosen_round"] = int(server_round)
-                stopped.append(index)
-        return stopped
+        return super().observe(server_round, val_acc, recovery=phase == "recovery")
 
     def summary(self, cap: int | None) -> list[dict]:
-        """Per request: reference, chosen round, recovery rounds it took, rounds it had.
+        """Per request: reference, chosen round and branch, rounds it took, rounds it had.
 
         Parameters
         ----------
@@ -107,50 +91,68 @@ class StoppingRule:
         -------
         list[dict]
             ``request_round``, ``reference_val_acc``, ``reference_of_request``,
-            ``chosen_round``,
+            ``chosen_round``, ``branch`` (``"tolerance"``, ``"plateau"`` or ``None``),
             ``chosen_recovery_rounds`` (``chosen_round - request_round + 1``),
-            ``observed_rounds`` (rounds of its window that were run) and ``cap``.
+            ``observed_rounds`` (rounds of its window that were run), ``cap`` and
+            ``rounds_saved`` (``cap - chosen_recovery_rounds``: the recovery rounds the
+            stop spares against the cap; ``None`` without a stop or a cap).
         """
         out = []
         for entry in self.entries:
             start, chosen, last = entry["request_round"], entry["chosen_round"], entry["last_round"]
+            taken = None if chosen is None else chosen - start + 1
             out.append(
                 {
                     "request_round": start,
-                    "reference_val_acc": entry["reference_val_acc"],
+                    "reference_val_acc": entry["reference"],
                     # index of the earlier request whose reference this one inherited, or None
                     "reference_of_request": entry.get("reference_of_request"),
                     "chosen_round": chosen,
-                    "chosen_recovery_rounds": None if chosen is None else chosen - start + 1,
+                    "branch": entry.get("branch"),
+                    "chosen_recovery_rounds": taken,
                     "observed_rounds": 0 if last is None else last - start + 1,
                     "cap": cap,
+                    "rounds_saved": None if taken is None or cap is None else max(0, cap - taken),
                 }
             )
         return out
 
-    def counts(self, server_round: int) -> bool:
-        """Whether a request needed this round: it lies in a request's window, up to its
-        stop round (anywhere in it when it did not stop); rounds before the first request
-        are not counted.
+    # pylint: disable=too-many-arguments
+    def ends_run(self, cfg, server_round: int, pending: bool, snapshots: dict) -> bool:
+        """Whether the run ends after ``server_round`` (and log it when it does).
 
         Parameters
         ----------
+        cfg : RunConfig
+            The run configuration (``recovery-run-to-cap``, the method, the rounds).
         server_round : int
-            The round.
+            The round just done.
+        pending : bool
+            Whether a request is queued and not applied yet.
+        snapshots : dict
+            Round -> the name of a model measured after it (``eval-recovery-rounds``).
 
         Returns
         -------
         bool
+            ``True`` when every request of the latest window stopped, none is pending,
+            ``recovery-run-to-cap`` is false, the method recovers (Retrain never stops
+            early) and rounds remain.
         """
-        window = max(
-            (e["request_round"] for e in self.entries if e["request_round"] <= server_round),
-            default=None,
-        )
-        if window is None:
+        if cfg.recovery_run_to_cap or cfg.method == "retrain" or not self.settled or pending:
             return False
-        chosen = [e["chosen_round"] for e in self.entries if e["request_round"] == window]
-        ends = [c for c in chosen if c is not None]
-        return len(ends) < len(chosen) or server_round <= max(ends)
+        if server_round >= cfg.total_rounds:
+            return False  # the last round: nothing to save
+        skipped = sorted(name for r, name in snapshots.items() if r > server_round)
+        log(
+            INFO,
+            "stopping rule: recovery done; the run ends after round %d of %d "
+            "(recovery-run-to-cap = true runs them all)%s",
+            server_round,
+            cfg.total_rounds,
+            f"; not measured: {', '.join(skipped)}" if skipped else "",
+        )
+        return True
 
     def rows_until_stop(self, rows: list[dict]) -> list[dict]:
         """The rounds each request needed (:meth:`counts`), as rows with a ``round``."""
@@ -190,16 +192,16 @@ def summary_lines(per_request: list[dict], requests: list[dict]) -> list[str]:
             if j is not None
             else ""
         )
-        if stop["reference_val_acc"] is None:
-            lines.append(
-                f"{name}stopping rule: no reference (no retained clients' validation "
-                "accuracy in the round before the request)"
-            )
-            continue
         if stop["chosen_round"] is None:
+            why = (
+                "no reference (no retained clients' validation accuracy in the round "
+                "before the request) and no plateau"
+                if stop["reference_val_acc"] is None
+                else "retained val acc neither back within tolerance nor on a plateau"
+            )
             lines.append(
-                f"{name}stopping rule: retained val acc not back within tolerance in "
-                f"its {stop['observed_rounds']} recovery rounds{target}"
+                f"{name}stopping rule: {why} in its {stop['observed_rounds']} recovery "
+                f"rounds{target}"
             )
             continue
         stopped = (request.get("models") or {}).get("stopped") or {}
@@ -208,8 +210,11 @@ def summary_lines(per_request: list[dict], requests: list[dict]) -> list[str]:
             if many and stopped.get("test_acc") is not None
             else ""
         )
+        branch = {"tolerance": "back within tolerance", "plateau": "plateau"}.get(
+            stop.get("branch"), "back within tolerance"
+        )
         lines.append(
             f"{name}stopping rule chose round {stop['chosen_round']} "
-            f"({stop['chosen_recovery_rounds']} recovery rounds of {cap}){acc}{target}"
+            f"({stop['chosen_recovery_rounds']} recovery rounds of {cap}, {branch}){acc}{target}"
         )
     return lines

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .negation import forward_layers, plan_negation  # needs torch
     from .negation_arrays import NegationError, NegationPlan, negate
     from .not_strategy import NoT
+    from .stopping import RecoveryStop
     from .unlearner import Negation, NoStep, Unlearner, UnlearningStep
     from .unlearning import Unlearning
     from .unlearning_request import UnlearningError, UnlearningEvent, UnlearningRequest
@@ -34,6 +35,7 @@ __all__ = [
     "NegationPlan",
     "NoStep",
     "NoT",
+    "RecoveryStop",
     "Unlearner",
     "Unlearning",
     "UnlearningError",
@@ -61,6 +63,7 @@ _NAMES = {
     "forward_layers": ".negation",
     "plan_negation": ".negation",
     "NoT": ".not_strategy",
+    "RecoveryStop": ".stopping",
     "Negation": ".unlearner",
     "NoStep": ".unlearner",
     "Unlearner": ".unlearner",

@@ -44,9 +44,11 @@ def test_each_request_is_judged_on_its_own_rounds():
         "reference_val_acc": 0.95,
         "reference_of_request": None,
         "chosen_round": None,
+        "branch": None,
         "chosen_recovery_rounds": None,
         "observed_rounds": 3,
         "cap": 3,
+        "rounds_saved": None,
     }
     # request 2 inherits 0.95 (request 1 had not recovered), so round 9's 0.89 (within 2
     # points of the still-recovering round 8's 0.90) is NOT a stop; round 10's 0.94 is
@@ -55,9 +57,11 @@ def test_each_request_is_judged_on_its_own_rounds():
         "reference_val_acc": 0.95,
         "reference_of_request": 0,
         "chosen_round": 10,
+        "branch": "tolerance",
         "chosen_recovery_rounds": 2,
         "observed_rounds": 3,
         "cap": 3,
+        "rounds_saved": 1,
     }
     assert stops == {1: 10}
 
@@ -91,15 +95,15 @@ def test_summary_lines_report_every_request():
         },
     ]
     assert summary_lines(rule.summary(cap=3), requests) == [
-        "request 1 (partition-id=0, round 6): stopping rule: retained val acc not back within "
-        "tolerance in its 3 recovery rounds",
+        "request 1 (partition-id=0, round 6): stopping rule: retained val acc neither back "
+        "within tolerance nor on a plateau in its 3 recovery rounds",
         "request 2 (partition-id=3, round 9): stopping rule chose round 10 (2 recovery rounds "
-        "of 3), test acc 92.15 % (target: 95.00 %, the level before request 1, which had not "
-        "recovered)",
+        "of 3, back within tolerance), test acc 92.15 % (target: 95.00 %, the level before "
+        "request 1, which had not recovered)",
     ]
     single, _ = _run({r: v for r, v in VAL.items() if r <= 8} | {8: 0.94}, {6})
     assert summary_lines(single.summary(cap=15), requests[:1]) == [
-        "stopping rule chose round 8 (3 recovery rounds of 15)"
+        "stopping rule chose round 8 (3 recovery rounds of 15, back within tolerance)"
     ]
     none = StoppingRule(0.02)
     none.start(6, None)
@@ -152,14 +156,18 @@ def test_a_sequence_through_the_servers_run(tmp_path):
     results = run_experiment(FakeGrid(nodes), parse_run_config(config), tmp_path)
     per_request = results["stopping"]["per_request"]
     # tolerance 1.0: each request stops at its own first recovery round (3 and 5), never
-    # the first request at the second's round
+    # the first request at the second's round; after the last one's stop the run ends
+    # (round 5 of 6: recovery-run-to-cap is false)
     assert [
         (s["request_round"], s["chosen_round"], s["chosen_recovery_rounds"], s["observed_rounds"])
         for s in per_request
-    ] == [(3, 3, 1, 2), (5, 5, 1, 2)]
-    assert results["stopping"]["chosen_round"] == 5  # the last request's
+    ] == [(3, 3, 1, 2), (5, 5, 1, 1)]
+    assert [row["round"] for row in results["rounds"]][-1] == 5
+    stopping = results["stopping"]
+    assert (stopping["chosen_round"], stopping["branch"]) == (5, "tolerance")  # the last's
+    assert (stopping["ended_run"], stopping["rounds_saved"], stopping["cap"]) == (True, 1, 2)
     assert results["costs"]["unlearning"]["rounds"] == 2  # rounds 3 and 5
-    assert results["costs"]["unlearning_fixed_length"]["rounds"] == 4
+    assert results["costs"]["unlearning_fixed_length"]["rounds"] == 3  # 3, 4 and 5: run
     first, second = results["requests"]
     assert (
         "stopped" in first["models"] and results["models"]["stopped"] == second["models"]["stopped"]
