@@ -45,7 +45,8 @@ Methods
     Retrain with a recovery's recipe, given with ``--set-for retrain-recipe
     fraction-train=0.5 --set-for retrain-recipe local-epochs=2``: the same clients per
     round and local epochs as a recovery, so that a method's saving over it is the
-    method's own and not the recipe's. Same length as Retrain (``--retrain-rounds``).
+    method's own and not the recipe's. Same length as Retrain (``--retrain-rounds``)
+    unless ``--set-for retrain-recipe num-train-rounds=N``.
 ``ft``, ``not``
     ``--train-rounds`` rounds of FedAvg with everyone, then recovery without the target
     (NoT negates the first layer first); run once with ``recovery-rounds = max(K)`` and
@@ -84,6 +85,7 @@ from .compare_plan import (
     DEFAULT_SCENARIOS,
     DEFAULT_SERVER_DATA_FRACTION,
     ORIGINAL,
+    OWN_LENGTH,
     RESERVED_KEYS,
     SCENARIOS,
     RunSpec,
@@ -384,8 +386,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                 f"--set-for {method} {item}: {method!r} is not among --methods "
                 f"({' '.join(args.methods)})"
             )
+        # a Retrain variant (retrain-recipe) may have a length of its own
+        own = (OWN_LENGTH,) if REGISTRY[method].app_method == "retrain" else ()
         try:
-            per_method.setdefault(method, {}).update(parse_set([item]))
+            per_method.setdefault(method, {}).update(parse_set([item], allow=own))
         except ValueError as err:
             parser.error(f"--set-for {method}: {err}")
     args.method_overrides = per_method

@@ -52,6 +52,10 @@ RESERVED_KEYS: dict[str, str] = {
 }
 
 
+#: The reserved key a Retrain variant may set for itself with ``--set-for`` (its length).
+OWN_LENGTH = "num-train-rounds"
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """One simulation of the comparison."""
@@ -102,13 +106,16 @@ def _known_keys() -> set[str]:
     return {f.name.replace("_", "-") for f in fields(RunConfig)}
 
 
-def parse_set(items: Sequence[str] | None) -> dict:
+def parse_set(items: Sequence[str] | None, *, allow: Sequence[str] = ()) -> dict:
     """Parse ``--set key=value`` items into typed run-config overrides.
 
     Parameters
     ----------
     items : sequence of str or None
         ``"key=value"`` strings.
+    allow : sequence of str
+        Keys of :data:`RESERVED_KEYS` taken all the same (``--set-for retrain-recipe
+        num-train-rounds=N``: a Retrain variant's own length).
 
     Returns
     -------
@@ -130,7 +137,7 @@ def parse_set(items: Sequence[str] | None) -> dict:
         key = key.strip()
         if not key:
             raise ValueError(f"--set expects key=value with a key, got {item!r}")
-        if key in RESERVED_KEYS:
+        if key in RESERVED_KEYS and key not in allow:
             raise ValueError(
                 f"--set {key}=...: {key!r} is set by this command; use {RESERVED_KEYS[key]} instead"
             )
@@ -284,8 +291,12 @@ def run_config_for(
 
 
 def _train_rounds(args: argparse.Namespace, method: str) -> int:
-    """``num-train-rounds`` of a run: ``--retrain-rounds`` for Retrain and its variants
-    (from scratch, so their whole length), ``--train-rounds`` for every other run."""
+    """``num-train-rounds`` of a run: for Retrain and its variants (from scratch, so their
+    whole length) their own ``--set-for METHOD num-train-rounds=N``, else
+    ``--retrain-rounds``; ``--train-rounds`` for every other run."""
+    own = (getattr(args, "method_overrides", None) or {}).get(method, {})
+    if method in REGISTRY and REGISTRY[method].app_method == "retrain" and own.get(OWN_LENGTH):
+        return int(own[OWN_LENGTH])
     retrain_rounds = getattr(args, "retrain_rounds", None)
     if method in REGISTRY and REGISTRY[method].app_method == "retrain" and retrain_rounds:
         return int(retrain_rounds)

@@ -80,6 +80,10 @@ class RunConfig:
     backdoor_fraction: float = 0.4
     backdoor_target: int = 0
     backdoor_trigger_size: int = 2
+    # canaries a client plants and keeps (not_flower/canary.py)
+    canary_clients: tuple[str, ...] = ()
+    canary_count: int = 16
+    canary_seed: int = 0
     init_checkpoint: str = ""
     request_dir: str = ""
     resume: bool = False
@@ -323,6 +327,11 @@ def _run_settings(get: Callable[[str, Any], Any], d: RunConfig) -> dict:
         backdoor_trigger_size=_as_int(
             "backdoor-trigger-size", get("backdoor-trigger-size", d.backdoor_trigger_size), 1
         ),
+        canary_clients=_as_list("canary-clients", get("canary-clients", ""))
+        if get("canary-clients", "") != ""
+        else (),
+        canary_count=_as_int("canary-count", get("canary-count", d.canary_count), 1),
+        canary_seed=_as_int("canary-seed", get("canary-seed", d.canary_seed), 0),
         init_checkpoint=str(get("init-checkpoint", d.init_checkpoint)).strip(),
         request_dir=str(get("request-dir", d.request_dir)).strip(),
         resume=_as_bool("resume", get("resume", d.resume)),
@@ -475,6 +484,11 @@ def _check_run_config(cfg: RunConfig) -> None:
                 f"eval-recovery-rounds entries must be integers in [1, recovery-rounds="
                 f"{cfg.recovery_rounds}], got {k!r}"
             )
+    bad_canary = [c for c in cfg.canary_clients if not c.isdigit()]
+    if bad_canary:
+        raise ConfigError(
+            f"canary-clients must be partition ids (integers >= 0), got {bad_canary[0]!r}"
+        )
     if cfg.total_rounds < 1:
         raise ConfigError("the run has no round: num-train-rounds + recovery-rounds must be >= 1")
     _check_unlearn_mode(cfg)

@@ -217,7 +217,18 @@ def reference_epochs(cfg: RunConfig) -> int:
 
 
 def _cache_key(cfg: RunConfig, num_partitions: int, universe: Universe) -> dict:
+    # canaries change the planting clients' data; without them the key is as before
+    canaries = (
+        {
+            "canary_clients": sorted(cfg.canary_clients),
+            "canary_count": cfg.canary_count,
+            "canary_seed": cfg.canary_seed,
+        }
+        if cfg.canary_clients
+        else {}
+    )
     return {
+        **canaries,
         "version": _CACHE_VERSION,
         "dataset": cfg.dataset,
         "data_dir": cfg.data_dir,

@@ -10,7 +10,7 @@ would need the clients' cooperation.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .backdoor import poison
+from .canary import CanarySet, client_canary_seed, make_canaries
 from .config import RunConfig
 from .data import Dataset, load_dataset
 from .partition import partition, train_val_split
@@ -60,6 +61,8 @@ class ClientData:
     x_val: np.ndarray
     y_val: np.ndarray
     poisoned: np.ndarray  # indices into x_train that carry the trigger
+    # indices into x_train of the client's in-canaries (canary-clients): the last samples
+    canaries: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
 def dataset_for(cfg: RunConfig) -> Dataset:
@@ -246,6 +249,12 @@ def client_data(cfg: RunConfig, partition_id: int, num_partitions: int) -> Clien
             seed=cfg.seed + 1000 + partition_id,
             size=cfg.backdoor_trigger_size,
         )
+    canaries = np.zeros(0, dtype=np.int64)
+    planted = client_canaries(cfg, partition_id)
+    if planted is not None:  # appended: the ids of the client's own samples do not change
+        canaries = np.arange(len(y_train), len(y_train) + len(planted.y_in), dtype=np.int64)
+        x_train = np.concatenate([x_train, planted.x_in.astype(x_train.dtype)])
+        y_train = np.concatenate([y_train, planted.y_in.astype(y_train.dtype)])
     return ClientData(
         partition_id=partition_id,
         x_train=x_train,
@@ -253,6 +262,35 @@ def client_data(cfg: RunConfig, partition_id: int, num_partitions: int) -> Clien
         x_val=data.x_train[val_idx],
         y_val=data.y_train[val_idx],
         poisoned=poisoned,
+        canaries=canaries,
+    )
+
+
+@lru_cache(maxsize=16)
+def client_canaries(cfg: RunConfig, partition_id: int) -> CanarySet | None:
+    """The canaries client ``partition_id`` plants and keeps (``canary-clients``), if any.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run configuration (``canary-clients``, ``canary-count``, ``canary-seed``).
+    partition_id : int
+        The client.
+
+    Returns
+    -------
+    CanarySet or None
+        ``canary-count`` in- and as many out-canaries, from the client's seed
+        (:func:`not_flower.canary.client_canary_seed`); None for a client without.
+    """
+    if str(partition_id) not in cfg.canary_clients:
+        return None
+    data = dataset_for(cfg)
+    return make_canaries(
+        client_canary_seed(cfg.canary_seed, partition_id),
+        data.input_shape,
+        data.num_classes,
+        cfg.canary_count,
     )
 
 

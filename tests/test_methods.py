@@ -315,6 +315,21 @@ def test_retrain_recipe_runs_as_retrain_with_its_recipe_and_retrain_rounds(tmp_p
     assert "init-checkpoint" not in recipe and "recovery-rounds" not in recipe
     assert recipe["out-dir"].endswith("retrain-recipe")
     config.parse_run_config(recipe)
+    # a length of its own: only a Retrain variant may set num-train-rounds with --set-for
+    args = _recipe_args(
+        tmp_path, "--retrain-rounds", "80", "--set-for", "retrain-recipe", "num-train-rounds=50"
+    )
+    runs = {r.method: r.run_config for r in compare.plan_runs(args)}
+    assert runs["retrain-recipe"]["num-train-rounds"] == 50
+    assert runs["retrain"]["num-train-rounds"] == 80
+
+
+def test_only_a_retrain_variant_may_set_its_own_length(capsys):
+    with pytest.raises(SystemExit):
+        compare.parse_args(
+            ["--out", "unused", "--methods", "not", "--set-for", "not", "num-train-rounds=5"]
+        )
+    assert "use --train-rounds / --retrain-rounds instead" in capsys.readouterr().err
 
 
 def test_the_retrain_recipe_row_is_compared_with_retrain(tmp_path):
