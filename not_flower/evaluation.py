@@ -18,10 +18,11 @@ import torch
 from flwr.app import ArrayRecord
 
 from .backdoor import triggered_test_set
+from .canary import CanarySet, check_model
 from .config import RunConfig
 from .metrics import attack_success_rate, evaluate_model, predict_logits
 from .reference_models import MembershipHarness
-from .task import client_data, dataset_for, device, evaluate
+from .task import client_canaries, client_data, dataset_for, device, evaluate
 
 
 def split_forget_retain(
@@ -108,6 +109,7 @@ class Evaluator:
             )
 
         self.classes: list[int] = []
+        self.canaries: CanarySet | None = None  # the targets' canaries (canary-clients)
         # per-example membership inference (LiRA) when mia-reference-models > 0
         self.membership = MembershipHarness(cfg) if cfg.mia_reference_models else None
 
@@ -115,6 +117,7 @@ class Evaluator:
         """Fix the forget and retain sets (see :func:`split_forget_retain`)."""
         self.sets = split_forget_retain(self.cfg, num_partitions, forget_ids, **kind)
         self.classes = sorted(kind.get("classes") or [])
+        self.canaries = targets_canaries(self.cfg, forget_ids)
         if self.membership is not None:
             self.membership.set_forget(num_partitions, forget_ids, **kind)
 
@@ -166,7 +169,9 @@ class Evaluator:
         -------
         dict[str, float]
             :func:`not_flower.metrics.evaluate_model`'s numbers (no retain numbers before
-            a request), LiRA's with ``mia-reference-models``, the class-wise split.
+            a request), LiRA's with ``mia-reference-models``, the class-wise split and,
+            when a target planted canaries (``canary-clients``), the canary test
+            (:mod:`not_flower.canary`): ``canary_auc``, ``canary_p``, ``canary_n``.
         """
         self._load(arrays)
         sets = self.sets or {}
@@ -188,7 +193,42 @@ class Evaluator:
         if self.membership is not None:
             out.update(self.membership.metrics(self.model))
         self._class_split(out)
+        if self.canaries is not None:
+            test = check_model(self.model, self.canaries)
+            out.update(
+                canary_auc=test["auc"], canary_p=test["p_value"], canary_n=float(test["n_in"])
+            )
         return out
+
+
+def targets_canaries(cfg: RunConfig, forget_ids: set[int]) -> CanarySet | None:
+    """The canaries of the targets that planted some (``canary-clients``), pooled.
+
+    In- with in-canaries, out- with out-canaries: still exchangeable for a model that saw
+    none of them, so the test stays valid.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run configuration.
+    forget_ids : set[int]
+        Partition ids of the targets.
+
+    Returns
+    -------
+    CanarySet or None
+        None when no target planted canaries.
+    """
+    sets = [c for c in (client_canaries(cfg, pid) for pid in sorted(forget_ids)) if c is not None]
+    if not sets:
+        return None
+    return CanarySet(
+        seed=sets[0].seed,
+        x_in=np.concatenate([c.x_in for c in sets]),
+        y_in=np.concatenate([c.y_in for c in sets]),
+        x_out=np.concatenate([c.x_out for c in sets]),
+        y_out=np.concatenate([c.y_out for c in sets]),
+    )
 
 
 def evaluation_kind(request, partition_ids: set[int]) -> dict:

@@ -45,6 +45,7 @@ from .audit import (
     write_record,
 )
 from .audit_record import _request_part
+from .canary import ALPHA
 from .config import RunConfig
 from .store import write_json
 
@@ -333,9 +334,40 @@ def _record(
     )
     if len(group) > 1:
         record["also_requested"] = [_request_part(r["request"]) for r in group[1:]]
+    check = canary_check(first.get("models", {}).get("before", {}), record["final_metrics"])
+    if check:
+        record["canary_check"] = check
     record["id"] = record_id(start, first["sha256_before"])
     record["status"] = "done" if done else "applied"
     return record
+
+
+def canary_check(before: dict, after: dict) -> dict:
+    """The targets' canary test (:mod:`not_flower.canary`) before the request and at the end.
+
+    Parameters
+    ----------
+    before, after : dict
+        Metrics of the model just before the request and of the final model (empty when
+        the run has not finished); the test is there when a target planted canaries.
+
+    Returns
+    -------
+    dict
+        ``alpha`` and, per model measured, ``auc``, ``p_value``, ``detected``
+        (``p_value < alpha``: the model still carries the canaries) and ``n_in``; empty
+        when no target planted canaries.
+    """
+    out: dict = {}
+    for name, metrics in (("before_request", before), ("final", after)):
+        if metrics and metrics.get("canary_p") is not None:
+            out[name] = {
+                "auc": metrics["canary_auc"],
+                "p_value": metrics["canary_p"],
+                "detected": bool(metrics["canary_p"] < ALPHA),
+                "n_in": int(metrics["canary_n"]),
+            }
+    return {"alpha": ALPHA, **out} if out else {}
 
 
 def _request_stopping(results: dict, k: int) -> dict:
@@ -352,6 +384,7 @@ __all__ = [
     "AuditLogError",
     "append_once",
     "audit_log_path",
+    "canary_check",
     "check_audit_log",
     "find_logged",
     "record_id",
