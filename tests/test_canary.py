@@ -23,7 +23,7 @@ from not_flower.canary import (
 from not_flower.canary_cli import main
 from not_flower.config import ConfigError, parse_run_config
 from not_flower.data import load_dataset
-from not_flower.evaluation import targets_canaries
+from not_flower.evaluation import Evaluator, targets_canaries
 from not_flower.forgetting_records import canary_check
 from not_flower.models import build_model
 from not_flower.store import save_checkpoint
@@ -280,3 +280,19 @@ def test_the_harness_pools_the_targets_canaries_and_records_the_test():
         "final": {"auc": 0.55, "p_value": 0.31, "detected": False, "n_in": 16},
     }
     assert canary_check({"test_acc": 0.9}, {}) == {}
+
+
+def test_the_evaluator_measures_the_targets_canaries_on_every_named_model():
+    cfg = parse_run_config({"canary-clients": "1", "model": "mlp"})
+    torch.manual_seed(0)
+    model = build_model("mlp", SHAPE, 10)
+    evaluator = Evaluator(cfg, model)
+    arrays = ArrayRecord(model.state_dict())
+    assert "canary_p" not in evaluator.full(arrays)  # no request yet: no target
+    evaluator.set_forget(4, {0})
+    assert "canary_p" not in evaluator.full(arrays)  # the target planted none
+    evaluator.set_forget(4, {1})
+    out = evaluator.full(arrays)
+    expected = check_model(model, client_canaries(cfg, 1))
+    assert out["canary_p"] == expected["p_value"] and out["canary_auc"] == expected["auc"]
+    assert out["canary_n"] == 16.0
