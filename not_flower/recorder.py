@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 
+from strategies.round_log import RoundLog
+
 from .config import RunConfig, to_run_config
 from .stopping import RULE, StoppingRule
 
@@ -100,7 +102,7 @@ class RoundStats:  # pylint: disable=too-many-instance-attributes
 def round_stats(
     server_round: int,
     phase: str,
-    info: dict,
+    info: RoundLog,
     partition_of: Callable[[int], int | None],
     measured: dict[str, float],
 ) -> RoundStats:
@@ -112,7 +114,7 @@ def round_stats(
         The server round.
     phase : str
         Its phase.
-    info : dict
+    info : RoundLog
         The strategy's log of that round (who replied, their metrics, the costs).
     partition_of : callable
         Node id -> partition id (``None`` when unknown).
@@ -124,25 +126,25 @@ def round_stats(
     RoundStats
     """
 
-    def partitions(key: str) -> list[int]:
-        return sorted(int(p) for p in map(partition_of, info.get(key, [])) if p is not None)
+    def partitions(node_ids: list[int]) -> list[int]:
+        return sorted(int(p) for p in map(partition_of, node_ids) if p is not None)
 
-    replied = info.get("train_replied", [])
+    replied = info.train_replied
     return RoundStats(
         round=server_round,
         phase=phase,
-        participants=partitions("train_replied"),
+        participants=partitions(info.train_replied),
         participant_node_ids=replied,
         participants_detail=[{"node_id": n, "partition_id": partition_of(n)} for n in replied],
         # baselines: who worked in the unlearning step at this boundary (PGD's target,
         # FedEraser's calibrating clients) and how many communication rounds it used
-        unlearning_participants=partitions("unlearning_replied"),
-        extra_rounds=info.get("extra_rounds", 0),
-        evaluated=partitions("evaluate_replied"),
+        unlearning_participants=partitions(info.unlearning_replied),
+        extra_rounds=info.extra_rounds,
+        evaluated=partitions(info.evaluate_replied),
         **measured,
-        **trained_counts(info.get("train_metrics", {}), partition_of),
-        val_acc=retained_val_acc(info.get("evaluate_metrics", {})),
-        **{k: info.get(k, 0) for k in ROUND_COST_FIELDS},
+        **trained_counts(info.train_metrics, partition_of),
+        val_acc=retained_val_acc(info.evaluate_metrics),
+        **{k: getattr(info, k) for k in ROUND_COST_FIELDS},
     )
 
 

@@ -30,6 +30,7 @@ from flwr.supercore import log
 
 from strategies.negation import plan_negation
 from strategies.not_strategy import NoT, UnlearningEvent
+from strategies.round_log import RoundLog
 from strategies.target_check import check_targets, node_names
 
 from . import progress
@@ -454,7 +455,7 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
             return
         self._measure_request(request, event.round, before, after)
         # stopping reference: retained clients' own validation accuracy before the request
-        previous = self.strategy.rounds.get(event.round - 1, {}).get("evaluate_metrics", {})
+        previous = self.strategy.rounds.get(event.round - 1, RoundLog()).evaluate_metrics
         self.state.reference_val_acc = retained_val_acc(
             previous, {n for n in previous if n not in self.strategy.excluded_node_ids}
         )
@@ -543,8 +544,8 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
         if self.offset and local_round == 0:
             return None  # the resumed model was measured as the last round before the stop
         server_round = self.offset + local_round
-        info = self.strategy.rounds.get(local_round, {})
-        phase = info.get("phase", "init")
+        info = self.strategy.rounds.get(local_round) or RoundLog(phase="init")
+        phase = info.phase
         if self.cfg.method == "retrain" and phase != "init":
             phase = "retrain"
         progress.report("round", server_round, self.cfg.total_rounds, phase, log_it=False)

@@ -344,8 +344,8 @@ class RecoveryStop:
     def __call__(self, server_round: int, result) -> bool:
         """Judge ``server_round``; ``True``: recovered and nothing pending, stop the run."""
         self._values[server_round] = self._value(result, server_round)
-        info = getattr(self.strategy, "rounds", {}).get(server_round, {})
-        self._nodes[server_round] = dict(info.get("evaluate_metrics", {}))
+        info = getattr(self.strategy, "rounds", {}).get(server_round)
+        self._nodes[server_round] = dict(info.evaluate_metrics) if info is not None else {}
         for event in self.strategy.events[self._seen :]:
             before = self._nodes.get(event.round - 1)
             reference = (

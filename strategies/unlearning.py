@@ -68,6 +68,7 @@ from .replies import (
     reply_metrics,
     seconds_reported,
 )
+from .round_log import RoundLog
 from .sampling import seeded_sampling
 from .targets import TargetBook
 from .unlearner import NoStep, Unlearner, UnlearningStep
@@ -195,8 +196,9 @@ class Unlearning(RequestsMixin, WrapperRunMixin, Strategy):
         self.weighted_by_key = getattr(base, "weighted_by_key", "num-examples")
         self.arrayrecord_key = getattr(base, "arrayrecord_key", "arrays")
         self.configrecord_key = getattr(base, "configrecord_key", "config")
-        #: Per round: phase, sampled and replying nodes, per-node metrics, bytes, seconds.
-        self.rounds: dict[int, dict] = {}
+        #: Per round (:class:`strategies.round_log.RoundLog`): phase, sampled and replying
+        #: nodes, per-node metrics, rejected replies, bytes, seconds.
+        self.rounds: dict[int, RoundLog] = {}
         #: One event per applied request.
         self.events: list[UnlearningEvent] = []
         #: One record per applied request of a method whose step is recorded.
@@ -435,9 +437,9 @@ class Unlearning(RequestsMixin, WrapperRunMixin, Strategy):
             arrays = restore_dtypes(arrays, self._integer_layout)
         aggregated = 0 if arrays is None else sum(not m.has_error() for m in kept)
         self._empty_rounds.update(
-            server_round, aggregated, failure_reasons(kept, info.get("rejected_train", {}))
+            server_round, aggregated, failure_reasons(kept, info.rejected_train)
         )
-        info["server_seconds"] = info.get("server_seconds", 0.0) + time.perf_counter() - t0
+        info.server_seconds += time.perf_counter() - t0
         if arrays is None and self._fallback_arrays is not None:
             # No usable reply in the first round after a request: the unlearned model stays
             # the global model (the model from before the request must not come back).
@@ -478,8 +480,8 @@ class Unlearning(RequestsMixin, WrapperRunMixin, Strategy):
             messages = list(configure(server_round, arrays, config, view))
         messages = self._with_forget_specs(messages)
         info = self._round(server_round)
-        info[f"{what}_sampled"] = [m.metadata.dst_node_id for m in messages]
-        info["bytes_down"] = info.get("bytes_down", 0) + messages_nbytes(messages)
+        info.set_sampled(what, [m.metadata.dst_node_id for m in messages])
+        info.bytes_down += messages_nbytes(messages)
         return messages
 
     def _view(self, grid: Grid, what: str) -> Grid:
@@ -518,13 +520,13 @@ class Unlearning(RequestsMixin, WrapperRunMixin, Strategy):
         if template is not None:
             self._recovery = fresh_copy(template, self.active_strategy)
 
-    def _round(self, server_round: int) -> dict:
+    def _round(self, server_round: int) -> RoundLog:
         if server_round not in self.rounds and self.keep_rounds is not None:
             for old in [r for r in self.rounds if r <= server_round - self.keep_rounds]:
                 del self.rounds[old]
-        return self.rounds.setdefault(
-            server_round, {"phase": "recovery" if self._recovering else "train"}
-        )
+        if server_round not in self.rounds:
+            self.rounds[server_round] = RoundLog(phase="recovery" if self._recovering else "train")
+        return self.rounds[server_round]
 
     def _filter(self, server_round: int, replies: Iterable[Message], what: str) -> list[Message]:
         """Replies the strategy may aggregate: not from excluded nodes, valid (train), and
@@ -561,12 +563,13 @@ class Unlearning(RequestsMixin, WrapperRunMixin, Strategy):
         kept = self._drop_inconsistent_metrics(server_round, kept, what, metrics)
         info = self._round(server_round)
         ok = [m for m in kept if not m.has_error()]
-        info[f"{what}_replied"] = [m.metadata.src_node_id for m in ok]
-        info[f"{what}_metrics"] = {m.metadata.src_node_id: metrics[id(m)] for m in ok}
-        info["bytes_up"] = info.get("bytes_up", 0) + messages_nbytes(ok)
-        info["client_seconds"] = info.get("client_seconds", 0.0) + sum(
-            seconds_reported(metrics[id(m)]) for m in ok
+        info.set_replies(
+            what,
+            [m.metadata.src_node_id for m in ok],
+            {m.metadata.src_node_id: metrics[id(m)] for m in ok},
         )
+        info.bytes_up += messages_nbytes(ok)
+        info.client_seconds += sum(seconds_reported(metrics[id(m)]) for m in ok)
         return kept
 
     def _reject(self, server_round: int, what: str, node_id: int, reason: str) -> None:
@@ -579,7 +582,7 @@ class Unlearning(RequestsMixin, WrapperRunMixin, Strategy):
             server_round,
             reason,
         )
-        self._round(server_round).setdefault(f"rejected_{what}", {})[node_id] = reason
+        self._round(server_round).rejected(what)[node_id] = reason
 
     def _drop_inconsistent_metrics(
         self, server_round: int, replies: list[Message], what: str, metrics: dict[int, dict]
@@ -632,16 +635,17 @@ class Unlearning(RequestsMixin, WrapperRunMixin, Strategy):
         unlearned = self.unlearner.unlearn(step)
         seconds = max(0.0, time.perf_counter() - t0 - step.client_wait_seconds)
         info = self._round(server_round)
-        info["phase"] = "recovery"
-        info["server_seconds"] = info.get("server_seconds", 0.0) + seconds
+        info.phase = "recovery"
+        info.server_seconds += seconds
         if self.unlearner.records_step:
             record = step.record
             record["server_seconds"] = seconds
-            for key in ("bytes_down", "bytes_up", "client_seconds"):
-                info[key] = info.get(key, 0) + record[key]
-            info["extra_rounds"] = info.get("extra_rounds", 0) + record["rounds"]
-            info.setdefault("unlearning_replied", []).extend(step.replied)
-            info["unlearning_step"] = record
+            info.bytes_down += record["bytes_down"]
+            info.bytes_up += record["bytes_up"]
+            info.client_seconds += record["client_seconds"]
+            info.extra_rounds += record["rounds"]
+            info.unlearning_replied.extend(step.replied)
+            info.unlearning_step = record
             self.steps.append(record)
         self._peak = max(self._peak, self.storage_bytes)
         return unlearned, seconds

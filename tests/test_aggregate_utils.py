@@ -179,8 +179,8 @@ def test_integer_buffers_stay_integer_round_after_round():
     strategy = NoT(None, fraction_evaluate=0.0, min_train_nodes=1)
     result = strategy.start(grid, _buffer_model(), num_rounds=3)
     for r in (1, 2, 3):
-        assert sorted(strategy.rounds[r]["train_replied"]) == [1, 2, 3]
-        assert "rejected_train" not in strategy.rounds[r]
+        assert sorted(strategy.rounds[r].train_replied) == [1, 2, 3]
+        assert not strategy.rounds[r].rejected_train
     counter = result.arrays["bn.num_batches_tracked"]
     assert str(counter.dtype) == "int64"
     # weighted mean (130, 129, 129) of the clients' counts, rounded, every round:
@@ -249,8 +249,8 @@ def test_resnet18_replies_accepted_in_round_2_with_the_apps_clientapp():
     strategy = NoT(None, fraction_evaluate=0.0, min_train_nodes=1)
     result = strategy.start(grid, ArrayRecord(model.state_dict()), num_rounds=2)
     for r in (1, 2):
-        assert sorted(strategy.rounds[r]["train_replied"]) == [100, 107, 108]
-        assert "rejected_train" not in strategy.rounds[r]
+        assert sorted(strategy.rounds[r].train_replied) == [100, 107, 108]
+        assert not strategy.rounds[r].rejected_train
     counter = result.arrays["bn1.num_batches_tracked"]
     assert str(counter.dtype) == "int64"
     # 130 and 129 samples: 8 batches each (a last batch under half a batch, 2 or 1

@@ -253,8 +253,8 @@ def test_pgd_over_real_clients_ends_inside_the_ball(tmp_path):
     target = node_of(grid, TARGET)
     assert grid.sent_to(target, "train") == ["train", "train", "train.pgd"]
     info = strategy.rounds[3]
-    assert info["unlearning_replied"] == [target] and info["extra_rounds"] == 1
-    assert target not in info["train_replied"]
+    assert info.unlearning_replied == [target] and info.extra_rounds == 1
+    assert target not in info.train_replied
 
 
 # --------------------------------------------------------------------------- FedEraser

@@ -35,8 +35,8 @@ def test_own_serverapp_forgets_client_1():
     (target,) = [t["node_id"] for t in event.targets]
     assert event.targets[0]["identity"]["partition-id"] == 1
     for r in (1, 2, 3):
-        assert target in strategy.rounds[r]["train_replied"]
+        assert target in strategy.rounds[r].train_replied
     for r in (4, 5, 6):
-        assert target not in strategy.rounds[r]["train_sampled"]
-        assert len(strategy.rounds[r]["train_replied"]) == 3
+        assert target not in strategy.rounds[r].train_sampled
+        assert len(strategy.rounds[r].train_replied) == 3
     assert result.arrays is not None and len(result.train_metrics_clientapp) == 6

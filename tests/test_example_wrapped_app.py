@@ -38,8 +38,8 @@ def test_not_around_fedprox_and_fedadam_forgets_client_1(base):
     assert [t["node_id"] for t in event.targets] == [target]
     assert grid.sent_to(target, "train") == ["train"] * 3  # rounds 1-3, never after
     for r in (4, 5, 6):
-        assert target not in strategy.rounds[r]["train_sampled"]
-        assert len(strategy.rounds[r]["train_replied"]) == 3
+        assert target not in strategy.rounds[r].train_sampled
+        assert len(strategy.rounds[r].train_replied) == 3
     assert type(strategy.strategy).__name__ == {"fedprox": "FedProx", "fedadam": "FedAdam"}[base]
     for array in result.arrays.values():
         assert np.isfinite(array.numpy()).all()

@@ -8,22 +8,25 @@ from not_flower.config import parse_run_config
 from not_flower.recorder import RoundStats, RunRecorder, round_stats, sum_costs
 from not_flower.run_state import RunState
 from not_flower.stopping import StoppingRule
+from strategies.round_log import RoundLog
 
-INFO = {
-    "phase": "recovery",
-    "train_replied": [7, 5],
-    "evaluate_replied": [5, 7, 9],
-    "unlearning_replied": [],
-    "train_metrics": {7: {"num-examples": 30, "num-forgotten": 2}, 5: {"num-examples": 20}},
-    "evaluate_metrics": {
-        5: {"val-acc": 0.5, "num-examples": 10},
-        7: {"val-acc": 1.0, "num-examples": 30},
-    },
-    "bytes_down": 100,
-    "bytes_up": 90,
-    "client_seconds": 1.5,
-    "server_seconds": 0.25,
-}
+INFO = RoundLog(
+    **{
+        "phase": "recovery",
+        "train_replied": [7, 5],
+        "evaluate_replied": [5, 7, 9],
+        "unlearning_replied": [],
+        "train_metrics": {7: {"num-examples": 30, "num-forgotten": 2}, 5: {"num-examples": 20}},
+        "evaluate_metrics": {
+            5: {"val-acc": 0.5, "num-examples": 10},
+            7: {"val-acc": 1.0, "num-examples": 30},
+        },
+        "bytes_down": 100,
+        "bytes_up": 90,
+        "client_seconds": 1.5,
+        "server_seconds": 0.25,
+    }
+)
 PARTITION = {5: 0, 7: 2}.get
 
 

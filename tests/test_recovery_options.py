@@ -191,9 +191,9 @@ def test_recovery_fraction_train_samples_recovery_rounds_only():
     )
     strategy.request_unlearning("0", at_round=3)
     run(strategy, grid, rounds=5)
-    assert [len(strategy.rounds[r]["train_replied"]) for r in (1, 2)] == [5, 5]
+    assert [len(strategy.rounds[r].train_replied) for r in (1, 2)] == [5, 5]
     for r in (3, 4, 5):
-        replied = strategy.rounds[r]["train_replied"]
+        replied = strategy.rounds[r].train_replied
         assert len(replied) == 2 and target not in replied  # int(0.5 * 4 retained)
     with pytest.raises(ValueError, match=r"recovery_fraction_train must be in \(0, 1\]"):
         NoT(["fc.weight"], recovery_fraction_train=0.0)

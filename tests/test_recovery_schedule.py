@@ -94,13 +94,13 @@ def test_layerwise_rounds_train_and_move_only_the_negated_tensors():
         configs = [c for pid, c, _ in log[3 * 2 + 2 * (r - 3) :][:2]]
         assert all(c["train-keys"] == ["conv.weight", "conv.bias"] for c in configs)
         np.testing.assert_array_equal(seen[r]["fc.weight"], seen[2]["fc.weight"])
-        assert strategy.rounds[r]["bytes_up"] == 2 * 2 * TENSOR  # 2 replies, 2 tensors
+        assert strategy.rounds[r].bytes_up == 2 * 2 * TENSOR  # 2 replies, 2 tensors
     np.testing.assert_allclose(
         seen[3]["conv.weight"], -seen[2]["conv.weight"] + mean_shift, rtol=1e-5
     )
     np.testing.assert_allclose(seen[5]["fc.weight"], seen[4]["fc.weight"] + mean_shift, rtol=1e-5)
     assert "train-keys" not in log[-1][1]  # then normal recovery: every tensor
-    assert strategy.rounds[5]["bytes_up"] == 2 * 3 * TENSOR
+    assert strategy.rounds[5].bytes_up == 2 * 3 * TENSOR
     assert all("train-keys" not in c for _, c, _ in log[:6])  # never before the request
 
 
@@ -108,10 +108,10 @@ def test_layerwise_round_rejects_a_reply_with_other_keys():
     strategy, seen = run_not(
         fake_grid(3, schedule_app([], full_reply_from=2)), rounds=4, layerwise_rounds=1
     )
-    reason = strategy.rounds[3]["rejected_train"][102]
+    reason = strategy.rounds[3].rejected_train[102]
     assert "unexpected ['fc.weight']" in reason
     np.testing.assert_allclose(seen[3]["conv.weight"], -seen[2]["conv.weight"] + 0.2, rtol=1e-5)
-    assert 102 not in strategy.rounds[4].get("rejected_train", {})  # round 4: full replies
+    assert 102 not in strategy.rounds[4].rejected_train  # round 4: full replies
 
 
 def test_each_request_starts_its_own_layerwise_rounds():
@@ -165,7 +165,7 @@ def test_distillation_sends_the_model_from_before_the_request():
             np.testing.assert_array_equal(teacher[k].numpy(), seen[2][k])
     model_bytes = 3 * TENSOR
     # round 3: 2 train messages with model + teacher, 2 evaluate messages with the model
-    assert strategy.rounds[3]["bytes_down"] == 2 * 2 * model_bytes + 2 * model_bytes
+    assert strategy.rounds[3].bytes_down == 2 * 2 * model_bytes + 2 * model_bytes
 
 
 # ------------------------------------------------------------------ FedYogi
@@ -332,14 +332,14 @@ def test_everything_on_through_not_flower_s_client_app():
         evaluate_fn=lambda r, a: seen.__setitem__(r, {k: v.numpy().copy() for k, v in a.items()}),
     )
     rounds = strategy.rounds
-    assert not any(rounds[r].get("rejected_train") for r in rounds)
+    assert not any(rounds[r].rejected_train for r in rounds)
     model_bytes = arrayrecord_nbytes(ArrayRecord(model.state_dict()))
     conv1 = arrayrecord_nbytes(
         ArrayRecord({k: v for k, v in model.state_dict().items() if k.startswith("conv1.")})
     )
-    assert rounds[1]["bytes_up"] == 3 * model_bytes
-    assert rounds[2]["bytes_up"] == 2 * conv1
-    assert rounds[2]["bytes_down"] == 2 * 2 * model_bytes + 2 * model_bytes  # + teacher
+    assert rounds[1].bytes_up == 3 * model_bytes
+    assert rounds[2].bytes_up == 2 * conv1
+    assert rounds[2].bytes_down == 2 * 2 * model_bytes + 2 * model_bytes  # + teacher
     for k in seen[1]:
         moved = not np.array_equal(seen[2][k], seen[1][k])
         assert moved == k.startswith("conv1.")

@@ -99,7 +99,7 @@ def test_shuffled_replies_give_the_same_aggregate_bits():
         shuffled = replies[:]
         random.Random(seed).shuffle(shuffled)
         assert _aggregate(wrapped, shuffled) == expected
-        assert wrapped.rounds[1]["train_replied"] == [m.metadata.src_node_id for m in replies]
+        assert wrapped.rounds[1].train_replied == [m.metadata.src_node_id for m in replies]
         plain.add(_aggregate(FedAvg(), shuffled))
     assert len(plain) > 1  # without the fixed order the bits do depend on arrival order
 

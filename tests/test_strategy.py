@@ -98,12 +98,12 @@ def test_request_negates_at_boundary_and_excludes_target():
     # target trained in rounds 1-2 only; never asked for train/evaluate afterwards
     assert len(grid.sent_to(target, "train")) == 2
     assert len(grid.sent_to(target, "evaluate")) == 2
-    assert strategy.rounds[2]["phase"] == "train"
+    assert strategy.rounds[2].phase == "train"
     for r in range(3, 7):
-        assert strategy.rounds[r]["phase"] == "recovery"
-        assert target not in strategy.rounds[r]["train_sampled"]
-        assert target not in strategy.rounds[r]["train_replied"]
-        assert len(strategy.rounds[r]["train_replied"]) == 4
+        assert strategy.rounds[r].phase == "recovery"
+        assert target not in strategy.rounds[r].train_sampled
+        assert target not in strategy.rounds[r].train_replied
+        assert len(strategy.rounds[r].train_replied) == 4
     assert strategy.excluded_node_ids == {target}
     event = strategy.events[0]
     assert event.round == 3 and [t["node_id"] for t in event.targets] == [target]
@@ -193,7 +193,7 @@ def test_reply_from_excluded_node_is_dropped_and_logged(caplog):
     w = np.array([11.0, 12.0])
     shift = float(np.dot(w / w.sum(), [0.2, 0.3]))
     np.testing.assert_allclose(seen[3], seen[2] + shift, rtol=1e-5)
-    assert target not in strategy.rounds[3]["train_replied"]
+    assert target not in strategy.rounds[3].train_replied
 
 
 def test_restarted_target_with_new_node_id_stays_excluded():
@@ -313,9 +313,9 @@ def test_untrusted_replies_are_rejected_and_the_rest_aggregated(kind, reason, ca
     assert "rejected the train reply of node 666" in caplog.text
     import re
 
-    assert re.search(reason, strategy.rounds[1]["rejected_train"][666])
-    assert "metric keys ['num-examples'] differ" in strategy.rounds[1]["rejected_evaluate"][666]
-    assert 666 not in strategy.rounds[1]["train_replied"]
+    assert re.search(reason, strategy.rounds[1].rejected_train[666])
+    assert "metric keys ['num-examples'] differ" in strategy.rounds[1].rejected_evaluate[666]
+    assert 666 not in strategy.rounds[1].train_replied
     # the aggregate is the weighted mean of the three good clients only
     w = np.array([10.0, 11.0, 12.0])
     shift = float(np.dot(w / w.sum(), [0.1, 0.2, 0.3]))

@@ -124,8 +124,8 @@ def test_request_sends_the_negated_model_and_never_the_target(name, caplog):
             expected = -seen[2][key] if key in PLAN.keys else seen[2][key]
             assert arrays[key].numpy().tobytes() == expected.tobytes()
     for r in (3, 4, 5):
-        assert target not in strategy.rounds[r]["train_replied"]
-        assert target not in strategy.rounds[r]["train_sampled"]
+        assert target not in strategy.rounds[r].train_replied
+        assert target not in strategy.rounds[r].train_sampled
     assert "dropped a train reply from excluded node %d" % target in caplog.text
     assert strategy.excluded_node_ids == {target}
 
