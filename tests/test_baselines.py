@@ -562,6 +562,7 @@ def _simulate(tmp_path, method, **extra):
         "unlearn-clients": str(TARGET),
         "lr": 0.02,
         "eval-recovery-rounds": "1,2",
+        "recovery-run-to-cap": True,  # fixed length: the stopping rule reports, never ends it
         **extra,
     }
     results = simulate(config, num_supernodes=N)

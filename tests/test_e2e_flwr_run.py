@@ -39,7 +39,8 @@ def test_flwr_run_trains_unlearns_recovers(flwr_env, tmp_path):
     env, _ = flwr_env
     out = tmp_path / "out"
     run_config = (
-        f"out-dir='{out}' num-train-rounds=5 recovery-rounds=3 unlearn-clients='2' local-epochs=2"
+        f"out-dir='{out}' num-train-rounds=5 recovery-rounds=3 unlearn-clients='2' local-epochs=2 "
+        "recovery-run-to-cap=true"
     )
     proc = subprocess.run(
         [

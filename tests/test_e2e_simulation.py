@@ -32,6 +32,7 @@ def run(tmp_path_factory):
         "lr": 0.02,
         "local-epochs": 2,
         "batch-size": 16,
+        "recovery-run-to-cap": True,  # fixed length: the stopping rule reports, never ends it
     }
     return out, config, simulate(config, num_supernodes=N)
 
@@ -138,6 +139,7 @@ def test_reference_methods_run_through_the_same_app(method, tmp_path):
         "recovery-rounds": 2,
         "unlearn-clients": "0",
         "lr": 0.02,
+        "recovery-run-to-cap": True,
     }
     results = simulate(config, num_supernodes=3)
     rows = results["rounds"]
@@ -178,6 +180,7 @@ def test_unlearning_from_a_checkpoint_after_training_finished(tmp_path):
             "recovery-rounds": 2,
             "unlearn-clients": "1",
             "lr": 0.02,
+            "recovery-run-to-cap": True,
         },
         num_supernodes=3,
     )

@@ -43,6 +43,7 @@ CONFIG = {
     "local-epochs": 1,
     "train-subset": 600,
     "test-subset": 300,
+    "recovery-run-to-cap": True,  # fixed length: the stopping rule reports, never ends it
 }
 #: Kill points tried (of every "before"/"after" of every durable write of the run).
 KILL_POINTS = 22

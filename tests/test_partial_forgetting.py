@@ -13,7 +13,13 @@ from strategies import NoT
 from tests.test_strategy import PLAN, make_grid, node_of, run
 
 N = 3
-BASE = {"num-train-rounds": 3, "recovery-rounds": 2, "lr": 0.02, "local-epochs": 1}
+BASE = {
+    "num-train-rounds": 3,
+    "recovery-rounds": 2,
+    "lr": 0.02,
+    "local-epochs": 1,
+    "recovery-run-to-cap": True,  # fixed length: the stopping rule reports, never ends it
+}
 
 
 def test_kept_mask():

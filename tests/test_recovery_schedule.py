@@ -364,6 +364,7 @@ def test_schedule_through_flowers_simulation(tmp_path):
             "recovery-distill-weight": 0.5,
             "recovery-server-optimizer": "yogi",
             "recovery-server-lr": 0.01,
+            "recovery-run-to-cap": True,
         },
         num_supernodes=3,
     )

@@ -230,6 +230,7 @@ def test_the_same_simulated_command_twice_gives_the_same_results(tmp_path):
             "lr": 0.02,
             "fraction-train": 0.75,
             "eval-recovery-rounds": "1,2",
+            "recovery-run-to-cap": True,
         }
         results.append(simulate(config, num_supernodes=4))
     first, second = results

@@ -66,7 +66,7 @@ def test_unlearn_from_a_checkpoint_in_a_second_run(deployment, tmp_path):
 
     deployment.run(
         f"out-dir='{second}' init-checkpoint='{checkpoint}' num-train-rounds=0 "
-        f"recovery-rounds=2 unlearn-clients='1' {FAST}",
+        f"recovery-rounds=2 recovery-run-to-cap=true unlearn-clients='1' {FAST}",
         name="unlearn-run",
     )
     results = load_results(second)
@@ -96,7 +96,7 @@ def test_operator_request_file_during_a_live_run(deployment, tmp_path):
     requests.mkdir()
     proc = deployment.run_async(
         f"out-dir='{out}' request-dir='{requests}' "
-        f"num-train-rounds=2 recovery-rounds=2 unlearn-clients='' {FAST}",
+        f"num-train-rounds=2 recovery-rounds=2 recovery-run-to-cap=true unlearn-clients='' {FAST}",
         name="live-run",
     )
     log_path = deployment.work / "live-run.log"

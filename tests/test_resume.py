@@ -17,7 +17,13 @@ from not_flower.store import load_checkpoint
 
 pytestmark = pytest.mark.e2e  # starts Flower / Ray / processes: see tests/conftest.py
 
-CONFIG = {"num-train-rounds": 3, "recovery-rounds": 5, "unlearn-clients": "1", "lr": 0.02}
+CONFIG = {
+    "num-train-rounds": 3,
+    "recovery-rounds": 5,
+    "unlearn-clients": "1",
+    "lr": 0.02,
+    "recovery-run-to-cap": True,  # fixed length: the stopping rule reports, never ends it
+}
 
 
 def _session_pids(sid: int) -> list[int]:
