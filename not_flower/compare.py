@@ -196,7 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
         choices=SCENARIOS,
         default=list(DEFAULT_SCENARIOS),
         help="client-wise: iid; dirichlet (label skew, --alpha); backdoor (iid, "
-        "the target plants a trigger). Partial: class (forget "
+        "the target plants a trigger); mislabel (iid, 30 %% of the target's samples carry "
+        "a wrong label only it has); style (iid, the target's images are inverted: where a "
+        "membership test can tell). Partial: class (forget "
         "--forget-classes); instance (the target forgets its poisoned "
         "samples)",
     )

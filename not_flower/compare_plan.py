@@ -17,9 +17,19 @@ from .config import RunConfig
 from .methods import REGISTRY
 from .report import METHOD_NAMES, METHODS, RECOVERY_METHODS, STEP_METHODS
 
-SCENARIOS: tuple[str, ...] = ("iid", "dirichlet", "backdoor", "class", "instance")
+SCENARIOS: tuple[str, ...] = (
+    "iid",
+    "dirichlet",
+    "backdoor",
+    "mislabel",
+    "style",
+    "class",
+    "instance",
+)
 #: Scenarios run when ``--scenarios`` is not given (the client-wise ones).
 DEFAULT_SCENARIOS: tuple[str, ...] = ("iid", "dirichlet", "backdoor")
+#: Share of the target's samples that get a wrong label in the ``mislabel`` scenario.
+MISLABEL_FRACTION = 0.3
 #: Class-wise scope: every client's samples of the classes, or the target's only.
 CLASS_SCOPES: tuple[str, ...] = ("federation", "client")
 #: Methods run when ``--methods`` is not given: all but the baselines and the variants
@@ -43,6 +53,8 @@ RESERVED_KEYS: dict[str, str] = {
     "partitioner": "--scenarios",
     "dirichlet-alpha": "--alpha",
     "backdoor-clients": "--scenarios backdoor",
+    "mislabel-clients": "--scenarios mislabel",
+    "style-clients": "--scenarios style",
     "unlearn-mode": "--scenarios class / instance",
     "unlearn-classes": "--forget-classes",
     "unlearn-samples": "--scenarios instance",
@@ -167,7 +179,8 @@ def scenario_config(
     alpha : float (default: 0.1)
         Dirichlet concentration (``dirichlet`` only).
     target : int (default: 0)
-        The client to forget (the poisoner in ``backdoor`` and ``instance``).
+        The client to forget (the poisoner in ``backdoor`` and ``instance``, the client
+        with mislabelled samples in ``mislabel``).
     classes : sequence of int (default: (3,))
         Classes to forget (``class`` only).
     class_scope : str (default: "federation")
@@ -200,6 +213,15 @@ def scenario_config(
         }
     if scenario == "backdoor":
         return {**backdoor, "unlearn-clients": str(target)}
+    if scenario == "mislabel":  # data no other client covers: a membership test can tell
+        return {
+            "partitioner": "iid",
+            "mislabel-clients": str(target),
+            "mislabel-fraction": MISLABEL_FRACTION,
+            "unlearn-clients": str(target),
+        }
+    if scenario == "style":  # inverted images: a style only the target has
+        return {"partitioner": "iid", "style-clients": str(target), "unlearn-clients": str(target)}
     if scenario == "class":
         if class_scope not in CLASS_SCOPES:
             raise ValueError(

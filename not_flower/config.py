@@ -80,6 +80,10 @@ class RunConfig:
     backdoor_fraction: float = 0.4
     backdoor_target: int = 0
     backdoor_trigger_size: int = 2
+    # clients a share of whose samples carry a wrong label (not_flower/mislabel.py)
+    mislabel_clients: tuple[str, ...] = ()
+    mislabel_fraction: float = 0.3
+    style_clients: tuple[str, ...] = ()
     # canaries a client plants and keeps (not_flower/canary.py)
     canary_clients: tuple[str, ...] = ()
     canary_count: int = 16
@@ -168,6 +172,12 @@ def _as_list(key: str, value) -> tuple[str, ...]:
         raise ConfigError(f"{key} must be a comma-separated list such as '0,3', got {value!r}")
     items = [v.strip() for v in str(value).split(",")]
     return tuple(dict.fromkeys(v for v in items if v))
+
+
+def _share(get: Callable[[str, Any], Any], d: RunConfig, key: str) -> float:
+    """A share in [0, 1] read from the run config (default: ``d``'s)."""
+    value = _as_float(key, get(key, getattr(d, key.replace("-", "_"))))
+    return _in_unit(key, value, low_open=False)
 
 
 def _as_int(key: str, value, minimum: int | None = None) -> int:
@@ -310,26 +320,17 @@ def _run_settings(get: Callable[[str, Any], Any], d: RunConfig) -> dict:
             _as_float("fraction-train", get("fraction-train", d.fraction_train)),
             low_open=True,
         ),
-        fraction_evaluate=_in_unit(
-            "fraction-evaluate",
-            _as_float("fraction-evaluate", get("fraction-evaluate", d.fraction_evaluate)),
-            low_open=False,
-        ),
-        backdoor_clients=_as_list("backdoor-clients", get("backdoor-clients", ""))
-        if get("backdoor-clients", "") != ""
-        else (),
-        backdoor_fraction=_in_unit(
-            "backdoor-fraction",
-            _as_float("backdoor-fraction", get("backdoor-fraction", d.backdoor_fraction)),
-            low_open=False,
-        ),
+        fraction_evaluate=_share(get, d, "fraction-evaluate"),
+        backdoor_clients=_as_list("backdoor-clients", get("backdoor-clients", "")),
+        backdoor_fraction=_share(get, d, "backdoor-fraction"),
         backdoor_target=_as_int("backdoor-target", get("backdoor-target", d.backdoor_target), 0),
         backdoor_trigger_size=_as_int(
             "backdoor-trigger-size", get("backdoor-trigger-size", d.backdoor_trigger_size), 1
         ),
-        canary_clients=_as_list("canary-clients", get("canary-clients", ""))
-        if get("canary-clients", "") != ""
-        else (),
+        mislabel_clients=_as_list("mislabel-clients", get("mislabel-clients", "")),
+        mislabel_fraction=_share(get, d, "mislabel-fraction"),
+        style_clients=_as_list("style-clients", get("style-clients", "")),
+        canary_clients=_as_list("canary-clients", get("canary-clients", "")),
         canary_count=_as_int("canary-count", get("canary-count", d.canary_count), 1),
         canary_seed=_as_int("canary-seed", get("canary-seed", d.canary_seed), 0),
         init_checkpoint=str(get("init-checkpoint", d.init_checkpoint)).strip(),

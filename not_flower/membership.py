@@ -35,7 +35,13 @@ a sample scores 0, whatever the attacked model's confidence.
 
 Reporting (:func:`membership_metrics`): the attacked set (the forget set) is the positive
 class, a held-out set the model never trained on the negative class; AUC, and TPR at 1 %
-and 0.1 % FPR, the threshold being set on the held-out scores alone. For the forget set
+and 0.1 % FPR, the threshold being set on the held-out scores alone. The held-out set
+must be made like the forget set (:func:`matching_weights` weighs it to the forget set's
+make-up): a score's null distribution depends on the sample (its mean is
+``-(mu_in - mu_out)^2 / (2 sd^2)``), and samples that no model without them predicts (a
+backdoor's poisoned samples, mislabelled ones) sit far below their "out" mean under such
+a model. Compared with clean held-out samples only, a forget set 40 % poisoned scores an
+AUC of about 40 for every model, the one that never saw it included. For the forget set
 the TPR at 1 % FPR *is* the share of forget samples the attack calls members at the
 threshold that calls 1 % of the held-out samples members. With fewer than ``1 / fpr``
 held-out samples the threshold is the largest held-out score (FPR 0 on them).
@@ -50,9 +56,11 @@ __all__ = [
     "FPR_LEVELS",
     "balanced_membership",
     "logit_confidence",
+    "lira_gaussians",
     "lira_scores",
     "threshold_at_fpr",
     "tpr_at_fpr",
+    "matching_weights",
     "membership_auc",
     "membership_metrics",
 ]
@@ -228,6 +236,54 @@ def _masked_gaussian(
     return mean, sq
 
 
+def lira_gaussians(
+    target_conf: np.ndarray,
+    reference_conf: np.ndarray,
+    reference_in: np.ndarray,
+    *,
+    fixed_variance: bool = True,
+    min_std: float = 1e-3,
+) -> dict[str, np.ndarray]:
+    """The per-sample "in" and "out" Gaussians that :func:`lira_scores` compares.
+
+    Parameters
+    ----------
+    target_conf, reference_conf, reference_in, fixed_variance, min_std
+        As :func:`lira_scores` (``target_conf`` only fixes ``N`` and is checked).
+
+    Returns
+    -------
+    dict[str, np.ndarray]
+        ``(N,)`` arrays: ``mu_in_raw`` (the "in" mean as fitted), ``mu_in`` (raised to
+        ``mu_out`` where it was below), ``mu_out``, ``sd_in``, ``sd_out``, and ``clamped``
+        (bool: the "in" mean was raised; such a sample scores exactly 0).
+    """
+    c = np.asarray(target_conf, dtype=np.float64)
+    ref = np.asarray(reference_conf, dtype=np.float64)
+    ins = np.asarray(reference_in)
+    n_in, n_out = _check_lira_inputs(c, ref, ins, fixed_variance=fixed_variance, min_std=min_std)
+    mu_in_raw, sq_in = _masked_gaussian(ref, ins, n_in)
+    mu_out, sq_out = _masked_gaussian(ref, ~ins, n_out)
+    # training on a sample does not lower its own label's confidence: an "in" mean below
+    # the "out" mean is estimation noise (e.g. a backdoor that every reference model
+    # learns from the other poisoned samples), and would flip the test for that sample
+    mu_in = np.maximum(mu_in_raw, mu_out)
+    if fixed_variance:
+        dof = max(ref.size - 2 * ref.shape[1], 1)  # two means fitted per sample
+        sd_in = sd_out = np.full(c.shape, max(np.sqrt((sq_in.sum() + sq_out.sum()) / dof), min_std))
+    else:
+        sd_in = np.maximum(np.sqrt(sq_in.sum(axis=0) / (n_in - 1)), min_std)
+        sd_out = np.maximum(np.sqrt(sq_out.sum(axis=0) / (n_out - 1)), min_std)
+    return {
+        "mu_in_raw": mu_in_raw,
+        "mu_in": mu_in,
+        "mu_out": mu_out,
+        "sd_in": sd_in,
+        "sd_out": sd_out,
+        "clamped": mu_in_raw < mu_out,
+    }
+
+
 def lira_scores(
     target_conf: np.ndarray,
     reference_conf: np.ndarray,
@@ -269,21 +325,10 @@ def lira_scores(
         "out" reference models.
     """
     c = np.asarray(target_conf, dtype=np.float64)
-    ref = np.asarray(reference_conf, dtype=np.float64)
-    ins = np.asarray(reference_in)
-    n_in, n_out = _check_lira_inputs(c, ref, ins, fixed_variance=fixed_variance, min_std=min_std)
-    mu_in, sq_in = _masked_gaussian(ref, ins, n_in)
-    mu_out, sq_out = _masked_gaussian(ref, ~ins, n_out)
-    # training on a sample does not lower its own label's confidence: an "in" mean below
-    # the "out" mean is estimation noise (e.g. a backdoor that every reference model
-    # learns from the other poisoned samples), and would flip the test for that sample
-    mu_in = np.maximum(mu_in, mu_out)
-    if fixed_variance:
-        dof = max(ref.size - 2 * ref.shape[1], 1)  # two means fitted per sample
-        sd_in = sd_out = np.full(c.shape, max(np.sqrt((sq_in.sum() + sq_out.sum()) / dof), min_std))
-    else:
-        sd_in = np.maximum(np.sqrt(sq_in.sum(axis=0) / (n_in - 1)), min_std)
-        sd_out = np.maximum(np.sqrt(sq_out.sum(axis=0) / (n_out - 1)), min_std)
+    fit = lira_gaussians(
+        c, reference_conf, reference_in, fixed_variance=fixed_variance, min_std=min_std
+    )
+    mu_in, mu_out, sd_in, sd_out = fit["mu_in"], fit["mu_out"], fit["sd_in"], fit["sd_out"]
     log_in = -np.log(sd_in) - 0.5 * ((c - mu_in) / sd_in) ** 2
     log_out = -np.log(sd_out) - 0.5 * ((c - mu_out) / sd_out) ** 2
     return log_in - log_out
@@ -304,7 +349,21 @@ def _check_fpr(fpr: float) -> float:
     return float(fpr)
 
 
-def threshold_at_fpr(nonmember_scores: np.ndarray, fpr: float) -> float:
+def _weights(weights: np.ndarray | None, n: int) -> np.ndarray:
+    if weights is None:
+        return np.ones(n)
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (n,) or not np.all(np.isfinite(w)) or (w < 0).any() or w.sum() <= 0:
+        raise ValueError(
+            f"nonmember_weights must be {n} finite non-negative weights, not all 0, "
+            f"got shape {w.shape}"
+        )
+    return w
+
+
+def threshold_at_fpr(
+    nonmember_scores: np.ndarray, fpr: float, weights: np.ndarray | None = None
+) -> float:
     """The lowest threshold ``t`` that calls at most ``fpr`` of the non-members members.
 
     A sample is called a member when its score is strictly above ``t``.
@@ -315,19 +374,33 @@ def threshold_at_fpr(nonmember_scores: np.ndarray, fpr: float) -> float:
         ``(N,)`` scores of samples the model never trained on.
     fpr : float
         Target false-positive rate in ``[0, 1)``.
+    weights : np.ndarray, optional
+        ``(N,)`` non-negative weight of each non-member (:func:`matching_weights`); the
+        rate is the weighted share. Default: all 1.
 
     Returns
     -------
     float
-        ``t`` such that ``mean(nonmember_scores > t) <= fpr``: the ``floor(fpr * N) + 1``-th
-        largest score (ties only lower the realised rate).
+        ``t`` such that the (weighted) share of ``nonmember_scores > t`` is ``<= fpr``:
+        unweighted, the ``floor(fpr * N) + 1``-th largest score (ties only lower the
+        realised rate).
     """
-    neg = np.sort(_scores(nonmember_scores, "nonmember_scores"))[::-1]
-    k = int(np.floor(_check_fpr(fpr) * len(neg) + 1e-9))
+    scores = _scores(nonmember_scores, "nonmember_scores")
+    w = _weights(weights, len(scores))
+    fpr = _check_fpr(fpr)
+    keep = w > 0
+    order = np.argsort(-scores[keep], kind="stable")
+    neg, share = scores[keep][order], np.cumsum(w[keep][order]) / w.sum()
+    k = int(np.searchsorted(share, fpr + 1e-9, side="right"))
     return float(neg[min(k, len(neg) - 1)])
 
 
-def tpr_at_fpr(member_scores: np.ndarray, nonmember_scores: np.ndarray, fpr: float) -> float:
+def tpr_at_fpr(
+    member_scores: np.ndarray,
+    nonmember_scores: np.ndarray,
+    fpr: float,
+    weights: np.ndarray | None = None,
+) -> float:
     """Share of ``member_scores`` above :func:`threshold_at_fpr` of the non-members.
 
     Parameters
@@ -336,6 +409,8 @@ def tpr_at_fpr(member_scores: np.ndarray, nonmember_scores: np.ndarray, fpr: flo
         Scores of the attacked set (positives) and of held-out samples (negatives).
     fpr : float
         False-positive rate in ``[0, 1)`` that fixes the threshold.
+    weights : np.ndarray, optional
+        Weights of the non-members (:func:`threshold_at_fpr`).
 
     Returns
     -------
@@ -343,15 +418,64 @@ def tpr_at_fpr(member_scores: np.ndarray, nonmember_scores: np.ndarray, fpr: flo
         A fraction in ``[0, 1]``.
     """
     pos = _scores(member_scores, "member_scores")
-    return float(np.mean(pos > threshold_at_fpr(nonmember_scores, fpr)))
+    return float(np.mean(pos > threshold_at_fpr(nonmember_scores, fpr, weights)))
 
 
-def membership_auc(member_scores: np.ndarray, nonmember_scores: np.ndarray) -> float:
-    """Area under the ROC curve of the attack (0.5 = chance, 1 = perfect separation)."""
+def membership_auc(
+    member_scores: np.ndarray,
+    nonmember_scores: np.ndarray,
+    weights: np.ndarray | None = None,
+) -> float:
+    """Area under the ROC curve of the attack (0.5 = chance, 1 = perfect separation).
+
+    ``weights`` (optional) weigh the non-members (:func:`matching_weights`); the
+    members count 1 each.
+    """
     pos = _scores(member_scores, "member_scores")
     neg = _scores(nonmember_scores, "nonmember_scores")
+    w = _weights(weights, len(neg))
     truth = np.r_[np.ones(len(pos)), np.zeros(len(neg))]
-    return float(roc_auc_score(truth, np.r_[pos, neg]))
+    if weights is None:
+        return float(roc_auc_score(truth, np.r_[pos, neg]))
+    return float(roc_auc_score(truth, np.r_[pos, neg], sample_weight=np.r_[np.ones(len(pos)), w]))
+
+
+def matching_weights(member_strata: np.ndarray, nonmember_strata: np.ndarray) -> np.ndarray:
+    """Weights that give the non-members the members' make-up, stratum by stratum.
+
+    A non-member of stratum ``s`` (e.g. its label and whether it carries the trigger)
+    weighs ``n_members(s) / n_nonmembers(s)``, so every stratum has the same total weight
+    on both sides; strata the members lack weigh 0. AUC and TPR against the weighted
+    non-members then compare the forget set with held-out samples drawn the way it was:
+    with a forget set 40 % poisoned, 40 % of the non-members' weight is on poisoned
+    held-out samples.
+
+    Parameters
+    ----------
+    member_strata, nonmember_strata : np.ndarray
+        ``(P,)`` and ``(N,)`` integer stratum of each member and non-member.
+
+    Returns
+    -------
+    np.ndarray
+        ``(N,)`` float64 weights.
+
+    Raises
+    ------
+    ValueError
+        If no non-member shares a stratum with a member.
+    """
+    pos = np.asarray(member_strata)
+    neg = np.asarray(nonmember_strata)
+    strata, pos_count = np.unique(pos, return_counts=True)
+    neg_count = np.array([(neg == s).sum() for s in strata])
+    w = np.zeros(len(neg))
+    for s, p, n in zip(strata, pos_count, neg_count):
+        if n:
+            w[neg == s] = p / n
+    if not w.any():
+        raise ValueError("no non-member shares a stratum with the members: nothing to match")
+    return w
 
 
 def membership_metrics(
@@ -360,6 +484,8 @@ def membership_metrics(
     retain_scores: np.ndarray | None = None,
     *,
     prefix: str = "lira",
+    nonmember_weights: np.ndarray | None = None,
+    retain_weights: np.ndarray | None = None,
 ) -> dict[str, float]:
     """The per-example attack's report for the forget set against held-out non-members.
 
@@ -374,6 +500,11 @@ def membership_metrics(
         share called members at the 1 % threshold shows the attack works on this model.
     prefix : str, default "lira"
         Key prefix.
+    nonmember_weights : np.ndarray, optional
+        Weights of the non-members for the forget set's AUC and TPRs
+        (:func:`matching_weights` of the forget set's strata); default all 1.
+    retain_weights : np.ndarray, optional
+        Weights of the non-members for the retained data's TPR (matched to it).
 
     Returns
     -------
@@ -383,9 +514,12 @@ def membership_metrics(
         the 1 %-FPR threshold), and with ``retain_scores`` ``<prefix>_retain_tpr_fpr1``.
         All fractions in ``[0, 1]``.
     """
-    out = {f"{prefix}_auc": membership_auc(forget_scores, nonmember_scores)}
+    w = nonmember_weights
+    out = {f"{prefix}_auc": membership_auc(forget_scores, nonmember_scores, w)}
     for fpr, suffix in FPR_LEVELS:
-        out[f"{prefix}_tpr_{suffix}"] = tpr_at_fpr(forget_scores, nonmember_scores, fpr)
+        out[f"{prefix}_tpr_{suffix}"] = tpr_at_fpr(forget_scores, nonmember_scores, fpr, w)
     if retain_scores is not None:
-        out[f"{prefix}_retain_tpr_fpr1"] = tpr_at_fpr(retain_scores, nonmember_scores, 0.01)
+        out[f"{prefix}_retain_tpr_fpr1"] = tpr_at_fpr(
+            retain_scores, nonmember_scores, 0.01, retain_weights
+        )
     return out

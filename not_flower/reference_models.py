@@ -29,14 +29,26 @@ import torch
 from flwr.common.logger import log
 
 from . import progress
+from .backdoor import stamp_trigger
 from .config import RunConfig
-from .membership import balanced_membership, lira_scores, logit_confidence, membership_metrics
+from .membership import (
+    balanced_membership,
+    lira_scores,
+    logit_confidence,
+    matching_weights,
+    membership_metrics,
+)
 from .metrics import predict_logits
+from .mislabel import invert, mislabel
 from .models import build_model
 from .task import client_data, dataset_for, device, train
 
 __all__ = [
+    "CLEAN",
     "DEFAULT_CACHE_DIR",
+    "MISLABELLED",
+    "POISONED",
+    "STYLED",
     "MembershipHarness",
     "ReferenceSet",
     "Universe",
@@ -49,12 +61,17 @@ __all__ = [
 DEFAULT_CACHE_DIR = Path("~/.cache/not-flower/mia-reference")
 
 #: Bump when the cached content or its meaning changes.
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: held-out poisoned copies in the universe
+
+
+#: ``Universe.kind`` values: a clean sample, a poisoned one (trigger + backdoor label), a
+#: mislabelled one (a wrong label of its own), an inverted one (``style-clients``).
+CLEAN, POISONED, MISLABELLED, STYLED = 0, 1, 2, 3
 
 
 @dataclass(frozen=True)
 class Universe:
-    """Every sample the attack scores: the clients' training data, then the test split.
+    """Every sample the attack scores: the clients' training data, then the held-out set.
 
     Attributes
     ----------
@@ -62,12 +79,30 @@ class Universe:
         Samples and labels, as the clients hold them (poisoned ones included).
     offsets : np.ndarray
         ``offsets[p] : offsets[p + 1]`` are partition ``p``'s training samples;
-        ``offsets[-1]:`` is the test split (the held-out non-members).
+        ``offsets[-1]:`` is the held-out set (never trained on by a federated model):
+        the test split, then, when clients poison or mislabel samples, test images
+        altered the same way, as many as the clients altered (:func:`build_universe`).
+    kind : np.ndarray or None
+        ``(N,)`` int8: :data:`CLEAN`, :data:`POISONED`, :data:`MISLABELLED` or
+        :data:`STYLED`; None means all clean.
     """
 
     x: np.ndarray
     y: np.ndarray
     offsets: np.ndarray
+    kind: np.ndarray | None = None
+
+    @property
+    def poisoned(self) -> np.ndarray:
+        """``(N,)`` bool: the sample carries the trigger and the backdoor label."""
+        return np.zeros(len(self.y), bool) if self.kind is None else self.kind == POISONED
+
+    def strata(self) -> np.ndarray:
+        """Stratum of each sample for :func:`~not_flower.membership.matching_weights`:
+        its label and its kind (``label + K * kind``)."""
+        if self.kind is None:
+            return self.y.copy()
+        return self.y + (int(self.y.max()) + 1) * self.kind.astype(np.int64)
 
     @property
     def num_partitions(self) -> int:
@@ -76,12 +111,43 @@ class Universe:
 
     @property
     def heldout(self) -> slice:
-        """Slice of the test split (never trained on by a federated model)."""
+        """Slice of the held-out set (never trained on by a federated model)."""
         return slice(int(self.offsets[-1]), len(self.y))
 
 
-def build_universe(cfg: RunConfig, num_partitions: int) -> Universe:
-    """Pool every partition's training data (partition order) with the test split.
+def _altered_heldout(cfg: RunConfig, parts: list, data) -> list[tuple]:
+    """Test images altered the way the clients altered theirs: ``(x, y, kind)`` blocks.
+
+    Without them a forget set 40 % poisoned (or 30 % mislabelled) is compared with clean
+    held-out samples only, and its altered samples, on which no model that never saw
+    them is confident, pull the AUC below 50 for every model (see the evaluation guide's
+    membership section). As many copies as the clients altered, so that each reference
+    model (half the universe) trains on about as many as the federation does.
+    """
+    n_test = len(data.y_test)
+    styled = {int(c) for c in cfg.style_clients}
+    blocks = []
+    n_poisoned = min(sum(len(p.poisoned) for p in parts), n_test)
+    if n_poisoned:
+        pick = np.sort(np.random.default_rng(cfg.seed + 4244).choice(n_test, n_poisoned, False))
+        x = stamp_trigger(data.x_test[pick], size=cfg.backdoor_trigger_size)
+        blocks.append((x, np.full(n_poisoned, cfg.backdoor_target), POISONED))
+    n_wrong = min(sum(len(p.mislabelled) for p in parts), n_test)
+    if n_wrong:
+        pick = np.sort(np.random.default_rng(cfg.seed + 4245).choice(n_test, n_wrong, False))
+        y, _ = mislabel(data.y_test[pick], 1.0, data.num_classes, seed=cfg.seed + 4246)
+        blocks.append((data.x_test[pick], y, MISLABELLED))
+    n_styled = min(sum(len(p.y_train) for p in parts if p.partition_id in styled), n_test)
+    if n_styled:
+        pick = np.sort(np.random.default_rng(cfg.seed + 4247).choice(n_test, n_styled, False))
+        blocks.append((invert(data.x_test[pick]), data.y_test[pick], STYLED))
+    return blocks
+
+
+def build_universe(
+    cfg: RunConfig, num_partitions: int, *, altered_heldout: bool = True
+) -> Universe:
+    """Pool every partition's training data (partition order) with the held-out set.
 
     Parameters
     ----------
@@ -89,6 +155,13 @@ def build_universe(cfg: RunConfig, num_partitions: int) -> Universe:
         The run configuration (data set, partitioning, seed, backdoor).
     num_partitions : int
         Partitions of the federation.
+    altered_heldout : bool, default True
+        When clients poison (``backdoor-clients``), mislabel (``mislabel-clients``) or
+        invert (``style-clients``) samples, append a seeded choice of test images
+        altered the same way (trigger and backdoor label; a wrong label; inverted), as
+        many as the clients altered; False gives
+        the universe of the attack before they were added (the test split only), to
+        reproduce its numbers.
 
     Returns
     -------
@@ -98,9 +171,27 @@ def build_universe(cfg: RunConfig, num_partitions: int) -> Universe:
     data = dataset_for(cfg)
     sizes = [len(p.y_train) for p in parts]
     offsets = np.cumsum([0, *sizes]).astype(np.int64)
-    x = np.concatenate([*(p.x_train for p in parts), data.x_test])
-    y = np.concatenate([*(p.y_train for p in parts), data.y_test]).astype(np.int64)
-    return Universe(x=x, y=y, offsets=offsets)
+    xs = [*(p.x_train for p in parts), data.x_test]
+    ys = [*(p.y_train for p in parts), data.y_test]
+    kinds = []
+    for p in parts:
+        kind = np.zeros(len(p.y_train), dtype=np.int8)
+        kind[p.poisoned] = POISONED
+        kind[p.mislabelled] = MISLABELLED
+        if str(p.partition_id) in cfg.style_clients:
+            kind[:] = STYLED
+        kinds.append(kind)
+    kinds.append(np.zeros(len(data.y_test), dtype=np.int8))
+    for x, y, kind in _altered_heldout(cfg, parts, data) if altered_heldout else ():
+        xs.append(x)
+        ys.append(y)
+        kinds.append(np.full(len(y), kind, dtype=np.int8))
+    return Universe(
+        x=np.concatenate(xs),
+        y=np.concatenate(ys).astype(np.int64),
+        offsets=offsets,
+        kind=np.concatenate(kinds),
+    )
 
 
 def forget_mask(
@@ -251,6 +342,10 @@ def _cache_key(cfg: RunConfig, num_partitions: int, universe: Universe) -> dict:
         "lr": cfg.lr,
         "momentum": cfg.momentum,
         "num_samples": len(universe.y),
+        "mislabel_clients": sorted(cfg.mislabel_clients),
+        "mislabel_fraction": cfg.mislabel_fraction,
+        "style_clients": sorted(cfg.style_clients),
+        "altered_samples": 0 if universe.kind is None else int((universe.kind > 0).sum()),
         # the samples themselves: a changed data file must not reuse old models
         "labels_sha256": hashlib.sha256(universe.y.tobytes()).hexdigest(),
     }
@@ -364,6 +459,11 @@ class MembershipHarness:
     def metrics(self, model: torch.nn.Module) -> dict[str, float]:
         """LiRA's AUC and TPR at 1 % / 0.1 % FPR of the forget set against the test split.
 
+        The held-out samples are weighted to the forget set's make-up (label, poisoned
+        or not; :func:`~not_flower.membership.matching_weights`), and to the retained
+        data's for ``lira_retain_tpr_fpr1``, so that a model that never saw the forget
+        set scores an AUC of about 50 whatever the forget set holds.
+
         Returns
         -------
         dict[str, float]
@@ -378,7 +478,15 @@ class MembershipHarness:
         scores = lira_scores(conf, self.reference.confidences, self.reference.membership)
         heldout = np.zeros(len(u.y), dtype=bool)
         heldout[u.heldout] = True
-        return membership_metrics(scores[self.mask], scores[heldout], scores[~self.mask & ~heldout])
+        retain = ~self.mask & ~heldout
+        strata = u.strata()
+        return membership_metrics(
+            scores[self.mask],
+            scores[heldout],
+            scores[retain],
+            nonmember_weights=matching_weights(strata[self.mask], strata[heldout]),
+            retain_weights=matching_weights(strata[retain], strata[heldout]),
+        )
 
     def info(self) -> dict:
         """What ``results.json`` keeps about the attack: models, epochs, time, cache."""
@@ -394,6 +502,9 @@ class MembershipHarness:
             else {
                 "train": int(self.universe.offsets[-1]),
                 "heldout": int(len(self.universe.y) - self.universe.offsets[-1]),
+                "heldout_altered": int((self.universe.kind[self.universe.heldout] > 0).sum()),
+                "nonmembers": "the held-out samples weighted to the forget set's make-up "
+                "(label; clean, poisoned or mislabelled)",
             },
             "train_seconds": None if ref is None else ref.train_seconds,
             "loaded_from_cache": None if ref is None else ref.loaded,

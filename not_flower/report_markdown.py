@@ -259,6 +259,13 @@ SCENARIO_TEXT: dict[str, str] = {
     "its samples; the target client is forgotten. ASR = share of triggered "
     "test images (true label not the backdoor's) classified as the backdoor "
     "label.",
+    "mislabel": "Client-wise: IID; 30 % of the target client's samples carry a wrong label "
+    "drawn at random among the other classes (data no other client covers, which a model "
+    "fits only by memorising it); the target client is forgotten. forget = accuracy on "
+    "its samples with their labels as it holds them.",
+    "style": "Client-wise: IID; every image of the target client is inverted (1 - pixel "
+    "value, labels kept), a style no other client has; the target client is forgotten. "
+    "forget = accuracy on its inverted images.",
     "class": "Class-wise: the forgotten class(es) are removed from the clients' data "
     "after the request (every client keeps training on its other classes); "
     "forget = accuracy on the forgotten classes' training samples; Retrain = "

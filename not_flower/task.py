@@ -21,6 +21,7 @@ from .backdoor import poison
 from .canary import CanarySet, client_canary_seed, make_canaries
 from .config import RunConfig
 from .data import Dataset, load_dataset
+from .mislabel import invert, mislabel
 from .partition import partition, train_val_split
 from .recovery_train import RecoveryTraining
 
@@ -61,6 +62,8 @@ class ClientData:
     x_val: np.ndarray
     y_val: np.ndarray
     poisoned: np.ndarray  # indices into x_train that carry the trigger
+    # indices into x_train whose label is wrong (mislabel-clients; not_flower/mislabel.py)
+    mislabelled: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     # indices into x_train of the client's in-canaries (canary-clients): the last samples
     canaries: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
@@ -249,6 +252,13 @@ def client_data(cfg: RunConfig, partition_id: int, num_partitions: int) -> Clien
             seed=cfg.seed + 1000 + partition_id,
             size=cfg.backdoor_trigger_size,
         )
+    mislabelled = np.zeros(0, dtype=np.int64)
+    if str(partition_id) in cfg.mislabel_clients:
+        y_train, mislabelled = mislabel(
+            y_train, cfg.mislabel_fraction, data.num_classes, seed=cfg.seed + 2000 + partition_id
+        )
+    if str(partition_id) in cfg.style_clients:
+        x_train = invert(x_train)
     canaries = np.zeros(0, dtype=np.int64)
     planted = client_canaries(cfg, partition_id)
     if planted is not None:  # appended: the ids of the client's own samples do not change
@@ -263,6 +273,7 @@ def client_data(cfg: RunConfig, partition_id: int, num_partitions: int) -> Clien
         y_val=data.y_train[val_idx],
         poisoned=poisoned,
         canaries=canaries,
+        mislabelled=mislabelled,
     )
 
 

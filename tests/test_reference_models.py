@@ -99,7 +99,17 @@ def test_universe_is_the_clients_data_then_the_test_split(tmp_path):
         lo, hi = u.offsets[pid], u.offsets[pid + 1]
         np.testing.assert_array_equal(u.y[lo:hi], part.y_train)  # poisoned labels included
         np.testing.assert_array_equal(u.x[lo:hi], part.x_train)
-    np.testing.assert_array_equal(u.y[u.heldout], dataset_for(cfg).y_test)
+    test = dataset_for(cfg)
+    n_test = len(test.y_test)
+    np.testing.assert_array_equal(u.y[u.heldout][:n_test], test.y_test)
+    # then as many test images as client 1 poisoned, with the trigger and label 0
+    copies = u.y[u.heldout][n_test:]
+    assert len(copies) == len(client_data(cfg, 1, 4).poisoned) > 0 and (copies == 0).all()
+    assert u.poisoned[u.heldout][n_test:].all() and not u.poisoned[u.heldout][:n_test].any()
+    assert u.poisoned[: u.offsets[-1]].sum() == len(copies)
+    assert (u.x[u.heldout][n_test:, :, -2:, -2:] == 1.0).all()
+    plain = build_universe(cfg, 4, altered_heldout=False)  # the attack before the copies
+    assert len(plain.y) == u.offsets[-1] + n_test
     mask = forget_mask(cfg, u, {2})
     assert mask.sum() == u.offsets[3] - u.offsets[2] and not mask[u.heldout].any()
     cls = forget_mask(cfg, u, set(), classes={3}, all_clients=True)
@@ -134,7 +144,8 @@ def test_harness_metrics_on_a_model(tmp_path):
     assert all(0.0 <= v <= 1.0 for v in got.values())
     info = harness.info()
     assert info["reference_models"] == 4 and info["reference_epochs"] == 3
-    assert info["universe"]["heldout"] == 360 and info["train_seconds"] > 0
+    assert info["universe"]["heldout"] == 360 + info["universe"]["heldout_altered"]
+    assert info["universe"]["heldout_altered"] > 0 and info["train_seconds"] > 0
 
 
 @pytest.mark.parametrize("bad", [1, 3, -2])
