@@ -38,17 +38,19 @@ GROUPS = {
     "forget-mislabelled": "its samples with a wrong label (mislabel scenario)",
     "forget-clean": "its other samples",
     "forget-styled": "its inverted images (style scenario)",
+    "forget-styled-mislabelled": "its inverted images with a wrong label (memorise)",
     "heldout": "the clean test split",
     "heldout-poisoned": "test images with the trigger and the backdoor label (matched)",
     "heldout-mislabelled": "test images with a wrong label (matched)",
     "heldout-styled": "inverted test images (matched)",
+    "heldout-styled-mislabelled": "inverted test images with a wrong label (matched)",
     "retained": "the retained clients' training data",
 }
 
 
 def group_masks(universe, forget: np.ndarray) -> dict[str, np.ndarray]:
     """Boolean masks of :data:`GROUPS` over the universe (empty groups left out)."""
-    from not_flower.reference_models import MISLABELLED, POISONED, STYLED  # noqa: PLC0415
+    from not_flower.reference_models import MISLABELLED, POISONED, STYLED, STYLED_MISLABELLED  # noqa: E501
 
     heldout = np.zeros(len(universe.y), dtype=bool)
     heldout[universe.heldout] = True
@@ -59,11 +61,13 @@ def group_masks(universe, forget: np.ndarray) -> dict[str, np.ndarray]:
         "forget-poisoned": forget & poisoned,
         "forget-mislabelled": forget & wrong,
         "forget-styled": forget & (kind == STYLED),
+        "forget-styled-mislabelled": forget & (kind == STYLED_MISLABELLED),
         "forget-clean": forget & (kind == 0),
         "heldout": heldout & (kind == 0),
         "heldout-poisoned": heldout & poisoned,
         "heldout-mislabelled": heldout & wrong,
         "heldout-styled": heldout & (kind == STYLED),
+        "heldout-styled-mislabelled": heldout & (kind == STYLED_MISLABELLED),
         "retained": ~forget & ~heldout,
     }
     return {k: v for k, v in masks.items() if v.any()}

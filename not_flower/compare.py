@@ -197,8 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=list(DEFAULT_SCENARIOS),
         help="client-wise: iid; dirichlet (label skew, --alpha); backdoor (iid, "
         "the target plants a trigger); mislabel (iid, 30 %% of the target's samples carry "
-        "a wrong label only it has); style (iid, the target's images are inverted: where a "
-        "membership test can tell). Partial: class (forget "
+        "a wrong label only it has); style (iid, the target's images are inverted); "
+        "memorise (both: where a membership test can tell). Partial: class (forget "
         "--forget-classes); instance (the target forgets its poisoned "
         "samples)",
     )

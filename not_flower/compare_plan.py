@@ -222,6 +222,14 @@ def scenario_config(
         }
     if scenario == "style":  # inverted images: a style only the target has
         return {"partitioner": "iid", "style-clients": str(target), "unlearn-clients": str(target)}
+    if scenario == "memorise":  # both: inverted, 30 % of them mislabelled
+        return {
+            "partitioner": "iid",
+            "style-clients": str(target),
+            "mislabel-clients": str(target),
+            "mislabel-fraction": MISLABEL_FRACTION,
+            "unlearn-clients": str(target),
+        }
     if scenario == "class":
         if class_scope not in CLASS_SCOPES:
             raise ValueError(

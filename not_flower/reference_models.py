@@ -49,6 +49,7 @@ __all__ = [
     "MISLABELLED",
     "POISONED",
     "STYLED",
+    "STYLED_MISLABELLED",
     "MembershipHarness",
     "ReferenceSet",
     "Universe",
@@ -65,8 +66,9 @@ _CACHE_VERSION = 2  # 2: held-out poisoned copies in the universe
 
 
 #: ``Universe.kind`` values: a clean sample, a poisoned one (trigger + backdoor label), a
-#: mislabelled one (a wrong label of its own), an inverted one (``style-clients``).
-CLEAN, POISONED, MISLABELLED, STYLED = 0, 1, 2, 3
+#: mislabelled one (a wrong label of its own), an inverted one (``style-clients``), an
+#: inverted and mislabelled one.
+CLEAN, POISONED, MISLABELLED, STYLED, STYLED_MISLABELLED = 0, 1, 2, 3, 4
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,7 @@ class Universe:
         altered the same way, as many as the clients altered (:func:`build_universe`).
     kind : np.ndarray or None
         ``(N,)`` int8: :data:`CLEAN`, :data:`POISONED`, :data:`MISLABELLED` or
-        :data:`STYLED`; None means all clean.
+        :data:`STYLED` or :data:`STYLED_MISLABELLED`; None means all clean.
     """
 
     x: np.ndarray
@@ -115,32 +117,32 @@ class Universe:
         return slice(int(self.offsets[-1]), len(self.y))
 
 
-def _altered_heldout(cfg: RunConfig, parts: list, data) -> list[tuple]:
+def _altered_heldout(cfg: RunConfig, kinds: np.ndarray, data) -> list[tuple]:
     """Test images altered the way the clients altered theirs: ``(x, y, kind)`` blocks.
 
     Without them a forget set 40 % poisoned (or 30 % mislabelled) is compared with clean
     held-out samples only, and its altered samples, on which no model that never saw
     them is confident, pull the AUC below 50 for every model (see the evaluation guide's
-    membership section). As many copies as the clients altered, so that each reference
-    model (half the universe) trains on about as many as the federation does.
+    membership section). Per kind of the clients' samples (``kinds``), as many copies as
+    they hold, so that each reference model (half the universe) trains on about as many
+    as the federation does.
     """
     n_test = len(data.y_test)
-    styled = {int(c) for c in cfg.style_clients}
     blocks = []
-    n_poisoned = min(sum(len(p.poisoned) for p in parts), n_test)
-    if n_poisoned:
-        pick = np.sort(np.random.default_rng(cfg.seed + 4244).choice(n_test, n_poisoned, False))
-        x = stamp_trigger(data.x_test[pick], size=cfg.backdoor_trigger_size)
-        blocks.append((x, np.full(n_poisoned, cfg.backdoor_target), POISONED))
-    n_wrong = min(sum(len(p.mislabelled) for p in parts), n_test)
-    if n_wrong:
-        pick = np.sort(np.random.default_rng(cfg.seed + 4245).choice(n_test, n_wrong, False))
-        y, _ = mislabel(data.y_test[pick], 1.0, data.num_classes, seed=cfg.seed + 4246)
-        blocks.append((data.x_test[pick], y, MISLABELLED))
-    n_styled = min(sum(len(p.y_train) for p in parts if p.partition_id in styled), n_test)
-    if n_styled:
-        pick = np.sort(np.random.default_rng(cfg.seed + 4247).choice(n_test, n_styled, False))
-        blocks.append((invert(data.x_test[pick]), data.y_test[pick], STYLED))
+    for kind in (POISONED, MISLABELLED, STYLED, STYLED_MISLABELLED):
+        n = min(int((kinds == kind).sum()), n_test)
+        if not n:
+            continue
+        pick = np.sort(np.random.default_rng(cfg.seed + 4244 + kind).choice(n_test, n, False))
+        x, y = data.x_test[pick], data.y_test[pick]
+        if kind == POISONED:
+            x = stamp_trigger(x, size=cfg.backdoor_trigger_size)
+            y = np.full(n, cfg.backdoor_target)
+        if kind in (MISLABELLED, STYLED_MISLABELLED):
+            y, _ = mislabel(y, 1.0, data.num_classes, seed=cfg.seed + 4250 + kind)
+        if kind in (STYLED, STYLED_MISLABELLED):
+            x = invert(x)
+        blocks.append((x, y, kind))
     return blocks
 
 
@@ -177,12 +179,14 @@ def build_universe(
     for p in parts:
         kind = np.zeros(len(p.y_train), dtype=np.int8)
         kind[p.poisoned] = POISONED
-        kind[p.mislabelled] = MISLABELLED
-        if str(p.partition_id) in cfg.style_clients:
+        own_style = str(p.partition_id) in cfg.style_clients
+        if own_style:
             kind[:] = STYLED
+        kind[p.mislabelled] = STYLED_MISLABELLED if own_style else MISLABELLED
         kinds.append(kind)
+    altered = _altered_heldout(cfg, np.concatenate(kinds), data) if altered_heldout else []
     kinds.append(np.zeros(len(data.y_test), dtype=np.int8))
-    for x, y, kind in _altered_heldout(cfg, parts, data) if altered_heldout else ():
+    for x, y, kind in altered:
         xs.append(x)
         ys.append(y)
         kinds.append(np.full(len(y), kind, dtype=np.int8))

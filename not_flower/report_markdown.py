@@ -266,6 +266,11 @@ SCENARIO_TEXT: dict[str, str] = {
     "style": "Client-wise: IID; every image of the target client is inverted (1 - pixel "
     "value, labels kept), a style no other client has; the target client is forgotten. "
     "forget = accuracy on its inverted images.",
+    "memorise": "Client-wise: IID; every image of the target client is inverted (a style "
+    "no other client has) and 30 % of them carry a wrong label drawn among the other "
+    "classes: samples a model fits only by memorising them, where nothing else in the "
+    "federation contradicts them; the target client is forgotten. forget = accuracy on "
+    "its samples as it holds them.",
     "class": "Class-wise: the forgotten class(es) are removed from the clients' data "
     "after the request (every client keeps training on its other classes); "
     "forget = accuracy on the forgotten classes' training samples; Retrain = "

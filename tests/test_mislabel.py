@@ -106,3 +106,28 @@ def test_style_scenario_inverts_the_targets_images_only_and_the_universe_matches
     for x, y in zip(u.x[u.heldout][held][:10], u.y[u.heldout][held][:10]):
         match = np.flatnonzero(np.isclose(test.x_test, invert(x)).all(axis=(1, 2, 3)))
         assert len(match) >= 1 and (test.y_test[match] == y).any()
+
+
+def test_memorise_scenario_inverted_and_mislabelled_with_matching_held_out_copies():
+    from not_flower.mislabel import invert
+    from not_flower.reference_models import STYLED, STYLED_MISLABELLED
+
+    cfg = parse_run_config({**scenario_config("memorise", target=0), "mia-reference-models": 2})
+    got = client_data(cfg, 0, 4)
+    clean = client_data(parse_run_config({"partitioner": "iid"}), 0, 4)
+    np.testing.assert_allclose(got.x_train, invert(clean.x_train))
+    wrong = got.mislabelled
+    assert len(wrong) == round(MISLABEL_FRACTION * len(got.y_train))
+    assert (got.y_train[wrong] != clean.y_train[wrong]).all()
+    u = build_universe(cfg, 4)
+    target = u.kind[: u.offsets[1]]
+    assert (target[wrong] == STYLED_MISLABELLED).sum() == len(wrong)
+    assert (target == STYLED).sum() == len(got.y_train) - len(wrong)
+    held = u.kind[u.heldout]
+    assert (held == STYLED_MISLABELLED).sum() == len(wrong)
+    assert (held == STYLED).sum() == len(got.y_train) - len(wrong)
+    test = load_dataset("digits")
+    copies = held == STYLED_MISLABELLED
+    for x, y in zip(u.x[u.heldout][copies][:10], u.y[u.heldout][copies][:10]):
+        match = np.flatnonzero(np.isclose(test.x_test, invert(x)).all(axis=(1, 2, 3)))
+        assert len(match) >= 1 and (test.y_test[match] != y).all()
