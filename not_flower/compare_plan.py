@@ -23,6 +23,7 @@ SCENARIOS: tuple[str, ...] = (
     "backdoor",
     "mislabel",
     "style",
+    "memorise",
     "class",
     "instance",
 )
