@@ -14,13 +14,28 @@ libraries start for themselves (a font cache, a compiler probe) are ignored.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
 pytest_plugins = ["pytester"]  # tests/test_e2e_marks.py runs a small pytest session
+
+
+def pytest_configure(config):  # pylint: disable=unused-argument
+    """SIGTERM (``timeout``, ``kill PID``, a CI job's stop) ends the test run as Ctrl-C does.
+
+    By default SIGTERM kills pytest on the spot: no ``finally`` block and no fixture
+    teardown runs, and the SuperLinks, SuperNodes and Ray clusters the running test started
+    live on. As a KeyboardInterrupt the running test's ``finally`` blocks run and pytest
+    tears its fixtures down, stopping them by pid (``tests/test_sigterm.py``).
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+
 
 ROOT = Path(__file__).resolve().parents[1]
 _SUBPROCESS_FILE = os.path.normcase(subprocess.__file__)
