@@ -223,6 +223,7 @@ def main(argv=None) -> int:
     parser.add_argument("--min-deltas", type=float, nargs="+", default=list(MIN_DELTAS))
     parser.add_argument("--min-rounds", type=int, nargs="+", default=list(MIN_ROUNDS))
     parser.add_argument("--reference-window", type=int, default=REFERENCE_WINDOW)
+    parser.add_argument("--methods", nargs="+", default=[], help="only these run folders")
     parser.add_argument(
         "--show",
         nargs=3,
@@ -234,6 +235,7 @@ def main(argv=None) -> int:
     )
     args = parser.parse_args(argv)
     runs = load_runs([Path(p) for p in args.compare_out])
+    runs = [r for r in runs if not args.methods or r["method"] in args.methods]
     if not runs:
         parser.error(f"no comparison runs with a Retrain under {args.compare_out}")
     grid = sorted(
