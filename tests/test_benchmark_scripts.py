@@ -282,5 +282,40 @@ def test_cost_to_forget_level_is_retrains_last_rounds_and_shares_of_both_referen
     summary = {r["method"]: r for r in cost_to_forget.summarize(list(rows.values()))}
     assert summary["not"]["recipe_pct_rounds"] == pytest.approx(50.0)
     assert summary["not-weights-only"]["pct_rounds"] is None
-    cost_to_forget.plot_retrain(tmp_path, tmp_path / "retrain.png")
+    cost_to_forget.plot_retrain(tmp_path, tmp_path / "retrain.png", earlier=5)
     assert (tmp_path / "retrain.png").stat().st_size > 0
+
+
+def test_stopping_rule_replay_sets_each_stop_next_to_the_level_round(tmp_path):
+    import json
+
+    import stopping_rule
+
+    base = tmp_path / "runs" / "backdoor" / "seed0"
+    level = {"test_acc": 0.80, "forget_acc": 0.5, "asr": 0.02}
+    _write_run(base / "retrain", "retrain", _rounds("retrain", [0.8] * 5), level)
+    # NoT: request at round 3 (reference 0.90); validation accuracy climbs to 0.85 and
+    # stays there (never back within 2 points); test accuracy reaches the level at its
+    # 4th recovery round (0.795)
+    tests = [0.5, 0.6, 0.7, 0.795, 0.80, 0.80, 0.80, 0.80]
+    vals = [0.3, 0.6, 0.84, 0.85, 0.85, 0.85, 0.85, 0.85]
+    rounds = _rounds("train", [0.8, 0.8]) + _rounds("recovery", tests)
+    for i, row in enumerate(rounds):
+        row["round"] = i + 1
+        row["val_acc"] = ([0.9, 0.9] + vals)[i]
+    _write_run(base / "not", "not", rounds)
+    stored = json.loads((base / "not" / "results.json").read_text())
+    stored["stopping"] = {"per_request": [{"reference_val_acc": 0.90}]}
+    (base / "not" / "results.json").write_text(json.dumps(stored))
+
+    runs = stopping_rule.load_runs([tmp_path])
+    assert [r["method"] for r in runs] == ["not"]
+    off, plateau = stopping_rule.run_grid(runs, [(0, 0.0, 0), (2, 0.005, 3)], 0.02, 5)
+    assert off["stopped"] == 0 and off["per_run"][0]["stop"] is None  # never within 2 points
+    (row,) = plateau["per_run"]
+    # window 2: at recovery round 5 the last two (0.85, 0.85) are 1 point above the best
+    # before them (0.84); at round 6 they are not above it (0.85): a plateau, 2 rounds
+    # after the level
+    assert (row["stop"], row["branch"], row["level_round"]) == (6, "plateau", 4)
+    assert row["test"] == pytest.approx(80.0) and row["test_gap"] == pytest.approx(0.0)
+    assert row["at_level"] and plateau["at_level"] == 1 and plateau["before_level"] == 0
