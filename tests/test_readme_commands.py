@@ -282,7 +282,12 @@ def test_quickstart_runs_as_shown(tmp_path):
     """
     out = tmp_path / "demo"
     command = _readme_command('bash examples/quickstart.sh "recovery-rounds=')
-    command = re.sub(r'"$', ' num-train-rounds=3 local-epochs=1 test-subset=200"', command)
+    # every recovery round (the stopping rule would end it where it fires)
+    command = re.sub(
+        r'"$',
+        ' num-train-rounds=3 local-epochs=1 test-subset=200 recovery-run-to-cap=true"',
+        command,
+    )
     proc = _run_in_shell(command, tmp_path, 400, OUT=str(out))
     assert proc.returncode == 0, proc.stdout[-3000:]
     expected = _expected_summary()
