@@ -359,7 +359,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.scenarios = list(dict.fromkeys(args.scenarios))
     args.methods = [m for m in METHODS if m in args.methods]
     # methods that work on server-side data (fukd): the registry's requirements say which
-    server_data = [m for m in args.methods if REGISTRY[m].requirements["server_data"]]
+    server_data = [m for m in args.methods if REGISTRY[m].requirements.server_data]
     if args.server_data_fraction is None:
         args.server_data_fraction = DEFAULT_SERVER_DATA_FRACTION if server_data else 0.0
     if not args.server_data_fraction < 1:

@@ -343,7 +343,7 @@ def shares_original(method: str) -> bool:
     so they train their own original.
     """
     entry = REGISTRY[method]
-    return entry.recovers and entry.requirements["storage"] == "none"
+    return entry.recovers and entry.requirements.storage == "none"
 
 
 def original_run_config(args: argparse.Namespace, scenario: str, seed: int) -> dict:

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from strategies.requirements import Requirements
+
 #: What a method needs, for NoT, FT and Retrain: nothing kept, no target involvement.
-NOTHING_NEEDED = MappingProxyType(
-    {"storage": "none", "target_data": False, "target_participation": False, "server_data": False}
-)
+NOTHING_NEEDED = Requirements()
 
 
 @dataclass(frozen=True)
@@ -40,11 +40,10 @@ class Method:
         ``"module:function"`` building the method's strategy, called as
         ``function(cfg, plan, out_dir=..., **strategy_kwargs)`` (see
         :mod:`not_flower.strategy_builders`).
-    requirements : Mapping
+    requirements : strategies.requirements.Requirements
         What the method needs: ``storage``, ``target_data``, ``target_participation``,
-        ``server_data`` (the keys of ``strategies.unlearner.REQUIREMENT_KEYS``); written to
-        ``results.json`` and the report. For a strategy class that declares
-        ``REQUIREMENTS`` the two must agree (a test checks it).
+        ``server_data``; written to ``results.json`` and the report (``to_dict()``). For a
+        strategy class that declares ``REQUIREMENTS`` the two must agree (a test checks it).
     report_rank : int
         Position in reports and ``--methods`` (lower first).
     color, linestyle : str
@@ -73,7 +72,7 @@ class Method:
     report_rank: int
     color: str
     linestyle: str
-    requirements: Any = field(default_factory=lambda: NOTHING_NEEDED)
+    requirements: Requirements = NOTHING_NEEDED
     recovers: bool = True
     baseline: bool = False
     client_handlers: tuple[tuple[str, str], ...] = ()
@@ -118,13 +117,11 @@ REGISTRY: MappingProxyType[str, Method] = MappingProxyType(
                 linestyle="-.",
                 baseline=True,
                 client_handlers=(("pgd", _C + "pgd_fn"),),
-                requirements=MappingProxyType(
-                    {
-                        "storage": "every client's latest local model, in server memory",
-                        "target_data": True,
-                        "target_participation": True,
-                        "server_data": False,
-                    }
+                requirements=Requirements(
+                    storage="every client's latest local model, in server memory",
+                    target_data=True,
+                    target_participation=True,
+                    server_data=False,
                 ),
             ),
             Method(
@@ -136,13 +133,11 @@ REGISTRY: MappingProxyType[str, Method] = MappingProxyType(
                 linestyle=":",
                 baseline=True,
                 client_handlers=(("calibrate", _C + "calibrate_fn"),),
-                requirements=MappingProxyType(
-                    {
-                        "storage": "every client's update of every retained round, on disk",
-                        "target_data": False,
-                        "target_participation": False,
-                        "server_data": False,
-                    }
+                requirements=Requirements(
+                    storage="every client's update of every retained round, on disk",
+                    target_data=False,
+                    target_participation=False,
+                    server_data=False,
                 ),
             ),
             Method(
@@ -153,13 +148,11 @@ REGISTRY: MappingProxyType[str, Method] = MappingProxyType(
                 color="tab:brown",
                 linestyle="-.",
                 baseline=True,
-                requirements=MappingProxyType(
-                    {
-                        "storage": "every client's accumulated weighted update, in server memory",
-                        "target_data": False,
-                        "target_participation": False,
-                        "server_data": True,
-                    }
+                requirements=Requirements(
+                    storage="every client's accumulated weighted update, in server memory",
+                    target_data=False,
+                    target_participation=False,
+                    server_data=True,
                 ),
             ),
             # a variant: NoT with the weights negated and the biases kept (``negate-bias = false``),

@@ -26,7 +26,7 @@ RECOVERY_METHODS: tuple[str, ...] = tuple(m for m in METHODS if REGISTRY[m].reco
 #: Baselines with an unlearning step whose output is reported on its own ("X@0").
 STEP_METHODS: tuple[str, ...] = tuple(m for m in METHODS if REGISTRY[m].baseline)
 #: What each method needs, for results.json files that do not say (older runs).
-DEFAULT_REQUIREMENTS: dict[str, dict] = {m: dict(REGISTRY[m].requirements) for m in METHODS}
+DEFAULT_REQUIREMENTS: dict[str, dict] = {m: REGISTRY[m].requirements.to_dict() for m in METHODS}
 #: Per-seed numbers of a report row, in table order.
 ROW_KEYS: tuple[str, ...] = (
     "retain",

@@ -128,7 +128,7 @@ def main(grid: Grid, context: Context) -> None:
 
 
 #: What each method needs (from the method registry, :mod:`not_flower.methods`).
-REQUIREMENTS = {name: dict(spec.requirements) for name, spec in REGISTRY.items()}
+REQUIREMENTS = {name: spec.requirements.to_dict() for name, spec in REGISTRY.items()}
 
 
 def make_strategy(cfg: RunConfig, plan, on_unlearning, *, out_dir: Path | None = None) -> NoT:

@@ -73,7 +73,7 @@ from flwr.supercore import log
 
 from .not_strategy import NoT
 from .replies import array_layout, check_train_reply, reply_metrics
-from .unlearner import CLIENT_ONLY, UnlearningStep
+from .unlearner import CLIENT_ONLY, Requirements, UnlearningStep
 from .unlearning_step import float_keys, to_numpy, to_record
 
 #: Message type of the calibration training (``@app.train("calibrate")``).
@@ -173,12 +173,12 @@ class FedEraserUnlearner:
     records_step = True
     layers: tuple[str, ...] = ()
     keys: tuple[str, ...] = ()
-    requirements = {
-        "storage": "every client's update of every retained round, on disk",
-        "target_data": False,
-        "target_participation": False,
-        "server_data": False,
-    }
+    requirements = Requirements(
+        storage="every client's update of every retained round, on disk",
+        target_data=False,
+        target_participation=False,
+        server_data=False,
+    )
 
     def __init__(
         self,

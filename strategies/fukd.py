@@ -53,7 +53,7 @@ from torch import nn
 
 from .not_strategy import NoT
 from .replies import reply_metrics
-from .unlearner import CLIENT_ONLY, UnlearningStep
+from .unlearner import CLIENT_ONLY, Requirements, UnlearningStep
 from .unlearning_step import float_keys, nbytes, to_numpy, to_record
 
 
@@ -128,12 +128,12 @@ class FUKDUnlearner:
     """
 
     name = "FUKD"
-    requirements = {
-        "storage": "every client's accumulated weighted update, in server memory",
-        "target_data": False,
-        "target_participation": False,
-        "server_data": True,
-    }
+    requirements = Requirements(
+        storage="every client's accumulated weighted update, in server memory",
+        target_data=False,
+        target_participation=False,
+        server_data=True,
+    )
     kinds = CLIENT_ONLY
     records_step = True
     layers: tuple[str, ...] = ()

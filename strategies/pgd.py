@@ -81,7 +81,7 @@ from torch import nn
 from .not_strategy import NoT
 from .pgd_ascent import l2_distance, project_to_ball, projected_gradient_ascent  # noqa: F401
 from .replies import array_layout, check_train_reply, reply_metrics
-from .unlearner import CLIENT_ONLY, UnlearningStep
+from .unlearner import CLIENT_ONLY, Requirements, UnlearningStep
 from .unlearning_step import float_keys, nbytes, to_numpy, to_record
 
 #: Message type of the ascent (``@app.train("pgd")`` in the ClientApp).
@@ -128,12 +128,12 @@ class PGDUnlearner:
     """
 
     name = "PGD"
-    requirements = {
-        "storage": "every client's latest local model, in server memory",
-        "target_data": True,
-        "target_participation": True,
-        "server_data": False,
-    }
+    requirements = Requirements(
+        storage="every client's latest local model, in server memory",
+        target_data=True,
+        target_participation=True,
+        server_data=False,
+    )
     kinds = CLIENT_ONLY
     records_step = True
     layers: tuple[str, ...] = ()

@@ -27,26 +27,13 @@ from flwr.supercore import log
 
 from .negation_arrays import NegationPlan
 from .replies import arrayrecord_nbytes, reply_metrics, seconds_reported
-
-#: Requirements of a method (the keys every unlearner declares).
-REQUIREMENT_KEYS = ("storage", "target_data", "target_participation", "server_data")
+from .requirements import REQUIREMENT_KEYS, Requirements
 
 
-def nothing_needed() -> dict:
-    """Requirements of a method that keeps nothing and needs nothing of its targets.
-
-    Returns
-    -------
-    dict
-        A new dict of :data:`REQUIREMENT_KEYS`: no storage, no target data, no target
-        participation, no server-side data (NoT, FT, Retrain).
-    """
-    return {
-        "storage": "none",
-        "target_data": False,
-        "target_participation": False,
-        "server_data": False,
-    }
+def nothing_needed() -> Requirements:
+    """Requirements of a method that keeps nothing and needs nothing of its targets
+    (NoT, FT, Retrain): :class:`Requirements` with its defaults."""
+    return Requirements()
 
 
 #: Kinds of request a method that only removes whole clients accepts.
@@ -163,8 +150,8 @@ class Unlearner(Protocol):
     ----------
     name : str
         The method's name in logs and step records (``"NoT"``, ``"PGD"`` ...).
-    requirements : dict
-        What the method needs (:data:`REQUIREMENT_KEYS`).
+    requirements : Requirements
+        What the method needs.
     kinds : tuple of str
         Kinds of request it can serve (``"client"``, ``"class"``, ``"instance"``).
     records_step : bool
@@ -175,7 +162,7 @@ class Unlearner(Protocol):
     """
 
     name: str
-    requirements: dict
+    requirements: Requirements
     kinds: tuple[str, ...]
     records_step: bool
     layers: tuple[str, ...]
@@ -207,7 +194,7 @@ class Negation:
 
     plan: NegationPlan
     name: str = "NoT"
-    requirements: dict = field(default_factory=nothing_needed)
+    requirements: Requirements = field(default_factory=nothing_needed)
     kinds: tuple[str, ...] = ALL_KINDS
     records_step: bool = False
     storage_bytes: int = 0
@@ -235,7 +222,7 @@ class NoStep:
     """No unlearning step (FT, Retrain): the model is kept; recovery does the work."""
 
     name: str = "FT"
-    requirements: dict = field(default_factory=nothing_needed)
+    requirements: Requirements = field(default_factory=nothing_needed)
     kinds: tuple[str, ...] = ALL_KINDS
     records_step: bool = False
     storage_bytes: int = 0
@@ -275,6 +262,7 @@ __all__ = [
     "Negation",
     "NoStep",
     "REQUIREMENT_KEYS",
+    "Requirements",
     "Unlearner",
     "UnlearningStep",
     "as_plan",

@@ -62,7 +62,7 @@ def run_config(method: str, out_dir: str) -> dict:
         "eval-recovery-rounds": "1,2",
         "recovery-run-to-cap": True,  # fixed-length runs: every round is kept
     }
-    if REGISTRY[method].requirements["server_data"]:  # fukd distils on server-side data
+    if REGISTRY[method].requirements.server_data:  # fukd distils on server-side data
         config["server-data-fraction"] = 0.1
     return config
 

@@ -23,7 +23,7 @@ METHODS = METHOD_NAMES
 
 def _cfg(method: str, tmp_path):
     run_config = {"method": method, "out-dir": str(tmp_path), "unlearn-clients": "1"}
-    if REGISTRY[method].requirements["server_data"]:
+    if REGISTRY[method].requirements.server_data:
         run_config["server-data-fraction"] = 0.1
     return config.parse_run_config(run_config)
 
@@ -70,7 +70,7 @@ def test_every_method_has_a_report_label_and_plot_style(method):
         ).methods
     )
     assert report.METHOD_NAMES[method] == spec.label
-    assert report.DEFAULT_REQUIREMENTS[method] == dict(spec.requirements)
+    assert report.DEFAULT_REQUIREMENTS[method] == spec.requirements.to_dict()
     assert is_color_like(spec.color) and spec.linestyle in ("-", "--", "-.", ":")
     k = 10 if spec.recovers else None
     assert report.row_label(method, k) == (f"{spec.label}@10" if spec.recovers else spec.label)
@@ -155,8 +155,9 @@ def test_every_method_builds_a_strategy_that_needs_what_the_registry_says(method
         _cfg(method, tmp_path), NegationPlan((), ("fc.weight",)), None, out_dir=tmp_path
     )
     assert isinstance(strategy, NoT)
-    assert tuple(spec.requirements) == REQUIREMENT_KEYS
-    assert strategy.unlearner.requirements == dict(spec.requirements) == REQUIREMENTS[method]
+    assert tuple(spec.requirements.to_dict()) == REQUIREMENT_KEYS
+    assert strategy.unlearner.requirements == spec.requirements
+    assert spec.requirements.to_dict() == REQUIREMENTS[method]
     # Retrain is FT from a fresh model (its strategy is FT's, with the request at round 1)
     assert strategy.unlearner.name == REGISTRY["ft" if method == "retrain" else method].label
     # recovery options reach every method that recovers; Retrain trains as the original did
@@ -193,17 +194,18 @@ def test_resolve_refuses_what_is_not_module_colon_function(target):
 def test_the_docs_registry_entry_is_a_valid_method():
     import re
     from pathlib import Path
-    from types import MappingProxyType
+
+    from strategies.requirements import Requirements
 
     page = Path(__file__).resolve().parents[1] / "docs" / "guide" / "adding-a-method.md"
     block = re.search(r"```python\n(\s*Method\(\"x\".*?)```", page.read_text(), re.S)
     assert block, "docs/guide/adding-a-method.md shows no registry entry"
     entry = eval(  # pylint: disable=eval-used
         "\n".join(line.strip() for line in block.group(1).splitlines()),
-        {"Method": Method, "MappingProxyType": MappingProxyType},
+        {"Method": Method, "Requirements": Requirements},
     )
     assert entry.name == "x" and entry.baseline and entry.client_handlers[0][0] == "x"
-    assert tuple(entry.requirements) == (
+    assert tuple(entry.requirements.to_dict()) == (
         "storage",
         "target_data",
         "target_participation",
