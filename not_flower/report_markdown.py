@@ -455,7 +455,7 @@ def render_scenario(
         out += (
             [
                 "Per-example membership inference (LiRA, online, against the forget set; "
-                "non-members = the held-out test split):",
+                "non-members = the held-out set, weighted to the forget set's make-up):",
                 "",
             ]
             + lira

@@ -131,3 +131,9 @@ def test_memorise_scenario_inverted_and_mislabelled_with_matching_held_out_copie
     for x, y in zip(u.x[u.heldout][copies][:10], u.y[u.heldout][copies][:10]):
         match = np.flatnonzero(np.isclose(test.x_test, invert(x)).all(axis=(1, 2, 3)))
         assert len(match) >= 1 and (test.y_test[match] != y).all()
+
+
+def test_the_scenarios_are_offered_by_the_comparison():
+    from not_flower.compare_plan import SCENARIOS
+
+    assert {"mislabel", "style", "memorise"} <= set(SCENARIOS)
