@@ -321,9 +321,11 @@ def _print_goal(checks: list[dict], share: float) -> None:
         print(f"{head} {'MET' if c['met'] else 'MISSED'}: " + "; ".join(parts))
 
 
-def plot_retrain(root: Path, path: Path, window: int = REFERENCE_WINDOW) -> None:
+def plot_retrain(root: Path, path: Path, window: int = REFERENCE_WINDOW, earlier: int = 0) -> None:
     """Retrain's (solid) and retrain-recipe's (dashed) test accuracy per round, every
-    seed, one panel per scenario; the last ``window`` rounds (the level) are marked."""
+    seed, one panel per scenario; the last ``window`` rounds are shaded and their mean
+    (the level) drawn dotted; ``earlier`` > 0 marks that round (an earlier, shorter
+    reference)."""
     import matplotlib  # pylint: disable=import-outside-toplevel
 
     matplotlib.use("Agg")
@@ -348,6 +350,18 @@ def plot_retrain(root: Path, path: Path, window: int = REFERENCE_WINDOW) -> None
                 )
                 if name == RETRAIN and window > 0 and len(x) >= window:
                     ax.axvspan(x[-window] - 0.5, x[-1] + 0.5, color="grey", alpha=0.15)
+                    level = statistics.mean(100 * r["test_acc"] for r in rows[-window:])
+                    ax.axhline(level, color=f"C{i}", linestyle=":", linewidth=0.8)
+        if earlier:
+            ax.axvline(earlier, color="grey", linestyle="-.", linewidth=0.8)
+            ax.text(
+                earlier,
+                0.02,
+                f" round {earlier}: the earlier reference",
+                fontsize=7,
+                color="grey",
+                transform=ax.get_xaxis_transform(),
+            )
         ax.set_title(
             f"{scenario_dir.name}: test accuracy per round from scratch "
             f"(shaded: the last {window} rounds = the level)",
@@ -375,6 +389,9 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--goal", type=float, default=GOAL_SHARE, help="goal share (%%)")
     parser.add_argument("--retrain-plot", default="", help="PNG of Retrain's curves")
+    parser.add_argument(
+        "--mark-round", type=int, default=0, help="--retrain-plot: mark this round (0: none)"
+    )
     args = parser.parse_args(argv)
     root = Path(args.compare_out)
     rows = analyse(root, args.reference_window)
@@ -404,7 +421,7 @@ def main(argv=None) -> int:
     if checks:
         _print_goal(checks, args.goal)
     if args.retrain_plot:
-        plot_retrain(root, Path(args.retrain_plot), args.reference_window)
+        plot_retrain(root, Path(args.retrain_plot), args.reference_window, args.mark_round)
     if args.json:
         write_json(args.json, {"rows": rows, "summary": summary, "goal": checks})
     return 0
