@@ -319,3 +319,52 @@ def test_stopping_rule_replay_sets_each_stop_next_to_the_level_round(tmp_path):
     assert (row["stop"], row["branch"], row["level_round"]) == (6, "plateau", 4)
     assert row["test"] == pytest.approx(80.0) and row["test_gap"] == pytest.approx(0.0)
     assert row["at_level"] and plateau["at_level"] == 1 and plateau["before_level"] == 0
+
+
+def test_canary_table_counts_the_seeds_that_detect_the_canaries(tmp_path, capsys, monkeypatch):
+    import json
+
+    import canary_table
+
+    def run(seed, method, models):
+        folder = tmp_path / "runs" / "backdoor" / f"seed{seed}" / method
+        folder.mkdir(parents=True)
+        (folder / "results.json").write_text(json.dumps({"models": models}))
+
+    for seed, (p_orig, p_not) in enumerate([(0.0001, 0.30), (0.0002, 0.01)]):
+        original = {"canary_p": p_orig, "canary_auc": 0.95, "asr": 0.8}
+        run(
+            seed,
+            "not",
+            {
+                "original": original,
+                "recovered@10": {"canary_p": p_not, "canary_auc": 0.5, "asr": 0.0},
+            },
+        )
+        run(
+            seed,
+            "ft",
+            {
+                "original": original,
+                "recovered@10": {"canary_p": 0.0001, "canary_auc": 0.9, "asr": 0.7},
+            },
+        )
+        run(seed, "retrain", {"retrained": {"canary_p": 0.7, "canary_auc": 0.45, "asr": 0.0}})
+    rows = canary_table.collect(tmp_path)
+    got = {(r["method"], r["model"]): r["detected"] for r in rows}
+    # the shared original once; NoT detected in one seed of two (p 0.01), Retrain in none
+    assert got == {
+        ("Original", "original"): 2,
+        ("retrain", "retrained"): 0,
+        ("ft", "recovered@10"): 2,
+        ("not", "recovered@10"): 1,
+    }
+    assert [r["method"] for r in rows] == ["Original", "retrain", "ft", "not"]
+    assert (
+        "| backdoor | not | recovered@10 | 0.3000, 0.0100 | 0.500, 0.500 | 1 of 2 | 0.0, 0.0 |"
+        in (canary_table.table(rows))
+    )
+    monkeypatch.setattr(sys, "argv", ["canary_table.py", str(tmp_path / "nothing")])
+    with pytest.raises(SystemExit):
+        canary_table.main()
+    assert "has no runs/ folder" in capsys.readouterr().err
