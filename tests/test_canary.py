@@ -296,3 +296,31 @@ def test_the_evaluator_measures_the_targets_canaries_on_every_named_model():
     expected = check_model(model, client_canaries(cfg, 1))
     assert out["canary_p"] == expected["p_value"] and out["canary_auc"] == expected["auc"]
     assert out["canary_n"] == 16.0
+
+
+@pytest.mark.e2e  # starts `python -m not_flower.canary` as its own process
+def test_python_dash_m_canary_check_runs_as_the_readme_shows(checkpoints):
+    """``python -m not_flower.canary check`` (README, evaluation guide) as a command."""
+    import subprocess
+    import sys
+
+    runs = {
+        name: subprocess.run(
+            [sys.executable, "-m", "not_flower.canary", "check", "--checkpoint", str(path)]
+            + ["--seed", "5"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        for name, path in checkpoints.items()
+    }
+    assert runs["with"].returncode == 1, runs["with"].stderr[-2000:]
+    assert runs["with"].stdout.startswith("DETECTED: the model still carries the canaries")
+    assert runs["without"].returncode == 0, runs["without"].stderr[-2000:]
+    bad = subprocess.run(
+        [sys.executable, "-m", "not_flower.canary", "check", "--seed", "5"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert bad.returncode == 2 and "--checkpoint" in bad.stderr

@@ -51,6 +51,9 @@ README_COMMANDS = {
         "tests/test_fault_injection.py::"
         "test_verify_run_dir_catches_an_edited_record_and_a_swapped_checkpoint",
     ),
+    "python -m not_flower.canary check": (
+        "tests/test_canary.py::test_python_dash_m_canary_check_runs_as_the_readme_shows",
+    ),
     "bash scripts/docs.sh": (DOCS_TEST,),
     "bash scripts/lint.sh": ("tests/test_lint.py::test_lint_script_runs_as_shown",),
     "mkdocs build --strict": (DOCS_TEST,),  # what scripts/docs.sh runs
