@@ -597,7 +597,7 @@ def test_baseline_runs_end_to_end(method, tmp_path):
     floats, wire = _model_bytes()
     assert (
         results["requirements"]
-        == {"pgd": PGD, "federaser": FedEraser, "fukd": FUKD}[method].REQUIREMENTS
+        == {"pgd": PGD, "federaser": FedEraser, "fukd": FUKD}[method].REQUIREMENTS.to_dict()
     )
     if method == "pgd":
         # the target works exactly once after the request: the ascent, at the boundary
