@@ -84,8 +84,14 @@ import not_flower.client_app
 print(",".join(sorted(m for m in sys.modules if m.startswith("strategies"))))
 """
     loaded = set(_python(code).split(","))
-    # the identity protocol (client and server both speak it) and PGD's client half only
-    assert loaded == {"strategies", "strategies.identity", "strategies.pgd_ascent"}
+    # the identity protocol (client and server both speak it), PGD's client half and the
+    # method registry's requirements record (a dataclass, no Flower, no torch) only
+    assert loaded == {
+        "strategies",
+        "strategies.identity",
+        "strategies.pgd_ascent",
+        "strategies.requirements",
+    }
 
 
 def _type_checking_imports(path: Path) -> dict[str, str]:
