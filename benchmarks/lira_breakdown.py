@@ -231,6 +231,14 @@ def _ms(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
     return f"{statistics.mean(values):.{digits}f} ± {sd:.{digits}f}"
 
 
+def _models(per_seed: dict[str, dict[str, dict]]) -> list[str]:
+    """The models of every seed: Original, then Retrain, then the others by name."""
+    return sorted(
+        {m for runs in per_seed.values() for m in runs},
+        key=lambda m: (m not in ("original", "retrain"), m != "original", m),
+    )
+
+
 def table(per_seed: dict[str, dict[str, dict]]) -> list[str]:
     """Markdown table: one row per (model, group), mean ± std over seeds."""
     lines = [
@@ -238,10 +246,7 @@ def table(per_seed: dict[str, dict[str, dict]]) -> list[str]:
         "score mean | score median | AUC vs held-out | TPR@1%FPR |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    models = sorted(
-        {m for runs in per_seed.values() for m in runs},
-        key=lambda m: (m not in ("original", "retrain"), m != "original", m),
-    )
+    models = _models(per_seed)
     for model in models:
         for group in GROUPS:
             got = [runs[model][group] for runs in per_seed.values() if group in runs.get(model, {})]
@@ -268,10 +273,7 @@ def metric_table(per_seed: dict[str, dict[str, dict]]) -> list[str]:
         "AUC vs matched held-out | TPR@1%FPR vs matched held-out |",
         "|---|---|---|---|---|",
     ]
-    models = sorted(
-        {m for runs in per_seed.values() for m in runs},
-        key=lambda m: (m not in ("original", "retrain"), m != "original", m),
-    )
+    models = _models(per_seed)
     for model in models:
         got = [runs[model]["_metrics"] for runs in per_seed.values() if model in runs]
         cells = [
