@@ -1,6 +1,6 @@
 """Benchmark: the departing client's canary check on every model of a comparison.
 
-Reads the ``results.json`` files that ``python -m not_flower.compare --set
+Reads the ``results.json`` files that ``python -m not_flower.experiments.compare --set
 canary-clients=<target>`` wrote under ``<compare-out>/runs/<scenario>/seed<s>/<method>/``
 and prints, per scenario, method and model, the canary p-value and AUC of every seed and
 how many seeds detect the canaries (p < 0.05), next to the backdoor's ASR; writes JSON:

@@ -4,7 +4,7 @@
 test accuracy, forget accuracy and ASR (backdoor) over its last ``--reference-window``
 rounds (default 5), not one round's values: a single round moves by about 0.5-1 point,
 so a first crossing of it is a noisy target. Run Retrain until its curve is flat
-(``python -m not_flower.compare --retrain-rounds N``; ``--retrain-plot`` draws the
+(``python -m not_flower.experiments.compare --retrain-rounds N``; ``--retrain-plot`` draws the
 curves and the table gives each seed's slope over its last 20 rounds), and this is the
 converged Retrain's level. ``--reference-window 0`` takes the final model's values
 (``models.retrained``) instead: the reference of the tables made before this option.
@@ -26,7 +26,7 @@ its rounds, MB and client seconds to the level are at most that share of Retrain
 below ``retrain-recipe``'s, and by how many points each is met or missed. The rounds
 here are the first round at the level, i.e. the best any stopping rule could do.
 
-It reads the ``results.json`` files that ``python -m not_flower.compare`` wrote under
+It reads the ``results.json`` files that ``python -m not_flower.experiments.compare`` wrote under
 ``<compare-out>/runs/<scenario>/seed<s>/<method>/``:
 
     python benchmarks/cost_to_forget.py outputs/compare [--json out.json] \\

@@ -43,8 +43,8 @@ from pathlib import Path
 
 from common import write_json  # benchmarks/common.py
 from cost_to_forget import first_reach
-from not_flower.compare import config_mismatch, parse_set
-from not_flower.simulation import simulate
+from not_flower.experiments.compare import config_mismatch, parse_set
+from not_flower.experiments.simulation import simulate
 
 BACKDOOR = {
     "partitioner": "iid",

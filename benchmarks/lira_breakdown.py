@@ -1,6 +1,6 @@
 """Per-sample breakdown of the per-example attack (LiRA) on a comparison's saved models.
 
-For every seed folder of one scenario of a ``python -m not_flower.compare`` output, this
+For every seed folder of one scenario of a ``python -m not_flower.experiments.compare`` output, this
 script loads the harness's own cached reference models (``<out>/mia-reference``), attacks
 the Original (``checkpoint-original.pt`` of the shared-original, NoT or FT run) and the
 final model of every other run, and prints, per group of samples, what the attack sees:
@@ -50,7 +50,12 @@ GROUPS = {
 
 def group_masks(universe, forget: np.ndarray) -> dict[str, np.ndarray]:
     """Boolean masks of :data:`GROUPS` over the universe (empty groups left out)."""
-    from not_flower.reference_models import MISLABELLED, POISONED, STYLED, STYLED_MISLABELLED  # noqa: E501
+    from not_flower.evaluation.reference_models import (  # noqa: E501
+        MISLABELLED,
+        POISONED,
+        STYLED,
+        STYLED_MISLABELLED,
+    )
 
     heldout = np.zeros(len(universe.y), dtype=bool)
     heldout[universe.heldout] = True
@@ -98,7 +103,7 @@ def breakdown(
         ``score_mean``, ``score_median``, ``auc`` and ``tpr_fpr1`` against the held-out
         samples (fractions).
     """
-    from not_flower.membership import (  # pylint: disable=import-outside-toplevel
+    from not_flower.evaluation.membership import (  # pylint: disable=import-outside-toplevel
         lira_gaussians,
         lira_scores,
         membership_auc,
@@ -151,19 +156,19 @@ def attack_seed(
     unweighted (the comparison the attack made before the matched held-out set).
     """
     # pylint: disable=import-outside-toplevel
-    from not_flower.config import parse_run_config
-    from not_flower.membership import (
+    from not_flower.common.config import parse_run_config
+    from not_flower.common.store import load_checkpoint
+    from not_flower.evaluation.membership import (
         logit_confidence,
         matching_weights,
         membership_auc,
         membership_metrics,
         tpr_at_fpr,
     )
-    from not_flower.metrics import predict_logits
-    from not_flower.models import build_model
-    from not_flower.reference_models import build_universe, forget_mask, reference_set
-    from not_flower.store import load_checkpoint
-    from not_flower.task import dataset_for
+    from not_flower.evaluation.metrics import predict_logits
+    from not_flower.evaluation.reference_models import build_universe, forget_mask, reference_set
+    from not_flower.task.models import build_model
+    from not_flower.task.training import dataset_for
 
     res = json.loads((seed_dir / "retrain" / "results.json").read_text())
     keys = {k: v for k, v in res["config"].items() if k != "out-dir"}
@@ -204,7 +209,7 @@ def _version1_reference(cache: Path, cfg, universe):
     (cache version 1), when their labels are the universe's: the attack as reported."""
     import hashlib  # pylint: disable=import-outside-toplevel
 
-    from not_flower.reference_models import ReferenceSet  # pylint: disable=C0415
+    from not_flower.evaluation.reference_models import ReferenceSet  # pylint: disable=C0415
 
     labels = hashlib.sha256(universe.y.tobytes()).hexdigest()
     for path in sorted(cache.glob(f"reference-{cfg.dataset}-seed{cfg.seed}-*.npz")):
@@ -220,7 +225,7 @@ def _version1_reference(cache: Path, cfg, universe):
 
 def lira_scores_of(conf: np.ndarray, ref) -> np.ndarray:
     """LiRA scores of a model's confidences against a :class:`ReferenceSet`."""
-    from not_flower.membership import lira_scores  # pylint: disable=import-outside-toplevel
+    from not_flower.evaluation.membership import lira_scores  # pylint: disable=import-outside-toplevel
 
     return lira_scores(conf, ref.confidences, ref.membership)
 
@@ -288,7 +293,7 @@ def metric_table(per_seed: dict[str, dict[str, dict]]) -> list[str]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out", type=Path, help="the --out folder of not_flower.compare")
+    parser.add_argument("out", type=Path, help="the --out folder of not_flower.experiments.compare")
     parser.add_argument("--scenario", default="backdoor")
     parser.add_argument("--json", default="")
     parser.add_argument(

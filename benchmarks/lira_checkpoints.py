@@ -1,7 +1,7 @@
 """Benchmark: the per-example attack (LiRA) on the final models of a faster-recovery run.
 
 ``benchmarks/faster_recovery.py`` keeps every run's ``checkpoint-final.pt``. This script
-attacks each of them with the harness's own LiRA (:class:`not_flower.reference_models.
+attacks each of them with the harness's own LiRA (:class:`not_flower.evaluation.reference_models.
 MembershipHarness`: K reference models per seed, trained once and cached) and prints, per
 setting, LiRA's AUC and TPR at 1 % FPR on the forgotten client's data (non-members: the
 held-out test split), mean ± std over seeds, next to Retrain's and the Retrain-vs-Retrain
@@ -26,11 +26,11 @@ from common import write_json  # benchmarks/common.py
 
 def attack_seed(seed_dir: Path, models: int, epochs: int, cache: Path) -> dict[str, dict]:
     """LiRA numbers of every run of one seed folder (``setting -> metrics``)."""
-    from not_flower.config import parse_run_config  # pylint: disable=import-outside-toplevel
-    from not_flower.models import build_model  # pylint: disable=import-outside-toplevel
-    from not_flower.reference_models import MembershipHarness  # pylint: disable=import-outside-toplevel
-    from not_flower.store import load_checkpoint  # pylint: disable=import-outside-toplevel
-    from not_flower.task import dataset_for  # pylint: disable=import-outside-toplevel
+    from not_flower.common.config import parse_run_config  # pylint: disable=import-outside-toplevel
+    from not_flower.common.store import load_checkpoint  # pylint: disable=import-outside-toplevel
+    from not_flower.evaluation.reference_models import MembershipHarness  # pylint: disable=import-outside-toplevel
+    from not_flower.task.models import build_model  # pylint: disable=import-outside-toplevel
+    from not_flower.task.training import dataset_for  # pylint: disable=import-outside-toplevel
 
     retrain = json.loads((seed_dir / "retrain" / "results.json").read_text())
     keys = {k: v for k, v in retrain["config"].items() if k not in ("out-dir",)}

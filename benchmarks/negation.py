@@ -27,7 +27,7 @@ import torch
 from flwr.app import ArrayRecord
 
 from common import write_json  # benchmarks/common.py
-from not_flower.models import build_model, example_input
+from not_flower.task.models import build_model, example_input
 from strategies.negation import forward_layers, negate, plan_negation
 
 SHAPE = (3, 32, 32)

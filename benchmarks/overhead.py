@@ -30,9 +30,9 @@ from flwr.serverapp.strategy import FedAvg
 from flwr.simulation import run_simulation
 
 from common import instrument, write_json  # benchmarks/common.py
-from not_flower.config import parse_run_config
-from not_flower.models import build_model, example_input
-from not_flower.simulation import build_apps
+from not_flower.common.config import parse_run_config
+from not_flower.experiments.simulation import build_apps
+from not_flower.task.models import build_model, example_input
 from strategies import NoT, plan_negation
 
 

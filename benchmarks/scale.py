@@ -64,9 +64,9 @@ def child(clients: int, rounds: int, keep_rounds: int | None) -> dict:
     from flwr.serverapp import Grid, ServerApp
     from flwr.simulation import run_simulation
 
-    from not_flower.config import parse_run_config
-    from not_flower.models import build_model, example_input
-    from not_flower.simulation import build_apps
+    from not_flower.common.config import parse_run_config
+    from not_flower.experiments.simulation import build_apps
+    from not_flower.task.models import build_model, example_input
     from strategies import NoT, plan_negation
 
     run_config = {

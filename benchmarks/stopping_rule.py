@@ -3,7 +3,7 @@
 The stopping rule (:mod:`strategies.stopping`) sees only the retained clients' federated
 validation accuracy per round. This script replays it, for every (``window``,
 ``min_delta``, ``min_rounds``) of a grid, on the per-round rows of comparison runs that
-ran to the cap (``python -m not_flower.compare`` sets ``recovery-run-to-cap = true``)
+ran to the cap (``python -m not_flower.experiments.compare`` sets ``recovery-run-to-cap = true``)
 and sets each stop next to the round at which the run first reached Retrain's level (the
 level and the tolerances of ``benchmarks/cost_to_forget.py``: Retrain's mean over its last
 ``--reference-window`` rounds; test within 1 point, forget accuracy and ASR within 2).

@@ -43,7 +43,7 @@ from flwr.clientapp import ClientApp  # noqa: E402
 from flwr.serverapp.strategy import FedAvg  # noqa: E402
 
 from common import instrument, write_json  # noqa: E402  # benchmarks/common.py
-from not_flower.models import build_model, example_input  # noqa: E402
+from not_flower.task.models import build_model, example_input  # noqa: E402
 from strategies import NoT, plan_negation  # noqa: E402
 from strategies.identity import answer_identity, identity_mod  # noqa: E402
 from tests.fakegrid import FakeGrid, FakeNode  # noqa: E402

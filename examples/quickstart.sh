@@ -3,7 +3,7 @@
 #   bash examples/quickstart.sh                       # defaults from pyproject.toml
 #   bash examples/quickstart.sh "unlearn-clients='3'"  # extra run-config overrides
 # Exits non-zero, with the error as the last line, when a run-config key is unknown or
-# the run fails (`flwr run` itself exits 0 then: not_flower/cli.py asks for the run's status).
+# the run fails (`flwr run` itself exits 0 then: not_flower/launch/cli.py asks for the run's status).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -35,7 +35,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 trap 'exit 129' HUP
 trap 'exit 141' PIPE
-"$_nf_python" not_flower/cli.py run . --stream \
+"$_nf_python" not_flower/launch/cli.py run . --stream \
   --run-config "out-dir='$OUT' $REUSE ${1:-}" \
   --federation-config "num-supernodes=10 client-resources-num-cpus=1" &
 nf_cli_pid=$!

@@ -11,7 +11,7 @@ export FLWR_HOME="${FLWR_HOME:-$_nf_root/.flwr-home}"
 export FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION=1
 _nf_python="$_nf_root/.venv/bin/python"
 [ -x "$_nf_python" ] || _nf_python=python3
-if _nf_ports="$("$_nf_python" "$_nf_root/not_flower/local_superlink.py" env "$FLWR_HOME")"; then
+if _nf_ports="$("$_nf_python" "$_nf_root/not_flower/launch/local_superlink.py" env "$FLWR_HOME")"; then
   eval "$_nf_ports"
 else
   echo "flwr-env.sh: could not choose ports for the local SuperLink (see above)" >&2
@@ -21,7 +21,7 @@ unset _nf_ports
 # FLWR_HOME (its --log-file is under $FLWR_HOME and its --port is this FLWR_HOME's), by pid,
 # with everything it started (flower-superexec, flwr-simulation, Ray and its workers, also
 # those re-parented to init): its process tree and the processes carrying its token
-# (not_flower/proctree.py), never by name.
+# (not_flower/launch/proctree.py), never by name.
 nf_stop_local_superlink() {
-  "$_nf_python" "$_nf_root/not_flower/local_superlink.py" stop "$FLWR_HOME" || true
+  "$_nf_python" "$_nf_root/not_flower/launch/local_superlink.py" stop "$FLWR_HOME" || true
 }

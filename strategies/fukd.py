@@ -25,7 +25,7 @@ Choices where the paper leaves one open (ours)
   ``T x N``. :attr:`FUKDUnlearner.storage_bytes` measures those arrays; the peak is reported.
   After unlearning the target's sum is deleted.
 * **Server data.** not-flower sets aside ``server-data-fraction`` of the training set
-  (stratified, seeded; :func:`not_flower.task.server_indices`) that no client ever
+  (stratified, seeded; :func:`not_flower.task.training.server_indices`) that no client ever
   holds; the server uses the images only, never the labels. The clients partition the
   rest, for *every* method of a comparison (the comparison command applies the same
   fraction to all methods so that the clients hold the same data).

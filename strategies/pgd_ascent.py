@@ -1,7 +1,7 @@
 """PGD's client half: projected gradient ascent inside an L2 ball (torch; no server code).
 
 The target runs :func:`projected_gradient_ascent` when the server's ``train.pgd`` message
-arrives (:mod:`not_flower.baseline_client`); the server side of PGD
+arrives (:mod:`not_flower.app.baseline_client`); the server side of PGD
 (:mod:`strategies.pgd`) uses the same :func:`l2_distance` and :func:`project_to_ball` to
 check the reply.
 """

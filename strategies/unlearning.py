@@ -111,7 +111,7 @@ class Unlearning(RequestsMixin, WrapperRunMixin, Strategy):
         an event) would see that round twice.
     request_source : object or None
         Requests from outside the ServerApp code (for example
-        :class:`not_flower.requests.RequestFolder`): an object with ``poll() ->
+        :class:`not_flower.app.requests.RequestFolder`): an object with ``poll() ->
         list[dict]`` (each ``{"targets", "by", "requested_by", "on_settled"}``), polled at
         every round boundary. Such requests are not strict.
     forget_me_key : str or None (default: None)

@@ -37,7 +37,7 @@ def run_script(
     interrupted (Ctrl-C), so its trap never runs and its SuperLink and SuperNodes live on.
     Here the script gets SIGTERM first (its trap stops what it started) and ``grace``
     seconds; then every process of its tree, as listed before the signal, that is still
-    alive is stopped by pid (:func:`not_flower.proctree.stop_processes`); the exception is
+    alive is stopped by pid (:func:`not_flower.launch.proctree.stop_processes`); the exception is
     raised again.
 
     Parameters
@@ -53,7 +53,7 @@ def run_script(
     **kwargs
         ``cwd``, ``env`` ... as for ``subprocess.Popen``.
     """
-    from not_flower.proctree import collect, stop_processes  # pylint: disable=import-outside-toplevel
+    from not_flower.launch.proctree import collect, stop_processes  # pylint: disable=import-outside-toplevel
 
     kwargs.pop("capture_output", None)
     kwargs.pop("text", None)

@@ -1,7 +1,7 @@
 """Fixed-seed runs of every method whose per-round results are kept in tests/golden/.
 
 Each run is the real ServerApp (``run_experiment``) with the real ClientApp
-(``not_flower.client_app.app``, its mods and handlers), over the in-process grid of
+(``not_flower.app.client_app.app``, its mods and handlers), over the in-process grid of
 ``tests/fakegrid.py``: nodes answer one after another, so a run is bit-for-bit
 reproducible. (In Flower's simulation engine replies arrive in completion order; the
 Unlearning wrapper aggregates them in node order, so a simulated run is reproducible too:
@@ -24,7 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from not_flower.methods import METHOD_NAMES, REGISTRY
+from not_flower.common.methods import METHOD_NAMES, REGISTRY
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
 #: Every method of the app has (and needs) a golden file; the registry's comparison variants
@@ -94,7 +94,7 @@ def grid_for(config: dict):
     """The in-process grid: one node per partition, each with the run config."""
     from flwr.app import Context, RecordDict  # pylint: disable=import-outside-toplevel
 
-    from not_flower.client_app import app  # pylint: disable=import-outside-toplevel
+    from not_flower.app.client_app import app  # pylint: disable=import-outside-toplevel
     from tests.fakegrid import FakeGrid, FakeNode  # pylint: disable=import-outside-toplevel
 
     nodes = {}
@@ -114,8 +114,8 @@ def grid_for(config: dict):
 def run(method: str) -> dict:
     """Run ``method`` through the ServerApp in process and return its :func:`summary`."""
     # pylint: disable=import-outside-toplevel
-    from not_flower.config import parse_run_config
-    from not_flower.server_app import run_experiment
+    from not_flower.app.server_app import run_experiment
+    from not_flower.common.config import parse_run_config
 
     with tempfile.TemporaryDirectory() as out:
         config = run_config(method, out)

@@ -10,8 +10,8 @@ import pytest
 from flwr.app import Array, ArrayRecord, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from not_flower import client_app as ca
-from not_flower.task import batch_bounds, has_batchnorm, train
+from not_flower.app import client_app as ca
+from not_flower.task.training import batch_bounds, has_batchnorm, train
 from strategies import NoT
 from strategies.aggregate_utils import (
     EmptyRoundGuard,
@@ -232,9 +232,9 @@ def test_resnet18_replies_accepted_in_round_2_with_the_apps_clientapp():
     """not-flower's own ClientApp training ResNet-18 (BatchNorm) on digits: partitions 7
     and 8 of 10 hold 129 samples (a last batch of one with batch-size 16) and every reply
     carries an int64 num_batches_tracked; all are aggregated in both rounds."""
-    from not_flower.config import parse_run_config
-    from not_flower.models import build_model
-    from not_flower.task import dataset_for
+    from not_flower.common.config import parse_run_config
+    from not_flower.task.models import build_model
+    from not_flower.task.training import dataset_for
 
     run_config = {"model": "resnet18", "local-epochs": 1, "val-fraction": 0.1}
     cfg = parse_run_config(run_config)

@@ -31,13 +31,17 @@ def test_bundle_holds_the_app_and_nothing_else():
     tops = {name.split("/")[0] for name in names}
     assert tops == {"pyproject.toml", ".info", "not_flower", "strategies"}, tops
     assert all(n.endswith(".py") for n in names if n.split("/")[0] in ("not_flower", "strategies"))
-    # every module of both packages is in it, so the ServerApp and ClientApp import
+    # every module of both packages is in it, so the ServerApp and ClientApp import;
+    # not the experiments or the launcher, which the app never imports
+    left_out = ("not_flower/experiments/", "not_flower/launch/")
+    assert not [n for n in names if n.startswith(left_out)]
     for package in ("not_flower", "strategies"):
         on_disk = {
             p.relative_to(ROOT).as_posix()
             for p in (ROOT / package).rglob("*.py")
             if "__pycache__" not in p.parts
         }
+        on_disk = {n for n in on_disk if not n.startswith(left_out)}
         assert on_disk <= set(names), sorted(on_disk - set(names))
     components = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["flwr"]["app"][
         "components"

@@ -16,7 +16,7 @@ import pytest
 import torch
 from flwr.app import Array, ArrayRecord
 
-from not_flower.audit import (
+from not_flower.audit.cli import (
     GENESIS_HASH,
     AuditLogError,
     append_to_log,

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from not_flower.backdoor import CORNERS, poison, stamp_trigger, triggered_test_set
+from not_flower.task.backdoor import CORNERS, poison, stamp_trigger, triggered_test_set
 
 
 def _images(n=4, c=3, h=5, w=6, seed=0):
@@ -164,8 +164,8 @@ def test_triggered_test_set_excludes_target_class():
 
 
 def test_backdoor_trigger_size_reaches_the_poisoner_data():
-    from not_flower.config import ConfigError, parse_run_config
-    from not_flower.task import client_data
+    from not_flower.common.config import ConfigError, parse_run_config
+    from not_flower.task.training import client_data
 
     keys = {"backdoor-clients": "0", "backdoor-fraction": 0.5}
     small = client_data(parse_run_config(keys), 0, 3)

@@ -19,12 +19,19 @@ import pytest
 import torch
 from flwr.app import ArrayRecord
 
-from not_flower import store
-from not_flower.config import DATASETS, METHODS, MODELS, PARTITIONERS, ConfigError, parse_run_config
-from not_flower.data import load_dataset
-from not_flower.models import build_model
-from not_flower.server_app import load_initial_checkpoint
-from not_flower.store import load_checkpoint, save_checkpoint, write_json
+from not_flower.app.server_app import load_initial_checkpoint
+from not_flower.common import store
+from not_flower.common.config import (
+    DATASETS,
+    METHODS,
+    MODELS,
+    PARTITIONERS,
+    ConfigError,
+    parse_run_config,
+)
+from not_flower.common.store import load_checkpoint, save_checkpoint, write_json
+from not_flower.task.data import load_dataset
+from not_flower.task.models import build_model
 from strategies import NoT, UnlearningError
 from strategies.negation import NegationError, plan_negation
 from tests.test_strategy import PLAN, make_grid, node_of, run

@@ -20,9 +20,9 @@ from flwr.app import Array, ArrayRecord, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from torch import nn
 
-from not_flower import compare, report
-from not_flower.config import ConfigError, parse_run_config
-from not_flower.models import build_model
+from not_flower.common.config import ConfigError, parse_run_config
+from not_flower.experiments import compare, report
+from not_flower.task.models import build_model
 from strategies import answer_identity
 from strategies.federaser import FedEraser, calibrated_step
 from strategies.fukd import FUKD
@@ -226,7 +226,7 @@ def test_pgd_reference_is_the_others_average_and_the_target_runs_only_the_ascent
 def test_pgd_over_real_clients_ends_inside_the_ball(tmp_path):
     """not-flower's own ClientApp (digits, cnn): the target's ascent comes back inside the
     ball; the reply is the new global model; the target is never asked again."""
-    from not_flower import client_app as ca
+    from not_flower.app import client_app as ca
     from strategies.pgd import random_state_fn
 
     grid = fake_grid(ca.app)
@@ -367,7 +367,7 @@ def test_fukd_distillation_pulls_the_skewed_model_towards_the_teacher():
 
 
 def test_server_data_is_held_out_from_every_client():
-    from not_flower.task import _partitions, client_data, dataset_for, server_indices
+    from not_flower.task.training import _partitions, client_data, dataset_for, server_indices
 
     base = parse_run_config({})
     cfg = parse_run_config({"server-data-fraction": 0.1})
@@ -381,7 +381,7 @@ def test_server_data_is_held_out_from_every_client():
     assert len(np.intersect1d(union, held)) == 0
     assert len(union) + len(held) == len(labels)
     # without a fraction the partitions are exactly what they were
-    from not_flower.partition import partition
+    from not_flower.task.partition import partition
 
     assert all(
         np.array_equal(a, b)
@@ -527,7 +527,7 @@ def test_compare_runs_the_baselines_only_when_asked(tmp_path):
 
 
 def test_resume_accepts_results_written_before_the_new_keys_existed(tmp_path):
-    from not_flower.config import to_run_config
+    from not_flower.common.config import to_run_config
 
     args = compare.parse_args(
         ["--out", str(tmp_path), "--seeds", "0", "--scenarios", "iid", "--methods", "not"]
@@ -552,7 +552,7 @@ def _model_bytes() -> tuple[int, int]:
 
 
 def _simulate(tmp_path, method, **extra):
-    from not_flower.simulation import simulate
+    from not_flower.experiments.simulation import simulate
 
     config = {
         "out-dir": str(tmp_path),

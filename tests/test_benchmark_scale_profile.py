@@ -106,7 +106,7 @@ def test_scale_waits_for_the_nodes_left_and_reads_public_attributes_only():
 def test_scale_times_identity_queries():
     model = strategy_profile.build_model("cnn", (1, 8, 8), 10)
     grid = _grid(model, nodes=4)
-    from not_flower.models import example_input
+    from not_flower.task.models import example_input
     from strategies import NoT, plan_negation
 
     strategy = NoT(plan_negation(model, example_input((1, 8, 8))), min_available_nodes=3)

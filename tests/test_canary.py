@@ -10,7 +10,12 @@ import pytest
 import torch
 from flwr.app import ArrayRecord
 
-from not_flower.canary import (
+from not_flower.app.forgetting_records import canary_check
+from not_flower.common.config import ConfigError, parse_run_config
+from not_flower.common.store import save_checkpoint
+from not_flower.evaluation.canary_cli import main
+from not_flower.evaluation.evaluator import Evaluator, targets_canaries
+from not_flower.task.canary import (
     ALPHA,
     canary_scores,
     canary_test,
@@ -20,14 +25,9 @@ from not_flower.canary import (
     permutation_p_value,
     rank_auc,
 )
-from not_flower.canary_cli import main
-from not_flower.config import ConfigError, parse_run_config
-from not_flower.data import load_dataset
-from not_flower.evaluation import Evaluator, targets_canaries
-from not_flower.forgetting_records import canary_check
-from not_flower.models import build_model
-from not_flower.store import save_checkpoint
-from not_flower.task import client_canaries, client_data, train
+from not_flower.task.data import load_dataset
+from not_flower.task.models import build_model
+from not_flower.task.training import client_canaries, client_data, train
 
 SHAPE = (1, 8, 8)
 
@@ -298,15 +298,16 @@ def test_the_evaluator_measures_the_targets_canaries_on_every_named_model():
     assert out["canary_n"] == 16.0
 
 
-@pytest.mark.e2e  # starts `python -m not_flower.canary` as its own process
+@pytest.mark.e2e  # starts `python -m not_flower.task.canary` as its own process
 def test_python_dash_m_canary_check_runs_as_the_readme_shows(checkpoints):
-    """``python -m not_flower.canary check`` (README, evaluation guide) as a command."""
+    """``python -m not_flower.evaluation.canary_cli check`` (README, evaluation guide) as a
+    command."""
     import subprocess
     import sys
 
     runs = {
         name: subprocess.run(
-            [sys.executable, "-m", "not_flower.canary", "check", "--checkpoint", str(path)]
+            [sys.executable, "-m", "not_flower.task.canary", "check", "--checkpoint", str(path)]
             + ["--seed", "5"],
             capture_output=True,
             text=True,
@@ -318,7 +319,7 @@ def test_python_dash_m_canary_check_runs_as_the_readme_shows(checkpoints):
     assert runs["with"].stdout.startswith("DETECTED: the model still carries the canaries")
     assert runs["without"].returncode == 0, runs["without"].stderr[-2000:]
     bad = subprocess.run(
-        [sys.executable, "-m", "not_flower.canary", "check", "--seed", "5"],
+        [sys.executable, "-m", "not_flower.task.canary", "check", "--seed", "5"],
         capture_output=True,
         text=True,
         timeout=300,

@@ -1,4 +1,4 @@
-"""not_flower/cli.py: run-config keys checked before `flwr run`; a failed run is an error."""
+"""not_flower/launch/cli.py: run-config keys checked before `flwr run`; a failed run is an error."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from not_flower.cli import (
+from not_flower.launch.cli import (
     RunConfigError,
     app_config_keys,
     check_run_config,

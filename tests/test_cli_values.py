@@ -1,4 +1,4 @@
-"""not_flower/cli.py checks run-config values before anything starts, and merges overrides
+"""not_flower/launch/cli.py checks run-config values before anything starts, and merges overrides
 (a key given again takes its later value) into the one --run-config flwr gets."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from flwr.common.config import parse_config_args
 
-from not_flower.cli import RunConfigError, checked_args, main, override_values
+from not_flower.launch.cli import RunConfigError, checked_args, main, override_values
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = ROOT / "pyproject.toml"
@@ -100,7 +100,7 @@ def test_the_file_checks_values_without_importing_torch():
             sys.executable,
             "-X",
             "importtime",
-            "not_flower/cli.py",
+            "not_flower/launch/cli.py",
             "check-run-config",
             "unlearn-mode='class' unlearn-classes='x'",
         ],
@@ -116,5 +116,5 @@ def test_the_file_checks_values_without_importing_torch():
         for line in out.stderr.splitlines()
         if line.startswith("import time:")
     ]
-    assert "not_flower.methods" in imported  # what not_flower/config.py imports
+    assert "not_flower.common.methods" in imported  # what not_flower/common/config.py imports
     assert not [m for m in imported if m.split(".")[0] in ("torch", "flwr", "numpy")]

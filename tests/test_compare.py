@@ -8,9 +8,10 @@ from dataclasses import fields
 
 import pytest
 
-from not_flower import compare, compare_runs, report
-from not_flower.config import RunConfig, parse_run_config
-from not_flower.metrics import avg_gap
+from not_flower.common.config import RunConfig, parse_run_config
+from not_flower.evaluation.metrics import avg_gap
+from not_flower.experiments import compare, report
+from not_flower.experiments import runs as compare_runs
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 T = 20  # training rounds of the hand-made runs
@@ -306,7 +307,7 @@ def test_noise_floor_is_the_mean_gap_over_pairs_of_retrain_seeds():
 def test_failed_runs_are_skipped_and_listed(runs):
     runs = [r for r in runs if not (r["seed"] == 1 and r["method"] == "retrain")]
     runs.append(record("backdoor", 1, "retrain", None, status="failed", error="RuntimeError: boom"))
-    rep = report.build_report(runs, command="python -m not_flower.compare --out x")
+    rep = report.build_report(runs, command="python -m not_flower.experiments.compare --out x")
     s = rep["scenarios"]["backdoor"]
     assert rep["failed"] == 1
     assert s["methods"]["Retrain"]["seeds"] == [0]
@@ -319,9 +320,11 @@ def test_failed_runs_are_skipped_and_listed(runs):
 
 
 def test_markdown_table_layout(runs):
-    rep = report.build_report(runs, command="python -m not_flower.compare --out /tmp/x --seeds 0 1")
+    rep = report.build_report(
+        runs, command="python -m not_flower.experiments.compare --out /tmp/x --seeds 0 1"
+    )
     md = report.render_markdown(rep)
-    assert "python -m not_flower.compare --out /tmp/x --seeds 0 1" in md
+    assert "python -m not_flower.experiments.compare --out /tmp/x --seeds 0 1" in md
     lines = md.splitlines()
     header = (
         "| method | retain | forget | test | MIA | ASR | Avg Gap | rounds | MB | "
@@ -565,7 +568,7 @@ def test_run_configs_per_scenario_and_method(tmp_path):
 def test_config_mismatch_detects_a_changed_setting(tmp_path):
     if "method" not in {f.name for f in fields(RunConfig)}:
         pytest.skip("the app has no 'method' run-config key yet")
-    from not_flower.config import to_run_config
+    from not_flower.common.config import to_run_config
 
     args = compare.parse_args(
         ["--out", str(tmp_path), "--seeds", "0", "--scenarios", "iid", "--methods", "not"]
@@ -589,7 +592,7 @@ def _fake_run(spec, args):
     else:
         at = {k: (NOT10 if spec.method == "not" else FT10)[seed] for k in args.recovery_rounds}
         res = unlearner_results(spec.method, ORIG[seed], at, cap=max(args.recovery_rounds))
-    from not_flower.config import to_run_config
+    from not_flower.common.config import to_run_config
 
     res["config"] = to_run_config(parse_run_config(spec.run_config))
     res["num_partitions"] = args.num_clients
@@ -635,7 +638,7 @@ def test_main_reports_a_failed_run_continues_and_exits_nonzero(tmp_path, fake_si
     rep = json.loads((tmp_path / "report.json").read_text())
     failed = [r for r in rep["runs"] if r["status"] == "failed"]
     assert [(r["seed"], r["method"]) for r in failed] == [(1, "ft")]
-    assert rep["command"].startswith("python -m not_flower.compare --out ")
+    assert rep["command"].startswith("python -m not_flower.experiments.compare --out ")
     methods = rep["scenarios"]["backdoor"]["methods"]
     assert methods["FT@10"]["seeds"] == [0] and methods["NoT@10"]["seeds"] == [0, 1]
     assert (tmp_path / "report.md").is_file() and (tmp_path / "backdoor-asr.png").is_file()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from not_flower.config import ConfigError, RunConfig, parse_run_config, to_run_config
+from not_flower.common.config import ConfigError, RunConfig, parse_run_config, to_run_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,7 +66,7 @@ def test_bad_values_are_named(key, value, message):
 
 
 def test_choice_lists_agree_with_the_strategies():
-    from not_flower import config
+    from not_flower.common import config
     from strategies import negation, not_strategy
 
     assert config.BATCHNORM_POLICIES == negation.BATCHNORM_POLICIES

@@ -1,4 +1,5 @@
-"""Tests for not_flower.data: digits, and each file data set on tiny files in its own format."""
+"""Tests for not_flower.task.data: digits, and each file data set on tiny files in its own
+format."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from not_flower import data as data_mod
-from not_flower.data import DATASETS, Dataset, load_dataset
+from not_flower.task import data as data_mod
+from not_flower.task.data import DATASETS, Dataset, load_dataset
 
 # --------------------------------------------------------------------------- helpers
 

@@ -1,7 +1,7 @@
 """The demo scripts reuse their fixed out-dirs: a second run moves the first aside.
 
 The app refuses an out-dir holding another run's files unless ``resume`` or ``overwrite``
-is set (``not_flower/outdir.py``); the quickstart (``outputs/demo``) and the deployment
+is set (``not_flower/common/outdir.py``); the quickstart (``outputs/demo``) and the deployment
 scripts (``outputs/deploy-*``) pass ``overwrite=true`` unless the user's overrides already
 say ``resume`` or ``overwrite``.
 """

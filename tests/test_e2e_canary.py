@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from not_flower.canary_cli import main
-from not_flower.simulation import simulate
+from not_flower.evaluation.canary_cli import main
+from not_flower.experiments.simulation import simulate
 
 pytestmark = pytest.mark.e2e  # starts Flower / Ray: see tests/conftest.py
 

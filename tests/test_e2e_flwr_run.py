@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from not_flower import local_superlink
+from not_flower.launch import local_superlink
 
 pytestmark = pytest.mark.e2e  # starts Flower / Ray / processes: see tests/conftest.py
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from not_flower.simulation import simulate
-from not_flower.store import load_checkpoint
+from not_flower.common.store import load_checkpoint
+from not_flower.experiments.simulation import simulate
 
 N = 4
 

@@ -9,11 +9,11 @@ import pytest
 import torch
 from flwr.app import ArrayRecord
 
-from not_flower.config import parse_run_config
-from not_flower.models import build_model
-from not_flower.simulation import simulate
-from not_flower.store import load_checkpoint
-from not_flower.task import client_data, dataset_for, evaluate
+from not_flower.common.config import parse_run_config
+from not_flower.common.store import load_checkpoint
+from not_flower.experiments.simulation import simulate
+from not_flower.task.models import build_model
+from not_flower.task.training import client_data, dataset_for, evaluate
 
 pytestmark = pytest.mark.e2e  # starts Flower / Ray / processes: see tests/conftest.py
 
@@ -192,8 +192,8 @@ def test_unlearning_from_a_checkpoint_after_training_finished(tmp_path):
 
 
 def test_bad_init_checkpoint_fails_before_training(tmp_path):
-    from not_flower.server_app import load_initial_checkpoint
-    from not_flower.store import save_checkpoint
+    from not_flower.app.server_app import load_initial_checkpoint
+    from not_flower.common.store import save_checkpoint
 
     model = build_model("cnn", (1, 8, 8), 10)
     with pytest.raises(FileNotFoundError, match="does not exist"):
@@ -212,7 +212,7 @@ def test_bad_init_checkpoint_fails_before_training(tmp_path):
 
 
 def test_record_of_forgetting_matches_the_checkpoints(run):
-    from not_flower.audit import sha256_arrays, verify_log
+    from not_flower.audit.cli import sha256_arrays, verify_log
 
     out, _, results = run
     record = json.loads((out / "unlearning-record.json").read_text())

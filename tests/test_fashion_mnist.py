@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from not_flower import data as data_mod
-from not_flower.config import parse_run_config
-from not_flower.data import DEBIAN_FASHION_MNIST_DIR, load_dataset, read_idx
-from not_flower.task import dataset_for
+from not_flower.common.config import parse_run_config
+from not_flower.task import data as data_mod
+from not_flower.task.data import DEBIAN_FASHION_MNIST_DIR, load_dataset, read_idx
+from not_flower.task.training import dataset_for
 from tests.test_data import N_TEST, N_TRAIN, _assert_round_trip, write_mnist
 
 _FILES = (

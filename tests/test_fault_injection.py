@@ -3,8 +3,8 @@ and `python -m not_flower.audit verify RUN_DIR` on edited records and swapped ch
 
 The run is the real ServerApp (``run_experiment``) over real ClientApps in process
 (``tests/fakegrid.py``), with a small digits CNN, 3 clients, 2 training and 2 recovery
-rounds and client 1 forgotten at round 3. :mod:`not_flower.faults` stops it at the N-th
-durable write, before or after it (in process: :class:`~not_flower.faults.SimulatedKill`;
+rounds and client 1 forgotten at round 3. :mod:`not_flower.common.faults` stops it at the N-th
+durable write, before or after it (in process: :class:`~not_flower.common.faults.SimulatedKill`;
 in a subprocess: ``os._exit``, as a SIGKILL). Every time, after resuming: exactly one
 negation (one request, one ``applied`` and one ``done`` record in the log, the same
 ``id``), client 1 in no round from the request on (training or evaluation), the record's
@@ -22,13 +22,13 @@ from pathlib import Path
 
 import pytest
 
-from not_flower import faults
-from not_flower.audit import sha256_arrays
-from not_flower.audit_verify import verify_run_dir
-from not_flower.config import parse_run_config
-from not_flower.outdir import OutDirError
-from not_flower.run_state import RunFinishedError
-from not_flower.store import load_checkpoint
+from not_flower.app.run_state import RunFinishedError
+from not_flower.audit.cli import sha256_arrays
+from not_flower.audit.verify import verify_run_dir
+from not_flower.common import faults
+from not_flower.common.config import parse_run_config
+from not_flower.common.outdir import OutDirError
+from not_flower.common.store import load_checkpoint
 from strategies.negation_arrays import negate
 
 pytestmark = pytest.mark.e2e  # whole runs of the app in process, and a subprocess
@@ -52,7 +52,7 @@ KILL_POINTS = 22
 def run(config: dict, out: Path) -> dict:
     """The ServerApp's run over 3 in-process nodes."""
     # pylint: disable=import-outside-toplevel
-    from not_flower.server_app import run_experiment
+    from not_flower.app.server_app import run_experiment
     from tests.golden_runs import grid_for
 
     config = {**config, "out-dir": str(out)}
@@ -190,7 +190,7 @@ def test_two_request_files_for_one_client_give_one_negation_and_one_record(tmp_p
 
 
 def test_verify_run_dir_catches_an_edited_record_and_a_swapped_checkpoint(tmp_path, capsys):
-    from not_flower.audit import main  # pylint: disable=import-outside-toplevel
+    from not_flower.audit.cli import main  # pylint: disable=import-outside-toplevel
 
     out = tmp_path / "run"
     run(CONFIG, out)

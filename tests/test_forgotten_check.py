@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from not_flower.forgotten_check import nothing_forgotten, target_keys
-from not_flower.server_app import Experiment
+from not_flower.app.forgotten_check import nothing_forgotten, target_keys
+from not_flower.app.server_app import Experiment
 
 TARGETS = [{"node_id": 77, "identity": {"partition-id": 3}}, {"node_id": 91}]
 

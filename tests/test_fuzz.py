@@ -20,9 +20,9 @@ import torch
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from not_flower.audit import append_to_log, verify_log
-from not_flower.config import ConfigError, RunConfig, parse_run_config, to_run_config
-from not_flower.requests import RequestFileError, RequestFolder, parse_request
+from not_flower.app.requests import RequestFileError, RequestFolder, parse_request
+from not_flower.audit.cli import append_to_log, verify_log
+from not_flower.common.config import ConfigError, RunConfig, parse_run_config, to_run_config
 from strategies.negation import NegationError, NegationPlan, plan_negation
 
 # 200 examples per test, always the same ones (CI stays reproducible and fast); set

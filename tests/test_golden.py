@@ -10,7 +10,7 @@ every accuracy, loss, participant list, byte count and model metric must equal t
 recorded value (JSON equality of floats, i.e. bitwise). A refactoring that changes any
 of them fails here; an intended change of behaviour re-records the files and says why.
 
-The methods are the app's methods of the registry (:data:`not_flower.methods.METHOD_NAMES`;
+The methods are the app's methods of the registry (:data:`not_flower.common.methods.METHOD_NAMES`;
 a comparison variant runs as one of them): a method registered without a recorded file fails
 here (it is not skipped), so every method the app can run is run end to end on this tiny
 setting.

@@ -80,7 +80,7 @@ except ImportError as err:
 def test_the_clientapp_imports_no_server_strategy():
     code = """
 import sys
-import not_flower.client_app
+import not_flower.app.client_app
 print(",".join(sorted(m for m in sys.modules if m.startswith("strategies"))))
 """
     loaded = set(_python(code).split(","))

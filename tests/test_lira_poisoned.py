@@ -17,9 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from not_flower.backdoor import poison, stamp_trigger
-from not_flower.data import load_dataset
-from not_flower.membership import (
+from not_flower.evaluation.membership import (
     balanced_membership,
     lira_gaussians,
     lira_scores,
@@ -29,9 +27,11 @@ from not_flower.membership import (
     threshold_at_fpr,
     tpr_at_fpr,
 )
-from not_flower.metrics import predict_logits
-from not_flower.models import build_model
-from not_flower.task import train
+from not_flower.evaluation.metrics import predict_logits
+from not_flower.task.backdoor import poison, stamp_trigger
+from not_flower.task.data import load_dataset
+from not_flower.task.models import build_model
+from not_flower.task.training import train
 
 TRAIN = dict(epochs=30, batch_size=32, lr=0.1, momentum=0.9)
 N_TRAIN, N_FORGET, N_HELDOUT = 1000, 150, 400

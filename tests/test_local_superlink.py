@@ -1,4 +1,5 @@
-"""Per-checkout local SuperLink ports (not_flower/local_superlink.py, scripts/flwr-env.sh)."""
+"""Per-checkout local SuperLink ports (not_flower/launch/local_superlink.py,
+scripts/flwr-env.sh)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from not_flower.local_superlink import (
+from not_flower.launch.local_superlink import (
     CONTROL_PORT_VAR,
     ENV_FILE,
     HTTP_PORT_VAR,

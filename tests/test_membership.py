@@ -1,4 +1,4 @@
-"""not_flower.membership: LiRA's statistic, score and low-FPR metrics on cases with known
+"""not_flower.evaluation.membership: LiRA's statistic, score and low-FPR metrics on cases with known
 answers."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from not_flower.membership import (
+from not_flower.evaluation.membership import (
     balanced_membership,
     lira_scores,
     logit_confidence,

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from not_flower import compare, config, report
-from not_flower.methods import (
+from not_flower.common import config
+from not_flower.common.methods import (
     BASELINE_METHODS,
     METHOD_NAMES,
     REGISTRY,
@@ -15,6 +15,7 @@ from not_flower.methods import (
     Method,
     resolve,
 )
+from not_flower.experiments import compare, report
 from tests.golden_runs import GOLDEN_DIR
 
 #: The app's methods (what ``method = ...`` takes); the registry adds comparison variants.
@@ -146,7 +147,7 @@ def test_report_colours_tell_the_methods_apart():
 
 @pytest.mark.parametrize("method", METHODS)
 def test_every_method_builds_a_strategy_that_needs_what_the_registry_says(method, tmp_path):
-    from not_flower.server_app import REQUIREMENTS, make_strategy
+    from not_flower.app.server_app import REQUIREMENTS, make_strategy
     from strategies import NegationPlan, NoT
     from strategies.unlearner import REQUIREMENT_KEYS
 
@@ -173,7 +174,7 @@ def test_every_method_has_its_fixed_seed_results_recorded(method):
 
 
 def test_the_clientapp_registers_every_handler_the_registry_names():
-    from not_flower.client_app import app
+    from not_flower.app.client_app import app
 
     handlers = {
         action: resolve(target)

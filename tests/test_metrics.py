@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from not_flower import population_mia
-from not_flower.metrics import (
+from not_flower.evaluation import population_mia
+from not_flower.evaluation.metrics import (
     accuracy,
     attack_success_rate,
     avg_gap,

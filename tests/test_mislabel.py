@@ -1,6 +1,6 @@
 """The ``mislabel`` and ``style`` scenarios: data only the target has (wrong labels; inverted).
 
-Unit tests, no Flower: :func:`not_flower.mislabel.mislabel`, the clients' data under the
+Unit tests, no Flower: :func:`not_flower.task.mislabel.mislabel`, the clients' data under the
 scenario's run config, and the held-out mislabelled samples the membership attack adds.
 """
 
@@ -9,12 +9,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from not_flower.compare_plan import MISLABEL_FRACTION, scenario_config
-from not_flower.config import parse_run_config
-from not_flower.data import load_dataset
-from not_flower.mislabel import mislabel
-from not_flower.reference_models import MISLABELLED, build_universe, forget_mask
-from not_flower.task import client_data
+from not_flower.common.config import parse_run_config
+from not_flower.evaluation.reference_models import MISLABELLED, build_universe, forget_mask
+from not_flower.experiments.plan import MISLABEL_FRACTION, scenario_config
+from not_flower.task.data import load_dataset
+from not_flower.task.mislabel import mislabel
+from not_flower.task.training import client_data
 
 
 def test_mislabel_changes_exactly_the_share_and_never_to_the_same_label():
@@ -85,8 +85,8 @@ def test_universe_holds_as_many_mislabelled_held_out_images_as_the_target():
 
 
 def test_style_scenario_inverts_the_targets_images_only_and_the_universe_matches_them():
-    from not_flower.mislabel import invert
-    from not_flower.reference_models import STYLED
+    from not_flower.evaluation.reference_models import STYLED
+    from not_flower.task.mislabel import invert
 
     cfg = parse_run_config({**scenario_config("style", target=1), "mia-reference-models": 2})
     assert cfg.style_clients == ("1",) and cfg.unlearn_clients == ("1",)
@@ -109,8 +109,8 @@ def test_style_scenario_inverts_the_targets_images_only_and_the_universe_matches
 
 
 def test_memorise_scenario_inverted_and_mislabelled_with_matching_held_out_copies():
-    from not_flower.mislabel import invert
-    from not_flower.reference_models import STYLED, STYLED_MISLABELLED
+    from not_flower.evaluation.reference_models import STYLED, STYLED_MISLABELLED
+    from not_flower.task.mislabel import invert
 
     cfg = parse_run_config({**scenario_config("memorise", target=0), "mia-reference-models": 2})
     got = client_data(cfg, 0, 4)
@@ -134,6 +134,6 @@ def test_memorise_scenario_inverted_and_mislabelled_with_matching_held_out_copie
 
 
 def test_the_scenarios_are_offered_by_the_comparison():
-    from not_flower.compare_plan import SCENARIOS
+    from not_flower.experiments.plan import SCENARIOS
 
     assert {"mislabel", "style", "memorise"} <= set(SCENARIOS)

@@ -1,4 +1,4 @@
-"""Tests for not_flower.models."""
+"""Tests for not_flower.task.models."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from not_flower.models import MODELS, build_model, example_input, vit_patch_size
+from not_flower.task.models import MODELS, build_model, example_input, vit_patch_size
 
 SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32)]
 

@@ -9,11 +9,17 @@ from datetime import datetime, timezone
 import pytest
 from flwr.clientapp import ClientApp
 
-from not_flower import client_app as ca
-from not_flower.config import ConfigError, parse_run_config
-from not_flower.outdir import OutDirError, check_out_dir, move_aside, prepare_out_dir, run_files
-from not_flower.server_app import run_experiment
-from not_flower.store import load_checkpoint
+from not_flower.app import client_app as ca
+from not_flower.app.server_app import run_experiment
+from not_flower.common.config import ConfigError, parse_run_config
+from not_flower.common.outdir import (
+    OutDirError,
+    check_out_dir,
+    move_aside,
+    prepare_out_dir,
+    run_files,
+)
+from not_flower.common.store import load_checkpoint
 from strategies.aggregate_utils import EmptyRoundsError
 from strategies.identity import answer_identity, identity_mod
 from tests.fakegrid import FakeGrid, FakeNode

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from not_flower.client_app import kept_mask
-from not_flower.config import ConfigError, parse_run_config
-from not_flower.simulation import simulate
-from not_flower.task import client_data
+from not_flower.app.client_app import kept_mask
+from not_flower.common.config import ConfigError, parse_run_config
+from not_flower.experiments.simulation import simulate
+from not_flower.task.training import client_data
 from strategies import NoT
 from tests.test_strategy import PLAN, make_grid, node_of, run
 

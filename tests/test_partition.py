@@ -1,4 +1,4 @@
-"""Tests for not_flower.partition."""
+"""Tests for not_flower.task.partition."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from not_flower.partition import (
+from not_flower.task.partition import (
     PARTITIONERS,
     dirichlet_partition,
     iid_partition,

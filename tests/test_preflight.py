@@ -14,20 +14,20 @@ import pytest
 from flwr.app import ArrayRecord
 from flwr.clientapp import ClientApp
 
-from not_flower import client_app as ca
-from not_flower.config import ConfigError, parse_run_config
-from not_flower.models import build_model
-from not_flower.outdir import OutDirError, check_out_dir, lock_out_dir, unlock_out_dir
-from not_flower.preflight import (
+from not_flower.app import client_app as ca
+from not_flower.app.preflight import (
     check_checkpoint_meta,
     check_classes,
     check_partitions,
     check_samples,
     check_someone_left,
 )
-from not_flower.run_state import load_run_state
-from not_flower.server_app import run_experiment
-from not_flower.store import save_checkpoint
+from not_flower.app.run_state import load_run_state
+from not_flower.app.server_app import run_experiment
+from not_flower.common.config import ConfigError, parse_run_config
+from not_flower.common.outdir import OutDirError, check_out_dir, lock_out_dir, unlock_out_dir
+from not_flower.common.store import save_checkpoint
+from not_flower.task.models import build_model
 from strategies.identity import answer_identity, identity_mod
 from strategies.unlearning_request import UnlearningError
 from tests.fakegrid import FakeGrid, FakeNode
@@ -168,7 +168,9 @@ def test_a_moved_run_folder_resumes(tmp_path):
         "config": {
             k: v
             for k, v in json.loads(
-                json.dumps(__import__("not_flower.config", fromlist=["x"]).to_run_config(cfg))
+                json.dumps(
+                    __import__("not_flower.common.config", fromlist=["x"]).to_run_config(cfg)
+                )
             ).items()
             if k not in ("resume", "overwrite", "out-dir")
         },
@@ -251,7 +253,7 @@ def test_overwrite_moves_nothing_when_the_run_fails_its_checks(tmp_path, extra, 
 HOLDER = """
 import sys, time
 from pathlib import Path
-from not_flower.outdir import lock_out_dir
+from not_flower.common.outdir import lock_out_dir
 lock_out_dir(Path(sys.argv[1]))
 print("locked", flush=True)
 time.sleep(60)

@@ -1,4 +1,5 @@
-"""not_flower/proctree.py: a run's processes found by lineage (tree, token), never by name."""
+"""not_flower/launch/proctree.py: a run's processes found by lineage (tree, token), never by
+name."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import time
 
 import pytest
 
-from not_flower import proctree
+from not_flower.launch import proctree
 
 
 def test_parse_stat_reads_state_and_parent_even_with_odd_names():

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from not_flower import local_superlink
+from not_flower.launch import local_superlink
 from tests.deploy_utils import run_script
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +51,7 @@ README_COMMANDS = {
         "tests/test_fault_injection.py::"
         "test_verify_run_dir_catches_an_edited_record_and_a_swapped_checkpoint",
     ),
-    "python -m not_flower.canary check": (
+    "python -m not_flower.evaluation.canary_cli check": (
         "tests/test_canary.py::test_python_dash_m_canary_check_runs_as_the_readme_shows",
     ),
     "bash scripts/docs.sh": (DOCS_TEST,),

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from not_flower.config import parse_run_config
-from not_flower.recorder import RoundStats, RunRecorder, round_stats, sum_costs
-from not_flower.run_state import RunState
-from not_flower.stopping import StoppingRule
+from not_flower.app.recorder import RoundStats, RunRecorder, round_stats, sum_costs
+from not_flower.app.run_state import RunState
+from not_flower.app.stopping import StoppingRule
+from not_flower.common.config import parse_run_config
 from strategies.round_log import RoundLog
 
 INFO = RoundLog(

@@ -8,10 +8,10 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 
 import tests.fakegrid  # noqa: F401  # sets flwr's TaskIdentity so that Messages can be built
-from not_flower.client_app import app
-from not_flower.config import ConfigError, parse_run_config
-from not_flower.models import build_model
-from not_flower.server_app import make_strategy, recovery_options
+from not_flower.app.client_app import app
+from not_flower.app.server_app import make_strategy, recovery_options
+from not_flower.common.config import ConfigError, parse_run_config
+from not_flower.task.models import build_model
 from strategies import NoT, plan_negation
 from strategies.baselines import FT
 
@@ -111,7 +111,7 @@ def test_recovery_options_from_run_config():
 def test_recovery_options_reach_not_and_ft_but_not_retrain(method, applies):
     cfg = parse_run_config({"method": method, "recovery-server-momentum": 0.5, "recovery-lr": 0.1})
     model = build_model("cnn", (1, 8, 8), 10)
-    from not_flower.models import example_input  # pylint: disable=import-outside-toplevel
+    from not_flower.task.models import example_input  # pylint: disable=import-outside-toplevel
 
     strategy = make_strategy(cfg, plan_negation(model, example_input((1, 8, 8))), None)
     assert isinstance(strategy, NoT if method == "not" else FT)

@@ -12,11 +12,11 @@ from flwr.clientapp import ClientApp
 from flwr.serverapp.strategy import FedYogi
 
 import tests.fakegrid  # noqa: F401  # sets flwr's TaskIdentity so that Messages can be built
-from not_flower.client_app import app
-from not_flower.config import ConfigError, parse_run_config, to_run_config
-from not_flower.models import build_model, example_input
-from not_flower.server_app import make_strategy
-from not_flower.strategy_builders import recovery_schedule
+from not_flower.app.client_app import app
+from not_flower.app.server_app import make_strategy
+from not_flower.app.strategy_builders import recovery_schedule
+from not_flower.common.config import ConfigError, parse_run_config, to_run_config
+from not_flower.task.models import build_model, example_input
 from strategies import NoT, answer_identity, plan_negation
 from strategies.negation import NegationPlan
 from strategies.not_strategy import recovery_strategy_for
@@ -280,7 +280,7 @@ def test_client_trains_and_sends_only_the_train_keys():
         assert not np.allclose(after[k].numpy(), before[k].numpy())
     _, full = _reply(RUN, {"server-round": 3})
     assert not np.allclose(after["conv1.weight"].numpy(), full["conv1.weight"].numpy())
-    from not_flower.client_app import _model  # the cached model: nothing stays frozen
+    from not_flower.app.client_app import _model  # the cached model: nothing stays frozen
 
     assert all(p.requires_grad for p in _model("cnn", (1, 8, 8), 10).parameters())
     with pytest.raises(ValueError, match="not tensors of the model"):
@@ -349,7 +349,7 @@ def test_everything_on_through_not_flower_s_client_app():
 @pytest.mark.e2e
 def test_schedule_through_flowers_simulation(tmp_path):
     """Every option on, through the real app in Flower's simulation engine (3 nodes)."""
-    from not_flower.simulation import simulate  # pylint: disable=import-outside-toplevel
+    from not_flower.experiments.simulation import simulate  # pylint: disable=import-outside-toplevel
 
     results = simulate(
         {

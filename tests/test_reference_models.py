@@ -6,19 +6,24 @@ import numpy as np
 import pytest
 import torch
 
-from not_flower.config import ConfigError, parse_run_config
-from not_flower.data import load_dataset
-from not_flower.membership import balanced_membership, lira_scores, logit_confidence, tpr_at_fpr
-from not_flower.metrics import predict_logits
-from not_flower.models import build_model
-from not_flower.reference_models import (
+from not_flower.common.config import ConfigError, parse_run_config
+from not_flower.evaluation.membership import (
+    balanced_membership,
+    lira_scores,
+    logit_confidence,
+    tpr_at_fpr,
+)
+from not_flower.evaluation.metrics import predict_logits
+from not_flower.evaluation.reference_models import (
     MembershipHarness,
     build_universe,
     forget_mask,
     reference_confidences,
     reference_set,
 )
-from not_flower.task import train
+from not_flower.task.data import load_dataset
+from not_flower.task.models import build_model
+from not_flower.task.training import train
 
 TRAIN = dict(epochs=100, batch_size=32, lr=0.1, momentum=0.9)
 
@@ -92,7 +97,7 @@ def _cfg(tmp_path, **extra):
 def test_universe_is_the_clients_data_then_the_test_split(tmp_path):
     cfg = _cfg(tmp_path)
     u = build_universe(cfg, 4)
-    from not_flower.task import client_data, dataset_for
+    from not_flower.task.training import client_data, dataset_for
 
     for pid in range(4):
         part = client_data(cfg, pid, 4)

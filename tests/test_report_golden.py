@@ -4,9 +4,9 @@
 FT and NoT with per-K models and a stopping rule (backdoor), failed runs, the class-wise
 columns, LiRA numbers with and without separation, the baselines' "X@0" rows and their
 requirements, a scenario with one seed (no noise floor) and one with no successful run.
-:func:`not_flower.report.write_report` must write ``report.md`` and ``report.json`` byte for
-byte as recorded, and the same plot files: a refactoring of the report modules must not
-change a character.
+:func:`not_flower.experiments.report.write_report` must write ``report.md`` and
+``report.json`` byte for byte as recorded, and the same plot files: a refactoring of the
+report modules must not change a character.
 
 Regenerate (only when a change of the report is intended and explained)::
 
@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from not_flower import report
+from not_flower.experiments import report
 from tests.test_baselines import _baseline_results
 from tests.test_compare import (
     FT10,
@@ -38,7 +38,7 @@ from tests.test_report_lira import _runs as lira_runs
 from tests.test_report_lira import lira
 
 GOLDEN = Path(__file__).parent / "golden" / "report"
-COMMAND = "python -m not_flower.compare --out out --seeds 0 1"
+COMMAND = "python -m not_flower.experiments.compare --out out --seeds 0 1"
 SETTINGS = {"seeds": [0, 1], "recovery-rounds": [10, 20]}
 #: The plot files write_report makes of :func:`runs`.
 PLOTS = {
@@ -127,7 +127,7 @@ def runs() -> list[dict]:
 
 
 def write(out_dir: Path) -> dict:
-    """:func:`not_flower.report.write_report` of :func:`runs` into ``out_dir``."""
+    """:func:`not_flower.experiments.report.write_report` of :func:`runs` into ``out_dir``."""
     return report.write_report(runs(), out_dir, command=COMMAND, settings=SETTINGS)
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from not_flower import compare, report
-from not_flower.metrics import GAP_KEYS_LIRA, avg_gap
+from not_flower.evaluation.metrics import GAP_KEYS_LIRA, avg_gap
+from not_flower.experiments import compare, report
 from tests.test_compare import metrics, record, retrain_results, unlearner_results
 
 
@@ -108,7 +108,7 @@ def _asr_summary(original: dict, retrain: dict) -> dict:
 
 
 def test_report_warns_when_the_original_never_learned_the_backdoor():
-    from not_flower.report_markdown import backdoor_not_learned
+    from not_flower.experiments.report_markdown import backdoor_not_learned
 
     lines = backdoor_not_learned(_asr_summary({"0": 3.4, "1": 96.0}, {"0": 1.6, "1": 1.2}))
     assert len(lines) == 2 and "never learned the backdoor" in lines[0]
@@ -116,7 +116,7 @@ def test_report_warns_when_the_original_never_learned_the_backdoor():
 
 
 def test_report_says_nothing_when_the_backdoor_was_learned_or_absent():
-    from not_flower.report_markdown import backdoor_not_learned
+    from not_flower.experiments.report_markdown import backdoor_not_learned
 
     assert backdoor_not_learned(_asr_summary({"0": 90.0}, {"0": 2.0})) == []
     assert backdoor_not_learned({"methods": {"Original": {"per_seed": {"0": {"asr": None}}}}}) == []

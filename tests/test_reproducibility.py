@@ -218,7 +218,7 @@ def comparable(value):
 
 @pytest.mark.e2e  # two runs of Flower's simulation engine (Ray), about 25 s each
 def test_the_same_simulated_command_twice_gives_the_same_results(tmp_path):
-    from not_flower.simulation import simulate  # pylint: disable=import-outside-toplevel
+    from not_flower.experiments.simulation import simulate  # pylint: disable=import-outside-toplevel
 
     results = []
     for name in ("first", "second"):

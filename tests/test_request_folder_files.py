@@ -14,9 +14,9 @@ import os
 
 import pytest
 
-from not_flower.config import parse_run_config
-from not_flower.requests import RequestFileError, RequestFolder, free_name, parse_request
-from not_flower.server_app import run_experiment
+from not_flower.app.requests import RequestFileError, RequestFolder, free_name, parse_request
+from not_flower.app.server_app import run_experiment
+from not_flower.common.config import parse_run_config
 from tests.test_preflight import _grid
 
 GOOD = {"targets": ["1"], "requested_by": "alice", "reason": "GDPR art. 17"}

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from not_flower.requests import RequestFileError, RequestFolder, parse_request
+from not_flower.app.requests import RequestFileError, RequestFolder, parse_request
 from strategies import NoT
 from tests.fakegrid import FakeGrid, FakeNode
 from tests.test_strategy import PLAN, make_grid, node_of, quickstart_app, run

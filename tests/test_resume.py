@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from not_flower.simulation import simulate
-from not_flower.store import load_checkpoint
+from not_flower.common.store import load_checkpoint
+from not_flower.experiments.simulation import simulate
 
 pytestmark = pytest.mark.e2e  # starts Flower / Ray / processes: see tests/conftest.py
 
@@ -52,7 +52,7 @@ def test_killed_mid_recovery_then_resumed(tmp_path):
     out = tmp_path / "run"
     config = {**CONFIG, "out-dir": str(out)}
     code = (
-        "import sys, json; from not_flower.simulation import simulate; "
+        "import sys, json; from not_flower.experiments.simulation import simulate; "
         "simulate(json.loads(sys.argv[1]), num_supernodes=3)"
     )
     proc = subprocess.Popen(

@@ -14,18 +14,18 @@ import pytest
 import torch
 from flwr.app import ArrayRecord
 
-from not_flower.audit import build_record
-from not_flower.config import parse_run_config, to_run_config
-from not_flower.forgetting_records import (
+from not_flower.app.forgetting_records import (
     AuditLogError,
     append_once,
     check_audit_log,
     record_id,
 )
-from not_flower.outdir import CONTROL_KEYS, OutDirError
-from not_flower.request_gate import RequestGate
-from not_flower.run_state import RunFinishedError, RunState, load_run_state
-from not_flower.store import save_checkpoint, write_json
+from not_flower.app.request_gate import RequestGate
+from not_flower.app.run_state import RunFinishedError, RunState, load_run_state
+from not_flower.audit.cli import build_record
+from not_flower.common.config import parse_run_config, to_run_config
+from not_flower.common.outdir import CONTROL_KEYS, OutDirError
+from not_flower.common.store import save_checkpoint, write_json
 
 SHA = "a" * 64
 
@@ -249,7 +249,7 @@ def test_a_broken_log_is_an_error_not_a_warning(tmp_path):
 
 
 def test_a_bad_audit_log_stops_the_run_before_round_one(tmp_path):
-    from not_flower.server_app import Experiment  # pylint: disable=import-outside-toplevel
+    from not_flower.app.server_app import Experiment  # pylint: disable=import-outside-toplevel
 
     cfg = parse_run_config(
         {**CONFIG, "audit-log": "/etc/hostname/log.jsonl", "train-subset": 60, "test-subset": 60}

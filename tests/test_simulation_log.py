@@ -8,7 +8,7 @@ import logging
 from flwr.common.logger import log
 from flwr.supercore.logger import warn_deprecated_feature
 
-from not_flower.simulation import quiet_run_simulation_deprecation
+from not_flower.experiments.simulation import quiet_run_simulation_deprecation
 
 
 class _Collect(logging.Handler):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from not_flower.stopping import StoppingRule, summary_lines
+from not_flower.app.stopping import StoppingRule, summary_lines
 
 # retained clients' validation accuracy per round: requests at rounds 6 and 9
 # (num-train-rounds 5, recovery-rounds 3, unlearn-clients '0;3')
@@ -135,9 +135,9 @@ def test_a_sequence_through_the_servers_run(tmp_path):
     costs carry one stopping decision per request, each within its own rounds."""
     import json
 
-    from not_flower import client_app as ca
-    from not_flower.config import parse_run_config
-    from not_flower.server_app import run_experiment
+    from not_flower.app import client_app as ca
+    from not_flower.app.server_app import run_experiment
+    from not_flower.common.config import parse_run_config
     from tests.fakegrid import FakeGrid, FakeNode
 
     config = {

@@ -9,9 +9,9 @@ import json
 
 import pytest
 
-from not_flower import faults
-from not_flower.config import parse_run_config
-from not_flower.run_state import RunFinishedError
+from not_flower.app.run_state import RunFinishedError
+from not_flower.common import faults
+from not_flower.common.config import parse_run_config
 
 pytestmark = pytest.mark.e2e  # whole runs of the app (simulation engine, or in process)
 
@@ -34,7 +34,7 @@ SIMULATED = {
 
 
 def test_a_simulated_run_ends_where_the_rule_fires_and_to_the_cap_reports_the_same(tmp_path):
-    from not_flower.simulation import simulate  # pylint: disable=import-outside-toplevel
+    from not_flower.experiments.simulation import simulate  # pylint: disable=import-outside-toplevel
 
     early = simulate({**SIMULATED, "out-dir": str(tmp_path / "early")}, num_supernodes=4)
     capped = simulate(
@@ -89,7 +89,7 @@ IN_PROCESS = {
 def _run(config: dict, out) -> dict:
     """The ServerApp's run over 3 in-process nodes."""
     # pylint: disable=import-outside-toplevel
-    from not_flower.server_app import run_experiment
+    from not_flower.app.server_app import run_experiment
     from tests.golden_runs import grid_for
 
     config = {**config, "out-dir": str(out)}

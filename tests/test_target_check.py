@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from not_flower import client_app as ca
-from not_flower.config import parse_run_config
-from not_flower.server_app import run_experiment
+from not_flower.app import client_app as ca
+from not_flower.app.server_app import run_experiment
+from not_flower.common.config import parse_run_config
 from strategies.identity import make_rule
 from strategies.not_strategy import UnlearningError, UnlearningRequest
 from strategies.target_check import check_targets, known_values

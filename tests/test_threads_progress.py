@@ -2,7 +2,7 @@
 
 torch's thread count is the run config's ``torch-threads`` (default 1) in every ClientApp
 handler (``threads_mod``) and in the ServerApp's own work (set by ``Experiment``: reference
-models, FUKD, evaluation); the long stages report progress (:mod:`not_flower.progress`):
+models, FUKD, evaluation); the long stages report progress (:mod:`not_flower.common.progress`):
 each reference model of the membership attack, each round; the comparison command's
 progress bar names the stage.
 """
@@ -14,12 +14,17 @@ import pytest
 import torch
 from flwr.app import Context, Message, RecordDict
 
-from not_flower import compare, progress
-from not_flower.client_app import app
-from not_flower.config import ConfigError, parse_run_config
-from not_flower.reference_models import build_universe, reference_confidences, reference_set
-from not_flower.server_app import Experiment
-from not_flower.task import use_threads
+from not_flower.app.client_app import app
+from not_flower.app.server_app import Experiment
+from not_flower.common import progress
+from not_flower.common.config import ConfigError, parse_run_config
+from not_flower.evaluation.reference_models import (
+    build_universe,
+    reference_confidences,
+    reference_set,
+)
+from not_flower.experiments import compare
+from not_flower.task.training import use_threads
 from tests.fakegrid import FakeGrid, FakeNode
 
 

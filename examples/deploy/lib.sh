@@ -205,13 +205,13 @@ nf_wait_port() {
 
 # nf_flwr_run CONNECTION RUN_CONFIG: `flwr run . CONNECTION --stream` from the app root
 # (a started process like the others, so that a signal stops it too), its output shown
-# and kept in $NF_WORK/flwr-run.log. Through not_flower/cli.py: an unknown run-config key
+# and kept in $NF_WORK/flwr-run.log. Through not_flower/launch/cli.py: an unknown run-config key
 # is named before the run, and a run that did not complete (flwr run exits 0 then) gives
 # status 1 with the error's first line as the log's last line. Returns that status.
 nf_flwr_run() {
   local conn="$1" run_config="$2" pid tpid rc=0
   nf_log "flwr run . $conn --stream --run-config \"$run_config\""
-  NF_CWD="${NF_APP_DIR:-$NF_ROOT}" nf_start flwr-run "$NF_PY" "$NF_ROOT/not_flower/cli.py" run . "$conn" --stream --run-config "$run_config"
+  NF_CWD="${NF_APP_DIR:-$NF_ROOT}" nf_start flwr-run "$NF_PY" "$NF_ROOT/not_flower/launch/cli.py" run . "$conn" --stream --run-config "$run_config"
   pid=$NF_LAST_PID
   tail -n +1 -f --pid="$pid" "$NF_WORK/flwr-run.log" >&2 &
   tpid=$!
@@ -229,11 +229,11 @@ nf_flwr_run() {
 }
 
 # nf_check_run_config RUN_CONFIG: check the run config's keys and values with
-# not_flower/cli.py (no torch, a second or so) before any process starts; a bad one exits 2
+# not_flower/launch/cli.py (no torch, a second or so) before any process starts; a bad one exits 2
 # naming it. A key given twice (a script's own and the user's --run-config) is fine: the
 # later value wins when cli.py merges them for `flwr run`.
 nf_check_run_config() {
-  "$NF_PY" "$NF_ROOT/not_flower/cli.py" check-run-config --app "${NF_APP_DIR:-$NF_ROOT}" "$1" \
+  "$NF_PY" "$NF_ROOT/not_flower/launch/cli.py" check-run-config --app "${NF_APP_DIR:-$NF_ROOT}" "$1" \
     || exit 2
 }
 

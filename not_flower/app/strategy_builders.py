@@ -1,0 +1,117 @@
+"""Strategy builders of the registered methods (:data:`not_flower.common.methods.REGISTRY`).
+
+Each builder takes the run config, the negation plan and ``out_dir`` plus the keyword
+arguments every method's strategy shares (FedAvg sampling, request sources, recovery
+options; made by :func:`not_flower.app.server_app.make_strategy`) and returns the strategy.
+NoT and FT also get the recovery schedule (:func:`recovery_schedule`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from not_flower.common.config import RunConfig
+from not_flower.task.models import build_model
+from not_flower.task.training import dataset_for, device, server_indices
+from strategies.baselines import FT
+from strategies.not_strategy import NoT
+
+
+def recovery_schedule(cfg: RunConfig) -> dict:
+    """``NoT(recovery_schedule=...)`` from the run config (all off by default).
+
+    ``recovery-layerwise-rounds``, ``recovery-lr-warmup-rounds`` (ramping to
+    ``recovery-lr``, or ``lr`` when that is 0), ``recovery-distill-weight`` and
+    ``-temperature``; see :class:`strategies.recovery_schedule.RecoverySchedule`.
+    Retrain, which does not recover, gets none.
+    """
+    if cfg.method == "retrain":
+        return {}
+    return {
+        "layerwise_rounds": cfg.recovery_layerwise_rounds,
+        "warmup_rounds": cfg.recovery_lr_warmup_rounds,
+        "base_lr": cfg.recovery_lr if cfg.recovery_lr > 0 else cfg.lr,
+        "distill_weight": cfg.recovery_distill_weight,
+        "distill_temperature": cfg.recovery_distill_temperature,
+    }
+
+
+def build_not(cfg: RunConfig, plan, *, out_dir: Path | None = None, **kwargs) -> NoT:
+    """NoT: negate the plan's layers at the request, then recover."""
+    return NoT(plan, recovery_schedule=recovery_schedule(cfg), **kwargs)
+
+
+def build_ft(cfg: RunConfig, plan, *, out_dir: Path | None = None, **kwargs) -> FT:
+    """FT (and Retrain, FT from a fresh model with the request at round 1)."""
+    return FT(recovery_schedule=recovery_schedule(cfg), **kwargs)
+
+
+def _builder(cfg: RunConfig):
+    data = dataset_for(cfg)
+    return data, lambda: build_model(cfg.model, data.input_shape, data.num_classes)
+
+
+def build_pgd(cfg: RunConfig, plan, *, out_dir: Path | None = None, **kwargs):
+    """PGD (:class:`strategies.pgd.PGD`): the target's projected gradient ascent."""
+    from strategies.pgd import PGD, random_state_fn  # pylint: disable=import-outside-toplevel
+
+    _, build = _builder(cfg)
+    return PGD(
+        epochs=cfg.pgd_epochs,
+        lr=cfg.pgd_lr,
+        momentum=cfg.momentum,
+        stop_accuracy=cfg.pgd_stop_accuracy,
+        radius_divisor=cfg.pgd_radius_divisor,
+        random_model_fn=random_state_fn(build),
+        seed=cfg.seed,
+        param_keys=[name for name, _ in build().named_parameters()],
+        **kwargs,
+    )
+
+
+def build_federaser(cfg: RunConfig, plan, *, out_dir: Path | None = None, **kwargs):
+    """FedEraser (:class:`strategies.federaser.FedEraser`).
+
+    Its history is kept in ``<out_dir>/federaser-history``.
+    """
+    from strategies.federaser import FedEraser  # pylint: disable=import-outside-toplevel
+
+    if out_dir is None:
+        raise ValueError("method 'federaser' needs out_dir (its history is stored there)")
+    dataset_for(cfg)  # as before: the data set is loaded when the strategy is built
+    return FedEraser(
+        store_dir=out_dir / "federaser-history",
+        local_epochs=cfg.local_epochs,
+        retain_interval=cfg.retain_interval,
+        calibration_ratio=cfg.calibration_ratio,
+        **kwargs,
+    )
+
+
+def build_fukd(cfg: RunConfig, plan, *, out_dir: Path | None = None, **kwargs):
+    """FUKD (:class:`strategies.fukd.FUKD`), on the ``server-data-fraction`` no client gets."""
+    from strategies.fukd import FUKD  # pylint: disable=import-outside-toplevel
+
+    data, build = _builder(cfg)
+    return FUKD(
+        model=build(),
+        server_x=data.x_train[server_indices(cfg)],
+        epochs=cfg.fukd_epochs,
+        temperature=cfg.fukd_temperature,
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        batch_size=cfg.batch_size,
+        seed=cfg.seed,
+        device=device(),
+        **kwargs,
+    )
+
+
+__all__ = [
+    "build_federaser",
+    "build_fukd",
+    "build_ft",
+    "build_not",
+    "build_pgd",
+    "recovery_schedule",
+]

@@ -1,0 +1,517 @@
+"""Reference models for the per-example membership attack, trained centrally and cached on disk.
+
+The evaluation harness rebuilds every client's training data from the run config; this
+module pools it with the held-out test split into one *universe*, trains ``K`` reference
+models of the run's architecture centrally, each on a random half of the universe (every
+sample "in" for exactly ``K / 2`` of them,
+:func:`not_flower.evaluation.membership.balanced_membership`), and keeps each model's
+:func:`~not_flower.evaluation.membership.logit_confidence` on every sample.
+That is the whole of what LiRA needs from them, so the cache is one small ``.npz`` per
+(data, partitioning, seed, model, training settings): every method of a comparison, run
+after run, loads the same reference models.
+
+:class:`MembershipHarness` is what the ServerApp's evaluator calls: ``set_forget`` fixes
+the forget set inside the universe, ``metrics(model)`` attacks a global model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from logging import INFO
+from pathlib import Path
+
+import numpy as np
+import torch
+from flwr.common.logger import log
+
+from not_flower.common import progress
+from not_flower.common.config import RunConfig
+from not_flower.evaluation.membership import (
+    balanced_membership,
+    lira_scores,
+    logit_confidence,
+    matching_weights,
+    membership_metrics,
+)
+from not_flower.evaluation.metrics import predict_logits
+from not_flower.task.backdoor import stamp_trigger
+from not_flower.task.mislabel import invert, mislabel
+from not_flower.task.models import build_model
+from not_flower.task.training import client_data, dataset_for, device, train
+
+__all__ = [
+    "CLEAN",
+    "DEFAULT_CACHE_DIR",
+    "MISLABELLED",
+    "POISONED",
+    "STYLED",
+    "STYLED_MISLABELLED",
+    "MembershipHarness",
+    "ReferenceSet",
+    "Universe",
+    "build_universe",
+    "reference_confidences",
+    "reference_set",
+]
+
+#: Where reference models are cached when ``mia-cache-dir`` is empty.
+DEFAULT_CACHE_DIR = Path("~/.cache/not-flower/mia-reference")
+
+#: Bump when the cached content or its meaning changes.
+_CACHE_VERSION = 2  # 2: held-out poisoned copies in the universe
+
+
+#: ``Universe.kind`` values: a clean sample, a poisoned one (trigger + backdoor label), a
+#: mislabelled one (a wrong label of its own), an inverted one (``style-clients``), an
+#: inverted and mislabelled one.
+CLEAN, POISONED, MISLABELLED, STYLED, STYLED_MISLABELLED = 0, 1, 2, 3, 4
+
+
+@dataclass(frozen=True)
+class Universe:
+    """Every sample the attack scores: the clients' training data, then the held-out set.
+
+    Attributes
+    ----------
+    x, y : np.ndarray
+        Samples and labels, as the clients hold them (poisoned ones included).
+    offsets : np.ndarray
+        ``offsets[p] : offsets[p + 1]`` are partition ``p``'s training samples;
+        ``offsets[-1]:`` is the held-out set (never trained on by a federated model):
+        the test split, then, when clients poison or mislabel samples, test images
+        altered the same way, as many as the clients altered (:func:`build_universe`).
+    kind : np.ndarray or None
+        ``(N,)`` int8: :data:`CLEAN`, :data:`POISONED`, :data:`MISLABELLED` or
+        :data:`STYLED` or :data:`STYLED_MISLABELLED`; None means all clean.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    offsets: np.ndarray
+    kind: np.ndarray | None = None
+
+    @property
+    def poisoned(self) -> np.ndarray:
+        """``(N,)`` bool: the sample carries the trigger and the backdoor label."""
+        return np.zeros(len(self.y), bool) if self.kind is None else self.kind == POISONED
+
+    def strata(self) -> np.ndarray:
+        """Stratum of each sample for :func:`~not_flower.evaluation.membership.matching_weights`:
+        its label and its kind (``label + K * kind``)."""
+        if self.kind is None:
+            return self.y.copy()
+        return self.y + (int(self.y.max()) + 1) * self.kind.astype(np.int64)
+
+    @property
+    def num_partitions(self) -> int:
+        """Number of client partitions in the universe."""
+        return len(self.offsets) - 1
+
+    @property
+    def heldout(self) -> slice:
+        """Slice of the held-out set (never trained on by a federated model)."""
+        return slice(int(self.offsets[-1]), len(self.y))
+
+
+def _altered_heldout(cfg: RunConfig, kinds: np.ndarray, data) -> list[tuple]:
+    """Test images altered the way the clients altered theirs: ``(x, y, kind)`` blocks.
+
+    Without them a forget set 40 % poisoned (or 30 % mislabelled) is compared with clean
+    held-out samples only, and its altered samples, on which no model that never saw
+    them is confident, pull the AUC below 50 for every model (see the evaluation guide's
+    membership section). Per kind of the clients' samples (``kinds``), as many copies as
+    they hold, so that each reference model (half the universe) trains on about as many
+    as the federation does.
+    """
+    n_test = len(data.y_test)
+    blocks = []
+    for kind in (POISONED, MISLABELLED, STYLED, STYLED_MISLABELLED):
+        n = min(int((kinds == kind).sum()), n_test)
+        if not n:
+            continue
+        pick = np.sort(np.random.default_rng(cfg.seed + 4244 + kind).choice(n_test, n, False))
+        x, y = data.x_test[pick], data.y_test[pick]
+        if kind == POISONED:
+            x = stamp_trigger(x, size=cfg.backdoor_trigger_size)
+            y = np.full(n, cfg.backdoor_target)
+        if kind in (MISLABELLED, STYLED_MISLABELLED):
+            y, _ = mislabel(y, 1.0, data.num_classes, seed=cfg.seed + 4250 + kind)
+        if kind in (STYLED, STYLED_MISLABELLED):
+            x = invert(x)
+        blocks.append((x, y, kind))
+    return blocks
+
+
+def build_universe(
+    cfg: RunConfig, num_partitions: int, *, altered_heldout: bool = True
+) -> Universe:
+    """Pool every partition's training data (partition order) with the held-out set.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run configuration (data set, partitioning, seed, backdoor).
+    num_partitions : int
+        Partitions of the federation.
+    altered_heldout : bool, default True
+        When clients poison (``backdoor-clients``), mislabel (``mislabel-clients``) or
+        invert (``style-clients``) samples, append a seeded choice of test images
+        altered the same way (trigger and backdoor label; a wrong label; inverted), as
+        many as the clients altered; False gives
+        the universe of the attack before they were added (the test split only), to
+        reproduce its numbers.
+
+    Returns
+    -------
+    Universe
+    """
+    parts = [client_data(cfg, pid, num_partitions) for pid in range(num_partitions)]
+    data = dataset_for(cfg)
+    sizes = [len(p.y_train) for p in parts]
+    offsets = np.cumsum([0, *sizes]).astype(np.int64)
+    xs = [*(p.x_train for p in parts), data.x_test]
+    ys = [*(p.y_train for p in parts), data.y_test]
+    kinds = []
+    for p in parts:
+        kind = np.zeros(len(p.y_train), dtype=np.int8)
+        kind[p.poisoned] = POISONED
+        own_style = str(p.partition_id) in cfg.style_clients
+        if own_style:
+            kind[:] = STYLED
+        kind[p.mislabelled] = STYLED_MISLABELLED if own_style else MISLABELLED
+        kinds.append(kind)
+    altered = _altered_heldout(cfg, np.concatenate(kinds), data) if altered_heldout else []
+    kinds.append(np.zeros(len(data.y_test), dtype=np.int8))
+    for x, y, kind in altered:
+        xs.append(x)
+        ys.append(y)
+        kinds.append(np.full(len(y), kind, dtype=np.int8))
+    return Universe(
+        x=np.concatenate(xs),
+        y=np.concatenate(ys).astype(np.int64),
+        offsets=offsets,
+        kind=np.concatenate(kinds),
+    )
+
+
+def forget_mask(
+    cfg: RunConfig,
+    universe: Universe,
+    forget_ids: set[int],
+    *,
+    classes: set[int] | None = None,
+    samples: dict[int, set[int]] | None = None,
+    all_clients: bool = False,
+) -> np.ndarray:
+    """Boolean mask of the forget set in ``universe`` (the forget set the evaluator uses).
+
+    Client-wise: the targets' training data; class-wise (``classes``): the targets' (every
+    client's with ``all_clients``) samples of those classes; instance-wise (``samples``:
+    partition id -> sample ids): those samples. Test samples are never in it.
+    """
+    mask = np.zeros(len(universe.y), dtype=bool)
+    for pid in range(universe.num_partitions):
+        if not (all_clients or pid in forget_ids):
+            continue
+        lo, hi = int(universe.offsets[pid]), int(universe.offsets[pid + 1])
+        if classes:
+            mask[lo:hi] = np.isin(universe.y[lo:hi], list(classes))
+        elif samples is not None:
+            ids = [i for i in samples.get(pid, ()) if i < hi - lo]
+            mask[lo + np.asarray(ids, dtype=np.int64)] = True
+        else:
+            mask[lo:hi] = True
+    return mask
+
+
+def reference_confidences(
+    x: np.ndarray,
+    y: np.ndarray,
+    membership: np.ndarray,
+    make_model: Callable[[], torch.nn.Module],
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    momentum: float,
+    seed: int,
+    dev: torch.device | None = None,
+    on_model: Callable[[int, int], None] | None = None,
+) -> tuple[np.ndarray, float]:
+    """Train one model per row of ``membership`` on its "in" samples; score every sample.
+
+    Parameters
+    ----------
+    x, y : np.ndarray
+        The universe's samples and labels.
+    membership : np.ndarray
+        ``(M, N)`` bool, row ``m`` = the samples model ``m`` trains on.
+    make_model : callable
+        Returns a fresh untrained model (called after seeding torch per model).
+    epochs, batch_size : int
+        Central SGD epochs and batch size of each reference model.
+    lr, momentum : float
+        SGD settings.
+    seed : int
+        Model ``m`` is initialised after ``torch.manual_seed(seed * 1000 + m)`` and
+        shuffled with the same number.
+    dev : torch.device, optional
+        Where to train; default :func:`not_flower.task.training.device`.
+    on_model : Callable[[int, int], None] or None
+        Called as ``on_model(m + 1, M)`` before model ``m`` trains (progress).
+
+    Returns
+    -------
+    tuple[np.ndarray, float]
+        ``(M, N)`` float32 logit-scaled confidences of the true label, and the wall
+        seconds the training and scoring took.
+    """
+    dev = dev or device()
+    t0 = time.perf_counter()
+    conf = np.zeros(membership.shape, dtype=np.float32)
+    for m, keep in enumerate(membership):
+        if on_model is not None:
+            on_model(m + 1, len(membership))
+        torch.manual_seed(seed * 1000 + m)
+        model = make_model().to(dev)
+        train(
+            model,
+            x[keep],
+            y[keep],
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            momentum=momentum,
+            seed=seed * 1000 + m,
+            dev=dev,
+        )
+        conf[m] = logit_confidence(predict_logits(model, x, device=dev), y)
+    return conf, time.perf_counter() - t0
+
+
+@dataclass(frozen=True)
+class ReferenceSet:
+    """Cached reference models: their confidences and which samples each trained on."""
+
+    confidences: np.ndarray  # (M, N) float32
+    membership: np.ndarray  # (M, N) bool
+    train_seconds: float
+    path: Path
+    loaded: bool  # True when read from the cache, False when trained by this call
+
+
+def reference_epochs(cfg: RunConfig) -> int:
+    """``mia-reference-epochs``, or ``num-train-rounds x local-epochs`` when it is 0."""
+    if cfg.mia_reference_epochs > 0:
+        return cfg.mia_reference_epochs
+    return max(1, cfg.num_train_rounds) * cfg.local_epochs
+
+
+def _cache_key(cfg: RunConfig, num_partitions: int, universe: Universe) -> dict:
+    # canaries change the planting clients' data; without them the key is as before
+    canaries = (
+        {
+            "canary_clients": sorted(cfg.canary_clients),
+            "canary_count": cfg.canary_count,
+            "canary_seed": cfg.canary_seed,
+        }
+        if cfg.canary_clients
+        else {}
+    )
+    return {
+        **canaries,
+        "version": _CACHE_VERSION,
+        "dataset": cfg.dataset,
+        "data_dir": cfg.data_dir,
+        "train_subset": cfg.train_subset,
+        "test_subset": cfg.test_subset,
+        "partitioner": cfg.partitioner,
+        "dirichlet_alpha": cfg.dirichlet_alpha,
+        "val_fraction": cfg.val_fraction,
+        "seed": cfg.seed,
+        "num_partitions": num_partitions,
+        "backdoor_clients": sorted(cfg.backdoor_clients),
+        "backdoor_fraction": cfg.backdoor_fraction,
+        "backdoor_target": cfg.backdoor_target,
+        "backdoor_trigger_size": cfg.backdoor_trigger_size,
+        "server_data_fraction": cfg.server_data_fraction,
+        "model": cfg.model,
+        "num_models": cfg.mia_reference_models,
+        "epochs": reference_epochs(cfg),
+        "batch_size": cfg.batch_size,
+        "lr": cfg.lr,
+        "momentum": cfg.momentum,
+        "num_samples": len(universe.y),
+        "mislabel_clients": sorted(cfg.mislabel_clients),
+        "mislabel_fraction": cfg.mislabel_fraction,
+        "style_clients": sorted(cfg.style_clients),
+        "altered_samples": 0 if universe.kind is None else int((universe.kind > 0).sum()),
+        # the samples themselves: a changed data file must not reuse old models
+        "labels_sha256": hashlib.sha256(universe.y.tobytes()).hexdigest(),
+    }
+
+
+def reference_set(cfg: RunConfig, universe: Universe, num_partitions: int) -> ReferenceSet:
+    """Load the run's reference models from the cache, or train and cache them.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        Needs ``mia-reference-models`` >= 2; the cache folder is ``mia-cache-dir``
+        (default ``~/.cache/not-flower/mia-reference``).
+    universe : Universe
+        From :func:`build_universe`.
+    num_partitions : int
+        Partitions of the federation (part of the cache key).
+
+    Returns
+    -------
+    ReferenceSet
+    """
+    key = _cache_key(cfg, num_partitions, universe)
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    folder = (
+        Path(cfg.mia_cache_dir).expanduser()
+        if cfg.mia_cache_dir
+        else DEFAULT_CACHE_DIR.expanduser()
+    )
+    path = folder / f"reference-{cfg.dataset}-seed{cfg.seed}-{digest}.npz"
+    if path.is_file():
+        with np.load(path) as f:
+            if json.loads(str(f["key"])) == key:
+                log(
+                    INFO,
+                    "membership: %d reference models loaded from %s",
+                    cfg.mia_reference_models,
+                    path,
+                )
+                return ReferenceSet(
+                    f["confidences"],
+                    f["membership"].astype(bool),
+                    float(f["train_seconds"]),
+                    path,
+                    loaded=True,
+                )
+    membership = balanced_membership(
+        cfg.mia_reference_models, len(universe.y), seed=cfg.seed + 4243
+    )
+    data = dataset_for(cfg)
+    epochs = reference_epochs(cfg)
+    log(
+        INFO,
+        "membership: training %d reference models (%s, %d epochs on ~%d samples each; "
+        "run-config mia-reference-models = 0 turns the attack off)",
+        cfg.mia_reference_models,
+        cfg.model,
+        epochs,
+        len(universe.y) // 2,
+    )
+    conf, seconds = reference_confidences(
+        universe.x,
+        universe.y,
+        membership,
+        lambda: build_model(cfg.model, data.input_shape, data.num_classes),
+        epochs=epochs,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        seed=cfg.seed,
+        on_model=lambda done, total: progress.report(
+            "membership: reference model", done, total, f"{epochs} epochs"
+        ),
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
+    np.savez(
+        tmp,
+        confidences=conf,
+        membership=membership,
+        train_seconds=seconds,
+        key=json.dumps(key, sort_keys=True),
+    )
+    os.replace(tmp, path)
+    log(INFO, "membership: reference models trained in %.1f s, cached in %s", seconds, path)
+    return ReferenceSet(conf, membership, seconds, path, loaded=False)
+
+
+class MembershipHarness:
+    """The per-example attack on the run's global models (LiRA, online; see membership.py).
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run configuration, with ``mia-reference-models`` >= 2.
+    """
+
+    def __init__(self, cfg: RunConfig) -> None:
+        self.cfg = cfg
+        self.universe: Universe | None = None
+        self.reference: ReferenceSet | None = None
+        self.mask: np.ndarray | None = None
+
+    def set_forget(self, num_partitions: int, forget_ids: set[int], **kind) -> None:
+        """Fix the forget set (same arguments as the evaluator's); trains or loads references."""
+        if self.universe is None or self.universe.num_partitions != num_partitions:
+            self.universe = build_universe(self.cfg, num_partitions)
+            self.reference = reference_set(self.cfg, self.universe, num_partitions)
+        self.mask = forget_mask(self.cfg, self.universe, forget_ids, **kind)
+
+    def metrics(self, model: torch.nn.Module) -> dict[str, float]:
+        """LiRA's AUC and TPR at 1 % / 0.1 % FPR of the forget set against the test split.
+
+        The held-out samples are weighted to the forget set's make-up (label, poisoned
+        or not; :func:`~not_flower.evaluation.membership.matching_weights`), and to the retained
+        data's for ``lira_retain_tpr_fpr1``, so that a model that never saw the forget
+        set scores an AUC of about 50 whatever the forget set holds.
+
+        Returns
+        -------
+        dict[str, float]
+            :func:`not_flower.evaluation.membership.membership_metrics` keys (``lira_auc``,
+            ``lira_tpr_fpr1``, ``lira_tpr_fpr01``, ``lira_retain_tpr_fpr1``); empty before
+            :meth:`set_forget` or with an empty forget set.
+        """
+        if self.mask is None or not self.mask.any():
+            return {}
+        u = self.universe
+        conf = logit_confidence(predict_logits(model, u.x, device=device()), u.y)
+        scores = lira_scores(conf, self.reference.confidences, self.reference.membership)
+        heldout = np.zeros(len(u.y), dtype=bool)
+        heldout[u.heldout] = True
+        retain = ~self.mask & ~heldout
+        strata = u.strata()
+        return membership_metrics(
+            scores[self.mask],
+            scores[heldout],
+            scores[retain],
+            nonmember_weights=matching_weights(strata[self.mask], strata[heldout]),
+            retain_weights=matching_weights(strata[retain], strata[heldout]),
+        )
+
+    def info(self) -> dict:
+        """What ``results.json`` keeps about the attack: models, epochs, time, cache."""
+        ref = self.reference
+        return {
+            "attack": (
+                "LiRA (online, one fixed variance), logit-scaled confidence of the true label"
+            ),
+            "reference_models": self.cfg.mia_reference_models,
+            "reference_epochs": reference_epochs(self.cfg),
+            "universe": None
+            if self.universe is None
+            else {
+                "train": int(self.universe.offsets[-1]),
+                "heldout": int(len(self.universe.y) - self.universe.offsets[-1]),
+                "heldout_altered": int((self.universe.kind[self.universe.heldout] > 0).sum()),
+                "nonmembers": "the held-out samples weighted to the forget set's make-up "
+                "(label; clean, poisoned or mislabelled)",
+            },
+            "train_seconds": None if ref is None else ref.train_seconds,
+            "loaded_from_cache": None if ref is None else ref.loaded,
+            "cache": None if ref is None else str(ref.path),
+        }
