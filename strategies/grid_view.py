@@ -82,9 +82,14 @@ class ExcludingGrid(Grid):
         """Push through the real grid (not to excluded nodes)."""
         return self.grid.push_messages(self._check(messages))
 
-    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
-        """Pull through the real grid (in node order)."""
-        return self._ordered(self.grid.pull_messages(message_ids))
+    def pull_messages(self, *args, **kwargs) -> Iterable[Message]:
+        """Pull through the real grid (in node order), with whatever arguments it takes.
+
+        Flower 1.42 takes ``pull_messages(message_ids)``, 1.43
+        ``pull_messages(reply_to_message_ids=None, *, message_ids=None)``: the arguments
+        are passed on unchanged.
+        """
+        return self._ordered(self.grid.pull_messages(*args, **kwargs))
 
     def send_and_receive(
         self, messages: Iterable[Message], *, timeout: float | None = None

@@ -7,11 +7,13 @@ numpy and Flower, not torch nor not_flower (scripts/test-flwr-nightly.sh runs th
 against the newest flwr-nightly).
 
 Covered: the DP nesting (server-side DP around the wrapper is
-refused before round 1, inside it keeps the negation; client-side DP either way), a fresh
-server state at every request for every stateful strategy (and ``keep_server_state``), the
-requests' typed outcomes in ``start()``'s result, ``by`` checked early, the DP sample-size
-warning, ``should_stop``, the wrapper's name in logs and ``repr``, and a client forgotten
-once only.
+refused before round 1, inside it keeps the negation; client-side DP, fixed and adaptive,
+either way), a fresh server state at every request for every stateful strategy (the adaptive
+DP clipping norm included; and ``keep_server_state``), the requests' typed outcomes in
+``start()``'s result (a DP accountant refusing the smaller sample fails the request), ``by``
+checked early, the DP sample-size warning, ``should_stop``, the grid view's
+``pull_messages`` in Flower 1.42's and 1.43's forms, the wrapper's name in logs and
+``repr``, and a client forgotten once only.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ import numpy as np
 import pytest
 from flwr.app import Array, ArrayRecord, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
-from flwr.clientapp.mod import fixedclipping_mod
+from flwr.clientapp.mod import adaptiveclipping_mod, fixedclipping_mod
 from flwr.serverapp.strategy import (
+    DifferentialPrivacyClientSideAdaptiveClipping,
     DifferentialPrivacyClientSideFixedClipping,
     DifferentialPrivacyServerSideAdaptiveClipping,
     DifferentialPrivacyServerSideFixedClipping,
@@ -35,9 +38,16 @@ from flwr.serverapp.strategy import (
     FedYogi,
     Result,
 )
+from flwr.supercore.privacy_accounting import (
+    NeighboringRelation,
+    PrivacyConfig,
+    PrivacySpent,
+    SamplingMethod,
+)
 
 from strategies import Negation, NegationPlan, Unlearning, UnlearningError, answer_identity
 from strategies.composition import fresh_copy
+from strategies.grid_view import ExcludingGrid
 from strategies.outcomes import UnlearningResult
 from tests.fakegrid import FakeGrid, FakeNode
 
@@ -140,18 +150,34 @@ def test_server_side_dp_inside_the_wrapper_keeps_the_negation():
     assert cosine(seen[3]["fc.weight"], seen[2]["fc.weight"]) > 0.9
 
 
+CLIENT_DP = {  # the client-side DP wrapper, its clipping arguments, the clients' mod
+    "fixed": (
+        DifferentialPrivacyClientSideFixedClipping,
+        {"clipping_norm": 1.0},
+        fixedclipping_mod,
+    ),
+    "adaptive": (
+        DifferentialPrivacyClientSideAdaptiveClipping,
+        {"initial_clipping_norm": 1.0},
+        adaptiveclipping_mod,
+    ),
+}
+
+
+@pytest.mark.parametrize("clipping", CLIENT_DP)
 @pytest.mark.parametrize("outside", [True, False])
-def test_client_side_dp_either_way_keeps_the_negation(outside):
-    """The clients' fixedclipping_mod clips against the model they received (the negated
-    one), and the client-side DP wrapper only adds noise: both nestings are right."""
-    grid = grid_of(mods=[fixedclipping_mod])
-    dp = DifferentialPrivacyClientSideFixedClipping
+def test_client_side_dp_either_way_keeps_the_negation(outside, clipping):
+    """The clients' fixedclipping_mod/adaptiveclipping_mod clip against the model they
+    received (the negated one), and the client-side DP wrapper only adds noise (and, the
+    adaptive one, adapts the norm it sends): both nestings are right."""
+    dp, clip, mod = CLIENT_DP[clipping]
+    grid = grid_of(mods=[mod])
     if outside:
         inner = Unlearning(FedAvg(**ALL), Negation(PLAN))
-        strategy = dp(inner, noise_multiplier=0.0, clipping_norm=1.0, num_sampled_clients=3)
+        strategy = dp(inner, noise_multiplier=0.0, num_sampled_clients=3, **clip)
     else:
         inner = strategy = Unlearning(
-            dp(FedAvg(**ALL), noise_multiplier=0.0, clipping_norm=1.0, num_sampled_clients=3),
+            dp(FedAvg(**ALL), noise_multiplier=0.0, num_sampled_clients=3, **clip),
             Negation(PLAN),
         )
     inner.request_unlearning(1000, by="node-id", at_round=3)
@@ -170,6 +196,9 @@ STATEFUL = {
     "DP": lambda: DifferentialPrivacyServerSideFixedClipping(
         FedAvg(**ALL), noise_multiplier=0.0, clipping_norm=0.5, num_sampled_clients=3
     ),
+    "DP-adaptive": lambda: DifferentialPrivacyServerSideAdaptiveClipping(
+        FedAvg(**ALL), noise_multiplier=0.0, num_sampled_clients=3, initial_clipping_norm=0.5
+    ),  # 3 of 4 updates clipped in rounds 1-2: the norm adapts before the request
 }
 
 
@@ -178,7 +207,7 @@ def test_each_request_gets_a_fresh_server_state_unless_kept(name):
     """Default: after the request the wrapped strategy goes on exactly as a fresh copy of
     itself would (``recovery_strategy`` = the same strategy, copied afresh); with
     ``keep_server_state=True`` its moments/momentum/model copy from before carry over."""
-    runs = {}
+    runs, norms = {}, {}
     for variant, kwargs in {
         "default": {},
         "fresh": {"recovery_strategy": STATEFUL[name]()},
@@ -187,6 +216,7 @@ def test_each_request_gets_a_fresh_server_state_unless_kept(name):
         strategy = Unlearning(STATEFUL[name](), Negation(PLAN), **kwargs)
         strategy.request_unlearning(1000, by="node-id", at_round=3)
         _, runs[variant] = start(strategy, grid_of(), rounds=5)
+        norms[variant] = getattr(strategy.active_strategy, "clipping_norm", None)
         if variant == "default":
             assert strategy.active_strategy is not strategy.strategy
             assert type(strategy.active_strategy) is type(strategy.strategy)
@@ -195,6 +225,8 @@ def test_each_request_gets_a_fresh_server_state_unless_kept(name):
             np.testing.assert_array_equal(runs["default"][r][key], runs["fresh"][r][key])
     if name != "DP":  # the DP wrapper's model copy is renewed every round anyway
         assert not np.array_equal(runs["default"][3]["conv.weight"], runs["kept"][3]["conv.weight"])
+    if name == "DP-adaptive":  # the adapted clipping norm restarts at the request
+        assert norms["default"] == norms["fresh"] != norms["kept"]
 
 
 def test_fedavgm_fresh_state_steps_from_the_negated_model():
@@ -300,6 +332,61 @@ def test_a_round_that_fails_after_the_step_fails_the_request():
     assert strategy.events == []
 
 
+class FakeAccountant:
+    """The part of Flower's ``PrivacyAccountant`` protocol the fixed-clipping DP wrapper
+    calls (``dp_accounting``, behind Flower's RDP accountant, is not installed here)."""
+
+    def __init__(self, population_size: int) -> None:
+        self.config = PrivacyConfig(
+            target_delta=1e-5,
+            population_size=population_size,
+            neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE,
+            sampling_method=SamplingMethod.NO_AMPLIFICATION,
+            max_epsilon=100.0,
+        )
+        self.composed = []
+
+    def would_exceed(self, event, max_epsilon=None, count=1) -> bool:
+        return False
+
+    def compose(self, event, count=1) -> None:
+        self.composed.append(event.sample_size)
+
+    def get_privacy_spent(self, delta=None) -> PrivacySpent:
+        n = len(self.composed)
+        return PrivacySpent(epsilon=float(n), delta=1e-5, num_releases=n, accounting_method="fake")
+
+
+def test_a_dp_accountant_refusing_the_smaller_sample_fails_the_request():
+    """With an accountant the DP wrapper refuses a round that samples other than
+    num_sampled_clients: the request round (3 of 4 nodes) fails, the request is failed with
+    the accountant's reason, no event is recorded, and the fresh copy spends from the same
+    accountant."""
+    accountant = FakeAccountant(population_size=4)
+    strategy = Unlearning(
+        DifferentialPrivacyServerSideFixedClipping(
+            FedAvg(**ALL),
+            noise_multiplier=1.0,
+            clipping_norm=1.0,
+            num_sampled_clients=4,
+            accountant=accountant,
+        ),
+        Negation(PLAN),
+    )
+    request = strategy.request_unlearning(1000, by="node-id", at_round=3)
+    with pytest.raises(ValueError, match=r"does not match num_sampled_clients: 3 != 4"):
+        start(strategy, grid_of(), rounds=4)
+    assert request.status == "failed" and request.outcome.round == 3
+    assert request.outcome.reason == (
+        "the round failed: ValueError: The configured sample size does not match "
+        "num_sampled_clients: 3 != 4."
+    )
+    assert strategy.events == []
+    assert strategy.active_strategy is not strategy.strategy
+    assert strategy.active_strategy.accountant is strategy.strategy.accountant is accountant
+    assert accountant.composed == [4, 4]  # rounds 1 and 2, nothing from round 3
+
+
 # ------------------------------------------------------------------ 4. early checks
 def test_by_near_miss_of_a_builtin_kind_is_refused_at_once():
     strategy = Unlearning(FedAvg(**ALL), Negation(PLAN))
@@ -377,6 +464,30 @@ def test_should_stop_ends_the_run_after_the_round_it_says():
     assert result.unlearning[0].status == "applied"
     with pytest.raises(TypeError, match="should_stop must be a callable"):
         strategy.start(grid_of(), initial(), num_rounds=1, should_stop=True)
+
+
+class PullRecordingGrid(FakeGrid):
+    """Answers ``pull_messages`` with its replies in reverse, recording its arguments."""
+
+    def pull_messages(self, *args, **kwargs):
+        self.pulled.append((args, kwargs))
+        return self.replies[::-1]
+
+
+def test_grid_view_pull_messages_passes_either_flower_signature_through():
+    """Flower 1.42: ``pull_messages(message_ids)``; 1.43: ``pull_messages(
+    reply_to_message_ids=None, *, message_ids=None)``. The view passes both on as given
+    and returns the replies in node order."""
+    grid = PullRecordingGrid(grid_of().nodes)
+    ids = sorted(grid.nodes)
+    asks = [Message(RecordDict(), dst_node_id=n, message_type="evaluate") for n in ids]
+    grid.replies, grid.pulled = list(grid.send_and_receive(asks)), []
+    identities = {n: node.context.node_config for n, node in grid.nodes.items()}
+    view = ExcludingGrid(grid, lambda _: False, identities=identities)
+    for args, kwargs in [((["m1", "m2"],), {}), ((["r1"],), {"message_ids": ["m3"]})]:
+        replies = view.pull_messages(*args, **kwargs)
+        assert [m.metadata.src_node_id for m in replies] == ids
+    assert grid.pulled == [((["m1", "m2"],), {}), ((["r1"],), {"message_ids": ["m3"]})]
 
 
 # ------------------------------------------------------------------ 7. names
