@@ -3,7 +3,10 @@
 :mod:`not_flower.common.config` checks every value alone and the values together; what it cannot
 know (the data set's classes, the clients' partition sizes, how many clients there are,
 what an ``init-checkpoint`` was trained on) is checked here, once the nodes are connected
-and before anything is trained or moved aside. Each check raises
+and before anything is trained or moved aside. The checks that need only the class table
+or the number of clients are :mod:`not_flower.common.prestart`'s (``not_flower/launch/cli.py``
+runs them before anything starts where it knows the number of clients); they run here
+again with the nodes connected. Each check raises
 :class:`not_flower.common.config.ConfigError` naming the key, the bad value and what is allowed.
 """
 
@@ -13,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from not_flower.common.config import ConfigError, RunConfig
+from not_flower.common.prestart import check_classes, check_someone_left
 from not_flower.common.store import load_checkpoint
 
 #: Checkpoint metadata that must match the run for an ``init-checkpoint`` to fit it.
@@ -54,30 +58,6 @@ def check_checkpoint_meta(path: str, run_meta: Mapping) -> None:
 
 def _same(value):
     return list(value) if isinstance(value, (list, tuple)) else value
-
-
-def check_classes(cfg: RunConfig, num_classes: int) -> None:
-    """Refuse ``unlearn-classes`` that the data set does not have.
-
-    Parameters
-    ----------
-    cfg : RunConfig
-        The run configuration.
-    num_classes : int
-        Classes of the run's data set.
-
-    Raises
-    ------
-    ConfigError
-        Naming the labels out of range and the allowed range.
-    """
-    bad = [c for c in cfg.unlearn_classes if int(c) >= num_classes]
-    if cfg.unlearn_mode == "class" and bad:
-        raise ConfigError(
-            f"unlearn-classes {','.join(bad)}: out of range; data set "
-            f"{cfg.dataset!r} has {num_classes} classes (labels 0 to "
-            f"{num_classes - 1})"
-        )
 
 
 def check_partitions(cfg: RunConfig, sizes: Sequence[tuple[int, int]]) -> None:
@@ -141,34 +121,6 @@ def check_samples(cfg: RunConfig, num_train: Callable[[int], int], num_partition
             f"unlearn-samples {','.join(bad[:5])}{', ...' if len(bad) > 5 else ''}"
             f": out of range; client {client} has {size} training examples "
             f"(sample ids 0 to {size - 1})"
-        )
-
-
-def check_someone_left(cfg: RunConfig, num_partitions: int) -> None:
-    """Refuse client-wise requests that together name every client (nobody to recover with).
-
-    Parameters
-    ----------
-    cfg : RunConfig
-        The run configuration (targets by ``partition-id``; others are checked when
-        the request applies).
-    num_partitions : int
-        Partitions of the federation.
-
-    Raises
-    ------
-    ConfigError
-        Naming ``unlearn-clients`` and the number of clients.
-    """
-    if cfg.unlearn_mode != "client" or cfg.identify_by != "partition-id" or num_partitions < 1:
-        return
-    named = {c for c in cfg.unlearn_clients if c.isdigit()}
-    if named >= {str(p) for p in range(num_partitions)}:
-        raise ConfigError(
-            f"unlearn-clients {';'.join(','.join(g) for g in cfg.unlearn_groups)!r} names "
-            f"every one of the {num_partitions} clients (partition ids 0 to "
-            f"{num_partitions - 1}): no client would be left to train or recover; leave at "
-            "least one out"
         )
 
 

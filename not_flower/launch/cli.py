@@ -5,13 +5,18 @@ configuration.`` (the key's name is in the SuperLink's log), and it exits 0 when
 ServerApp fails. The scripts (``examples/quickstart.sh``, ``examples/deploy/*.sh``) call
 this module instead:
 
-    python not_flower/launch/cli.py check-run-config [--app DIR] "k=v k2='text'" ...
+    python not_flower/launch/cli.py check-run-config [--app DIR] [--num-clients N] "k=v" ...
         exit 2 naming each unknown key and the nearest valid ones (pyproject.toml's
         [tool.flwr.app.config]), or a value not-flower's app would refuse (parsed by
-        not_flower/common/config.py, which imports no torch: before any SuperLink or simulation
-        starts); exit 0 when every key and value is valid.
+        not_flower/common/config.py and checked by not_flower/common/prestart.py, which import
+        no torch: before any SuperLink or simulation starts): class labels the data set
+        lacks, with N clients targets naming every client or a train-subset too small,
+        an init-checkpoint that is not a file, an audit-log or out-dir under a file;
+        exit 0 when every key and value is valid.
     python not_flower/launch/cli.py run APP [CONNECTION] [flwr run options ...]
-        checks the run config as above, merges every ``--run-config`` into one (a key
+        checks the run config as above (N: a simulation's num-supernodes, from
+        --federation-config or the connection's options; paths only when the ServerApp
+        runs on this machine), merges every ``--run-config`` into one (a key
         given twice takes its later value, so a script's own setting can be overridden),
         runs ``flwr run`` with its output passed through,
         then asks the SuperLink for the run's status (``flwr ls --run-id ID --format json``)
@@ -250,13 +255,19 @@ def app_defaults(pyproject: Path) -> dict:
     return dict(_flat_items(data["tool"]["flwr"]["app"]["config"]))
 
 
-def check_values(pyproject: Path, values: dict) -> None:
+def check_values(
+    pyproject: Path, values: dict, *, num_partitions: int | None = None, paths: bool = False
+) -> None:
     """Check the run config's values as not-flower's ServerApp will, before anything starts.
 
     Applies only to an app whose ServerApp is not-flower's
     (``[tool.flwr.app.components] serverapp = "not_flower.app.server_app:app"``): its
     ``not_flower.common.config`` (standard library only, imported from this file's checkout, no
-    torch) parses the defaults with the overrides; other apps' values are left to them.
+    torch) parses the defaults with the overrides, then ``not_flower.common.prestart`` checks
+    what needs no data and no node: class labels against the data set's classes, and, where
+    known, targets naming every client and a ``train-subset`` too small for the clients,
+    and the paths (``init-checkpoint`` a file, ``audit-log`` and ``out-dir`` not under a
+    file). Other apps' values are left to them.
 
     Parameters
     ----------
@@ -264,6 +275,11 @@ def check_values(pyproject: Path, values: dict) -> None:
         The app's ``pyproject.toml``.
     values : dict
         The overrides, typed (:func:`typed_values`).
+    num_partitions : int | None (default: None)
+        The number of clients (a simulation's ``num-supernodes``), ``None`` when not known
+        here (a deployment: the ServerApp checks it with the nodes connected, before round 1).
+    paths : bool (default: False)
+        Whether the ServerApp runs on this machine, so that its paths can be checked here.
 
     Raises
     ------
@@ -279,8 +295,10 @@ def check_values(pyproject: Path, values: dict) -> None:
     if root not in sys.path:
         sys.path.insert(0, root)
     config = importlib.import_module("not_flower.common.config")
+    prestart = importlib.import_module("not_flower.common.prestart")
     try:
-        config.parse_run_config({**app_defaults(pyproject), **values})
+        cfg = config.parse_run_config({**app_defaults(pyproject), **values})
+        prestart.check_before_start(cfg, num_partitions, paths=paths)
     except config.ConfigError as err:
         raise RunConfigError(str(err)) from None
 
@@ -310,7 +328,13 @@ def checked_args(flwr_args: Sequence[str], pyproject: Path) -> list[str]:
     overrides = run_config_values(flwr_args)
     check_run_config(overrides, app_config_keys(pyproject))
     values = override_values(overrides)
-    check_values(pyproject, typed_values(values))
+    address, num_partitions = federation_facts(flwr_args)
+    check_values(
+        pyproject,
+        typed_values(values),
+        num_partitions=num_partitions,
+        paths=on_this_machine(address),
+    )
     rest, args, i = [], list(flwr_args), 0
     while i < len(args):
         if args[i] in ("--run-config", "-c") and i + 1 < len(args):
@@ -329,15 +353,60 @@ def checked_args(flwr_args: Sequence[str], pyproject: Path) -> list[str]:
     return [*rest, "--run-config", merged]
 
 
-def run_config_values(flwr_args: Sequence[str]) -> list[str]:
-    """The values given to ``--run-config`` / ``-c`` in ``flwr run`` arguments."""
+def run_config_values(
+    flwr_args: Sequence[str], options: tuple[str, ...] = ("--run-config", "-c")
+) -> list[str]:
+    """The values given to ``--run-config`` / ``-c`` (or ``options``) in ``flwr run`` arguments."""
     values, args = [], list(flwr_args)
     for i, arg in enumerate(args):
-        if arg in ("--run-config", "-c") and i + 1 < len(args):
+        if arg in options and i + 1 < len(args):
             values.append(args[i + 1])
-        elif arg.startswith("--run-config="):
+        elif arg.startswith(f"{options[0]}="):
             values.append(arg.split("=", 1)[1])
     return values
+
+
+def federation_facts(flwr_args: Sequence[str]) -> tuple[str, int | None]:
+    """The connection's address and, for a simulation, its number of SuperNodes.
+
+    The connection is ``flwr run``'s second argument, else ``[superlink] default`` of
+    ``$FLWR_HOME/config.toml`` (``~/.flwr``); its ``address`` is ``":local:"`` for a local
+    simulation. The number of SuperNodes is ``--federation-config``'s ``num-supernodes``,
+    else the connection's (deprecated) ``options.num-supernodes``; else ``None`` (what a
+    simulation's SuperLink has stored, and every deployment's node count, is not known here).
+
+    Parameters
+    ----------
+    flwr_args : Sequence[str]
+        What follows ``flwr run``: ``APP [CONNECTION] [options]``.
+
+    Returns
+    -------
+    tuple[str, int | None]
+        The address (``""`` if the connection is not found) and the number of SuperNodes.
+    """
+    args = list(flwr_args)
+    home = Path(os.environ.get("FLWR_HOME") or "~/.flwr").expanduser()
+    try:
+        superlinks = tomllib.loads((home / "config.toml").read_text()).get("superlink", {})
+    except (OSError, tomllib.TOMLDecodeError):
+        superlinks = {}  # flwr writes a default: the `local` simulation
+    name = args[1] if len(args) > 1 and not args[1].startswith("-") else None
+    name = name or superlinks.get("default", "local")
+    conn = superlinks.get(name) if isinstance(superlinks.get(name), dict) else {}
+    address = str(conn.get("address", ":local:" if name == "local" else ""))
+    if address != ":local:":
+        return address, None
+    given = " ".join(run_config_values(args, ("--federation-config",)))
+    found = {k.replace("_", "-"): v for k, v in _PAIR.findall(given)}
+    nodes = found.get("num-supernodes", (conn.get("options") or {}).get("num-supernodes"))
+    return address, int(nodes) if str(nodes).isdigit() else None
+
+
+def on_this_machine(address: str) -> bool:
+    """Whether a connection's ServerApp runs on this machine (a simulation or a loopback)."""
+    host = address.rsplit(":", 1)[0].strip("[]") if address != ":local:" else "localhost"
+    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def run_outcome(ls_json: str) -> tuple[str, str]:
@@ -557,12 +626,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``check-run-config [--app DIR] OVERRIDE...`` or ``run FLWR_RUN_ARGS...``."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["check-run-config"]:
-        rest, app = args[1:], Path(".")
+        rest, app, nodes = args[1:], Path("."), None
         if rest[:1] == ["--app"] and len(rest) > 1:
             app, rest = Path(rest[1]), rest[2:]
+        if rest[:1] == ["--num-clients"] and len(rest) > 1 and rest[1].isdigit():
+            nodes, rest = int(rest[1]), rest[2:]
         try:
             check_run_config(rest, app_config_keys(app / "pyproject.toml"))
-            check_values(app / "pyproject.toml", typed_values(override_values(rest)))
+            values = typed_values(override_values(rest))
+            check_values(app / "pyproject.toml", values, num_partitions=nodes, paths=True)
         except (RunConfigError, OSError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
@@ -570,7 +642,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args[:1] == ["run"]:
         return checked_run(args[1:])
     print(
-        'usage: cli.py check-run-config [--app DIR] "k=v ..."... | cli.py run APP [CONNECTION] '
+        'usage: cli.py check-run-config [--app DIR] [--num-clients N] "k=v ..."... | '
+        "cli.py run APP [CONNECTION] "
         "[flwr run options]",
         file=sys.stderr,
     )

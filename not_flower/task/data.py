@@ -38,6 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
+from not_flower.common.prestart import NUM_CLASSES
+
 __all__ = [
     "DATASETS",
     "DEBIAN_FASHION_MNIST_DIR",
@@ -55,8 +57,6 @@ DEFAULT_DATA_DIR = Path("~/.cache/not-flower/data")
 #: Where ``apt-get install dataset-fashion-mnist`` (Debian, Ubuntu) puts the four original
 #: idx ``.gz`` files; used for ``fashion-mnist`` when no ``data_dir`` is given.
 DEBIAN_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
-
-_NUM_CLASSES = {"digits": 10, "mnist": 10, "fashion-mnist": 10, "cifar10": 10, "cifar100": 100}
 
 # torchvision class name == the sub-folder torchvision uses under the root.
 _MNIST_CLASS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
@@ -231,7 +231,7 @@ def _load_cached(name: str, root: str | None) -> Dataset:
         x_train, y_train, x_test, y_test = _load_mnist(name, Path(root))
     else:
         x_train, y_train, x_test, y_test = _load_cifar(name, Path(root))
-    num_classes = _NUM_CLASSES[name]
+    num_classes = NUM_CLASSES[name]
     for split, y in (("train", y_train), ("test", y_test)):
         if len(y) and (y.min() < 0 or y.max() >= num_classes):
             raise ValueError(
