@@ -38,6 +38,7 @@ from flwr.serverapp.strategy import (
     FedYogi,
     Result,
 )
+from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
 from flwr.supercore.privacy_accounting import (
     NeighboringRelation,
     PrivacyConfig,
@@ -243,6 +244,38 @@ def test_fedavgm_fresh_state_steps_from_the_negated_model():
     for key in PLAN.keys:
         np.testing.assert_allclose(seen[False][3][key], -seen[False][2][key] + step, rtol=1e-5)
         assert not np.allclose(seen[True][3][key], -seen[True][2][key] + step, rtol=1e-3)
+
+
+class MetricsCollector:
+    """A stateful metrics callback: counts the rounds it aggregated."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def aggregate(self, records, weighting_metric_name):
+        self.calls += 1
+        return aggregate_metricrecords(records, weighting_metric_name)
+
+
+def test_a_bound_method_callback_works_on_a_copy_after_a_request():
+    """The fresh copy is a deepcopy: a bound-method callback's object is copied with it
+    (as documented), a plain function's closure is shared."""
+    collector, closure_calls = MetricsCollector(), []
+
+    def closure(records, weighting_metric_name):
+        closure_calls.append(len(records))
+        return aggregate_metricrecords(records, weighting_metric_name)
+
+    fedavg = FedAvg(
+        train_metrics_aggr_fn=collector.aggregate, evaluate_metrics_aggr_fn=closure, **ALL
+    )
+    strategy = Unlearning(fedavg, Negation(PLAN))
+    strategy.request_unlearning(1000, by="node-id", at_round=3)
+    start(strategy, grid_of(), rounds=4)
+    copied = strategy.active_strategy.train_metrics_aggr_fn.__self__
+    assert copied is not collector
+    assert (collector.calls, copied.calls) == (2, 2)  # rounds 1-2, then rounds 3-4
+    assert closure_calls == [4, 4, 3, 3]
 
 
 def test_fresh_copy_shares_the_privacy_accountant():
