@@ -77,11 +77,17 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (its arguments only: parsing runs nothing)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root", type=Path, help="the comparison's --out folder")
     parser.add_argument("--json", type=Path, help="write the rows here")
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv=None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if not (args.root / "runs").is_dir():
         parser.error(f"{args.root} has no runs/ folder: give a comparison's --out folder")
     rows = collect(args.root)

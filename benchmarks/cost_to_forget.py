@@ -377,7 +377,8 @@ def plot_retrain(root: Path, path: Path, window: int = REFERENCE_WINDOW, earlier
     plt.close(fig)
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (its arguments only: parsing runs nothing)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("compare_out")
     parser.add_argument("--json", default="")
@@ -392,6 +393,11 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--mark-round", type=int, default=0, help="--retrain-plot: mark this round (0: none)"
     )
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     root = Path(args.compare_out)
     rows = analyse(root, args.reference_window)

@@ -474,7 +474,8 @@ def plot(rows: list[dict], path: str | Path, title: str) -> None:
     plt.close(fig)
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (its arguments only: parsing runs nothing)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -491,11 +492,24 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--json", default="")
     parser.add_argument("--plot", default="", help="PNG of the per-round curves")
+    return parser
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """The parsed command line, ``--set`` values typed into ``args.extra`` (exits with
+    status 2 on a bad value); runs nothing."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        extra = parse_set(args.overrides)
+        args.extra = parse_set(args.overrides)
     except ValueError as exc:
         parser.error(str(exc))
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    extra = args.extra
     out = args.out.expanduser().resolve()
     rows = []
     for seed in args.seeds:

@@ -291,7 +291,8 @@ def metric_table(per_seed: dict[str, dict[str, dict]]) -> list[str]:
     return lines
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (its arguments only: parsing runs nothing)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="the --out folder of not_flower.experiments.compare")
     parser.add_argument("--scenario", default="backdoor")
@@ -307,6 +308,11 @@ def main(argv=None) -> int:
         default=0,
         help="train the reference models this many epochs (0: as the comparison did)",
     )
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     root = args.out / "runs" / args.scenario
     seeds = sorted(p for p in root.glob("seed*") if (p / "retrain" / "results.json").is_file())

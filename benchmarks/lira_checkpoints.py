@@ -119,12 +119,18 @@ def table(per_seed: dict[str, dict[str, dict]]) -> list[str]:
     return lines
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (its arguments only: parsing runs nothing)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="the --out folder of faster_recovery.py")
     parser.add_argument("--reference-models", type=int, default=8)
     parser.add_argument("--reference-epochs", type=int, default=20)
     parser.add_argument("--json", default="")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.reference_models < 2 or args.reference_models % 2:
         parser.error(f"--reference-models must be even and >= 2, got {args.reference_models}")

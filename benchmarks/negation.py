@@ -91,11 +91,17 @@ def bench_model(name: str, repeat: int) -> list[dict]:
     return rows
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (its arguments only: parsing runs nothing)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--models", nargs="+", default=["cnn", "vit", "resnet18"])
     parser.add_argument("--json", default="")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     rows = [r for m in args.models for r in bench_model(m, args.repeat)]
     head = (

@@ -137,7 +137,8 @@ def child(clients: int, rounds: int, keep_rounds: int | None) -> dict:
     return out
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (its arguments only: parsing runs nothing)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, nargs="+", default=[10, 50, 100])
     parser.add_argument("--rounds", type=int, nargs="+", default=[4, 8])
@@ -149,6 +150,11 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--json", default="")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.child:
         clients, rounds, keep = args.child

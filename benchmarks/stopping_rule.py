@@ -214,7 +214,8 @@ def print_runs(result: dict) -> None:
         )
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (its arguments only: parsing runs nothing)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("compare_out", nargs="+", help="comparison output folders")
     parser.add_argument("--json", default="", help="write every setting's rows here")
@@ -233,6 +234,11 @@ def main(argv=None) -> int:
         default=[],
         help="also print every run of this setting (repeatable)",
     )
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     runs = load_runs([Path(p) for p in args.compare_out])
     runs = [r for r in runs if not args.methods or r["method"] in args.methods]

@@ -180,7 +180,8 @@ def resolve_targets(model, shape, app: ClientApp, nodes: int) -> dict:
     }
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (its arguments only: parsing runs nothing)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=list(SHAPES), default="cnn")
     parser.add_argument("--clients", type=int, default=10)
@@ -195,6 +196,11 @@ def main(argv=None) -> int:
         help="time target resolution with these numbers of nodes",
     )
     parser.add_argument("--json", default="")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     logging.getLogger("flwr").setLevel(logging.WARNING)
     torch.manual_seed(0)

@@ -65,6 +65,9 @@ Methods
 (``init-checkpoint``, ``num-train-rounds = 0``) instead of each training its own; the
 baselines, which keep training history, and Retrain still train themselves.
 
+``--dry-run`` does everything up to the first run (the arguments, the plan, every run's
+config, :func:`check_args`), prints the runs and stops: nothing is run or written.
+
 A run that fails is reported and the comparison goes on; it is marked failed in
 ``report.json`` and the command exits with status 1 at the end.
 """
@@ -126,6 +129,7 @@ __all__ = [
     "stored_results",
     "execute",
     "main",
+    "check_args",
     "CLASS_SCOPES",
     "DEFAULT_METHODS",
     "DEFAULT_SCENARIOS",
@@ -327,6 +331,11 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         "--gpus-per-client", type=_non_negative_float, default=0.0, help="GPUs per ClientApp actor"
     )
     p.add_argument("--verbose", action="store_true", help="show Flower's and Ray's logs")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check the arguments and every run's config, print the runs, run nothing",
+    )
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -430,6 +439,34 @@ def _check_configs(specs: list[RunSpec]) -> None:
             build_parser().error(f"{spec.name}: invalid run config: {err}")
 
 
+def check_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[RunSpec]]:
+    """Everything the command does before its first run: parse and validate the arguments,
+    plan the runs and check each run's config as the app would (exits with status 2 on a
+    bad value). Runs nothing and writes nothing.
+
+    Parameters
+    ----------
+    argv : sequence of str
+        Command-line arguments.
+
+    Returns
+    -------
+    tuple[argparse.Namespace, list[RunSpec]]
+        The parsed arguments and the runs, in the order they would run.
+    """
+    args = parse_args(argv)
+    specs = plan_runs(args)
+    _check_configs(specs)
+    return args, specs
+
+
+def _print_plan(specs: list[RunSpec]) -> None:
+    """``--dry-run``: one line per run (its name and folder), nothing run."""
+    for spec in specs:
+        print(f"{spec.name}: {spec.folder}")
+    print(f"{len(specs)} run(s) planned; --dry-run: nothing run, nothing written")
+
+
 def _finish(records: list[dict], out: Path) -> int:
     """Print where the report is and which runs failed; the exit status."""
     failed = [r for r in records if r["status"] == "failed"]
@@ -455,16 +492,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns
     -------
     int
-        0 when every run succeeded, 1 when at least one failed (argparse errors exit 2).
+        0 when every run succeeded (or ``--dry-run`` printed the plan), 1 when at least one
+        failed (argparse errors exit 2).
     """
     from tqdm import tqdm  # pylint: disable=import-outside-toplevel
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = parse_args(argv)
-    specs = plan_runs(args)
-    _check_configs(specs)
+    args, specs = check_args(argv)
+    if args.dry_run:
+        _print_plan(specs)
+        return 0
     args.out.mkdir(parents=True, exist_ok=True)
-    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    settings = {
+        k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "dry_run"
+    }
 
     from not_flower.experiments import simulation  # noqa: F401  # pylint: disable=import-outside-toplevel,unused-import
 
