@@ -296,10 +296,31 @@ def test_quickstart_runs_as_shown(tmp_path):
     expected = _expected_summary()
     assert expected[0].split(" (results in")[0] in proc.stdout
     assert expected[1].strip() in proc.stdout  # the column header
-    for row in ("original", "negated", "recovered"):
-        assert re.search(rf"^.*\s{row}(\s+\d+\.\d+){{5}}$", proc.stdout, re.M), row
-    assert "stopping rule" in proc.stdout
+    # the model rows, in the README's order (each README row's name, then 5 numbers)
+    readme_rows = [
+        line.split()[0] for line in expected[2:] if re.search(r"(\s+\d+\.\d+){5}$", line)
+    ]
+    assert readme_rows[:3] == ["original", "negated", "recovered"], readme_rows
+    printed = re.findall(r"^.*\s(\S+)(?:\s+\d+\.\d+){5}$", proc.stdout, re.M)
     results = json.loads((out / "results.json").read_text())
+    assert printed == [r for r in readme_rows if r in results["models"]], printed
+    assert set(readme_rows[:3]) <= set(printed)
+    assert "stopping rule" in proc.stdout
+    # the out-dir holds what the README says: results.json, three checkpoints, state.json
+    # and the two audit files (dot-files such as the run's .lock aside)
+    assert "three checkpoints, `state.json`" in README.read_text().replace("\n", " ")
+    files = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    assert files == sorted(
+        [
+            "results.json",
+            "checkpoint-original.pt",
+            "checkpoint-latest.pt",
+            "checkpoint-final.pt",
+            "state.json",
+            "unlearning-record.json",
+            "unlearning-log.jsonl",
+        ]
+    ), files
     rows = {r["round"]: r for r in results["rounds"]}
     assert sorted(rows) == list(range(9))  # round 0, 3 training rounds, 5 recovery rounds
     assert all(rows[r]["participants"] == list(range(10)) for r in (1, 2, 3))
