@@ -204,6 +204,8 @@ PER_RUN = (
     "out-dir",
     "checkpoints",
     "audit",
+    "cache",  # membership: each run's own reference-model cache folder (as configured)
+    "mia-cache-dir",
 )
 
 
@@ -216,7 +218,27 @@ def comparable(value):
     return value
 
 
-@pytest.mark.e2e  # two runs of Flower's simulation engine (Ray), about 25 s each
+def differences(a, b, path: str = "") -> list[str]:
+    """The paths (``models.original.asr``) at which two JSON-like values differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [
+            d
+            for k in sorted(set(a) | set(b), key=str)
+            for d in differences(a.get(k), b.get(k), f"{path}.{k}" if path else str(k))
+        ]
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [d for i, (x, y) in enumerate(zip(a, b)) for d in differences(x, y, f"{path}[{i}]")]
+    return [] if a == b or (a != a and b != b) else [f"{path}: {a!r} != {b!r}"]
+
+
+def test_differences_names_the_paths_that_differ():
+    assert differences({"m": {"x": [1, 2]}, "y": 1}, {"m": {"x": [1, 3]}, "y": 1}) == [
+        "m.x[1]: 2 != 3"
+    ]
+    assert differences({"a": float("nan")}, {"a": float("nan")}) == []
+
+
+@pytest.mark.e2e  # two runs of Flower's simulation engine (Ray), backdoor and LiRA included
 def test_the_same_simulated_command_twice_gives_the_same_results(tmp_path):
     from not_flower.experiments.simulation import simulate  # pylint: disable=import-outside-toplevel
 
@@ -231,6 +253,12 @@ def test_the_same_simulated_command_twice_gives_the_same_results(tmp_path):
             "fraction-train": 0.75,
             "eval-recovery-rounds": "1,2",
             "recovery-run-to-cap": True,
+            # ASR and the membership figures (LiRA included) are claimed exact too: a
+            # backdoor client and 2 reference models, each run training its own
+            "backdoor-clients": "1",
+            "mia-reference-models": 2,
+            "mia-reference-epochs": 1,
+            "mia-cache-dir": str(tmp_path / f"{name}-mia-cache"),
         }
         results.append(simulate(config, num_supernodes=4))
     first, second = results
@@ -241,8 +269,15 @@ def test_the_same_simulated_command_twice_gives_the_same_results(tmp_path):
     ]
     assert json.dumps(comparable(first), sort_keys=True) == json.dumps(
         comparable(second), sort_keys=True
-    )
+    ), differences(comparable(first), comparable(second))[:20]
     assert first["models"]["recovered"]["test_acc"] > 0.5  # it did learn
+    # the compared fields include ASR and the membership attacks' figures (LiRA included)
+    models = comparable(first)["models"]
+    for model in ("original", "negated", "recovered"):
+        for key in ("asr", "mia_efficacy", "lira_auc", "lira_tpr_fpr1"):
+            assert models[model].get(key) is not None, (model, key)
+    assert comparable(first)["membership"]["reference_models"] == 2
+    assert first["membership"]["loaded_from_cache"] is False  # trained by each run
     # what is left out is what was measured: present in both, the machine's own numbers
     assert (
         first["costs"]["train"]["client_seconds"] > 0 < second["costs"]["train"]["client_seconds"]
