@@ -1,7 +1,8 @@
 """Every shell command the docs pages show runs as shown and a test runs it, or parses.
 
-Guide commands: `DOCS_COMMANDS` maps each shell command of docs/guide/*.md and
-docs/index.md (found as the README's are, `readme_commands`) to the tests that run it;
+Commands: `DOCS_COMMANDS` maps each shell command of the docs pages (docs/index.md,
+docs/guide/*.md and every other page; found as the README's are, `readme_commands`),
+experiment commands aside, to the tests that run it;
 `NOT_RUN` names the few no test can run (a download, sudo, a GPU) with the reason, which
 the page says next to the command. A command without an entry, an entry whose test does
 not exist and an entry for a command the pages no longer show all fail.
@@ -33,7 +34,6 @@ from tests.test_readme_commands import COMMAND_START, readme_commands, split_mar
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
-GUIDE_PAGES = [DOCS / "index.md", *sorted((DOCS / "guide").glob("*.md"))]
 ALL_PAGES = sorted(DOCS.rglob("*.md"))
 #: An experiment command: the comparison or a benchmarks script, with the interpreter.
 EXPERIMENT = re.compile(
@@ -144,8 +144,9 @@ CHECKPOINT_TESTS = (
     "tests/test_e2e_simulation.py::test_unlearning_from_a_checkpoint_after_training_finished",
 )
 
-#: Each shell command of docs/index.md and docs/guide/*.md -> the tests that run it.
+#: Each shell command of the docs pages, experiments aside -> the tests that run it.
 DOCS_COMMANDS = {
+    # the same run; the test compares its results with the recorded file instead of writing it
     "python -m tests.golden_runs x": (
         "tests/test_golden.py::test_fixed_seed_results_are_unchanged",
     ),
@@ -181,7 +182,7 @@ DOCS_COMMANDS = {
         TLS_TEST,
     ),
     "bash examples/deploy/local.sh --help": (f"{THIS}::test_deploy_local_help_runs_as_shown",),
-    "flwr supernode ls": (TLS_TEST,),  # what tests/deploy_utils.py asks for the nodes
+    "flwr supernode ls": (DEPLOY_TEST, TLS_TEST),  # what the deploy scripts wait on
     "flwr run . <connection> --stream": (DEPLOY_TEST,),  # what local.sh runs
     "flwr build --app .": ("tests/test_app_bundle.py::test_bundle_holds_the_app_and_nothing_else",),
     "flwr supernode register": (TLS_TEST,),  # what tls_auth.sh runs
@@ -219,6 +220,14 @@ DOCS_COMMANDS = {
         "tests/test_cli.py::test_check_run_config_command_exits_2_naming_the_key",
         "tests/test_cli_values.py::test_check_run_config_command_checks_values",
     ),
+    'flwr run . --run-config "key=value ..."': (QUICKSTART_TEST,),
+    "bash scripts/lint.sh": ("tests/test_lint.py::test_lint_script_runs_as_shown",),
+    ".venv/bin/ruff check --fix .": ("tests/test_lint.py::test_ruff_check_passes",),
+    ".venv/bin/ruff format .": ("tests/test_lint.py::test_ruff_format_check_passes",),
+    # what scripts/setup.sh runs: the test checks the call, with a stand-in python
+    '.venv/bin/python -m pip install -c constraints.txt -e ".[dev]"': (
+        "tests/test_setup_script.py::test_setup_says_what_it_installs_then_done_with_the_time",
+    ),
 }
 #: The commands no test runs -> words the page says next to the command (the reason).
 NOT_RUN = {
@@ -227,6 +236,9 @@ NOT_RUN = {
     "https://download.pytorch.org/whl/cpu": "does not resolve",
     "sudo apt-get install dataset-fashion-mnist": "not run by the tests",
     "bash scripts/test-flwr-nightly.sh": "CI runs it",
+    ".venv/bin/python -m pip install -e .": "not run by a test",
+    "mkdir -p data/fashion-mnist && cp /usr/share/datasets/fashion-mnist/*.gz "
+    "data/fashion-mnist/": "It has not run",
 }
 #: How near the reason must be to the command (characters either way).
 NEAR = 800
@@ -258,8 +270,8 @@ def test_names_and_environment_settings_are_not_commands():
     ]
 
 
-def test_every_guide_command_has_a_test_that_runs_it_or_says_why_not():
-    found = docs_commands([p.read_text() for p in GUIDE_PAGES])
+def test_every_docs_command_has_a_test_that_runs_it_or_says_why_not():
+    found = docs_commands([p.read_text() for p in ALL_PAGES])
     listed = {**DOCS_COMMANDS, **NOT_RUN}
     untested = [c for c in found if c not in listed]
     assert not untested, (
@@ -275,7 +287,7 @@ def test_every_guide_command_has_a_test_that_runs_it_or_says_why_not():
 
 
 def test_the_page_says_why_a_command_is_not_run():
-    texts = {p: re.sub(r"\s+", " ", p.read_text().replace("\\\n", " ")) for p in GUIDE_PAGES}
+    texts = {p: re.sub(r"\s+", " ", p.read_text().replace("\\\n", " ")) for p in ALL_PAGES}
     for command, reason in NOT_RUN.items():
         pages = {p: t for p, t in texts.items() if command in t}
         assert pages, f"no page shows {command!r}"
