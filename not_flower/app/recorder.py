@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields
 
 from not_flower.app.stopping import RULE, StoppingRule
 from not_flower.common.config import RunConfig, to_run_config
+from not_flower.common.methods import method as method_spec
 from strategies.round_log import RoundLog
 
 #: Optional per-round numbers: left out of ``results.json`` when not measured.
@@ -381,7 +382,7 @@ class RunRecorder:  # pylint: disable=too-many-instance-attributes
         list[dict]
             Per request, :meth:`StoppingRule.summary`.
         """
-        cap = cfg.recovery_rounds if cfg.method != "retrain" else None
+        cap = cfg.recovery_rounds if method_spec(cfg.method).recovers else None
         per_request = stopping.summary(cap)
         last = per_request[-1] if per_request else {}
         last_stopped = (
@@ -430,11 +431,12 @@ class RunRecorder:  # pylint: disable=too-many-instance-attributes
         steps : list[dict] or None
             The baselines' unlearning step, per request (``None``: no such step).
         """
-        phases = ("retrain",) if method == "retrain" else ("recovery",)
+        spec = method_spec(method)
+        phases = (spec.phase_after_request,)
         needed = (
-            self.rounds
-            if method == "retrain"
-            else [row for row in self.rounds if stopping.counts(row.round)]
+            [row for row in self.rounds if stopping.counts(row.round)]
+            if spec.recovers
+            else self.rounds  # Retrain: every round is its cost
         )
         self.costs = {
             "train": sum_costs(self.rounds, ("train",)),

@@ -18,6 +18,7 @@ from logging import INFO
 
 from flwr.supercore import log
 
+from not_flower.common.methods import method as method_spec
 from strategies.stopping import RequestStops, StopSettings
 
 #: What the rule is, as written into ``results.json``.
@@ -139,7 +140,8 @@ class StoppingRule(RequestStops):
             ``recovery-run-to-cap`` is false, the method recovers (Retrain never stops
             early) and rounds remain.
         """
-        if cfg.recovery_run_to_cap or cfg.method == "retrain" or not self.settled or pending:
+        recovers = method_spec(cfg.method).recovers
+        if cfg.recovery_run_to_cap or not recovers or not self.settled or pending:
             return False
         if server_round >= cfg.total_rounds:
             return False  # the last round: nothing to save

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from not_flower.common.config import RunConfig
+from not_flower.common.methods import REGISTRY
 from not_flower.task.models import build_model
 from not_flower.task.training import dataset_for, device, server_indices
 from strategies.baselines import FT
@@ -25,7 +26,7 @@ def recovery_schedule(cfg: RunConfig) -> dict:
     ``-temperature``; see :class:`strategies.recovery_schedule.RecoverySchedule`.
     Retrain, which does not recover, gets none.
     """
-    if cfg.method == "retrain":
+    if not REGISTRY[cfg.method].recovers:
         return {}
     return {
         "layerwise_rounds": cfg.recovery_layerwise_rounds,
@@ -80,7 +81,7 @@ def build_federaser(cfg: RunConfig, plan, *, out_dir: Path | None = None, **kwar
         raise ValueError("method 'federaser' needs out_dir (its history is stored there)")
     dataset_for(cfg)  # as before: the data set is loaded when the strategy is built
     return FedEraser(
-        store_dir=out_dir / "federaser-history",
+        store_dir=out_dir / REGISTRY["federaser"].history_dir,
         local_epochs=cfg.local_epochs,
         retain_interval=cfg.retain_interval,
         calibration_ratio=cfg.calibration_ratio,

@@ -50,7 +50,18 @@ class Method:
         Matplotlib colour and line style of the method's curves.
     recovers : bool
         Train, unlearn, then recover (report rows "X@K"); ``False`` for Retrain, which
-        trains from scratch without the targets.
+        trains from scratch without the targets: its rounds after the request are
+        ``"retrain"`` rounds (:attr:`phase_after_request`), not recovery, so the stopping
+        rule and the recovery schedule do not apply, it ignores an ``init-checkpoint`` and
+        its final model is ``"retrained"``.
+    step_model : str
+        The name under which the model right after the method's unlearning step is
+        measured and recorded: ``"negated"`` for NoT (which also records its negation
+        plan, :attr:`negates`), ``"unlearned"`` for the baselines, ``""`` where the step
+        leaves the model as it was (FT, Retrain).
+    history_dir : str
+        A folder of the out-dir the method keeps its history in (FedEraser's
+        ``federaser-history``); ``""``: none.
     baseline : bool
         A baseline with its own unlearning step: forgets whole clients only, gets a report
         row "X@0" (the model right after the step).
@@ -75,9 +86,21 @@ class Method:
     requirements: Requirements = NOTHING_NEEDED
     recovers: bool = True
     baseline: bool = False
+    step_model: str = ""
+    history_dir: str = ""
     client_handlers: tuple[tuple[str, str], ...] = ()
     runs_as: str = ""
     run_config: Any = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def negates(self) -> bool:
+        """Whether the step negates layers (the run records the negation plan)."""
+        return self.step_model == "negated"
+
+    @property
+    def phase_after_request(self) -> str:
+        """The phase of the rounds after a request: ``"recovery"``, or Retrain's ``"retrain"``."""
+        return "recovery" if self.recovers else "retrain"
 
     @property
     def app_method(self) -> str:
@@ -97,7 +120,15 @@ REGISTRY: MappingProxyType[str, Method] = MappingProxyType(
     {
         m.name: m
         for m in (
-            Method("not", "NoT", _B + "build_not", report_rank=3, color="tab:blue", linestyle="-"),
+            Method(
+                "not",
+                "NoT",
+                _B + "build_not",
+                report_rank=3,
+                color="tab:blue",
+                linestyle="-",
+                step_model="negated",
+            ),
             Method("ft", "FT", _B + "build_ft", report_rank=2, color="tab:orange", linestyle="--"),
             Method(
                 "retrain",
@@ -116,6 +147,7 @@ REGISTRY: MappingProxyType[str, Method] = MappingProxyType(
                 color="tab:red",
                 linestyle="-.",
                 baseline=True,
+                step_model="unlearned",
                 client_handlers=(("pgd", _C + "pgd_fn"),),
                 requirements=Requirements(
                     storage="every client's latest local model, in server memory",
@@ -132,6 +164,8 @@ REGISTRY: MappingProxyType[str, Method] = MappingProxyType(
                 color="tab:purple",
                 linestyle=":",
                 baseline=True,
+                step_model="unlearned",
+                history_dir="federaser-history",
                 client_handlers=(("calibrate", _C + "calibrate_fn"),),
                 requirements=Requirements(
                     storage="every client's update of every retained round, on disk",
@@ -148,6 +182,7 @@ REGISTRY: MappingProxyType[str, Method] = MappingProxyType(
                 color="tab:brown",
                 linestyle="-.",
                 baseline=True,
+                step_model="unlearned",
                 requirements=Requirements(
                     storage="every client's accumulated weighted update, in server memory",
                     target_data=False,
@@ -164,6 +199,7 @@ REGISTRY: MappingProxyType[str, Method] = MappingProxyType(
                 report_rank=4,
                 color="tab:cyan",
                 linestyle="-",
+                step_model="negated",
                 runs_as="not",
                 run_config=MappingProxyType({"negate-bias": False}),
             ),
@@ -192,6 +228,20 @@ VARIANT_NAMES: tuple[str, ...] = tuple(m for m, s in REGISTRY.items() if s.runs_
 BASELINE_METHODS: tuple[str, ...] = tuple(m for m, s in REGISTRY.items() if s.baseline)
 #: Methods and variants in report order.
 REPORT_ORDER: tuple[str, ...] = tuple(sorted(REGISTRY, key=lambda m: REGISTRY[m].report_rank))
+
+
+def method(name: str) -> Method:
+    """The registry's entry for a run-config ``method`` value (or a variant's name).
+
+    Raises
+    ------
+    KeyError
+        Naming the value and the registered methods.
+    """
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown method {name!r}; registered: {', '.join(REGISTRY)}") from None
 
 
 def resolve(target: str) -> Callable:
@@ -226,5 +276,6 @@ __all__ = [
     "REPORT_ORDER",
     "VARIANT_NAMES",
     "client_handlers",
+    "method",
     "resolve",
 ]
