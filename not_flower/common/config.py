@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from not_flower.common.methods import BASELINE_METHODS as _BASELINES
-from not_flower.common.methods import METHOD_NAMES
+from not_flower.common.methods import METHOD_NAMES, REGISTRY
 
 DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "cifar100")
 MODELS = ("cnn", "mlp", "resnet18", "vit")
@@ -129,7 +129,7 @@ class RunConfig:
 
     def request_round(self, index: int) -> int:
         """Round before which the ``index``-th scheduled request applies (1-based rounds)."""
-        if self.method == "retrain":
+        if not REGISTRY[self.method].recovers:  # Retrain: the targets are out from round 1
             return 1
         return self.num_train_rounds + index * self.recovery_rounds + 1
 
@@ -141,7 +141,7 @@ class RunConfig:
         run, from ``request-dir`` or a ``forget-me`` node, gets the rounds left after it);
         ``retrain``: as many rounds as the original training, without the targets.
         """
-        if self.method == "retrain":
+        if not REGISTRY[self.method].recovers:
             return self.num_train_rounds
         return self.num_train_rounds + self.recovery_rounds * max(1, self.num_requests)
 
@@ -494,11 +494,11 @@ def _check_run_config(cfg: RunConfig) -> None:
         raise ConfigError("the run has no round: num-train-rounds + recovery-rounds must be >= 1")
     _check_unlearn_mode(cfg)
     _check_baseline(cfg)
-    if cfg.method == "retrain" and not cfg.unlearn_clients:
-        raise ConfigError("method 'retrain' needs unlearn-clients (the clients to leave out)")
-    if cfg.method == "retrain" and cfg.init_checkpoint:
+    if not REGISTRY[cfg.method].recovers and not cfg.unlearn_clients:
+        raise ConfigError(f"method {cfg.method!r} needs unlearn-clients (the clients to leave out)")
+    if not REGISTRY[cfg.method].recovers and cfg.init_checkpoint:
         raise ConfigError(
-            f"method 'retrain' trains from scratch without the forgotten "
+            f"method {cfg.method!r} trains from scratch without the forgotten "
             f"clients; it cannot start from init-checkpoint "
             f"{cfg.init_checkpoint!r} (unset init-checkpoint)"
         )
@@ -584,14 +584,14 @@ def _check_recovery(cfg: RunConfig) -> None:
         )
         if on
     ]
-    if cfg.method == "retrain":  # trains from scratch: no recovery, the keys do not apply
+    if not REGISTRY[cfg.method].recovers:  # Retrain: no recovery, the keys do not apply
         return
-    if cfg.recovery_layerwise_rounds > 0 and cfg.method != "not":
+    if cfg.recovery_layerwise_rounds > 0 and not REGISTRY[cfg.method].negates:
         raise ConfigError(
             f"recovery-layerwise-rounds trains the negated tensors first: it "
             f"needs method 'not', got {cfg.method!r} (set it to 0)"
         )
-    if scheduled and cfg.method not in ("not", "ft"):
+    if scheduled and not REGISTRY[cfg.method].recovery_schedule:
         raise ConfigError(
             f"{', '.join(scheduled)}: supported for methods 'not' and 'ft' only, got {cfg.method!r}"
         )
@@ -624,13 +624,13 @@ def _check_baseline(cfg: RunConfig) -> None:
             f"resume is supported for methods not, ft and retrain, not {method!r} "
             "(its stored history / last-round models are not part of the saved state)"
         )
-    if method in ("federaser", "fukd") and cfg.init_checkpoint:
+    if REGISTRY[method].needs_run_history and cfg.init_checkpoint:
         raise ConfigError(
             f"method {method!r} needs the training history of this run (stored "
             f"client updates); it cannot start from init-checkpoint "
             f"{cfg.init_checkpoint!r}"
         )
-    if method == "fukd" and cfg.server_data_fraction <= 0:
+    if REGISTRY[method].requirements.server_data and cfg.server_data_fraction <= 0:
         raise ConfigError(
             "method 'fukd' distils on server-side unlabelled data: set "
             "server-data-fraction > 0 (the share of the training set kept by the "

@@ -62,6 +62,12 @@ class Method:
     history_dir : str
         A folder of the out-dir the method keeps its history in (FedEraser's
         ``federaser-history``); ``""``: none.
+    recovery_schedule : bool
+        Whether the recovery schedule (layer-wise rounds, lr warm-up, distillation) applies
+        to its recovery (NoT and FT).
+    needs_run_history : bool
+        Its step needs what this run's own training kept (FedEraser's stored updates,
+        FUKD's accumulated ones): it cannot start from an ``init-checkpoint``.
     baseline : bool
         A baseline with its own unlearning step: forgets whole clients only, gets a report
         row "X@0" (the model right after the step).
@@ -88,6 +94,8 @@ class Method:
     baseline: bool = False
     step_model: str = ""
     history_dir: str = ""
+    recovery_schedule: bool = False
+    needs_run_history: bool = False
     client_handlers: tuple[tuple[str, str], ...] = ()
     runs_as: str = ""
     run_config: Any = field(default_factory=lambda: MappingProxyType({}))
@@ -128,8 +136,17 @@ REGISTRY: MappingProxyType[str, Method] = MappingProxyType(
                 color="tab:blue",
                 linestyle="-",
                 step_model="negated",
+                recovery_schedule=True,
             ),
-            Method("ft", "FT", _B + "build_ft", report_rank=2, color="tab:orange", linestyle="--"),
+            Method(
+                "ft",
+                "FT",
+                _B + "build_ft",
+                report_rank=2,
+                color="tab:orange",
+                linestyle="--",
+                recovery_schedule=True,
+            ),
             Method(
                 "retrain",
                 "Retrain",
@@ -166,6 +183,7 @@ REGISTRY: MappingProxyType[str, Method] = MappingProxyType(
                 baseline=True,
                 step_model="unlearned",
                 history_dir="federaser-history",
+                needs_run_history=True,
                 client_handlers=(("calibrate", _C + "calibrate_fn"),),
                 requirements=Requirements(
                     storage="every client's update of every retained round, on disk",
@@ -183,6 +201,7 @@ REGISTRY: MappingProxyType[str, Method] = MappingProxyType(
                 linestyle="-.",
                 baseline=True,
                 step_model="unlearned",
+                needs_run_history=True,
                 requirements=Requirements(
                     storage="every client's accumulated weighted update, in server memory",
                     target_data=False,
@@ -200,6 +219,7 @@ REGISTRY: MappingProxyType[str, Method] = MappingProxyType(
                 color="tab:cyan",
                 linestyle="-",
                 step_model="negated",
+                recovery_schedule=True,
                 runs_as="not",
                 run_config=MappingProxyType({"negate-bias": False}),
             ),
