@@ -196,8 +196,10 @@ DOCS_COMMANDS = {
     "--canary-seed 0 --client 1 --json check.json": (
         "tests/test_e2e_canary.py::test_the_client_gets_the_same_answer_from_the_checkpoints",
     ),
+    # fails before round 1 and leaves the out-dir as it was (outputs guide)
     "bash examples/quickstart.sh \"unlearn-clients='99'\"": (
         "tests/test_target_check.py::test_run_fails_before_round_1_on_an_unknown_target",
+        "tests/test_preflight.py::test_overwrite_moves_nothing_when_the_run_fails_its_checks",
     ),
     "bash examples/quickstart.sh": (QUICKSTART_TEST,),
     "bash scripts/test.sh": (TEST_COMMANDS_TEST,),
