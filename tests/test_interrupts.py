@@ -170,8 +170,8 @@ def test_quickstart_stops_the_whole_run(tmp_path, how, status):
         _stop_leftovers(proc, home)
 
 
-@pytest.mark.parametrize("how", ["INT through tee", "pipe"])
-def test_deploy_local_stops_everything(tmp_path, how):
+@pytest.mark.parametrize("how, status", [("INT through tee", 130), ("pipe", 141), ("HUP", 129)])
+def test_deploy_local_stops_everything(tmp_path, how, status):
     home, out, work = tmp_path / "flwr-home", tmp_path / "out", tmp_path / "work"
     script = [
         "bash",
@@ -189,7 +189,7 @@ def test_deploy_local_stops_everything(tmp_path, how):
         "--run-config",
         FAST,
     ]
-    if how == "pipe":
+    if how in ("pipe", "HUP"):  # HUP: the terminal went away, output to a file
         proc, reader = _start(script, base_env(home), tmp_path / "deploy.log", how)
     else:  # the case: `local.sh ... 2>&1 | tee log`, then Ctrl-C
         line = " ".join(f"'{a}'" for a in script) + f" 2>&1; echo $? > '{tmp_path}/rc'"
@@ -212,13 +212,19 @@ def test_deploy_local_stops_everything(tmp_path, how):
             "a training round",
         )
         tracked = {proc.pid, *descendants(proc.pid), *_with_env("FLWR_HOME", str(home))}
-        _interrupt(proc, "INT" if how.startswith("INT") else "pipe", reader)
+        _interrupt(proc, how.split()[0], reader)
         code = proc.wait(timeout=120)
-        if how == "pipe":
-            assert code == 141
-        else:
-            assert (tmp_path / "rc").read_text().strip() == "130"
+        if how.startswith("INT"):
+            code = int((tmp_path / "rc").read_text())
+        assert code == status
         _assert_all_stopped_and_quiet(proc, tracked, home, out)
+        # where the output still has a reader: the script says it stops, and what it stopped.
+        # (Ctrl-C reaches tee too, and a closed pipe has no reader: nothing after the signal
+        # can be read there.)
+        if how == "HUP":
+            log = (tmp_path / "deploy.log").read_text()
+            assert "hung up" in log and "stopping everything started (by pid)" in log, log
+            assert "stopped (exit 129)" in log, log
         assert len(tracked) >= 6  # SuperLink, 2 SuperNodes, SuperExecs, ServerApp, flwr run
     finally:
         _stop_leftovers(proc, home)
