@@ -19,10 +19,12 @@ Regenerate (only when a change of behaviour is intended and explained)::
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 from not_flower.common.methods import METHOD_NAMES, REGISTRY
 
@@ -90,8 +92,16 @@ def summary(results: dict) -> dict:
     }
 
 
+#: Flower run ids handed out by :func:`grid_for`: each grid (a run, or its resume) a new one.
+RUN_IDS = itertools.count(42)
+
+
 def grid_for(config: dict):
-    """The in-process grid: one node per partition, each with the run config."""
+    """The in-process grid: one node per partition, each with the run config.
+
+    ``grid.run.run_id`` is a new run id for every grid, as Flower gives a resumed run a
+    new one (the records of forgetting keep the first).
+    """
     from flwr.app import Context, RecordDict  # pylint: disable=import-outside-toplevel
 
     from not_flower.app.client_app import app  # pylint: disable=import-outside-toplevel
@@ -108,7 +118,13 @@ def grid_for(config: dict):
             run_config=dict(config),
         )
         nodes[101 + 11 * pid] = node
-    return FakeGrid(nodes)
+
+    class RunGrid(FakeGrid):
+        """The fake grid with a Flower run attached (its ``run_id``)."""
+
+        run = SimpleNamespace(run_id=next(RUN_IDS))
+
+    return RunGrid(nodes)
 
 
 def run(method: str) -> dict:

@@ -1,4 +1,4 @@
-"""Kill the ServerApp at random durable writes of a run with a request, resume, check;
+"""Kill the ServerApp at every durable write of a run with a request, resume, check;
 and `python -m not_flower.audit verify RUN_DIR` on edited records and swapped checkpoints.
 
 The run is the real ServerApp (``run_experiment``) over real ClientApps in process
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import subprocess
 import sys
 from pathlib import Path
@@ -45,8 +44,8 @@ CONFIG = {
     "test-subset": 300,
     "recovery-run-to-cap": True,  # fixed length: the stopping rule reports, never ends it
 }
-#: Kill points tried (of every "before"/"after" of every durable write of the run).
-KILL_POINTS = 22
+#: Durable writes of the uninterrupted run: every one is a kill point, before and after.
+DURABLE_WRITES = 18
 
 
 def run(config: dict, out: Path) -> dict:
@@ -56,7 +55,8 @@ def run(config: dict, out: Path) -> dict:
     from tests.golden_runs import grid_for
 
     config = {**config, "out-dir": str(out)}
-    return run_experiment(grid_for(config), parse_run_config(config), out)
+    grid = grid_for(config)  # a new Flower run id each time, as on a real resume
+    return run_experiment(grid, parse_run_config(config), out, run_id=grid.run.run_id)
 
 
 def resume(out: Path, config: dict = CONFIG) -> None:
@@ -84,6 +84,8 @@ def check_run(out: Path, request_round: int = 3, target: int = 1) -> None:
         for line in (out / "unlearning-log.jsonl").read_text().splitlines()
     ]
     assert [r["status"] for r in log] == ["applied", "done"] and log[0]["id"] == log[1]["id"]
+    # a resumed run has a new Flower run id: the record keeps the one that applied it
+    assert log[0]["run_id"] == log[1]["run_id"] is not None
     record = json.loads((out / "unlearning-record.json").read_text())
     assert record == log[1]
     original, _ = load_checkpoint(out / "checkpoint-original.pt")
@@ -107,12 +109,12 @@ def _writes(tmp_path: Path) -> list[str]:
     return [Path(p).name for p in faults.writes()]
 
 
-def test_killed_at_random_durable_writes_then_resumed(tmp_path):
+def test_killed_at_every_durable_write_then_resumed(tmp_path):
     writes = _writes(tmp_path)
+    assert len(writes) == DURABLE_WRITES, writes
     points = [(n, stage) for n in range(1, len(writes) + 1) for stage in faults.STAGES]
-    chosen = sorted(random.Random(26).sample(points, KILL_POINTS))
     survived, in_recovery = 0, 0
-    for at, stage in chosen:
+    for at, stage in points:
         out = tmp_path / f"kill-{at}-{stage}"
         faults.arm(at, stage)
         try:
@@ -131,7 +133,7 @@ def test_killed_at_random_durable_writes_then_resumed(tmp_path):
             run({**CONFIG, "resume": True}, out)
         assert (out / "checkpoint-final.pt").read_bytes() == before
         survived += 1
-    assert survived == KILL_POINTS >= 20 and in_recovery >= 1
+    assert survived == len(points) == 2 * DURABLE_WRITES and in_recovery >= 1
 
 
 def test_sigkill_between_checkpoint_and_state_at_the_request_never_negates_twice(tmp_path):

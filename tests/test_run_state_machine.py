@@ -18,6 +18,8 @@ from not_flower.app.forgetting_records import (
     AuditLogError,
     append_once,
     check_audit_log,
+    find_logged,
+    first_run_id,
     record_id,
 )
 from not_flower.app.request_gate import RequestGate
@@ -161,6 +163,17 @@ def test_resume_of_a_missing_or_mistyped_out_dir_fails_naming_it(tmp_path):
     assert not missing.exists()
 
 
+def test_resume_into_a_mistyped_out_dir_creates_nothing(tmp_path):
+    from not_flower.app.server_app import run_experiment  # pylint: disable=import-outside-toplevel
+    from tests.golden_runs import grid_for  # pylint: disable=import-outside-toplevel
+
+    missing = tmp_path / "rnu1"
+    config = {**CONFIG, "resume": True, "out-dir": str(missing)}
+    with pytest.raises(OutDirError, match=rf"resume = true, but out-dir {missing} is not a folder"):
+        run_experiment(grid_for(config), parse_run_config(config), missing)
+    assert not missing.exists()  # no folder, no .lock
+
+
 def test_resume_of_a_finished_run_refuses_and_changes_nothing(tmp_path):
     _saved_run(tmp_path, 4)
     (tmp_path / "results.json").write_text("{}")
@@ -230,6 +243,16 @@ def test_the_same_record_is_logged_once(tmp_path):
     assert again == first and len(log.read_text().splitlines()) == 1
     append_once(log, _record("done"))
     assert len(log.read_text().splitlines()) == 2
+
+
+def test_a_resumed_run_with_a_new_run_id_finds_the_logged_record(tmp_path):
+    log = tmp_path / "log.jsonl"
+    first = append_once(log, {**_record("applied"), "run_id": "42"})
+    again = append_once(log, {**_record("applied"), "run_id": "43", "written_at": "t2"})
+    assert again == first and len(log.read_text().splitlines()) == 1
+    assert find_logged(log, {**_record("applied"), "run_id": None}) == first
+    assert first_run_id(log, {**_record("done"), "run_id": "43"}) == "42"
+    assert first_run_id(tmp_path / "none.jsonl", {**_record("done"), "run_id": "43"}) == "43"
 
 
 def test_class_and_instance_records_carry_what_is_forgotten():

@@ -17,14 +17,15 @@ Requests applied at the same boundary share one unlearning step (one negation), 
 share one record (the first request's ``request``, the others' in ``also_requested``).
 Every record has an ``id`` (the boundary's round and the hash of the model before it): a
 resumed run that applies the same request to the same model again writes the same record,
-and a record already in the log with the same content (apart from ``written_at``) is not
-appended again. A broken audit log stops the run (:class:`AuditLogError`): the record
-file is written first, so nothing is lost.
+and a record already in the log with the same content (apart from ``written_at`` and
+``run_id``: a resumed run has a new Flower run id) is not appended again. Every version of a
+record keeps the run id of its first logged version (the run that applied the request). A
+broken audit log stops the run (:class:`AuditLogError`): the record file is written first,
+so nothing is lost.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from logging import INFO
@@ -45,6 +46,7 @@ from not_flower.audit.cli import (
     write_record,
 )
 from not_flower.audit.record import request_part
+from not_flower.audit.verify import record_id
 from not_flower.common.config import RunConfig
 from not_flower.common.store import write_json
 from not_flower.task.canary import ALPHA
@@ -96,11 +98,6 @@ def check_audit_log(path: Path, *, moved_away: bool = False) -> None:
                 f"audit log {str(path)!r} fails its chain check, no record "
                 "can be appended: " + "; ".join(problems[:5])
             )
-
-
-def record_id(applied_round: int, sha_before: str) -> str:
-    """A record's ``id``: the same request applied to the same model gives the same id."""
-    return hashlib.sha256(f"{applied_round}|{sha_before}".encode()).hexdigest()[:16]
 
 
 def write_records(
@@ -164,6 +161,7 @@ def write_records(
         )
         entry = find_logged(log_path, record)  # written before a restart: kept as it is
         record = record if entry is None else entry["record"]
+        record["run_id"] = first_run_id(log_path, record)  # the run that applied it
         path = (
             write_json(out_dir / f"unlearning-record-{k + 1}.json", record)
             if len(groups) > 1
@@ -232,6 +230,32 @@ def append_once(log_path: Path, record: dict) -> dict:
     return find_logged(log_path, record) or append_to_log(log_path, record)
 
 
+def first_run_id(log_path: Path, record: dict) -> str | None:
+    """The run id of the log's first entry with ``record``'s id (``record``'s own if none).
+
+    A resumed run has a new Flower run id; every version of a record keeps the id of the
+    run that applied its request.
+
+    Parameters
+    ----------
+    log_path : Path
+        The hash-chained log (already verified by :func:`find_logged`).
+    record : dict
+        A record with ``id`` and ``run_id``.
+
+    Returns
+    -------
+    str or None
+        The run id to keep.
+    """
+    if log_path.is_file():
+        for entry in read_log(log_path):
+            logged = entry["record"]
+            if isinstance(logged, dict) and logged.get("id") == record["id"]:
+                return logged.get("run_id")
+    return record.get("run_id")
+
+
 def find_logged(log_path: Path, record: dict) -> dict | None:
     """The log's latest entry with ``record``'s id, if it holds the same content.
 
@@ -240,7 +264,8 @@ def find_logged(log_path: Path, record: dict) -> dict | None:
     log_path : Path
         The hash-chained log.
     record : dict
-        A record with ``id`` (compared without ``written_at``).
+        A record with ``id`` (compared without ``written_at`` and ``run_id``: a resumed
+        run, with a new Flower run id, finds the record the interrupted run logged).
 
     Returns
     -------
@@ -253,9 +278,11 @@ def find_logged(log_path: Path, record: dict) -> dict | None:
         The log fails its chain check.
     """
 
+    loose = ("written_at", "run_id")
+
     def same(a: dict, b: dict) -> bool:
-        return {k: v for k, v in a.items() if k != "written_at"} == {
-            k: v for k, v in b.items() if k != "written_at"
+        return {k: v for k, v in a.items() if k not in loose} == {
+            k: v for k, v in b.items() if k not in loose
         }
 
     if log_path.is_file():
@@ -387,6 +414,7 @@ __all__ = [
     "canary_check",
     "check_audit_log",
     "find_logged",
+    "first_run_id",
     "record_id",
     "update_progress",
     "write_records",

@@ -51,13 +51,24 @@ class RunState:
         The stopping rule's per-request entries (:class:`not_flower.app.stopping.StoppingRule`
         updates this list in place).
     requests : list[dict]
-        Every applied request: ``round``, ``by``, ``values``, ``requested_by``, ``status``
-        (``"applied"`` at its boundary, ``"recovering"`` once a recovery round after it is
-        durable, ``"done"`` when the run finished) and ``targets`` (``node_id``,
-        ``partition_id``, ``status: "forgotten"``). Requests still queued are the
-        strategy's (``pending`` in ``state.json``).
+        Every applied request (and only those): ``round``, ``by``, ``values``,
+        ``requested_by``, ``kind``, ``status`` and ``targets`` (``node_id``,
+        ``partition_id``, ``status``). A request's ``status`` goes ``"applied"`` (at its
+        boundary, when its targets were negated or excluded) -> ``"recovering"`` (once a
+        round after it is durable) -> ``"done"`` (the run finished); no other value. A
+        target's ``status`` is always ``"forgotten"``: a target is in this list only once
+        its request was applied, and stays forgotten for the rest of the run.
     durable_round : int
         The last round whose checkpoint and state are on disk (0: none yet).
+
+    Notes
+    -----
+    Requests not applied yet (pending) are not here: they live in the strategy
+    (``NoT.pending_requests``, in memory) and, on disk, in ``state.json``'s ``pending``
+    list (and the same state inside ``checkpoint-latest.pt``), written by
+    :func:`save_run_state` after every round; on resume :func:`restore_requests` queues
+    them again. Request files of ``request-dir`` not yet settled stay in that folder
+    (``accepted/`` once the round after them is durable, ``rejected/`` with a reason).
     """
 
     num_partitions: int | None = None
@@ -284,6 +295,30 @@ def save_finished_state(out_dir: Path, state: RunState) -> None:
     path = out_dir / "state.json"
     if path.is_file():
         write_json(path, {**json.loads(path.read_text()), "state": state.to_dict()})
+
+
+def check_resume_target(out_dir: Path, cfg: RunConfig) -> None:
+    """Before ``out_dir`` is locked (which creates it): ``resume`` needs an existing folder.
+
+    Parameters
+    ----------
+    out_dir : Path
+        The run's output folder.
+    cfg : RunConfig
+        This run's configuration (``resume``).
+
+    Raises
+    ------
+    OutDirError
+        ``resume = true`` and ``out_dir`` is not a folder (a mistyped out-dir): nothing is
+        created.
+    """
+    if cfg.resume and not out_dir.is_dir():
+        raise OutDirError(
+            f"resume = true, but out-dir {out_dir} is not a folder: there is no run to "
+            "resume; is the out-dir mistyped? Nothing was created or started. To start a "
+            "new run there, set resume = false"
+        )
 
 
 def load_run_state(out_dir: Path, cfg: RunConfig) -> SavedRun | None:

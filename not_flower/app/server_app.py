@@ -47,6 +47,7 @@ from not_flower.app.request_gate import RequestGate
 from not_flower.app.requests import RequestFolder
 from not_flower.app.run_state import (
     RunState,
+    check_resume_target,
     load_initial_checkpoint,
     load_run_state,
     restore_requests,
@@ -249,6 +250,7 @@ def run_experiment(grid: Grid, cfg: RunConfig, out_dir: Path, run_id: int | None
         The results.
     """
     t_start = time.perf_counter()
+    check_resume_target(out_dir, cfg)  # resume into a mistyped out-dir: refused, not created
     lock = lock_out_dir(out_dir)  # held for the run's life: a second run here stops now
     try:
         # another run's files in out-dir: refused now; moved aside (overwrite) only once
