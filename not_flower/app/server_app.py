@@ -57,7 +57,7 @@ from not_flower.app.run_state import (
 from not_flower.app.stopping import StoppingRule, summary_lines
 from not_flower.audit.cli import sha256_arrays
 from not_flower.common import progress
-from not_flower.common.config import BASELINE_METHODS, RunConfig, parse_run_config
+from not_flower.common.config import RunConfig, parse_run_config
 from not_flower.common.methods import REGISTRY
 from not_flower.common.outdir import check_out_dir, lock_out_dir, move_previous, unlock_out_dir
 from not_flower.common.store import load_checkpoint, save_checkpoint, write_json
@@ -263,8 +263,9 @@ def run_experiment(grid: Grid, cfg: RunConfig, out_dir: Path, run_id: int | None
         moved = move_previous(out_dir, previous)
         if moved:
             log(WARNING, "%s", moved)
-            if cfg.method == "federaser":  # its history folder was among the files moved
-                (out_dir / "federaser-history").mkdir(exist_ok=True)
+            history = REGISTRY[cfg.method].history_dir
+            if history:  # the method's history folder was among the files moved
+                (out_dir / history).mkdir(exist_ok=True)
         result = run.strategy.start(
             grid,
             run.initial,
@@ -321,7 +322,7 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
             "seed": cfg.seed,
             "method": cfg.method,
         }
-        if cfg.init_checkpoint and cfg.method != "retrain":
+        if cfg.init_checkpoint and REGISTRY[cfg.method].recovers:  # Retrain: from scratch
             check_checkpoint_meta(cfg.init_checkpoint, self.meta)  # another data set: refused
             self.initial = ArrayRecord(load_initial_checkpoint(cfg.init_checkpoint, model))
         self.plan = plan_negation(
@@ -333,7 +334,7 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
         )
         self.evaluator = Evaluator(cfg, model)
         self.recorder = RunRecorder(
-            cfg, str(out_dir), self.plan.to_dict() if cfg.method == "not" else None
+            cfg, str(out_dir), self.plan.to_dict() if REGISTRY[cfg.method].negates else None
         )
         self.state = RunState()
         self.saved = load_run_state(out_dir, cfg) if cfg.resume else None
@@ -461,7 +462,7 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
         request["partition_ids"] = sorted(new_ids)
         self.recorder.add_request(request)
         self.state.mark_applied(request)
-        if self.cfg.method == "retrain":
+        if not REGISTRY[self.cfg.method].recovers:  # Retrain: no step, nothing to measure
             request["sha256_before"] = request["sha256_negated"] = sha256_arrays(before)
             self._record_applied()
             return
@@ -512,29 +513,21 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
         request["sha256_before"] = sha256_arrays(before)
         request["sha256_negated"] = sha256_arrays(after)
         request["models"] = {"before": self.evaluator.full(before)}
-        if cfg.method == "not":
-            request["models"]["negated"] = self.evaluator.full(after)
-        if cfg.method in BASELINE_METHODS:  # the model right after the method's step
-            request["models"]["unlearned"] = self.evaluator.full(after)
+        spec = REGISTRY[cfg.method]
+        if spec.step_model:  # the model right after the method's step ("negated", "unlearned")
+            request["models"][spec.step_model] = self.evaluator.full(after)
         if not first:
             return
         models = request["models"]
         recorder.add_model("original", models["before"])
-        if cfg.method == "not":
-            recorder.add_model("negated", models["negated"])
+        if spec.step_model:
+            recorder.add_model(spec.step_model, models[spec.step_model])
             log(
                 INFO,
-                "NoT: negated model: test acc %.2f %% (original %.2f %%)",
-                100 * models["negated"]["test_acc"],
-                100 * models["before"]["test_acc"],
-            )
-        if cfg.method in BASELINE_METHODS:
-            recorder.add_model("unlearned", models["unlearned"])
-            log(
-                INFO,
-                "%s: unlearned model: test acc %.2f %% (original %.2f %%)",
-                cfg.method,
-                100 * models["unlearned"]["test_acc"],
+                "%s: %s model: test acc %.2f %% (original %.2f %%)",
+                spec.label,
+                spec.step_model,
+                100 * models[spec.step_model]["test_acc"],
                 100 * models["before"]["test_acc"],
             )
 
@@ -558,8 +551,8 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
         server_round = self.offset + local_round
         info = self.strategy.rounds.get(local_round) or RoundLog(phase="init")
         phase = info.phase
-        if self.cfg.method == "retrain" and phase != "init":
-            phase = "retrain"
+        if phase != "init" and not REGISTRY[self.cfg.method].recovers:
+            phase = REGISTRY[self.cfg.method].phase_after_request  # Retrain's "retrain"
         progress.report("round", server_round, self.cfg.total_rounds, phase, log_it=False)
         row = round_stats(
             server_round, phase, info, self.partition_of, self.evaluator.quick(arrays)
@@ -644,10 +637,12 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
         final = result.arrays if result.arrays is not None and len(result.arrays) else self.initial
         last_round = self.ended_at or cfg.total_rounds  # the stopping rule may end it early
         self.state.mark_durable(last_round, finished=True)
-        final_name = {"retrain": "retrained"}.get(
-            cfg.method,
-            "recovered" if strategy.in_recovery or strategy.applied_rules else "original",
-        )
+        if not REGISTRY[cfg.method].recovers:
+            final_name = "retrained"
+        elif strategy.in_recovery or strategy.applied_rules:
+            final_name = "recovered"
+        else:
+            final_name = "original"
         path = save_checkpoint(
             self.out_dir / "checkpoint-final.pt",
             final,

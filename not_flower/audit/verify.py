@@ -31,9 +31,16 @@ from pathlib import Path
 
 from not_flower.audit.log import _check_lines
 from not_flower.audit.record import canonical_json
+from not_flower.common.methods import REGISTRY
 
 #: The default log's name in a run folder (a run with ``audit-log`` may share its log).
 DEFAULT_LOG = "unlearning-log.jsonl"
+
+
+def _negates(method) -> bool:
+    """Whether a record's method negates layers (its after-negation hash can be recomputed)."""
+    spec = REGISTRY.get(method) if isinstance(method, str) else None
+    return spec is not None and spec.negates
 
 
 def record_id(applied_round: int, sha_before: str) -> str:
@@ -225,7 +232,7 @@ def _check_checkpoints(run_dir: Path, mine: list[dict], problems: list[str]) -> 
         state, _ = load_checkpoint(original)
         if sha256_arrays(state) != first["model_sha256"]["before_negation"]:
             problems.append(f"{original.name}: its hash differs from the record's before_negation")
-        elif first.get("method") == "not" and first.get("keys_negated"):
+        elif _negates(first.get("method")) and first.get("keys_negated"):
             from strategies.negation_arrays import negate
 
             if (
