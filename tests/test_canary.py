@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -22,6 +23,7 @@ from not_flower.task.canary import (
     check_model,
     client_canary_seed,
     make_canaries,
+    node_canary_seed,
     permutation_p_value,
     rank_auc,
 )
@@ -325,3 +327,40 @@ def test_python_dash_m_canary_check_runs_as_the_readme_shows(checkpoints):
         timeout=300,
     )
     assert bad.returncode == 2 and "--checkpoint" in bad.stderr
+
+
+def test_a_deployed_client_plants_the_canaries_of_its_own_node_config_seed():
+    """A SuperNode started with ``--node-config "... canary-seed=SECRET"``: the ClientApp
+    plants SECRET's canaries (whatever canary-clients says), which the server never sees."""
+    from flwr.app import Context, RecordDict
+
+    from not_flower.app.client_app import _setup
+
+    settings = {"canary-count": 8, "model": "mlp"}
+    cfg = parse_run_config(settings)
+    data = load_dataset("digits")
+    mine = make_canaries(12345, data.input_shape, data.num_classes, 8)
+    n = len(client_data(cfg, 1, 4).y_train)
+    for run_config in (settings, {**settings, "canary-clients": "1"}):  # the node's seed wins
+        planted = client_data(parse_run_config(run_config), 1, 4, canary_seed=12345)
+        np.testing.assert_array_equal(planted.canaries, np.arange(n, n + 8))
+        np.testing.assert_array_equal(planted.x_train[n:], mine.x_in)
+        np.testing.assert_array_equal(planted.y_train[n:], mine.y_in)
+    # through the ClientApp: read from the node config, as Flower hands it over
+    model = build_model("mlp", data.input_shape, data.num_classes)
+    msg = SimpleNamespace(content=RecordDict({"arrays": ArrayRecord(model.state_dict())}))
+    node = {"partition-id": 1, "num-partitions": 4, "canary-seed": "12345"}
+    context = Context(
+        run_id=1, node_id=1, node_config=node, state=RecordDict(), run_config=settings
+    )
+    _, part, _ = _setup(msg, context)
+    np.testing.assert_array_equal(part.x_train[n:], mine.x_in)
+    context.node_config = {"partition-id": 1, "num-partitions": 4}
+    assert len(_setup(msg, context)[1].canaries) == 0  # without the key: none
+
+
+@pytest.mark.parametrize("value", ["-1", "abc", "1.5", True])
+def test_a_bad_node_config_canary_seed_is_named(value):
+    with pytest.raises(ValueError, match=r"node config canary-seed=.*integer >= 0"):
+        node_canary_seed({"canary-seed": value})
+    assert node_canary_seed({}) is None and node_canary_seed({"canary-seed": 7}) == 7

@@ -22,6 +22,7 @@ import torch
 from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 
 from not_flower.common.config import parse_run_config
+from not_flower.task.canary import node_canary_seed
 from not_flower.task.models import build_model
 from not_flower.task.training import client_data, dataset_for, device, train
 from strategies.pgd_ascent import projected_gradient_ascent
@@ -36,7 +37,10 @@ def _setup(context: Context):
     cfg = parse_run_config(context.run_config)
     data = dataset_for(cfg)
     part = client_data(
-        cfg, int(context.node_config["partition-id"]), int(context.node_config["num-partitions"])
+        cfg,
+        int(context.node_config["partition-id"]),
+        int(context.node_config["num-partitions"]),
+        canary_seed=node_canary_seed(context.node_config),
     )
     return cfg, part, _model(cfg.model, data.input_shape, data.num_classes)
 

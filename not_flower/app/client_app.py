@@ -20,6 +20,7 @@ from flwr.clientapp import ClientApp
 
 from not_flower.common.config import RunConfig, parse_run_config
 from not_flower.common.methods import client_handlers
+from not_flower.task.canary import node_canary_seed
 from not_flower.task.models import build_model
 from not_flower.task.recovery_train import recovery_training
 from not_flower.task.training import client_data, dataset_for, device, evaluate, train, use_threads
@@ -74,7 +75,8 @@ def _setup(msg: Message, context: Context):
     data = dataset_for(cfg)
     model = _model(cfg.model, data.input_shape, data.num_classes)
     model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
-    return cfg, client_data(cfg, pid, num), model
+    seed = node_canary_seed(context.node_config)  # a deployed client's own secret, if set
+    return cfg, client_data(cfg, pid, num, canary_seed=seed), model
 
 
 def kept_mask(labels: np.ndarray, config) -> np.ndarray:

@@ -54,6 +54,7 @@ __all__ = [
     "check_model",
     "client_canary_seed",
     "make_canaries",
+    "node_canary_seed",
     "permutation_p_value",
     "rank_auc",
 ]
@@ -155,6 +156,45 @@ def make_canaries(
     x = (rng.random((n, *shape)) < 0.5).astype(np.float32)
     y = rng.integers(0, num_classes, size=n).astype(np.int64)
     return CanarySet(seed, x[:n_in], y[:n_in], x[n_in:], y[n_in:])
+
+
+#: The node-config key of a deployed client's own secret canary seed.
+NODE_SEED_KEY = "canary-seed"
+
+
+def node_canary_seed(node_config) -> int | None:
+    """A deployed client's own secret canary seed, from its node config, if it set one.
+
+    A SuperNode started with ``--node-config "... canary-seed=SECRET"`` plants the
+    canaries of ``SECRET`` (:func:`make_canaries`, ``canary-count`` of them) in its
+    training data and keeps the out-canaries to itself; the server never sees the seed, so
+    only the client can run the check (``python -m not_flower.evaluation.canary_cli check
+    --seed SECRET``). Without the key: ``None`` (the run config's ``canary-clients`` and
+    ``canary-seed`` decide, as in a simulation).
+
+    Parameters
+    ----------
+    node_config : Mapping
+        The node's config (Flower's ``context.node_config``).
+
+    Returns
+    -------
+    int or None
+
+    Raises
+    ------
+    ValueError
+        Naming the key and the value when it is not an integer >= 0.
+    """
+    if NODE_SEED_KEY not in node_config:
+        return None
+    value = node_config[NODE_SEED_KEY]
+    if isinstance(value, bool) or not str(value).strip().isdigit():
+        raise ValueError(
+            f"node config {NODE_SEED_KEY}={value!r}: expected an integer >= 0 (the client's "
+            "own secret canary seed)"
+        )
+    return int(str(value).strip())
 
 
 def client_canary_seed(canary_seed: int, partition_id: int) -> int:

@@ -220,7 +220,9 @@ def _partitions(cfg: RunConfig, num_partitions: int) -> tuple[np.ndarray, ...]:
 
 
 @lru_cache(maxsize=64)
-def client_data(cfg: RunConfig, partition_id: int, num_partitions: int) -> ClientData:
+def client_data(
+    cfg: RunConfig, partition_id: int, num_partitions: int, *, canary_seed: int | None = None
+) -> ClientData:
     """Return the data of one partition (deterministic per run config).
 
     Parameters
@@ -231,6 +233,11 @@ def client_data(cfg: RunConfig, partition_id: int, num_partitions: int) -> Clien
         Which partition, ``0 <= partition_id < num_partitions``.
     num_partitions : int
         Number of partitions in the federation.
+    canary_seed : int or None
+        A deployed client's own secret canary seed (node config ``canary-seed``,
+        :func:`not_flower.task.canary.node_canary_seed`): it plants ``canary-count``
+        canaries of that seed whatever ``canary-clients`` says. ``None``: the run
+        config's ``canary-clients`` and ``canary-seed`` decide.
 
     Returns
     -------
@@ -260,7 +267,11 @@ def client_data(cfg: RunConfig, partition_id: int, num_partitions: int) -> Clien
     if str(partition_id) in cfg.style_clients:
         x_train = invert(x_train)
     canaries = np.zeros(0, dtype=np.int64)
-    planted = client_canaries(cfg, partition_id)
+    planted = (
+        client_canaries(cfg, partition_id)
+        if canary_seed is None
+        else make_canaries(canary_seed, data.input_shape, data.num_classes, cfg.canary_count)
+    )
     if planted is not None:  # appended: the ids of the client's own samples do not change
         canaries = np.arange(len(y_train), len(y_train) + len(planted.y_in), dtype=np.int64)
         x_train = np.concatenate([x_train, planted.x_in.astype(x_train.dtype)])
