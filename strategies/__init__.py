@@ -24,12 +24,18 @@ if TYPE_CHECKING:
     from .stopping import RecoveryStop
     from .unlearner import Negation, NoStep, Unlearner, UnlearningStep
     from .unlearning import Unlearning
-    from .unlearning_request import UnlearningError, UnlearningEvent, UnlearningRequest
+    from .unlearning_request import (
+        ExternalRequest,
+        UnlearningError,
+        UnlearningEvent,
+        UnlearningRequest,
+    )
 
 __all__ = [
     "IDENTITY_QUERY",
     "IDENTITY_RECORD_KEY",
     "ExcludingGrid",
+    "ExternalRequest",
     "Negation",
     "NegationError",
     "NegationPlan",
@@ -69,6 +75,7 @@ _NAMES = {
     "Unlearner": ".unlearner",
     "UnlearningStep": ".unlearner",
     "Unlearning": ".unlearning",
+    "ExternalRequest": ".unlearning_request",
     "UnlearningError": ".unlearning_request",
     "UnlearningEvent": ".unlearning_request",
     "UnlearningRequest": ".unlearning_request",

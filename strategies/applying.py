@@ -9,6 +9,7 @@ is in: only then is its :class:`~strategies.unlearning_request.UnlearningEvent` 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from logging import INFO, WARNING
 
 from flwr.app import ArrayRecord
@@ -17,7 +18,13 @@ from flwr.supercore import log
 
 from .identity import BY_NODE_ID
 from .outcomes import fail_in_flight
-from .unlearning_request import UnlearningError, UnlearningEvent, UnlearningRequest, truthy
+from .unlearning_request import (
+    UnlearningError,
+    UnlearningEvent,
+    UnlearningRequest,
+    external_request,
+    truthy,
+)
 
 
 class RequestsMixin:
@@ -26,18 +33,22 @@ class RequestsMixin:
     def _collect_requests(self, grid: Grid) -> None:
         """Queue requests from the request source and from nodes that ask for themselves."""
         if self.request_source is not None:
-            for spec in self.request_source.poll():
-                settle = spec.get("on_settled")
+            for item in self.request_source.poll():
+                settle = getattr(item, "on_settled", None)
+                if isinstance(item, Mapping):
+                    settle = item.get("on_settled")
                 try:
+                    spec = external_request(item)
                     self.request_unlearning(
-                        spec["targets"],
-                        by=spec.get("by", "partition-id"),
-                        requested_by=str(spec.get("requested_by", "operator")),
+                        list(spec.targets),
+                        by=spec.by,
+                        requested_by=spec.requested_by,
                         strict=False,
                         on_settled=settle,
+                        reason=spec.reason,
                     )
                 except (KeyError, TypeError, ValueError) as err:
-                    log(WARNING, "%s: rejected unlearning request %s: %s", self.tag, spec, err)
+                    log(WARNING, "%s: rejected unlearning request %s: %s", self.tag, item, err)
                     if settle is not None:
                         settle(None, False, str(err))
         if self.forget_me_key is None:

@@ -111,9 +111,11 @@ class Unlearning(RequestsMixin, WrapperRunMixin, Strategy):
         an event) would see that round twice.
     request_source : object or None
         Requests from outside the ServerApp code (for example
-        :class:`not_flower.app.requests.RequestFolder`): an object with ``poll() ->
-        list[dict]`` (each ``{"targets", "by", "requested_by", "on_settled"}``), polled at
-        every round boundary. Such requests are not strict.
+        :class:`not_flower.app.requests.RequestFolder`): an object whose ``poll()``
+        returns a list of :class:`strategies.unlearning_request.ExternalRequest`
+        (``targets``, ``by``, ``requested_by``, ``reason``, ``on_settled``; a dict with
+        those keys is read as one), polled at every round boundary. Such requests are not
+        strict: one that cannot be applied is rejected (``on_settled`` says why).
     forget_me_key : str or None (default: None)
         Node-config key by which a node asks to be forgotten itself: at every round
         boundary, nodes not seen before are asked for their identity and a node whose
@@ -230,6 +232,7 @@ class Unlearning(RequestsMixin, WrapperRunMixin, Strategy):
         requested_by: str = "operator",
         strict: bool = True,
         on_settled: Callable | None = None,
+        reason: str = "",
     ) -> UnlearningRequest:
         """Queue a request to forget clients, or classes or samples of clients.
 
@@ -253,6 +256,8 @@ class Unlearning(RequestsMixin, WrapperRunMixin, Strategy):
             See :class:`UnlearningRequest`.
         on_settled : Callable or None
             Called with ``(request, accepted, reason)`` once applied or rejected.
+        reason : str (default: "")
+            Why it was asked ("GDPR art. 17"); kept in the request and its event.
 
         Returns
         -------
@@ -282,6 +287,7 @@ class Unlearning(RequestsMixin, WrapperRunMixin, Strategy):
             kind=kind,
             classes=classes,
             samples=samples,
+            reason=str(reason or ""),
         )
         with self._lock:
             self._pending.append(request)

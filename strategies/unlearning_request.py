@@ -1,14 +1,16 @@
 """Unlearning requests and what their application leaves behind (pure data, no torch).
 
 :class:`UnlearningRequest` is what an operator, a file or a client asks for;
-:class:`UnlearningEvent` is the record of one applied request; :func:`request_kind`
-checks a request's shape (client-, class- or instance-wise) before it is queued.
+:class:`ExternalRequest` is how a request from outside the ServerApp's code (a request
+source's ``poll()``) reaches the strategy; :class:`UnlearningEvent` is the record of one
+applied request; :func:`request_kind` checks a request's shape (client-, class- or
+instance-wise) before it is queued.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 
 from .identity import TargetRule
@@ -49,6 +51,9 @@ class UnlearningRequest:
         Class labels / sample ids (indices into the client's training data) to forget.
     outcome : RequestOutcome
         What became of it (:mod:`strategies.outcomes`); made when the request is.
+    reason : str
+        Why it was asked ("GDPR art. 17"), if the requester said; kept in the event
+        (:meth:`UnlearningEvent.to_dict` leaves it out when empty).
     """
 
     rule: TargetRule
@@ -63,6 +68,7 @@ class UnlearningRequest:
     classes: tuple[int, ...] = ()
     samples: tuple[int, ...] = ()
     outcome: RequestOutcome | None = field(default=None, repr=False, compare=False)
+    reason: str = ""
 
     def __post_init__(self) -> None:
         if self.outcome is None:
@@ -96,11 +102,75 @@ class UnlearningEvent:
         out = asdict(self)
         out["request"].pop("on_settled", None)
         out["request"].pop("outcome", None)
+        if not out["request"].get("reason"):
+            out["request"].pop("reason", None)
         out["request"]["rule"] = {
             "by": self.request.rule.by,
             "values": list(self.request.rule.values),
         }
         return out
+
+
+@dataclass(frozen=True)
+class ExternalRequest:
+    """A request from outside the ServerApp's code, as a request source's ``poll()`` yields it.
+
+    The strategy queues it with :meth:`strategies.unlearning.Unlearning.request_unlearning`
+    (not strict: a request that cannot be applied is rejected, training goes on).
+
+    Parameters
+    ----------
+    targets : tuple of str
+        Target values (partition ids, SuperNode names or node ids, as ``by`` says).
+    by : str (default: "partition-id")
+        What the values are: ``"node-id"``, ``"supernode-name"`` or a node-config key.
+    requested_by : str (default: "operator")
+        Who asked; kept in the event and the results.
+    reason : str (default: "")
+        Why ("GDPR art. 17"); kept in the request and its event.
+    on_settled : Callable or None
+        ``f(request, accepted, reason)``, called once the strategy applied or rejected it
+        (a request folder moves the file then).
+    """
+
+    targets: tuple[str, ...]
+    by: str = "partition-id"
+    requested_by: str = "operator"
+    reason: str = ""
+    on_settled: Callable | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def from_mapping(cls, spec: Mapping) -> ExternalRequest:
+        """From a dict with the same keys, the form request sources may also return.
+
+        Raises
+        ------
+        ValueError
+            Naming unknown keys, or a missing ``targets``.
+        """
+        allowed = {f.name for f in fields(cls)}
+        unknown = sorted(set(spec) - allowed)
+        if unknown or "targets" not in spec:
+            raise ValueError(
+                f"a request needs 'targets' and may have {sorted(allowed - {'targets'})}; "
+                f"got keys {sorted(spec)}"
+            )
+        targets = spec["targets"]
+        if isinstance(targets, (str, int)):
+            targets = [t.strip() for t in str(targets).split(",") if t.strip()]
+        return cls(
+            targets=tuple(str(t) for t in targets),
+            by=str(spec.get("by", "partition-id")),
+            requested_by=str(spec.get("requested_by", "operator")),
+            reason=str(spec.get("reason") or ""),
+            on_settled=spec.get("on_settled"),
+        )
+
+
+def external_request(spec: ExternalRequest | Mapping) -> ExternalRequest:
+    """``spec`` as an :class:`ExternalRequest` (a dict is read by
+    :meth:`ExternalRequest.from_mapping`)."""
+    return spec if isinstance(spec, ExternalRequest) else ExternalRequest.from_mapping(spec)
 
 
 def _ints(name: str, values: Iterable) -> tuple[int, ...]:

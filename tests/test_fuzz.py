@@ -12,7 +12,7 @@ import json
 import math
 import os
 import tempfile
-from dataclasses import fields
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import pytest
@@ -252,7 +252,7 @@ def test_request_folder_rejects_pathological_json(tmp_path, text):
     (tmp_path / "bad.json").write_text(text)
     (tmp_path / "good.json").write_text('{"targets": ["1"]}')
     requests = RequestFolder(tmp_path).poll()
-    assert [r["targets"] for r in requests] == [["1"]]
+    assert [r.targets for r in requests] == [("1",)]
     assert (tmp_path / "rejected" / "bad.json").exists()
     assert (tmp_path / "rejected" / "bad.json.reason.txt").read_text().startswith("bad.json:")
 
@@ -275,9 +275,9 @@ def test_request_folder_poll_never_raises_and_sorts_every_file(texts, others):
         event(f"{len(requests)} valid of {len(texts)}")
         valid = set()
         for request in requests:
-            check_request(request)
-            assert callable(request["on_settled"])
-            name = request["requested_by"].rsplit("(file ", 1)[1].rstrip(")")
+            check_request({**asdict(request), "targets": list(request.targets)})
+            assert callable(request.on_settled)
+            name = request.requested_by.rsplit("(file ", 1)[1].rstrip(")")
             valid.add(name)
         top = {p.name for p in folder.iterdir() if p.is_file()}
         assert top == valid | set(others)  # nothing else left in the top folder
@@ -291,7 +291,7 @@ def test_request_folder_poll_never_raises_and_sorts_every_file(texts, others):
                 assert reason.startswith(f"{name}:"), reason
         assert not any((folder / "accepted").iterdir())
         for request in requests:  # settling moves the file out of the top folder
-            request["on_settled"](request, True, "")
+            request.on_settled(request, True, "")
         assert {p.name for p in folder.iterdir() if p.is_file()} == set(others)
 
 

@@ -17,6 +17,7 @@ import pytest
 from not_flower.app.requests import RequestFileError, RequestFolder, free_name, parse_request
 from not_flower.app.server_app import run_experiment
 from not_flower.common.config import parse_run_config
+from strategies.unlearning_request import ExternalRequest
 from tests.test_preflight import _grid
 
 GOOD = {"targets": ["1"], "requested_by": "alice", "reason": "GDPR art. 17"}
@@ -60,7 +61,7 @@ def test_an_upper_case_extension_is_read(tmp_path):
     folder = RequestFolder(tmp_path / "req")
     (folder.path / "x.JSON").write_text(json.dumps(GOOD))
     (request,) = folder.poll()
-    assert request["targets"] == ["1"] and request["requested_by"] == "alice (file x.JSON)"
+    assert request.targets == ("1",) and request.requested_by == "alice (file x.JSON)"
 
 
 def test_a_name_used_again_never_overwrites(tmp_path):
@@ -68,7 +69,7 @@ def test_a_name_used_again_never_overwrites(tmp_path):
     for round_ in range(3):
         (folder.path / "r.json").write_text(json.dumps({**GOOD, "requested_by": f"a{round_}"}))
         (request,) = folder.poll()
-        request["on_settled"](None, True, "")
+        request.on_settled(None, True, "")
         (folder.path / "bad.json").write_text("{oops")
         assert folder.poll() == []
     accepted = {
@@ -93,9 +94,10 @@ def test_the_reason_is_parsed_and_kept_by_the_folder(tmp_path):
         parse_request('{"targets": ["1"], "reason": 17}', "r.json")
     folder = RequestFolder(tmp_path / "req")
     (folder.path / "r.json").write_text(json.dumps(GOOD))
-    (request,) = folder.poll()
-    assert "reason" not in request  # the strategy gets no key it does not know
-    assert folder.reasons == {"alice (file r.json)": "GDPR art. 17"}
+    (request,) = folder.poll()  # a typed request, with the reason, for the strategy
+    assert request == ExternalRequest(
+        targets=("1",), by="partition-id", requested_by="alice (file r.json)", reason="GDPR art. 17"
+    )
 
 
 @pytest.mark.e2e  # runs the whole app in process (a few rounds)

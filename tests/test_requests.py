@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from not_flower.app.requests import RequestFileError, RequestFolder, parse_request
-from strategies import NoT
+from strategies import ExternalRequest, NoT
 from tests.fakegrid import FakeGrid, FakeNode
 from tests.test_strategy import PLAN, make_grid, node_of, quickstart_app, run
 
@@ -112,3 +112,50 @@ def test_forget_me_can_only_remove_the_asking_node():
     run(strategy, grid, rounds=2)
     assert strategy.excluded_node_ids == {0}
     assert [e.request.rule.values for e in strategy.events] == [("0",)]
+
+
+class _Source:  # pylint: disable=too-few-public-methods
+    """A user's own request source: typed requests and plain dicts, once each, at round 2."""
+
+    def __init__(self, at_round: int, items: list) -> None:
+        self.at_round, self.items, self.rounds, self.settled = at_round, items, 0, []
+
+    def poll(self) -> list:
+        self.rounds += 1
+        return self.items if self.rounds == self.at_round else []
+
+
+def test_a_request_source_yields_typed_requests_or_dicts_and_the_reason_is_kept():
+    settled = []
+    source = _Source(
+        2,
+        [
+            ExternalRequest(
+                targets=("3",),
+                requested_by="dpo",
+                reason="GDPR art. 17",
+                on_settled=lambda _r, ok, why: settled.append(("typed", ok)),
+            ),
+            {"targets": "1", "requested_by": "ops"},  # a dict, as sources may also return
+            {"targets": ["2"], "oops": 1, "on_settled": lambda _r, ok, why: settled.append(why)},
+        ],
+    )
+    grid = make_grid(with_query=True)
+    strategy = NoT(PLAN, min_train_nodes=1, min_evaluate_nodes=1, request_source=source)
+    run(strategy, grid, rounds=4)
+    first, second = strategy.events
+    assert (first.request.requested_by, first.request.reason) == ("dpo", "GDPR art. 17")
+    assert first.to_dict()["request"]["reason"] == "GDPR art. 17"
+    assert second.request.requested_by == "ops" and "reason" not in second.to_dict()["request"]
+    rejected, accepted = settled  # the bad dict at once, the typed request once applied
+    assert "got keys ['on_settled', 'oops', 'targets']" in rejected  # named, not raised
+    assert accepted == ("typed", True)
+    assert strategy.excluded_node_ids == {node_of(grid, 1), node_of(grid, 3)}
+
+
+def test_external_request_from_a_mapping():
+    assert ExternalRequest.from_mapping({"targets": "0, 3", "by": "node-id"}) == ExternalRequest(
+        targets=("0", "3"), by="node-id"
+    )
+    with pytest.raises(ValueError, match="a request needs 'targets'"):
+        ExternalRequest.from_mapping({"by": "partition-id"})

@@ -77,7 +77,7 @@ def test_two_files_for_one_client_at_one_boundary_give_one_request():
         ]
     )
     out = RequestGate(source, RunState(), _Strategy()).poll()
-    assert [s["requested_by"] for s in out] == ["a.json"]
+    assert [s.requested_by for s in out] == ["a.json"]
     assert source.settled == [
         (
             "b.json",
@@ -98,7 +98,7 @@ def test_a_request_for_an_already_forgotten_client_is_not_applied_again():
         ]
     )
     out = RequestGate(source, state, _Strategy()).poll()
-    assert [(s["requested_by"], s["targets"]) for s in out] == [("both.json", ["2"])]
+    assert [(s.requested_by, s.targets) for s in out] == [("both.json", ("2",))]
     assert [s[:2] for s in source.settled] == [("late.json", False), ("by-id.json", False)]
     assert "already forgotten at round 3 (asked by alice)" in source.settled[0][2]
 

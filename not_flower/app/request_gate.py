@@ -21,11 +21,13 @@ the strategy never asks an excluded node again.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from logging import WARNING
 
 from flwr.supercore import log
 
 from not_flower.app.run_state import RunState
+from strategies.unlearning_request import ExternalRequest, external_request
 
 
 class RequestGate:  # pylint: disable=too-few-public-methods
@@ -34,7 +36,8 @@ class RequestGate:  # pylint: disable=too-few-public-methods
     Parameters
     ----------
     source : object
-        The wrapped source (``poll() -> list[dict]``).
+        The wrapped source (``poll()`` returning :class:`ExternalRequest` objects, or
+        dicts with the same keys).
     state : RunState
         The run's state (its applied requests).
     strategy : object
@@ -53,9 +56,9 @@ class RequestGate:  # pylint: disable=too-few-public-methods
         for settle in deferred:
             settle()
 
-    def _settle_when_durable(self, spec: dict) -> dict:
+    def _settle_when_durable(self, spec: ExternalRequest) -> ExternalRequest:
         """``spec`` whose acceptance is settled by :meth:`durable`, rejection at once."""
-        inner = spec.get("on_settled")
+        inner = spec.on_settled
         if inner is None:
             return spec
 
@@ -65,14 +68,14 @@ class RequestGate:  # pylint: disable=too-few-public-methods
             else:
                 inner(request, accepted, reason)
 
-        return {**spec, "on_settled": settle}
+        return replace(spec, on_settled=settle)
 
-    def poll(self) -> list[dict]:
+    def poll(self) -> list[ExternalRequest]:
         """The wrapped source's requests, less what is forgotten or requested already.
 
         Returns
         -------
-        list[dict]
+        list[ExternalRequest]
             Requests with at least one new target.
         """
         queued = {
@@ -82,23 +85,23 @@ class RequestGate:  # pylint: disable=too-few-public-methods
             for v in r.rule.values
         }
         out = []
-        for spec in self.source.poll():
-            by = spec.get("by", "partition-id")
+        for spec in map(external_request, self.source.poll()):
+            by = spec.by
             kept, dropped = [], []
-            for value in spec.get("targets", []):
+            for value in spec.targets:
                 why = self._dropped(by, str(value), queued)
                 (dropped if why else kept).append((str(value), why))
             for value, why in dropped:
                 log(
                     WARNING,
                     "request from %s: %s=%s %s; not applied again",
-                    spec.get("requested_by"),
+                    spec.requested_by,
                     by,
                     value,
                     why,
                 )
             if not kept:
-                settle = spec.get("on_settled")
+                settle = spec.on_settled
                 if settle is not None and self._applied_before(spec):
                     settle(None, True, "")  # applied; stopped before its file was moved
                     continue
@@ -106,16 +109,15 @@ class RequestGate:  # pylint: disable=too-few-public-methods
                 if settle is not None:
                     settle(None, False, reason + "; nothing to do")
                 continue
-            spec = self._settle_when_durable({**spec, "targets": [v for v, _ in kept]})
+            spec = self._settle_when_durable(replace(spec, targets=tuple(v for v, _ in kept)))
             queued.update((by, v) for v, _ in kept)
             out.append(spec)
         return out
 
-    def _applied_before(self, spec: dict) -> bool:
+    def _applied_before(self, spec: ExternalRequest) -> bool:
         """Whether this very request (same requester, same file) was applied already."""
-        by = spec.get("by", "partition-id")
-        entries = [self.state.forgotten(by, str(v)) for v in spec.get("targets", [])]
-        return all(e is not None and e["requested_by"] == spec.get("requested_by") for e in entries)
+        entries = [self.state.forgotten(spec.by, str(v)) for v in spec.targets]
+        return all(e is not None and e["requested_by"] == spec.requested_by for e in entries)
 
     def _dropped(self, by: str, value: str, queued: set) -> str:
         """Why the target ``by=value`` is not asked for again ("" : it is new)."""

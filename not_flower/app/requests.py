@@ -31,6 +31,8 @@ from pathlib import Path
 
 from flwr.supercore import log
 
+from strategies.unlearning_request import ExternalRequest
+
 ALLOWED_KEYS = {"targets", "by", "requested_by", "reason"}
 MAX_BYTES = 64 * 1024
 
@@ -130,8 +132,6 @@ class RequestFolder:
         self.rejected = self.path / "rejected"
         for folder in (self.path, self.accepted, self.rejected):
             folder.mkdir(parents=True, exist_ok=True)
-        #: ``requested_by`` label (``"alice (file x.json)"``) -> the file's ``reason``.
-        self.reasons: dict[str, str] = {}
 
     def _move(self, file: Path, accepted: bool, reason: str = "") -> None:
         dest_dir = self.accepted if accepted else self.rejected
@@ -164,14 +164,14 @@ class RequestFolder:
             out.append(entry)
         return out
 
-    def poll(self) -> list[dict]:
+    def poll(self) -> list[ExternalRequest]:
         """Read new request files; reject invalid ones; return the valid requests.
 
         Returns
         -------
-        list[dict]
-            Requests with ``targets``, ``by``, ``requested_by`` and ``on_settled`` (which
-            moves the file once the strategy decided).
+        list[ExternalRequest]
+            The valid requests, ``requested_by`` naming the file, with the file's
+            ``reason`` and an ``on_settled`` that moves the file once the strategy decided.
         """
         out = []
         for file in self._candidates():
@@ -183,9 +183,6 @@ class RequestFolder:
                 log(WARNING, "rejected request file %s: %s", file, err)
                 self._move(file, False, str(err))
                 continue
-            request["requested_by"] = f"{request['requested_by']} (file {file.name})"
-            if "reason" in request:  # kept here, for the record (the strategy has no field)
-                self.reasons[request["requested_by"]] = request.pop("reason")
 
             def settle(_request, accepted: bool, reason: str, _file=file) -> None:
                 if not accepted:
@@ -193,8 +190,15 @@ class RequestFolder:
                 if _file.exists():
                     self._move(_file, accepted, reason)
 
-            request["on_settled"] = settle
-            out.append(request)
+            out.append(
+                ExternalRequest(
+                    targets=tuple(request["targets"]),
+                    by=request["by"],
+                    requested_by=f"{request['requested_by']} (file {file.name})",
+                    reason=request.get("reason", ""),
+                    on_settled=settle,
+                )
+            )
         return out
 
 

@@ -450,14 +450,7 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
             self.state.forget_ids,
             **evaluation_kind(event.request, new_ids),
         )
-        request = event.to_dict()
-        # a request file's reason ("GDPR art. 17"): into results.json, the record, the log
-        source = self.strategy.request_source  # the RequestFolder, maybe inside a gate
-        reasons = getattr(source, "reasons", None) or getattr(
-            getattr(source, "source", None), "reasons", {}
-        )
-        if reasons.get(request["request"].get("requested_by")):
-            request["request"]["reason"] = reasons[request["request"]["requested_by"]]
+        request = event.to_dict()  # with a request file's reason ("GDPR art. 17"), if any
         request["round"] = self.offset + event.round
         request["partition_ids"] = sorted(new_ids)
         self.recorder.add_request(request)
