@@ -300,7 +300,7 @@ def test_the_evaluator_measures_the_targets_canaries_on_every_named_model():
     assert out["canary_n"] == 16.0
 
 
-@pytest.mark.e2e  # starts `python -m not_flower.task.canary` as its own process
+@pytest.mark.e2e  # starts `python -m not_flower.evaluation.canary_cli` as its own process
 def test_python_dash_m_canary_check_runs_as_the_readme_shows(checkpoints):
     """``python -m not_flower.evaluation.canary_cli check`` (README, evaluation guide) as a
     command."""
@@ -309,7 +309,7 @@ def test_python_dash_m_canary_check_runs_as_the_readme_shows(checkpoints):
 
     runs = {
         name: subprocess.run(
-            [sys.executable, "-m", "not_flower.task.canary", "check", "--checkpoint", str(path)]
+            [sys.executable, "-m", "not_flower.evaluation.canary_cli", "check", "--checkpoint", str(path)]
             + ["--seed", "5"],
             capture_output=True,
             text=True,
@@ -321,7 +321,7 @@ def test_python_dash_m_canary_check_runs_as_the_readme_shows(checkpoints):
     assert runs["with"].stdout.startswith("DETECTED: the model still carries the canaries")
     assert runs["without"].returncode == 0, runs["without"].stderr[-2000:]
     bad = subprocess.run(
-        [sys.executable, "-m", "not_flower.task.canary", "check", "--seed", "5"],
+        [sys.executable, "-m", "not_flower.evaluation.canary_cli", "check", "--seed", "5"],
         capture_output=True,
         text=True,
         timeout=300,
