@@ -309,7 +309,14 @@ def test_python_dash_m_canary_check_runs_as_the_readme_shows(checkpoints):
 
     runs = {
         name: subprocess.run(
-            [sys.executable, "-m", "not_flower.evaluation.canary_cli", "check", "--checkpoint", str(path)]
+            [
+                sys.executable,
+                "-m",
+                "not_flower.evaluation.canary_cli",
+                "check",
+                "--checkpoint",
+                str(path),
+            ]
             + ["--seed", "5"],
             capture_output=True,
             text=True,
