@@ -79,6 +79,14 @@ def _wait(condition, timeout: float, proc: subprocess.Popen, what: str) -> None:
         time.sleep(0.5)
 
 
+def _default_stop_signals() -> None:
+    """In the child: INT and HUP as a terminal's user has them. A test run started in the
+    background (``cmd &`` ignores INT) or under ``nohup`` (ignores HUP) would otherwise hand
+    the ignoring down, and bash cannot trap a signal ignored when it started."""
+    for sig in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def _start(args: list[str], env: dict, log: Path, how: str) -> tuple[subprocess.Popen, object]:
     """Start args in a new session, output to log; through a ``cat`` reader for "pipe"."""
     with open(log, "wb") as out:
@@ -95,6 +103,7 @@ def _start(args: list[str], env: dict, log: Path, how: str) -> tuple[subprocess.
             stdout=reader.stdin if reader else out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_default_stop_signals,
         )
     if reader is not None:
         reader.stdin.close()  # the script holds the only write end
@@ -140,7 +149,9 @@ def _stop_leftovers(proc: subprocess.Popen, home: Path) -> None:
     proc.wait(timeout=10)
 
 
-@pytest.mark.parametrize("how, status", [("INT", 130), ("TERM", 143), ("HUP", 129), ("pipe", 141)])
+# HUP reaches the quickstart's process group as INT does and its trap has the same shape
+# (exit 129 instead of 130); the hang-up case runs on local.sh below.
+@pytest.mark.parametrize("how, status", [("INT", 130), ("TERM", 143), ("pipe", 141)])
 def test_quickstart_stops_the_whole_run(tmp_path, how, status):
     home, out = tmp_path / "flwr-home", tmp_path / "demo"
     env = {**base_env(home), "OUT": str(out)}
@@ -202,6 +213,7 @@ def test_deploy_local_stops_everything(tmp_path, how, status):
             stderr=subprocess.DEVNULL,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=_default_stop_signals,
         )
     try:
         run_log = work / "flwr-run.log"
