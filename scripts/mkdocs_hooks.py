@@ -1,14 +1,17 @@
-"""MkDocs hook: builds the settings reference (docs/settings.md) from pyproject.toml.
+"""MkDocs hook: builds the settings reference (docs/settings.md) from the declarations.
 
-The page's marker line ``<!-- settings-table -->`` becomes a table of every run-config key
-of ``[tool.flwr.app.config]`` with its default as ``pyproject.toml`` states it (the values
-``flwr run`` uses) and its meaning from ``docs/settings-help.toml``. The build fails when a
-key has no meaning there, or when a meaning names a key ``pyproject.toml`` does not have.
+The page's marker line ``<!-- settings-table -->`` becomes one table per group of every
+run-config key declared in :mod:`not_flower.common.run_settings`,
+:mod:`not_flower.common.unlearning_settings` and :mod:`not_flower.common.scenario_settings`
+(key, default, allowed values, meaning: :func:`not_flower.common.settings.reference_rows`).
+The build fails when ``pyproject.toml``'s ``[tool.flwr.app.config]`` (the defaults
+``flwr run`` uses) names other keys or other defaults than the declarations.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import tomllib
 from pathlib import Path
 
@@ -16,6 +19,24 @@ from mkdocs.exceptions import PluginError
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKER = "<!-- settings-table -->"
+GROUP_TITLES = {
+    "run": "The run",
+    "data": "Data",
+    "training": "Local training and sampling",
+    "evaluation": "Evaluation",
+    "unlearn": "The unlearning request: `[tool.flwr.app.config.unlearn]`",
+    "negate": "Negation: `[tool.flwr.app.config.negate]`",
+    "recovery": "Recovery: `[tool.flwr.app.config.recovery]`",
+    "stop": "The stopping rule: `[tool.flwr.app.config.stop]`",
+    "backdoor": "Backdoor scenario: `[tool.flwr.app.config.backdoor]`",
+    "mislabel": "Mislabel scenario: `[tool.flwr.app.config.mislabel]`",
+    "style": "Style scenario: `[tool.flwr.app.config.style]`",
+    "canary": "Canaries: `[tool.flwr.app.config.canary]`",
+    "pgd": "PGD: `[tool.flwr.app.config.pgd]`",
+    "federaser": "FedEraser: `[tool.flwr.app.config.federaser]`",
+    "fukd": "FUKD: `[tool.flwr.app.config.fukd]`",
+    "mia": "Per-example membership attack (LiRA): `[tool.flwr.app.config.mia]`",
+}
 
 
 def flat_keys(table: dict, prefix: str = "") -> dict:
@@ -51,15 +72,16 @@ def toml_value(value) -> str:
     return repr(value)
 
 
-def settings_table(pyproject: Path, help_file: Path) -> str:
-    """The Markdown table of every run-config key: key, default, meaning.
+def settings_table(pyproject: Path, rows: list) -> str:
+    """The Markdown tables of every run-config key, one per group.
 
     Parameters
     ----------
     pyproject : Path
         The app's ``pyproject.toml``.
-    help_file : Path
-        TOML file mapping each key to one line of Markdown.
+    rows : list
+        ``(group, key, default, allowed, help)`` per key
+        (:func:`not_flower.common.settings.reference_rows`).
 
     Returns
     -------
@@ -68,28 +90,46 @@ def settings_table(pyproject: Path, help_file: Path) -> str:
     Raises
     ------
     PluginError
-        A key without a meaning, or a meaning for a key that does not exist.
+        When ``pyproject.toml`` lacks a declared key, has an undeclared one, or states
+        another default.
     """
     config = tomllib.loads(pyproject.read_text())["tool"]["flwr"]["app"]["config"]
     defaults = flat_keys(config)
-    meanings = tomllib.loads(help_file.read_text())
-    missing = [k for k in defaults if k not in meanings]
-    unknown = [k for k in meanings if k not in defaults]
-    if missing or unknown:
+    declared = {key: default for _, key, default, _, _ in rows}
+    missing = [k for k in declared if k not in defaults]
+    unknown = [k for k in defaults if k not in declared]
+    other = [k for k in declared if k in defaults and defaults[k] != declared[k]]
+    if missing or unknown or other:
         raise PluginError(
-            f"{help_file.name} and pyproject.toml's [tool.flwr.app.config] disagree: "
-            f"keys without a meaning: {missing or 'none'}; meanings of unknown keys: "
-            f"{unknown or 'none'}"
+            "pyproject.toml's [tool.flwr.app.config] and the declared settings disagree: "
+            f"declared keys it lacks: {missing or 'none'}; undeclared keys: "
+            f"{unknown or 'none'}; other defaults: {other or 'none'}"
         )
-    rows = [
-        f"| `{key}` | `{toml_value(value)}` | {meanings[key]} |" for key, value in defaults.items()
-    ]
-    return "\n".join(["| key | default | meaning |", "|---|---|---|", *rows])
+    out: list[str] = []
+    for group, title in GROUP_TITLES.items():
+        mine = [r for r in rows if r[0] == group]
+        if not mine:
+            continue
+        out += ["", f"## {title}", "", "| key | default | allowed | meaning |", "|---|---|---|---|"]
+        out += [
+            f"| `{key}` | `{toml_value(default)}` | {allowed} | {meaning} |"
+            for _, key, default, allowed, meaning in mine
+        ]
+    return "\n".join(out).strip() + "\n"
+
+
+def declared_rows() -> list:
+    """The declarations' reference rows (imports not-flower's settings; no torch)."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from not_flower.common.config import RunConfig  # pylint: disable=import-outside-toplevel
+    from not_flower.common.settings import reference_rows  # pylint: disable=import-outside-toplevel
+
+    return reference_rows(RunConfig)
 
 
 def on_page_markdown(markdown, page, config, files):  # noqa: ARG001  (MkDocs' signature)
-    """Fill the settings page's marker with the table."""
+    """Fill the settings page's marker with the tables."""
     if MARKER not in markdown:
         return markdown
-    table = settings_table(ROOT / "pyproject.toml", Path(config["docs_dir"]) / "settings-help.toml")
-    return markdown.replace(MARKER, table)
+    return markdown.replace(MARKER, settings_table(ROOT / "pyproject.toml", declared_rows()))

@@ -12,10 +12,24 @@ from not_flower.common.config import ConfigError, RunConfig, parse_run_config, t
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _flat(table: dict, prefix: str = "") -> dict:
+    """Nested run-config tables as Flower flattens them (dotted keys)."""
+    out: dict = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def test_pyproject_defaults_are_the_config_defaults():
-    flwr_config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["flwr"]["app"][
-        "config"
-    ]
+    """pyproject.toml's tables, flattened, are the declared keys, in the declared order,
+    with the declared defaults."""
+    flwr_config = _flat(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["flwr"]["app"]["config"]
+    )
+    assert list(flwr_config) == list(to_run_config(RunConfig()))
     assert flwr_config == to_run_config(RunConfig())
     assert parse_run_config(flwr_config) == RunConfig()
 
@@ -58,6 +72,8 @@ def test_values_are_parsed():
         ("lr", float("nan"), "lr must be a finite number"),
         ("negate-bias", "maybe", "negate-bias must be true or false, got 'maybe'"),
         ("no-such-key", 1, r"unknown run-config key\(s\) \['no-such-key'\]"),
+        ("recovery-rounds", 3, "'recovery-rounds' was renamed to 'recovery.rounds'"),
+        ("num-rounds", 3, r"\['num-rounds'\]; nearest: num-train-rounds"),
     ],
 )
 def test_bad_values_are_named(key, value, message):

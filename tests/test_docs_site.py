@@ -1,8 +1,8 @@
 """The documentation site builds strictly, and its settings reference is pyproject.toml's.
 
-`scripts/mkdocs_hooks.py` builds docs/settings.md's table from `pyproject.toml`'s
-`[tool.flwr.app.config]` and `docs/settings-help.toml`; the unit tests check the table and
-that a key without a meaning (or a meaning without a key) fails the build. The e2e test
+`scripts/mkdocs_hooks.py` builds docs/settings.md's tables from the settings' declarations
+(not_flower/common/*_settings.py); the unit tests check the tables and that a
+`pyproject.toml` naming other keys or defaults fails the build. The e2e test
 runs the README's `bash scripts/docs.sh` (`mkdocs build --strict`) into a temp folder.
 """
 
@@ -26,14 +26,19 @@ def _hooks():
     return module
 
 
-def test_settings_table_lists_every_key_with_pyprojects_default():
+def test_settings_tables_list_every_declared_key_with_its_default_by_group():
     hooks = _hooks()
-    table = hooks.settings_table(ROOT / "pyproject.toml", ROOT / "docs" / "settings-help.toml")
+    rows = hooks.declared_rows()
+    table = hooks.settings_table(ROOT / "pyproject.toml", rows)
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["flwr"]["app"]["config"]
-    rows = table.splitlines()[2:]
-    assert [r.split("`")[1] for r in rows] == list(hooks.flat_keys(config))
-    assert '| `method` | `"not"` |' in table and "| `negate-bias` | `true` |" in table
-    assert "| `recovery-rounds` | `15` |" in table and "| `val-fraction` | `0.1` |" in table
+    lines = [r for r in table.splitlines() if r.startswith("| `")]
+    assert sorted(r.split("`")[1] for r in lines) == sorted(hooks.flat_keys(config))
+    assert '| `method` | `"not"` | `not`, `ft`, `retrain`' in table
+    assert "| `negate.bias` | `true` | `true`, `false` |" in table
+    assert "| `recovery.rounds` | `15` | integer >= 0 |" in table
+    assert "| `val-fraction` | `0.1` | [0, 1) |" in table
+    assert "## Recovery: `[tool.flwr.app.config.recovery]`" in table
+    assert table.index("## The run") < table.index("## Data") < table.index("## Recovery")
 
 
 def test_nested_tables_become_dotted_keys():
@@ -44,17 +49,17 @@ def test_nested_tables_become_dotted_keys():
     }
 
 
-def test_a_key_without_a_meaning_or_a_meaning_without_a_key_fails(tmp_path):
+def test_a_pyproject_that_disagrees_with_the_declarations_fails_the_build(tmp_path):
     from mkdocs.exceptions import PluginError
 
+    rows = [("run", "seed", 0, "integer >= 0", "seeds"), ("training", "lr", 0.05, "> 0", "lr")]
     pyproject = tmp_path / "pyproject.toml"
-    pyproject.write_text("[tool.flwr.app.config]\nseed = 0\nlr = 0.05\n")
-    help_file = tmp_path / "settings-help.toml"
-    help_file.write_text('seed = "seeds everything"\nmomentum = "local SGD momentum"\n')
+    pyproject.write_text("[tool.flwr.app.config]\nseed = 1\nmomentum = 0.9\n")
     with pytest.raises(
-        PluginError, match=r"without a meaning: \['lr'\].*unknown keys: \['momentum'\]"
+        PluginError,
+        match=r"lacks: \['lr'\]; undeclared keys: \['momentum'\]; other defaults: \['seed'\]",
     ):
-        _hooks().settings_table(pyproject, help_file)
+        _hooks().settings_table(pyproject, rows)
 
 
 @pytest.mark.e2e
@@ -71,7 +76,7 @@ def test_docs_build_strictly_as_shown(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     settings = (site / "settings" / "index.html").read_text()
-    assert "settings-table" not in settings and "<code>recovery-rounds</code>" in settings
+    assert "settings-table" not in settings and "<code>recovery.rounds</code>" in settings
     api = (site / "reference" / "strategies" / "index.html").read_text()
     assert 'id="strategies.unlearning.Unlearning"' in api and "request_unlearning" in api
     for page in ("guide/quickstart", "results/comparison", "compare-fmnist", "benchmarks"):

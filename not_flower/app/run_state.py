@@ -27,6 +27,7 @@ from flwr.supercore import log
 
 from not_flower.common.config import RunConfig, to_run_config
 from not_flower.common.outdir import CONTROL_KEYS, OutDirError
+from not_flower.common.settings import migrate_keys
 from not_flower.common.store import load_checkpoint, save_checkpoint, write_json
 from strategies.not_strategy import NoT
 
@@ -403,7 +404,8 @@ def _saved_run(out_dir: Path, cfg: RunConfig, saved: dict) -> SavedRun:
     """Check the saved state against this run's config and read it back."""
     path = out_dir / "state.json"
     mine = {k: v for k, v in to_run_config(cfg).items() if k not in CONTROL_KEYS}
-    differing = sorted(k for k in mine if saved["config"].get(k) != mine[k])
+    stored = migrate_keys(saved["config"], RunConfig)  # saved before the keys were grouped
+    differing = sorted(k for k in mine if stored.get(k) != mine[k])
     if differing:
         raise ValueError(
             f"resume: {path} was written by a run with a different configuration "

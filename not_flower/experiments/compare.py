@@ -94,6 +94,7 @@ from not_flower.experiments.plan import (
     RESERVED_KEYS,
     SCENARIOS,
     RunSpec,
+    config_file_items,
     original_run_config,
     parse_set,
     parse_value,
@@ -282,6 +283,12 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         The command's parser (:func:`build_parser`).
     """
     p.add_argument(
+        "--config",
+        metavar="FILE.toml",
+        help="run-config file (a preset such as examples/configs/fmnist-4k-backdoor.toml, "
+        "the same file flwr run --run-config takes), applied before every --set",
+    )
+    p.add_argument(
         "--set",
         dest="overrides",
         action="append",
@@ -361,7 +368,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             f"{args.num_clients - 1} with --num-clients {args.num_clients}"
         )
     try:
-        args.overrides = parse_set(args.overrides)
+        preset = config_file_items(args.config) if args.config else []
+        args.overrides = parse_set([*preset, *args.overrides])
     except ValueError as err:
         parser.error(str(err))
     args.seeds = list(dict.fromkeys(args.seeds))

@@ -9,12 +9,14 @@ from a checkpoint then loads (``init-checkpoint``, ``num-train-rounds = 0``).
 from __future__ import annotations
 
 import argparse
+import tomllib
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 from not_flower.common.config import RunConfig
 from not_flower.common.methods import REGISTRY
+from not_flower.common.settings import declarations, renamed_keys
 from not_flower.experiments.report import METHOD_NAMES, METHODS, RECOVERY_METHODS, STEP_METHODS
 
 SCENARIOS: tuple[str, ...] = (
@@ -116,7 +118,45 @@ def parse_value(text: str):
 
 
 def _known_keys() -> set[str]:
-    return {f.name.replace("_", "-") for f in fields(RunConfig)}
+    return {decl.key for _, decl in declarations(RunConfig)}
+
+
+def config_file_items(path: str | Path) -> list[str]:
+    """A run-config TOML file (a preset) as ``key=value`` items for :func:`parse_set`.
+
+    The file is what ``flwr run --run-config FILE.toml`` takes: top-level keys and nested
+    tables (``[recovery]`` -> ``recovery.*``), flattened to dotted keys as Flower does.
+
+    Parameters
+    ----------
+    path : str or Path
+        The TOML file.
+
+    Returns
+    -------
+    list of str
+        ``"key=value"`` items in the file's order (values as TOML text).
+
+    Raises
+    ------
+    ValueError
+        For a file that cannot be read or is not TOML, naming it.
+    """
+    try:
+        table = tomllib.loads(Path(path).read_text())
+    except (OSError, tomllib.TOMLDecodeError) as err:
+        raise ValueError(f"--config {path}: not a readable TOML file ({err})") from None
+
+    def flat(t: dict, prefix: str = ""):
+        for key, value in t.items():
+            if isinstance(value, dict):
+                yield from flat(value, f"{prefix}{key}.")
+            elif isinstance(value, bool):
+                yield f"{prefix}{key}={str(value).lower()}"
+            else:
+                yield f"{prefix}{key}={value}"
+
+    return list(flat(table))
 
 
 def parse_set(items: Sequence[str] | None, *, allow: Sequence[str] = ()) -> dict:
@@ -153,6 +193,11 @@ def parse_set(items: Sequence[str] | None, *, allow: Sequence[str] = ()) -> dict
         if key in RESERVED_KEYS and key not in allow:
             raise ValueError(
                 f"--set {key}=...: {key!r} is set by this command; use {RESERVED_KEYS[key]} instead"
+            )
+        if key in renamed_keys(RunConfig):
+            raise ValueError(
+                f"--set {item!r}: run-config key {key!r} was renamed to "
+                f"{renamed_keys(RunConfig)[key]!r}"
             )
         if key not in known:
             raise ValueError(

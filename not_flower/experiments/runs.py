@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from not_flower.common.config import RunConfig, parse_run_config, to_run_config
 from not_flower.common.methods import REGISTRY
 from not_flower.common.outdir import CONTROL_KEYS
+from not_flower.common.settings import migrate_keys
 from not_flower.experiments.plan import ORIGINAL, RunSpec, shares_original
 
 
@@ -101,6 +102,7 @@ def config_mismatch(
     stored = results.get("config")
     if not isinstance(stored, Mapping):
         return "the stored results.json has no run config"
+    stored = migrate_keys(stored, RunConfig)  # a run from before the keys were grouped
     planned = to_run_config(parse_run_config(run_config))
     defaults = to_run_config(RunConfig())
     for key, value in planned.items():

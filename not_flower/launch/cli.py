@@ -147,7 +147,9 @@ def override_keys(overrides: Sequence[str]) -> list[str]:
     return keys
 
 
-def check_run_config(overrides: Sequence[str], valid_keys: Sequence[str]) -> None:
+def check_run_config(
+    overrides: Sequence[str], valid_keys: Sequence[str], renamed: dict | None = None
+) -> None:
     """Raise if an override names a key that the app does not declare.
 
     Parameters
@@ -156,16 +158,21 @@ def check_run_config(overrides: Sequence[str], valid_keys: Sequence[str]) -> Non
         The ``--run-config`` values (see :func:`override_keys`).
     valid_keys : Sequence[str]
         The app's keys (:func:`app_config_keys`).
+    renamed : dict, optional
+        Old key -> its new name (:func:`app_renamed_keys`).
 
     Raises
     ------
     RunConfigError
-        Naming every unknown key and, for each, the nearest valid keys.
+        Naming every unknown key and, for each, its new name or the nearest valid keys.
     """
     valid = set(valid_keys)
     problems = []
     for key in override_keys(overrides):
         if key in valid:
+            continue
+        if key in (renamed or {}):
+            problems.append(f"run-config key {key!r} was renamed to {renamed[key]!r}")
             continue
         near = difflib.get_close_matches(key, sorted(valid), n=3, cutoff=0.6)
         if not near:  # a prefix or part of a key ("rounds" -> num-train-rounds, ...)
@@ -255,6 +262,20 @@ def app_defaults(pyproject: Path) -> dict:
     return dict(_flat_items(data["tool"]["flwr"]["app"]["config"]))
 
 
+def app_renamed_keys(pyproject: Path) -> dict:
+    """Old flat run-config key -> its grouped name, for not-flower's app (else empty)."""
+    data = tomllib.loads(Path(pyproject).read_text())
+    components = data.get("tool", {}).get("flwr", {}).get("app", {}).get("components", {})
+    if not str(components.get("serverapp", "")).startswith("not_flower."):
+        return {}
+    root = str(Path(__file__).resolve().parents[2])
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    config = importlib.import_module("not_flower.common.config")
+    settings = importlib.import_module("not_flower.common.settings")
+    return settings.renamed_keys(config.RunConfig)
+
+
 def check_values(
     pyproject: Path, values: dict, *, num_partitions: int | None = None, paths: bool = False
 ) -> None:
@@ -326,7 +347,7 @@ def checked_args(flwr_args: Sequence[str], pyproject: Path) -> list[str]:
         (:func:`override_values`) or a value the app refuses (:func:`check_values`).
     """
     overrides = run_config_values(flwr_args)
-    check_run_config(overrides, app_config_keys(pyproject))
+    check_run_config(overrides, app_config_keys(pyproject), app_renamed_keys(pyproject))
     values = override_values(overrides)
     address, num_partitions = federation_facts(flwr_args)
     check_values(
@@ -632,7 +653,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if rest[:1] == ["--num-clients"] and len(rest) > 1 and rest[1].isdigit():
             nodes, rest = int(rest[1]), rest[2:]
         try:
-            check_run_config(rest, app_config_keys(app / "pyproject.toml"))
+            pyproject = app / "pyproject.toml"
+            check_run_config(rest, app_config_keys(pyproject), app_renamed_keys(pyproject))
             values = typed_values(override_values(rest))
             check_values(app / "pyproject.toml", values, num_partitions=nodes, paths=True)
         except (RunConfigError, OSError) as err:
