@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .negation import forward_layers, plan_negation  # needs torch
     from .negation_arrays import NegationError, NegationPlan, negate
     from .not_strategy import NoT
+    from .recovery_settings import RecoverySettings
     from .stopping import RecoveryStop
     from .unlearner import Negation, NoStep, Unlearner, UnlearningStep
     from .unlearning import Unlearning
@@ -42,6 +43,7 @@ __all__ = [
     "NoStep",
     "NoT",
     "RecoveryStop",
+    "RecoverySettings",
     "Unlearner",
     "Unlearning",
     "UnlearningError",
@@ -69,6 +71,7 @@ _NAMES = {
     "forward_layers": ".negation",
     "plan_negation": ".negation",
     "NoT": ".not_strategy",
+    "RecoverySettings": ".recovery_settings",
     "RecoveryStop": ".stopping",
     "Negation": ".unlearner",
     "NoStep": ".unlearner",

@@ -23,7 +23,8 @@ class FT(NoT):
     Parameters
     ----------
     **kwargs
-        As :class:`strategies.NoT`, except ``negation``.
+        As :class:`strategies.NoT`, except ``negation``; the recovery is
+        ``recovery=RecoverySettings(...)`` (:class:`strategies.RecoverySettings`).
     """
 
     def __init__(self, **kwargs) -> None:

@@ -1,11 +1,12 @@
 """NoT, the short form: FedAvg wrapped with weight negation (Khalil et al., CVPR 2025).
 
 ``NoT(plan, **fedavg_kwargs)`` is ``Unlearning(FedAvg(**fedavg_kwargs), Negation(plan))``
-(:mod:`strategies.unlearning`, :mod:`strategies.unlearner`), with the recovery options
-of the run config turned into Flower's own server optimizers: a server momentum or
-learning rate builds :class:`flwr.serverapp.strategy.FedAvgM`, ``recovery_optimizer="adam"``
-(``"yogi"``) builds :class:`flwr.serverapp.strategy.FedAdam` (``FedYogi``), each used from
-the request on; layer-wise rounds, a learning-rate warm-up and distillation wrap it in a
+(:mod:`strategies.unlearning`, :mod:`strategies.unlearner`), with its recovery settings
+(``recovery=``, a :class:`strategies.recovery_settings.RecoverySettings`) turned into
+Flower's own server optimizers: a server momentum or learning rate builds
+:class:`flwr.serverapp.strategy.FedAvgM`, ``server_optimizer="adam"`` (``"yogi"``) builds
+:class:`flwr.serverapp.strategy.FedAdam` (``FedYogi``), each used from the request on;
+layer-wise rounds, a learning-rate warm-up and distillation wrap it in a
 :class:`strategies.recovery_schedule.RecoverySchedule`. Until a request is applied it *is*
 FedAvg: same sampling, same aggregate.
 
@@ -22,6 +23,7 @@ from flwr.serverapp.strategy import FedAdam, FedAvg, FedAvgM, FedYogi, Strategy
 
 from .negation_arrays import NegationPlan
 from .recovery_schedule import RecoverySchedule
+from .recovery_settings import RECOVERY_OPTIMIZERS, SCHEDULE_FIELDS, RecoverySettings
 from .replies import (  # noqa: F401  (the names this module offered before)
     all_finite,
     array_layout,
@@ -38,52 +40,136 @@ from .unlearning_request import (  # noqa: F401
     request_kind,
 )
 
-#: Server updates during recovery (see ``NoT(recovery_optimizer=...)``).
-RECOVERY_OPTIMIZERS: tuple[str, ...] = ("sgd", "adam", "yogi")
 
-
-def recovery_strategy_for(
-    optimizer: str, momentum: float, server_lr: float, **fedavg_kwargs
-) -> Strategy | None:
-    """Flower's strategy for a recovery server update, or ``None`` for plain FedAvg.
+def recovery_strategy_for(settings: RecoverySettings, **fedavg_kwargs) -> Strategy | None:
+    """Flower's strategy for the server update of ``settings``, or ``None`` for plain FedAvg.
 
     Parameters
     ----------
-    optimizer : str
-        ``"sgd"`` (FedAvgM; with momentum 0 and learning rate 1 this is FedAvg and
-        ``None`` is returned), ``"adam"`` (FedAdam) or ``"yogi"`` (FedYogi), both with
-        ``beta_1=0.9``, ``beta_2=0.99``, ``tau=1e-3``.
-    momentum : float
-        Server momentum in [0, 1) (``"sgd"`` only).
-    server_lr : float
-        Server learning rate, > 0 (FedAdam's / FedYogi's ``eta``).
+    settings : RecoverySettings
+        Its ``server_optimizer``: ``"sgd"`` (FedAvgM with ``server_momentum`` and
+        ``server_lr``; with momentum 0 and learning rate 1 this is FedAvg and ``None`` is
+        returned), ``"adam"`` (FedAdam) or ``"yogi"`` (FedYogi), both with
+        ``eta=server_lr``, ``beta_1=0.9``, ``beta_2=0.99``, ``tau=1e-3``.
     **fedavg_kwargs
         FedAvg's sampling and record settings, for the recovery strategy too.
+    """
+    if settings.server_optimizer in ("adam", "yogi"):
+        adaptive = FedAdam if settings.server_optimizer == "adam" else FedYogi
+        return adaptive(eta=settings.server_lr, beta_1=0.9, beta_2=0.99, tau=1e-3, **fedavg_kwargs)
+    if settings.server_momentum > 0 or settings.server_lr != 1.0:
+        return FedAvgM(
+            server_momentum=settings.server_momentum,
+            server_learning_rate=settings.server_lr,
+            **fedavg_kwargs,
+        )
+    return None
+
+
+def recovery_strategy(
+    settings: RecoverySettings, fedavg_kwargs: dict, train_keys: Sequence[str]
+) -> Strategy | None:
+    """The strategy NoT recovers with, or ``None`` for a fresh copy of its FedAvg.
+
+    Parameters
+    ----------
+    settings : RecoverySettings
+        The server update, the recovery sampling fraction and the schedule.
+    fedavg_kwargs : dict
+        The FedAvg keyword arguments of the training rounds.
+    train_keys : Sequence[str]
+        The tensors the schedule's layer-wise rounds train (the negated keys).
+
+    Returns
+    -------
+    Strategy or None
+        Flower's FedAvgM / FedAdam / FedYogi (:func:`recovery_strategy_for`), a FedAvg
+        sampling ``settings.fraction_train``, either wrapped in a
+        :class:`~strategies.recovery_schedule.RecoverySchedule` when ``settings.scheduled``;
+        ``None`` when recovery is the training's FedAvg.
+    """
+    recovery_kwargs = dict(fedavg_kwargs)
+    if settings.fraction_train is not None:  # recovery rounds only
+        recovery_kwargs["fraction_train"] = settings.fraction_train
+    recovery = recovery_strategy_for(settings, **recovery_kwargs)
+    if recovery is None and recovery_kwargs != fedavg_kwargs:
+        recovery = FedAvg(**recovery_kwargs)
+    if not settings.scheduled:
+        return recovery
+    return RecoverySchedule(
+        recovery or FedAvg(**recovery_kwargs),
+        train_keys=train_keys,
+        layerwise_rounds=settings.layerwise_rounds,
+        warmup_rounds=settings.warmup_rounds,
+        base_lr=settings.warmup_base_lr,
+        distill_weight=settings.distill_weight,
+        distill_temperature=settings.distill_temperature,
+    )
+
+
+# pylint: disable=too-many-arguments
+def recovery_from_keywords(
+    recovery: RecoverySettings | None,
+    *,
+    recovery_optimizer: str | None = None,
+    recovery_momentum: float | None = None,
+    recovery_server_lr: float | None = None,
+    recovery_schedule: dict | None = None,
+    recovery_config: dict | None = None,
+    recovery_fraction_train: float | None = None,
+) -> tuple[RecoverySettings, dict]:
+    """NoT's recovery record, from ``recovery=`` or from its former keyword arguments.
+
+    Parameters
+    ----------
+    recovery : RecoverySettings or None
+        The record; ``None``: built from the keywords below (defaults where not given).
+    recovery_optimizer, recovery_momentum, recovery_server_lr, recovery_fraction_train
+        ``server_optimizer``, ``server_momentum``, ``server_lr``, ``fraction_train``.
+    recovery_schedule : dict or None
+        Its keys (:data:`strategies.recovery_settings.SCHEDULE_FIELDS`) are fields.
+    recovery_config : dict or None
+        Entries added to the train config of recovery rounds: its ``lr`` and
+        ``local-epochs`` are the fields ``lr`` and ``local_epochs``; other entries are
+        returned as they are.
+
+    Returns
+    -------
+    tuple of (RecoverySettings, dict)
+        The record and the train-config entries that are not its fields.
 
     Raises
     ------
+    TypeError
+        ``recovery`` is not a RecoverySettings, a schedule key is unknown, or a former
+        keyword is given together with ``recovery``.
     ValueError
-        Naming the bad value and what is allowed.
+        A value the record refuses (naming the field).
     """
-    if not 0.0 <= momentum < 1.0:
-        raise ValueError(f"recovery_momentum must be in [0, 1), got {momentum}")
-    if not server_lr > 0:
-        raise ValueError(f"recovery_server_lr must be > 0, got {server_lr}")
-    if optimizer not in RECOVERY_OPTIMIZERS:
-        raise ValueError(
-            f"recovery_optimizer must be one of {RECOVERY_OPTIMIZERS}, got {optimizer!r}"
+    unknown = sorted(set(recovery_schedule or {}) - set(SCHEDULE_FIELDS))
+    if unknown:
+        raise TypeError(f"recovery_schedule: unknown keys {unknown}; allowed: {SCHEDULE_FIELDS}")
+    extra = dict(recovery_config or {})
+    keywords = {
+        "server_optimizer": recovery_optimizer,
+        "server_momentum": recovery_momentum,
+        "server_lr": recovery_server_lr,
+        "fraction_train": recovery_fraction_train,
+        "lr": extra.pop("lr", None),
+        "local_epochs": extra.pop("local-epochs", None),
+        **dict(recovery_schedule or {}),
+    }
+    given = {field: value for field, value in keywords.items() if value is not None}
+    if recovery is None:
+        return RecoverySettings(**given), extra
+    if not isinstance(recovery, RecoverySettings):
+        raise TypeError(f"recovery must be a RecoverySettings, got {type(recovery).__name__}")
+    if given:
+        raise TypeError(
+            "give the recovery settings as recovery=RecoverySettings(...) or as the former "
+            f"keywords, not both: {sorted(given)} given beside recovery"
         )
-    if optimizer != "sgd" and momentum > 0:
-        raise ValueError(
-            "recovery_momentum applies to recovery_optimizer='sgd' only; "
-            f"got recovery_momentum={momentum} with {optimizer!r}"
-        )
-    if optimizer in ("adam", "yogi"):
-        adaptive = FedAdam if optimizer == "adam" else FedYogi
-        return adaptive(eta=server_lr, beta_1=0.9, beta_2=0.99, tau=1e-3, **fedavg_kwargs)
-    if momentum > 0 or server_lr != 1.0:
-        return FedAvgM(server_momentum=momentum, server_learning_rate=server_lr, **fedavg_kwargs)
-    return None
+    return recovery, extra
 
 
 # pylint: disable=too-many-locals
@@ -118,23 +204,28 @@ class NoT(Unlearning):
     train_metrics_aggr_fn, evaluate_metrics_aggr_fn : Callable or None
         FedAvg: ``(list[RecordDict], str) -> MetricRecord`` aggregating reply metrics
         (default: weighted average).
-    recovery_momentum : float (default: 0.0)
-        Server momentum during recovery only (Flower's FedAvgM, fresh at every request).
-        0 with ``recovery_server_lr=1`` = plain FedAvg recovery (the paper's).
-    recovery_server_lr : float (default: 1.0)
-        Server learning rate during recovery (FedAvgM's, or FedAdam's / FedYogi's ``eta``).
-    recovery_optimizer : str (default: "sgd")
-        ``"sgd"`` (FedAvgM), ``"adam"`` or ``"yogi"`` (Flower's FedAdam / FedYogi,
-        ``beta_1=0.9``, ``beta_2=0.99``, ``tau=1e-3``; ``recovery_momentum`` must be 0).
+    recovery : RecoverySettings or None (default: None)
+        How the recovery rounds after a request train
+        (:class:`strategies.recovery_settings.RecoverySettings`): the server update
+        (Flower's FedAvgM, FedAdam or FedYogi, fresh at every request), the clients'
+        ``lr`` and ``local_epochs`` (train-config entries ``lr``, ``local-epochs``), the
+        share of clients sampled and the schedule of the first rounds (layer-wise rounds
+        on the negated keys, a learning-rate warm-up, distillation towards the model from
+        before each request: a :class:`strategies.recovery_schedule.RecoverySchedule`).
+        ``None``: the paper's recovery (plain FedAvg with the training's settings), or
+        the record the keywords below make.
+    recovery_optimizer, recovery_momentum, recovery_server_lr, recovery_fraction_train
+        The former way to set ``recovery``'s ``server_optimizer``, ``server_momentum``,
+        ``server_lr`` and ``fraction_train`` (``None``: not given); not together with
+        ``recovery``.
     recovery_schedule : dict or None (default: None)
-        Keyword arguments of :class:`strategies.recovery_schedule.RecoverySchedule`
-        (``layerwise_rounds``, ``warmup_rounds``, ``base_lr``, ``distill_weight``,
-        ``distill_temperature``; its ``train_keys`` are the negated keys); ``None`` or all
-        off: no schedule. The distillation teacher is the model from before each request.
-    recovery_fraction_train : float or None (default: None)
-        Share of the connected clients (the forgotten ones never among them) sampled in
-        recovery rounds only, in (0, 1]; ``None``: ``fraction_train``, as in training.
-    recovery_config, identity_timeout, node_wait_timeout, forget_me_key, request_source,
+        The former way to set ``recovery``'s schedule fields (``layerwise_rounds``,
+        ``warmup_rounds``, ``base_lr``, ``distill_weight``, ``distill_temperature``).
+    recovery_config : dict or None (default: None)
+        Entries added to the train config of recovery rounds (as
+        :class:`strategies.unlearning.Unlearning`); its ``lr`` and ``local-epochs`` are
+        ``recovery``'s ``lr`` and ``local_epochs`` (not together with ``recovery``).
+    identity_timeout, node_wait_timeout, forget_me_key, request_source,
     keep_rounds, step_timeout, max_empty_rounds, on_unlearning, evaluate_negated,
     sampling_seed
         As :class:`strategies.unlearning.Unlearning`.
@@ -155,9 +246,10 @@ class NoT(Unlearning):
         configrecord_key: str = "config",
         train_metrics_aggr_fn: Callable[[list[RecordDict], str], MetricRecord] | None = None,
         evaluate_metrics_aggr_fn: Callable[[list[RecordDict], str], MetricRecord] | None = None,
-        recovery_momentum: float = 0.0,
-        recovery_server_lr: float = 1.0,
-        recovery_optimizer: str = "sgd",
+        recovery: RecoverySettings | None = None,
+        recovery_momentum: float | None = None,
+        recovery_server_lr: float | None = None,
+        recovery_optimizer: str | None = None,
         recovery_schedule: dict | None = None,
         recovery_config: dict | None = None,
         recovery_fraction_train: float | None = None,
@@ -190,45 +282,37 @@ class NoT(Unlearning):
             unlearner = negation
         else:
             unlearner = Negation(as_plan(negation))
-        if recovery_fraction_train is not None and not 0.0 < recovery_fraction_train <= 1.0:
-            raise ValueError(
-                f"recovery_fraction_train must be in (0, 1] or None, got {recovery_fraction_train}"
-            )
-        recovery_kwargs = dict(fedavg_kwargs)
-        if recovery_fraction_train is not None:  # recovery rounds only
-            recovery_kwargs["fraction_train"] = recovery_fraction_train
-        recovery = recovery_strategy_for(
-            recovery_optimizer, recovery_momentum, recovery_server_lr, **recovery_kwargs
+        settings, extra_config = recovery_from_keywords(
+            recovery,
+            recovery_optimizer=recovery_optimizer,
+            recovery_momentum=recovery_momentum,
+            recovery_server_lr=recovery_server_lr,
+            recovery_schedule=recovery_schedule,
+            recovery_config=recovery_config,
+            recovery_fraction_train=recovery_fraction_train,
         )
-        if recovery is None and recovery_kwargs != fedavg_kwargs:
-            recovery = FedAvg(**recovery_kwargs)
-        schedule = dict(recovery_schedule or {})
-        if any(schedule.get(k) for k in ("layerwise_rounds", "warmup_rounds", "distill_weight")):
-            recovery = RecoverySchedule(
-                recovery or FedAvg(**recovery_kwargs), train_keys=unlearner.keys, **schedule
-            )
+        recovery_used = recovery_strategy(settings, fedavg_kwargs, unlearner.keys)
         self._user_on_unlearning = on_unlearning
         super().__init__(
             FedAvg(**fedavg_kwargs),
             unlearner,
-            recovery_strategy=recovery,
+            recovery_strategy=recovery_used,
             request_source=request_source,
             forget_me_key=forget_me_key,
             identity_timeout=identity_timeout,
             node_wait_timeout=node_wait_timeout,
             keep_rounds=keep_rounds,
-            recovery_config=recovery_config,
+            recovery_config={**settings.train_config(), **extra_config},
             step_timeout=step_timeout,
             max_empty_rounds=max_empty_rounds,
             on_unlearning=self._hand_teacher
-            if isinstance(recovery, RecoverySchedule)
+            if isinstance(recovery_used, RecoverySchedule)
             else on_unlearning,
             evaluate_negated=evaluate_negated,
             sampling_seed=sampling_seed,
         )
-        self.recovery_optimizer = recovery_optimizer
-        self.recovery_momentum = recovery_momentum
-        self.recovery_server_lr = recovery_server_lr
+        #: The recovery settings (a frozen record, checked when built).
+        self.recovery = settings
         for key, value in fedavg_kwargs.items():  # FedAvg's settings, readable as before
             setattr(self, key, value)
 
@@ -240,6 +324,21 @@ class NoT(Unlearning):
             self._recovery.set_teacher(before)
         if self._user_on_unlearning is not None:
             self._user_on_unlearning(event, before, after)
+
+    @property
+    def recovery_optimizer(self) -> str:
+        """The recovery's server optimizer (``recovery.server_optimizer``)."""
+        return self.recovery.server_optimizer
+
+    @property
+    def recovery_momentum(self) -> float:
+        """The recovery's server momentum (``recovery.server_momentum``)."""
+        return self.recovery.server_momentum
+
+    @property
+    def recovery_server_lr(self) -> float:
+        """The recovery's server learning rate (``recovery.server_lr``)."""
+        return self.recovery.server_lr
 
     @property
     def tag(self) -> str:
@@ -255,8 +354,11 @@ class NoT(Unlearning):
 __all__ = [
     "NoT",
     "RECOVERY_OPTIMIZERS",
+    "RecoverySettings",
     "UnlearningError",
     "UnlearningEvent",
     "UnlearningRequest",
+    "recovery_from_keywords",
+    "recovery_strategy",
     "recovery_strategy_for",
 ]

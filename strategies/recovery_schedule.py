@@ -33,6 +33,7 @@ from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords
 from flwr.supercore import log
 
 from .grid_view import innermost
+from .recovery_settings import RecoverySettings
 
 #: The train-config entry naming the tensors a client trains and sends back.
 TRAIN_KEYS = "train-keys"
@@ -107,6 +108,12 @@ class RecoverySchedule(Strategy):
         w of the clients' distillation loss; 0 = no teacher is sent.
     distill_temperature : float (default: 2.0)
         T of the distillation loss (> 0).
+
+    Notes
+    -----
+    The values are checked as the fields of the same names of
+    :class:`strategies.recovery_settings.RecoverySettings` (``NoT`` builds this wrapper
+    from its ``recovery`` record).
     """
 
     # pylint: disable=too-many-arguments
@@ -121,22 +128,17 @@ class RecoverySchedule(Strategy):
         distill_weight: float = 0.0,
         distill_temperature: float = 2.0,
     ) -> None:
-        if layerwise_rounds < 0 or warmup_rounds < 0:
-            raise ValueError(
-                f"layerwise_rounds and warmup_rounds must be >= 0, got "
-                f"{layerwise_rounds}, {warmup_rounds}"
-            )
+        RecoverySettings(  # checks the values, where every recovery setting is checked
+            layerwise_rounds=layerwise_rounds,
+            warmup_rounds=warmup_rounds,
+            base_lr=base_lr,
+            distill_weight=distill_weight,
+            distill_temperature=distill_temperature,
+        )
         if layerwise_rounds > 0 and not train_keys:
             raise ValueError(
                 "layer-wise recovery needs train_keys (the negated tensors); "
                 "this method negates nothing"
-            )
-        if warmup_rounds > 0 and not base_lr > 0:
-            raise ValueError(f"a learning-rate warm-up needs base_lr > 0, got {base_lr}")
-        if distill_weight < 0 or not distill_temperature > 0:
-            raise ValueError(
-                f"distill_weight must be >= 0 and distill_temperature > 0, got "
-                f"{distill_weight}, {distill_temperature}"
             )
         self.strategy = strategy
         self.train_keys = tuple(train_keys)

@@ -9,10 +9,11 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 
 import tests.fakegrid  # noqa: F401  # sets flwr's TaskIdentity so that Messages can be built
 from not_flower.app.client_app import app
-from not_flower.app.server_app import make_strategy, recovery_options
+from not_flower.app.server_app import make_strategy
+from not_flower.app.strategy_builders import recovery_settings
 from not_flower.common.config import ConfigError, parse_run_config
 from not_flower.task.models import build_model
-from strategies import NoT, plan_negation
+from strategies import NoT, RecoverySettings, plan_negation
 from strategies.baselines import FT
 
 RUN = {"local-epochs": 1, "lr": 0.05, "seed": 0, "batch-size": 64}  # 64: a fast test
@@ -79,7 +80,7 @@ def test_bad_recovery_settings_are_named(key, value, message):
         parse_run_config({key: value})
 
 
-def test_recovery_options_from_run_config():
+def test_recovery_settings_from_run_config():
     cfg = parse_run_config(
         {
             "recovery-server-momentum": 0.7,
@@ -88,27 +89,24 @@ def test_recovery_options_from_run_config():
             "recovery-local-epochs": 3,
         }
     )
-    assert recovery_options(cfg) == {
-        "recovery_optimizer": "sgd",
-        "recovery_momentum": 0.7,
-        "recovery_server_lr": 1.5,
-        "recovery_config": {"lr": 0.1, "local-epochs": 3},
-        "recovery_fraction_train": None,
-    }
-    # defaults: plain FedAvg recovery with the training settings (the paper's)
-    assert recovery_options(parse_run_config({})) == {
-        "recovery_optimizer": "sgd",
-        "recovery_momentum": 0.0,
-        "recovery_server_lr": 1.0,
-        "recovery_config": {},
-        "recovery_fraction_train": None,
-    }
+    settings = recovery_settings(cfg)
+    assert (settings.server_optimizer, settings.server_momentum, settings.server_lr) == (
+        "sgd",
+        0.7,
+        1.5,
+    )
+    assert dict(settings.train_config()) == {"lr": 0.1, "local-epochs": 3}
+    assert settings.fraction_train is None
+    # defaults: plain FedAvg recovery with the training's settings (the paper's)
+    default = parse_run_config({})
+    assert recovery_settings(default) == RecoverySettings(base_lr=default.lr)  # warm-up's only
+    assert dict(recovery_settings(default).train_config()) == {}
     adam = parse_run_config({"recovery-server-optimizer": "adam", "recovery-server-lr": 0.01})
-    assert recovery_options(adam)["recovery_optimizer"] == "adam"
+    assert recovery_settings(adam).server_optimizer == "adam"
 
 
 @pytest.mark.parametrize("method,applies", [("not", True), ("ft", True), ("retrain", False)])
-def test_recovery_options_reach_not_and_ft_but_not_retrain(method, applies):
+def test_recovery_settings_reach_not_and_ft_but_not_retrain(method, applies):
     cfg = parse_run_config({"method": method, "recovery-server-momentum": 0.5, "recovery-lr": 0.1})
     model = build_model("cnn", (1, 8, 8), 10)
     from not_flower.task.models import example_input  # pylint: disable=import-outside-toplevel
@@ -126,9 +124,9 @@ def test_adam_with_server_momentum_is_refused():
         r"recovery-server-optimizer 'sgd' only",
     ):
         parse_run_config({"recovery-server-optimizer": "adam", "recovery-server-momentum": 0.5})
-    with pytest.raises(ValueError, match="recovery_momentum applies to"):
+    with pytest.raises(ValueError, match="server_momentum applies to server_optimizer='sgd'"):
         NoT(["fc.weight"], recovery_optimizer="adam", recovery_momentum=0.5)
-    with pytest.raises(ValueError, match=r"recovery_optimizer must be one of .*'rmsprop'"):
+    with pytest.raises(ValueError, match=r"server_optimizer must be one of .*'rmsprop'"):
         NoT(["fc.weight"], recovery_optimizer="rmsprop")
 
 
@@ -182,12 +180,9 @@ def test_recovery_fraction_train_samples_recovery_rounds_only():
     grid = make_grid(n=5, with_query=True)
     target = node_of(grid, 0)
     cfg = parse_run_config({"recovery-fraction-train": 0.5})
-    assert recovery_options(cfg)["recovery_fraction_train"] == 0.5
+    assert recovery_settings(cfg).fraction_train == 0.5
     strategy = NoT(
-        ["fc.weight"],
-        min_train_nodes=1,
-        min_evaluate_nodes=1,
-        recovery_fraction_train=recovery_options(cfg)["recovery_fraction_train"],
+        ["fc.weight"], min_train_nodes=1, min_evaluate_nodes=1, recovery=recovery_settings(cfg)
     )
     strategy.request_unlearning("0", at_round=3)
     run(strategy, grid, rounds=5)
@@ -195,5 +190,5 @@ def test_recovery_fraction_train_samples_recovery_rounds_only():
     for r in (3, 4, 5):
         replied = strategy.rounds[r].train_replied
         assert len(replied) == 2 and target not in replied  # int(0.5 * 4 retained)
-    with pytest.raises(ValueError, match=r"recovery_fraction_train must be in \(0, 1\]"):
+    with pytest.raises(ValueError, match=r"fraction_train must be in \(0, 1\] or None, got 0.0"):
         NoT(["fc.weight"], recovery_fraction_train=0.0)

@@ -14,10 +14,10 @@ from flwr.serverapp.strategy import FedYogi
 import tests.fakegrid  # noqa: F401  # sets flwr's TaskIdentity so that Messages can be built
 from not_flower.app.client_app import app
 from not_flower.app.server_app import make_strategy
-from not_flower.app.strategy_builders import recovery_schedule
+from not_flower.app.strategy_builders import recovery_settings
 from not_flower.common.config import ConfigError, parse_run_config, to_run_config
 from not_flower.task.models import build_model, example_input
-from strategies import NoT, answer_identity, plan_negation
+from strategies import NoT, RecoverySettings, answer_identity, plan_negation
 from strategies.negation import NegationPlan
 from strategies.not_strategy import recovery_strategy_for
 from strategies.recovery_schedule import RecoverySchedule, merge_partial, warmup_lr
@@ -170,13 +170,13 @@ def test_distillation_sends_the_model_from_before_the_request():
 
 # ------------------------------------------------------------------ FedYogi
 def test_yogi_is_flowers_fedyogi():
-    strategy = recovery_strategy_for("yogi", 0.0, 0.01)
+    strategy = recovery_strategy_for(RecoverySettings(server_optimizer="yogi", server_lr=0.01))
     assert isinstance(strategy, FedYogi) and strategy.eta == 0.01
     assert (strategy.beta_1, strategy.beta_2, strategy.tau) == (0.9, 0.99, 1e-3)
     cfg = parse_run_config({"recovery-server-optimizer": "yogi"})
     assert cfg.recovery_server_optimizer == "yogi"
-    with pytest.raises(ValueError, match="recovery_momentum applies to"):
-        recovery_strategy_for("yogi", 0.5, 0.01)
+    with pytest.raises(ValueError, match="server_momentum applies to"):
+        RecoverySettings(server_optimizer="yogi", server_momentum=0.5)
 
 
 # ------------------------------------------------------------------ run config
@@ -245,10 +245,8 @@ def test_schedule_reaches_not_and_ft_but_not_retrain():
         None,
     )
     assert ft.recovery_strategy.distill_weight == 0.5 and ft.recovery_strategy.base_lr == 0.1
-    assert (
-        recovery_schedule(parse_run_config({"method": "retrain", "recovery-lr-warmup-rounds": 2}))
-        == {}
-    )
+    retrain = parse_run_config({"method": "retrain", "recovery-lr-warmup-rounds": 2})
+    assert recovery_settings(retrain) == RecoverySettings()
 
 
 # ------------------------------------------------------------------ the real ClientApp

@@ -359,5 +359,5 @@ def test_server_momentum_and_config_apply_in_recovery_only():
     np.testing.assert_allclose(seen[3], seen[2] + shift, rtol=1e-5)  # v = delta
     np.testing.assert_allclose(seen[4], seen[3] + 1.5 * shift, rtol=1e-5)  # v = 0.5 v + delta
     assert [c.get("lr") for c in configs] == [None] * 6 + [0.123] * 4
-    with pytest.raises(ValueError, match=r"recovery_momentum must be in \[0, 1\)"):
+    with pytest.raises(ValueError, match=r"server_momentum must be in \[0, 1\), got 1.0"):
         NoT(["fc.weight"], recovery_momentum=1.0)

@@ -55,6 +55,7 @@ from not_flower.app.run_state import (
     save_run_state,
 )
 from not_flower.app.stopping import StoppingRule, summary_lines
+from not_flower.app.strategy_builders import recovery_settings
 from not_flower.audit.cli import sha256_arrays
 from not_flower.common import progress
 from not_flower.common.config import RunConfig, parse_run_config
@@ -170,46 +171,10 @@ def make_strategy(cfg: RunConfig, plan, on_unlearning, *, out_dir: Path | None =
         max_empty_rounds=cfg.max_empty_rounds,
         # Flower's own threads draw from the process-wide random: sampling gets its own
         sampling_seed=cfg.seed,
+        # the recovery settings, one record (Retrain's are the defaults: it does not recover)
+        recovery=recovery_settings(cfg),
     )
-    if spec.recovers:  # Retrain, the reference, trains as the original training did
-        kwargs.update(recovery_options(cfg))
     return spec.build_strategy(cfg, plan, out_dir=out_dir, **kwargs)
-
-
-def recovery_options(cfg: RunConfig) -> dict:
-    """NoT's recovery-only keyword arguments from the run config.
-
-    ``recovery-server-optimizer`` / ``-momentum`` / ``-lr`` become the server update
-    (``recovery_optimizer``: FedAvgM's or FedAdam's; ``recovery_momentum``,
-    ``recovery_server_lr``); ``recovery-lr`` and
-    ``recovery-local-epochs`` (0: as in training) go to the clients in the train config
-    of recovery rounds (``recovery_config``), where :func:`not_flower.app.client_app.train_fn`
-    reads them; ``recovery-fraction-train`` samples that share of the retained clients
-    in recovery rounds only.
-
-    Parameters
-    ----------
-    cfg : RunConfig
-        The run configuration.
-
-    Returns
-    -------
-    dict
-        ``recovery_optimizer``, ``recovery_momentum``, ``recovery_server_lr``,
-        ``recovery_config`` and ``recovery_fraction_train`` (``None``: as ``fraction-train``).
-    """
-    config: dict = {}
-    if cfg.recovery_lr > 0:
-        config["lr"] = float(cfg.recovery_lr)
-    if cfg.recovery_local_epochs > 0:
-        config["local-epochs"] = int(cfg.recovery_local_epochs)
-    return {
-        "recovery_optimizer": cfg.recovery_server_optimizer,
-        "recovery_momentum": cfg.recovery_server_momentum,
-        "recovery_server_lr": cfg.recovery_server_lr,
-        "recovery_config": config,
-        "recovery_fraction_train": cfg.recovery_fraction_train or None,
-    }
 
 
 def scheduled_kind(cfg: RunConfig, num_partitions: int) -> dict:

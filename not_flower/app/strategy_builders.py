@@ -1,13 +1,14 @@
 """Strategy builders of the registered methods (:data:`not_flower.common.methods.REGISTRY`).
 
 Each builder takes the run config, the negation plan and ``out_dir`` plus the keyword
-arguments every method's strategy shares (FedAvg sampling, request sources, recovery
-options; made by :func:`not_flower.app.server_app.make_strategy`) and returns the strategy.
-NoT and FT also get the recovery schedule (:func:`recovery_schedule`).
+arguments every method's strategy shares (FedAvg sampling, request sources, and
+``recovery``, the recovery settings of :func:`recovery_settings`; made by
+:func:`not_flower.app.server_app.make_strategy`) and returns the strategy.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from not_flower.common.config import RunConfig
@@ -16,35 +17,63 @@ from not_flower.task.models import build_model
 from not_flower.task.training import dataset_for, device, server_indices
 from strategies.baselines import FT
 from strategies.not_strategy import NoT
+from strategies.recovery_settings import RecoverySettings
 
 
-def recovery_schedule(cfg: RunConfig) -> dict:
-    """``NoT(recovery_schedule=...)`` from the run config (all off by default).
+def recovery_settings(cfg: RunConfig) -> RecoverySettings:
+    """The run's recovery settings, the one record every method's strategy gets.
 
-    ``recovery-layerwise-rounds``, ``recovery-lr-warmup-rounds`` (ramping to
-    ``recovery-lr``, or ``lr`` when that is 0), ``recovery-distill-weight`` and
-    ``-temperature``; see :class:`strategies.recovery_schedule.RecoverySchedule`.
-    Retrain, which does not recover, gets none.
+    ``recovery-server-optimizer`` / ``-momentum`` / ``-lr`` are the server update
+    (Flower's FedAvgM, FedAdam or FedYogi); ``recovery-lr`` and ``recovery-local-epochs``
+    (0: as in training) go to the clients in the train config of recovery rounds, where
+    :func:`not_flower.app.client_app.train_fn` reads them; ``recovery-fraction-train``
+    (0: as ``fraction-train``) samples that share of the retained clients in recovery
+    rounds only. Methods with a recovery schedule (the registry's ``recovery_schedule``:
+    NoT and FT) also get ``recovery-layerwise-rounds``, ``recovery-lr-warmup-rounds``
+    (ramping to ``recovery-lr``, or ``lr`` when that is 0), ``recovery-distill-weight``
+    and ``-temperature``. Retrain, which does not recover, gets the defaults.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run configuration.
+
+    Returns
+    -------
+    RecoverySettings
+        See :class:`strategies.recovery_settings.RecoverySettings`.
     """
-    if not REGISTRY[cfg.method].recovers:
-        return {}
-    return {
-        "layerwise_rounds": cfg.recovery_layerwise_rounds,
-        "warmup_rounds": cfg.recovery_lr_warmup_rounds,
-        "base_lr": cfg.recovery_lr if cfg.recovery_lr > 0 else cfg.lr,
-        "distill_weight": cfg.recovery_distill_weight,
-        "distill_temperature": cfg.recovery_distill_temperature,
-    }
+    spec = REGISTRY[cfg.method]
+    if not spec.recovers:  # Retrain, the reference, trains as the original training did
+        return RecoverySettings()
+    settings = RecoverySettings(
+        server_optimizer=cfg.recovery_server_optimizer,
+        server_momentum=cfg.recovery_server_momentum,
+        server_lr=cfg.recovery_server_lr,
+        lr=cfg.recovery_lr or None,
+        local_epochs=cfg.recovery_local_epochs or None,
+        fraction_train=cfg.recovery_fraction_train or None,
+    )
+    if not spec.recovery_schedule:
+        return settings
+    return replace(
+        settings,
+        layerwise_rounds=cfg.recovery_layerwise_rounds,
+        warmup_rounds=cfg.recovery_lr_warmup_rounds,
+        base_lr=cfg.recovery_lr if cfg.recovery_lr > 0 else cfg.lr,
+        distill_weight=cfg.recovery_distill_weight,
+        distill_temperature=cfg.recovery_distill_temperature,
+    )
 
 
 def build_not(cfg: RunConfig, plan, *, out_dir: Path | None = None, **kwargs) -> NoT:
     """NoT: negate the plan's layers at the request, then recover."""
-    return NoT(plan, recovery_schedule=recovery_schedule(cfg), **kwargs)
+    return NoT(plan, **kwargs)
 
 
 def build_ft(cfg: RunConfig, plan, *, out_dir: Path | None = None, **kwargs) -> FT:
     """FT (and Retrain, FT from a fresh model with the request at round 1)."""
-    return FT(recovery_schedule=recovery_schedule(cfg), **kwargs)
+    return FT(**kwargs)
 
 
 def _builder(cfg: RunConfig):
@@ -114,5 +143,5 @@ __all__ = [
     "build_ft",
     "build_not",
     "build_pgd",
-    "recovery_schedule",
+    "recovery_settings",
 ]
