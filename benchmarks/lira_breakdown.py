@@ -156,6 +156,7 @@ def attack_seed(
     unweighted (the comparison the attack made before the matched held-out set).
     """
     # pylint: disable=import-outside-toplevel
+    from not_flower.app.specs import data_spec, reference_spec
     from not_flower.common.config import parse_run_config
     from not_flower.common.store import load_checkpoint
     from not_flower.evaluation.membership import (
@@ -176,16 +177,17 @@ def attack_seed(
         keys["mia-reference-epochs"] = epochs
     cfg = parse_run_config({**keys, "mia-cache-dir": str(cache)})
     n_parts = int(res["num_partitions"])
-    u = build_universe(cfg, n_parts, altered_heldout=not as_reported)
+    spec = data_spec(cfg)
+    u = build_universe(spec, n_parts, altered_heldout=not as_reported)
     ref = _version1_reference(cache, cfg, u) if as_reported else None
-    ref = ref or reference_set(cfg, u, n_parts)
-    forget = forget_mask(cfg, u, {int(c) for c in cfg.unlearn_clients})
+    ref = ref or reference_set(spec, reference_spec(cfg), u, n_parts)
+    forget = forget_mask(u, {int(c) for c in cfg.unlearn_clients})
     masks = group_masks(u, forget)
     heldout = np.zeros(len(u.y), dtype=bool)
     heldout[u.heldout] = True
     strata = u.strata()
     weights = matching_weights(strata[forget], strata[heldout])
-    data = dataset_for(cfg)
+    data = dataset_for(spec)
     model = build_model(cfg.model, tuple(data.x_train.shape[1:]), data.num_classes)
     out = {}
     for name, path in _models(seed_dir).items():

@@ -26,6 +26,7 @@ from common import write_json  # benchmarks/common.py
 
 def attack_seed(seed_dir: Path, models: int, epochs: int, cache: Path) -> dict[str, dict]:
     """LiRA numbers of every run of one seed folder (``setting -> metrics``)."""
+    from not_flower.app.specs import data_spec, reference_spec  # pylint: disable=import-outside-toplevel
     from not_flower.common.config import parse_run_config  # pylint: disable=import-outside-toplevel
     from not_flower.common.store import load_checkpoint  # pylint: disable=import-outside-toplevel
     from not_flower.evaluation.reference_models import MembershipHarness  # pylint: disable=import-outside-toplevel
@@ -42,9 +43,9 @@ def attack_seed(seed_dir: Path, models: int, epochs: int, cache: Path) -> dict[s
             "mia-cache-dir": str(cache),
         }
     )
-    harness = MembershipHarness(cfg)
+    harness = MembershipHarness(data_spec(cfg), reference_spec(cfg))
     harness.set_forget(int(retrain["num_partitions"]), {int(c) for c in cfg.unlearn_clients})
-    data = dataset_for(cfg)
+    data = dataset_for(data_spec(cfg))
     model = build_model(cfg.model, tuple(data.x_train.shape[1:]), data.num_classes)
     out = {}
     for run in sorted(p.parent for p in seed_dir.glob("*/checkpoint-final.pt")):

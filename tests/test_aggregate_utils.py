@@ -11,6 +11,7 @@ from flwr.app import Array, ArrayRecord, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from not_flower.app import client_app as ca
+from not_flower.app.specs import data_spec
 from not_flower.task.training import batch_bounds, has_batchnorm, train
 from strategies import NoT
 from strategies.aggregate_utils import (
@@ -238,7 +239,7 @@ def test_resnet18_replies_accepted_in_round_2_with_the_apps_clientapp():
 
     run_config = {"model": "resnet18", "local-epochs": 1, "val-fraction": 0.1}
     cfg = parse_run_config(run_config)
-    data = dataset_for(cfg)
+    data = dataset_for(data_spec(cfg))
     model = build_model("resnet18", data.input_shape, data.num_classes)
     nodes = {}
     for pid in (0, 7, 8):

@@ -20,6 +20,7 @@ from flwr.app import Array, ArrayRecord, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from torch import nn
 
+from not_flower.app.specs import data_spec
 from not_flower.common.config import ConfigError, parse_run_config
 from not_flower.experiments import compare, report
 from not_flower.task.models import build_model
@@ -371,12 +372,12 @@ def test_server_data_is_held_out_from_every_client():
 
     base = parse_run_config({})
     cfg = parse_run_config({"server-data-fraction": 0.1})
-    held = server_indices(cfg)
-    labels = dataset_for(cfg).y_train
+    held = server_indices(data_spec(cfg))
+    labels = dataset_for(data_spec(cfg)).y_train
     assert len(held) == pytest.approx(0.1 * len(labels), abs=10)
     for c in np.unique(labels):  # stratified
         assert np.isin(held, np.flatnonzero(labels == c)).sum() == round(0.1 * (labels == c).sum())
-    parts = _partitions(cfg, 4)
+    parts = _partitions(data_spec(cfg), 4)
     union = np.concatenate(parts)
     assert len(np.intersect1d(union, held)) == 0
     assert len(union) + len(held) == len(labels)
@@ -385,9 +386,13 @@ def test_server_data_is_held_out_from_every_client():
 
     assert all(
         np.array_equal(a, b)
-        for a, b in zip(_partitions(base, 4), partition(labels, 4, "iid", alpha=0.5, seed=0))
+        for a, b in zip(
+            _partitions(data_spec(base), 4), partition(labels, 4, "iid", alpha=0.5, seed=0)
+        )
     )
-    assert len(client_data(cfg, 0, 4).y_train) < len(client_data(base, 0, 4).y_train)
+    assert len(client_data(data_spec(cfg), 0, 4).y_train) < len(
+        client_data(data_spec(base), 0, 4).y_train
+    )
 
 
 # --------------------------------------------------------------------------- config, report

@@ -12,6 +12,7 @@ import torch
 from flwr.app import ArrayRecord
 
 from not_flower.app.forgetting_records import canary_check
+from not_flower.app.specs import data_spec, reference_spec
 from not_flower.common.config import ConfigError, parse_run_config
 from not_flower.common.store import save_checkpoint
 from not_flower.evaluation.canary_cli import main
@@ -243,15 +244,18 @@ def test_canary_clients_plant_their_in_canaries_after_their_own_samples():
     plain = parse_run_config({})
     cfg = parse_run_config({"canary-clients": "1", "canary-count": 8, "canary-seed": 3})
     assert cfg.canary_clients == ("1",) and cfg.canary_count == 8 and cfg.canary_seed == 3
-    before, after = client_data(plain, 1, 4), client_data(cfg, 1, 4)
+    before, after = client_data(data_spec(plain), 1, 4), client_data(data_spec(cfg), 1, 4)
     n = len(before.y_train)
     np.testing.assert_array_equal(after.x_train[:n], before.x_train)  # ids unchanged
     np.testing.assert_array_equal(after.canaries, np.arange(n, n + 8))
-    planted = client_canaries(cfg, 1)
+    planted = client_canaries(data_spec(cfg), 1)
     assert planted.seed == client_canary_seed(3, 1)
     np.testing.assert_array_equal(after.x_train[n:], planted.x_in)
     np.testing.assert_array_equal(after.y_train[n:], planted.y_in)
-    assert len(client_data(cfg, 0, 4).canaries) == 0 and client_canaries(cfg, 0) is None
+    assert (
+        len(client_data(data_spec(cfg), 0, 4).canaries) == 0
+        and client_canaries(data_spec(cfg), 0) is None
+    )
     assert len(plain.canary_clients) == 0 and plain.canary_count == 16
 
 
@@ -270,10 +274,10 @@ def test_bad_canary_settings_are_named(key, value, message):
 
 def test_the_harness_pools_the_targets_canaries_and_records_the_test():
     cfg = parse_run_config({"canary-clients": "1,2", "canary-count": 4})
-    assert targets_canaries(cfg, {0, 3}) is None
-    pooled = targets_canaries(cfg, {0, 1, 2})
+    assert targets_canaries(data_spec(cfg), {0, 3}) is None
+    pooled = targets_canaries(data_spec(cfg), {0, 1, 2})
     assert len(pooled.y_in) == len(pooled.y_out) == 8
-    np.testing.assert_array_equal(pooled.x_in[:4], client_canaries(cfg, 1).x_in)
+    np.testing.assert_array_equal(pooled.x_in[:4], client_canaries(data_spec(cfg), 1).x_in)
     before = {"canary_auc": 0.97, "canary_p": 0.0001, "canary_n": 16.0}
     after = {"canary_auc": 0.55, "canary_p": 0.31, "canary_n": 16.0}
     assert canary_check(before, after) == {
@@ -288,14 +292,14 @@ def test_the_evaluator_measures_the_targets_canaries_on_every_named_model():
     cfg = parse_run_config({"canary-clients": "1", "model": "mlp"})
     torch.manual_seed(0)
     model = build_model("mlp", SHAPE, 10)
-    evaluator = Evaluator(cfg, model)
+    evaluator = Evaluator(data_spec(cfg), model, membership=reference_spec(cfg))
     arrays = ArrayRecord(model.state_dict())
     assert "canary_p" not in evaluator.full(arrays)  # no request yet: no target
     evaluator.set_forget(4, {0})
     assert "canary_p" not in evaluator.full(arrays)  # the target planted none
     evaluator.set_forget(4, {1})
     out = evaluator.full(arrays)
-    expected = check_model(model, client_canaries(cfg, 1))
+    expected = check_model(model, client_canaries(data_spec(cfg), 1))
     assert out["canary_p"] == expected["p_value"] and out["canary_auc"] == expected["auc"]
     assert out["canary_n"] == 16.0
 
@@ -347,9 +351,9 @@ def test_a_deployed_client_plants_the_canaries_of_its_own_node_config_seed():
     cfg = parse_run_config(settings)
     data = load_dataset("digits")
     mine = make_canaries(12345, data.input_shape, data.num_classes, 8)
-    n = len(client_data(cfg, 1, 4).y_train)
+    n = len(client_data(data_spec(cfg), 1, 4).y_train)
     for run_config in (settings, {**settings, "canary-clients": "1"}):  # the node's seed wins
-        planted = client_data(parse_run_config(run_config), 1, 4, canary_seed=12345)
+        planted = client_data(data_spec(parse_run_config(run_config)), 1, 4, canary_seed=12345)
         np.testing.assert_array_equal(planted.canaries, np.arange(n, n + 8))
         np.testing.assert_array_equal(planted.x_train[n:], mine.x_in)
         np.testing.assert_array_equal(planted.y_train[n:], mine.y_in)

@@ -9,6 +9,7 @@ import pytest
 import torch
 from flwr.app import ArrayRecord
 
+from not_flower.app.specs import data_spec
 from not_flower.common.config import parse_run_config
 from not_flower.common.store import load_checkpoint
 from not_flower.experiments.simulation import simulate
@@ -68,9 +69,9 @@ def test_numbers_come_from_real_training(run):
 
     # recompute from the checkpoints: the numbers are the saved models' numbers
     cfg = parse_run_config(config)
-    data = dataset_for(cfg)
+    data = dataset_for(data_spec(cfg))
     model = build_model(cfg.model, data.input_shape, data.num_classes)
-    forget = client_data(cfg, TARGET, N)
+    forget = client_data(data_spec(cfg), TARGET, N)
     for name, ckpt in (
         ("original", "checkpoint-original.pt"),
         ("recovered", "checkpoint-final.pt"),
@@ -126,7 +127,7 @@ def test_results_json_is_written_and_complete(run):
     if stop["chosen_round"] is not None:
         assert costs["unlearning"]["rounds"] == stop["chosen_recovery_rounds"]
         assert "stopped" in on_disk["models"]
-    sizes = [len(client_data(parse_run_config(run[1]), p, N).x_train) for p in range(N)]
+    sizes = [len(client_data(data_spec(parse_run_config(run[1])), p, N).x_train) for p in range(N)]
     assert sum(sizes) > 1000 and np.all(np.array(sizes) > 200)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from not_flower.app.specs import data_spec
 from not_flower.common.config import parse_run_config
 from not_flower.task import data as data_mod
 from not_flower.task.data import DEBIAN_FASHION_MNIST_DIR, load_dataset, read_idx
@@ -154,39 +155,40 @@ def test_bad_idx_header_is_named(tmp_path):
 
 
 def test_train_subset_is_stratified_fixed_and_keeps_the_test_set():
-    full = dataset_for(parse_run_config({}))
+    full = dataset_for(data_spec(parse_run_config({})))
     cfg = parse_run_config({"train-subset": 500})
-    sub = dataset_for(cfg)
+    sub = dataset_for(data_spec(cfg))
     assert len(sub.y_train) == 500 and len(sub.y_test) == len(full.y_test)
     share_full = np.bincount(full.y_train, minlength=10) / len(full.y_train)
     share_sub = np.bincount(sub.y_train, minlength=10) / 500
     assert np.abs(share_full - share_sub).max() <= 1 / 500 + 1e-12  # per class within one image
     # the same images for every seed, and every image one of the training set's
     assert np.array_equal(
-        dataset_for(parse_run_config({"train-subset": 500, "seed": 3})).x_train, sub.x_train
+        dataset_for(data_spec(parse_run_config({"train-subset": 500, "seed": 3}))).x_train,
+        sub.x_train,
     )
     flat_full = full.x_train.reshape(len(full.x_train), -1)
     rows = {r.tobytes() for r in flat_full}
     assert all(r.tobytes() in rows for r in sub.x_train.reshape(500, -1))
-    assert dataset_for(parse_run_config({"train-subset": len(full.y_train)})) is full
+    assert dataset_for(data_spec(parse_run_config({"train-subset": len(full.y_train)}))) is full
 
 
 def test_train_subset_too_large_is_named():
-    full = dataset_for(parse_run_config({}))
+    full = dataset_for(data_spec(parse_run_config({})))
     with pytest.raises(ValueError, match=rf"train-subset=99999 exceeds the {len(full.y_train)}"):
-        dataset_for(parse_run_config({"train-subset": 99999}))
+        dataset_for(data_spec(parse_run_config({"train-subset": 99999})))
 
 
 def test_test_subset_is_stratified_fixed_and_keeps_the_training_set():
-    full = dataset_for(parse_run_config({}))
-    cut = dataset_for(parse_run_config({"test-subset": 100}))
+    full = dataset_for(data_spec(parse_run_config({})))
+    cut = dataset_for(data_spec(parse_run_config({"test-subset": 100})))
     assert len(cut.y_test) == 100 and np.array_equal(cut.x_train, full.x_train)
     _, full_counts = np.unique(full.y_test, return_counts=True)
     _, counts = np.unique(cut.y_test, return_counts=True)
     assert np.all(np.abs(counts - full_counts * 100 / len(full.y_test)) < 1)
-    again = dataset_for(parse_run_config({"test-subset": 100, "seed": 4}))
+    again = dataset_for(data_spec(parse_run_config({"test-subset": 100, "seed": 4})))
     assert np.array_equal(again.x_test, cut.x_test)
-    both = dataset_for(parse_run_config({"test-subset": 100, "train-subset": 500}))
+    both = dataset_for(data_spec(parse_run_config({"test-subset": 100, "train-subset": 500})))
     assert len(both.y_train) == 500 and np.array_equal(both.x_test, cut.x_test)
     with pytest.raises(ValueError, match=rf"test-subset=99999 exceeds the {len(full.y_test)} test"):
-        dataset_for(parse_run_config({"test-subset": 99999}))
+        dataset_for(data_spec(parse_run_config({"test-subset": 99999})))

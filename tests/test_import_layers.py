@@ -75,6 +75,29 @@ def layer_violations(path: Path, root: Path = ROOT) -> list[str]:
     return found
 
 
+#: The layers below the app take small specs (``DataSpec``, ``ReferenceSpec``), never the
+#: whole run config: none of their modules imports or names ``RunConfig``.
+SPEC_ONLY = ("task", "evaluation")
+_CONFIG = "not_flower.common.config"
+
+
+def run_config_uses(path: Path, root: Path = ROOT) -> list[str]:
+    """Where path imports the run config (``RunConfig``, its parser or its module) or names it."""
+    where = path.relative_to(root)
+    found = [
+        f"{where}:{line} imports {module} {names}"
+        for module, names, line in _imports(path, root)
+        if (module == _CONFIG and {"RunConfig", "parse_run_config"} & set(names))
+        or (module == _CONFIG and not names)  # import not_flower.common.config
+        or (module == "not_flower.common" and "config" in names)
+    ]
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        name = getattr(node, "id", None) or getattr(node, "attr", None)
+        if isinstance(node, (ast.Name, ast.Attribute)) and name == "RunConfig":
+            found.append(f"{where}:{node.lineno} names RunConfig")
+    return found
+
+
 def test_every_module_is_in_a_layer():
     loose = [p.name for p in PACKAGE.glob("*.py") if p.name != "__init__.py"]
     assert loose == [], f"modules outside the subpackages: {loose}"
@@ -109,6 +132,28 @@ def test_no_import_cycle_between_modules():
     for node in sorted(graph):
         if node not in done:
             visit(node, [node])
+
+
+def test_task_and_evaluation_never_take_the_run_config():
+    found = [
+        v for pkg in SPEC_ONLY for path in _sources(PACKAGE / pkg) for v in run_config_uses(path)
+    ]
+    assert found == [], "\n".join(found)
+
+
+def test_the_run_config_check_catches_an_import_and_an_annotation(tmp_path):
+    """The check itself, on a made-up tree: importing or naming ``RunConfig`` is reported."""
+    task = tmp_path / "not_flower" / "task"
+    task.mkdir(parents=True)
+    (task / "named.py").write_text("from not_flower.common.config import RunConfig\n")
+    (task / "module.py").write_text("from not_flower.common import config\n")
+    (task / "typed.py").write_text("def f(cfg: RunConfig) -> None: ...\n")
+    (task / "fine.py").write_text("from not_flower.common import progress\n")
+    found = {p.stem: run_config_uses(p, tmp_path) for p in task.glob("*.py")}
+    assert "imports not_flower.common.config" in found["named"][0]
+    assert "imports not_flower.common" in found["module"][0]
+    assert "names RunConfig" in found["typed"][0]
+    assert found["fine"] == []
 
 
 def test_the_library_imports_nothing_of_the_app():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from not_flower.app.specs import data_spec
 from not_flower.common.config import parse_run_config
 from not_flower.evaluation.reference_models import MISLABELLED, build_universe, forget_mask
 from not_flower.experiments.plan import MISLABEL_FRACTION, scenario_config
@@ -52,7 +53,7 @@ def test_scenario_mislabels_a_share_of_the_targets_samples_only():
     data = load_dataset("digits")
     plain = parse_run_config({"partitioner": "iid"})
     for pid in range(5):
-        got, clean = client_data(cfg, pid, 5), client_data(plain, pid, 5)
+        got, clean = client_data(data_spec(cfg), pid, 5), client_data(data_spec(plain), pid, 5)
         np.testing.assert_array_equal(got.x_train, clean.x_train)  # same images
         changed = np.flatnonzero(got.y_train != clean.y_train)
         if pid == 2:
@@ -65,8 +66,8 @@ def test_scenario_mislabels_a_share_of_the_targets_samples_only():
 
 def test_universe_holds_as_many_mislabelled_held_out_images_as_the_target():
     cfg = _cfg(target=2)
-    u = build_universe(cfg, 5)
-    target = client_data(cfg, 2, 5)
+    u = build_universe(data_spec(cfg), 5)
+    target = client_data(data_spec(cfg), 2, 5)
     kind = u.kind
     lo = u.offsets[2]
     assert (kind[: u.offsets[-1]] == MISLABELLED).sum() == len(target.mislabelled)
@@ -80,7 +81,7 @@ def test_universe_holds_as_many_mislabelled_held_out_images_as_the_target():
     for x, y in zip(xs[:10], u.y[u.heldout][copies][:10]):
         match = np.flatnonzero((test.x_test == x).all(axis=(1, 2, 3)))
         assert len(match) >= 1 and (test.y_test[match] != y).all()
-    mask = forget_mask(cfg, u, {2})
+    mask = forget_mask(u, {2})
     assert mask.sum() == len(target.y_train) and not mask[u.heldout].any()
 
 
@@ -92,11 +93,11 @@ def test_style_scenario_inverts_the_targets_images_only_and_the_universe_matches
     assert cfg.style_clients == ("1",) and cfg.unlearn_clients == ("1",)
     plain = parse_run_config({"partitioner": "iid"})
     for pid in range(4):
-        got, clean = client_data(cfg, pid, 4), client_data(plain, pid, 4)
+        got, clean = client_data(data_spec(cfg), pid, 4), client_data(data_spec(plain), pid, 4)
         np.testing.assert_array_equal(got.y_train, clean.y_train)  # labels kept
         want = invert(clean.x_train) if pid == 1 else clean.x_train
         np.testing.assert_allclose(got.x_train, want)
-    u = build_universe(cfg, 4)
+    u = build_universe(data_spec(cfg), 4)
     n_target = u.offsets[2] - u.offsets[1]
     assert (u.kind[u.offsets[1] : u.offsets[2]] == STYLED).all()
     assert (u.kind[: u.offsets[-1]] == STYLED).sum() == n_target
@@ -113,13 +114,13 @@ def test_memorise_scenario_inverted_and_mislabelled_with_matching_held_out_copie
     from not_flower.task.mislabel import invert
 
     cfg = parse_run_config({**scenario_config("memorise", target=0), "mia-reference-models": 2})
-    got = client_data(cfg, 0, 4)
-    clean = client_data(parse_run_config({"partitioner": "iid"}), 0, 4)
+    got = client_data(data_spec(cfg), 0, 4)
+    clean = client_data(data_spec(parse_run_config({"partitioner": "iid"})), 0, 4)
     np.testing.assert_allclose(got.x_train, invert(clean.x_train))
     wrong = got.mislabelled
     assert len(wrong) == round(MISLABEL_FRACTION * len(got.y_train))
     assert (got.y_train[wrong] != clean.y_train[wrong]).all()
-    u = build_universe(cfg, 4)
+    u = build_universe(data_spec(cfg), 4)
     target = u.kind[: u.offsets[1]]
     assert (target[wrong] == STYLED_MISLABELLED).sum() == len(wrong)
     assert (target == STYLED).sum() == len(got.y_train) - len(wrong)

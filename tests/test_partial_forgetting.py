@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from not_flower.app.client_app import kept_mask
+from not_flower.app.specs import data_spec
 from not_flower.common.config import ConfigError, parse_run_config
 from not_flower.experiments.simulation import simulate
 from not_flower.task.training import client_data
@@ -108,7 +109,7 @@ def test_federation_wide_class_forgetting(tmp_path):
     for row in results["rounds"][4:]:
         assert row["participants"] == [0, 1, 2]  # everyone stays
         for pid in range(N):  # ...and trains on exactly its non-3 samples: no 3 is ever used
-            y = client_data(cfg, pid, N).y_train
+            y = client_data(data_spec(cfg), pid, N).y_train
             assert row["trained_examples"][str(pid)] == int((y != 3).sum())
             assert row["forgotten_examples"][str(pid)] == int((y == 3).sum())
     rec = results["models"]["recovered"]
@@ -134,9 +135,11 @@ def test_class_forgetting_for_one_client_leaves_others_unchanged(tmp_path):
     )
     for row in results["rounds"][4:]:
         for pid in (0, 1):
-            assert row["trained_examples"][str(pid)] == len(client_data(cfg, pid, N).y_train)
+            assert row["trained_examples"][str(pid)] == len(
+                client_data(data_spec(cfg), pid, N).y_train
+            )
             assert row["forgotten_examples"][str(pid)] == 0
-        y2 = client_data(cfg, 2, N).y_train
+        y2 = client_data(data_spec(cfg), 2, N).y_train
         assert row["trained_examples"]["2"] == int((y2 != 3).sum())
 
 
@@ -152,7 +155,7 @@ def test_instance_wise_forgetting_of_poisoned_samples(tmp_path):
     }
     results = simulate(config, num_supernodes=N)
     cfg = parse_run_config(config)
-    data0 = client_data(cfg, 0, N)
+    data0 = client_data(data_spec(cfg), 0, N)
     assert len(data0.poisoned) == round(0.4 * len(data0.y_train))
     request = results["requests"][0]["request"]
     assert request["kind"] == "instance" and request["samples"] == sorted(data0.poisoned.tolist())

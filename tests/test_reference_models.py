@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from not_flower.app.specs import data_spec, reference_spec
 from not_flower.common.config import ConfigError, parse_run_config
 from not_flower.evaluation.membership import (
     balanced_membership,
@@ -96,52 +97,57 @@ def _cfg(tmp_path, **extra):
 
 def test_universe_is_the_clients_data_then_the_test_split(tmp_path):
     cfg = _cfg(tmp_path)
-    u = build_universe(cfg, 4)
+    u = build_universe(data_spec(cfg), 4)
     from not_flower.task.training import client_data, dataset_for
 
     for pid in range(4):
-        part = client_data(cfg, pid, 4)
+        part = client_data(data_spec(cfg), pid, 4)
         lo, hi = u.offsets[pid], u.offsets[pid + 1]
         np.testing.assert_array_equal(u.y[lo:hi], part.y_train)  # poisoned labels included
         np.testing.assert_array_equal(u.x[lo:hi], part.x_train)
-    test = dataset_for(cfg)
+    test = dataset_for(data_spec(cfg))
     n_test = len(test.y_test)
     np.testing.assert_array_equal(u.y[u.heldout][:n_test], test.y_test)
     # then as many test images as client 1 poisoned, with the trigger and label 0
     copies = u.y[u.heldout][n_test:]
-    assert len(copies) == len(client_data(cfg, 1, 4).poisoned) > 0 and (copies == 0).all()
+    assert (
+        len(copies) == len(client_data(data_spec(cfg), 1, 4).poisoned) > 0 and (copies == 0).all()
+    )
     assert u.poisoned[u.heldout][n_test:].all() and not u.poisoned[u.heldout][:n_test].any()
     assert u.poisoned[: u.offsets[-1]].sum() == len(copies)
     assert (u.x[u.heldout][n_test:, :, -2:, -2:] == 1.0).all()
-    plain = build_universe(cfg, 4, altered_heldout=False)  # the attack before the copies
+    plain = build_universe(data_spec(cfg), 4, altered_heldout=False)  # the attack before the copies
     assert len(plain.y) == u.offsets[-1] + n_test
-    mask = forget_mask(cfg, u, {2})
+    mask = forget_mask(u, {2})
     assert mask.sum() == u.offsets[3] - u.offsets[2] and not mask[u.heldout].any()
-    cls = forget_mask(cfg, u, set(), classes={3}, all_clients=True)
+    cls = forget_mask(u, set(), classes={3}, all_clients=True)
     assert (u.y[cls] == 3).all() and cls.sum() == (u.y[: u.offsets[-1]] == 3).sum()
-    inst = forget_mask(cfg, u, {1}, samples={1: {0, 5}})
+    inst = forget_mask(u, {1}, samples={1: {0, 5}})
     np.testing.assert_array_equal(np.flatnonzero(inst), u.offsets[1] + np.array([0, 5]))
 
 
 def test_reference_set_is_cached_per_seed_and_shared(tmp_path):
     cfg = _cfg(tmp_path)
-    u = build_universe(cfg, 4)
-    first = reference_set(cfg, u, 4)
+    u = build_universe(data_spec(cfg), 4)
+    first = reference_set(data_spec(cfg), reference_spec(cfg), u, 4)
     assert not first.loaded and first.train_seconds > 0
     assert first.confidences.shape == (4, len(u.y)) and (first.membership.sum(0) == 2).all()
     # another method, same data and seed: loaded, identical
-    again = reference_set(_cfg(tmp_path, method="retrain"), u, 4)
+    retrain = _cfg(tmp_path, method="retrain")
+    again = reference_set(data_spec(retrain), reference_spec(retrain), u, 4)
     assert again.loaded and again.path == first.path
     np.testing.assert_array_equal(again.confidences, first.confidences)
     # another seed: other models, other file
     cfg1 = _cfg(tmp_path, seed=1)
-    other = reference_set(cfg1, build_universe(cfg1, 4), 4)
+    other = reference_set(
+        data_spec(cfg1), reference_spec(cfg1), build_universe(data_spec(cfg1), 4), 4
+    )
     assert not other.loaded and other.path != first.path
 
 
 def test_harness_metrics_on_a_model(tmp_path):
     cfg = _cfg(tmp_path)
-    harness = MembershipHarness(cfg)
+    harness = MembershipHarness(data_spec(cfg), reference_spec(cfg))
     assert harness.metrics(build_model("mlp", (1, 8, 8), 10)) == {}
     harness.set_forget(4, {1})
     got = harness.metrics(build_model("mlp", (1, 8, 8), 10))

@@ -16,6 +16,7 @@ from flwr.app import Context, Message, RecordDict
 
 from not_flower.app.client_app import app
 from not_flower.app.server_app import Experiment
+from not_flower.app.specs import data_spec, reference_spec
 from not_flower.common import progress
 from not_flower.common.config import ConfigError, parse_run_config
 from not_flower.evaluation.reference_models import (
@@ -93,8 +94,9 @@ def test_reference_models_report_each_model_as_it_starts(tmp_path):
     use_threads(1)  # as the ServerApp sets it
     lines: list[str] = []
     with progress.listening(lines.append):
-        first = reference_set(cfg, build_universe(cfg, 3), 3)
-        again = reference_set(cfg, build_universe(cfg, 3), 3)  # from the cache: no training
+        spec, reference = data_spec(cfg), reference_spec(cfg)
+        first = reference_set(spec, reference, build_universe(spec, 3), 3)
+        again = reference_set(spec, reference, build_universe(spec, 3), 3)  # from the cache
     assert not first.loaded and again.loaded
     assert lines == [
         "membership: reference model 1/2 (1 epochs)",

@@ -2,7 +2,8 @@
 
 Components (``pyproject.toml``): ``not_flower.app.server_app:app`` and
 ``not_flower.app.client_app:app``. Other modules: :mod:`.strategy_builders` and
-:mod:`.baseline_client` (the baselines), :mod:`.recorder` (per-round results),
+:mod:`.baseline_client` (the baselines), :mod:`.specs` (the small specs the lower
+layers take, from the run config), :mod:`.recorder` (per-round results),
 :mod:`.run_state` (the durable state of a run), :mod:`.requests` and
 :mod:`.request_gate` (requests from outside), :mod:`.stopping` (the stopping rule),
 :mod:`.preflight` (checks before round 1), :mod:`.forgetting_records` and

@@ -21,6 +21,7 @@ from functools import lru_cache
 import torch
 from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 
+from not_flower.app.specs import data_spec
 from not_flower.common.config import parse_run_config
 from not_flower.task.canary import node_canary_seed
 from not_flower.task.models import build_model
@@ -35,9 +36,10 @@ def _model(name: str, input_shape: tuple, num_classes: int) -> torch.nn.Module:
 
 def _setup(context: Context):
     cfg = parse_run_config(context.run_config)
-    data = dataset_for(cfg)
+    spec = data_spec(cfg)
+    data = dataset_for(spec)
     part = client_data(
-        cfg,
+        spec,
         int(context.node_config["partition-id"]),
         int(context.node_config["num-partitions"]),
         canary_seed=node_canary_seed(context.node_config),

@@ -18,6 +18,7 @@ import torch
 from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from not_flower.app.specs import data_spec
 from not_flower.common.config import RunConfig, parse_run_config
 from not_flower.common.methods import client_handlers
 from not_flower.task.canary import node_canary_seed
@@ -72,11 +73,12 @@ def _setup(msg: Message, context: Context):
     cfg = parse_run_config(context.run_config)
     pid = int(context.node_config["partition-id"])
     num = int(context.node_config["num-partitions"])
-    data = dataset_for(cfg)
+    spec = data_spec(cfg)
+    data = dataset_for(spec)
     model = _model(cfg.model, data.input_shape, data.num_classes)
     model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
     seed = node_canary_seed(context.node_config)  # a deployed client's own secret, if set
-    return cfg, client_data(cfg, pid, num, canary_seed=seed), model
+    return cfg, client_data(spec, pid, num, canary_seed=seed), model
 
 
 def kept_mask(labels: np.ndarray, config) -> np.ndarray:
@@ -116,7 +118,7 @@ def train_fn(msg: Message, context: Context) -> Message:
     """
     cfg, data, model = _setup(msg, context)
     config = msg.content["config"]
-    info = dataset_for(cfg)
+    info = dataset_for(data_spec(cfg))
     recovery = recovery_training(
         msg.content,
         config,

@@ -141,14 +141,16 @@ def check_federation(cfg: RunConfig, num_classes: int, num_partitions: int) -> N
     ConfigError
         From the first check that fails.
     """
+    from not_flower.app.specs import data_spec  # pylint: disable=import-outside-toplevel
     from not_flower.task.training import client_data  # pylint: disable=import-outside-toplevel
 
+    spec = data_spec(cfg)
     check_classes(cfg, num_classes)
     check_someone_left(cfg, num_partitions)
     if cfg.identify_by == "partition-id":  # the partitions are the nodes' data
         sizes = [
             (len(d.x_train), len(d.x_val))
-            for d in (client_data(cfg, p, num_partitions) for p in range(num_partitions))
+            for d in (client_data(spec, p, num_partitions) for p in range(num_partitions))
         ]
         check_partitions(cfg, sizes)
         check_samples(cfg, lambda p: sizes[p][0], num_partitions)

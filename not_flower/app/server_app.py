@@ -54,6 +54,7 @@ from not_flower.app.run_state import (
     save_finished_state,
     save_run_state,
 )
+from not_flower.app.specs import data_spec, reference_spec
 from not_flower.app.stopping import StoppingRule, summary_lines
 from not_flower.app.strategy_builders import recovery_settings
 from not_flower.audit.cli import sha256_arrays
@@ -184,7 +185,7 @@ def scheduled_kind(cfg: RunConfig, num_partitions: int) -> dict:
     if cfg.unlearn_mode == "instance":
         if cfg.unlearn_samples == ("poisoned",):
             pid = int(cfg.unlearn_clients[0])
-            poisoned = client_data(cfg, pid, num_partitions).poisoned
+            poisoned = client_data(data_spec(cfg), pid, num_partitions).poisoned
             if len(poisoned) == 0:
                 raise ValueError(
                     f"unlearn-samples 'poisoned': client {pid} poisoned no sample "
@@ -276,7 +277,7 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
         np.random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
         use_threads(cfg.torch_threads)  # reference models, FUKD, evaluation: chosen, not all cores
-        data = dataset_for(cfg)
+        data = dataset_for(data_spec(cfg))
         model = build_model(cfg.model, data.input_shape, data.num_classes)
         self.initial = ArrayRecord(model.state_dict())
         self.meta = {
@@ -297,7 +298,7 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
             include_bias=cfg.negate_bias,
             batchnorm=cfg.batchnorm_policy,
         )
-        self.evaluator = Evaluator(cfg, model)
+        self.evaluator = Evaluator(data_spec(cfg), model, membership=reference_spec(cfg))
         self.recorder = RunRecorder(
             cfg, str(out_dir), self.plan.to_dict() if REGISTRY[cfg.method].negates else None
         )
@@ -369,7 +370,9 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
         if cfg.identify_by == "partition-id" and cfg.unlearn_clients:
             ids = {int(c) for c in cfg.unlearn_clients if c != "*"}
             self.evaluator.set_forget(
-                self.state.num_partitions, ids, **evaluation_kind_from_config(cfg, kind, ids)
+                self.state.num_partitions,
+                ids,
+                **evaluation_kind_from_config(cfg.unlearn_clients, kind, ids),
             )
         if self.saved is None:
             for index, group in enumerate(cfg.unlearn_groups):
@@ -621,7 +624,7 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
         if cfg.server_data_fraction > 0:
             recorder.server_data = {
                 "fraction": cfg.server_data_fraction,
-                "samples": int(len(server_indices(cfg))),
+                "samples": int(len(server_indices(data_spec(cfg)))),
             }
         recorder.num_partitions = self.state.num_partitions
         if self.evaluator.membership is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from not_flower.app.specs import data_spec
 from not_flower.common.config import RunConfig
 from not_flower.common.methods import REGISTRY
 from not_flower.task.models import build_model
@@ -77,7 +78,7 @@ def build_ft(cfg: RunConfig, plan, *, out_dir: Path | None = None, **kwargs) -> 
 
 
 def _builder(cfg: RunConfig):
-    data = dataset_for(cfg)
+    data = dataset_for(data_spec(cfg))
     return data, lambda: build_model(cfg.model, data.input_shape, data.num_classes)
 
 
@@ -108,7 +109,7 @@ def build_federaser(cfg: RunConfig, plan, *, out_dir: Path | None = None, **kwar
 
     if out_dir is None:
         raise ValueError("method 'federaser' needs out_dir (its history is stored there)")
-    dataset_for(cfg)  # as before: the data set is loaded when the strategy is built
+    dataset_for(data_spec(cfg))  # as before: the data set is loaded when the strategy is built
     return FedEraser(
         store_dir=out_dir / REGISTRY["federaser"].history_dir,
         local_epochs=cfg.local_epochs,
@@ -125,7 +126,7 @@ def build_fukd(cfg: RunConfig, plan, *, out_dir: Path | None = None, **kwargs):
     data, build = _builder(cfg)
     return FUKD(
         model=build(),
-        server_x=data.x_train[server_indices(cfg)],
+        server_x=data.x_train[server_indices(data_spec(cfg))],
         epochs=cfg.fukd_epochs,
         temperature=cfg.fukd_temperature,
         lr=cfg.lr,

@@ -17,16 +17,16 @@ import numpy as np
 import torch
 from flwr.app import ArrayRecord
 
-from not_flower.common.config import RunConfig
 from not_flower.evaluation.metrics import attack_success_rate, evaluate_model, predict_logits
-from not_flower.evaluation.reference_models import MembershipHarness
+from not_flower.evaluation.reference_models import MembershipHarness, ReferenceSpec
 from not_flower.task.backdoor import triggered_test_set
 from not_flower.task.canary import CanarySet, check_model
+from not_flower.task.spec import DataSpec
 from not_flower.task.training import client_canaries, client_data, dataset_for, device, evaluate
 
 
 def split_forget_retain(
-    cfg: RunConfig,
+    spec: DataSpec,
     num_partitions: int,
     forget_ids: set[int],
     *,
@@ -44,8 +44,8 @@ def split_forget_retain(
 
     Parameters
     ----------
-    cfg : RunConfig
-        The run configuration (data set, partitioning, seed).
+    spec : DataSpec
+        The run's data spec (data set, partitioning, seed).
     num_partitions : int
         Partitions of the federation.
     forget_ids : set[int]
@@ -64,7 +64,7 @@ def split_forget_retain(
     """
     forget_x, forget_y, retain_x, retain_y = [], [], [], []
     for pid in range(num_partitions):
-        part = client_data(cfg, pid, num_partitions)
+        part = client_data(spec, pid, num_partitions)
         targeted = all_clients or pid in forget_ids
         if not targeted:
             mask = np.zeros(len(part.y_train), dtype=bool)
@@ -90,34 +90,47 @@ class Evaluator:
 
     Parameters
     ----------
-    cfg : RunConfig
-        The run configuration (data set, backdoor settings, seed).
+    spec : DataSpec
+        The run's data spec (data set, backdoor settings, seed).
     model : torch.nn.Module
         A model of the run's architecture, reloaded for every measurement.
+    membership : ReferenceSpec or None
+        The reference models of the per-example membership attack (LiRA); None or
+        ``num_models`` 0: no attack (``mia-reference-models`` = 0).
     """
 
-    def __init__(self, cfg: RunConfig, model: torch.nn.Module) -> None:
-        self.cfg = cfg
+    def __init__(
+        self,
+        spec: DataSpec,
+        model: torch.nn.Module,
+        *,
+        membership: ReferenceSpec | None = None,
+    ) -> None:
+        self.spec = spec
         self.model = model.to(device())
-        data = dataset_for(cfg)
+        data = dataset_for(spec)
         self.test = (data.x_test, data.y_test)
         self.sets: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
         self.triggered = None
-        if cfg.backdoor_clients:
+        if spec.backdoor_clients:
             self.triggered = triggered_test_set(
-                data.x_test, data.y_test, cfg.backdoor_target, size=cfg.backdoor_trigger_size
+                data.x_test, data.y_test, spec.backdoor_target, size=spec.backdoor_trigger_size
             )
 
         self.classes: list[int] = []
         self.canaries: CanarySet | None = None  # the targets' canaries (canary-clients)
         # per-example membership inference (LiRA) when mia-reference-models > 0
-        self.membership = MembershipHarness(cfg) if cfg.mia_reference_models else None
+        self.membership = (
+            MembershipHarness(spec, membership)
+            if membership is not None and membership.num_models
+            else None
+        )
 
     def set_forget(self, num_partitions: int, forget_ids: set[int], **kind) -> None:
         """Fix the forget and retain sets (see :func:`split_forget_retain`)."""
-        self.sets = split_forget_retain(self.cfg, num_partitions, forget_ids, **kind)
+        self.sets = split_forget_retain(self.spec, num_partitions, forget_ids, **kind)
         self.classes = sorted(kind.get("classes") or [])
-        self.canaries = targets_canaries(self.cfg, forget_ids)
+        self.canaries = targets_canaries(self.spec, forget_ids)
         if self.membership is not None:
             self.membership.set_forget(num_partitions, forget_ids, **kind)
 
@@ -153,7 +166,7 @@ class Evaluator:
             out["forget_acc"] = evaluate(self.model, *self.sets["forget"])[0]
         if self.triggered is not None:
             logits = predict_logits(self.model, self.triggered[0], device=device())
-            out["asr"] = attack_success_rate(logits, self.triggered[1], self.cfg.backdoor_target)
+            out["asr"] = attack_success_rate(logits, self.triggered[1], self.spec.backdoor_target)
         self._class_split(out)
         return out
 
@@ -181,10 +194,10 @@ class Evaluator:
             forget=forget if forget is not None and len(forget[0]) else None,
             retain=sets.get("retain", self.test),
             test=self.test,
-            backdoor_target=self.cfg.backdoor_target if self.triggered is not None else None,
+            backdoor_target=self.spec.backdoor_target if self.triggered is not None else None,
             triggered_test_x=self.triggered[0] if self.triggered is not None else None,
             triggered_test_y=self.triggered[1] if self.triggered is not None else None,
-            seed=self.cfg.seed,
+            seed=self.spec.seed,
             device=device(),
         )
         if self.sets is None:  # no request: "retain" above was the test set
@@ -201,7 +214,7 @@ class Evaluator:
         return out
 
 
-def targets_canaries(cfg: RunConfig, forget_ids: set[int]) -> CanarySet | None:
+def targets_canaries(spec: DataSpec, forget_ids: set[int]) -> CanarySet | None:
     """The canaries of the targets that planted some (``canary-clients``), pooled.
 
     In- with in-canaries, out- with out-canaries: still exchangeable for a model that saw
@@ -209,8 +222,8 @@ def targets_canaries(cfg: RunConfig, forget_ids: set[int]) -> CanarySet | None:
 
     Parameters
     ----------
-    cfg : RunConfig
-        The run configuration.
+    spec : DataSpec
+        The run's data spec (``canary_clients``, ``canary_count``, ``canary_seed``).
     forget_ids : set[int]
         Partition ids of the targets.
 
@@ -219,7 +232,7 @@ def targets_canaries(cfg: RunConfig, forget_ids: set[int]) -> CanarySet | None:
     CanarySet or None
         None when no target planted canaries.
     """
-    sets = [c for c in (client_canaries(cfg, pid) for pid in sorted(forget_ids)) if c is not None]
+    sets = [c for c in (client_canaries(spec, pid) for pid in sorted(forget_ids)) if c is not None]
     if not sets:
         return None
     return CanarySet(
@@ -253,13 +266,15 @@ def evaluation_kind(request, partition_ids: set[int]) -> dict:
     return {}
 
 
-def evaluation_kind_from_config(cfg: RunConfig, kind: dict, ids: set[int]) -> dict:
+def evaluation_kind_from_config(
+    unlearn_clients: tuple[str, ...], kind: dict, ids: set[int]
+) -> dict:
     """Keyword arguments of :func:`split_forget_retain` for the run config's requests.
 
     Parameters
     ----------
-    cfg : RunConfig
-        The run configuration (``unlearn-clients``).
+    unlearn_clients : tuple[str, ...]
+        The run config's ``unlearn-clients`` (``"*"``: every client).
     kind : dict
         The scheduled requests' ``classes=`` / ``samples=`` arguments.
     ids : set[int]
@@ -271,7 +286,7 @@ def evaluation_kind_from_config(cfg: RunConfig, kind: dict, ids: set[int]) -> di
         As :func:`evaluation_kind`.
     """
     if "classes" in kind:
-        return {"classes": set(kind["classes"]), "all_clients": "*" in cfg.unlearn_clients}
+        return {"classes": set(kind["classes"]), "all_clients": "*" in unlearn_clients}
     if "samples" in kind:
         return {"samples": {pid: set(kind["samples"]) for pid in ids}}
     return {}

@@ -1,6 +1,6 @@
 """Reference models for the per-example membership attack, trained centrally and cached on disk.
 
-The evaluation harness rebuilds every client's training data from the run config; this
+The evaluation harness rebuilds every client's training data from the run's data spec; this
 module pools it with the held-out test split into one *universe*, trains ``K`` reference
 models of the run's architecture centrally, each on a random half of the universe (every
 sample "in" for exactly ``K / 2`` of them,
@@ -30,7 +30,6 @@ import torch
 from flwr.common.logger import log
 
 from not_flower.common import progress
-from not_flower.common.config import RunConfig
 from not_flower.evaluation.membership import (
     balanced_membership,
     lira_scores,
@@ -42,6 +41,7 @@ from not_flower.evaluation.metrics import predict_logits
 from not_flower.task.backdoor import stamp_trigger
 from not_flower.task.mislabel import invert, mislabel
 from not_flower.task.models import build_model
+from not_flower.task.spec import DataSpec
 from not_flower.task.training import client_data, dataset_for, device, train
 
 __all__ = [
@@ -53,6 +53,7 @@ __all__ = [
     "STYLED_MISLABELLED",
     "MembershipHarness",
     "ReferenceSet",
+    "ReferenceSpec",
     "Universe",
     "build_universe",
     "reference_confidences",
@@ -70,6 +71,36 @@ _CACHE_VERSION = 2  # 2: held-out poisoned copies in the universe
 #: mislabelled one (a wrong label of its own), an inverted one (``style-clients``), an
 #: inverted and mislabelled one.
 CLEAN, POISONED, MISLABELLED, STYLED, STYLED_MISLABELLED = 0, 1, 2, 3, 4
+
+
+@dataclass(frozen=True)
+class ReferenceSpec:
+    """How the reference models train and where they are cached; run-config keys in brackets.
+
+    Parameters
+    ----------
+    num_models : int
+        Reference models, >= 2; 0 turns the attack off (``mia-reference-models``).
+    epochs : int
+        Central SGD epochs of each reference model (``mia-reference-epochs``, or
+        ``num-train-rounds x local-epochs`` when that is 0).
+    cache_dir : str
+        Folder of the cache; empty: :data:`DEFAULT_CACHE_DIR` (``mia-cache-dir``).
+    model : str
+        The run's architecture (``model``).
+    batch_size : int
+        Mini-batch size (``batch-size``).
+    lr, momentum : float
+        SGD settings (``lr``, ``momentum``).
+    """
+
+    num_models: int
+    epochs: int
+    cache_dir: str = ""
+    model: str = "cnn"
+    batch_size: int = 16
+    lr: float = 0.05
+    momentum: float = 0.9
 
 
 @dataclass(frozen=True)
@@ -118,7 +149,7 @@ class Universe:
         return slice(int(self.offsets[-1]), len(self.y))
 
 
-def _altered_heldout(cfg: RunConfig, kinds: np.ndarray, data) -> list[tuple]:
+def _altered_heldout(spec: DataSpec, kinds: np.ndarray, data) -> list[tuple]:
     """Test images altered the way the clients altered theirs: ``(x, y, kind)`` blocks.
 
     Without them a forget set 40 % poisoned (or 30 % mislabelled) is compared with clean
@@ -134,13 +165,13 @@ def _altered_heldout(cfg: RunConfig, kinds: np.ndarray, data) -> list[tuple]:
         n = min(int((kinds == kind).sum()), n_test)
         if not n:
             continue
-        pick = np.sort(np.random.default_rng(cfg.seed + 4244 + kind).choice(n_test, n, False))
+        pick = np.sort(np.random.default_rng(spec.seed + 4244 + kind).choice(n_test, n, False))
         x, y = data.x_test[pick], data.y_test[pick]
         if kind == POISONED:
-            x = stamp_trigger(x, size=cfg.backdoor_trigger_size)
-            y = np.full(n, cfg.backdoor_target)
+            x = stamp_trigger(x, size=spec.backdoor_trigger_size)
+            y = np.full(n, spec.backdoor_target)
         if kind in (MISLABELLED, STYLED_MISLABELLED):
-            y, _ = mislabel(y, 1.0, data.num_classes, seed=cfg.seed + 4250 + kind)
+            y, _ = mislabel(y, 1.0, data.num_classes, seed=spec.seed + 4250 + kind)
         if kind in (STYLED, STYLED_MISLABELLED):
             x = invert(x)
         blocks.append((x, y, kind))
@@ -148,14 +179,14 @@ def _altered_heldout(cfg: RunConfig, kinds: np.ndarray, data) -> list[tuple]:
 
 
 def build_universe(
-    cfg: RunConfig, num_partitions: int, *, altered_heldout: bool = True
+    spec: DataSpec, num_partitions: int, *, altered_heldout: bool = True
 ) -> Universe:
     """Pool every partition's training data (partition order) with the held-out set.
 
     Parameters
     ----------
-    cfg : RunConfig
-        The run configuration (data set, partitioning, seed, backdoor).
+    spec : DataSpec
+        The run's data spec (data set, partitioning, seed, backdoor).
     num_partitions : int
         Partitions of the federation.
     altered_heldout : bool, default True
@@ -170,8 +201,8 @@ def build_universe(
     -------
     Universe
     """
-    parts = [client_data(cfg, pid, num_partitions) for pid in range(num_partitions)]
-    data = dataset_for(cfg)
+    parts = [client_data(spec, pid, num_partitions) for pid in range(num_partitions)]
+    data = dataset_for(spec)
     sizes = [len(p.y_train) for p in parts]
     offsets = np.cumsum([0, *sizes]).astype(np.int64)
     xs = [*(p.x_train for p in parts), data.x_test]
@@ -180,12 +211,12 @@ def build_universe(
     for p in parts:
         kind = np.zeros(len(p.y_train), dtype=np.int8)
         kind[p.poisoned] = POISONED
-        own_style = str(p.partition_id) in cfg.style_clients
+        own_style = str(p.partition_id) in spec.style_clients
         if own_style:
             kind[:] = STYLED
         kind[p.mislabelled] = STYLED_MISLABELLED if own_style else MISLABELLED
         kinds.append(kind)
-    altered = _altered_heldout(cfg, np.concatenate(kinds), data) if altered_heldout else []
+    altered = _altered_heldout(spec, np.concatenate(kinds), data) if altered_heldout else []
     kinds.append(np.zeros(len(data.y_test), dtype=np.int8))
     for x, y, kind in altered:
         xs.append(x)
@@ -200,7 +231,6 @@ def build_universe(
 
 
 def forget_mask(
-    cfg: RunConfig,
     universe: Universe,
     forget_ids: set[int],
     *,
@@ -305,65 +335,64 @@ class ReferenceSet:
     loaded: bool  # True when read from the cache, False when trained by this call
 
 
-def reference_epochs(cfg: RunConfig) -> int:
-    """``mia-reference-epochs``, or ``num-train-rounds x local-epochs`` when it is 0."""
-    if cfg.mia_reference_epochs > 0:
-        return cfg.mia_reference_epochs
-    return max(1, cfg.num_train_rounds) * cfg.local_epochs
-
-
-def _cache_key(cfg: RunConfig, num_partitions: int, universe: Universe) -> dict:
+def _cache_key(
+    spec: DataSpec, reference: ReferenceSpec, num_partitions: int, universe: Universe
+) -> dict:
     # canaries change the planting clients' data; without them the key is as before
     canaries = (
         {
-            "canary_clients": sorted(cfg.canary_clients),
-            "canary_count": cfg.canary_count,
-            "canary_seed": cfg.canary_seed,
+            "canary_clients": sorted(spec.canary_clients),
+            "canary_count": spec.canary_count,
+            "canary_seed": spec.canary_seed,
         }
-        if cfg.canary_clients
+        if spec.canary_clients
         else {}
     )
     return {
         **canaries,
         "version": _CACHE_VERSION,
-        "dataset": cfg.dataset,
-        "data_dir": cfg.data_dir,
-        "train_subset": cfg.train_subset,
-        "test_subset": cfg.test_subset,
-        "partitioner": cfg.partitioner,
-        "dirichlet_alpha": cfg.dirichlet_alpha,
-        "val_fraction": cfg.val_fraction,
-        "seed": cfg.seed,
+        "dataset": spec.dataset,
+        "data_dir": spec.data_dir,
+        "train_subset": spec.train_subset,
+        "test_subset": spec.test_subset,
+        "partitioner": spec.partitioner,
+        "dirichlet_alpha": spec.dirichlet_alpha,
+        "val_fraction": spec.val_fraction,
+        "seed": spec.seed,
         "num_partitions": num_partitions,
-        "backdoor_clients": sorted(cfg.backdoor_clients),
-        "backdoor_fraction": cfg.backdoor_fraction,
-        "backdoor_target": cfg.backdoor_target,
-        "backdoor_trigger_size": cfg.backdoor_trigger_size,
-        "server_data_fraction": cfg.server_data_fraction,
-        "model": cfg.model,
-        "num_models": cfg.mia_reference_models,
-        "epochs": reference_epochs(cfg),
-        "batch_size": cfg.batch_size,
-        "lr": cfg.lr,
-        "momentum": cfg.momentum,
+        "backdoor_clients": sorted(spec.backdoor_clients),
+        "backdoor_fraction": spec.backdoor_fraction,
+        "backdoor_target": spec.backdoor_target,
+        "backdoor_trigger_size": spec.backdoor_trigger_size,
+        "server_data_fraction": spec.server_data_fraction,
+        "model": reference.model,
+        "num_models": reference.num_models,
+        "epochs": reference.epochs,
+        "batch_size": reference.batch_size,
+        "lr": reference.lr,
+        "momentum": reference.momentum,
         "num_samples": len(universe.y),
-        "mislabel_clients": sorted(cfg.mislabel_clients),
-        "mislabel_fraction": cfg.mislabel_fraction,
-        "style_clients": sorted(cfg.style_clients),
+        "mislabel_clients": sorted(spec.mislabel_clients),
+        "mislabel_fraction": spec.mislabel_fraction,
+        "style_clients": sorted(spec.style_clients),
         "altered_samples": 0 if universe.kind is None else int((universe.kind > 0).sum()),
         # the samples themselves: a changed data file must not reuse old models
         "labels_sha256": hashlib.sha256(universe.y.tobytes()).hexdigest(),
     }
 
 
-def reference_set(cfg: RunConfig, universe: Universe, num_partitions: int) -> ReferenceSet:
+def reference_set(
+    spec: DataSpec, reference: ReferenceSpec, universe: Universe, num_partitions: int
+) -> ReferenceSet:
     """Load the run's reference models from the cache, or train and cache them.
 
     Parameters
     ----------
-    cfg : RunConfig
-        Needs ``mia-reference-models`` >= 2; the cache folder is ``mia-cache-dir``
-        (default ``~/.cache/not-flower/mia-reference``).
+    spec : DataSpec
+        The run's data spec (part of the cache key; its seed seeds the training).
+    reference : ReferenceSpec
+        Needs ``num_models`` >= 2; the cache folder is ``cache_dir`` (default
+        ``~/.cache/not-flower/mia-reference``).
     universe : Universe
         From :func:`build_universe`.
     num_partitions : int
@@ -373,21 +402,21 @@ def reference_set(cfg: RunConfig, universe: Universe, num_partitions: int) -> Re
     -------
     ReferenceSet
     """
-    key = _cache_key(cfg, num_partitions, universe)
+    key = _cache_key(spec, reference, num_partitions, universe)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
     folder = (
-        Path(cfg.mia_cache_dir).expanduser()
-        if cfg.mia_cache_dir
+        Path(reference.cache_dir).expanduser()
+        if reference.cache_dir
         else DEFAULT_CACHE_DIR.expanduser()
     )
-    path = folder / f"reference-{cfg.dataset}-seed{cfg.seed}-{digest}.npz"
+    path = folder / f"reference-{spec.dataset}-seed{spec.seed}-{digest}.npz"
     if path.is_file():
         with np.load(path) as f:
             if json.loads(str(f["key"])) == key:
                 log(
                     INFO,
                     "membership: %d reference models loaded from %s",
-                    cfg.mia_reference_models,
+                    reference.num_models,
                     path,
                 )
                 return ReferenceSet(
@@ -397,17 +426,15 @@ def reference_set(cfg: RunConfig, universe: Universe, num_partitions: int) -> Re
                     path,
                     loaded=True,
                 )
-    membership = balanced_membership(
-        cfg.mia_reference_models, len(universe.y), seed=cfg.seed + 4243
-    )
-    data = dataset_for(cfg)
-    epochs = reference_epochs(cfg)
+    membership = balanced_membership(reference.num_models, len(universe.y), seed=spec.seed + 4243)
+    data = dataset_for(spec)
+    epochs = reference.epochs
     log(
         INFO,
         "membership: training %d reference models (%s, %d epochs on ~%d samples each; "
         "run-config mia-reference-models = 0 turns the attack off)",
-        cfg.mia_reference_models,
-        cfg.model,
+        reference.num_models,
+        reference.model,
         epochs,
         len(universe.y) // 2,
     )
@@ -415,12 +442,12 @@ def reference_set(cfg: RunConfig, universe: Universe, num_partitions: int) -> Re
         universe.x,
         universe.y,
         membership,
-        lambda: build_model(cfg.model, data.input_shape, data.num_classes),
+        lambda: build_model(reference.model, data.input_shape, data.num_classes),
         epochs=epochs,
-        batch_size=cfg.batch_size,
-        lr=cfg.lr,
-        momentum=cfg.momentum,
-        seed=cfg.seed,
+        batch_size=reference.batch_size,
+        lr=reference.lr,
+        momentum=reference.momentum,
+        seed=spec.seed,
         on_model=lambda done, total: progress.report(
             "membership: reference model", done, total, f"{epochs} epochs"
         ),
@@ -444,12 +471,15 @@ class MembershipHarness:
 
     Parameters
     ----------
-    cfg : RunConfig
-        The run configuration, with ``mia-reference-models`` >= 2.
+    spec : DataSpec
+        The run's data spec.
+    reference : ReferenceSpec
+        The reference models, ``num_models`` >= 2.
     """
 
-    def __init__(self, cfg: RunConfig) -> None:
-        self.cfg = cfg
+    def __init__(self, spec: DataSpec, reference: ReferenceSpec) -> None:
+        self.spec = spec
+        self.reference_spec = reference
         self.universe: Universe | None = None
         self.reference: ReferenceSet | None = None
         self.mask: np.ndarray | None = None
@@ -457,9 +487,11 @@ class MembershipHarness:
     def set_forget(self, num_partitions: int, forget_ids: set[int], **kind) -> None:
         """Fix the forget set (same arguments as the evaluator's); trains or loads references."""
         if self.universe is None or self.universe.num_partitions != num_partitions:
-            self.universe = build_universe(self.cfg, num_partitions)
-            self.reference = reference_set(self.cfg, self.universe, num_partitions)
-        self.mask = forget_mask(self.cfg, self.universe, forget_ids, **kind)
+            self.universe = build_universe(self.spec, num_partitions)
+            self.reference = reference_set(
+                self.spec, self.reference_spec, self.universe, num_partitions
+            )
+        self.mask = forget_mask(self.universe, forget_ids, **kind)
 
     def metrics(self, model: torch.nn.Module) -> dict[str, float]:
         """LiRA's AUC and TPR at 1 % / 0.1 % FPR of the forget set against the test split.
@@ -500,8 +532,8 @@ class MembershipHarness:
             "attack": (
                 "LiRA (online, one fixed variance), logit-scaled confidence of the true label"
             ),
-            "reference_models": self.cfg.mia_reference_models,
-            "reference_epochs": reference_epochs(self.cfg),
+            "reference_models": self.reference_spec.num_models,
+            "reference_epochs": self.reference_spec.epochs,
             "universe": None
             if self.universe is None
             else {

@@ -1,7 +1,8 @@
 """Torch training and evaluation, and the federation's data, shared by both apps.
 
-Every node and the ServerApp rebuild the same partitions from the run config (data set,
-partitioner, seed): a client's data is ``client_data(cfg, partition_id, num_partitions)``.
+Every node and the ServerApp rebuild the same partitions from the run's data spec (data
+set, partitioner, seed; :class:`not_flower.task.spec.DataSpec`): a client's data is
+``client_data(spec, partition_id, num_partitions)``.
 The ServerApp uses the same function to measure forget (targets' training data) and retain
 (other clients' training data) accuracy: an evaluation harness, which in a real federation
 would need the clients' cooperation.
@@ -17,13 +18,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from not_flower.common.config import RunConfig
 from not_flower.task.backdoor import poison
 from not_flower.task.canary import CanarySet, client_canary_seed, make_canaries
 from not_flower.task.data import Dataset, load_dataset
 from not_flower.task.mislabel import invert, mislabel
 from not_flower.task.partition import partition, train_val_split
 from not_flower.task.recovery_train import RecoveryTraining
+from not_flower.task.spec import DataSpec
 
 
 def device() -> torch.device:
@@ -68,12 +69,30 @@ class ClientData:
     canaries: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
-def dataset_for(cfg: RunConfig) -> Dataset:
-    """Load (cached per process) the run's data set, cut to ``train-subset`` / ``test-subset``."""
-    data = load_dataset(cfg.dataset, cfg.data_dir or None)
-    if cfg.train_subset <= 0 and cfg.test_subset <= 0:
+def _require_spec(spec: DataSpec) -> None:
+    """Refuse anything but a :class:`DataSpec` (the whole run config, say): the data caches
+    are keyed on exactly the data's values, so runs that differ elsewhere share them."""
+    if not isinstance(spec, DataSpec):
+        raise TypeError(f"expected a DataSpec, got {type(spec).__name__}")
+
+
+def dataset_for(spec: DataSpec) -> Dataset:
+    """Load (cached per process) the run's data set, cut to ``train-subset`` / ``test-subset``.
+
+    Parameters
+    ----------
+    spec : DataSpec
+        The run's data spec (``dataset``, ``data_dir``, ``train_subset``, ``test_subset``).
+
+    Returns
+    -------
+    Dataset
+    """
+    _require_spec(spec)
+    data = load_dataset(spec.dataset, spec.data_dir or None)
+    if spec.train_subset <= 0 and spec.test_subset <= 0:
         return data
-    return _subset(data, cfg.train_subset, cfg.test_subset)
+    return _subset(data, spec.train_subset, spec.test_subset)
 
 
 def stratified_choice(labels: np.ndarray, size: int, *, what: str, name: str) -> np.ndarray | None:
@@ -171,7 +190,7 @@ def _subset(data: Dataset, train_size: int, test_size: int) -> Dataset:
 
 
 @lru_cache(maxsize=8)
-def server_indices(cfg: RunConfig) -> np.ndarray:
+def server_indices(spec: DataSpec) -> np.ndarray:
     """Training-set indices the server keeps for itself (``server-data-fraction``).
 
     A stratified random share (per class, ``round(fraction * class size)`` samples, seeded
@@ -181,54 +200,56 @@ def server_indices(cfg: RunConfig) -> np.ndarray:
 
     Parameters
     ----------
-    cfg : RunConfig
-        The run configuration.
+    spec : DataSpec
+        The run's data spec (``server_data_fraction``, ``seed``, the data set).
 
     Returns
     -------
     np.ndarray
         Sorted ``int64`` indices into the training set.
     """
-    if cfg.server_data_fraction <= 0:
+    _require_spec(spec)
+    if spec.server_data_fraction <= 0:
         return np.zeros(0, dtype=np.int64)
-    labels = dataset_for(cfg).y_train
-    rng = np.random.default_rng(cfg.seed + 7919)
+    labels = dataset_for(spec).y_train
+    rng = np.random.default_rng(spec.seed + 7919)
     chosen = []
     for label in np.unique(labels):
         members = np.flatnonzero(labels == label)
         chosen.append(
-            rng.choice(members, int(round(cfg.server_data_fraction * len(members))), replace=False)
+            rng.choice(members, int(round(spec.server_data_fraction * len(members))), replace=False)
         )
     return np.sort(np.concatenate(chosen)).astype(np.int64)
 
 
 @lru_cache(maxsize=8)
-def _partitions(cfg: RunConfig, num_partitions: int) -> tuple[np.ndarray, ...]:
-    data = dataset_for(cfg)
+def _partitions(spec: DataSpec, num_partitions: int) -> tuple[np.ndarray, ...]:
+    data = dataset_for(spec)
     # the clients share what the server does not keep (everything, by default)
-    pool = np.setdiff1d(np.arange(len(data.y_train)), server_indices(cfg))
+    pool = np.setdiff1d(np.arange(len(data.y_train)), server_indices(spec))
     return tuple(
         pool[part]
         for part in partition(
             data.y_train[pool],
             num_partitions,
-            cfg.partitioner,
-            alpha=cfg.dirichlet_alpha,
-            seed=cfg.seed,
+            spec.partitioner,
+            alpha=spec.dirichlet_alpha,
+            seed=spec.seed,
         )
     )
 
 
 @lru_cache(maxsize=64)
 def client_data(
-    cfg: RunConfig, partition_id: int, num_partitions: int, *, canary_seed: int | None = None
+    spec: DataSpec, partition_id: int, num_partitions: int, *, canary_seed: int | None = None
 ) -> ClientData:
-    """Return the data of one partition (deterministic per run config).
+    """Return the data of one partition (deterministic per data spec).
 
     Parameters
     ----------
-    cfg : RunConfig
-        The run configuration (data set, partitioner, seed, backdoor settings).
+    spec : DataSpec
+        The run's data spec (data set, partitioner, seed, backdoor, mislabel, style and
+        canary settings).
     partition_id : int
         Which partition, ``0 <= partition_id < num_partitions``.
     num_partitions : int
@@ -245,32 +266,32 @@ def client_data(
     """
     if not 0 <= partition_id < num_partitions:
         raise ValueError(f"partition-id must be in [0, {num_partitions}), got {partition_id}")
-    data = dataset_for(cfg)
-    indices = _partitions(cfg, num_partitions)[partition_id]
-    train_idx, val_idx = train_val_split(indices, cfg.val_fraction, cfg.seed + partition_id)
+    data = dataset_for(spec)
+    indices = _partitions(spec, num_partitions)[partition_id]
+    train_idx, val_idx = train_val_split(indices, spec.val_fraction, spec.seed + partition_id)
     x_train, y_train = data.x_train[train_idx], data.y_train[train_idx]
     poisoned = np.zeros(0, dtype=np.int64)
-    if str(partition_id) in cfg.backdoor_clients:
+    if str(partition_id) in spec.backdoor_clients:
         x_train, y_train, poisoned = poison(
             x_train,
             y_train,
-            cfg.backdoor_fraction,
-            cfg.backdoor_target,
-            seed=cfg.seed + 1000 + partition_id,
-            size=cfg.backdoor_trigger_size,
+            spec.backdoor_fraction,
+            spec.backdoor_target,
+            seed=spec.seed + 1000 + partition_id,
+            size=spec.backdoor_trigger_size,
         )
     mislabelled = np.zeros(0, dtype=np.int64)
-    if str(partition_id) in cfg.mislabel_clients:
+    if str(partition_id) in spec.mislabel_clients:
         y_train, mislabelled = mislabel(
-            y_train, cfg.mislabel_fraction, data.num_classes, seed=cfg.seed + 2000 + partition_id
+            y_train, spec.mislabel_fraction, data.num_classes, seed=spec.seed + 2000 + partition_id
         )
-    if str(partition_id) in cfg.style_clients:
+    if str(partition_id) in spec.style_clients:
         x_train = invert(x_train)
     canaries = np.zeros(0, dtype=np.int64)
     planted = (
-        client_canaries(cfg, partition_id)
+        client_canaries(spec, partition_id)
         if canary_seed is None
-        else make_canaries(canary_seed, data.input_shape, data.num_classes, cfg.canary_count)
+        else make_canaries(canary_seed, data.input_shape, data.num_classes, spec.canary_count)
     )
     if planted is not None:  # appended: the ids of the client's own samples do not change
         canaries = np.arange(len(y_train), len(y_train) + len(planted.y_in), dtype=np.int64)
@@ -289,13 +310,13 @@ def client_data(
 
 
 @lru_cache(maxsize=16)
-def client_canaries(cfg: RunConfig, partition_id: int) -> CanarySet | None:
+def client_canaries(spec: DataSpec, partition_id: int) -> CanarySet | None:
     """The canaries client ``partition_id`` plants and keeps (``canary-clients``), if any.
 
     Parameters
     ----------
-    cfg : RunConfig
-        The run configuration (``canary-clients``, ``canary-count``, ``canary-seed``).
+    spec : DataSpec
+        The run's data spec (``canary_clients``, ``canary_count``, ``canary_seed``).
     partition_id : int
         The client.
 
@@ -305,14 +326,15 @@ def client_canaries(cfg: RunConfig, partition_id: int) -> CanarySet | None:
         ``canary-count`` in- and as many out-canaries, from the client's seed
         (:func:`not_flower.task.canary.client_canary_seed`); None for a client without.
     """
-    if str(partition_id) not in cfg.canary_clients:
+    _require_spec(spec)
+    if str(partition_id) not in spec.canary_clients:
         return None
-    data = dataset_for(cfg)
+    data = dataset_for(spec)
     return make_canaries(
-        client_canary_seed(cfg.canary_seed, partition_id),
+        client_canary_seed(spec.canary_seed, partition_id),
         data.input_shape,
         data.num_classes,
-        cfg.canary_count,
+        spec.canary_count,
     )
 
 
