@@ -1,7 +1,7 @@
 """Benchmark: the departing client's canary check on every model of a comparison.
 
 Reads the ``results.json`` files that ``python -m not_flower.experiments.compare --set
-canary-clients=<target>`` wrote under ``<compare-out>/runs/<scenario>/seed<s>/<method>/``
+canary.clients=<target>`` wrote under ``<compare-out>/runs/<scenario>/seed<s>/<method>/``
 and prints, per scenario, method and model, the canary p-value and AUC of every seed and
 how many seeds detect the canaries (p < 0.05), next to the backdoor's ASR; writes JSON:
 
@@ -92,7 +92,7 @@ def main(argv=None) -> None:
         parser.error(f"{args.root} has no runs/ folder: give a comparison's --out folder")
     rows = collect(args.root)
     if not rows:
-        parser.error(f"no run under {args.root} measured canaries (--set canary-clients=...)")
+        parser.error(f"no run under {args.root} measured canaries (--set canary.clients=...)")
     print(table(rows))
     if args.json:
         write_json(args.json, {"alpha": ALPHA, "rows": rows})

@@ -44,48 +44,49 @@ from pathlib import Path
 from common import write_json  # benchmarks/common.py
 from cost_to_forget import first_reach
 from not_flower.experiments.compare import config_mismatch, parse_set
+from not_flower.experiments.plan import config_file_items
 from not_flower.experiments.simulation import simulate
 
 BACKDOOR = {
     "partitioner": "iid",
-    "backdoor-clients": "0",
-    "backdoor-fraction": 0.4,
-    "backdoor-target": 0,
+    "backdoor.clients": "0",
+    "backdoor.fraction": 0.4,
+    "backdoor.target": 0,
 }
 #: name -> run-config keys of the recovery run (on top of method=not from the checkpoint)
 SETTINGS: dict[str, dict] = {
     "paper": {},
     "ft": {"method": "ft"},
-    "server-momentum-0.5": {"recovery-server-momentum": 0.5},
-    "server-momentum-0.9": {"recovery-server-momentum": 0.9},
-    "server-lr-2": {"recovery-server-lr": 2.0},
-    "server-adam-0.01": {"recovery-server-optimizer": "adam", "recovery-server-lr": 0.01},
-    "server-adam-0.003": {"recovery-server-optimizer": "adam", "recovery-server-lr": 0.003},
-    "client-lr-0.1": {"recovery-lr": 0.1},
-    "client-lr-0.02": {"recovery-lr": 0.02},
-    "local-epochs-3": {"recovery-local-epochs": 3},
-    "local-epochs-4": {"recovery-local-epochs": 4},
-    "weights-only": {"negate-bias": False},
-    "layer-conv2": {"negate-layers": "conv2"},
-    "weights-only+local-epochs-3": {"negate-bias": False, "recovery-local-epochs": 3},
-    "weights-only+local-epochs-4": {"negate-bias": False, "recovery-local-epochs": 4},
-    "local-epochs-2": {"recovery-local-epochs": 2},
-    "weights-only+local-epochs-2": {"negate-bias": False, "recovery-local-epochs": 2},
-    "layer-fc1": {"negate-layers": "fc1"},
-    "layer-fc1-weights-only": {"negate-layers": "fc1", "negate-bias": False},
+    "server-momentum-0.5": {"recovery.server-momentum": 0.5},
+    "server-momentum-0.9": {"recovery.server-momentum": 0.9},
+    "server-lr-2": {"recovery.server-lr": 2.0},
+    "server-adam-0.01": {"recovery.server-optimizer": "adam", "recovery.server-lr": 0.01},
+    "server-adam-0.003": {"recovery.server-optimizer": "adam", "recovery.server-lr": 0.003},
+    "client-lr-0.1": {"recovery.lr": 0.1},
+    "client-lr-0.02": {"recovery.lr": 0.02},
+    "local-epochs-3": {"recovery.local-epochs": 3},
+    "local-epochs-4": {"recovery.local-epochs": 4},
+    "weights-only": {"negate.bias": False},
+    "layer-conv2": {"negate.layers": "conv2"},
+    "weights-only+local-epochs-3": {"negate.bias": False, "recovery.local-epochs": 3},
+    "weights-only+local-epochs-4": {"negate.bias": False, "recovery.local-epochs": 4},
+    "local-epochs-2": {"recovery.local-epochs": 2},
+    "weights-only+local-epochs-2": {"negate.bias": False, "recovery.local-epochs": 2},
+    "layer-fc1": {"negate.layers": "fc1"},
+    "layer-fc1-weights-only": {"negate.layers": "fc1", "negate.bias": False},
     "pgd": {"method": "pgd"},
-    "layerwise-3": {"recovery-layerwise-rounds": 3},
-    "layerwise-10": {"recovery-layerwise-rounds": 10},
-    "weights-only+layerwise-3": {"negate-bias": False, "recovery-layerwise-rounds": 3},
-    "server-yogi-0.01": {"recovery-server-optimizer": "yogi", "recovery-server-lr": 0.01},
-    "distill-1": {"recovery-distill-weight": 1.0},
-    "distill-0.1": {"recovery-distill-weight": 0.1},
-    "warmup-5": {"recovery-lr-warmup-rounds": 5},
-    "weights-only+server-momentum-0.9": {"negate-bias": False, "recovery-server-momentum": 0.9},
-    "weights-only+client-lr-0.1": {"negate-bias": False, "recovery-lr": 0.1},
+    "layerwise-3": {"recovery.layerwise-rounds": 3},
+    "layerwise-10": {"recovery.layerwise-rounds": 10},
+    "weights-only+layerwise-3": {"negate.bias": False, "recovery.layerwise-rounds": 3},
+    "server-yogi-0.01": {"recovery.server-optimizer": "yogi", "recovery.server-lr": 0.01},
+    "distill-1": {"recovery.distill-weight": 1.0},
+    "distill-0.1": {"recovery.distill-weight": 0.1},
+    "warmup-5": {"recovery.lr-warmup-rounds": 5},
+    "weights-only+server-momentum-0.9": {"negate.bias": False, "recovery.server-momentum": 0.9},
+    "weights-only+client-lr-0.1": {"negate.bias": False, "recovery.lr": 0.1},
     "weights-only+local-epochs-2+fraction-0.5": {
-        "negate-bias": False,
-        "recovery-local-epochs": 2,
+        "negate.bias": False,
+        "recovery.local-epochs": 2,
         "fraction-train": 0.5,
     },
     # a Retrain variant: trained from scratch like Retrain, measured against Retrain's level
@@ -108,7 +109,7 @@ DESCRIPTIONS: dict[str, str] = {
     "client-lr-0.02": "NoT + client lr 0.02 in recovery (training: {lr})",
     "local-epochs-3": "NoT + 3 local epochs in recovery (training: {local_epochs})",
     "local-epochs-4": "NoT + 4 local epochs in recovery (training: {local_epochs})",
-    "weights-only": "NoT, first layer, weights only (negate-bias=false)",
+    "weights-only": "NoT, first layer, weights only (negate.bias=false)",
     "layer-conv2": "NoT, second conv layer instead of the first",
     "weights-only+local-epochs-3": "NoT, weights only, + 3 local epochs in recovery",
     "weights-only+local-epochs-4": "NoT, weights only, + 4 local epochs in recovery",
@@ -193,7 +194,7 @@ def _phase_epochs(cfg: dict, phase: str) -> int:
     """Local epochs per round in ``phase`` (recovery: its own key when set)."""
     if phase == "retrain":
         return cfg.get("local-epochs", 1)
-    return cfg.get("recovery-local-epochs") or cfg.get("local-epochs", 1)
+    return cfg.get("recovery.local-epochs") or cfg.get("local-epochs", 1)
 
 
 def epoch_samples(rounds: list[dict], phase: str, last_round: int, epochs: int) -> int | None:
@@ -256,11 +257,11 @@ def run_seed(
     """
     base = {**BACKDOOR, **(extra or {}), "seed": seed, "num-train-rounds": train_rounds}
     original = _run(
-        {**base, "unlearn-clients": "", "recovery-rounds": 0}, out / f"seed{seed}" / "original"
+        {**base, "unlearn.clients": "", "recovery.rounds": 0}, out / f"seed{seed}" / "original"
     )
     checkpoint = out / f"seed{seed}" / "original" / "checkpoint-final.pt"
     retrain = _run(
-        {**base, "method": "retrain", "unlearn-clients": "0"}, out / f"seed{seed}" / "retrain"
+        {**base, "method": "retrain", "unlearn.clients": "0"}, out / f"seed{seed}" / "retrain"
     )
     final = retrain["models"]["retrained"]
     target = {
@@ -296,15 +297,15 @@ def run_seed(
             )
             break
         if SETTINGS[name].get("method") == "retrain":  # from scratch, like Retrain
-            keys, phase = {**base, "unlearn-clients": "0", **SETTINGS[name]}, "retrain"
+            keys, phase = {**base, "unlearn.clients": "0", **SETTINGS[name]}, "retrain"
         else:
             keys = {
                 **base,
                 "method": "not",
                 "init-checkpoint": str(checkpoint),
                 "num-train-rounds": 0,
-                "recovery-rounds": recovery_rounds,
-                "unlearn-clients": "0",
+                "recovery.rounds": recovery_rounds,
+                "unlearn.clients": "0",
                 **SETTINGS[name],
             }
             phase = "recovery"
@@ -483,6 +484,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--train-rounds", type=int, default=20)
     parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
     parser.add_argument(
+        "--config",
+        metavar="FILE.toml",
+        help="run-config file (a preset: examples/configs/*.toml) applied before every --set",
+    )
+    parser.add_argument(
         "--set",
         dest="overrides",
         action="append",
@@ -501,7 +507,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        args.extra = parse_set(args.overrides)
+        preset = config_file_items(args.config) if args.config else []
+        args.extra = parse_set([*preset, *args.overrides])
     except ValueError as exc:
         parser.error(str(exc))
     return args
@@ -524,7 +531,7 @@ def main(argv=None) -> int:
                     **BACKDOOR,
                     **extra,
                     "num-train-rounds": args.train_rounds,
-                    "recovery-rounds": args.recovery_rounds,
+                    "recovery.rounds": args.recovery_rounds,
                 },
                 "rows": rows,
             },

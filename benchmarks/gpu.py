@@ -70,7 +70,7 @@ def base_config(model: str, data_dir: Path, train_subset: int) -> dict:
         "train-subset": train_subset,
         "test-subset": 2000,
         "local-epochs": 1,
-        "backdoor-trigger-size": 4,
+        "backdoor.trigger-size": 4,
     }
 
 

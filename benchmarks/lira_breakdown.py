@@ -174,8 +174,8 @@ def attack_seed(
     res = json.loads((seed_dir / "retrain" / "results.json").read_text())
     keys = {k: v for k, v in res["config"].items() if k != "out-dir"}
     if epochs:
-        keys["mia-reference-epochs"] = epochs
-    cfg = parse_run_config({**keys, "mia-cache-dir": str(cache)})
+        keys["mia.reference-epochs"] = epochs
+    cfg = parse_run_config({**keys, "mia.cache-dir": str(cache)})
     n_parts = int(res["num_partitions"])
     spec = data_spec(cfg)
     u = build_universe(spec, n_parts, altered_heldout=not as_reported)

@@ -38,9 +38,9 @@ def attack_seed(seed_dir: Path, models: int, epochs: int, cache: Path) -> dict[s
     cfg = parse_run_config(
         {
             **keys,
-            "mia-reference-models": models,
-            "mia-reference-epochs": epochs,
-            "mia-cache-dir": str(cache),
+            "mia.reference-models": models,
+            "mia.reference-epochs": epochs,
+            "mia.cache-dir": str(cache),
         }
     )
     harness = MembershipHarness(data_spec(cfg), reference_spec(cfg))

@@ -39,9 +39,9 @@ from strategies import NoT, plan_negation
 def one_run(kind: str, clients: int, rounds: int, seed: int) -> dict:
     run_config = {
         "out-dir": "/tmp/not-flower-overhead",
-        "unlearn-clients": "",
+        "unlearn.clients": "",
         "seed": seed,
-        "recovery-rounds": 0,
+        "recovery.rounds": 0,
         "num-train-rounds": rounds,
     }
     _, client = build_apps(run_config)

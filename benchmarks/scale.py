@@ -71,9 +71,9 @@ def child(clients: int, rounds: int, keep_rounds: int | None) -> dict:
 
     run_config = {
         "out-dir": "/tmp/not-flower-scale",
-        "unlearn-clients": "",
+        "unlearn.clients": "",
         "seed": 0,
-        "recovery-rounds": 0,
+        "recovery.rounds": 0,
         "num-train-rounds": rounds,
         "local-epochs": 1,
     }

@@ -3,7 +3,7 @@
 The stopping rule (:mod:`strategies.stopping`) sees only the retained clients' federated
 validation accuracy per round. This script replays it, for every (``window``,
 ``min_delta``, ``min_rounds``) of a grid, on the per-round rows of comparison runs that
-ran to the cap (``python -m not_flower.experiments.compare`` sets ``recovery-run-to-cap = true``)
+ran to the cap (``python -m not_flower.experiments.compare`` sets ``recovery.run-to-cap = true``)
 and sets each stop next to the round at which the run first reached Retrain's level (the
 level and the tolerances of ``benchmarks/cost_to_forget.py``: Retrain's mean over its last
 ``--reference-window`` rounds; test within 1 point, forget accuracy and ASR within 2).
@@ -219,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("compare_out", nargs="+", help="comparison output folders")
     parser.add_argument("--json", default="", help="write every setting's rows here")
-    parser.add_argument("--tolerance", type=float, default=0.02, help="stop-tolerance")
+    parser.add_argument("--tolerance", type=float, default=0.02, help="stop.tolerance")
     parser.add_argument("--windows", type=int, nargs="+", default=list(WINDOWS))
     parser.add_argument("--min-deltas", type=float, nargs="+", default=list(MIN_DELTAS))
     parser.add_argument("--min-rounds", type=int, nargs="+", default=list(MIN_ROUNDS))

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The default demo: digits, 10 simulated clients, train, unlearn client 0, recover.
 #   bash examples/quickstart.sh                       # defaults from pyproject.toml
-#   bash examples/quickstart.sh "unlearn-clients='3'"  # extra run-config overrides
+#   bash examples/quickstart.sh "unlearn.clients='3'"  # extra run-config overrides
 # Exits non-zero, with the error as the last line, when a run-config key is unknown or
 # the run fails (`flwr run` itself exits 0 then: not_flower/launch/cli.py asks for the run's status).
 set -euo pipefail

@@ -25,7 +25,7 @@ Choices where the paper leaves one open (ours)
   :attr:`FedEraserUnlearner.storage_bytes` is the size of those files on disk, measured; the peak
   (before the target's files are deleted) is what the comparison reports. Rounds kept:
   ``1, 1 + Delta t, 1 + 2 Delta t, ...`` with ``Delta t = retain_interval``
-  (``retain-interval``, default 1 as in the authors' code; ``N_itv`` there). Every
+  (``federaser.retain-interval``, default 1 as in the authors' code; ``N_itv`` there). Every
   client's updates are kept, not only the target's: any client may ask.
 * **Per client, per tensor.** The norm and direction are taken per state-dict tensor
   ("layer") of each client's update, then aggregated with FedAvg's weights
@@ -39,7 +39,7 @@ Choices where the paper leaves one open (ours)
   initial model plus the weighted stored updates of the remaining clients, with no
   calibration (and no communication).
 * **Calibration.** ``ceil(calibration_ratio x local_epochs)`` local epochs
-  (``calibration-ratio``, default 0.5, the authors' ``forget_local_epoch_ratio``), sent as
+  (``federaser.calibration-ratio``, default 0.5, the authors' ``forget_local_epoch_ratio``), sent as
   ``train.calibrate`` messages with ``local-epochs`` in the config, one communication
   round per retained round after the first. Remaining clients that are no longer
   connected, or fail, are left out of that round's aggregate; a round with none is
@@ -51,7 +51,7 @@ Choices where the paper leaves one open (ours)
   replays the whole history, recovery rounds included, without every client forgotten so
   far).
 * **Recovery.** FedEraser's output is the rebuilt model (reported as ``unlearned``, the
-  method at 0 recovery rounds); the app then runs its ``recovery-rounds`` of FedAvg
+  method at 0 recovery rounds); the app then runs its ``recovery.rounds`` of FedAvg
   without the target like every method, so FedEraser@K rows exist too.
 
 Requirements: storage (all clients' updates of all retained rounds), no target data, no

@@ -24,16 +24,16 @@ Choices where the paper leaves one open (ours)
   (any client may ask), in memory, not the per-round history: ``N`` models instead of
   ``T x N``. :attr:`FUKDUnlearner.storage_bytes` measures those arrays; the peak is reported.
   After unlearning the target's sum is deleted.
-* **Server data.** not-flower sets aside ``server-data-fraction`` of the training set
+* **Server data.** not-flower sets aside ``fukd.server-data-fraction`` of the training set
   (stratified, seeded; :func:`not_flower.task.training.server_indices`) that no client ever
   holds; the server uses the images only, never the labels. The clients partition the
   rest, for *every* method of a comparison (the comparison command applies the same
   fraction to all methods so that the clients hold the same data).
 * **Distillation.** ``KL(softmax(teacher / T) || softmax(student / T)) x T^2`` with
-  ``T = 2`` (``fukd-temperature``), SGD with the run's ``lr``, momentum and batch size,
-  ``5`` epochs (``fukd-epochs``) over the server data, student in train mode, teacher
+  ``T = 2`` (``fukd.temperature``), SGD with the run's ``lr``, momentum and batch size,
+  ``5`` epochs (``fukd.epochs``) over the server data, student in train mode, teacher
   (the global model at the request) in eval mode. The distilled model is the unlearned
-  model (FUKD at 0 recovery rounds); the app's ``recovery-rounds`` of FedAvg then follow
+  model (FUKD at 0 recovery rounds); the app's ``recovery.rounds`` of FedAvg then follow
   as for every method.
 * Non-float tensors (BatchNorm's ``num_batches_tracked``) are not subtracted.
 

@@ -43,12 +43,12 @@ Choices where the paper leaves one open (ours)
   statistics) are reset to ``w_ref``'s after the ascent, so the target's data statistics
   do not leak into the model through them.
 * **Ascent.** SGD on ``-cross-entropy`` over the target's whole training split,
-  ``epochs = 5`` (``pgd-epochs``), ``lr = 0.01`` (``pgd-lr``), momentum 0.9, gradient
+  ``epochs = 5`` (``pgd.epochs``), ``lr = 0.01`` (``pgd.lr``), momentum 0.9, gradient
   norm clipped at 1.0, the run's batch size; projection after every step (as the
   authors' notebook does).
 * **Early stop.** Ten times per epoch (every ``ceil(batches / 10)`` steps and at the end
   of the epoch) the target measures its accuracy on its own whole training split (eval
-  mode); below ``stop_accuracy`` (``pgd-stop-accuracy``, default 0.2, twice chance on 10
+  mode); below ``stop_accuracy`` (``pgd.stop-accuracy``, default 0.2, twice chance on 10
   classes) the ascent stops. The threshold is ours. At 0.1 (chance) a model that has
   collapsed onto one class scores about that class's share of the data (10-12 % on
   digits) and may never cross it: the ascent then runs all its epochs to the ball's
@@ -57,7 +57,7 @@ Choices where the paper leaves one open (ours)
   recovery round brings 92 %). Public re-implementations of the authors' notebook stop
   instead when the distance to the target's last local model exceeds a data-set specific
   constant; the accuracy rule needs no such constant and no stored client model.
-* **Post-training** = not-flower's recovery: ``recovery-rounds`` FedAvg rounds without
+* **Post-training** = not-flower's recovery: ``recovery.rounds`` FedAvg rounds without
   the target, exactly as FT/NoT recover.
 * A target that does not answer: the step keeps ``w_ref`` as the unlearned model (with a
   WARNING and ``status`` in the step record); recovery goes on.

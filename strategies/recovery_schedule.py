@@ -47,7 +47,7 @@ def warmup_lr(base_lr: float, recovery_round: int, warmup_rounds: int) -> float:
     Parameters
     ----------
     base_lr : float
-        The learning rate after the warm-up (``recovery-lr``, or ``lr``).
+        The learning rate after the warm-up (``recovery.lr``, or ``lr``).
     recovery_round : int
         1-based recovery round since the request.
     warmup_rounds : int

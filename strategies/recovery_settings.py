@@ -63,37 +63,37 @@ class RecoverySettings:
     server_optimizer : str (default: "sgd")
         The server update: ``"sgd"`` (Flower's FedAvgM; plain FedAvg with momentum 0 and
         learning rate 1), ``"adam"`` or ``"yogi"`` (FedAdam / FedYogi, ``beta_1=0.9``,
-        ``beta_2=0.99``, ``tau=1e-3``). Run-config key ``recovery-server-optimizer``.
+        ``beta_2=0.99``, ``tau=1e-3``). Run-config key ``recovery.server-optimizer``.
     server_momentum : float (default: 0.0)
-        Server momentum in [0, 1), ``"sgd"`` only (``recovery-server-momentum``).
+        Server momentum in [0, 1), ``"sgd"`` only (``recovery.server-momentum``).
     server_lr : float (default: 1.0)
         Server learning rate, > 0: FedAvgM's, or FedAdam's / FedYogi's ``eta``
-        (``recovery-server-lr``).
+        (``recovery.server-lr``).
     lr : float or None (default: None)
         The clients' learning rate in recovery rounds (train-config entry ``lr``), >= 0;
-        ``None`` or 0 (read as ``None``): the training's (``recovery-lr``).
+        ``None`` or 0 (read as ``None``): the training's (``recovery.lr``).
     local_epochs : int or None (default: None)
         The clients' local epochs in recovery rounds (train-config entry
         ``local-epochs``), >= 0; ``None`` or 0 (read as ``None``): the training's
-        (``recovery-local-epochs``).
+        (``recovery.local-epochs``).
     fraction_train : float or None (default: None)
         Share of the connected clients (never the forgotten ones) sampled in recovery
         rounds, in (0, 1]; ``None``: the strategy's ``fraction_train``
-        (``recovery-fraction-train``).
+        (``recovery.fraction-train``).
     layerwise_rounds : int (default: 0)
         K: the first K recovery rounds train only the negated tensors; 0 = off
-        (``recovery-layerwise-rounds``; needs a method that negates).
+        (``recovery.layerwise-rounds``; needs a method that negates).
     warmup_rounds : int (default: 0)
         W: recovery rounds of linear learning-rate warm-up to :attr:`warmup_base_lr`;
-        0 = off (``recovery-lr-warmup-rounds``).
+        0 = off (``recovery.lr-warmup-rounds``).
     base_lr : float or None (default: None)
         The clients' learning rate the warm-up ramps to, > 0 when ``warmup_rounds > 0``;
-        ``None``: ``lr`` (the app gives ``recovery-lr``, or ``lr`` when that is 0).
+        ``None``: ``lr`` (the app gives ``recovery.lr``, or ``lr`` when that is 0).
     distill_weight : float (default: 0.0)
         w of the clients' distillation loss towards the model from before the request,
-        >= 0; 0 = off (``recovery-distill-weight``).
+        >= 0; 0 = off (``recovery.distill-weight``).
     distill_temperature : float (default: 2.0)
-        T of the distillation loss, > 0 (``recovery-distill-temperature``).
+        T of the distillation loss, > 0 (``recovery.distill-temperature``).
     """
 
     server_optimizer: str = "sgd"

@@ -58,14 +58,14 @@ def run_config(method: str, out_dir: str) -> dict:
         "method": method,
         "seed": 0,
         "num-train-rounds": 2,
-        "recovery-rounds": 2,
-        "unlearn-clients": "1",
+        "recovery.rounds": 2,
+        "unlearn.clients": "1",
         "lr": 0.02,
         "eval-recovery-rounds": "1,2",
-        "recovery-run-to-cap": True,  # fixed-length runs: every round is kept
+        "recovery.run-to-cap": True,  # fixed-length runs: every round is kept
     }
     if REGISTRY[method].requirements.server_data:  # fukd distils on server-side data
-        config["server-data-fraction"] = 0.1
+        config["fukd.server-data-fraction"] = 0.1
     return config
 
 

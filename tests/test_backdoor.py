@@ -168,12 +168,12 @@ def test_backdoor_trigger_size_reaches_the_poisoner_data():
     from not_flower.common.config import ConfigError, parse_run_config
     from not_flower.task.training import client_data
 
-    keys = {"backdoor-clients": "0", "backdoor-fraction": 0.5}
+    keys = {"backdoor.clients": "0", "backdoor.fraction": 0.5}
     small = client_data(data_spec(parse_run_config(keys)), 0, 3)
-    big = client_data(data_spec(parse_run_config({**keys, "backdoor-trigger-size": 3})), 0, 3)
+    big = client_data(data_spec(parse_run_config({**keys, "backdoor.trigger-size": 3})), 0, 3)
     assert np.array_equal(small.poisoned, big.poisoned) and len(big.poisoned) > 0
     assert np.all(big.x_train[big.poisoned][:, :, -3:, -3:] == 1.0)
     assert not np.all(small.x_train[small.poisoned][:, :, -3:, -3:] == 1.0)
     assert np.all(small.x_train[small.poisoned][:, :, -2:, -2:] == 1.0)
-    with pytest.raises(ConfigError, match="backdoor-trigger-size"):
-        parse_run_config({"backdoor-trigger-size": 0})
+    with pytest.raises(ConfigError, match="backdoor.trigger-size"):
+        parse_run_config({"backdoor.trigger-size": 0})

@@ -155,7 +155,7 @@ def test_unknown_model_in_builder():
     "key,value,message",
     [
         ("num-train-rounds", -3, "num-train-rounds must be >= 1, got -3"),
-        ("recovery-rounds", -1, "recovery-rounds must be >= 0, got -1"),
+        ("recovery.rounds", -1, "recovery.rounds must be >= 0, got -1"),
         ("local-epochs", 0, "local-epochs must be >= 1, got 0"),
         ("dirichlet-alpha", 0, "dirichlet-alpha must be > 0, got 0.0"),
         ("dirichlet-alpha", -0.5, "dirichlet-alpha must be > 0, got -0.5"),

@@ -371,7 +371,7 @@ def test_server_data_is_held_out_from_every_client():
     from not_flower.task.training import _partitions, client_data, dataset_for, server_indices
 
     base = parse_run_config({})
-    cfg = parse_run_config({"server-data-fraction": 0.1})
+    cfg = parse_run_config({"fukd.server-data-fraction": 0.1})
     held = server_indices(data_spec(cfg))
     labels = dataset_for(data_spec(cfg)).y_train
     assert len(held) == pytest.approx(0.1 * len(labels), abs=10)
@@ -399,18 +399,18 @@ def test_server_data_is_held_out_from_every_client():
 @pytest.mark.parametrize(
     "config,message",
     [
-        ({"method": "fukd"}, "server-data-fraction > 0"),
+        ({"method": "fukd"}, "fukd.server-data-fraction > 0"),
         (
             {"method": "federaser", "init-checkpoint": "/x.pt", "num-train-rounds": 0},
             "cannot start from init-checkpoint",
         ),
-        ({"method": "pgd", "unlearn-mode": "class", "unlearn-classes": "3"}, "whole clients only"),
+        ({"method": "pgd", "unlearn.mode": "class", "unlearn.classes": "3"}, "whole clients only"),
         ({"method": "pgd", "resume": True}, "resume is supported for methods not, ft and retrain"),
-        ({"pgd-epochs": 0}, "pgd-epochs must be >= 1"),
-        ({"calibration-ratio": 0}, r"calibration-ratio must be in \(0, 1\]"),
-        ({"retain-interval": 0}, "retain-interval must be >= 1"),
-        ({"server-data-fraction": 1.0}, r"server-data-fraction must be in \[0, 1\)"),
-        ({"fukd-temperature": 0}, "fukd-temperature must be > 0"),
+        ({"pgd.epochs": 0}, "pgd.epochs must be >= 1"),
+        ({"federaser.calibration-ratio": 0}, r"federaser.calibration-ratio must be in \(0, 1\]"),
+        ({"federaser.retain-interval": 0}, "federaser.retain-interval must be >= 1"),
+        ({"fukd.server-data-fraction": 1.0}, r"fukd.server-data-fraction must be in \[0, 1\)"),
+        ({"fukd.temperature": 0}, "fukd.temperature must be > 0"),
     ],
 )
 def test_bad_baseline_settings_are_named(config, message):
@@ -500,7 +500,7 @@ def test_report_rows_and_requirements_of_the_baselines():
 def test_compare_runs_the_baselines_only_when_asked(tmp_path):
     args = compare.parse_args(["--out", str(tmp_path)])
     assert args.methods == ["retrain", "ft", "not"] and args.server_data_fraction == 0.0
-    assert all("server-data-fraction" not in s.run_config for s in compare.plan_runs(args))
+    assert all("fukd.server-data-fraction" not in s.run_config for s in compare.plan_runs(args))
     args = compare.parse_args(
         [
             "--out",
@@ -521,8 +521,8 @@ def test_compare_runs_the_baselines_only_when_asked(tmp_path):
     )
     assert args.methods == ["retrain", "not", "pgd", "federaser", "fukd"]
     specs = {s.method: s.run_config for s in compare.plan_runs(args)}
-    assert {c["server-data-fraction"] for c in specs.values()} == {0.1}  # every method
-    assert specs["pgd"]["recovery-rounds"] == 5 and specs["pgd"]["eval-recovery-rounds"] == "5"
+    assert {c["fukd.server-data-fraction"] for c in specs.values()} == {0.1}  # every method
+    assert specs["pgd"]["recovery.rounds"] == 5 and specs["pgd"]["eval-recovery-rounds"] == "5"
     for cfg in specs.values():
         parse_run_config(cfg)
     with pytest.raises(SystemExit):
@@ -542,11 +542,16 @@ def test_resume_accepts_results_written_before_the_new_keys_existed(tmp_path):
         k: v
         for k, v in to_run_config(parse_run_config(cfg)).items()
         if not k.startswith(("pgd-", "fukd-"))
-        and k not in ("retain-interval", "calibration-ratio", "server-data-fraction")
+        and k
+        not in (
+            "federaser.retain-interval",
+            "federaser.calibration-ratio",
+            "fukd.server-data-fraction",
+        )
     }
     assert compare.config_mismatch(cfg, {"config": old}) is None
-    assert "server-data-fraction" in compare.config_mismatch(
-        {**cfg, "server-data-fraction": 0.1}, {"config": old}
+    assert "fukd.server-data-fraction" in compare.config_mismatch(
+        {**cfg, "fukd.server-data-fraction": 0.1}, {"config": old}
     )
 
 
@@ -563,11 +568,11 @@ def _simulate(tmp_path, method, **extra):
         "out-dir": str(tmp_path),
         "method": method,
         "num-train-rounds": 2,
-        "recovery-rounds": 2,
-        "unlearn-clients": str(TARGET),
+        "recovery.rounds": 2,
+        "unlearn.clients": str(TARGET),
         "lr": 0.02,
         "eval-recovery-rounds": "1,2",
-        "recovery-run-to-cap": True,  # fixed length: the stopping rule reports, never ends it
+        "recovery.run-to-cap": True,  # fixed length: the stopping rule reports, never ends it
         **extra,
     }
     results = simulate(config, num_supernodes=N)
@@ -594,7 +599,7 @@ def _simulate(tmp_path, method, **extra):
 @pytest.mark.e2e
 @pytest.mark.parametrize("method", ["pgd", "federaser", "fukd"])
 def test_baseline_runs_end_to_end(method, tmp_path):
-    extra = {"server-data-fraction": 0.1} if method == "fukd" else {}
+    extra = {"fukd.server-data-fraction": 0.1} if method == "fukd" else {}
     results = _simulate(tmp_path, method, **extra)
     rows = results["rounds"]
     step_costs = results["costs"]["unlearning_step"]

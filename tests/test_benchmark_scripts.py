@@ -40,7 +40,7 @@ def test_gpu_benchmark_settings_exist_and_runs_are_sized_for_fashion_mnist(tmp_p
     assert set(gpu.SETTINGS) <= set(faster_recovery.SETTINGS)
     cfg = gpu.base_config("vit", tmp_path, 12000)
     assert cfg["dataset"] == "fashion-mnist" and cfg["data-dir"] == str(tmp_path)
-    assert cfg["backdoor-trigger-size"] == 4
+    assert cfg["backdoor.trigger-size"] == 4
 
 
 def _row(setting, seed, rounds, mb, cpu, reached=True):
@@ -125,7 +125,7 @@ def test_a_retrain_variant_trains_from_scratch_and_is_measured_against_retrain(
         phase = (
             "retrain"
             if config.get("method") == "retrain"
-            else ("train" if config.get("recovery-rounds") == 0 else "recovery")
+            else ("train" if config.get("recovery.rounds") == 0 else "recovery")
         )
         test = {"retrain": [0.5, 0.8], "retrain-local-epochs-2": [0.795, 0.81]}.get(
             folder.name, [0.8]

@@ -242,7 +242,7 @@ def test_cli_names_a_missing_checkpoint(tmp_path, capsys):
 
 def test_canary_clients_plant_their_in_canaries_after_their_own_samples():
     plain = parse_run_config({})
-    cfg = parse_run_config({"canary-clients": "1", "canary-count": 8, "canary-seed": 3})
+    cfg = parse_run_config({"canary.clients": "1", "canary.count": 8, "canary.seed": 3})
     assert cfg.canary_clients == ("1",) and cfg.canary_count == 8 and cfg.canary_seed == 3
     before, after = client_data(data_spec(plain), 1, 4), client_data(data_spec(cfg), 1, 4)
     n = len(before.y_train)
@@ -262,9 +262,9 @@ def test_canary_clients_plant_their_in_canaries_after_their_own_samples():
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [
-        ("canary-clients", "a", "canary-clients must be partition ids"),
-        ("canary-count", 0, "canary-count must be >= 1"),
-        ("canary-seed", -2, "canary-seed must be >= 0"),
+        ("canary.clients", "a", "canary.clients must be partition ids"),
+        ("canary.count", 0, "canary.count must be >= 1"),
+        ("canary.seed", -2, "canary.seed must be >= 0"),
     ],
 )
 def test_bad_canary_settings_are_named(key, value, message):
@@ -273,7 +273,7 @@ def test_bad_canary_settings_are_named(key, value, message):
 
 
 def test_the_harness_pools_the_targets_canaries_and_records_the_test():
-    cfg = parse_run_config({"canary-clients": "1,2", "canary-count": 4})
+    cfg = parse_run_config({"canary.clients": "1,2", "canary.count": 4})
     assert targets_canaries(data_spec(cfg), {0, 3}) is None
     pooled = targets_canaries(data_spec(cfg), {0, 1, 2})
     assert len(pooled.y_in) == len(pooled.y_out) == 8
@@ -289,7 +289,7 @@ def test_the_harness_pools_the_targets_canaries_and_records_the_test():
 
 
 def test_the_evaluator_measures_the_targets_canaries_on_every_named_model():
-    cfg = parse_run_config({"canary-clients": "1", "model": "mlp"})
+    cfg = parse_run_config({"canary.clients": "1", "model": "mlp"})
     torch.manual_seed(0)
     model = build_model("mlp", SHAPE, 10)
     evaluator = Evaluator(data_spec(cfg), model, membership=reference_spec(cfg))
@@ -342,17 +342,17 @@ def test_python_dash_m_canary_check_runs_as_the_readme_shows(checkpoints):
 
 def test_a_deployed_client_plants_the_canaries_of_its_own_node_config_seed():
     """A SuperNode started with ``--node-config "... canary-seed=SECRET"``: the ClientApp
-    plants SECRET's canaries (whatever canary-clients says), which the server never sees."""
+    plants SECRET's canaries (whatever canary.clients says), which the server never sees."""
     from flwr.app import Context, RecordDict
 
     from not_flower.app.client_app import _setup
 
-    settings = {"canary-count": 8, "model": "mlp"}
+    settings = {"canary.count": 8, "model": "mlp"}
     cfg = parse_run_config(settings)
     data = load_dataset("digits")
     mine = make_canaries(12345, data.input_shape, data.num_classes, 8)
     n = len(client_data(data_spec(cfg), 1, 4).y_train)
-    for run_config in (settings, {**settings, "canary-clients": "1"}):  # the node's seed wins
+    for run_config in (settings, {**settings, "canary.clients": "1"}):  # the node's seed wins
         planted = client_data(data_spec(parse_run_config(run_config)), 1, 4, canary_seed=12345)
         np.testing.assert_array_equal(planted.canaries, np.arange(n, n + 8))
         np.testing.assert_array_equal(planted.x_train[n:], mine.x_in)

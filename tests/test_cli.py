@@ -23,17 +23,17 @@ KEYS = app_config_keys(ROOT / "pyproject.toml")
 
 
 def test_app_keys_are_pyprojects():
-    assert {"num-train-rounds", "recovery-rounds", "unlearn-clients", "out-dir"} <= set(KEYS)
+    assert {"num-train-rounds", "recovery.rounds", "unlearn.clients", "out-dir"} <= set(KEYS)
     assert len(KEYS) == len(set(KEYS)) > 40
 
 
 def test_override_keys_split_as_flwr_does(tmp_path):
-    text = "out-dir='/a b/c=d' unlearn-clients='0;3' lr=0.1 negate-bias=false model=\"cnn\""
+    text = "out-dir='/a b/c=d' unlearn.clients='0;3' lr=0.1 negate.bias=false model=\"cnn\""
     assert override_keys([text, "seed=2"]) == [
         "out-dir",
-        "unlearn-clients",
+        "unlearn.clients",
         "lr",
-        "negate-bias",
+        "negate.bias",
         "model",
         "seed",
     ]
@@ -45,7 +45,7 @@ def test_override_keys_split_as_flwr_does(tmp_path):
 
 
 def test_known_keys_pass():
-    check_run_config(["out-dir='/x' num-train-rounds=2 recovery-rounds=1 model='resnet18'"], KEYS)
+    check_run_config(["out-dir='/x' num-train-rounds=2 recovery.rounds=1 model='resnet18'"], KEYS)
     check_run_config([], KEYS)
 
 
@@ -55,9 +55,9 @@ def test_known_keys_pass():
         ("num-rounds=3", r"unknown run-config key 'num-rounds'; nearest: num-train-rounds"),
         (
             "unlearn-client='3'",
-            r"unknown run-config key 'unlearn-client'; nearest: unlearn-clients",
+            r"unknown run-config key 'unlearn-client'; nearest: unlearn.clients",
         ),
-        ("lr=0.1 recovery_rounds=2", r"'recovery_rounds'; nearest: recovery-rounds"),
+        ("lr=0.1 recovery_rounds=2", r"'recovery_rounds'; nearest: recovery.rounds"),
         ("rounds=2", r"'rounds'; nearest: .*num-train-rounds"),
         ("zzzzzz=1", r"unknown run-config key 'zzzzzz' \(the keys are pyproject.toml's"),
     ],

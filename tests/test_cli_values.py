@@ -18,7 +18,7 @@ PYPROJECT = ROOT / "pyproject.toml"
 
 
 def test_a_key_given_again_takes_its_later_value_in_one_run_config():
-    script = "out-dir='/tmp/x y' num-train-rounds=20 recovery-rounds=15 overwrite=true"
+    script = "out-dir='/tmp/x y' num-train-rounds=20 recovery.rounds=15 overwrite=true"
     args = checked_args(
         [
             ".",
@@ -27,26 +27,26 @@ def test_a_key_given_again_takes_its_later_value_in_one_run_config():
             "--run-config",
             script,
             "--run-config",
-            "recovery-rounds=2 lr=0.1",
+            "recovery.rounds=2 lr=0.1",
         ],
         PYPROJECT,
     )
     assert args[:3] == [".", "local", "--stream"] and args.count("--run-config") == 1
     merged = args[-1]
     assert merged == (
-        "out-dir='/tmp/x y' num-train-rounds=20 recovery-rounds=2 overwrite=true lr=0.1"
+        "out-dir='/tmp/x y' num-train-rounds=20 recovery.rounds=2 overwrite=true lr=0.1"
     )
     # what Flower itself makes of it (it refuses a key twice in one string)
-    assert parse_config_args([merged])["recovery-rounds"] == 2
+    assert parse_config_args([merged])["recovery.rounds"] == 2
     assert parse_config_args([merged])["out-dir"] == "/tmp/x y"
-    same = checked_args([".", "--run-config", f"{script} recovery-rounds=2"], PYPROJECT)
-    assert parse_config_args([same[-1]])["recovery-rounds"] == 2
+    same = checked_args([".", "--run-config", f"{script} recovery.rounds=2"], PYPROJECT)
+    assert parse_config_args([same[-1]])["recovery.rounds"] == 2
 
 
 def test_no_run_config_and_a_toml_file_pass_through(tmp_path):
     assert checked_args([".", "--stream"], PYPROJECT) == [".", "--stream"]
     toml = tmp_path / "over.toml"
-    toml.write_text('"recovery-rounds" = 2\n"model" = "mlp"\n')
+    toml.write_text('model = "mlp"\n\n[recovery]\nrounds = 2\n')
     assert checked_args([".", "-c", str(toml)], PYPROJECT) == [".", "--run-config", str(toml)]
     with pytest.raises(RunConfigError, match="over.toml. is not key=value"):
         checked_args([".", "-c", str(toml), "-c", "lr=0.1"], PYPROJECT)
@@ -55,9 +55,9 @@ def test_no_run_config_and_a_toml_file_pass_through(tmp_path):
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("recovery-rounds=-1", "recovery-rounds must be >= 0, got -1"),
+        ("recovery.rounds=-1", "recovery.rounds must be >= 0, got -1"),
         ("model='transformer'", "unknown model 'transformer'; choose one of: cnn, mlp"),
-        ("unlearn-mode='class' unlearn-classes='x'", r"unlearn-classes must be class labels"),
+        ("unlearn.mode='class' unlearn.classes='x'", r"unlearn.classes must be class labels"),
         ("method='retrain' init-checkpoint='/x.pt'", "method 'retrain' .* init-checkpoint"),
         ("model=cnn", r"model=cnn is not a number, true/false or quoted text \(write model='cnn'"),
     ],
@@ -69,12 +69,12 @@ def test_bad_values_are_refused_naming_them(override, message):
 
 BEFORE_START = [  # what needs no data and no node: refused before anything starts
     (
-        "unlearn-mode='class' unlearn-classes='3,42'",
-        r"unlearn-classes 42: out of range; data set 'digits' has 10 classes \(labels 0 to 9\)",
+        "unlearn.mode='class' unlearn.classes='3,42'",
+        r"unlearn.classes 42: out of range; data set 'digits' has 10 classes \(labels 0 to 9\)",
     ),
     (
-        "dataset='cifar100' unlearn-mode='class' unlearn-classes='100'",
-        r"unlearn-classes 100: .* 'cifar100' has 100 classes \(labels 0 to 99\)",
+        "dataset='cifar100' unlearn.mode='class' unlearn.classes='100'",
+        r"unlearn.classes 100: .* 'cifar100' has 100 classes \(labels 0 to 99\)",
     ),
     (
         "init-checkpoint='/nonexistent.pt'",
@@ -89,10 +89,10 @@ BEFORE_START = [  # what needs no data and no node: refused before anything star
 ]
 WITH_THREE_CLIENTS = [  # need the number of clients: a simulation's num-supernodes
     (
-        "unlearn-clients='0,1,2'",
-        r"unlearn-clients '0,1,2' names every one of the 3 clients \(partition ids 0 to 2\)",
+        "unlearn.clients='0,1,2'",
+        r"unlearn.clients '0,1,2' names every one of the 3 clients \(partition ids 0 to 2\)",
     ),
-    ("unlearn-clients='0,1;2'", "unlearn-clients '0,1;2' names every one of the 3 clients"),
+    ("unlearn.clients='0,1;2'", "unlearn.clients '0,1;2' names every one of the 3 clients"),
     (
         "train-subset=3",
         r"train-subset=3 with 3 clients and val-fraction=0.1 .* \(at least 6 here\)",
@@ -129,7 +129,7 @@ def test_values_needing_no_data_are_refused_before_anything_starts(
 
 
 def test_the_number_of_clients_comes_from_the_simulation_or_is_left_to_the_app(local_flwr_home):
-    every, small = "unlearn-clients='0,1,2'", "train-subset=7"
+    every, small = "unlearn.clients='0,1,2'", "train-subset=7"
     (local_flwr_home / "config.toml").write_text(
         '[superlink]\ndefault = "local"\n[superlink.local]\naddress = ":local:"\n'
         "[superlink.local.options]\nnum-supernodes = 3\n"
@@ -165,9 +165,9 @@ def test_paths_are_checked_only_where_the_server_app_runs_here(local_flwr_home):
 
 
 def test_check_run_config_command_checks_values(capsys):
-    assert main(["check-run-config", "--app", str(ROOT), "recovery-rounds=-1"]) == 2
-    assert "recovery-rounds must be >= 0, got -1" in capsys.readouterr().err
-    assert main(["check-run-config", "--app", str(ROOT), "recovery-rounds=2"]) == 0
+    assert main(["check-run-config", "--app", str(ROOT), "recovery.rounds=-1"]) == 2
+    assert "recovery.rounds must be >= 0, got -1" in capsys.readouterr().err
+    assert main(["check-run-config", "--app", str(ROOT), "recovery.rounds=2"]) == 0
 
 
 def test_run_refuses_a_bad_value_before_starting_flwr(capsys):
@@ -200,7 +200,7 @@ def test_the_file_checks_values_without_importing_torch():
             "importtime",
             "not_flower/launch/cli.py",
             "check-run-config",
-            "unlearn-mode='class' unlearn-classes='42'",
+            "unlearn.mode='class' unlearn.classes='42'",
         ],
         cwd=ROOT,
         capture_output=True,
@@ -209,7 +209,7 @@ def test_the_file_checks_values_without_importing_torch():
     )
     assert out.returncode == 2, out.stderr[-2000:]
     # not_flower/common/prestart.py's check (imported with importlib: importtime omits it)
-    assert "unlearn-classes 42: out of range; data set 'digits' has 10 classes" in out.stderr
+    assert "unlearn.classes 42: out of range; data set 'digits' has 10 classes" in out.stderr
     imported = [
         line.rsplit("|", 1)[-1].strip()
         for line in out.stderr.splitlines()

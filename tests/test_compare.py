@@ -77,7 +77,7 @@ def retrain_results(final, *, rounds=T, down=100_000, up=100_000, secs=10.0):
         "final": "retrained",
         "models": {"retrained": final},
         "rounds": rows,
-        "config": {"recovery-rounds": 15},
+        "config": {"recovery.rounds": 15},
         "costs": {
             "train": cost(0, 0, 0, 0.0),
             "unlearning": cost(rounds, down * rounds, up * rounds, secs * rounds),
@@ -122,7 +122,7 @@ def unlearner_results(
         "final": "recovered",
         "models": models,
         "rounds": rows,
-        "config": {"recovery-rounds": cap},
+        "config": {"recovery.rounds": cap},
         "costs": {
             "train": cost(T, 9 * T, 9 * T, 9.0 * T),
             "unlearning": cost(n_unl, down * n_unl, up * n_unl, secs * n_unl),
@@ -478,17 +478,17 @@ def test_set_values_are_typed():
         [
             "lr=0.02",
             "local-epochs=3",
-            "negate-bias=false",
-            "negate-layers=conv1",
-            "backdoor-target=2",
-            "negate-bias=True",
+            "negate.bias=false",
+            "negate.layers=conv1",
+            "backdoor.target=2",
+            "negate.bias=True",
         ]
     ) == {
         "lr": 0.02,
         "local-epochs": 3,
-        "negate-bias": True,
-        "negate-layers": "conv1",
-        "backdoor-target": 2,
+        "negate.bias": True,
+        "negate.layers": "conv1",
+        "backdoor.target": 2,
     }
     assert compare.parse_value("1e-3") == pytest.approx(0.001)
     assert compare.parse_value("0,3") == "0,3"
@@ -541,7 +541,7 @@ def test_run_configs_per_scenario_and_method(tmp_path):
             "--set",
             "lr=0.05",
             "--set",
-            "backdoor-fraction=0.5",
+            "backdoor.fraction=0.5",
         ]
     )
     specs = compare.plan_runs(args)
@@ -549,17 +549,17 @@ def test_run_configs_per_scenario_and_method(tmp_path):
     by = {(s.scenario, s.method): s.run_config for s in specs}
     nt = by[("backdoor", "not")]
     assert nt["out-dir"] == str(tmp_path / "runs" / "backdoor" / "seed3" / "not")
-    assert nt["method"] == "not" and nt["seed"] == 3 and nt["unlearn-clients"] == "2"
+    assert nt["method"] == "not" and nt["seed"] == 3 and nt["unlearn.clients"] == "2"
     assert nt["num-train-rounds"] == 7
-    assert nt["recovery-rounds"] == 4 and nt["eval-recovery-rounds"] == "2,4"
-    assert nt["backdoor-clients"] == "2" and nt["backdoor-target"] == 0
-    assert nt["backdoor-fraction"] == 0.5 and nt["lr"] == 0.05  # --set wins over the scenario
+    assert nt["recovery.rounds"] == 4 and nt["eval-recovery-rounds"] == "2,4"
+    assert nt["backdoor.clients"] == "2" and nt["backdoor.target"] == 0
+    assert nt["backdoor.fraction"] == 0.5 and nt["lr"] == 0.05  # --set wins over the scenario
     rt = by[("backdoor", "retrain")]
     assert rt["method"] == "retrain" and rt["num-train-rounds"] == 7
     assert "eval-recovery-rounds" not in rt
     assert by[("dirichlet", "ft")]["partitioner"] == "dirichlet"
     assert by[("dirichlet", "ft")]["dirichlet-alpha"] == 0.3
-    assert by[("iid", "ft")]["partitioner"] == "iid" and "backdoor-clients" not in by[("iid", "ft")]
+    assert by[("iid", "ft")]["partitioner"] == "iid" and "backdoor.clients" not in by[("iid", "ft")]
     if "method" in {f.name for f in fields(RunConfig)}:
         for spec in specs:  # every planned config is valid for the app
             parse_run_config(spec.run_config)
@@ -653,7 +653,7 @@ def test_main_reports_a_failed_run_continues_and_exits_nonzero(tmp_path, fake_si
     fake_sim.clear()
     compare.main([*argv[:-1], "12", "--resume", "--methods", "not"])
     assert fake_sim == ["backdoor seed0 NoT", "backdoor seed1 NoT"]
-    assert "recovery-rounds differs" in capsys.readouterr().out
+    assert "eval-recovery-rounds differs" in capsys.readouterr().out
 
 
 def test_main_rejects_an_invalid_run_config_before_running(tmp_path, fake_sim, capsys):
@@ -804,19 +804,19 @@ def test_partial_scenarios_plan_their_own_requests_and_retrain(tmp_path):
     assert len(by) == 6
     for method in ("retrain", "ft", "not"):
         cls = by[("class", method)]
-        assert (cls["unlearn-mode"], cls["unlearn-classes"], cls["unlearn-clients"]) == (
+        assert (cls["unlearn.mode"], cls["unlearn.classes"], cls["unlearn.clients"]) == (
             "class",
             "3,7",
             "*",
         )  # federation-wide by default
-        assert "backdoor-clients" not in cls
+        assert "backdoor.clients" not in cls
         inst = by[("instance", method)]
-        assert (inst["unlearn-mode"], inst["unlearn-samples"], inst["unlearn-clients"]) == (
+        assert (inst["unlearn.mode"], inst["unlearn.samples"], inst["unlearn.clients"]) == (
             "instance",
             "poisoned",
             "2",
         )
-        assert inst["backdoor-clients"] == "2" and inst["backdoor-fraction"] == 0.4
+        assert inst["backdoor.clients"] == "2" and inst["backdoor.fraction"] == 0.4
         for cfg in (cls, inst):  # Retrain leaves out exactly the same data (from round 1)
             parsed = parse_run_config(cfg)
             assert parsed.method == method
@@ -824,7 +824,7 @@ def test_partial_scenarios_plan_their_own_requests_and_retrain(tmp_path):
     one = compare.parse_args(
         ["--out", str(tmp_path), "--scenarios", "class", "--class-scope", "client", "--target", "4"]
     )
-    assert compare.plan_runs(one)[0].run_config["unlearn-clients"] == "4"
+    assert compare.plan_runs(one)[0].run_config["unlearn.clients"] == "4"
 
 
 @pytest.mark.parametrize(
@@ -834,8 +834,8 @@ def test_partial_scenarios_plan_their_own_requests_and_retrain(tmp_path):
         (["--scenarios", "instance", "--methods", "fukd"], "instance"),
         (["--scenarios", "class", "--class-scope", "half"], "half"),
         (["--forget-classes", "-2"], "must be >= 0"),
-        (["--set", "unlearn-mode=class"], "--scenarios class / instance"),
-        (["--set", "unlearn-classes=3"], "--forget-classes"),
+        (["--set", "unlearn.mode=class"], "--scenarios class / instance"),
+        (["--set", "unlearn.classes=3"], "--forget-classes"),
     ],
 )
 def test_bad_partial_arguments(tmp_path, capsys, argv, needle):
@@ -925,7 +925,7 @@ def test_share_original_plans_one_original_and_starts_not_and_ft_from_it(tmp_pat
     original = specs[0]
     assert original.name == "backdoor seed0 Original"
     assert (
-        original.run_config["unlearn-clients"] == "" and original.run_config["recovery-rounds"] == 0
+        original.run_config["unlearn.clients"] == "" and original.run_config["recovery.rounds"] == 0
     )
     assert original.run_config["num-train-rounds"] == 7
     assert original.folder == tmp_path / "runs" / "backdoor" / "seed0" / "original"

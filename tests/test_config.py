@@ -37,16 +37,16 @@ def test_pyproject_defaults_are_the_config_defaults():
 def test_values_are_parsed():
     cfg = parse_run_config(
         {
-            "unlearn-clients": "3, 1,3",
-            "negate-bias": "false",
+            "unlearn.clients": "3, 1,3",
+            "negate.bias": "false",
             "num-train-rounds": 7.0,
-            "backdoor-clients": "0",
+            "backdoor.clients": "0",
         }
     )
     assert cfg.unlearn_clients == ("3", "1") and cfg.negate_bias is False
     assert cfg.num_train_rounds == 7 and cfg.backdoor_clients == ("0",)
-    assert parse_run_config({"unlearn-clients": ""}).total_rounds == 35
-    assert parse_run_config({"unlearn-clients": "", "recovery-rounds": 0}).total_rounds == 20
+    assert parse_run_config({"unlearn.clients": ""}).total_rounds == 35
+    assert parse_run_config({"unlearn.clients": "", "recovery.rounds": 0}).total_rounds == 20
     assert parse_run_config({"method": "retrain"}).total_rounds == 20
     # training may be skipped only when starting from a checkpoint
     assert parse_run_config({"init-checkpoint": "/x.pt", "num-train-rounds": 0}).total_rounds == 15
@@ -59,7 +59,7 @@ def test_values_are_parsed():
     [
         ("num-train-rounds", -1, "num-train-rounds must be >= 1, got -1"),
         ("num-train-rounds", 2.5, "num-train-rounds must be an integer, got 2.5"),
-        ("recovery-rounds", 0, "recovery-rounds must be >= 1 when unlearn-clients is set, got 0"),
+        ("recovery.rounds", 0, "recovery.rounds must be >= 1 when unlearn.clients is set, got 0"),
         ("dirichlet-alpha", 0, "dirichlet-alpha must be > 0, got 0.0"),
         ("fraction-train", 0.0, r"fraction-train must be in \(0, 1\], got 0.0"),
         ("fraction-train", 1.5, r"fraction-train must be in \(0, 1\], got 1.5"),
@@ -67,10 +67,10 @@ def test_values_are_parsed():
         ("dataset", "imagenet", "unknown dataset 'imagenet'; choose one of: digits, mnist"),
         ("model", "gpt", "unknown model 'gpt'; choose one of: cnn, mlp, resnet18, vit"),
         ("partitioner", "shards", "unknown partitioner 'shards'; choose one of: iid, dirichlet"),
-        ("batchnorm-policy", "flip", "unknown batchnorm-policy 'flip'"),
+        ("negate.batchnorm-policy", "flip", "unknown negate.batchnorm-policy 'flip'"),
         ("lr", "fast", "lr must be a number, got 'fast'"),
         ("lr", float("nan"), "lr must be a finite number"),
-        ("negate-bias", "maybe", "negate-bias must be true or false, got 'maybe'"),
+        ("negate.bias", "maybe", "negate.bias must be true or false, got 'maybe'"),
         ("no-such-key", 1, r"unknown run-config key\(s\) \['no-such-key'\]"),
         ("recovery-rounds", 3, "'recovery-rounds' was renamed to 'recovery.rounds'"),
         ("num-rounds", 3, r"\['num-rounds'\]; nearest: num-train-rounds"),

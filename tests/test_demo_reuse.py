@@ -22,7 +22,7 @@ pytestmark = pytest.mark.e2e  # runs bash
     ("overrides", "expected"),
     [
         ("", "overwrite=true"),
-        ("unlearn-clients='3'", "overwrite=true"),
+        ("unlearn.clients='3'", "overwrite=true"),
         ("resume=true", ""),
         ("overwrite=false", ""),
     ],

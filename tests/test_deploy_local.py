@@ -53,7 +53,7 @@ def test_local_sh_trains_unlearns_recovers_and_cleans_up(tmp_path):
             str(work),
             # a key the script sets itself (from --recovery-rounds): the later value wins
             "--run-config",
-            f"{FAST} recovery-rounds=2 recovery-run-to-cap=true",
+            f"{FAST} recovery.rounds=2 recovery.run-to-cap=true",
         ],
         cwd=ROOT,
         env=env,

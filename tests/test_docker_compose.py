@@ -54,7 +54,7 @@ BUILD_ARGS = ["--build-arg", "PIP_NO_INDEX=1", "--build-arg", f"TORCH_REQUIREMEN
 # Few rounds on purpose: 2 train rounds, the request during round 2, 2 recovery rounds.
 RUN_CONFIG = (
     "out-dir='/app/runs/e2e' request-dir='/app/requests' num-train-rounds=2 "
-    "recovery-rounds=2 unlearn-clients='' local-epochs=1 fraction-evaluate=0"
+    "recovery.rounds=2 unlearn.clients='' local-epochs=1 fraction-evaluate=0"
 )
 
 

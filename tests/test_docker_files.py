@@ -414,7 +414,7 @@ def test_compose_topology_runs_as_processes(tmp_path):
             )
             dep.start(f"superexec-clientapp-{i}", commands[f"superexec-clientapp-{i}"])
         dep.wait_nodes(NODES)
-        dep.run(f"out-dir='{out}' num-train-rounds=2 recovery-rounds=1 unlearn-clients='2' {FAST}")
+        dep.run(f"out-dir='{out}' num-train-rounds=2 recovery.rounds=1 unlearn.clients='2' {FAST}")
         # process isolation: the SuperLink / SuperNodes started no executor of their own
         for name in ["superlink", *node_ports]:
             assert "Starting Flower SuperExec" not in dep.log(name)

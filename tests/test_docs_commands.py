@@ -168,7 +168,7 @@ DOCS_COMMANDS = {
         f"{README_TESTS}::test_fashion_mnist_command_runs_as_shown",
     ),
     "flwr run . --stream --run-config \"out-dir='$PWD/outputs/r18' num-train-rounds=5 "
-    "recovery-rounds=1 model='resnet18' local-epochs=1 batch-size=20\" --federation-config "
+    "recovery.rounds=1 model='resnet18' local-epochs=1 batch-size=20\" --federation-config "
     '"num-supernodes=10 client-resources-num-cpus=1"': (
         "tests/test_e2e_models.py::test_model_learns_through_the_app",
     ),
@@ -187,7 +187,7 @@ DOCS_COMMANDS = {
     "flwr build --app .": ("tests/test_app_bundle.py::test_bundle_holds_the_app_and_nothing_else",),
     "flwr supernode register": (TLS_TEST,),  # what tls_auth.sh runs
     "OUT=/abs/run2 bash examples/quickstart.sh \"init-checkpoint='/abs/run1/checkpoint-final.pt' "
-    "num-train-rounds=0 unlearn-clients='1'\"": CHECKPOINT_TESTS,
+    "num-train-rounds=0 unlearn.clients='1'\"": CHECKPOINT_TESTS,
     "python -m not_flower.evaluation.canary_cli check --checkpoint out/checkpoint-final.pt "
     "--seed SECRET": (
         "tests/test_canary.py::test_cli_detects_the_canaries_a_checkpoint_trained_on",
@@ -197,7 +197,7 @@ DOCS_COMMANDS = {
         "tests/test_e2e_canary.py::test_the_client_gets_the_same_answer_from_the_checkpoints",
     ),
     # fails before round 1 and leaves the out-dir as it was (outputs guide)
-    "bash examples/quickstart.sh \"unlearn-clients='99'\"": (
+    "bash examples/quickstart.sh \"unlearn.clients='99'\"": (
         "tests/test_target_check.py::test_run_fails_before_round_1_on_an_unknown_target",
         "tests/test_preflight.py::test_overwrite_moves_nothing_when_the_run_fails_its_checks",
     ),
@@ -209,7 +209,7 @@ DOCS_COMMANDS = {
     ),
     "source scripts/flwr-env.sh": (SUPERLINK_TEST,),
     "nf_stop_local_superlink": (SUPERLINK_TEST,),
-    "flwr run . --stream --run-config \"out-dir='$PWD/outputs/run1' unlearn-clients='3,7'\" "
+    "flwr run . --stream --run-config \"out-dir='$PWD/outputs/run1' unlearn.clients='3,7'\" "
     '--federation-config "num-supernodes=10 client-resources-num-cpus=1"': (
         "tests/test_e2e_flwr_run.py::test_flwr_run_trains_unlearns_recovers",
     ),
@@ -222,7 +222,6 @@ DOCS_COMMANDS = {
         "tests/test_cli.py::test_check_run_config_command_exits_2_naming_the_key",
         "tests/test_cli_values.py::test_check_run_config_command_checks_values",
     ),
-    'flwr run . --run-config "key=value ..."': (QUICKSTART_TEST,),
     "bash scripts/lint.sh": ("tests/test_lint.py::test_lint_script_runs_as_shown",),
     ".venv/bin/ruff check --fix .": ("tests/test_lint.py::test_ruff_check_passes",),
     ".venv/bin/ruff format .": ("tests/test_lint.py::test_ruff_format_check_passes",),

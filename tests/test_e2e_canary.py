@@ -15,12 +15,12 @@ N = 4
 TARGET = 1
 CONFIG = {
     "num-train-rounds": 6,
-    "recovery-rounds": 4,
-    "unlearn-clients": str(TARGET),
+    "recovery.rounds": 4,
+    "unlearn.clients": str(TARGET),
     "lr": 0.02,
     "local-epochs": 2,
     "batch-size": 16,
-    "canary-clients": str(TARGET),
+    "canary.clients": str(TARGET),
 }
 
 

@@ -39,8 +39,8 @@ def test_flwr_run_trains_unlearns_recovers(flwr_env, tmp_path):
     env, _ = flwr_env
     out = tmp_path / "out"
     run_config = (
-        f"out-dir='{out}' num-train-rounds=5 recovery-rounds=3 unlearn-clients='2' local-epochs=2 "
-        "recovery-run-to-cap=true"
+        f"out-dir='{out}' num-train-rounds=5 recovery.rounds=3 unlearn.clients='2' local-epochs=2 "
+        "recovery.run-to-cap=true"
     )
     proc = subprocess.run(
         [
@@ -89,10 +89,10 @@ def _quickstart(env: dict, tmp_path: Path, overrides: str) -> tuple[int, list[st
 def test_quickstart_exits_1_with_the_error_last_when_the_serverapp_fails(flwr_env, tmp_path):
     env, _ = flwr_env
     # a value only the ServerApp can judge (the target's training split), before round 1
-    code, lines = _quickstart(env, tmp_path, "unlearn-mode='instance' unlearn-samples='999999'")
+    code, lines = _quickstart(env, tmp_path, "unlearn.mode='instance' unlearn.samples='999999'")
     assert code == 1, "\n".join(lines[-30:])
     assert re.fullmatch(
-        r"error: run \d+ finished:failed: Simulation failed with exception: unlearn-samples "
+        r"error: run \d+ finished:failed: Simulation failed with exception: unlearn.samples "
         r"999999: out of range; client 0 has (\d+) training examples \(sample ids 0 to \d+\)",
         lines[-1],
     ), lines[-5:]
@@ -116,11 +116,11 @@ def test_quickstart_names_an_unknown_key_before_running(flwr_env, tmp_path):
     assert code == 2, "\n".join(lines[-30:])
     assert lines[-1] == "error: unknown model 'transformer'; choose one of: cnn, mlp, resnet18, vit"
     # and what needs the class table or the simulation's 10 SuperNodes, not the data
-    code, lines = _quickstart(env, tmp_path, "unlearn-mode='class' unlearn-classes='42'")
+    code, lines = _quickstart(env, tmp_path, "unlearn.mode='class' unlearn.classes='42'")
     assert code == 2, "\n".join(lines[-30:])
     assert lines[-1] == (
-        "error: unlearn-classes 42: out of range; data set 'digits' has 10 classes (labels 0 to 9)"
+        "error: unlearn.classes 42: out of range; data set 'digits' has 10 classes (labels 0 to 9)"
     )
-    code, lines = _quickstart(env, tmp_path, "unlearn-clients='0,1,2,3,4,5,6,7,8,9'")
+    code, lines = _quickstart(env, tmp_path, "unlearn.clients='0,1,2,3,4,5,6,7,8,9'")
     assert code == 2 and "names every one of the 10 clients" in lines[-1], lines[-5:]
     assert not (home / "local-superlink").exists()

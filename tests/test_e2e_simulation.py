@@ -28,12 +28,12 @@ def run(tmp_path_factory):
     config = {
         "out-dir": str(out),
         "num-train-rounds": 6,
-        "recovery-rounds": 4,
-        "unlearn-clients": str(TARGET),
+        "recovery.rounds": 4,
+        "unlearn.clients": str(TARGET),
         "lr": 0.02,
         "local-epochs": 2,
         "batch-size": 16,
-        "recovery-run-to-cap": True,  # fixed length: the stopping rule reports, never ends it
+        "recovery.run-to-cap": True,  # fixed length: the stopping rule reports, never ends it
     }
     return out, config, simulate(config, num_supernodes=N)
 
@@ -102,7 +102,7 @@ def test_results_json_is_written_and_complete(run):
     out, _, results = run
     on_disk = json.loads((out / "results.json").read_text())
     assert on_disk == results
-    assert on_disk["config"]["unlearn-clients"] == str(TARGET)
+    assert on_disk["config"]["unlearn.clients"] == str(TARGET)
     assert on_disk["num_partitions"] == N
     assert set(on_disk["models"]) >= {"original", "negated", "recovered"}
     assert on_disk["method"] == "not" and on_disk["final"] == "recovered"
@@ -137,10 +137,10 @@ def test_reference_methods_run_through_the_same_app(method, tmp_path):
         "out-dir": str(tmp_path),
         "method": method,
         "num-train-rounds": 3,
-        "recovery-rounds": 2,
-        "unlearn-clients": "0",
+        "recovery.rounds": 2,
+        "unlearn.clients": "0",
         "lr": 0.02,
-        "recovery-run-to-cap": True,
+        "recovery.run-to-cap": True,
     }
     results = simulate(config, num_supernodes=3)
     rows = results["rounds"]
@@ -165,8 +165,8 @@ def test_unlearning_from_a_checkpoint_after_training_finished(tmp_path):
         {
             "out-dir": str(tmp_path / "train"),
             "num-train-rounds": 3,
-            "recovery-rounds": 0,
-            "unlearn-clients": "",
+            "recovery.rounds": 0,
+            "unlearn.clients": "",
             "lr": 0.02,
         },
         num_supernodes=3,
@@ -178,10 +178,10 @@ def test_unlearning_from_a_checkpoint_after_training_finished(tmp_path):
             "out-dir": str(tmp_path / "unlearn"),
             "init-checkpoint": ckpt,
             "num-train-rounds": 0,
-            "recovery-rounds": 2,
-            "unlearn-clients": "1",
+            "recovery.rounds": 2,
+            "unlearn.clients": "1",
             "lr": 0.02,
-            "recovery-run-to-cap": True,
+            "recovery.run-to-cap": True,
         },
         num_supernodes=3,
     )

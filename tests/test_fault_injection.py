@@ -36,13 +36,13 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = {
     "seed": 0,
     "num-train-rounds": 2,
-    "recovery-rounds": 2,
-    "unlearn-clients": "1",
+    "recovery.rounds": 2,
+    "unlearn.clients": "1",
     "lr": 0.02,
     "local-epochs": 1,
     "train-subset": 600,
     "test-subset": 300,
-    "recovery-run-to-cap": True,  # fixed length: the stopping rule reports, never ends it
+    "recovery.run-to-cap": True,  # fixed length: the stopping rule reports, never ends it
 }
 #: Durable writes of the uninterrupted run: every one is a kill point, before and after.
 DURABLE_WRITES = 18
@@ -172,7 +172,7 @@ def test_two_request_files_for_one_client_give_one_negation_and_one_record(tmp_p
     requests.mkdir()
     for name in ("a.json", "b.json"):
         (requests / name).write_text(json.dumps({"targets": ["1"], "requested_by": name}))
-    config = {**CONFIG, "unlearn-clients": "", "request-dir": str(requests)}
+    config = {**CONFIG, "unlearn.clients": "", "request-dir": str(requests)}
     out = tmp_path / "run"
     faults.arm(3, "after")  # stopped after the request's record, before any round is durable
     try:

@@ -23,9 +23,9 @@ METHODS = METHOD_NAMES
 
 
 def _cfg(method: str, tmp_path):
-    run_config = {"method": method, "out-dir": str(tmp_path), "unlearn-clients": "1"}
+    run_config = {"method": method, "out-dir": str(tmp_path), "unlearn.clients": "1"}
     if REGISTRY[method].requirements.server_data:
-        run_config["server-data-fraction"] = 0.1
+        run_config["fukd.server-data-fraction"] = 0.1
     return config.parse_run_config(run_config)
 
 
@@ -79,7 +79,7 @@ def test_every_method_has_a_report_label_and_plot_style(method):
 
 def test_a_variant_runs_as_its_app_method_with_its_keys_fixed(tmp_path):
     spec = REGISTRY["not-weights-only"]
-    assert spec.app_method == "not" and dict(spec.run_config) == {"negate-bias": False}
+    assert spec.app_method == "not" and dict(spec.run_config) == {"negate.bias": False}
     assert REGISTRY["not"].app_method == "not" and not REGISTRY["not"].run_config
     args = compare.parse_args(
         [
@@ -98,7 +98,7 @@ def test_a_variant_runs_as_its_app_method_with_its_keys_fixed(tmp_path):
     runs = {r.method: r for r in compare.plan_runs(args)}
     wo, plain = runs["not-weights-only"].run_config, runs["not"].run_config
     assert wo["method"] == plain["method"] == "not"
-    assert wo["negate-bias"] is False and "negate-bias" not in plain
+    assert wo["negate.bias"] is False and "negate.bias" not in plain
     assert wo["out-dir"].endswith("not-weights-only") and plain["out-dir"].endswith("not")
     # the variant starts from the shared original like NoT does
     assert wo["init-checkpoint"] == plain["init-checkpoint"]
@@ -119,12 +119,12 @@ def test_a_set_that_contradicts_a_variant_is_refused(capsys):
                 "--scenarios",
                 "iid",
                 "--set",
-                "negate-bias=true",
+                "negate.bias=true",
             ]
         )
     assert exc.value.code == 2
     err = capsys.readouterr().err
-    assert "not-weights-only fixes negate-bias=false" in err and "negate-bias=True" in err
+    assert "not-weights-only fixes negate.bias=false" in err and "negate.bias=True" in err
     # saying the same is fine
     args = compare.parse_args(
         [
@@ -135,7 +135,7 @@ def test_a_set_that_contradicts_a_variant_is_refused(capsys):
             "--scenarios",
             "iid",
             "--set",
-            "negate-bias=false",
+            "negate.bias=false",
         ]
     )
     assert args.methods == ["not-weights-only"]
@@ -232,26 +232,26 @@ def test_set_for_gives_one_method_its_own_keys_and_not_the_shared_original(tmp_p
             "lr=0.02",
             "--set-for",
             "not-weights-only",
-            "recovery-local-epochs=2",
+            "recovery.local-epochs=2",
             "--set-for",
             "not",
-            "recovery-lr=0.01",
+            "recovery.lr=0.01",
         ]
     )
     runs = {r.method: r.run_config for r in compare.plan_runs(args)}
-    assert runs["not-weights-only"]["recovery-local-epochs"] == 2
-    assert runs["not-weights-only"]["negate-bias"] is False
-    assert runs["not"]["recovery-lr"] == 0.01 and "recovery-local-epochs" not in runs["not"]
-    assert "recovery-lr" not in runs["retrain"] and "recovery-local-epochs" not in runs["retrain"]
+    assert runs["not-weights-only"]["recovery.local-epochs"] == 2
+    assert runs["not-weights-only"]["negate.bias"] is False
+    assert runs["not"]["recovery.lr"] == 0.01 and "recovery.local-epochs" not in runs["not"]
+    assert "recovery.lr" not in runs["retrain"] and "recovery.local-epochs" not in runs["retrain"]
     # the shared original is no method's: only --set reaches it
-    assert runs["original"]["lr"] == 0.02 and "recovery-lr" not in runs["original"]
+    assert runs["original"]["lr"] == 0.02 and "recovery.lr" not in runs["original"]
     assert all(cfg["lr"] == 0.02 for cfg in runs.values())
     for bad, says in (
         (["--set-for", "ft", "lr=0.1"], "'ft' is not among --methods"),
         (["--set-for", "not", "lr"], "expects key=value"),
         (
-            ["--set-for", "not-weights-only", "negate-bias=true"],
-            "not-weights-only fixes negate-bias=false",
+            ["--set-for", "not-weights-only", "negate.bias=true"],
+            "not-weights-only fixes negate.bias=false",
         ),
     ):
         with pytest.raises(SystemExit):
@@ -315,7 +315,7 @@ def test_retrain_recipe_runs_as_retrain_with_its_recipe_and_retrain_rounds(tmp_p
     assert recipe["fraction-train"] == 0.5 and recipe["local-epochs"] == 2
     assert "fraction-train" not in plain and "local-epochs" not in plain
     # trains from scratch: no shared original, no recovery keys
-    assert "init-checkpoint" not in recipe and "recovery-rounds" not in recipe
+    assert "init-checkpoint" not in recipe and "recovery.rounds" not in recipe
     assert recipe["out-dir"].endswith("retrain-recipe")
     config.parse_run_config(recipe)
     # a length of its own: only a Retrain variant may set num-train-rounds with --set-for

@@ -43,7 +43,7 @@ def test_mislabel_bad_input(args, match):
 
 def _cfg(target=2):
     keys = {k: v for k, v in scenario_config("mislabel", target=target).items()}
-    return parse_run_config({**keys, "mia-reference-models": 2, "mia-reference-epochs": 1})
+    return parse_run_config({**keys, "mia.reference-models": 2, "mia.reference-epochs": 1})
 
 
 def test_scenario_mislabels_a_share_of_the_targets_samples_only():
@@ -89,7 +89,7 @@ def test_style_scenario_inverts_the_targets_images_only_and_the_universe_matches
     from not_flower.evaluation.reference_models import STYLED
     from not_flower.task.mislabel import invert
 
-    cfg = parse_run_config({**scenario_config("style", target=1), "mia-reference-models": 2})
+    cfg = parse_run_config({**scenario_config("style", target=1), "mia.reference-models": 2})
     assert cfg.style_clients == ("1",) and cfg.unlearn_clients == ("1",)
     plain = parse_run_config({"partitioner": "iid"})
     for pid in range(4):
@@ -113,7 +113,7 @@ def test_memorise_scenario_inverted_and_mislabelled_with_matching_held_out_copie
     from not_flower.evaluation.reference_models import STYLED, STYLED_MISLABELLED
     from not_flower.task.mislabel import invert
 
-    cfg = parse_run_config({**scenario_config("memorise", target=0), "mia-reference-models": 2})
+    cfg = parse_run_config({**scenario_config("memorise", target=0), "mia.reference-models": 2})
     got = client_data(data_spec(cfg), 0, 4)
     clean = client_data(data_spec(parse_run_config({"partitioner": "iid"})), 0, 4)
     np.testing.assert_allclose(got.x_train, invert(clean.x_train))

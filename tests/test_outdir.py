@@ -143,8 +143,8 @@ def _sha(path) -> str:
 
 CONFIG = {
     "num-train-rounds": 3,
-    "recovery-rounds": 0,
-    "unlearn-clients": "",
+    "recovery.rounds": 0,
+    "unlearn.clients": "",
     "local-epochs": 1,
     "max-empty-rounds": 1,
 }

@@ -16,10 +16,10 @@ from tests.test_strategy import PLAN, make_grid, node_of, run
 N = 3
 BASE = {
     "num-train-rounds": 3,
-    "recovery-rounds": 2,
+    "recovery.rounds": 2,
     "lr": 0.02,
     "local-epochs": 1,
-    "recovery-run-to-cap": True,  # fixed length: the stopping rule reports, never ends it
+    "recovery.run-to-cap": True,  # fixed length: the stopping rule reports, never ends it
 }
 
 
@@ -72,16 +72,16 @@ def test_strategy_sends_forget_specs_only_to_affected_nodes():
 @pytest.mark.parametrize(
     "config,message",
     [
-        ({"unlearn-mode": "class"}, "needs unlearn-classes"),
+        ({"unlearn.mode": "class"}, "needs unlearn.classes"),
         (
-            {"unlearn-mode": "instance", "unlearn-clients": "0,1", "unlearn-samples": "1"},
+            {"unlearn.mode": "instance", "unlearn.clients": "0,1", "unlearn.samples": "1"},
             "exactly one client",
         ),
-        ({"unlearn-mode": "instance", "unlearn-samples": "a"}, "'poisoned' or integers"),
-        ({"unlearn-clients": "*"}, "only allowed with unlearn-mode 'class'"),
-        ({"unlearn-classes": "3"}, "need unlearn-mode 'class'"),
+        ({"unlearn.mode": "instance", "unlearn.samples": "a"}, "'poisoned' or integers"),
+        ({"unlearn.clients": "*"}, "only allowed with unlearn.mode 'class'"),
+        ({"unlearn.classes": "3"}, "need unlearn.mode 'class'"),
         (
-            {"unlearn-mode": "class", "unlearn-classes": "3", "unlearn-clients": "0;1"},
+            {"unlearn.mode": "class", "unlearn.classes": "3", "unlearn.clients": "0;1"},
             "requests in sequence",
         ),
     ],
@@ -97,14 +97,14 @@ def test_federation_wide_class_forgetting(tmp_path):
         {
             **BASE,
             "out-dir": str(tmp_path),
-            "unlearn-mode": "class",
-            "unlearn-classes": "3",
-            "unlearn-clients": "*",
+            "unlearn.mode": "class",
+            "unlearn.classes": "3",
+            "unlearn.clients": "*",
         },
         num_supernodes=N,
     )
     cfg = parse_run_config(
-        {**BASE, "unlearn-mode": "class", "unlearn-classes": "3", "unlearn-clients": "*"}
+        {**BASE, "unlearn.mode": "class", "unlearn.classes": "3", "unlearn.clients": "*"}
     )
     for row in results["rounds"][4:]:
         assert row["participants"] == [0, 1, 2]  # everyone stays
@@ -124,14 +124,14 @@ def test_class_forgetting_for_one_client_leaves_others_unchanged(tmp_path):
         {
             **BASE,
             "out-dir": str(tmp_path),
-            "unlearn-mode": "class",
-            "unlearn-classes": "3",
-            "unlearn-clients": "2",
+            "unlearn.mode": "class",
+            "unlearn.classes": "3",
+            "unlearn.clients": "2",
         },
         num_supernodes=N,
     )
     cfg = parse_run_config(
-        {**BASE, "unlearn-mode": "class", "unlearn-classes": "3", "unlearn-clients": "2"}
+        {**BASE, "unlearn.mode": "class", "unlearn.classes": "3", "unlearn.clients": "2"}
     )
     for row in results["rounds"][4:]:
         for pid in (0, 1):
@@ -148,10 +148,10 @@ def test_instance_wise_forgetting_of_poisoned_samples(tmp_path):
     config = {
         **BASE,
         "out-dir": str(tmp_path),
-        "backdoor-clients": "0",
-        "unlearn-mode": "instance",
-        "unlearn-samples": "poisoned",
-        "unlearn-clients": "0",
+        "backdoor.clients": "0",
+        "unlearn.mode": "instance",
+        "unlearn.samples": "poisoned",
+        "unlearn.clients": "0",
     }
     results = simulate(config, num_supernodes=N)
     cfg = parse_run_config(config)
@@ -170,7 +170,7 @@ def test_instance_wise_forgetting_of_poisoned_samples(tmp_path):
 @pytest.mark.e2e
 def test_requests_in_sequence_each_with_its_own_negation(tmp_path):
     results = simulate(
-        {**BASE, "out-dir": str(tmp_path), "unlearn-clients": "0;2", "recovery-rounds": 2},
+        {**BASE, "out-dir": str(tmp_path), "unlearn.clients": "0;2", "recovery.rounds": 2},
         num_supernodes=4,
     )
     assert [r["round"] for r in results["requests"]] == [4, 6]

@@ -67,37 +67,37 @@ def _refused(config: dict, nodes: int = 3, error=ConfigError, match: str = "") -
 
 # ----------------------------------------------------------------- pure checks ----------
 def test_classes_out_of_range_name_the_value_and_the_range():
-    cfg = parse_run_config({"unlearn-mode": "class", "unlearn-classes": "3,42"})
+    cfg = parse_run_config({"unlearn.mode": "class", "unlearn.classes": "3,42"})
     with pytest.raises(
         ConfigError,
-        match=r"unlearn-classes 42: out of range; .*10 classes "
+        match=r"unlearn.classes 42: out of range; .*10 classes "
         r"\(labels 0 to 9\)",
     ):
         check_classes(cfg, 10)
-    check_classes(parse_run_config({"unlearn-mode": "class", "unlearn-classes": "9"}), 10)
+    check_classes(parse_run_config({"unlearn.mode": "class", "unlearn.classes": "9"}), 10)
 
 
 def test_samples_out_of_range_name_the_value_and_the_client_size():
-    cfg = parse_run_config({"unlearn-mode": "instance", "unlearn-samples": "5,999999"})
+    cfg = parse_run_config({"unlearn.mode": "instance", "unlearn.samples": "5,999999"})
     with pytest.raises(
         ConfigError,
-        match=r"unlearn-samples 999999: out of range; client 0 has "
+        match=r"unlearn.samples 999999: out of range; client 0 has "
         r"120 training examples \(sample ids 0 to 119\)",
     ):
         check_samples(cfg, lambda pid: 120, 3)
     check_samples(
-        parse_run_config({"unlearn-mode": "instance", "unlearn-samples": "119"}), lambda pid: 120, 3
+        parse_run_config({"unlearn.mode": "instance", "unlearn.samples": "119"}), lambda pid: 120, 3
     )
 
 
 def test_every_client_targeted_is_refused_one_left_is_fine():
     with pytest.raises(
         ConfigError,
-        match=r"unlearn-clients '0,1;2' names every one of the 3 "
+        match=r"unlearn.clients '0,1;2' names every one of the 3 "
         "clients",
     ):
-        check_someone_left(parse_run_config({"unlearn-clients": "0,1;2"}), 3)
-    check_someone_left(parse_run_config({"unlearn-clients": "0,1"}), 3)
+        check_someone_left(parse_run_config({"unlearn.clients": "0,1;2"}), 3)
+    check_someone_left(parse_run_config({"unlearn.clients": "0,1"}), 3)
 
 
 def test_a_client_without_examples_is_refused_naming_train_subset():
@@ -187,18 +187,18 @@ def test_a_moved_run_folder_resumes(tmp_path):
 
 
 # ------------------------------------------------- the app refuses before round 1 ----------
-BASE = {"num-train-rounds": 1, "recovery-rounds": 1, "local-epochs": 1, "train-subset": 300}
+BASE = {"num-train-rounds": 1, "recovery.rounds": 1, "local-epochs": 1, "train-subset": 300}
 
 
 @pytest.mark.parametrize(
     "extra, match",
     [
-        ({"unlearn-mode": "class", "unlearn-classes": "42"}, "unlearn-classes 42: out of range"),
+        ({"unlearn.mode": "class", "unlearn.classes": "42"}, "unlearn.classes 42: out of range"),
         (
-            {"unlearn-mode": "instance", "unlearn-samples": "999999"},
-            r"unlearn-samples 999999: out of range; client 0 has \d+ training examples",
+            {"unlearn.mode": "instance", "unlearn.samples": "999999"},
+            r"unlearn.samples 999999: out of range; client 0 has \d+ training examples",
         ),
-        ({"unlearn-clients": "0,1,2"}, "names every one of the 3 clients"),
+        ({"unlearn.clients": "0,1,2"}, "names every one of the 3 clients"),
         ({"train-subset": 3}, "train-subset=3 with 3 clients"),
     ],
 )
@@ -229,8 +229,8 @@ def test_the_app_refuses_a_checkpoint_of_another_data_set(tmp_path):
 @pytest.mark.parametrize(
     "extra, error, match",
     [
-        ({"unlearn-clients": "99"}, UnlearningError, "partition-id=99"),
-        ({"unlearn-mode": "class", "unlearn-classes": "42"}, ConfigError, "unlearn-classes 42"),
+        ({"unlearn.clients": "99"}, UnlearningError, "partition-id=99"),
+        ({"unlearn.mode": "class", "unlearn.classes": "42"}, ConfigError, "unlearn.classes 42"),
         (
             {"init-checkpoint": "/nonexistent/x.pt", "num-train-rounds": 0},
             FileNotFoundError,

@@ -37,7 +37,7 @@ DOCS_TEST = "tests/test_docs_site.py::test_docs_build_strictly_as_shown"
 #: Each shell command the README shows -> the tests that run it ("file::test").
 README_COMMANDS = {
     "bash examples/quickstart.sh": (QUICKSTART_TEST,),
-    'bash examples/quickstart.sh "recovery-rounds=5"': (QUICKSTART_TEST,),
+    'bash examples/quickstart.sh "recovery.rounds=5"': (QUICKSTART_TEST,),
     "flwr run": (QUICKSTART_TEST,),  # what the quickstart runs
     "flwr run . --stream": (QUICKSTART_TEST,),
     "bash scripts/test.sh": (f"{THIS}::test_test_commands_run_as_shown",),
@@ -254,7 +254,7 @@ def test_fashion_mnist_command_runs_as_shown(tmp_path):
     key given again takes its later value): ten clients train, client 0 is left out after
     the request, results where it says."""
     cheap = (
-        " num-train-rounds=1 recovery-rounds=1 test-subset=500 local-epochs=1"
+        " num-train-rounds=1 recovery.rounds=1 test-subset=500 local-epochs=1"
         " train-subset=3000 fraction-evaluate=0"
     )
     command = re.sub(r'"$', cheap + '"', _fmnist_command())
@@ -288,11 +288,11 @@ def test_quickstart_runs_as_shown(tmp_path):
     the README's layout, and client 0 is in every training round and in no recovery round.
     """
     out = tmp_path / "demo"
-    command = _readme_command('bash examples/quickstart.sh "recovery-rounds=')
+    command = _readme_command('bash examples/quickstart.sh "recovery.rounds=')
     # every recovery round (the stopping rule would end it where it fires)
     command = re.sub(
         r'"$',
-        ' num-train-rounds=3 local-epochs=1 test-subset=200 recovery-run-to-cap=true"',
+        ' num-train-rounds=3 local-epochs=1 test-subset=200 recovery.run-to-cap=true"',
         command,
     )
     proc = _run_in_shell(command, tmp_path, 400, OUT=str(out))

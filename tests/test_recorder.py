@@ -80,7 +80,7 @@ def test_costs_add_up_the_rounds_of_the_phases():
 
 
 def test_the_results_so_far_survive_a_resume():
-    cfg = parse_run_config({"num-train-rounds": 1, "recovery-rounds": 1})
+    cfg = parse_run_config({"num-train-rounds": 1, "recovery.rounds": 1})
     recorder = RunRecorder(cfg, "/runs/x", None)
     recorder.rounds.append(
         round_stats(1, "train", INFO, PARTITION, {"test_acc": 0.5, "test_loss": 1.0})

@@ -1,4 +1,4 @@
-"""Recovery-only settings (recovery-server-momentum, -server-lr, -lr, -local-epochs)."""
+"""Recovery-only settings (recovery.server-momentum, -server-lr, -lr, -local-epochs)."""
 
 from __future__ import annotations
 
@@ -61,17 +61,17 @@ def test_client_takes_lr_and_epochs_from_the_message_config():
 @pytest.mark.parametrize(
     "key,value,message",
     [
-        ("recovery-server-momentum", 1.0, r"recovery-server-momentum must be in \[0, 1\), got 1.0"),
-        ("recovery-server-momentum", -0.1, r"recovery-server-momentum must be in \[0, 1\)"),
-        ("recovery-server-lr", 0.0, r"recovery-server-lr must be > 0, got 0.0"),
-        ("recovery-lr", -0.01, r"recovery-lr must be >= 0 \(0: the same as lr\), got -0.01"),
-        ("recovery-local-epochs", -1, r"recovery-local-epochs"),
-        ("recovery-fraction-train", 1.5, r"recovery-fraction-train must be in \[0, 1\], got 1.5"),
-        ("recovery-lr", "fast", r"recovery-lr must be a number, got 'fast'"),
+        ("recovery.server-momentum", 1.0, r"recovery.server-momentum must be in \[0, 1\), got 1.0"),
+        ("recovery.server-momentum", -0.1, r"recovery.server-momentum must be in \[0, 1\)"),
+        ("recovery.server-lr", 0.0, r"recovery.server-lr must be > 0, got 0.0"),
+        ("recovery.lr", -0.01, r"recovery.lr must be >= 0 \(0: the same as lr\), got -0.01"),
+        ("recovery.local-epochs", -1, r"recovery.local-epochs"),
+        ("recovery.fraction-train", 1.5, r"recovery.fraction-train must be in \[0, 1\], got 1.5"),
+        ("recovery.lr", "fast", r"recovery.lr must be a number, got 'fast'"),
         (
-            "recovery-server-optimizer",
+            "recovery.server-optimizer",
             "rmsprop",
-            r"recovery-server-optimizer.*'rmsprop'.*sgd.*adam.*yogi",
+            r"recovery.server-optimizer.*'rmsprop'.*sgd.*adam.*yogi",
         ),
     ],
 )
@@ -83,10 +83,10 @@ def test_bad_recovery_settings_are_named(key, value, message):
 def test_recovery_settings_from_run_config():
     cfg = parse_run_config(
         {
-            "recovery-server-momentum": 0.7,
-            "recovery-server-lr": 1.5,
-            "recovery-lr": 0.1,
-            "recovery-local-epochs": 3,
+            "recovery.server-momentum": 0.7,
+            "recovery.server-lr": 1.5,
+            "recovery.lr": 0.1,
+            "recovery.local-epochs": 3,
         }
     )
     settings = recovery_settings(cfg)
@@ -101,13 +101,13 @@ def test_recovery_settings_from_run_config():
     default = parse_run_config({})
     assert recovery_settings(default) == RecoverySettings(base_lr=default.lr)  # warm-up's only
     assert dict(recovery_settings(default).train_config()) == {}
-    adam = parse_run_config({"recovery-server-optimizer": "adam", "recovery-server-lr": 0.01})
+    adam = parse_run_config({"recovery.server-optimizer": "adam", "recovery.server-lr": 0.01})
     assert recovery_settings(adam).server_optimizer == "adam"
 
 
 @pytest.mark.parametrize("method,applies", [("not", True), ("ft", True), ("retrain", False)])
 def test_recovery_settings_reach_not_and_ft_but_not_retrain(method, applies):
-    cfg = parse_run_config({"method": method, "recovery-server-momentum": 0.5, "recovery-lr": 0.1})
+    cfg = parse_run_config({"method": method, "recovery.server-momentum": 0.5, "recovery.lr": 0.1})
     model = build_model("cnn", (1, 8, 8), 10)
     from not_flower.task.models import example_input  # pylint: disable=import-outside-toplevel
 
@@ -120,10 +120,10 @@ def test_recovery_settings_reach_not_and_ft_but_not_retrain(method, applies):
 def test_adam_with_server_momentum_is_refused():
     with pytest.raises(
         ConfigError,
-        match=r"recovery-server-momentum applies to "
-        r"recovery-server-optimizer 'sgd' only",
+        match=r"recovery.server-momentum applies to "
+        r"recovery.server-optimizer 'sgd' only",
     ):
-        parse_run_config({"recovery-server-optimizer": "adam", "recovery-server-momentum": 0.5})
+        parse_run_config({"recovery.server-optimizer": "adam", "recovery.server-momentum": 0.5})
     with pytest.raises(ValueError, match="server_momentum applies to server_optimizer='sgd'"):
         NoT(["fc.weight"], recovery_optimizer="adam", recovery_momentum=0.5)
     with pytest.raises(ValueError, match=r"server_optimizer must be one of .*'rmsprop'"):
@@ -140,7 +140,7 @@ def fedadam_step(delta, m, v, server_round, eta, beta_1=0.9, beta_2=0.99, tau=1e
 
 
 def test_adam_applies_in_recovery_only():
-    """recovery-server-optimizer 'adam' is Flower's FedAdam, a fresh one from the request."""
+    """recovery.server-optimizer 'adam' is Flower's FedAdam, a fresh one from the request."""
     from tests.test_strategy import make_grid, run
 
     grid = make_grid(n=3, with_query=True)
@@ -173,13 +173,13 @@ def test_adam_applies_in_recovery_only():
 
 
 def test_recovery_fraction_train_samples_recovery_rounds_only():
-    """recovery-fraction-train: every client trains before the request; half of the
+    """recovery.fraction-train: every client trains before the request; half of the
     retained ones per recovery round after it (the forgotten one never)."""
     from tests.test_strategy import make_grid, node_of, run
 
     grid = make_grid(n=5, with_query=True)
     target = node_of(grid, 0)
-    cfg = parse_run_config({"recovery-fraction-train": 0.5})
+    cfg = parse_run_config({"recovery.fraction-train": 0.5})
     assert recovery_settings(cfg).fraction_train == 0.5
     strategy = NoT(
         ["fc.weight"], min_train_nodes=1, min_evaluate_nodes=1, recovery=recovery_settings(cfg)

@@ -173,7 +173,7 @@ def test_yogi_is_flowers_fedyogi():
     strategy = recovery_strategy_for(RecoverySettings(server_optimizer="yogi", server_lr=0.01))
     assert isinstance(strategy, FedYogi) and strategy.eta == 0.01
     assert (strategy.beta_1, strategy.beta_2, strategy.tau) == (0.9, 0.99, 1e-3)
-    cfg = parse_run_config({"recovery-server-optimizer": "yogi"})
+    cfg = parse_run_config({"recovery.server-optimizer": "yogi"})
     assert cfg.recovery_server_optimizer == "yogi"
     with pytest.raises(ValueError, match="server_momentum applies to"):
         RecoverySettings(server_optimizer="yogi", server_momentum=0.5)
@@ -183,30 +183,30 @@ def test_yogi_is_flowers_fedyogi():
 @pytest.mark.parametrize(
     "config,message",
     [
-        ({"recovery-layerwise-rounds": -1}, r"recovery-layerwise-rounds must be >= 0, got -1"),
+        ({"recovery.layerwise-rounds": -1}, r"recovery.layerwise-rounds must be >= 0, got -1"),
         (
-            {"recovery-layerwise-rounds": 1.5},
-            r"recovery-layerwise-rounds must be an integer, got 1.5",
+            {"recovery.layerwise-rounds": 1.5},
+            r"recovery.layerwise-rounds must be an integer, got 1.5",
         ),
         (
-            {"recovery-layerwise-rounds": 2, "method": "ft"},
-            r"recovery-layerwise-rounds .* needs method 'not', got 'ft'",
+            {"recovery.layerwise-rounds": 2, "method": "ft"},
+            r"recovery.layerwise-rounds .* needs method 'not', got 'ft'",
         ),
-        ({"recovery-lr-warmup-rounds": -2}, r"recovery-lr-warmup-rounds must be >= 0, got -2"),
+        ({"recovery.lr-warmup-rounds": -2}, r"recovery.lr-warmup-rounds must be >= 0, got -2"),
         (
-            {"recovery-distill-weight": -0.5},
-            r"recovery-distill-weight must be >= 0 \(0: off\), got -0.5",
+            {"recovery.distill-weight": -0.5},
+            r"recovery.distill-weight must be >= 0 \(0: off\), got -0.5",
         ),
-        ({"recovery-distill-weight": "x"}, r"recovery-distill-weight must be a number, got 'x'"),
-        ({"recovery-distill-temperature": 0}, r"recovery-distill-temperature must be > 0, got 0.0"),
+        ({"recovery.distill-weight": "x"}, r"recovery.distill-weight must be a number, got 'x'"),
+        ({"recovery.distill-temperature": 0}, r"recovery.distill-temperature must be > 0, got 0.0"),
         (
-            {"recovery-distill-weight": 1.0, "method": "pgd"},
-            r"recovery-distill-weight: supported for methods 'not' and 'ft' only, got 'pgd'",
+            {"recovery.distill-weight": 1.0, "method": "pgd"},
+            r"recovery.distill-weight: supported for methods 'not' and 'ft' only, got 'pgd'",
         ),
-        ({"recovery-lr-warmup-rounds": 3, "resume": True}, r"not supported with resume = true"),
+        ({"recovery.lr-warmup-rounds": 3, "resume": True}, r"not supported with resume = true"),
         (
-            {"recovery-server-optimizer": "yogi", "recovery-server-momentum": 0.5},
-            r"recovery-server-momentum applies to recovery-server-optimizer 'sgd' only.*'yogi'",
+            {"recovery.server-optimizer": "yogi", "recovery.server-momentum": 0.5},
+            r"recovery.server-momentum applies to recovery.server-optimizer 'sgd' only.*'yogi'",
         ),
     ],
 )
@@ -225,9 +225,9 @@ def test_schedule_reaches_not_and_ft_but_not_retrain():
     assert off.recovery_strategy is None  # all off: the paper's plain FedAvg recovery
     cfg = parse_run_config(
         {
-            "recovery-layerwise-rounds": 3,
-            "recovery-lr-warmup-rounds": 2,
-            "recovery-distill-weight": 0.5,
+            "recovery.layerwise-rounds": 3,
+            "recovery.lr-warmup-rounds": 2,
+            "recovery.distill-weight": 0.5,
         }
     )
     schedule = make_strategy(cfg, _plan(), None).recovery_strategy
@@ -240,12 +240,12 @@ def test_schedule_reaches_not_and_ft_but_not_retrain():
         schedule.distill_weight,
     ) == (3, 2, cfg.lr, 0.5)
     ft = make_strategy(
-        parse_run_config({"method": "ft", "recovery-distill-weight": 0.5, "recovery-lr": 0.1}),
+        parse_run_config({"method": "ft", "recovery.distill-weight": 0.5, "recovery.lr": 0.1}),
         _plan(),
         None,
     )
     assert ft.recovery_strategy.distill_weight == 0.5 and ft.recovery_strategy.base_lr == 0.1
-    retrain = parse_run_config({"method": "retrain", "recovery-lr-warmup-rounds": 2})
+    retrain = parse_run_config({"method": "retrain", "recovery.lr-warmup-rounds": 2})
     assert recovery_settings(retrain) == RecoverySettings()
 
 
@@ -305,11 +305,11 @@ def test_everything_on_through_not_flower_s_client_app():
     cfg = parse_run_config(
         {
             **RUN,
-            "recovery-layerwise-rounds": 1,
-            "recovery-distill-weight": 1.0,
-            "recovery-lr-warmup-rounds": 2,
-            "recovery-server-optimizer": "yogi",
-            "recovery-server-lr": 0.01,
+            "recovery.layerwise-rounds": 1,
+            "recovery.distill-weight": 1.0,
+            "recovery.lr-warmup-rounds": 2,
+            "recovery.server-optimizer": "yogi",
+            "recovery.server-lr": 0.01,
         }
     )
     nodes = {}
@@ -353,16 +353,16 @@ def test_schedule_through_flowers_simulation(tmp_path):
         {
             "out-dir": str(tmp_path),
             "num-train-rounds": 2,
-            "recovery-rounds": 2,
-            "unlearn-clients": "0",
+            "recovery.rounds": 2,
+            "unlearn.clients": "0",
             "lr": 0.02,
             "local-epochs": 1,
-            "recovery-layerwise-rounds": 1,
-            "recovery-lr-warmup-rounds": 2,
-            "recovery-distill-weight": 0.5,
-            "recovery-server-optimizer": "yogi",
-            "recovery-server-lr": 0.01,
-            "recovery-run-to-cap": True,
+            "recovery.layerwise-rounds": 1,
+            "recovery.lr-warmup-rounds": 2,
+            "recovery.distill-weight": 0.5,
+            "recovery.server-optimizer": "yogi",
+            "recovery.server-lr": 0.01,
+            "recovery.run-to-cap": True,
         },
         num_supernodes=3,
     )

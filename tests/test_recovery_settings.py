@@ -182,16 +182,16 @@ def test_recovery_settings_maps_every_recovery_key_of_the_run_config():
         {
             "method": "not",
             "lr": 0.03,
-            "recovery-server-optimizer": "sgd",
-            "recovery-server-momentum": 0.6,
-            "recovery-server-lr": 1.2,
-            "recovery-lr": 0.07,
-            "recovery-local-epochs": 3,
-            "recovery-fraction-train": 0.4,
-            "recovery-layerwise-rounds": 2,
-            "recovery-lr-warmup-rounds": 4,
-            "recovery-distill-weight": 0.25,
-            "recovery-distill-temperature": 3.5,
+            "recovery.server-optimizer": "sgd",
+            "recovery.server-momentum": 0.6,
+            "recovery.server-lr": 1.2,
+            "recovery.lr": 0.07,
+            "recovery.local-epochs": 3,
+            "recovery.fraction-train": 0.4,
+            "recovery.layerwise-rounds": 2,
+            "recovery.lr-warmup-rounds": 4,
+            "recovery.distill-weight": 0.25,
+            "recovery.distill-temperature": 3.5,
         }
     )
     assert recovery_settings(cfg) == RecoverySettings(
@@ -207,25 +207,25 @@ def test_recovery_settings_maps_every_recovery_key_of_the_run_config():
         distill_weight=0.25,
         distill_temperature=3.5,
     )
-    # recovery-lr 0: the warm-up ramps to lr, the clients keep the training's lr
-    ft = parse_run_config({"method": "ft", "lr": 0.03, "recovery-lr-warmup-rounds": 4})
+    # recovery.lr 0: the warm-up ramps to lr, the clients keep the training's lr
+    ft = parse_run_config({"method": "ft", "lr": 0.03, "recovery.lr-warmup-rounds": 4})
     assert recovery_settings(ft) == RecoverySettings(warmup_rounds=4, base_lr=0.03)
-    yogi = parse_run_config({"recovery-server-optimizer": "yogi", "recovery-server-lr": 0.02})
+    yogi = parse_run_config({"recovery.server-optimizer": "yogi", "recovery.server-lr": 0.02})
     assert recovery_settings(yogi).server_optimizer == "yogi"
     assert recovery_settings(yogi).server_lr == 0.02
 
 
 @pytest.mark.parametrize("method", ["pgd", "federaser", "fukd"])
 def test_baselines_get_the_server_update_and_client_settings_but_no_schedule(method):
-    run_config = {"method": method, "recovery-server-momentum": 0.5, "recovery-lr": 0.1}
+    run_config = {"method": method, "recovery.server-momentum": 0.5, "recovery.lr": 0.1}
     if method == "fukd":  # it distils on data no client gets
-        run_config["server-data-fraction"] = 0.1
+        run_config["fukd.server-data-fraction"] = 0.1
     cfg = parse_run_config(run_config)
     assert recovery_settings(cfg) == RecoverySettings(server_momentum=0.5, lr=0.1)
 
 
 def test_retrain_gets_the_defaults():
     cfg = parse_run_config(
-        {"method": "retrain", "recovery-server-momentum": 0.5, "recovery-lr": 0.1}
+        {"method": "retrain", "recovery.server-momentum": 0.5, "recovery.lr": 0.1}
     )
     assert recovery_settings(cfg) == RecoverySettings()

@@ -85,11 +85,11 @@ def test_overfit_models_training_samples_are_detected(overfit):
 def _cfg(tmp_path, **extra):
     return parse_run_config(
         {
-            "mia-reference-models": 4,
-            "mia-reference-epochs": 3,
-            "mia-cache-dir": str(tmp_path / "cache"),
+            "mia.reference-models": 4,
+            "mia.reference-epochs": 3,
+            "mia.cache-dir": str(tmp_path / "cache"),
             "model": "mlp",
-            "backdoor-clients": "1",
+            "backdoor.clients": "1",
             **extra,
         }
     )
@@ -161,5 +161,5 @@ def test_harness_metrics_on_a_model(tmp_path):
 
 @pytest.mark.parametrize("bad", [1, 3, -2])
 def test_reference_count_must_be_even(bad):
-    with pytest.raises(ConfigError, match="mia-reference-models"):
-        parse_run_config({"mia-reference-models": bad})
+    with pytest.raises(ConfigError, match="mia.reference-models"):
+        parse_run_config({"mia.reference-models": bad})

@@ -39,7 +39,7 @@ from tests.test_report_lira import lira
 
 GOLDEN = Path(__file__).parent / "golden" / "report"
 COMMAND = "python -m not_flower.experiments.compare --out out --seeds 0 1"
-SETTINGS = {"seeds": [0, 1], "recovery-rounds": [10, 20]}
+SETTINGS = {"seeds": [0, 1], "recovery.rounds": [10, 20]}
 #: The plot files write_report makes of :func:`runs`.
 PLOTS = {
     "backdoor": ["backdoor-test-acc.png", "backdoor-forget-acc.png", "backdoor-asr.png"],

@@ -84,15 +84,15 @@ def test_no_lira_numbers_no_table():
 def test_compare_turns_the_attack_on_by_default(tmp_path):
     args = compare.parse_args(["--out", str(tmp_path)])
     cfg = compare.run_config_for(args, "backdoor", 0, "not")
-    assert cfg["mia-reference-models"] == 8
-    assert cfg["mia-cache-dir"] == str(tmp_path.resolve() / "mia-reference")
+    assert cfg["mia.reference-models"] == 8
+    assert cfg["mia.cache-dir"] == str(tmp_path.resolve() / "mia-reference")
     off = compare.run_config_for(
         compare.parse_args(["--out", str(tmp_path), "--mia-reference-models", "0"]),
         "backdoor",
         0,
         "not",
     )
-    assert "mia-reference-models" not in off
+    assert "mia.reference-models" not in off
     with pytest.raises(SystemExit):
         compare.parse_args(["--out", str(tmp_path), "--mia-reference-models", "3"])
 

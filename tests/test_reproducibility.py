@@ -205,7 +205,7 @@ PER_RUN = (
     "checkpoints",
     "audit",
     "cache",  # membership: each run's own reference-model cache folder (as configured)
-    "mia-cache-dir",
+    "mia.cache-dir",
 )
 
 
@@ -247,18 +247,18 @@ def test_the_same_simulated_command_twice_gives_the_same_results(tmp_path):
         config = {
             "out-dir": str(tmp_path / name),
             "num-train-rounds": 2,
-            "recovery-rounds": 2,
-            "unlearn-clients": "1",
+            "recovery.rounds": 2,
+            "unlearn.clients": "1",
             "lr": 0.02,
             "fraction-train": 0.75,
             "eval-recovery-rounds": "1,2",
-            "recovery-run-to-cap": True,
+            "recovery.run-to-cap": True,
             # ASR and the membership figures (LiRA included) are claimed exact too: a
             # backdoor client and 2 reference models, each run training its own
-            "backdoor-clients": "1",
-            "mia-reference-models": 2,
-            "mia-reference-epochs": 1,
-            "mia-cache-dir": str(tmp_path / f"{name}-mia-cache"),
+            "backdoor.clients": "1",
+            "mia.reference-models": 2,
+            "mia.reference-epochs": 1,
+            "mia.cache-dir": str(tmp_path / f"{name}-mia-cache"),
         }
         results.append(simulate(config, num_supernodes=4))
     first, second = results

@@ -56,7 +56,7 @@ def _metrics(model: dict) -> dict:
 def test_unlearn_from_a_checkpoint_in_a_second_run(deployment, tmp_path):
     first, second = tmp_path / "first", tmp_path / "second"
     deployment.run(
-        f"out-dir='{first}' num-train-rounds=2 recovery-rounds=0 unlearn-clients='' {FAST}",
+        f"out-dir='{first}' num-train-rounds=2 recovery.rounds=0 unlearn.clients='' {FAST}",
         name="train-run",
     )
     trained = load_results(first)
@@ -66,7 +66,7 @@ def test_unlearn_from_a_checkpoint_in_a_second_run(deployment, tmp_path):
 
     deployment.run(
         f"out-dir='{second}' init-checkpoint='{checkpoint}' num-train-rounds=0 "
-        f"recovery-rounds=2 recovery-run-to-cap=true unlearn-clients='1' {FAST}",
+        f"recovery.rounds=2 recovery.run-to-cap=true unlearn.clients='1' {FAST}",
         name="unlearn-run",
     )
     results = load_results(second)
@@ -96,7 +96,7 @@ def test_operator_request_file_during_a_live_run(deployment, tmp_path):
     requests.mkdir()
     proc = deployment.run_async(
         f"out-dir='{out}' request-dir='{requests}' "
-        f"num-train-rounds=2 recovery-rounds=2 recovery-run-to-cap=true unlearn-clients='' {FAST}",
+        f"num-train-rounds=2 recovery.rounds=2 recovery.run-to-cap=true unlearn.clients='' {FAST}",
         name="live-run",
     )
     log_path = deployment.work / "live-run.log"
@@ -144,7 +144,7 @@ def test_client_initiated_forget_me(tmp_path):
             dep.start_supernode(i, NODES, extra_config="forget-me=true" if i == 2 else "")
         dep.wait_nodes(NODES)
         log = dep.run(
-            f"out-dir='{out}' num-train-rounds=2 recovery-rounds=1 unlearn-clients='' {FAST}"
+            f"out-dir='{out}' num-train-rounds=2 recovery.rounds=1 unlearn.clients='' {FAST}"
         )
         node_id = int(re.search(r"SuperNode ID: (\d+)", dep.log("supernode-2")).group(1))
     assert "asks to be forgotten" in log

@@ -108,10 +108,10 @@ def test_the_reason_reaches_results_record_and_audit_log(tmp_path):
     out = tmp_path / "run"
     config = {
         "num-train-rounds": 1,
-        "recovery-rounds": 1,
+        "recovery.rounds": 1,
         "local-epochs": 1,
         "train-subset": 300,
-        "unlearn-clients": "",
+        "unlearn.clients": "",
         "request-dir": str(requests),
         "out-dir": str(out),
     }

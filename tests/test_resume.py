@@ -19,10 +19,10 @@ pytestmark = pytest.mark.e2e  # starts Flower / Ray / processes: see tests/conft
 
 CONFIG = {
     "num-train-rounds": 3,
-    "recovery-rounds": 5,
-    "unlearn-clients": "1",
+    "recovery.rounds": 5,
+    "unlearn.clients": "1",
     "lr": 0.02,
-    "recovery-run-to-cap": True,  # fixed length: the stopping rule reports, never ends it
+    "recovery.run-to-cap": True,  # fixed length: the stopping rule reports, never ends it
 }
 
 

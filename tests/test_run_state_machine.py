@@ -122,7 +122,7 @@ def test_request_statuses_and_the_last_durable_round():
 
 
 # ------------------------------------------------------------------ resume
-CONFIG = {"num-train-rounds": 2, "recovery-rounds": 2, "unlearn-clients": "1"}
+CONFIG = {"num-train-rounds": 2, "recovery.rounds": 2, "unlearn.clients": "1"}
 
 
 def _saved_run(

@@ -55,9 +55,9 @@ def test_the_data_spec_is_frozen_and_hashable():
 @pytest.mark.parametrize(
     "other",
     [
-        {"recovery-rounds": 3},
+        {"recovery.rounds": 3},
         {"method": "retrain"},
-        {"local-epochs": 1, "lr": 0.01, "mia-reference-models": 2},
+        {"local-epochs": 1, "lr": 0.01, "mia.reference-models": 2},
     ],
 )
 def test_run_configs_that_differ_only_off_the_data_give_one_spec_and_share_the_cache(other):
@@ -72,7 +72,7 @@ def test_run_configs_that_differ_only_off_the_data_give_one_spec_and_share_the_c
 
 @pytest.mark.parametrize(
     "key, value",
-    [("seed", 4), ("val-fraction", 0.2), ("backdoor-clients", "1"), ("style-clients", "0")],
+    [("seed", 4), ("val-fraction", 0.2), ("backdoor.clients", "1"), ("style.clients", "0")],
 )
 def test_a_data_key_changes_the_spec(key, value):
     assert data_spec(parse_run_config({key: value})) != data_spec(parse_run_config({}))
@@ -93,9 +93,9 @@ def test_the_low_layers_refuse_the_whole_run_config():
 def test_the_reference_spec_takes_the_mia_and_training_values():
     cfg = parse_run_config(
         {
-            "mia-reference-models": 4,
-            "mia-reference-epochs": 3,
-            "mia-cache-dir": "/tmp/refs",
+            "mia.reference-models": 4,
+            "mia.reference-epochs": 3,
+            "mia.cache-dir": "/tmp/refs",
             "model": "mlp",
             "batch-size": 32,
             "lr": 0.01,

@@ -7,7 +7,7 @@ import pytest
 from not_flower.app.stopping import StoppingRule, summary_lines
 
 # retained clients' validation accuracy per round: requests at rounds 6 and 9
-# (num-train-rounds 5, recovery-rounds 3, unlearn-clients '0;3')
+# (num-train-rounds 5, recovery.rounds 3, unlearn.clients '0;3')
 VAL = {
     1: 0.5,
     2: 0.8,
@@ -142,11 +142,11 @@ def test_a_sequence_through_the_servers_run(tmp_path):
 
     config = {
         "num-train-rounds": 2,
-        "recovery-rounds": 2,
-        "unlearn-clients": "0;1",
+        "recovery.rounds": 2,
+        "unlearn.clients": "0;1",
         "local-epochs": 1,
         "out-dir": str(tmp_path),
-        "stop-tolerance": 1.0,
+        "stop.tolerance": 1.0,
     }
     nodes = {}
     for pid in range(3):
@@ -157,7 +157,7 @@ def test_a_sequence_through_the_servers_run(tmp_path):
     per_request = results["stopping"]["per_request"]
     # tolerance 1.0: each request stops at its own first recovery round (3 and 5), never
     # the first request at the second's round; after the last one's stop the run ends
-    # (round 5 of 6: recovery-run-to-cap is false)
+    # (round 5 of 6: recovery.run-to-cap is false)
     assert [
         (s["request_round"], s["chosen_round"], s["chosen_recovery_rounds"], s["observed_rounds"])
         for s in per_request

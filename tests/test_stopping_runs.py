@@ -1,5 +1,5 @@
 """Stopping that stops, end to end: a simulated run ends where the rule fires and records
-the rounds it saved; with ``recovery-run-to-cap`` the same run goes on to the cap and
+the rounds it saved; with ``recovery.run-to-cap`` the same run goes on to the cap and
 reports the same stop; a run interrupted before its stop resumes and stops at the same
 round (and is then finished)."""
 
@@ -19,15 +19,15 @@ pytestmark = pytest.mark.e2e  # whole runs of the app (simulation engine, or in 
 #: any improvement below 100 points is a plateau, from 2 rounds on); tolerance 0: the
 #: other branch needs the validation accuracy back at its level before the request.
 PLATEAU_AT_2 = {
-    "stop-tolerance": 0.0,
-    "stop-plateau-window": 1,
-    "stop-plateau-min-delta": 1.0,
-    "stop-min-rounds": 2,
+    "stop.tolerance": 0.0,
+    "stop.plateau-window": 1,
+    "stop.plateau-min-delta": 1.0,
+    "stop.min-rounds": 2,
 }
 SIMULATED = {
     "num-train-rounds": 3,
-    "recovery-rounds": 6,
-    "unlearn-clients": "1",
+    "recovery.rounds": 6,
+    "unlearn.clients": "1",
     "lr": 0.02,
     **PLATEAU_AT_2,
 }
@@ -38,7 +38,7 @@ def test_a_simulated_run_ends_where_the_rule_fires_and_to_the_cap_reports_the_sa
 
     early = simulate({**SIMULATED, "out-dir": str(tmp_path / "early")}, num_supernodes=4)
     capped = simulate(
-        {**SIMULATED, "out-dir": str(tmp_path / "cap"), "recovery-run-to-cap": True},
+        {**SIMULATED, "out-dir": str(tmp_path / "cap"), "recovery.run-to-cap": True},
         num_supernodes=4,
     )
     stop = early["stopping"]
@@ -79,8 +79,8 @@ def test_a_simulated_run_ends_where_the_rule_fires_and_to_the_cap_reports_the_sa
 IN_PROCESS = {
     "seed": 0,
     "num-train-rounds": 2,
-    "recovery-rounds": 4,
-    "unlearn-clients": "1",
+    "recovery.rounds": 4,
+    "unlearn.clients": "1",
     "lr": 0.02,
     **PLATEAU_AT_2,
 }

@@ -70,7 +70,7 @@ def test_unknown_identities_requests_from_outside_and_star_are_not_failed():
 def test_run_fails_before_round_1_on_an_unknown_target(tmp_path):
     """Through the ServerApp's run with not-flower's own ClientApp: only identity queries
     are sent, nothing is trained or written."""
-    run_config = {"unlearn-clients": "2;99", "num-train-rounds": 20, "out-dir": str(tmp_path)}
+    run_config = {"unlearn.clients": "2;99", "num-train-rounds": 20, "out-dir": str(tmp_path)}
     nodes = {}
     for pid in range(4):
         node = FakeNode(ca.app, {"partition-id": pid, "num-partitions": 4})

@@ -83,9 +83,9 @@ def test_a_bad_torch_threads_value_is_refused_naming_it(bad):
 def test_reference_models_report_each_model_as_it_starts(tmp_path):
     cfg = parse_run_config(
         {
-            "mia-reference-models": 2,
-            "mia-reference-epochs": 1,
-            "mia-cache-dir": str(tmp_path),
+            "mia.reference-models": 2,
+            "mia.reference-epochs": 1,
+            "mia.cache-dir": str(tmp_path),
             "model": "mlp",
             "num-train-rounds": 1,
             "batch-size": 64,

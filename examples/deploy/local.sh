@@ -37,7 +37,7 @@ nf_parse_options --node-port NODE_PORT -- "$@"
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
 nf_init "$WORK"
-RUN_CONFIG="out-dir='$OUT' $(nf_reuse_key "$EXTRA") num-train-rounds=$TRAIN_ROUNDS recovery-rounds=$RECOVERY_ROUNDS unlearn-clients='$UNLEARN' $EXTRA"
+RUN_CONFIG="out-dir='$OUT' $(nf_reuse_key "$EXTRA") num-train-rounds=$TRAIN_ROUNDS recovery.rounds=$RECOVERY_ROUNDS unlearn.clients='$UNLEARN' $EXTRA"
 nf_check_run_config "$RUN_CONFIG"  # bad keys and values: exit 2 before anything starts
 T0=$SECONDS
 

@@ -12,7 +12,7 @@
 #   4. starts the SuperNodes with their private keys (partition-id=i for site-i), and
 #      checks that a SuperNode with an unregistered key is refused;
 #   5. runs train -> unlearn -> recover with identify-by='supernode-name'
-#      unlearn-clients='site-1'.
+#      unlearn.clients='site-1'.
 # With --restart-node K the SuperNode site-K is stopped when round --restart-at-round
 # starts and started again with the same key: it comes back with the same node id, so it
 # stays excluded. Node ids are written to WORK/registered.txt and WORK/nodes-end.json.
@@ -50,7 +50,7 @@ nf_parse_options --restart-node RESTART_NODE --restart-at-round RESTART_AT -- "$
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
 nf_init "$WORK"
-RUN_CONFIG="out-dir='$OUT' $(nf_reuse_key "$EXTRA") num-train-rounds=$TRAIN_ROUNDS recovery-rounds=$RECOVERY_ROUNDS identify-by='supernode-name' unlearn-clients='$UNLEARN' $EXTRA"
+RUN_CONFIG="out-dir='$OUT' $(nf_reuse_key "$EXTRA") num-train-rounds=$TRAIN_ROUNDS recovery.rounds=$RECOVERY_ROUNDS identify-by='supernode-name' unlearn.clients='$UNLEARN' $EXTRA"
 nf_check_run_config "$RUN_CONFIG"  # bad keys and values: exit 2 before anything starts
 T0=$SECONDS
 command -v openssl > /dev/null || nf_die "openssl is needed"

@@ -52,7 +52,7 @@ def pgd_fn(msg: Message, context: Context) -> Message:
 
     The message holds ``"reference"`` (the ball's centre, ``w_ref``), optionally
     ``"arrays"`` (a start point) and ``"config"`` with ``pgd-radius``, ``pgd-keys``,
-    ``pgd-epochs``, ``pgd-lr``, ``pgd-momentum``, ``pgd-clip``, ``pgd-stop-accuracy`` and
+    ``pgd.epochs``, ``pgd.lr``, ``pgd-momentum``, ``pgd-clip``, ``pgd.stop-accuracy`` and
     ``pgd-seed``.
     """
     cfg, data, model = _setup(context)

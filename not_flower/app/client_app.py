@@ -127,7 +127,7 @@ def train_fn(msg: Message, context: Context) -> Message:
     )
     server_round = int(config.get("server-round", 0))
     keep = kept_mask(data.y_train, config)
-    # the server may change lr / local epochs for recovery rounds (recovery-lr, ...)
+    # the server may change lr / local epochs for recovery rounds (recovery.lr, ...)
     lr = float(config.get("lr", cfg.lr))
     epochs = int(config.get("local-epochs", cfg.local_epochs))
     stats = train(

@@ -56,7 +56,7 @@ def nothing_forgotten(keys: set[str], forgotten: dict[str, int], samples: list[i
         return None
     shown = ", ".join(map(str, samples[:10])) + (", ..." if len(samples) > 10 else "")
     return (
-        f"unlearn-samples: client(s) {', '.join(sorted(replied))} forgot none of the "
+        f"unlearn.samples: client(s) {', '.join(sorted(replied))} forgot none of the "
         f"samples asked for ({shown}): every id is beyond the client's training split "
         "(ids are positions 0..N-1 in it); nothing was forgotten, so the run stops"
     )

@@ -88,12 +88,12 @@ def check_partitions(cfg: RunConfig, sizes: Sequence[tuple[int, int]]) -> None:
 
 
 def check_samples(cfg: RunConfig, num_train: Callable[[int], int], num_partitions: int) -> None:
-    """Refuse ``unlearn-samples`` beyond the target client's training split.
+    """Refuse ``unlearn.samples`` beyond the target client's training split.
 
     Parameters
     ----------
     cfg : RunConfig
-        The run configuration (``unlearn-mode`` ``instance``, targets by ``partition-id``;
+        The run configuration (``unlearn.mode`` ``instance``, targets by ``partition-id``;
         other targets are not known before the request applies and are not checked).
     num_train : Callable[[int], int]
         Partition id -> its number of training examples.
@@ -118,7 +118,7 @@ def check_samples(cfg: RunConfig, num_train: Callable[[int], int], num_partition
     bad = [s for s in cfg.unlearn_samples if int(s) >= size]
     if bad:
         raise ConfigError(
-            f"unlearn-samples {','.join(bad[:5])}{', ...' if len(bad) > 5 else ''}"
+            f"unlearn.samples {','.join(bad[:5])}{', ...' if len(bad) > 5 else ''}"
             f": out of range; client {client} has {size} training examples "
             f"(sample ids 0 to {size - 1})"
         )

@@ -363,7 +363,7 @@ def load_run_state(out_dir: Path, cfg: RunConfig) -> SavedRun | None:
         raise RunFinishedError(
             f"resume: the run in out-dir {out_dir} already finished all {cfg.total_rounds} "
             "rounds (results.json, checkpoint-final.pt); nothing was changed. Raise "
-            "recovery-rounds to continue it, or choose another out-dir"
+            "recovery.rounds to continue it, or choose another out-dir"
         )
     if _ended_by_rule(out_dir, saved["round"]):
         raise RunFinishedError(

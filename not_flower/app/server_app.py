@@ -1,7 +1,7 @@
 """not-flower's ServerApp: train, receive "unlearn client k", negate, recover, report.
 
 Driven entirely by the run config (:mod:`not_flower.common.config`). One ``strategy.start()``
-covers ``num-train-rounds`` of FedAvg and ``recovery-rounds`` of recovery: the unlearning
+covers ``num-train-rounds`` of FedAvg and ``recovery.rounds`` of recovery: the unlearning
 request is queued for the boundary before round ``num-train-rounds + 1``. At that boundary
 the strategy's ``on_unlearning`` hook saves the pre-unlearning checkpoint and measures the
 original and the negated model. At the end the final checkpoint and ``results.json`` are
@@ -151,7 +151,7 @@ def make_strategy(cfg: RunConfig, plan, on_unlearning, *, out_dir: Path | None =
     the builders are in :mod:`not_flower.app.strategy_builders`): ``not`` (NoT), ``ft`` and
     ``retrain`` (FT from a fresh model, request at round 1), and the baselines ``pgd``,
     ``federaser`` (history in ``<out_dir>/federaser-history``) and ``fukd`` (on the
-    ``server-data-fraction`` the clients never get). Nodes may ask to be forgotten with
+    ``fukd.server-data-fraction`` the clients never get). Nodes may ask to be forgotten with
     the node-config flag ``forget-me=true``; with ``request-dir`` set, request files
     dropped there are applied at round boundaries.
     """
@@ -188,8 +188,8 @@ def scheduled_kind(cfg: RunConfig, num_partitions: int) -> dict:
             poisoned = client_data(data_spec(cfg), pid, num_partitions).poisoned
             if len(poisoned) == 0:
                 raise ValueError(
-                    f"unlearn-samples 'poisoned': client {pid} poisoned no sample "
-                    "(set backdoor-clients to include it)"
+                    f"unlearn.samples 'poisoned': client {pid} poisoned no sample "
+                    "(set backdoor.clients to include it)"
                 )
             return {"samples": [int(i) for i in poisoned]}
         return {"samples": [int(i) for i in cfg.unlearn_samples]}
@@ -239,7 +239,7 @@ def run_experiment(grid: Grid, cfg: RunConfig, out_dir: Path, run_id: int | None
             train_config=ConfigRecord({"lr": cfg.lr}),
             evaluate_config=ConfigRecord(),
             evaluate_fn=run.central_eval,
-            should_stop=run.should_stop,  # the stopping rule ends the run (recovery-run-to-cap)
+            should_stop=run.should_stop,  # the stopping rule ends the run (recovery.run-to-cap)
         )
         results = run.finish(grid, result, run_id=run_id, t_start=t_start)
     finally:

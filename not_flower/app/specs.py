@@ -53,7 +53,7 @@ def data_spec(cfg: RunConfig) -> DataSpec:
 
 
 def reference_epochs(cfg: RunConfig) -> int:
-    """``mia-reference-epochs``, or ``num-train-rounds x local-epochs`` when it is 0.
+    """``mia.reference-epochs``, or ``num-train-rounds x local-epochs`` when it is 0.
 
     Parameters
     ----------
@@ -81,7 +81,7 @@ def reference_spec(cfg: RunConfig) -> ReferenceSpec:
     Returns
     -------
     ReferenceSpec
-        ``num_models`` 0 when the attack is off (``mia-reference-models = 0``).
+        ``num_models`` 0 when the attack is off (``mia.reference-models = 0``).
     """
     return ReferenceSpec(
         num_models=cfg.mia_reference_models,

@@ -1,13 +1,13 @@
 """The stopping rule of recovery in the app: :mod:`strategies.stopping`, fed by the rounds.
 
-The rule itself (back within ``stop-tolerance`` of the level before the request, or a
-plateau of ``stop-plateau-window`` rounds with less than ``stop-plateau-min-delta`` of
-improvement after at least ``stop-min-rounds``) is :mod:`strategies.stopping`'s, judged
+The rule itself (back within ``stop.tolerance`` of the level before the request, or a
+plateau of ``stop.plateau-window`` rounds with less than ``stop.plateau-min-delta`` of
+improvement after at least ``stop.min-rounds``) is :mod:`strategies.stopping`'s, judged
 per request on the retained clients' validation accuracy (``val_acc`` of each round).
 Each request opens a window of rounds that lasts until the next request; a request that
 does not stop before the next one starts (or the run ends) has no stop round, and the
 next one inherits its reference. When the last request has stopped and none is pending,
-the ServerApp ends the run (:meth:`StoppingRule.ends_run`) unless ``recovery-run-to-cap``.
+the ServerApp ends the run (:meth:`StoppingRule.ends_run`) unless ``recovery.run-to-cap``.
 
 The entries are plain dicts (JSON-ready), kept in the run's ``state.json`` for resume.
 """
@@ -24,9 +24,9 @@ from strategies.stopping import RequestStops, StopSettings
 #: What the rule is, as written into ``results.json``.
 RULE = (
     "first recovery round of each request whose retained clients' validation accuracy "
-    "is within stop-tolerance of its value in the last round before that request, or "
-    "(stop-plateau-window > 0) from stop-min-rounds recovery rounds on, whose best value "
-    "of the last stop-plateau-window rounds is at most stop-plateau-min-delta above the "
+    "is within stop.tolerance of its value in the last round before that request, or "
+    "(stop.plateau-window > 0) from stop.min-rounds recovery rounds on, whose best value "
+    "of the last stop.plateau-window rounds is at most stop.plateau-min-delta above the "
     "best value before them"
 )
 
@@ -37,12 +37,12 @@ class StoppingRule(RequestStops):
     Parameters
     ----------
     tolerance : float
-        ``stop-tolerance`` (0.02 = 2 points).
+        ``stop.tolerance`` (0.02 = 2 points).
     entries : list[dict] or None
         Entries of an interrupted run to continue (updated in place); ``None``: a new list.
     window, min_delta, min_rounds : int, float, int
-        ``stop-plateau-window`` (0: no plateau test), ``stop-plateau-min-delta`` and
-        ``stop-min-rounds``.
+        ``stop.plateau-window`` (0: no plateau test), ``stop.plateau-min-delta`` and
+        ``stop.min-rounds``.
     """
 
     # pylint: disable=too-many-arguments
@@ -86,7 +86,7 @@ class StoppingRule(RequestStops):
         Parameters
         ----------
         cap : int or None
-            ``recovery-rounds`` (the most recovery rounds a scheduled request gets).
+            ``recovery.rounds`` (the most recovery rounds a scheduled request gets).
 
         Returns
         -------
@@ -125,7 +125,7 @@ class StoppingRule(RequestStops):
         Parameters
         ----------
         cfg : RunConfig
-            The run configuration (``recovery-run-to-cap``, the method, the rounds).
+            The run configuration (``recovery.run-to-cap``, the method, the rounds).
         server_round : int
             The round just done.
         pending : bool
@@ -137,7 +137,7 @@ class StoppingRule(RequestStops):
         -------
         bool
             ``True`` when every request of the latest window stopped, none is pending,
-            ``recovery-run-to-cap`` is false, the method recovers (Retrain never stops
+            ``recovery.run-to-cap`` is false, the method recovers (Retrain never stops
             early) and rounds remain.
         """
         recovers = method_spec(cfg.method).recovers
@@ -149,7 +149,7 @@ class StoppingRule(RequestStops):
         log(
             INFO,
             "stopping rule: recovery done; the run ends after round %d of %d "
-            "(recovery-run-to-cap = true runs them all)%s",
+            "(recovery.run-to-cap = true runs them all)%s",
             server_round,
             cfg.total_rounds,
             f"; not measured: {', '.join(skipped)}" if skipped else "",

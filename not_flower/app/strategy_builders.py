@@ -24,14 +24,14 @@ from strategies.recovery_settings import RecoverySettings
 def recovery_settings(cfg: RunConfig) -> RecoverySettings:
     """The run's recovery settings, the one record every method's strategy gets.
 
-    ``recovery-server-optimizer`` / ``-momentum`` / ``-lr`` are the server update
-    (Flower's FedAvgM, FedAdam or FedYogi); ``recovery-lr`` and ``recovery-local-epochs``
+    ``recovery.server-optimizer`` / ``-momentum`` / ``-lr`` are the server update
+    (Flower's FedAvgM, FedAdam or FedYogi); ``recovery.lr`` and ``recovery.local-epochs``
     (0: as in training) go to the clients in the train config of recovery rounds, where
-    :func:`not_flower.app.client_app.train_fn` reads them; ``recovery-fraction-train``
+    :func:`not_flower.app.client_app.train_fn` reads them; ``recovery.fraction-train``
     (0: as ``fraction-train``) samples that share of the retained clients in recovery
     rounds only. Methods with a recovery schedule (the registry's ``recovery_schedule``:
-    NoT and FT) also get ``recovery-layerwise-rounds``, ``recovery-lr-warmup-rounds``
-    (ramping to ``recovery-lr``, or ``lr`` when that is 0), ``recovery-distill-weight``
+    NoT and FT) also get ``recovery.layerwise-rounds``, ``recovery.lr-warmup-rounds``
+    (ramping to ``recovery.lr``, or ``lr`` when that is 0), ``recovery.distill-weight``
     and ``-temperature``. Retrain, which does not recover, gets the defaults.
 
     Parameters
@@ -120,7 +120,7 @@ def build_federaser(cfg: RunConfig, plan, *, out_dir: Path | None = None, **kwar
 
 
 def build_fukd(cfg: RunConfig, plan, *, out_dir: Path | None = None, **kwargs):
-    """FUKD (:class:`strategies.fukd.FUKD`), on the ``server-data-fraction`` no client gets."""
+    """FUKD (:class:`strategies.fukd.FUKD`), on the ``fukd.server-data-fraction`` no client gets."""
     from strategies.fukd import FUKD  # pylint: disable=import-outside-toplevel
 
     data, build = _builder(cfg)

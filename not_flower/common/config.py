@@ -67,12 +67,12 @@ class RunConfig(ScenarioSettings, UnlearningSettings, RunSettings):
 
     @property
     def unlearn_clients(self) -> tuple[str, ...]:
-        """Every client named in ``unlearn-clients`` (all requests of a sequence)."""
+        """Every client named in ``unlearn.clients`` (all requests of a sequence)."""
         return tuple(dict.fromkeys(c for group in self.unlearn_groups for c in group))
 
     @property
     def num_requests(self) -> int:
-        """Requests the run config schedules (``unlearn-clients="0;3"`` is two)."""
+        """Requests the run config schedules (``unlearn.clients="0;3"`` is two)."""
         return len(self.unlearn_groups)
 
     def request_round(self, index: int) -> int:
@@ -85,7 +85,7 @@ class RunConfig(ScenarioSettings, UnlearningSettings, RunSettings):
     def total_rounds(self) -> int:
         """Rounds of the whole run.
 
-        ``not``/``ft``: ``num-train-rounds + recovery-rounds`` (a request made during the
+        ``not``/``ft``: ``num-train-rounds + recovery.rounds`` (a request made during the
         run, from ``request-dir`` or a ``forget-me`` node, gets the rounds left after it);
         ``retrain``: as many rounds as the original training, without the targets.
         """

@@ -209,7 +209,7 @@ REGISTRY: MappingProxyType[str, Method] = MappingProxyType(
                     server_data=True,
                 ),
             ),
-            # a variant: NoT with the weights negated and the biases kept (``negate-bias = false``),
+            # a variant: NoT with the weights negated and the biases kept (``negate.bias = false``),
             # the setting BENCHMARKS.md "Faster recovery" recommends; comparisons only
             Method(
                 "not-weights-only",
@@ -221,7 +221,7 @@ REGISTRY: MappingProxyType[str, Method] = MappingProxyType(
                 step_model="negated",
                 recovery_schedule=True,
                 runs_as="not",
-                run_config=MappingProxyType({"negate-bias": False}),
+                run_config=MappingProxyType({"negate.bias": False}),
             ),
             # a variant: Retrain with the recipe a recovery uses (clients per round, local
             # epochs), given with ``--set-for retrain-recipe fraction-train=0.5`` etc.; the

@@ -28,7 +28,7 @@ NUM_CLASSES: dict[str, int] = {
 
 
 def check_classes(cfg: RunConfig, num_classes: int) -> None:
-    """Refuse ``unlearn-classes`` that the data set does not have.
+    """Refuse ``unlearn.classes`` that the data set does not have.
 
     Parameters
     ----------
@@ -45,7 +45,7 @@ def check_classes(cfg: RunConfig, num_classes: int) -> None:
     bad = [c for c in cfg.unlearn_classes if int(c) >= num_classes]
     if cfg.unlearn_mode == "class" and bad:
         raise ConfigError(
-            f"unlearn-classes {','.join(bad)}: out of range; data set "
+            f"unlearn.classes {','.join(bad)}: out of range; data set "
             f"{cfg.dataset!r} has {num_classes} classes (labels 0 to "
             f"{num_classes - 1})"
         )
@@ -65,14 +65,14 @@ def check_someone_left(cfg: RunConfig, num_partitions: int) -> None:
     Raises
     ------
     ConfigError
-        Naming ``unlearn-clients`` and the number of clients.
+        Naming ``unlearn.clients`` and the number of clients.
     """
     if cfg.unlearn_mode != "client" or cfg.identify_by != "partition-id" or num_partitions < 1:
         return
     named = {c for c in cfg.unlearn_clients if c.isdigit()}
     if named >= {str(p) for p in range(num_partitions)}:
         raise ConfigError(
-            f"unlearn-clients {';'.join(','.join(g) for g in cfg.unlearn_groups)!r} names "
+            f"unlearn.clients {';'.join(','.join(g) for g in cfg.unlearn_groups)!r} names "
             f"every one of the {num_partitions} clients (partition ids 0 to "
             f"{num_partitions - 1}): no client would be left to train or recover; leave at "
             "least one out"

@@ -27,15 +27,19 @@ class RunSettings:
         group="run",
         choices=METHOD_NAMES,
         help=(
-            "`not` (negate + recover), `ft` (recover without negation) or `retrain` (FedAvg from "
-            "scratch without the targets, `num-train-rounds` rounds)"
+            "`not` (negate + recover), `ft` (recover without negation), `retrain` (FedAvg from "
+            "scratch without the targets, `num-train-rounds` rounds) or a baseline: `pgd`, "
+            "`federaser`, `fukd` ([Methods](guide/methods.md))"
         ),
     )
     num_train_rounds: int = setting(
         "num-train-rounds",
         20,
         group="run",
-        help="FedAvg rounds before the request (for `retrain`: rounds of retraining)",
+        help=(
+            "FedAvg rounds before the request (for `retrain`: rounds of retraining); >= 1, or 0 "
+            "with `init-checkpoint`"
+        ),
     )
     identify_by: str = setting(
         "identify-by",

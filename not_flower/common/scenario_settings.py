@@ -23,7 +23,7 @@ class ScenarioSettings:
         (),
         renamed_from="backdoor-clients",
         help=(
-            "clients that stamp a square trigger (`backdoor-trigger-size`) on part of their "
+            "clients that stamp a square trigger (`backdoor.trigger-size`) on part of their "
             "training data"
         ),
     )
@@ -82,7 +82,7 @@ class ScenarioSettings:
         (),
         renamed_from="canary-clients",
         help=(
-            "partition ids of clients that plant canaries: `canary-count` random black-and-white "
+            "partition ids of clients that plant canaries: `canary.count` random black-and-white "
             "images with random labels, generated from the client's canary seed, added to their "
             "training data; as many more from the same seed are kept out, so the client can test a "
             "model later (`python -m not_flower.evaluation.canary_cli check`; "

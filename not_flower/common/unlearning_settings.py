@@ -40,8 +40,8 @@ class UnlearningSettings:
         renamed_from="unlearn-mode",
         choices=UNLEARN_MODES,
         help=(
-            "`client` (forget whole clients), `class` (forget `unlearn-classes`), `instance` "
-            "(forget `unlearn-samples` of one client)"
+            "`client` (forget whole clients), `class` (forget `unlearn.classes`), `instance` "
+            "(forget `unlearn.samples` of one client)"
         ),
     )
     unlearn_classes: tuple[str, ...] = setting(
@@ -87,7 +87,7 @@ class UnlearningSettings:
         renamed_from="recovery-rounds",
         minimum=0,
         help=(
-            "recovery rounds after each request; the run has `num-train-rounds + recovery-rounds x "
+            "recovery rounds after each request; the run has `num-train-rounds + recovery.rounds x "
             "(number of requests)` rounds"
         ),
     )
@@ -99,7 +99,7 @@ class UnlearningSettings:
         help=(
             "recovery only: server update, `sgd` (FedAvgM's, below; plain FedAvg with the "
             "defaults), `adam` (Flower's FedAdam: `beta_1 = 0.9`, `beta_2 = 0.99`, `tau = 1e-3`, "
-            "`recovery-server-lr` is its eta, e.g. 0.01) or `yogi` (Flower's FedYogi, the same "
+            "`recovery.server-lr` is its eta, e.g. 0.01) or `yogi` (Flower's FedYogi, the same "
             "settings)"
         ),
     )
@@ -110,7 +110,7 @@ class UnlearningSettings:
         interval="[0, 1)",
         help=(
             "recovery only: server momentum (FedAvgM's update `v = m v + (avg - global)`, `global "
-            "+= recovery-server-lr x v`), in [0, 1); 0 = plain FedAvg (the paper's). Applies to "
+            "+= recovery.server-lr x v`), in [0, 1); 0 = plain FedAvg (the paper's). Applies to "
             "`not`, `ft` and the baselines' recovery, never to `retrain`"
         ),
     )
@@ -166,7 +166,7 @@ class UnlearningSettings:
         help=(
             "methods `not`/`ft`: linear client learning-rate warm-up over the first W recovery "
             "rounds after each request: recovery round r (1-based) trains with `base x r / W` for r"
-            " < W, then `base`, where `base` = `recovery-lr`, or `lr` when that is 0 (sent as the "
+            " < W, then `base`, where `base` = `recovery.lr`, or `lr` when that is 0 (sent as the "
             "train config's `lr`). 0 = off. These three keys are ignored by `retrain` and refused "
             "for the baselines and with `resume = true`"
         ),
@@ -196,8 +196,8 @@ class UnlearningSettings:
         renamed_from="recovery-run-to-cap",
         help=(
             "false: when the stopping rule fired for the last request and none is pending, the run "
-            "ends there (results.json: stopping.rounds_saved against recovery-rounds); true: run "
-            "all recovery-rounds and only report the stop (comparisons set it)"
+            "ends there (results.json: stopping.rounds_saved against recovery.rounds); true: run "
+            "all recovery.rounds and only report the stop (comparisons set it)"
         ),
     )
     stop_tolerance: float = setting(
@@ -218,7 +218,7 @@ class UnlearningSettings:
         minimum=0,
         help=(
             "plateau test of the stopping rule: it also fires when the best retained validation "
-            "accuracy of the last this many recovery rounds is at most stop-plateau-min-delta above"
+            "accuracy of the last this many recovery rounds is at most stop.plateau-min-delta above"
             " the best before them; 0 = off (tolerance test only)"
         ),
     )
@@ -228,7 +228,7 @@ class UnlearningSettings:
         renamed_from="stop-plateau-min-delta",
         interval="[0, 1]",
         help=(
-            "least improvement (fraction; 0.005 = 0.5 points) over stop-plateau-window rounds that "
+            "least improvement (fraction; 0.005 = 0.5 points) over stop.plateau-window rounds that "
             "is not a plateau"
         ),
     )

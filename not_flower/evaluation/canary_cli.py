@@ -6,8 +6,8 @@ A departing client runs it on a global model (a checkpoint) with its own canarie
     python -m not_flower.evaluation.canary_cli check --checkpoint CKPT --seed SECRET [--count 16]
     python -m not_flower.evaluation.canary_cli check --checkpoint CKPT --canary-seed 0 --client 1
 
-The second form is for a simulated client (run config ``canary-clients``): its seed is
-derived from the run config's ``canary-seed`` and its partition id. The model is rebuilt
+The second form is for a simulated client (run config ``canary.clients``): its seed is
+derived from the run config's ``canary.seed`` and its partition id. The model is rebuilt
 from the checkpoint's metadata (model, input shape, number of classes). One line is
 printed; ``--json`` also writes the result.
 
@@ -48,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     seed.add_argument(
         "--canary-seed",
         type=int,
-        help="a simulated client: the run config's canary-seed (with --client)",
+        help="a simulated client: the run config's canary.seed (with --client)",
     )
     check.add_argument("--client", type=int, help="with --canary-seed: the partition id")
     check.add_argument(

@@ -5,7 +5,7 @@ accuracy and loss every round (:meth:`Evaluator.quick`: plus forget accuracy, th
 backdoor's attack success rate and, for class-wise forgetting, the forgotten and other
 classes' test accuracy) and, for the named models of a run (original, negated, recovered,
 ...), retain/forget/test accuracy and loss, MIA-efficacy, the loss attack's AUC, ASR and,
-with ``mia-reference-models``, the LiRA hooks (:meth:`Evaluator.full`). The forget and
+with ``mia.reference-models``, the LiRA hooks (:meth:`Evaluator.full`). The forget and
 retain sets are rebuilt exactly as the clients hold their training data
 (:func:`split_forget_retain`); :func:`evaluation_kind` and
 :func:`evaluation_kind_from_config` say which samples an unlearning request forgets.
@@ -96,7 +96,7 @@ class Evaluator:
         A model of the run's architecture, reloaded for every measurement.
     membership : ReferenceSpec or None
         The reference models of the per-example membership attack (LiRA); None or
-        ``num_models`` 0: no attack (``mia-reference-models`` = 0).
+        ``num_models`` 0: no attack (``mia.reference-models`` = 0).
     """
 
     def __init__(
@@ -118,8 +118,8 @@ class Evaluator:
             )
 
         self.classes: list[int] = []
-        self.canaries: CanarySet | None = None  # the targets' canaries (canary-clients)
-        # per-example membership inference (LiRA) when mia-reference-models > 0
+        self.canaries: CanarySet | None = None  # the targets' canaries (canary.clients)
+        # per-example membership inference (LiRA) when mia.reference-models > 0
         self.membership = (
             MembershipHarness(spec, membership)
             if membership is not None and membership.num_models
@@ -182,8 +182,8 @@ class Evaluator:
         -------
         dict[str, float]
             :func:`not_flower.evaluation.metrics.evaluate_model`'s numbers (no retain numbers before
-            a request), LiRA's with ``mia-reference-models``, the class-wise split and,
-            when a target planted canaries (``canary-clients``), the canary test
+            a request), LiRA's with ``mia.reference-models``, the class-wise split and,
+            when a target planted canaries (``canary.clients``), the canary test
             (:mod:`not_flower.task.canary`): ``canary_auc``, ``canary_p``, ``canary_n``.
         """
         self._load(arrays)
@@ -215,7 +215,7 @@ class Evaluator:
 
 
 def targets_canaries(spec: DataSpec, forget_ids: set[int]) -> CanarySet | None:
-    """The canaries of the targets that planted some (``canary-clients``), pooled.
+    """The canaries of the targets that planted some (``canary.clients``), pooled.
 
     In- with in-canaries, out- with out-canaries: still exchangeable for a model that saw
     none of them, so the test stays valid.
@@ -274,7 +274,7 @@ def evaluation_kind_from_config(
     Parameters
     ----------
     unlearn_clients : tuple[str, ...]
-        The run config's ``unlearn-clients`` (``"*"``: every client).
+        The run config's ``unlearn.clients`` (``"*"``: every client).
     kind : dict
         The scheduled requests' ``classes=`` / ``samples=`` arguments.
     ids : set[int]

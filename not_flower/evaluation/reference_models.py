@@ -60,7 +60,7 @@ __all__ = [
     "reference_set",
 ]
 
-#: Where reference models are cached when ``mia-cache-dir`` is empty.
+#: Where reference models are cached when ``mia.cache-dir`` is empty.
 DEFAULT_CACHE_DIR = Path("~/.cache/not-flower/mia-reference")
 
 #: Bump when the cached content or its meaning changes.
@@ -68,7 +68,7 @@ _CACHE_VERSION = 2  # 2: held-out poisoned copies in the universe
 
 
 #: ``Universe.kind`` values: a clean sample, a poisoned one (trigger + backdoor label), a
-#: mislabelled one (a wrong label of its own), an inverted one (``style-clients``), an
+#: mislabelled one (a wrong label of its own), an inverted one (``style.clients``), an
 #: inverted and mislabelled one.
 CLEAN, POISONED, MISLABELLED, STYLED, STYLED_MISLABELLED = 0, 1, 2, 3, 4
 
@@ -80,12 +80,12 @@ class ReferenceSpec:
     Parameters
     ----------
     num_models : int
-        Reference models, >= 2; 0 turns the attack off (``mia-reference-models``).
+        Reference models, >= 2; 0 turns the attack off (``mia.reference-models``).
     epochs : int
-        Central SGD epochs of each reference model (``mia-reference-epochs``, or
+        Central SGD epochs of each reference model (``mia.reference-epochs``, or
         ``num-train-rounds x local-epochs`` when that is 0).
     cache_dir : str
-        Folder of the cache; empty: :data:`DEFAULT_CACHE_DIR` (``mia-cache-dir``).
+        Folder of the cache; empty: :data:`DEFAULT_CACHE_DIR` (``mia.cache-dir``).
     model : str
         The run's architecture (``model``).
     batch_size : int
@@ -190,8 +190,8 @@ def build_universe(
     num_partitions : int
         Partitions of the federation.
     altered_heldout : bool, default True
-        When clients poison (``backdoor-clients``), mislabel (``mislabel-clients``) or
-        invert (``style-clients``) samples, append a seeded choice of test images
+        When clients poison (``backdoor.clients``), mislabel (``mislabel.clients``) or
+        invert (``style.clients``) samples, append a seeded choice of test images
         altered the same way (trigger and backdoor label; a wrong label; inverted), as
         many as the clients altered; False gives
         the universe of the attack before they were added (the test split only), to
@@ -432,7 +432,7 @@ def reference_set(
     log(
         INFO,
         "membership: training %d reference models (%s, %d epochs on ~%d samples each; "
-        "run-config mia-reference-models = 0 turns the attack off)",
+        "run-config mia.reference-models = 0 turns the attack off)",
         reference.num_models,
         reference.model,
         epochs,

@@ -18,17 +18,17 @@ Scenarios
 ``dirichlet``
     Dirichlet(``--alpha``) label partition.
 ``backdoor``
-    IID; the target client stamps the trigger on ``backdoor-fraction`` (0.4) of its samples
-    and relabels them to ``backdoor-target`` (0).
+    IID; the target client stamps the trigger on ``backdoor.fraction`` (0.4) of its samples
+    and relabels them to ``backdoor.target`` (0).
 ``class`` (class-wise forgetting)
     IID; forget the classes ``--forget-classes`` (default 3) of every client
-    (``--class-scope federation``, the default: ``unlearn-clients = "*"``) or of the
+    (``--class-scope federation``, the default: ``unlearn.clients = "*"``) or of the
     target only (``--class-scope client``); the clients keep training on their other
     classes. Retrain = FedAvg from scratch without exactly those samples. The table adds
     the test accuracy on the forgotten class(es) and on the other classes.
 ``instance`` (instance-wise forgetting)
     The backdoor scenario, but the target asks to forget exactly its poisoned samples
-    (``unlearn-mode = "instance"``, ``unlearn-samples = "poisoned"``) and keeps training
+    (``unlearn.mode = "instance"``, ``unlearn.samples = "poisoned"``) and keeps training
     on its clean ones. Retrain = FedAvg from scratch without the poisoned samples.
     ``forget`` is the accuracy on the forgotten samples (with their poisoned labels).
 
@@ -49,7 +49,7 @@ Methods
     unless ``--set-for retrain-recipe num-train-rounds=N``.
 ``ft``, ``not``
     ``--train-rounds`` rounds of FedAvg with everyone, then recovery without the target
-    (NoT negates the first layer first); run once with ``recovery-rounds = max(K)`` and
+    (NoT negates the first layer first); run once with ``recovery.rounds = max(K)`` and
     ``eval-recovery-rounds = K1,K2,...`` so that one run gives a row per K. "Original" (the
     model before unlearning) comes from these runs.
 ``pgd``, ``federaser``, ``fukd`` (not run by default; ``--methods retrain ft not pgd ...``)
@@ -304,7 +304,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         default=[],
         metavar=("METHOD", "KEY=VALUE"),
         help="run-config override for one method only (repeatable; after --set), "
-        "e.g. --set-for not-weights-only recovery-local-epochs=2",
+        "e.g. --set-for not-weights-only recovery.local-epochs=2",
     )
     p.add_argument(
         "--mia-reference-models",

@@ -50,20 +50,20 @@ RESERVED_KEYS: dict[str, str] = {
     "seed": "--seeds",
     "method": "--methods",
     "num-train-rounds": "--train-rounds / --retrain-rounds",
-    "recovery-rounds": "--recovery-rounds",
+    "recovery.rounds": "--recovery-rounds",
     "eval-recovery-rounds": "--recovery-rounds",
-    "unlearn-clients": "--target",
+    "unlearn.clients": "--target",
     "partitioner": "--scenarios",
     "dirichlet-alpha": "--alpha",
-    "backdoor-clients": "--scenarios backdoor",
-    "mislabel-clients": "--scenarios mislabel",
-    "style-clients": "--scenarios style",
-    "unlearn-mode": "--scenarios class / instance",
-    "unlearn-classes": "--forget-classes",
-    "unlearn-samples": "--scenarios instance",
-    "server-data-fraction": "--server-data-fraction",
+    "backdoor.clients": "--scenarios backdoor",
+    "mislabel.clients": "--scenarios mislabel",
+    "style.clients": "--scenarios style",
+    "unlearn.mode": "--scenarios class / instance",
+    "unlearn.classes": "--forget-classes",
+    "unlearn.samples": "--scenarios instance",
+    "fukd.server-data-fraction": "--server-data-fraction",
     # the X@K rows need every round up to max(K); the X@stop row reports the rule's stop
-    "recovery-run-to-cap": "--recovery-rounds (a comparison runs every recovery round)",
+    "recovery.run-to-cap": "--recovery-rounds (a comparison runs every recovery round)",
 }
 
 
@@ -231,12 +231,12 @@ def scenario_config(
         Classes to forget (``class`` only).
     class_scope : str (default: "federation")
         ``class`` only: ``"federation"`` forgets every client's samples of ``classes``
-        (``unlearn-clients = "*"``), ``"client"`` the target's only.
+        (``unlearn.clients = "*"``), ``"client"`` the target's only.
 
     Returns
     -------
     dict
-        Including ``unlearn-clients``.
+        Including ``unlearn.clients``.
 
     Raises
     ------
@@ -245,36 +245,36 @@ def scenario_config(
     """
     backdoor = {
         "partitioner": "iid",
-        "backdoor-clients": str(target),
-        "backdoor-fraction": 0.4,
-        "backdoor-target": 0,
+        "backdoor.clients": str(target),
+        "backdoor.fraction": 0.4,
+        "backdoor.target": 0,
     }
     if scenario == "iid":
-        return {"partitioner": "iid", "unlearn-clients": str(target)}
+        return {"partitioner": "iid", "unlearn.clients": str(target)}
     if scenario == "dirichlet":
         return {
             "partitioner": "dirichlet",
             "dirichlet-alpha": float(alpha),
-            "unlearn-clients": str(target),
+            "unlearn.clients": str(target),
         }
     if scenario == "backdoor":
-        return {**backdoor, "unlearn-clients": str(target)}
+        return {**backdoor, "unlearn.clients": str(target)}
     if scenario == "mislabel":  # data no other client covers: a membership test can tell
         return {
             "partitioner": "iid",
-            "mislabel-clients": str(target),
-            "mislabel-fraction": MISLABEL_FRACTION,
-            "unlearn-clients": str(target),
+            "mislabel.clients": str(target),
+            "mislabel.fraction": MISLABEL_FRACTION,
+            "unlearn.clients": str(target),
         }
     if scenario == "style":  # inverted images: a style only the target has
-        return {"partitioner": "iid", "style-clients": str(target), "unlearn-clients": str(target)}
+        return {"partitioner": "iid", "style.clients": str(target), "unlearn.clients": str(target)}
     if scenario == "memorise":  # both: inverted, 30 % of them mislabelled
         return {
             "partitioner": "iid",
-            "style-clients": str(target),
-            "mislabel-clients": str(target),
-            "mislabel-fraction": MISLABEL_FRACTION,
-            "unlearn-clients": str(target),
+            "style.clients": str(target),
+            "mislabel.clients": str(target),
+            "mislabel.fraction": MISLABEL_FRACTION,
+            "unlearn.clients": str(target),
         }
     if scenario == "class":
         if class_scope not in CLASS_SCOPES:
@@ -285,16 +285,16 @@ def scenario_config(
             raise ValueError("the class scenario needs at least one class to forget")
         return {
             "partitioner": "iid",
-            "unlearn-mode": "class",
-            "unlearn-classes": ",".join(str(int(c)) for c in classes),
-            "unlearn-clients": "*" if class_scope == "federation" else str(target),
+            "unlearn.mode": "class",
+            "unlearn.classes": ",".join(str(int(c)) for c in classes),
+            "unlearn.clients": "*" if class_scope == "federation" else str(target),
         }
     if scenario == "instance":
         return {
             **backdoor,
-            "unlearn-mode": "instance",
-            "unlearn-samples": "poisoned",
-            "unlearn-clients": str(target),
+            "unlearn.mode": "instance",
+            "unlearn.samples": "poisoned",
+            "unlearn.clients": str(target),
         }
     raise ValueError(f"unknown scenario {scenario!r}; choose one of: {', '.join(SCENARIOS)}")
 
@@ -339,8 +339,8 @@ def run_config_for(
         # the per-example attack: one cache per comparison, shared by all its methods
         **(
             {
-                "mia-reference-models": int(lira),
-                "mia-cache-dir": str(Path(args.out) / "mia-reference"),
+                "mia.reference-models": int(lira),
+                "mia.cache-dir": str(Path(args.out) / "mia-reference"),
             }
             if lira
             else {}
@@ -354,14 +354,14 @@ def run_config_for(
         "seed": int(seed),
         "method": REGISTRY[method].app_method,
         "num-train-rounds": _train_rounds(args, method if own_keys else ""),
-        "unlearn-clients": scenario_keys["unlearn-clients"],
+        "unlearn.clients": scenario_keys["unlearn.clients"],
     }
     fraction = getattr(args, "server_data_fraction", 0.0) or 0.0
     if fraction > 0:  # the same for every method: the clients hold the same data
-        cfg["server-data-fraction"] = float(fraction)
-    cfg["recovery-run-to-cap"] = True  # the stopping rule reports, never ends a run here
+        cfg["fukd.server-data-fraction"] = float(fraction)
+    cfg["recovery.run-to-cap"] = True  # the stopping rule reports, never ends a run here
     if method in RECOVERY_METHODS:
-        cfg["recovery-rounds"] = max(args.recovery_rounds)
+        cfg["recovery.rounds"] = max(args.recovery_rounds)
         cfg["eval-recovery-rounds"] = ",".join(str(k) for k in args.recovery_rounds)
     return cfg
 
@@ -396,7 +396,7 @@ def original_run_config(args: argparse.Namespace, scenario: str, seed: int) -> d
     cfg = run_config_for(args, scenario, seed, "not", own_keys=False)
     cfg.pop("eval-recovery-rounds", None)
     folder = Path(args.out) / "runs" / scenario / f"seed{seed}" / ORIGINAL
-    return {**cfg, "out-dir": str(folder), "unlearn-clients": "", "recovery-rounds": 0}
+    return {**cfg, "out-dir": str(folder), "unlearn.clients": "", "recovery.rounds": 0}
 
 
 def plan_runs(args: argparse.Namespace) -> list[RunSpec]:

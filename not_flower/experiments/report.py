@@ -18,7 +18,7 @@ From them this module builds
   per-seed raw numbers, and per method what it needs (``requirements``: storage kept,
   target data, target participation, server-side data);
 * ``report.md`` (:func:`render_markdown`): per scenario, one table in the paper's layout
-  and one table of requirements, and, when the runs measured it (``mia-reference-models``),
+  and one table of requirements, and, when the runs measured it (``mia.reference-models``),
   a table of the per-example membership attack (LiRA) with its seed-noise floor and
   whether it separates Original from Retrain (:func:`render_lira_table`);
 * PNG plots (:func:`plot_scenario`): test accuracy, forget accuracy and (backdoor) ASR per

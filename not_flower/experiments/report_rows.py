@@ -289,7 +289,7 @@ def _metrics_for(results: Mapping, k: int | str | None) -> Mapping | None:
         return models[key]
     # older results.json without per-K metrics: the final model, if it is K rounds long
     stop = (results.get("stopping") or {}).get("chosen_recovery_rounds")
-    rounds = _finite((results.get("config") or {}).get("recovery-rounds"))
+    rounds = _finite((results.get("config") or {}).get("recovery.rounds"))
     if "recovered" in models and rounds == k and (stop is None or stop == k):
         return models["recovered"]
     return None

@@ -77,7 +77,7 @@ def summary_line(
 
 #: Run-config keys whose value was fixed before the key existed: every earlier run ran to
 #: the recovery cap.
-BEFORE_THE_KEY: dict = {"recovery-run-to-cap": True}
+BEFORE_THE_KEY: dict = {"recovery.run-to-cap": True}
 
 
 def config_mismatch(

@@ -166,11 +166,11 @@ def node_canary_seed(node_config) -> int | None:
     """A deployed client's own secret canary seed, from its node config, if it set one.
 
     A SuperNode started with ``--node-config "... canary-seed=SECRET"`` plants the
-    canaries of ``SECRET`` (:func:`make_canaries`, ``canary-count`` of them) in its
+    canaries of ``SECRET`` (:func:`make_canaries`, ``canary.count`` of them) in its
     training data and keeps the out-canaries to itself; the server never sees the seed, so
     only the client can run the check (``python -m not_flower.evaluation.canary_cli check
-    --seed SECRET``). Without the key: ``None`` (the run config's ``canary-clients`` and
-    ``canary-seed`` decide, as in a simulation).
+    --seed SECRET``). Without the key: ``None`` (the run config's ``canary.clients`` and
+    ``canary.seed`` decide, as in a simulation).
 
     Parameters
     ----------
@@ -198,10 +198,10 @@ def node_canary_seed(node_config) -> int | None:
 
 
 def client_canary_seed(canary_seed: int, partition_id: int) -> int:
-    """The seed of one client's canaries in a simulated run (``canary-seed``, partition id).
+    """The seed of one client's canaries in a simulated run (``canary.seed``, partition id).
 
     A real client keeps its own secret seed; in a simulation every client with canaries
-    gets its own from the run config's ``canary-seed``.
+    gets its own from the run config's ``canary.seed``.
     """
     return int(np.random.SeedSequence([_STREAM, canary_seed, partition_id]).generate_state(1)[0])
 

@@ -3,7 +3,7 @@
 The task and evaluation layers take a :class:`DataSpec`, not the whole run config: it is
 small, frozen and hashable, so the per-process caches of the data
 (:func:`not_flower.task.training.client_data` and friends) are keyed on exactly what
-decides the data, and two runs that differ only in, say, ``recovery-rounds`` share them.
+decides the data, and two runs that differ only in, say, ``recovery.rounds`` share them.
 The app layer builds it from the run config (:func:`not_flower.app.specs.data_spec`).
 """
 
@@ -38,30 +38,30 @@ class DataSpec:
         Share of each client's partition kept for validation (``val-fraction``).
     server_data_fraction : float
         Stratified share of the training set the server keeps and no client holds
-        (``server-data-fraction``; 0 = none).
+        (``fukd.server-data-fraction``; 0 = none).
     backdoor_clients : tuple[str, ...]
-        Partition ids of the clients that poison part of their data (``backdoor-clients``).
+        Partition ids of the clients that poison part of their data (``backdoor.clients``).
     backdoor_fraction : float
         Share of a backdoor client's training samples that carry the trigger
-        (``backdoor-fraction``).
+        (``backdoor.fraction``).
     backdoor_target : int
-        The label the poisoned samples get (``backdoor-target``).
+        The label the poisoned samples get (``backdoor.target``).
     backdoor_trigger_size : int
-        Side of the square trigger, in pixels (``backdoor-trigger-size``).
+        Side of the square trigger, in pixels (``backdoor.trigger-size``).
     mislabel_clients : tuple[str, ...]
         Partition ids of the clients that mislabel part of their data
-        (``mislabel-clients``).
+        (``mislabel.clients``).
     mislabel_fraction : float
         Share of a mislabelling client's training samples given a wrong label
-        (``mislabel-fraction``).
+        (``mislabel.fraction``).
     style_clients : tuple[str, ...]
-        Partition ids of the clients whose images are inverted (``style-clients``).
+        Partition ids of the clients whose images are inverted (``style.clients``).
     canary_clients : tuple[str, ...]
-        Partition ids of the clients that plant canaries (``canary-clients``).
+        Partition ids of the clients that plant canaries (``canary.clients``).
     canary_count : int
-        Canaries a planting client adds, as many kept out (``canary-count``).
+        Canaries a planting client adds, as many kept out (``canary.count``).
     canary_seed : int
-        Seed the simulated clients' canary seeds are derived from (``canary-seed``).
+        Seed the simulated clients' canary seeds are derived from (``canary.seed``).
     """
 
     dataset: str = "digits"

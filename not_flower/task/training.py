@@ -63,9 +63,9 @@ class ClientData:
     x_val: np.ndarray
     y_val: np.ndarray
     poisoned: np.ndarray  # indices into x_train that carry the trigger
-    # indices into x_train whose label is wrong (mislabel-clients; not_flower/task/mislabel.py)
+    # indices into x_train whose label is wrong (mislabel.clients; not_flower/task/mislabel.py)
     mislabelled: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    # indices into x_train of the client's in-canaries (canary-clients): the last samples
+    # indices into x_train of the client's in-canaries (canary.clients): the last samples
     canaries: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
@@ -191,12 +191,12 @@ def _subset(data: Dataset, train_size: int, test_size: int) -> Dataset:
 
 @lru_cache(maxsize=8)
 def server_indices(spec: DataSpec) -> np.ndarray:
-    """Training-set indices the server keeps for itself (``server-data-fraction``).
+    """Training-set indices the server keeps for itself (``fukd.server-data-fraction``).
 
     A stratified random share (per class, ``round(fraction * class size)`` samples, seeded
     by ``seed``) of the training set that no client ever holds: FUKD's server-side
     unlabelled data (the server uses the images only, never the labels). Empty when
-    ``server-data-fraction`` is 0, the default.
+    ``fukd.server-data-fraction`` is 0, the default.
 
     Parameters
     ----------
@@ -256,9 +256,9 @@ def client_data(
         Number of partitions in the federation.
     canary_seed : int or None
         A deployed client's own secret canary seed (node config ``canary-seed``,
-        :func:`not_flower.task.canary.node_canary_seed`): it plants ``canary-count``
-        canaries of that seed whatever ``canary-clients`` says. ``None``: the run
-        config's ``canary-clients`` and ``canary-seed`` decide.
+        :func:`not_flower.task.canary.node_canary_seed`): it plants ``canary.count``
+        canaries of that seed whatever ``canary.clients`` says. ``None``: the run
+        config's ``canary.clients`` and ``canary.seed`` decide.
 
     Returns
     -------
@@ -311,7 +311,7 @@ def client_data(
 
 @lru_cache(maxsize=16)
 def client_canaries(spec: DataSpec, partition_id: int) -> CanarySet | None:
-    """The canaries client ``partition_id`` plants and keeps (``canary-clients``), if any.
+    """The canaries client ``partition_id`` plants and keeps (``canary.clients``), if any.
 
     Parameters
     ----------
@@ -323,7 +323,7 @@ def client_canaries(spec: DataSpec, partition_id: int) -> CanarySet | None:
     Returns
     -------
     CanarySet or None
-        ``canary-count`` in- and as many out-canaries, from the client's seed
+        ``canary.count`` in- and as many out-canaries, from the client's seed
         (:func:`not_flower.task.canary.client_canary_seed`); None for a client without.
     """
     _require_spec(spec)
