@@ -12,7 +12,7 @@ import json
 import math
 import os
 import tempfile
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -37,8 +37,18 @@ FUZZ = settings(
 
 # ------------------------------------------------------------------- run config
 
-KNOWN_KEYS = [f.name.replace("_", "-") for f in fields(RunConfig)]
-UNKNOWN_KEYS = ["rounds", "num_train_rounds", "Method", "", " method", "métho∂", "lr "]
+KNOWN_KEYS = list(to_run_config(RunConfig()))  # the declared (dotted) keys
+UNKNOWN_KEYS = [
+    "rounds",
+    "recovery-rounds",
+    "recovery.",
+    "num_train_rounds",
+    "Method",
+    "",
+    " method",
+    "métho∂",
+    "lr ",
+]
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)  # TOML integers, what Flower passes
 
 scalars = st.one_of(
