@@ -20,7 +20,9 @@ From them this module builds
 * ``report.md`` (:func:`render_markdown`): per scenario, one table in the paper's layout
   and one table of requirements, and, when the runs measured it (``mia.reference-models``),
   a table of the per-example membership attack (LiRA) with its seed-noise floor and
-  whether it separates Original from Retrain (:func:`render_lira_table`);
+  whether it separates Original from Retrain (:func:`render_lira_table`), and, when a
+  target client planted canaries (``canary.clients``), the departing client's canary test
+  per row with whether it separates Original from Retrain (:func:`render_canary_table`);
 * PNG plots (:func:`plot_scenario`): test accuracy, forget accuracy and (backdoor) ASR per
   round, mean over seeds with a shaded std band.
 
@@ -51,13 +53,17 @@ from pathlib import Path
 import numpy as np
 
 from not_flower.experiments.report_markdown import (
+    CANARY_HEADER,
     EXTRA_COLUMNS,
     LEGEND,
     LIRA_HEADER,
     REQUIREMENTS_HEADER,
     SCENARIO_TEXT,
     TABLE_HEADER,
+    canary_intro,
+    canary_separation,
     lira_separation,
+    render_canary_table,
     render_lira_table,
     render_markdown,
     render_noise_floor,
@@ -120,6 +126,10 @@ __all__ = [
     "TABLE_HEADER",
     "lira_separation",
     "render_lira_table",
+    "CANARY_HEADER",
+    "canary_intro",
+    "canary_separation",
+    "render_canary_table",
     "render_noise_floor",
     "render_scenario",
     "render_stopping",

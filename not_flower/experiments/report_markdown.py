@@ -3,8 +3,8 @@
 Pure functions over what :func:`not_flower.experiments.report_summary.build_report` returns: per
 scenario the table in the paper's layout (:func:`render_table`), the requirements table
 (:func:`render_requirements`), the per-example membership table (:func:`render_lira_table`),
-the seed-noise floor, the stopping rule's choices and the failed runs
-(:func:`render_markdown`).
+the departing client's canary test (:func:`render_canary_table`), the seed-noise floor,
+the stopping rule's choices and the failed runs (:func:`render_markdown`).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from not_flower.experiments.report_rows import _finite
+from not_flower.task.canary import ALPHA
 
 TABLE_HEADER = (
     "| method | retain | forget | test | MIA | ASR | Avg Gap | rounds | MB | "
@@ -199,6 +200,136 @@ def lira_separation(summary: Mapping) -> str | None:
         f"(TPR@1%FPR, Original vs Retrain: {pairs} %): in this scenario there is nothing "
         f"for the attack to detect, so a method's low TPR here says nothing about how well "
         f"it forgot."
+    )
+
+
+CANARY_HEADER = f"| method | canary p per seed | canary AUC | detected (p < {ALPHA:g}) |"
+
+
+def _canary_p_values(row: Mapping) -> list[float]:
+    """The canary p-values of a report row, in seed order (seeds without one left out)."""
+    per_seed = row.get("per_seed", {})
+    values = ((per_seed.get(str(s)) or {}).get("canary_p") for s in row.get("seeds", []))
+    return [p for p in values if p is not None]
+
+
+def _detected(p_values: Sequence[float]) -> int:
+    """How many of the p-values detect the canaries (``p < ALPHA``)."""
+    return sum(p < ALPHA for p in p_values)
+
+
+def render_canary_table(summary: Mapping) -> list[str]:
+    """The departing client's canary test of one scenario; empty when no row has it.
+
+    Parameters
+    ----------
+    summary : Mapping
+        One scenario's summary (:func:`summarize_scenario`).
+
+    Returns
+    -------
+    list[str]
+        Header, separator and one line per row with canary numbers (the p-value of every
+        seed, the AUC's mean ± std, in how many seeds the test detects the canaries), then
+        an empty line and whether the test separates Original from Retrain
+        (:func:`canary_separation`).
+    """
+    rows = {
+        label: p_values
+        for label, row in summary["methods"].items()
+        if (p_values := _canary_p_values(row))
+    }
+    if not rows:
+        return []
+    lines = [CANARY_HEADER, "|" + "---|" * 4]
+    for label, p_values in rows.items():
+        lines.append(
+            _md_row(
+                [
+                    label,
+                    ", ".join(f"{p:.4f}" for p in p_values),
+                    _cell(summary["methods"][label]["stats"].get("canary_auc")),
+                    f"{_detected(p_values)} of {len(p_values)} seeds",
+                ]
+            )
+        )
+    return lines + ["", canary_separation(summary)]
+
+
+def canary_separation(summary: Mapping) -> str:
+    """Whether the canary test tells Original from Retrain, in one sentence.
+
+    It separates them when, in every seed with both, it detects the canaries in Original
+    (which trained on them) and not in Retrain (which never saw them). When it does not,
+    the test cannot tell a model that kept the canaries from one that never had them in
+    that scenario, so a method's result there is no evidence either way.
+
+    Parameters
+    ----------
+    summary : Mapping
+        One scenario's summary.
+
+    Returns
+    -------
+    str
+        The sentence; it says so when no seed has both rows' canary numbers.
+    """
+    methods = summary.get("methods", {})
+    orig = (methods.get("Original") or {}).get("per_seed", {})
+    ret = (methods.get("Retrain") or {}).get("per_seed", {})
+    seeds = [
+        s
+        for s in orig
+        if s in ret and orig[s].get("canary_p") is not None and ret[s].get("canary_p") is not None
+    ]
+    if not seeds:
+        return (
+            "Sanity check not possible: no seed has the canary test of both Original and "
+            "Retrain, so it is unknown whether the test can tell them apart here."
+        )
+    found_orig = _detected([orig[s]["canary_p"] for s in seeds])
+    found_ret = _detected([ret[s]["canary_p"] for s in seeds])
+    counts = (
+        f"detected in Original in {found_orig} of {len(seeds)} seeds, in Retrain in "
+        f"{found_ret} of {len(seeds)}"
+    )
+    if found_orig == len(seeds) and found_ret == 0:
+        return (
+            f"Sanity check: the canary test separates Original from Retrain ({counts}). "
+            "A p-value at or above the threshold is no proof of forgetting, only no evidence "
+            "against it."
+        )
+    return (
+        f"Sanity check: the canary test does NOT separate Original from Retrain here "
+        f"({counts}): it cannot tell a model that kept the canaries from one that never "
+        "saw them, so a method's canary result in this scenario is no evidence either way."
+    )
+
+
+def canary_intro(summary: Mapping) -> str:
+    """The line above the canary table: the test, and how many canaries it used.
+
+    Parameters
+    ----------
+    summary : Mapping
+        One scenario's summary.
+
+    Returns
+    -------
+    str
+        The number of in-canaries is named when every row and seed agrees on it.
+    """
+    counts = {
+        row_seed.get("canary_n")
+        for row in summary.get("methods", {}).values()
+        for row_seed in row.get("per_seed", {}).values()
+        if row_seed.get("canary_p") is not None
+    }
+    count = next(iter(counts)) if len(counts) == 1 else None
+    size = "" if count is None else f"{count:g} in-canaries and as many kept out; "
+    return (
+        f"The departing client's canary test ({size}one-sided permutation test; detected "
+        f"when p < {ALPHA:g}):"
     )
 
 
@@ -461,6 +592,9 @@ def render_scenario(
             + lira
             + [""]
         )
+    canary = render_canary_table(summary)
+    if canary:
+        out += [canary_intro(summary), ""] + canary + [""]
     out.append(render_noise_floor(summary))
     out += render_stopping(summary)
     out += _failed_runs(report, scenario)

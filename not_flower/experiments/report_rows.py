@@ -51,6 +51,9 @@ ROW_KEYS: tuple[str, ...] = (
     "lira_tpr01",
     "lira_retain_tpr1",
     "avg_gap_lira",
+    "canary_p",
+    "canary_auc",
+    "canary_n",
 )
 UNITS: dict[str, str] = {
     "retain": "% retain-set accuracy",
@@ -85,6 +88,12 @@ UNITS: dict[str, str] = {
     "target) LiRA calls members at the 1 % FPR threshold",
     "avg_gap_lira": "points: mean |x - Retrain| over retain/forget/test accuracy and LiRA "
     "AUC, per seed vs the same seed's Retrain",
+    "canary_p": "p-value (0 to 1, not %) of the one-sided permutation test that the "
+    "departing client's in-canaries fit the model better than its out-canaries; detected "
+    "when p < 0.05",
+    "canary_auc": "% ROC AUC separating the departing client's in-canaries from its "
+    "out-canaries (50: no trace of them)",
+    "canary_n": "number of in-canaries the departing client planted (as many kept out)",
 }
 _SCALE_TO_POINTS = {
     "retain": "retain_acc",
@@ -99,7 +108,10 @@ _SCALE_TO_POINTS = {
     "lira_tpr1": "lira_tpr_fpr1",
     "lira_tpr01": "lira_tpr_fpr01",
     "lira_retain_tpr1": "lira_retain_tpr_fpr1",
+    "canary_auc": "canary_auc",
 }
+#: Row keys copied from the model's metrics as they are (not scaled to %).
+_AS_IS = {"canary_p": "canary_p", "canary_n": "canary_n"}
 
 
 def _finite(value) -> float | None:
@@ -328,6 +340,8 @@ def seed_row(
     for key, src in _SCALE_TO_POINTS.items():
         v = _finite(m.get(src))
         row[key] = None if v is None else 100.0 * v
+    for key, src in _AS_IS.items():
+        row[key] = _finite(m.get(src))
     ref = _metrics_for(retrain, None) if retrain is not None else None
     if ref is not None:
         try:
