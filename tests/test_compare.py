@@ -1019,3 +1019,30 @@ def test_with_shared_training_puts_the_original_training_in_front_of_the_curves(
     ]
     assert [r["test_acc"] for r in rounds] == [0.1, 0.5, 0.8, 0.85, 0.9]
     assert out[1]["results"]["costs"] == ft["costs"] and ft["rounds"][1]["round"] == 1
+
+
+def test_backdoor_dirichlet_plants_the_backdoor_on_a_label_skewed_partition(tmp_path):
+    """The Dirichlet partition and the backdoor combine in one scenario, with --alpha."""
+    args = compare.parse_args(
+        [
+            "--out",
+            str(tmp_path),
+            "--seeds",
+            "1",
+            "--scenarios",
+            "backdoor-dirichlet",
+            "--methods",
+            "retrain",
+            "not",
+            "--alpha",
+            "0.1",
+        ]
+    )
+    by = {s.method: s.run_config for s in compare.plan_runs(args)}
+    for method in ("retrain", "not"):
+        cfg = by[method]
+        assert cfg["partitioner"] == "dirichlet" and cfg["dirichlet-alpha"] == 0.1
+        assert cfg["backdoor.clients"] == "0" and cfg["backdoor.fraction"] == 0.4
+        assert cfg["unlearn.clients"] == "0"
+        assert parse_run_config(cfg).partitioner == "dirichlet"
+    assert "backdoor-dirichlet" in report.SCENARIO_TEXT

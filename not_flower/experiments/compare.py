@@ -20,6 +20,8 @@ Scenarios
 ``backdoor``
     IID; the target client stamps the trigger on ``backdoor.fraction`` (0.4) of its samples
     and relabels them to ``backdoor.target`` (0).
+``backdoor-dirichlet``
+    The same backdoor on a Dirichlet(``--alpha``) label partition.
 ``class`` (class-wise forgetting)
     IID; forget the classes ``--forget-classes`` (default 3) of every client
     (``--class-scope federation``, the default: ``unlearn.clients = "*"``) or of the
@@ -201,7 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=SCENARIOS,
         default=list(DEFAULT_SCENARIOS),
         help="client-wise: iid; dirichlet (label skew, --alpha); backdoor (iid, "
-        "the target plants a trigger); mislabel (iid, 30 %% of the target's samples carry "
+        "the target plants a trigger); backdoor-dirichlet (the same on a Dirichlet partition, "
+        "--alpha); mislabel (iid, 30 %% of the target's samples carry "
         "a wrong label only it has); style (iid, the target's images are inverted); "
         "memorise (both: where a membership test can tell). Partial: class (forget "
         "--forget-classes); instance (the target forgets its poisoned "
@@ -259,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--alpha",
         type=_positive_float,
         default=0.1,
-        help="Dirichlet concentration of the dirichlet scenario",
+        help="Dirichlet concentration of the dirichlet and backdoor-dirichlet scenarios",
     )
     p.add_argument(
         "--server-data-fraction",

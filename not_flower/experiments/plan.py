@@ -23,6 +23,7 @@ SCENARIOS: tuple[str, ...] = (
     "iid",
     "dirichlet",
     "backdoor",
+    "backdoor-dirichlet",
     "mislabel",
     "style",
     "memorise",
@@ -223,7 +224,7 @@ def scenario_config(
     scenario : str
         One of :data:`SCENARIOS`.
     alpha : float (default: 0.1)
-        Dirichlet concentration (``dirichlet`` only).
+        Dirichlet concentration (``dirichlet`` and ``backdoor-dirichlet`` only).
     target : int (default: 0)
         The client to forget (the poisoner in ``backdoor`` and ``instance``, the client
         with mislabelled samples in ``mislabel``).
@@ -259,6 +260,13 @@ def scenario_config(
         }
     if scenario == "backdoor":
         return {**backdoor, "unlearn.clients": str(target)}
+    if scenario == "backdoor-dirichlet":  # the backdoor on a label-skewed partition
+        return {
+            **backdoor,
+            "partitioner": "dirichlet",
+            "dirichlet-alpha": float(alpha),
+            "unlearn.clients": str(target),
+        }
     if scenario == "mislabel":  # data no other client covers: a membership test can tell
         return {
             "partitioner": "iid",

@@ -390,6 +390,9 @@ SCENARIO_TEXT: dict[str, str] = {
     "its samples; the target client is forgotten. ASR = share of triggered "
     "test images (true label not the backdoor's) classified as the backdoor "
     "label.",
+    "backdoor-dirichlet": "Client-wise: Dirichlet label-skewed partition; the target client "
+    "planted a backdoor trigger on part of its samples; the target client is forgotten. ASR "
+    "as in the backdoor scenario.",
     "mislabel": "Client-wise: IID; 30 % of the target client's samples carry a wrong label "
     "drawn at random among the other classes (data no other client covers, which a model "
     "fits only by memorising it); the target client is forgotten. forget = accuracy on "
