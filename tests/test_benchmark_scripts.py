@@ -368,3 +368,12 @@ def test_canary_table_counts_the_seeds_that_detect_the_canaries(tmp_path, capsys
     with pytest.raises(SystemExit):
         canary_table.main()
     assert "has no runs/ folder" in capsys.readouterr().err
+
+
+def test_clientapp_start_benchmark_refuses_no_repeats(capsys):
+    import clientapp_start  # noqa: PLC0415
+
+    assert clientapp_start.main(["--repeats", "0"]) == 2
+    assert "--repeats must be >= 1, got 0" in capsys.readouterr().err
+    assert set(clientapp_start.VARIANTS) == {"app (now)", "app + scikit-learn (before)"}
+    assert "sklearn" not in clientapp_start.VARIANTS["app (now)"]

@@ -4,6 +4,7 @@ format."""
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import pickle
 import struct
 from pathlib import Path
@@ -16,6 +17,7 @@ from not_flower.task.data import DATASETS, Dataset, load_dataset
 
 # --------------------------------------------------------------------------- helpers
 
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "make_digits_split.py"
 N_TRAIN, N_TEST = 20, 10
 
 
@@ -147,6 +149,32 @@ def test_digits_is_the_sklearn_data_and_deterministic():
     again = load_dataset("digits", "/nonexistent/dir/ignored")
     np.testing.assert_array_equal(again.x_test, ds.x_test)
     np.testing.assert_array_equal(again.y_train, ds.y_train)
+
+
+def test_digits_split_is_scikit_learns_stratified_split_bitwise():
+    """The pinned order (no scikit-learn import at load time) is exactly what
+    ``train_test_split(test_size=0.2, stratify=y, random_state=0)`` gives, and the module
+    is what scripts/make_digits_split.py writes."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    raw = load_digits()
+    x = (raw.images.astype(np.float32) / 16.0).reshape(-1, 1, 8, 8)
+    y = raw.target.astype(np.int64)
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, y, test_size=0.2, stratify=y, random_state=0
+    )
+    data_mod._load_cached.cache_clear()
+    ds = load_dataset("digits")
+    for ours, theirs in ((ds.x_train, x_train), (ds.y_train, y_train), (ds.x_test, x_test)):
+        assert ours.dtype == theirs.dtype and ours.shape == theirs.shape
+        assert ours.tobytes() == theirs.tobytes()
+    assert ds.y_test.tobytes() == y_test.tobytes()
+    spec = importlib.util.spec_from_file_location("make_digits_split", SCRIPT)
+    make = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make)
+    order, n_test = make.split_order()
+    assert make.TARGET.read_text() == make.render(order, n_test=n_test)
 
 
 def test_cached_and_read_only():

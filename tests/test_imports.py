@@ -94,6 +94,21 @@ print(",".join(sorted(m for m in sys.modules if m.startswith("strategies"))))
     }
 
 
+@pytest.mark.e2e  # a fresh Python
+def test_a_clientapp_on_digits_imports_no_scikit_learn():
+    """Flower starts one ClientApp process per message in a deployment: the import and the
+    digits data load stay clear of scikit-learn and SciPy (about a second of each start)."""
+    code = """
+import sys
+import not_flower.app.client_app
+from not_flower.task.data import load_dataset
+load_dataset("digits")
+heavy = {m.split(".")[0] for m in sys.modules} & {"sklearn", "scipy", "pandas", "matplotlib"}
+print(",".join(sorted(heavy)) or "none")
+"""
+    assert _python(code) == "none"
+
+
 def _type_checking_imports(path: Path) -> dict[str, str]:
     """Name -> module (relative, ``.x``) of the imports under ``if TYPE_CHECKING:``."""
     names: dict[str, str] = {}

@@ -146,9 +146,9 @@ class _SpyPipeline:
 
 @pytest.fixture
 def spy(monkeypatch):
-    real = population_mia.make_pipeline
+    real = population_mia.attack_model
     _SpyPipeline.calls = []
-    monkeypatch.setattr(population_mia, "make_pipeline", lambda *s: _SpyPipeline(real(*s)))
+    monkeypatch.setattr(population_mia, "attack_model", lambda: _SpyPipeline(real()))
     return _SpyPipeline.calls
 
 

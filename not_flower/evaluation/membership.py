@@ -50,7 +50,6 @@ held-out samples the threshold is the largest held-out score (FPR 0 on them).
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
 __all__ = [
     "FPR_LEVELS",
@@ -435,6 +434,8 @@ def membership_auc(
     neg = _scores(nonmember_scores, "nonmember_scores")
     w = _weights(weights, len(neg))
     truth = np.r_[np.ones(len(pos)), np.zeros(len(neg))]
+    from sklearn.metrics import roc_auc_score  # here: a ClientApp imports this module
+
     if weights is None:
         return float(roc_auc_score(truth, np.r_[pos, neg]))
     return float(roc_auc_score(truth, np.r_[pos, neg], sample_weight=np.r_[np.ones(len(pos)), w]))

@@ -16,10 +16,6 @@ from __future__ import annotations
 from numbers import Integral
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
-from sklearn.svm import SVC
 
 from not_flower.evaluation.classification import _check_pair, log_softmax
 
@@ -116,10 +112,24 @@ def mia_efficacy(
     x_train, y_train = _balanced_attack_set(
         r_lg, r_lb, t_lg, t_lb, seed=seed, max_per_class=max_per_class
     )
-    attack = make_pipeline(StandardScaler(), SVC(kernel="rbf", C=3, gamma="auto"))
+    attack = attack_model()
     attack.fit(x_train, y_train)
     pred = np.asarray(attack.predict(mia_features(f_lg, f_lb)))
     return float(np.mean(pred == 0))
+
+
+def attack_model():
+    """A fresh, unfitted attack: ``make_pipeline(StandardScaler(), SVC(kernel="rbf", C=3,
+    gamma="auto"))``.
+
+    scikit-learn is imported here, not with the module: a ClientApp imports this module, and
+    Flower starts one ClientApp process per message in a deployment.
+    """
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    return make_pipeline(StandardScaler(), SVC(kernel="rbf", C=3, gamma="auto"))
 
 
 def _check_attack_sets(
@@ -243,4 +253,6 @@ def loss_threshold_auc(member_losses: np.ndarray, nonmember_losses: np.ndarray) 
     mem, non = arrays
     y = np.concatenate([np.ones(mem.size), np.zeros(non.size)])
     scores = -np.concatenate([mem, non])
+    from sklearn.metrics import roc_auc_score  # here: a ClientApp imports this module
+
     return float(roc_auc_score(y, scores))

@@ -28,8 +28,10 @@ Supported data sets (see :data:`DATASETS`):
 
 from __future__ import annotations
 
+import base64
 import functools
 import gzip
+import importlib.util
 import os
 import pickle
 import shutil
@@ -253,16 +255,31 @@ def _load_cached(name: str, root: str | None) -> Dataset:
 
 
 def _load_digits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+    """scikit-learn's digits and its stratified 20 % test split (``random_state=0``).
 
-    digits = load_digits()
-    x = (digits.images.astype(np.float32) / 16.0).reshape(-1, 1, 8, 8)
-    y = digits.target.astype(np.int64)
-    x_train, x_test, y_train, y_test = train_test_split(
-        x, y, test_size=0.2, stratify=y, random_state=0
-    )
-    return x_train, y_train, x_test, y_test
+    The file is read as ``sklearn.datasets.load_digits`` reads it, and the split's order
+    comes pinned from :mod:`not_flower.task.digits_split`, so that no part of scikit-learn
+    is imported: a ClientApp in a deployment starts one process per message, and importing
+    scikit-learn would cost each about a second. Both are checked against scikit-learn's
+    own functions in ``tests/test_data.py``.
+    """
+    from not_flower.task.digits_split import N_TEST, ORDER
+
+    with gzip.open(_digits_csv(), mode="rt", encoding="utf-8") as text:
+        data = np.loadtxt(text, delimiter=",")
+    x = (data[:, :-1].astype(np.float32) / 16.0).reshape(-1, 1, 8, 8)
+    y = data[:, -1].astype(np.int64)
+    order = np.frombuffer(base64.b64decode("".join(ORDER)), dtype="<u2").astype(np.int64)
+    train, test = order[:-N_TEST], order[-N_TEST:]
+    return x[train], y[train], x[test], y[test]
+
+
+def _digits_csv() -> Path:
+    """scikit-learn's ``datasets/data/digits.csv.gz``, found without importing scikit-learn."""
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("dataset 'digits' needs scikit-learn (pip install scikit-learn)")
+    return Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / "digits.csv.gz"
 
 
 # --------------------------------------------------------------------------- MNIST
