@@ -39,30 +39,6 @@ GROUP_TITLES = {
 }
 
 
-def flat_keys(table: dict, prefix: str = "") -> dict:
-    """Flatten nested run-config tables to dotted keys, as Flower does.
-
-    Parameters
-    ----------
-    table : dict
-        ``[tool.flwr.app.config]`` as parsed by ``tomllib``.
-    prefix : str
-        Dotted prefix of ``table``'s keys.
-
-    Returns
-    -------
-    dict
-        Key to default value, in the file's order.
-    """
-    out: dict = {}
-    for key, value in table.items():
-        if isinstance(value, dict):
-            out.update(flat_keys(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def toml_value(value) -> str:
     """A default written as in ``pyproject.toml`` (``true``, ``"first"``, ``0.5``)."""
     if isinstance(value, bool):
@@ -93,8 +69,11 @@ def settings_table(pyproject: Path, rows: list) -> str:
         When ``pyproject.toml`` lacks a declared key, has an undeclared one, or states
         another default.
     """
+    _on_path()
+    from not_flower.common.settings import flatten  # pylint: disable=import-outside-toplevel
+
     config = tomllib.loads(pyproject.read_text())["tool"]["flwr"]["app"]["config"]
-    defaults = flat_keys(config)
+    defaults = flatten(config)
     declared = {key: default for _, key, default, _, _ in rows}
     missing = [k for k in declared if k not in defaults]
     unknown = [k for k in defaults if k not in declared]
@@ -118,10 +97,15 @@ def settings_table(pyproject: Path, rows: list) -> str:
     return "\n".join(out).strip() + "\n"
 
 
-def declared_rows() -> list:
-    """The declarations' reference rows (imports not-flower's settings; no torch)."""
+def _on_path() -> None:
+    """This checkout's ``not_flower`` importable (the hook runs from mkdocs, not the repo)."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
+
+
+def declared_rows() -> list:
+    """The declarations' reference rows (imports not-flower's settings; no torch)."""
+    _on_path()
     from not_flower.common.config import RunConfig  # pylint: disable=import-outside-toplevel
     from not_flower.common.settings import reference_rows  # pylint: disable=import-outside-toplevel
 

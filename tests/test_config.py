@@ -8,25 +8,15 @@ from pathlib import Path
 import pytest
 
 from not_flower.common.config import ConfigError, RunConfig, parse_run_config, to_run_config
+from not_flower.common.settings import flatten
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _flat(table: dict, prefix: str = "") -> dict:
-    """Nested run-config tables as Flower flattens them (dotted keys)."""
-    out: dict = {}
-    for key, value in table.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def test_pyproject_defaults_are_the_config_defaults():
     """pyproject.toml's tables, flattened, are the declared keys, in the declared order,
     with the declared defaults."""
-    flwr_config = _flat(
+    flwr_config = flatten(
         tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["flwr"]["app"]["config"]
     )
     assert list(flwr_config) == list(to_run_config(RunConfig()))

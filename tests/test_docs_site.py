@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from not_flower.common.settings import flatten
+
 ROOT = Path(__file__).resolve().parents[1]
 pytest.importorskip("mkdocs", reason="the docs extra is not installed (bash scripts/docs.sh)")
 
@@ -32,7 +34,7 @@ def test_settings_tables_list_every_declared_key_with_its_default_by_group():
     table = hooks.settings_table(ROOT / "pyproject.toml", rows)
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["flwr"]["app"]["config"]
     lines = [r for r in table.splitlines() if r.startswith("| `")]
-    assert sorted(r.split("`")[1] for r in lines) == sorted(hooks.flat_keys(config))
+    assert sorted(r.split("`")[1] for r in lines) == sorted(flatten(config))
     assert '| `method` | `"not"` | `not`, `ft`, `retrain`' in table
     assert "| `negate.bias` | `true` | `true`, `false` |" in table
     assert "| `recovery.rounds` | `15` | integer >= 0 |" in table
@@ -42,7 +44,7 @@ def test_settings_tables_list_every_declared_key_with_its_default_by_group():
 
 
 def test_nested_tables_become_dotted_keys():
-    assert _hooks().flat_keys({"a": 1, "recovery": {"rounds": 2, "x": {"y": "z"}}}) == {
+    assert flatten({"a": 1, "recovery": {"rounds": 2, "x": {"y": "z"}}}) == {
         "a": 1,
         "recovery.rounds": 2,
         "recovery.x.y": "z",

@@ -179,6 +179,32 @@ def migrate_keys(config: Mapping, config_type) -> dict:
     return {renamed.get(k, k): v for k, v in config.items()}
 
 
+def flatten(table: Mapping, prefix: str = "") -> dict:
+    """Nested run-config tables as dotted keys, as Flower flattens them.
+
+    Parameters
+    ----------
+    table : Mapping
+        A parsed ``[tool.flwr.app.config]`` table or run-config file (``[recovery]`` and
+        other nested tables inside).
+    prefix : str
+        Dotted prefix of ``table``'s keys.
+
+    Returns
+    -------
+    dict
+        Dotted key to value, in the table's order (``{"recovery": {"rounds": 5}}`` ->
+        ``{"recovery.rounds": 5}``).
+    """
+    out: dict = {}
+    for key, value in table.items():
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def check_keys(run_config: Mapping, config_type) -> None:
     """Refuse keys the app does not declare, naming a renamed key's new name.
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from not_flower.common.config import RunConfig
 from not_flower.common.methods import REGISTRY
-from not_flower.common.settings import declarations, renamed_keys
+from not_flower.common.settings import declarations, flatten, renamed_keys
 from not_flower.experiments.report import METHOD_NAMES, METHODS, RECOVERY_METHODS, STEP_METHODS
 
 SCENARIOS: tuple[str, ...] = (
@@ -148,16 +148,10 @@ def config_file_items(path: str | Path) -> list[str]:
     except (OSError, tomllib.TOMLDecodeError) as err:
         raise ValueError(f"--config {path}: not a readable TOML file ({err})") from None
 
-    def flat(t: dict, prefix: str = ""):
-        for key, value in t.items():
-            if isinstance(value, dict):
-                yield from flat(value, f"{prefix}{key}.")
-            elif isinstance(value, bool):
-                yield f"{prefix}{key}={str(value).lower()}"
-            else:
-                yield f"{prefix}{key}={value}"
-
-    return list(flat(table))
+    return [
+        f"{key}={str(value).lower() if isinstance(value, bool) else value}"
+        for key, value in flatten(table).items()
+    ]
 
 
 def parse_set(items: Sequence[str] | None, *, allow: Sequence[str] = ()) -> dict:
@@ -184,6 +178,7 @@ def parse_set(items: Sequence[str] | None, *, allow: Sequence[str] = ()) -> dict
     """
     known = _known_keys()
     out: dict = {}
+    renamed = renamed_keys(RunConfig)
     for item in items or ():
         if "=" not in item:
             raise ValueError(f"--set expects key=value, got {item!r}")
@@ -195,10 +190,9 @@ def parse_set(items: Sequence[str] | None, *, allow: Sequence[str] = ()) -> dict
             raise ValueError(
                 f"--set {key}=...: {key!r} is set by this command; use {RESERVED_KEYS[key]} instead"
             )
-        if key in renamed_keys(RunConfig):
+        if key in renamed:
             raise ValueError(
-                f"--set {item!r}: run-config key {key!r} was renamed to "
-                f"{renamed_keys(RunConfig)[key]!r}"
+                f"--set {item!r}: run-config key {key!r} was renamed to {renamed[key]!r}"
             )
         if key not in known:
             raise ValueError(
