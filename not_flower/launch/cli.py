@@ -262,18 +262,26 @@ def app_defaults(pyproject: Path) -> dict:
     return dict(_flat_items(data["tool"]["flwr"]["app"]["config"]))
 
 
-def app_renamed_keys(pyproject: Path) -> dict:
-    """Old flat run-config key -> its grouped name, for not-flower's app (else empty)."""
+def _not_flower_module(pyproject: Path, name: str):
+    """``not_flower.common.<name>`` from this file's checkout when ``pyproject``'s app is
+    not-flower's (``[tool.flwr.app.components] serverapp = "not_flower...."``), else
+    ``None``: other apps' run configs are left to them."""
     data = tomllib.loads(Path(pyproject).read_text())
     components = data.get("tool", {}).get("flwr", {}).get("app", {}).get("components", {})
     if not str(components.get("serverapp", "")).startswith("not_flower."):
-        return {}
+        return None
     root = str(Path(__file__).resolve().parents[2])
     if root not in sys.path:
         sys.path.insert(0, root)
-    config = importlib.import_module("not_flower.common.config")
-    settings = importlib.import_module("not_flower.common.settings")
-    return settings.renamed_keys(config.RunConfig)
+    return importlib.import_module(f"not_flower.common.{name}")
+
+
+def app_renamed_keys(pyproject: Path) -> dict:
+    """Old flat run-config key -> its grouped name, for not-flower's app (else empty)."""
+    config = _not_flower_module(pyproject, "config")
+    if config is None:
+        return {}
+    return _not_flower_module(pyproject, "settings").renamed_keys(config.RunConfig)
 
 
 def check_values(
@@ -308,15 +316,10 @@ def check_values(
         With :class:`not_flower.common.config.ConfigError`'s message (it names the key, the
         value and what is allowed).
     """
-    data = tomllib.loads(Path(pyproject).read_text())
-    components = data.get("tool", {}).get("flwr", {}).get("app", {}).get("components", {})
-    if not str(components.get("serverapp", "")).startswith("not_flower."):
+    config = _not_flower_module(pyproject, "config")
+    if config is None:
         return
-    root = str(Path(__file__).resolve().parents[2])
-    if root not in sys.path:
-        sys.path.insert(0, root)
-    config = importlib.import_module("not_flower.common.config")
-    prestart = importlib.import_module("not_flower.common.prestart")
+    prestart = _not_flower_module(pyproject, "prestart")
     try:
         cfg = config.parse_run_config({**app_defaults(pyproject), **values})
         prestart.check_before_start(cfg, num_partitions, paths=paths)
