@@ -11,8 +11,13 @@
 #      (docker/testing/Dockerfile, via docker/testing/standins.yaml), unless images of
 #      those names exist already (real ones pulled from Docker Hub are used as they are).
 # Needs root (debootstrap), `docker` with Compose v2 and a running engine (DOCKER_HOST).
+#
+# One at a time: .ci/run starts this in the background while its other steps run, and the
+# compose test runs it again; the second waits for the first (a lock) and finds all made.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+exec 9>"/tmp/not-flower-standins-$(id -u).lock"
+flock 9
 FLWR_VERSION="${FLWR_VERSION:-1.42.0}"
 TORCH_REQUIREMENTS="${TORCH_REQUIREMENTS:-torch==2.13.0+cpu}"
 PYTHON="${PYTHON:-python3}"
