@@ -377,3 +377,33 @@ def test_clientapp_start_benchmark_refuses_no_repeats(capsys):
     assert "--repeats must be >= 1, got 0" in capsys.readouterr().err
     assert set(clientapp_start.VARIANTS) == {"app (now)", "app + scikit-learn (before)"}
     assert "sklearn" not in clientapp_start.VARIANTS["app (now)"]
+
+
+def test_dead_units_counts_units_that_never_fire_and_negates_as_not_does(tmp_path, capsys):
+    import torch  # noqa: PLC0415
+    from torch import nn  # noqa: PLC0415
+
+    import dead_units  # noqa: PLC0415
+
+    model = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 2))
+    with torch.no_grad():
+        model[0].weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]))
+        model[0].bias.copy_(torch.tensor([0.0, 0.0, -100.0]))  # unit 2 never fires
+    x = torch.tensor([[1.0, 0.0], [0.0, 2.0], [3.0, 3.0]])
+    found = dead_units.alive_units(model, x)
+    assert list(found) == ["0", "logit_std"]  # the hidden layer only, not the output layer
+    assert found["0"]["alive"] == 2 and found["0"]["units"] == 3
+    assert found["0"]["positive"] == round(4 / 9, 4)  # x1 on 2 inputs, x2 on 2, unit 2 never
+    state = {"0.weight": torch.ones(2, 2), "0.bias": torch.ones(2), "1.weight": torch.ones(1, 2)}
+    both = dead_units.negated(state, ["0"], bias=True)
+    weights = dead_units.negated(state, ["0"], bias=False)
+    assert torch.equal(both["0.bias"], -torch.ones(2)) and torch.equal(
+        weights["0.bias"], state["0.bias"]
+    )
+    assert (
+        torch.equal(both["0.weight"], -state["0.weight"]) and both["1.weight"] is state["1.weight"]
+    )
+    assert dead_units.main(["--images", "0", str(tmp_path / "x.pt")]) == 2
+    assert "--images must be >= 1, got 0" in capsys.readouterr().err
+    assert dead_units.main([str(tmp_path / "missing.pt")]) == 2
+    assert "no such checkpoint" in capsys.readouterr().err
