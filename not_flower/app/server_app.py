@@ -28,6 +28,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 from flwr.supercore import log
 
+from not_flower.app.collapse import collapse_warning, stuck_at_chance
 from not_flower.app.forgetting_records import (
     audit_log_path,
     check_audit_log,
@@ -325,6 +326,10 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
             )
         self.stopping = StoppingRule.from_config(cfg, self.state.stopping)  # per request
         self.ended_at: int | None = None  # the round the stopping rule ended the run at
+        # the latest request's recovery: validation accuracy per round, and whether the
+        # "stuck at chance" warning was logged (not_flower.app.collapse)
+        self.recovery_val_accs: list[float | None] = []
+        self.collapse_warned = False
         #: server round -> the name of the model measured after it
         self._instance_events: list[UnlearningEvent] = []  # to check they forgot something
         self.snapshots = {
@@ -434,6 +439,7 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
             previous, {n for n in previous if n not in self.strategy.excluded_node_ids}
         )
         self.stopping.start(self.offset + event.round, self.state.reference_val_acc)
+        self.recovery_val_accs, self.collapse_warned = [], False
         self._record_applied()
 
     def _check_forgotten(self, row: RoundStats) -> None:
@@ -548,7 +554,15 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
         )
 
     def _observe_stopping(self, row: RoundStats, arrays: ArrayRecord) -> None:
-        """Judge a round for each open request; measure the model where one stops."""
+        """Judge a round for each open request; measure the model where one stops; warn
+        once per request when its recovery stays at chance."""
+        if row.phase == "recovery" and not self.collapse_warned:
+            self.recovery_val_accs.append(row.val_acc)
+            classes = int(self.meta["num_classes"])
+            if stuck_at_chance(self.recovery_val_accs, classes):
+                self.collapse_warned = True
+                requests = len(self.stopping.entries)
+                log(WARNING, collapse_warning(requests, row.round, row.val_acc, classes))
         for k in self.stopping.observe(row.round, row.phase, row.val_acc):  # each its own
             self.recorder.add_stopped(k, self.evaluator.full(arrays))
             entry = self.stopping.entries[k]
