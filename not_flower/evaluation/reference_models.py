@@ -39,14 +39,17 @@ from not_flower.evaluation.membership import (
 )
 from not_flower.evaluation.metrics import predict_logits
 from not_flower.task.backdoor import stamp_trigger
+from not_flower.task.canary import heldout_canary_seed, make_canaries
 from not_flower.task.mislabel import invert, mislabel
 from not_flower.task.models import build_model
 from not_flower.task.spec import DataSpec
 from not_flower.task.training import client_data, dataset_for, device, train
 
 __all__ = [
+    "CANARY",
     "CLEAN",
     "DEFAULT_CACHE_DIR",
+    "HELDOUT_CANARIES",
     "MISLABELLED",
     "POISONED",
     "STYLED",
@@ -69,8 +72,13 @@ _CACHE_VERSION = 2  # 2: held-out poisoned copies in the universe
 
 #: ``Universe.kind`` values: a clean sample, a poisoned one (trigger + backdoor label), a
 #: mislabelled one (a wrong label of its own), an inverted one (``style.clients``), an
-#: inverted and mislabelled one.
-CLEAN, POISONED, MISLABELLED, STYLED, STYLED_MISLABELLED = 0, 1, 2, 3, 4
+#: inverted and mislabelled one, a canary (``canary.clients``; random pixels, random label).
+CLEAN, POISONED, MISLABELLED, STYLED, STYLED_MISLABELLED, CANARY = 0, 1, 2, 3, 4, 5
+
+#: Held-out canaries in the universe when clients plant canaries (at least; as many as the
+#: clients planted when they planted more): the non-members the planted canaries are scored
+#: against, enough for a 1 % false-positive rate to be two of them.
+HELDOUT_CANARIES = 200
 
 
 @dataclass(frozen=True)
@@ -117,8 +125,8 @@ class Universe:
         the test split, then, when clients poison or mislabel samples, test images
         altered the same way, as many as the clients altered (:func:`build_universe`).
     kind : np.ndarray or None
-        ``(N,)`` int8: :data:`CLEAN`, :data:`POISONED`, :data:`MISLABELLED` or
-        :data:`STYLED` or :data:`STYLED_MISLABELLED`; None means all clean.
+        ``(N,)`` int8: :data:`CLEAN`, :data:`POISONED`, :data:`MISLABELLED`,
+        :data:`STYLED`, :data:`STYLED_MISLABELLED` or :data:`CANARY`; None means all clean.
     """
 
     x: np.ndarray
@@ -157,7 +165,9 @@ def _altered_heldout(spec: DataSpec, kinds: np.ndarray, data) -> list[tuple]:
     them is confident, pull the AUC below 50 for every model (see the evaluation guide's
     membership section). Per kind of the clients' samples (``kinds``), as many copies as
     they hold, so that each reference model (half the universe) trains on about as many
-    as the federation does.
+    as the federation does. When clients planted canaries, canaries drawn the same way
+    from a seed of their own (:func:`not_flower.task.canary.heldout_canary_seed`),
+    :data:`HELDOUT_CANARIES` of them or as many as were planted.
     """
     n_test = len(data.y_test)
     blocks = []
@@ -175,6 +185,13 @@ def _altered_heldout(spec: DataSpec, kinds: np.ndarray, data) -> list[tuple]:
         if kind in (STYLED, STYLED_MISLABELLED):
             x = invert(x)
         blocks.append((x, y, kind))
+    planted = int((kinds == CANARY).sum())
+    if planted:  # canaries drawn as the clients draw theirs, from a stream of their own
+        n = max(HELDOUT_CANARIES, planted)
+        canaries = make_canaries(
+            heldout_canary_seed(spec.canary_seed), data.input_shape, data.num_classes, n_in=n
+        )
+        blocks.append((canaries.x_in.astype(data.x_test.dtype), canaries.y_in, CANARY))
     return blocks
 
 
@@ -193,9 +210,10 @@ def build_universe(
         When clients poison (``backdoor.clients``), mislabel (``mislabel.clients``) or
         invert (``style.clients``) samples, append a seeded choice of test images
         altered the same way (trigger and backdoor label; a wrong label; inverted), as
-        many as the clients altered; False gives
-        the universe of the attack before they were added (the test split only), to
-        reproduce its numbers.
+        many as the clients altered; when clients plant canaries (``canary.clients``),
+        mark them :data:`CANARY` and append held-out canaries (:func:`_altered_heldout`).
+        False gives the universe of the attack before they were added (the test split
+        only, canaries unmarked), to reproduce its numbers.
 
     Returns
     -------
@@ -215,6 +233,8 @@ def build_universe(
         if own_style:
             kind[:] = STYLED
         kind[p.mislabelled] = STYLED_MISLABELLED if own_style else MISLABELLED
+        if altered_heldout:
+            kind[p.canaries] = CANARY
         kinds.append(kind)
     altered = _altered_heldout(spec, np.concatenate(kinds), data) if altered_heldout else []
     kinds.append(np.zeros(len(data.y_test), dtype=np.int8))
@@ -499,14 +519,18 @@ class MembershipHarness:
         The held-out samples are weighted to the forget set's make-up (label, poisoned
         or not; :func:`~not_flower.evaluation.membership.matching_weights`), and to the retained
         data's for ``lira_retain_tpr_fpr1``, so that a model that never saw the forget
-        set scores an AUC of about 50 whatever the forget set holds.
+        set scores an AUC of about 50 whatever the forget set holds. When the forget set
+        holds canaries, the same attack on them alone, against the held-out canaries
+        (unweighted: canaries and their labels are drawn i.i.d.).
 
         Returns
         -------
         dict[str, float]
             :func:`not_flower.evaluation.membership.membership_metrics` keys (``lira_auc``,
-            ``lira_tpr_fpr1``, ``lira_tpr_fpr01``, ``lira_retain_tpr_fpr1``); empty before
-            :meth:`set_forget` or with an empty forget set.
+            ``lira_tpr_fpr1``, ``lira_tpr_fpr01``, ``lira_retain_tpr_fpr1``), and with
+            canaries in the forget set ``lira_canary_auc``, ``lira_canary_tpr_fpr1`` and
+            ``lira_canary_tpr_fpr01``; empty before :meth:`set_forget` or with an empty
+            forget set.
         """
         if self.mask is None or not self.mask.any():
             return {}
@@ -517,13 +541,21 @@ class MembershipHarness:
         heldout[u.heldout] = True
         retain = ~self.mask & ~heldout
         strata = u.strata()
-        return membership_metrics(
+        out = membership_metrics(
             scores[self.mask],
             scores[heldout],
             scores[retain],
             nonmember_weights=matching_weights(strata[self.mask], strata[heldout]),
             retain_weights=matching_weights(strata[retain], strata[heldout]),
         )
+        canary = u.kind == CANARY if u.kind is not None else np.zeros(len(u.y), bool)
+        if (self.mask & canary).any():
+            out.update(
+                membership_metrics(
+                    scores[self.mask & canary], scores[heldout & canary], prefix="lira_canary"
+                )
+            )
+        return out
 
     def info(self) -> dict:
         """What ``results.json`` keeps about the attack: models, epochs, time, cache."""
@@ -540,6 +572,9 @@ class MembershipHarness:
                 "train": int(self.universe.offsets[-1]),
                 "heldout": int(len(self.universe.y) - self.universe.offsets[-1]),
                 "heldout_altered": int((self.universe.kind[self.universe.heldout] > 0).sum()),
+                "heldout_canaries": int(
+                    (self.universe.kind[self.universe.heldout] == CANARY).sum()
+                ),
                 "nonmembers": "the held-out samples weighted to the forget set's make-up "
                 "(label; clean, poisoned or mislabelled)",
             },

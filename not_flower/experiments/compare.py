@@ -206,7 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
         "the target plants a trigger); backdoor-dirichlet (the same on a Dirichlet partition, "
         "--alpha); mislabel (iid, 30 %% of the target's samples carry "
         "a wrong label only it has); style (iid, the target's images are inverted); "
-        "memorise (both: where a membership test can tell). Partial: class (forget "
+        "memorise (both); canary (iid, the target plants 32 canaries: random pixels, random "
+        "labels, where LiRA can tell). Partial: class (forget "
         "--forget-classes); instance (the target forgets its poisoned "
         "samples)",
     )

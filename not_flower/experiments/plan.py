@@ -27,6 +27,7 @@ SCENARIOS: tuple[str, ...] = (
     "mislabel",
     "style",
     "memorise",
+    "canary",
     "class",
     "instance",
 )
@@ -34,6 +35,8 @@ SCENARIOS: tuple[str, ...] = (
 DEFAULT_SCENARIOS: tuple[str, ...] = ("iid", "dirichlet", "backdoor")
 #: Share of the target's samples that get a wrong label in the ``mislabel`` scenario.
 MISLABEL_FRACTION = 0.3
+#: Canaries the target plants in the ``canary`` scenario (``--set canary.count=N`` changes it).
+CANARY_COUNT = 32
 #: Class-wise scope: every client's samples of the classes, or the target's only.
 CLASS_SCOPES: tuple[str, ...] = ("federation", "client")
 #: Methods run when ``--methods`` is not given: all but the baselines and the variants
@@ -203,6 +206,43 @@ def parse_set(items: Sequence[str] | None, *, allow: Sequence[str] = ()) -> dict
     return out
 
 
+def _backdoor(target: int) -> dict:
+    """The backdoor's keys: the target poisons 40 % of its samples (IID partition)."""
+    return {
+        "partitioner": "iid",
+        "backdoor.clients": str(target),
+        "backdoor.fraction": 0.4,
+        "backdoor.target": 0,
+    }
+
+
+def _client_wise(scenario: str, *, alpha: float, target: int) -> dict | None:
+    """Run-config keys of a client-wise scenario (the target is forgotten); ``None`` for a
+    scenario that is not client-wise."""
+    dirichlet = {"partitioner": "dirichlet", "dirichlet-alpha": float(alpha)}
+    mislabelled = {"mislabel.clients": str(target), "mislabel.fraction": MISLABEL_FRACTION}
+    keys = {
+        "iid": {"partitioner": "iid"},
+        "dirichlet": dirichlet,
+        "backdoor": _backdoor(target),
+        # the backdoor on a label-skewed partition
+        "backdoor-dirichlet": {**_backdoor(target), **dirichlet},
+        # data no other client covers: a membership test can tell
+        "mislabel": {"partitioner": "iid", **mislabelled},
+        # inverted images: a style only the target has
+        "style": {"partitioner": "iid", "style.clients": str(target)},
+        # both: inverted, 30 % of them mislabelled
+        "memorise": {"partitioner": "iid", "style.clients": str(target), **mislabelled},
+        # the target plants canaries: samples only it has, memorised
+        "canary": {
+            "partitioner": "iid",
+            "canary.clients": str(target),
+            "canary.count": CANARY_COUNT,
+        },
+    }.get(scenario)
+    return None if keys is None else {**keys, "unlearn.clients": str(target)}
+
+
 def scenario_config(
     scenario: str,
     *,
@@ -238,46 +278,9 @@ def scenario_config(
     ValueError
         For an unknown scenario.
     """
-    backdoor = {
-        "partitioner": "iid",
-        "backdoor.clients": str(target),
-        "backdoor.fraction": 0.4,
-        "backdoor.target": 0,
-    }
-    if scenario == "iid":
-        return {"partitioner": "iid", "unlearn.clients": str(target)}
-    if scenario == "dirichlet":
-        return {
-            "partitioner": "dirichlet",
-            "dirichlet-alpha": float(alpha),
-            "unlearn.clients": str(target),
-        }
-    if scenario == "backdoor":
-        return {**backdoor, "unlearn.clients": str(target)}
-    if scenario == "backdoor-dirichlet":  # the backdoor on a label-skewed partition
-        return {
-            **backdoor,
-            "partitioner": "dirichlet",
-            "dirichlet-alpha": float(alpha),
-            "unlearn.clients": str(target),
-        }
-    if scenario == "mislabel":  # data no other client covers: a membership test can tell
-        return {
-            "partitioner": "iid",
-            "mislabel.clients": str(target),
-            "mislabel.fraction": MISLABEL_FRACTION,
-            "unlearn.clients": str(target),
-        }
-    if scenario == "style":  # inverted images: a style only the target has
-        return {"partitioner": "iid", "style.clients": str(target), "unlearn.clients": str(target)}
-    if scenario == "memorise":  # both: inverted, 30 % of them mislabelled
-        return {
-            "partitioner": "iid",
-            "style.clients": str(target),
-            "mislabel.clients": str(target),
-            "mislabel.fraction": MISLABEL_FRACTION,
-            "unlearn.clients": str(target),
-        }
+    keys = _client_wise(scenario, alpha=alpha, target=target)
+    if keys is not None:
+        return keys
     if scenario == "class":
         if class_scope not in CLASS_SCOPES:
             raise ValueError(
@@ -293,7 +296,7 @@ def scenario_config(
         }
     if scenario == "instance":
         return {
-            **backdoor,
+            **_backdoor(target),
             "unlearn.mode": "instance",
             "unlearn.samples": "poisoned",
             "unlearn.clients": str(target),

@@ -40,7 +40,9 @@ is the Avg Gap between Retrain runs of different seeds, averaged over all pairs.
 This module is the entry point (:func:`write_report`) and keeps the whole public API; the
 work is done, one concern each, in :mod:`not_flower.experiments.report_rows` (method lists, units,
 one seed's row and its cost), :mod:`not_flower.experiments.report_summary` (rows over seeds, noise
-floor, requirements, ``report.json``), :mod:`not_flower.experiments.report_markdown` (``report.md``)
+floor, requirements, ``report.json``),
+:mod:`not_flower.experiments.report_markdown` (``report.md``),
+:mod:`not_flower.experiments.report_membership` (its membership tables)
 and :mod:`not_flower.experiments.report_plots` (the PNG plots).
 """
 
@@ -53,24 +55,27 @@ from pathlib import Path
 import numpy as np
 
 from not_flower.experiments.report_markdown import (
-    CANARY_HEADER,
     EXTRA_COLUMNS,
     LEGEND,
-    LIRA_HEADER,
     REQUIREMENTS_HEADER,
     SCENARIO_TEXT,
     TABLE_HEADER,
-    canary_intro,
-    canary_separation,
-    lira_separation,
-    render_canary_table,
-    render_lira_table,
     render_markdown,
     render_noise_floor,
     render_requirements,
     render_scenario,
     render_stopping,
     render_table,
+)
+from not_flower.experiments.report_membership import (
+    CANARY_HEADER,
+    CANARY_LIRA_COLUMNS,
+    LIRA_HEADER,
+    canary_intro,
+    canary_separation,
+    lira_separation,
+    render_canary_table,
+    render_lira_table,
 )
 from not_flower.experiments.report_plots import PLOTS, plot_scenario, round_series
 from not_flower.experiments.report_rows import (
@@ -127,6 +132,7 @@ __all__ = [
     "lira_separation",
     "render_lira_table",
     "CANARY_HEADER",
+    "CANARY_LIRA_COLUMNS",
     "canary_intro",
     "canary_separation",
     "render_canary_table",

@@ -2,17 +2,22 @@
 
 Pure functions over what :func:`not_flower.experiments.report_summary.build_report` returns: per
 scenario the table in the paper's layout (:func:`render_table`), the requirements table
-(:func:`render_requirements`), the per-example membership table (:func:`render_lira_table`),
-the departing client's canary test (:func:`render_canary_table`), the seed-noise floor,
-the stopping rule's choices and the failed runs (:func:`render_markdown`).
+(:func:`render_requirements`), the membership evidence
+(:mod:`not_flower.experiments.report_membership`), the seed-noise floor, the stopping rule's
+choices and the failed runs (:func:`render_markdown`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from not_flower.experiments.report_cells import _cell, _cost_cell, _md_row, _rounds_cell
+from not_flower.experiments.report_membership import (
+    canary_intro,
+    render_canary_table,
+    render_lira_table,
+)
 from not_flower.experiments.report_rows import _finite
-from not_flower.task.canary import ALPHA
 
 TABLE_HEADER = (
     "| method | retain | forget | test | MIA | ASR | Avg Gap | rounds | MB | "
@@ -23,38 +28,6 @@ EXTRA_COLUMNS: tuple[tuple[str, str], ...] = (
     ("forgotten classes (test)", "forgotten_classes"),
     ("other classes (test)", "other_classes"),
 )
-
-
-def _md_row(cells: Sequence[str]) -> str:
-    """One Markdown table line."""
-    return "| " + " | ".join(cells) + " |"
-
-
-def _cell(stat: Mapping | None, digits: int = 2, suffix: str = "") -> str:
-    if not stat or stat.get("mean") is None:
-        return "–"
-    mean = f"{stat['mean']:.{digits}f}{suffix}"
-    if stat.get("std") is None:
-        return mean
-    return f"{mean} ± {stat['std']:.{digits}f}{suffix}"
-
-
-def _rounds_cell(stat: Mapping | None) -> str:
-    if not stat or stat.get("mean") is None:
-        return "–"
-    if not stat.get("std"):
-        mean = stat["mean"]
-        return f"{mean:.0f}" if float(mean).is_integer() else f"{mean:.1f}"
-    return f"{stat['mean']:.1f} ± {stat['std']:.1f}"
-
-
-def _cost_cell(stats: Mapping) -> str:
-    parts = [
-        stats[k].get("mean") for k in ("cost_rounds_pct", "cost_mb_pct", "cost_client_seconds_pct")
-    ]
-    if all(p is None for p in parts):
-        return "–"
-    return " / ".join("–" if p is None else f"{p:.0f}%" for p in parts)
 
 
 def render_table(summary: Mapping) -> list[str]:
@@ -99,238 +72,6 @@ def render_table(summary: Mapping) -> list[str]:
             )
         )
     return lines
-
-
-LIRA_HEADER = (
-    "| method | LiRA AUC | TPR@1%FPR | TPR@0.1%FPR | retain TPR@1%FPR | MIA-efficacy | "
-    "Avg Gap | Avg Gap (LiRA) |"
-)
-
-
-def render_lira_table(summary: Mapping) -> list[str]:
-    """The per-example membership table of one scenario; empty when no row has LiRA numbers.
-
-    Parameters
-    ----------
-    summary : Mapping
-        One scenario's summary (:func:`summarize_scenario`).
-
-    Returns
-    -------
-    list[str]
-        Header, separator, one line per row with LiRA numbers, then the noise floor and
-        whether the attack separates Original from Retrain (:func:`lira_separation`).
-    """
-    rows = {
-        label: row
-        for label, row in summary["methods"].items()
-        if (row["stats"].get("lira_auc") or {}).get("mean") is not None
-    }
-    if not rows:
-        return []
-    lines = [LIRA_HEADER, "|" + "---|" * 8]
-    for label, row in rows.items():
-        st = row["stats"]
-        lines.append(
-            _md_row(
-                [
-                    label,
-                    _cell(st["lira_auc"]),
-                    _cell(st["lira_tpr1"]),
-                    _cell(st["lira_tpr01"]),
-                    _cell(st["lira_retain_tpr1"]),
-                    _cell(st["mia"]),
-                    _cell(st["avg_gap"]),
-                    _cell(st["avg_gap_lira"]),
-                ]
-            )
-        )
-    lira_nf = (summary.get("noise_floor") or {}).get("lira")
-    lines.append("")
-    if lira_nf:
-        lines.append(
-            f"Retrain vs Retrain (seed noise): Avg Gap (LiRA) {_cell(lira_nf['avg_gap_lira'])} "
-            f"points; |LiRA AUC difference| {_cell(lira_nf['lira_auc_diff'])}, |TPR@1%FPR "
-            f"difference| {_cell(lira_nf['lira_tpr1_diff'])} points."
-        )
-    verdict = lira_separation(summary)
-    if verdict:
-        lines.append(verdict)
-    return lines
-
-
-def lira_separation(summary: Mapping) -> str | None:
-    """Whether the attack tells Original from Retrain on the forget set, in one sentence.
-
-    It separates them when, in every seed with both, Original's TPR at 1 % FPR exceeds
-    Retrain's by more than 2 points (Retrain's expected value is about 1 %, the FPR).
-    When it does not, there is nothing for the attack to detect in that scenario: a
-    method's low TPR there is no evidence that it forgot.
-
-    Parameters
-    ----------
-    summary : Mapping
-        One scenario's summary.
-
-    Returns
-    -------
-    str or None
-        The sentence, or ``None`` without both Original and Retrain LiRA numbers.
-    """
-    methods = summary.get("methods", {})
-    orig = (methods.get("Original") or {}).get("per_seed", {})
-    ret = (methods.get("Retrain") or {}).get("per_seed", {})
-    seeds = [
-        s
-        for s in orig
-        if s in ret and orig[s].get("lira_tpr1") is not None and ret[s].get("lira_tpr1") is not None
-    ]
-    if not seeds:
-        return None
-    pairs = ", ".join(
-        f"seed {s}: {orig[s]['lira_tpr1']:.1f} vs {ret[s]['lira_tpr1']:.1f}" for s in seeds
-    )
-    if all(orig[s]["lira_tpr1"] > ret[s]["lira_tpr1"] + 2.0 for s in seeds):
-        return (
-            f"Sanity check: LiRA separates Original from Retrain on the forget set "
-            f"(TPR@1%FPR, Original vs Retrain: {pairs} %)."
-        )
-    return (
-        f"Sanity check: LiRA does NOT separate Original from Retrain on the forget set "
-        f"(TPR@1%FPR, Original vs Retrain: {pairs} %): in this scenario there is nothing "
-        f"for the attack to detect, so a method's low TPR here says nothing about how well "
-        f"it forgot."
-    )
-
-
-CANARY_HEADER = f"| method | canary p per seed | canary AUC | detected (p < {ALPHA:g}) |"
-
-
-def _canary_p_values(row: Mapping) -> list[float]:
-    """The canary p-values of a report row, in seed order (seeds without one left out)."""
-    per_seed = row.get("per_seed", {})
-    values = ((per_seed.get(str(s)) or {}).get("canary_p") for s in row.get("seeds", []))
-    return [p for p in values if p is not None]
-
-
-def _detected(p_values: Sequence[float]) -> int:
-    """How many of the p-values detect the canaries (``p < ALPHA``)."""
-    return sum(p < ALPHA for p in p_values)
-
-
-def render_canary_table(summary: Mapping) -> list[str]:
-    """The departing client's canary test of one scenario; empty when no row has it.
-
-    Parameters
-    ----------
-    summary : Mapping
-        One scenario's summary (:func:`summarize_scenario`).
-
-    Returns
-    -------
-    list[str]
-        Header, separator and one line per row with canary numbers (the p-value of every
-        seed, the AUC's mean ± std, in how many seeds the test detects the canaries), then
-        an empty line and whether the test separates Original from Retrain
-        (:func:`canary_separation`).
-    """
-    rows = {
-        label: p_values
-        for label, row in summary["methods"].items()
-        if (p_values := _canary_p_values(row))
-    }
-    if not rows:
-        return []
-    lines = [CANARY_HEADER, "|" + "---|" * 4]
-    for label, p_values in rows.items():
-        lines.append(
-            _md_row(
-                [
-                    label,
-                    ", ".join(f"{p:.4f}" for p in p_values),
-                    _cell(summary["methods"][label]["stats"].get("canary_auc")),
-                    f"{_detected(p_values)} of {len(p_values)} seeds",
-                ]
-            )
-        )
-    return lines + ["", canary_separation(summary)]
-
-
-def canary_separation(summary: Mapping) -> str:
-    """Whether the canary test tells Original from Retrain, in one sentence.
-
-    It separates them when, in every seed with both, it detects the canaries in Original
-    (which trained on them) and not in Retrain (which never saw them). When it does not,
-    the test cannot tell a model that kept the canaries from one that never had them in
-    that scenario, so a method's result there is no evidence either way.
-
-    Parameters
-    ----------
-    summary : Mapping
-        One scenario's summary.
-
-    Returns
-    -------
-    str
-        The sentence; it says so when no seed has both rows' canary numbers.
-    """
-    methods = summary.get("methods", {})
-    orig = (methods.get("Original") or {}).get("per_seed", {})
-    ret = (methods.get("Retrain") or {}).get("per_seed", {})
-    seeds = [
-        s
-        for s in orig
-        if s in ret and orig[s].get("canary_p") is not None and ret[s].get("canary_p") is not None
-    ]
-    if not seeds:
-        return (
-            "Sanity check not possible: no seed has the canary test of both Original and "
-            "Retrain, so it is unknown whether the test can tell them apart here."
-        )
-    found_orig = _detected([orig[s]["canary_p"] for s in seeds])
-    found_ret = _detected([ret[s]["canary_p"] for s in seeds])
-    counts = (
-        f"detected in Original in {found_orig} of {len(seeds)} seeds, in Retrain in "
-        f"{found_ret} of {len(seeds)}"
-    )
-    if found_orig == len(seeds) and found_ret == 0:
-        return (
-            f"Sanity check: the canary test separates Original from Retrain ({counts}). "
-            "A p-value at or above the threshold is no proof of forgetting, only no evidence "
-            "against it."
-        )
-    return (
-        f"Sanity check: the canary test does NOT separate Original from Retrain here "
-        f"({counts}): it cannot tell a model that kept the canaries from one that never "
-        "saw them, so a method's canary result in this scenario is no evidence either way."
-    )
-
-
-def canary_intro(summary: Mapping) -> str:
-    """The line above the canary table: the test, and how many canaries it used.
-
-    Parameters
-    ----------
-    summary : Mapping
-        One scenario's summary.
-
-    Returns
-    -------
-    str
-        The number of in-canaries is named when every row and seed agrees on it.
-    """
-    counts = {
-        row_seed.get("canary_n")
-        for row in summary.get("methods", {}).values()
-        for row_seed in row.get("per_seed", {}).values()
-        if row_seed.get("canary_p") is not None
-    }
-    count = next(iter(counts)) if len(counts) == 1 else None
-    size = "" if count is None else f"{count:g} in-canaries and as many kept out; "
-    return (
-        f"The departing client's canary test ({size}one-sided permutation test; detected "
-        f"when p < {ALPHA:g}):"
-    )
 
 
 REQUIREMENTS_HEADER = (
@@ -405,6 +146,11 @@ SCENARIO_TEXT: dict[str, str] = {
     "classes: samples a model fits only by memorising them, where nothing else in the "
     "federation contradicts them; the target client is forgotten. forget = accuracy on "
     "its samples as it holds them.",
+    "canary": "Client-wise: IID; the target client adds canaries to its training data "
+    "(`canary.count`, 32 unless set: images of random black-and-white pixels, each with a "
+    "random label), samples nothing else in the federation resembles, which a model fits "
+    "only by memorising them; the target client is forgotten. LiRA is also reported on "
+    "the canaries alone, against held-out canaries drawn the same way (canary LiRA).",
     "class": "Class-wise: the forgotten class(es) are removed from the clients' data "
     "after the request (every client keeps training on its other classes); "
     "forget = accuracy on the forgotten classes' training samples; Retrain = "

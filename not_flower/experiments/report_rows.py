@@ -50,6 +50,8 @@ ROW_KEYS: tuple[str, ...] = (
     "lira_tpr1",
     "lira_tpr01",
     "lira_retain_tpr1",
+    "lira_canary_auc",
+    "lira_canary_tpr1",
     "avg_gap_lira",
     "canary_p",
     "canary_auc",
@@ -86,6 +88,10 @@ UNITS: dict[str, str] = {
     "lira_tpr01": "% TPR at 0.1 % FPR (resolved to 1/N held-out samples)",
     "lira_retain_tpr1": "% of retain samples (trained on by every model but Original's "
     "target) LiRA calls members at the 1 % FPR threshold",
+    "lira_canary_auc": "% ROC AUC of LiRA on the departing client's canaries against held-out "
+    "canaries drawn the same way (canary scenario, or canary.clients)",
+    "lira_canary_tpr1": "% of the departing client's canaries LiRA calls members at the "
+    "threshold that calls 1 % of the held-out canaries members",
     "avg_gap_lira": "points: mean |x - Retrain| over retain/forget/test accuracy and LiRA "
     "AUC, per seed vs the same seed's Retrain",
     "canary_p": "p-value (0 to 1, not %) of the one-sided permutation test that the "
@@ -108,6 +114,8 @@ _SCALE_TO_POINTS = {
     "lira_tpr1": "lira_tpr_fpr1",
     "lira_tpr01": "lira_tpr_fpr01",
     "lira_retain_tpr1": "lira_retain_tpr_fpr1",
+    "lira_canary_auc": "lira_canary_auc",
+    "lira_canary_tpr1": "lira_canary_tpr_fpr1",
     "canary_auc": "canary_auc",
 }
 #: Row keys copied from the model's metrics as they are (not scaled to %).

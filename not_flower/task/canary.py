@@ -53,6 +53,7 @@ __all__ = [
     "canary_test",
     "check_model",
     "client_canary_seed",
+    "heldout_canary_seed",
     "make_canaries",
     "node_canary_seed",
     "permutation_p_value",
@@ -204,6 +205,22 @@ def client_canary_seed(canary_seed: int, partition_id: int) -> int:
     gets its own from the run config's ``canary.seed``.
     """
     return int(np.random.SeedSequence([_STREAM, canary_seed, partition_id]).generate_state(1)[0])
+
+
+#: The third word of :func:`heldout_canary_seed`'s seed sequence (no partition id is this
+#: large, so the held-out canaries never share a client's stream).
+_HELDOUT = 0x4E_4F_54
+
+
+def heldout_canary_seed(canary_seed: int) -> int:
+    """The seed of the membership attack's held-out canaries in a simulated run.
+
+    The per-example attack (:mod:`not_flower.evaluation.reference_models`) scores the
+    canaries a client planted against canaries drawn the same way that no federated model
+    trains on; they come from this seed, which no client's
+    (:func:`client_canary_seed`) equals.
+    """
+    return int(np.random.SeedSequence([_STREAM, canary_seed, _HELDOUT]).generate_state(1)[0])
 
 
 @torch.no_grad()
