@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from not_flower.task.data import load_dataset  # noqa: E402
 from not_flower.task.models import build_model  # noqa: E402
+from strategies.negation import NegationError, negate_model_, plan_negation  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,16 +87,20 @@ def alive_units(model: nn.Module, x: torch.Tensor) -> dict[str, dict]:
     return found
 
 
-def negated(state: dict, layers: list[str], *, bias: bool) -> dict:
-    """``state`` with each of ``layers``' weight (and bias, if ``bias``) times -1."""
-    out = dict(state)
-    for layer in layers:
-        for part in ("weight", "bias") if bias else ("weight",):
-            key = f"{layer}.{part}"
-            if key not in out:
-                raise SystemExit(f"dead_units: {key} is not in the checkpoint")
-            out[key] = -out[key]
-    return out
+def negated(
+    model: nn.Module, state: dict, layers: list[str], example: torch.Tensor, *, bias: bool
+) -> dict:
+    """``state`` with ``layers`` negated as NoT negates them: the library's own plan
+    (:func:`strategies.negation.plan_negation`: selectors such as ``first``, aliases, the
+    checks) applied by :func:`strategies.negation.negate_model_` to ``model`` loaded with
+    ``state``; weights and bias, or weights only."""
+    model.load_state_dict(state)
+    try:
+        plan = plan_negation(model, example, layers, include_bias=bias)
+    except NegationError as err:
+        raise SystemExit(f"dead_units: --negate {' '.join(layers)}: {err}") from None
+    negate_model_(model, plan)
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,11 +127,12 @@ def main(argv: list[str] | None = None) -> int:
         model = build_model(meta["model"], tuple(meta["input_shape"]), int(meta["num_classes"]))
         variants = {"as saved": saved["state_dict"]}
         if args.negate:
+            state, example = saved["state_dict"], x[:1]
             variants["negated (weights and bias)"] = negated(
-                saved["state_dict"], args.negate, bias=True
+                model, state, args.negate, example, bias=True
             )
             variants["negated (weights only)"] = negated(
-                saved["state_dict"], args.negate, bias=False
+                model, state, args.negate, example, bias=False
             )
         for variant, state in variants.items():
             model.load_state_dict(state)

@@ -394,15 +394,18 @@ def test_dead_units_counts_units_that_never_fire_and_negates_as_not_does(tmp_pat
     assert list(found) == ["0", "logit_std"]  # the hidden layer only, not the output layer
     assert found["0"]["alive"] == 2 and found["0"]["units"] == 3
     assert found["0"]["positive"] == round(4 / 9, 4)  # x1 on 2 inputs, x2 on 2, unit 2 never
-    state = {"0.weight": torch.ones(2, 2), "0.bias": torch.ones(2), "1.weight": torch.ones(1, 2)}
-    both = dead_units.negated(state, ["0"], bias=True)
-    weights = dead_units.negated(state, ["0"], bias=False)
-    assert torch.equal(both["0.bias"], -torch.ones(2)) and torch.equal(
-        weights["0.bias"], state["0.bias"]
-    )
-    assert (
-        torch.equal(both["0.weight"], -state["0.weight"]) and both["1.weight"] is state["1.weight"]
-    )
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    both = dead_units.negated(model, state, ["first"], x, bias=True)
+    weights = dead_units.negated(model, state, ["0"], x, bias=False)
+    # "first" resolves as NoT resolves it (the library's plan), to layer 0
+    assert torch.equal(both["0.bias"], -state["0.bias"])
+    assert torch.equal(weights["0.bias"], state["0.bias"])
+    assert torch.equal(both["0.weight"], -state["0.weight"])
+    assert torch.equal(weights["0.weight"], -state["0.weight"])
+    assert torch.equal(both["2.weight"], state["2.weight"])  # the output layer: never
+    assert torch.equal(model.state_dict()["0.weight"], -state["0.weight"])  # model reused
+    with pytest.raises(SystemExit, match="output layer"):
+        dead_units.negated(model, state, ["1"], x, bias=True)  # index 1: module "2"
     assert dead_units.main(["--images", "0", str(tmp_path / "x.pt")]) == 2
     assert "--images must be >= 1, got 0" in capsys.readouterr().err
     assert dead_units.main([str(tmp_path / "missing.pt")]) == 2

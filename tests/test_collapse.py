@@ -7,7 +7,12 @@ import logging
 
 import pytest
 
-from not_flower.app.collapse import CHANCE_ROUNDS, collapse_warning, stuck_at_chance
+from not_flower.app.collapse import (
+    CHANCE_ROUNDS,
+    collapse_warning,
+    first_at_chance,
+    stuck_at_chance,
+)
 from not_flower.common.config import parse_run_config
 
 
@@ -27,6 +32,16 @@ def test_fewer_known_rounds_or_one_above_chance_is_not_stuck():
     assert stuck_at_chance([0.45, 0.5, 0.55], 2)  # two classes: chance 50 %, up to 55 %
     assert not stuck_at_chance([0.45, 0.5, 0.56], 2)
     assert stuck_at_chance([0.3, 0.3], 10, rounds=2, margin=0.2)
+
+
+def test_the_warning_fires_at_the_first_stuck_round_only():
+    curve = [0.5, 0.1, 0.1, 0.1, 0.1, None, 0.09]
+    fired = [n for n in range(1, len(curve) + 1) if first_at_chance(curve[:n], 10)]
+    assert fired == [4]  # the third round at chance; never again for this request
+    assert not first_at_chance([], 10)
+    assert not first_at_chance([0.1, 0.1, 0.3, 0.1], 10)
+    # stuck, recovered, stuck again: it warned already
+    assert not first_at_chance([0.1, 0.1, 0.1, 0.5, 0.1, 0.1, 0.1], 10)
 
 
 def test_bad_arguments_are_refused():

@@ -54,6 +54,31 @@ def stuck_at_chance(
     return len(recent) == rounds and all(v <= 1 / num_classes + margin for v in recent)
 
 
+def first_at_chance(val_accs: Sequence[float | None], num_classes: int) -> bool:
+    """Whether the recovery is stuck at chance at its latest round and was not before.
+
+    The warning's test, from the recovery's rounds alone (the ServerApp reads them from its
+    record of rounds, which a resumed run restores): :func:`stuck_at_chance` holds for
+    ``val_accs`` and for none of its shorter prefixes, so it is true at one round per
+    request at most.
+
+    Parameters
+    ----------
+    val_accs : sequence of float or None
+        The retained clients' validation accuracy of each recovery round since the
+        request, in order, the latest last.
+    num_classes : int
+        Classes of the task.
+
+    Returns
+    -------
+    bool
+    """
+    if not stuck_at_chance(val_accs, num_classes):
+        return False
+    return not any(stuck_at_chance(val_accs[:n], num_classes) for n in range(len(val_accs)))
+
+
 def collapse_warning(request: int, server_round: int, val_acc: float, num_classes: int) -> str:
     """The warning's text: what was seen and the settings that avoided it."""
     return (

@@ -28,7 +28,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 from flwr.supercore import log
 
-from not_flower.app.collapse import collapse_warning, stuck_at_chance
+from not_flower.app.collapse import collapse_warning, first_at_chance
 from not_flower.app.forgetting_records import (
     audit_log_path,
     check_audit_log,
@@ -326,10 +326,6 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
             )
         self.stopping = StoppingRule.from_config(cfg, self.state.stopping)  # per request
         self.ended_at: int | None = None  # the round the stopping rule ended the run at
-        # the latest request's recovery: validation accuracy per round, and whether the
-        # "stuck at chance" warning was logged (not_flower.app.collapse)
-        self.recovery_val_accs: list[float | None] = []
-        self.collapse_warned = False
         #: server round -> the name of the model measured after it
         self._instance_events: list[UnlearningEvent] = []  # to check they forgot something
         self.snapshots = {
@@ -439,7 +435,6 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
             previous, {n for n in previous if n not in self.strategy.excluded_node_ids}
         )
         self.stopping.start(self.offset + event.round, self.state.reference_val_acc)
-        self.recovery_val_accs, self.collapse_warned = [], False
         self._record_applied()
 
     def _check_forgotten(self, row: RoundStats) -> None:
@@ -556,11 +551,16 @@ class Experiment:  # pylint: disable=too-many-instance-attributes
     def _observe_stopping(self, row: RoundStats, arrays: ArrayRecord) -> None:
         """Judge a round for each open request; measure the model where one stops; warn
         once per request when its recovery stays at chance."""
-        if row.phase == "recovery" and not self.collapse_warned:
-            self.recovery_val_accs.append(row.val_acc)
+        if row.phase == "recovery" and self.stopping.entries:
+            # the latest request's recovery rounds so far (restored with the run on resume)
+            since = self.stopping.entries[-1]["request_round"]
+            accs = [
+                r.val_acc
+                for r in self.recorder.rounds
+                if r.phase == "recovery" and r.round >= since
+            ]
             classes = int(self.meta["num_classes"])
-            if stuck_at_chance(self.recovery_val_accs, classes):
-                self.collapse_warned = True
+            if first_at_chance(accs, classes):
                 requests = len(self.stopping.entries)
                 log(WARNING, collapse_warning(requests, row.round, row.val_acc, classes))
         for k in self.stopping.observe(row.round, row.phase, row.val_acc):  # each its own
