@@ -121,3 +121,28 @@ def test_report_says_nothing_when_the_backdoor_was_learned_or_absent():
     assert backdoor_not_learned(_asr_summary({"0": 90.0}, {"0": 2.0})) == []
     assert backdoor_not_learned({"methods": {"Original": {"per_seed": {"0": {"asr": None}}}}}) == []
     assert backdoor_not_learned({"methods": {}}) == []
+
+
+def test_canary_columns_and_their_check_appear_only_with_canary_numbers():
+    def canaries(m, auc, tpr1):
+        return {**m, "lira_canary_auc": auc, "lira_canary_tpr_fpr1": tpr1}
+
+    orig = {s: canaries(ORIG[s], 0.98, 0.50 + 0.1 * s) for s in (0, 1)}
+    runs = []
+    for seed in (0, 1):  # Retrain never saw the canaries
+        retrained = canaries(RETRAIN[seed], 0.55 + 0.1 * seed, 0.03125)
+        runs.append(record("backdoor", seed, "retrain", retrain_results(retrained)))
+        runs.append(
+            record("backdoor", seed, "not", unlearner_results("not", orig[seed], {10: NOT10[seed]}))
+        )
+    text = report.render_markdown(report.build_report(runs, ks=[10]))
+    assert "| Avg Gap (LiRA) | canary LiRA AUC | canary TPR@1%FPR |" in text
+    assert "| Original | 79.00 ± 1.41 |" in text and "| 98.00 ± 0.00 | 55.00 ± 7.07 |" in text
+    assert "| 60.00 ± 7.07 | 3.12 ± 0.00 |" in text  # Retrain's canary AUC and TPR
+    assert (
+        "LiRA separates Original from Retrain on the departing client's canaries "
+        "(TPR@1%FPR, Original vs Retrain: seed 0: 50.0 vs 3.1, seed 1: 60.0 vs 3.1 %)"
+    ) in text
+    assert "| NoT@10 | 54.50 ± 0.71 | 2.25 ± 1.06 |" in text  # rows without them: "–"
+    plain = report.render_markdown(report.build_report(_runs(), ks=[10]))
+    assert "canary LiRA" not in plain and "departing client's canaries" not in plain

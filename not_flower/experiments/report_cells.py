@@ -39,3 +39,27 @@ def _cost_cell(stats: Mapping) -> str:
     if all(p is None for p in parts):
         return "–"
     return " / ".join("–" if p is None else f"{p:.0f}%" for p in parts)
+
+
+def present_columns(
+    rows: Mapping[str, Mapping], columns: Sequence[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """The ``(title, key)`` columns for which at least one row's stats have a mean.
+
+    Parameters
+    ----------
+    rows : Mapping
+        Row label -> report row (with ``stats``).
+    columns : sequence of (str, str)
+        Optional columns: title and row key.
+
+    Returns
+    -------
+    list of (str, str)
+        Those to show, in the given order.
+    """
+    return [
+        (title, key)
+        for title, key in columns
+        if any((row["stats"].get(key) or {}).get("mean") is not None for row in rows.values())
+    ]

@@ -11,7 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from not_flower.experiments.report_cells import _cell, _cost_cell, _md_row, _rounds_cell
+from not_flower.experiments.report_cells import (
+    _cell,
+    _cost_cell,
+    _md_row,
+    _rounds_cell,
+    present_columns,
+)
 from not_flower.experiments.report_membership import (
     canary_intro,
     render_canary_table,
@@ -44,11 +50,7 @@ def render_table(summary: Mapping) -> list[str]:
         Header, separator and one line per row.
     """
     rows = summary["methods"]
-    extra = [
-        (title, key)
-        for title, key in EXTRA_COLUMNS
-        if any((row["stats"].get(key) or {}).get("mean") is not None for row in rows.values())
-    ]
+    extra = present_columns(rows, EXTRA_COLUMNS)
     header = TABLE_HEADER + "".join(f" {title} |" for title, _ in extra)
     lines = [header, "|" + "---|" * (11 + len(extra))]
     for label, row in rows.items():

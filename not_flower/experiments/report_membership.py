@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from not_flower.experiments.report_cells import _cell, _md_row
+from not_flower.experiments.report_cells import _cell, _md_row, present_columns
 from not_flower.task.canary import ALPHA
 
 LIRA_HEADER = (
@@ -50,11 +50,7 @@ def render_lira_table(summary: Mapping) -> list[str]:
     }
     if not rows:
         return []
-    extra = [
-        (title, key)
-        for title, key in CANARY_LIRA_COLUMNS
-        if any((row["stats"].get(key) or {}).get("mean") is not None for row in rows.values())
-    ]
+    extra = present_columns(rows, CANARY_LIRA_COLUMNS)
     header = LIRA_HEADER + "".join(f" {title} |" for title, _ in extra)
     lines = [header, "|" + "---|" * (8 + len(extra))]
     for label, row in rows.items():
