@@ -1,9 +1,10 @@
 """A recovery stuck at chance: the test behind the ServerApp's warning.
 
 On a Dirichlet(0.1) partition of Fashion-MNIST the paper's NoT (first layer's weights and
-bias negated) never recovered: the first recovery round at the full client learning rate
-left almost no unit of the next layer firing, and the model gave the same output for every
-image for all 30 rounds (docs/benchmarks.md, "Dirichlet(0.1), two seeds"). The server sees
+bias negated) never recovered in two seeds of three: the first recovery round at the full
+client learning rate left almost no unit of the next layer firing, and the model gave the
+same output for every image for all 30 rounds (docs/benchmarks.md, "Dirichlet(0.1), three
+seeds"). The server sees
 that in the retained clients' validation accuracy: it stays at chance. The ServerApp logs a
 warning, once per request, that names the settings that avoided it.
 """
@@ -87,5 +88,5 @@ def collapse_warning(request: int, server_round: int, val_acc: float, num_classe
         f"chance {100 / num_classes:.2f} %): the model may have collapsed (ReLU units that no "
         "longer fire after a full-rate first recovery round). A client learning-rate warm-up "
         "(recovery.lr-warmup-rounds = 3) or a lower recovery.lr avoided this on a "
-        "Dirichlet(0.1) partition; see docs/benchmarks.md, 'Dirichlet(0.1), two seeds'"
+        "Dirichlet(0.1) partition; see docs/benchmarks.md, 'Dirichlet(0.1), three seeds'"
     )
