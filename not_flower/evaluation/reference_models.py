@@ -137,7 +137,13 @@ class Universe:
     @property
     def poisoned(self) -> np.ndarray:
         """``(N,)`` bool: the sample carries the trigger and the backdoor label."""
-        return np.zeros(len(self.y), bool) if self.kind is None else self.kind == POISONED
+        return self.of_kind(POISONED)
+
+    def of_kind(self, kind: int) -> np.ndarray:
+        """``(N,)`` bool: the samples of ``kind`` (:data:`CLEAN`, :data:`POISONED`, ...)."""
+        if self.kind is None:
+            return np.full(len(self.y), kind == CLEAN)
+        return self.kind == kind
 
     def strata(self) -> np.ndarray:
         """Stratum of each sample for :func:`~not_flower.evaluation.membership.matching_weights`:
@@ -548,7 +554,7 @@ class MembershipHarness:
             nonmember_weights=matching_weights(strata[self.mask], strata[heldout]),
             retain_weights=matching_weights(strata[retain], strata[heldout]),
         )
-        canary = u.kind == CANARY if u.kind is not None else np.zeros(len(u.y), bool)
+        canary = u.of_kind(CANARY)
         if (self.mask & canary).any():
             out.update(
                 membership_metrics(
@@ -572,9 +578,7 @@ class MembershipHarness:
                 "train": int(self.universe.offsets[-1]),
                 "heldout": int(len(self.universe.y) - self.universe.offsets[-1]),
                 "heldout_altered": int((self.universe.kind[self.universe.heldout] > 0).sum()),
-                "heldout_canaries": int(
-                    (self.universe.kind[self.universe.heldout] == CANARY).sum()
-                ),
+                "heldout_canaries": int(self.universe.of_kind(CANARY)[self.universe.heldout].sum()),
                 "nonmembers": "the held-out samples weighted to the forget set's make-up "
                 "(label; clean, poisoned or mislabelled)",
             },

@@ -63,3 +63,23 @@ def present_columns(
         for title, key in columns
         if any((row["stats"].get(key) or {}).get("mean") is not None for row in rows.values())
     ]
+
+
+def table_head(header: str, extra: Sequence[tuple[str, str]] = ()) -> list[str]:
+    """A Markdown table's header line, with the ``extra`` columns' titles appended, and its
+    separator line (one ``---`` per column).
+
+    Parameters
+    ----------
+    header : str
+        The fixed columns' header line, ``"| a | b |"``.
+    extra : sequence of (str, str)
+        Optional columns shown (:func:`present_columns`): title and row key.
+
+    Returns
+    -------
+    list[str]
+        ``[header, separator]``.
+    """
+    line = header + "".join(f" {title} |" for title, _ in extra)
+    return [line, "|" + "---|" * (line.count("|") - 1)]

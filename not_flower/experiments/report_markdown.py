@@ -17,6 +17,7 @@ from not_flower.experiments.report_cells import (
     _md_row,
     _rounds_cell,
     present_columns,
+    table_head,
 )
 from not_flower.experiments.report_membership import (
     canary_intro,
@@ -51,8 +52,7 @@ def render_table(summary: Mapping) -> list[str]:
     """
     rows = summary["methods"]
     extra = present_columns(rows, EXTRA_COLUMNS)
-    header = TABLE_HEADER + "".join(f" {title} |" for title, _ in extra)
-    lines = [header, "|" + "---|" * (11 + len(extra))]
+    lines = table_head(TABLE_HEADER, extra)
     for label, row in rows.items():
         st = row["stats"]
         lines.append(
@@ -104,7 +104,7 @@ def render_requirements(requirements_: Mapping) -> list[str]:
     list[str]
         Header, separator and one line per method.
     """
-    lines = [REQUIREMENTS_HEADER, "|" + "---|" * 6]
+    lines = table_head(REQUIREMENTS_HEADER)
     for name, req in requirements_.items():
         mb = req.get("storage_mb") or {}
         storage = "–" if mb.get("mean") is None else (_cell(mb, 3) if mb["mean"] else "0")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from not_flower.experiments.report_cells import _cell, _md_row, present_columns
+from not_flower.experiments.report_cells import _cell, _md_row, present_columns, table_head
 from not_flower.task.canary import ALPHA
 
 LIRA_HEADER = (
@@ -51,8 +51,7 @@ def render_lira_table(summary: Mapping) -> list[str]:
     if not rows:
         return []
     extra = present_columns(rows, CANARY_LIRA_COLUMNS)
-    header = LIRA_HEADER + "".join(f" {title} |" for title, _ in extra)
-    lines = [header, "|" + "---|" * (8 + len(extra))]
+    lines = table_head(LIRA_HEADER, extra)
     for label, row in rows.items():
         st = row["stats"]
         lines.append(
@@ -173,7 +172,7 @@ def render_canary_table(summary: Mapping) -> list[str]:
     }
     if not rows:
         return []
-    lines = [CANARY_HEADER, "|" + "---|" * 4]
+    lines = table_head(CANARY_HEADER)
     for label, p_values in rows.items():
         lines.append(
             _md_row(
